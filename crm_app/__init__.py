@@ -1,0 +1,37 @@
+"""Drip CRM: create_app() builds the web app, the worker's app and the tests' app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from crm_app.config import INSTANCE_PATH, PROJECT_ROOT, load_config
+from crm_app.extensions import csrf, db, htmx, login_manager, migrate
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        instance_path=str(INSTANCE_PATH),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    app.config.update(load_config())
+    if config:
+        app.config.update(config)
+    INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    htmx.init_app(app)
+
+    from crm_app import models  # noqa: F401  (registers the tables)
+    from crm_app.cli import register_cli
+    from crm_app.web import register_web
+
+    register_web(app)
+    register_cli(app)
+    return app

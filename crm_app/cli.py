@@ -1,0 +1,63 @@
+"""flask seed, flask create-user, flask ensure-admin."""
+
+from __future__ import annotations
+
+import secrets
+
+import click
+import sqlalchemy as sa
+from flask import Flask
+
+from crm_app.extensions import db
+from crm_app.models import ROLES, User
+
+
+def create_user(email: str, password: str, role: str, name: str = "") -> User:
+    user = User(email=email.strip().lower(), role=role, name=name)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def register_cli(app: Flask) -> None:
+    @app.cli.command("seed")
+    def seed_command() -> None:
+        """Load the four default campaigns (safe to run again)."""
+        from crm_app.drip.seed import seed_default_campaigns
+
+        report = seed_default_campaigns(db.session)
+        db.session.commit()
+        for label, names in (
+            ("created", report.created),
+            ("updated", report.updated),
+            ("unchanged", report.unchanged),
+            ("kept (edited by an admin)", report.kept_customized),
+        ):
+            if names:
+                click.echo(f"{label}: {', '.join(names)}")
+
+    @app.cli.command("create-user")
+    @click.argument("email")
+    @click.option("--role", type=click.Choice(ROLES), default="staff", show_default=True)
+    @click.option("--name", default="")
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+    def create_user_command(email: str, role: str, name: str, password: str) -> None:
+        """Create a staff or admin login."""
+        if db.session.scalar(sa.select(User).where(sa.func.lower(User.email) == email.lower())):
+            raise click.ClickException(f"A user with the email {email} already exists.")
+        if len(password) < 8:
+            raise click.ClickException("The password needs at least 8 characters.")
+        create_user(email, password, role, name)
+        click.echo(f"Created {role} {email}.")
+
+    @app.cli.command("ensure-admin")
+    @click.option("--email", default="admin@example.com", show_default=True)
+    def ensure_admin_command(email: str) -> None:
+        """Create a first admin if there is none, printing its generated password once."""
+        if db.session.scalar(sa.select(User.id).where(User.role == "admin")) is not None:
+            click.echo("An admin already exists.")
+            return
+        password = secrets.token_urlsafe(12)
+        create_user(email, password, "admin", "Admin")
+        click.echo(f"Created the first admin: {email} / password: {password}")

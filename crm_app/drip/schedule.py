@@ -1,0 +1,95 @@
+"""When an email may go out: step delays and the campaign's send window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from crm_app.models import Campaign, Contact, Enrollment
+
+
+def _zone(tz_name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz_name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def add_local_days(moment: datetime, days: int, tz_name: str) -> datetime:
+    """`days` calendar days later on the contact's wall clock (10:00 stays 10:00 over DST)."""
+    zone = _zone(tz_name)
+    local_wall = moment.astimezone(zone).replace(tzinfo=None) + timedelta(days=days)
+    return local_wall.replace(tzinfo=zone).astimezone(UTC)
+
+
+def clamp_to_send_window(
+    earliest: datetime, tz_name: str, weekdays: set[int], start: time, end: time
+) -> datetime:
+    """The first moment at or after `earliest` inside the window, in UTC."""
+    if not weekdays:
+        raise ValueError("a send window needs at least one weekday")
+    zone = _zone(tz_name)
+    local = earliest.astimezone(zone)
+    for offset in range(8):
+        day = local.date() + timedelta(days=offset)
+        if day.weekday() not in weekdays:
+            continue
+        opens = datetime.combine(day, start, tzinfo=zone)
+        closes = datetime.combine(day, end, tzinfo=zone)
+        if offset == 0:
+            wall = local.replace(tzinfo=None)
+            if wall < opens.replace(tzinfo=None):
+                return opens.astimezone(UTC)
+            if wall < closes.replace(tzinfo=None):
+                return earliest.astimezone(UTC)
+            continue
+        return opens.astimezone(UTC)
+    raise AssertionError("unreachable: a week always contains a window day")
+
+
+def is_inside_send_window(moment: datetime, campaign: Campaign, tz_name: str) -> bool:
+    local = moment.astimezone(_zone(tz_name))
+    return (
+        local.weekday() in campaign.send_weekdays
+        and campaign.send_start <= local.time().replace(tzinfo=None) < campaign.send_end
+    )
+
+
+def send_time_for_step(
+    campaign: Campaign, contact: Contact, delay_days: int, after: datetime
+) -> datetime:
+    """When a step with `delay_days` after `after` may go out for this contact."""
+    earliest = add_local_days(after, delay_days, contact.timezone)
+    return clamp_to_send_window(
+        earliest, contact.timezone, campaign.send_weekdays, campaign.send_start, campaign.send_end
+    )
+
+
+def schedule_step(enrollment: Enrollment, after: datetime) -> datetime | None:
+    """Set `next_send_at` for the enrolment's current step; None when no step is left."""
+    steps = enrollment.campaign.steps
+    if enrollment.current_step > len(steps):
+        enrollment.next_send_at = None
+        return None
+    step = steps[enrollment.current_step - 1]
+    enrollment.next_send_at = send_time_for_step(
+        enrollment.campaign, enrollment.contact, step.delay_days, after
+    )
+    return enrollment.next_send_at
+
+
+def reschedule_campaign(session, campaign: Campaign, now: datetime) -> int:
+    """After an admin changes the send window, move every active enrolment into it."""
+    count = 0
+    for enrollment in session.query(Enrollment).filter_by(campaign_id=campaign.id, status="active"):
+        if enrollment.next_send_at is None:
+            continue
+        enrollment.next_send_at = clamp_to_send_window(
+            max(enrollment.next_send_at, now),
+            enrollment.contact.timezone,
+            campaign.send_weekdays,
+            campaign.send_start,
+            campaign.send_end,
+        )
+        count += 1
+    return count

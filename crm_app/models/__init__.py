@@ -1,0 +1,27 @@
+"""SQLAlchemy models only; the rules that change them live in crm_app.drip."""
+
+from crm_app.models.activity import Activity
+from crm_app.models.campaign import CAMPAIGN_STATUSES, WEEKDAY_NAMES, Campaign, CampaignStep
+from crm_app.models.contact import CONTACT_TYPES, EMAIL_STATUSES, Contact
+from crm_app.models.enrollment import ENROLLMENT_STATUSES, Enrollment
+from crm_app.models.suppression import Suppression
+from crm_app.models.types import UTCDateTime, utcnow
+from crm_app.models.user import ROLES, User
+
+__all__ = [
+    "Activity",
+    "CAMPAIGN_STATUSES",
+    "CONTACT_TYPES",
+    "Campaign",
+    "CampaignStep",
+    "Contact",
+    "EMAIL_STATUSES",
+    "ENROLLMENT_STATUSES",
+    "Enrollment",
+    "ROLES",
+    "Suppression",
+    "UTCDateTime",
+    "User",
+    "WEEKDAY_NAMES",
+    "utcnow",
+]

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from functools import wraps
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from crm_app.extensions import db, login_manager
+from crm_app.models import User
+
+bp = Blueprint("auth", __name__)
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    return db.session.get(User, int(user_id))
+
+
+def admin_required(view):
+    """Logged out -> login page; logged in but not an admin -> 403."""
+
+    @wraps(view)
+    @login_required
+    def wrapped(*args, **kwargs):
+        if not current_user.is_admin:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def actor_name() -> str:
+    return f"user:{current_user.email}" if current_user.is_authenticated else "anonymous"
+
+
+def _safe_next(target: str | None) -> str:
+    if target and not urlsplit(target).netloc and target.startswith("/"):
+        return target
+    return url_for("main.home")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("main.home"))
+    error = None
+    if request.method == "POST":
+        email = request.form.get("email", "").strip().lower()
+        user = db.session.scalar(sa.select(User).where(sa.func.lower(User.email) == email))
+        if user is None or not user.check_password(request.form.get("password", "")):
+            error = "Wrong email or password."
+        elif not user.is_active:
+            error = "This account is disabled."
+        else:
+            session.permanent = True
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("auth/login.html", error=error), (401 if error else 200)
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    logout_user()
+    flash("You are logged out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@login_manager.unauthorized_handler
+def unauthorized():
+    """Expired or missing session: back to the login page, also from an HTMX request."""
+    login_url = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+    if request.headers.get("HX-Request"):
+        # A 302 would be swapped into the panel; HX-Redirect makes htmx load the page.
+        response = redirect(login_url, code=401)
+        response.headers["HX-Redirect"] = login_url
+        return response
+    flash(login_manager.login_message, "info")
+    return redirect(login_url)

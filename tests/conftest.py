@@ -1,0 +1,222 @@
+"""Shared fixtures: a migrated database and a Redis of the suite's own, per run.
+
+By default: SQLite in a temp dir and an embedded redis-server. With
+TEST_DATABASE_URL (PostgreSQL) a fresh database is created for the run and
+dropped after; with TEST_REDIS_URL the suite uses that Redis's database 15
+(flushed before each test).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+import sqlalchemy as sa
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key")
+
+from crm_app import create_app  # noqa: E402
+from crm_app.embedded_redis import start_embedded_redis, stop_embedded_redis  # noqa: E402
+from crm_app.extensions import db  # noqa: E402
+from crm_app.models import Contact, User  # noqa: E402
+
+CSRF_HEADER = re.compile(r'"X-CSRFToken": "([^"]+)"')
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        return
+    name = f"drip_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield str(sa.make_url(base).set(database=name).render_as_string(hide_password=False))
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    external = os.environ.get("TEST_REDIS_URL")
+    if external:
+        yield external.rstrip("/") + "/15"
+        return
+    process, url = start_embedded_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    stop_embedded_redis(process)
+
+
+@pytest.fixture(scope="session")
+def _migrated_app(database_url, redis_url, tmp_path_factory):
+    app = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "REDIS_URL": redis_url,
+            "SECRET_KEY": "test-secret-key",
+            "SERVER_NAME": None,
+            "PUBLIC_BASE_URL": "http://localhost",
+        }
+    )
+    from flask_migrate import upgrade
+
+    with app.app_context():
+        upgrade()  # the suite runs on the migrated schema, not on create_all()
+    return app
+
+
+def _clean_database() -> None:
+    tables = [t for t in reversed(db.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def app(_migrated_app):
+    with _migrated_app.app_context():
+        _clean_database()
+        redis_lib.Redis.from_url(_migrated_app.config["REDIS_URL"]).flushdb()
+        yield _migrated_app
+        db.session.remove()
+
+
+@pytest.fixture
+def session(app):
+    return db.session
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+class WebClient:
+    """The Flask test client plus the CSRF token a real page would carry."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def get(self, url, htmx=False, **kw):
+        headers = kw.pop("headers", {})
+        if htmx:
+            headers["HX-Request"] = "true"
+        return self.client.get(url, headers=headers, **kw)
+
+    def csrf_token(self) -> str:
+        page = self.client.get("/login").get_data(as_text=True)
+        match = CSRF_HEADER.search(page)
+        assert match, "no CSRF token on the page"
+        return match.group(1)
+
+    def post(self, url, data=None, htmx=False, csrf=True, **kw):
+        headers = kw.pop("headers", {})
+        data = dict(data or {})
+        if csrf:
+            token = self.csrf_token()
+            if htmx:
+                headers["X-CSRFToken"] = token
+            else:
+                data.setdefault("csrf_token", token)
+        if htmx:
+            headers["HX-Request"] = "true"
+        return self.client.post(url, data=data, headers=headers, **kw)
+
+    def login(self, email="admin@example.com", password="admin-password"):
+        response = self.post("/login", {"email": email, "password": password})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return response
+
+    def logout(self):
+        return self.post("/logout")
+
+
+def make_user(email: str, role: str, password: str) -> User:
+    user = User(email=email, role=role, name=email.split("@")[0].title())
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+@pytest.fixture
+def admin_user(app):
+    return make_user("admin@example.com", "admin", "admin-password")
+
+
+@pytest.fixture
+def staff_user(app):
+    return make_user("staff@example.com", "staff", "staff-password")
+
+
+@pytest.fixture
+def web(app):
+    return WebClient(app.test_client())
+
+
+@pytest.fixture
+def admin(web, admin_user):
+    web.login("admin@example.com", "admin-password")
+    return web
+
+
+@pytest.fixture
+def staff(web, staff_user):
+    web.login("staff@example.com", "staff-password")
+    return web
+
+
+@pytest.fixture
+def campaigns(app):
+    """The four default campaigns, loaded as `flask seed` does."""
+    from crm_app.drip.seed import seed_default_campaigns
+    from crm_app.models import Campaign
+
+    seed_default_campaigns(db.session)
+    db.session.commit()
+    return {c.contact_type: c for c in db.session.scalars(sa.select(Campaign))}
+
+
+@pytest.fixture
+def make_contact(app, campaigns):
+    """Create a contact through the core (auto-enrolled by type)."""
+    from crm_app.drip.contacts import ContactInput, create_contact
+
+    counter = iter(range(1, 10_000))
+
+    def _make(contact_type="lead", timezone="UTC", **fields) -> Contact:
+        n = next(counter)
+        data = ContactInput(
+            email=fields.pop("email", f"person{n}@example.com"),
+            contact_type=contact_type,
+            timezone=timezone,
+            first_name=fields.pop("first_name", f"Person{n}"),
+            last_name=fields.pop("last_name", "Example"),
+            **fields,
+        )
+        contact = create_contact(db.session, data, actor="test")
+        db.session.commit()
+        return contact
+
+    return _make
+
+
+def pytest_report_header(config):
+    db_kind = "PostgreSQL" if os.environ.get("TEST_DATABASE_URL") else "SQLite"
+    redis_kind = "external Redis" if os.environ.get("TEST_REDIS_URL") else "embedded Redis"
+    return f"drip-crm: {db_kind} + {redis_kind}"
+
+
+ROOT = Path(__file__).resolve().parent.parent
