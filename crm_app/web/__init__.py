@@ -17,6 +17,9 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(contacts.bp)
     app.register_blueprint(campaigns.bp)
     register_filters(app)
+    from crm_app.web.rq_dashboard_mount import mount_rq_dashboard
+
+    mount_rq_dashboard(app)
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to see that page."
