@@ -116,7 +116,7 @@ class WebClient:
         return self.client.get(url, headers=headers, **kw)
 
     def csrf_token(self) -> str:
-        page = self.client.get("/login").get_data(as_text=True)
+        page = self.client.get("/login", follow_redirects=True).get_data(as_text=True)
         match = CSRF_HEADER.search(page)
         assert match, "no CSRF token on the page"
         return match.group(1)

@@ -8,10 +8,11 @@ from zoneinfo import available_timezones
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from crm_app.drip.activity import record_activity
 from crm_app.drip.enrollment import auto_enroll, change_contact_type
-from crm_app.models import CONTACT_TYPES, Contact, User
+from crm_app.models import CONTACT_TYPES, Activity, Campaign, Contact, Enrollment, User
 
 TEXT_FIELDS = ("first_name", "last_name", "phone", "company", "title", "industry", "notes")
 FIELD_LIMITS = {
@@ -147,3 +148,137 @@ def update_contact(session, contact: Contact, data: ContactInput, *, actor: str)
 
 def delete_contact(session, contact: Contact) -> None:
     session.delete(contact)
+
+
+# --- Read helpers for the contact pages (queries only, nothing written) ---
+
+
+@dataclass
+class ContactPage:
+    """One page of the contact list, with each contact's active campaign names."""
+
+    contacts: list[Contact]
+    active_campaigns: dict[int, list[str]]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+def search_contacts(
+    session, *, query: str = "", contact_type: str = "", page: int = 1, per_page: int = 25
+) -> ContactPage:
+    """Search name, email and company (case-insensitive), filter by type, paginate.
+
+    Three queries whatever the page size (count, page, active campaigns), never one per row.
+    """
+    conditions = []
+    words = query.strip()
+    if words:
+        full_name = Contact.first_name + " " + Contact.last_name
+        conditions.append(
+            sa.or_(
+                *(
+                    column.icontains(words, autoescape=True)
+                    for column in (full_name, Contact.email, Contact.company)
+                )
+            )
+        )
+    if contact_type in CONTACT_TYPES:
+        conditions.append(Contact.contact_type == contact_type)
+    per_page = max(1, per_page)
+    total = session.scalar(sa.select(sa.func.count(Contact.id)).where(*conditions)) or 0
+    pages = max(1, -(-total // per_page))
+    page = min(max(1, page), pages)  # an out-of-range page shows the nearest real one
+    contacts = list(
+        session.scalars(
+            sa.select(Contact)
+            .options(selectinload(Contact.owner))
+            .where(*conditions)
+            .order_by(
+                sa.func.lower(Contact.last_name), sa.func.lower(Contact.first_name), Contact.id
+            )
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+        )
+    )
+    active: dict[int, list[str]] = {c.id: [] for c in contacts}
+    if contacts:
+        rows = session.execute(
+            sa.select(Enrollment.contact_id, Campaign.name)
+            .join(Campaign, Enrollment.campaign_id == Campaign.id)
+            .where(Enrollment.contact_id.in_(list(active)), Enrollment.status == "active")
+            .order_by(Enrollment.enrolled_at)
+        )
+        for contact_id, name in rows:
+            active[contact_id].append(name)
+    return ContactPage(contacts, active, total, page, per_page)
+
+
+def owner_choices(session) -> list[User]:
+    """Users a contact may be assigned to, for the owner dropdown."""
+    return list(
+        session.scalars(
+            sa.select(User).where(User.is_active_user.is_(True)).order_by(User.name, User.email)
+        )
+    )
+
+
+def custom_fields_text(custom_fields: dict[str, str] | None) -> str:
+    """The inverse of parse_custom_fields, for the edit form."""
+    return "\n".join(f"{key}: {value}" for key, value in (custom_fields or {}).items())
+
+
+@dataclass
+class CampaignPanel:
+    """What the contact page's campaign panel shows."""
+
+    active: list[Enrollment]
+    finished: list[Enrollment]
+    # Active campaigns the contact is not already walking through (the manual dropdown).
+    available: list[Campaign]
+
+
+def campaign_panel(session, contact: Contact) -> CampaignPanel:
+    enrollments = list(
+        session.scalars(
+            sa.select(Enrollment)
+            .where(Enrollment.contact_id == contact.id)
+            .options(selectinload(Enrollment.campaign).selectinload(Campaign.steps))
+            .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
+        )
+    )
+    active = [e for e in enrollments if e.status == "active"]
+    busy = {e.campaign_id for e in active}
+    available = [
+        c
+        for c in session.scalars(
+            sa.select(Campaign).where(Campaign.status == "active").order_by(Campaign.name)
+        )
+        if c.id not in busy
+    ]
+    finished = [e for e in enrollments if e.status != "active"]
+    return CampaignPanel(active=active, finished=finished, available=available)
+
+
+def contact_timeline(session, contact: Contact, *, limit: int = 200) -> list[Activity]:
+    """The contact's activity, newest first."""
+    return list(
+        session.scalars(
+            sa.select(Activity)
+            .where(Activity.contact_id == contact.id)
+            .order_by(Activity.created_at.desc(), Activity.id.desc())
+            .limit(limit)
+        )
+    )

@@ -1,12 +1,295 @@
+"""Contact pages: list, create, edit, delete, detail, and the campaign panel's actions."""
+
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask_login import login_required
+from zoneinfo import available_timezones
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user, login_required
+from werkzeug.datastructures import MultiDict
+
+from crm_app.drip import enrollment as enrolment_core
+from crm_app.drip.contacts import (
+    ContactInput,
+    ContactValidationError,
+    campaign_panel,
+    contact_timeline,
+    create_contact,
+    custom_fields_text,
+    delete_contact,
+    owner_choices,
+    parse_custom_fields,
+    search_contacts,
+    update_contact,
+    validate,
+)
+from crm_app.extensions import db
+from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment
+from crm_app.web.auth import actor_name
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
+
+FORM_FIELDS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "company",
+    "title",
+    "industry",
+    "contact_type",
+    "timezone",
+    "owner_id",
+    "notes",
+    "custom_fields",
+)
+_TIMEZONE_CHOICES = sorted(available_timezones())
 
 
 @bp.get("/")
 @login_required
 def index():
-    return render_template("contacts/index.html")
+    try:
+        page = int(request.args.get("page", 1))
+    except ValueError:
+        page = 1
+    query = request.args.get("q", "")
+    contact_type = request.args.get("type", "")
+    result = search_contacts(
+        db.session,
+        query=query,
+        contact_type=contact_type,
+        page=page,
+        per_page=current_app.config["CONTACTS_PER_PAGE"],
+    )
+    context = dict(result=result, q=query, contact_type=contact_type, types=CONTACT_TYPES)
+    # The search box swaps only the list; a boosted/full request gets the page.
+    if request.htmx and request.headers.get("HX-Target") == "contact-list":
+        return render_template("contacts/_list.html", **context)
+    return render_template("contacts/index.html", **context)
+
+
+# --- create / edit / delete ---
+
+
+def _form_values(contact: Contact | None) -> dict[str, str]:
+    if contact is None:
+        return {"contact_type": "lead", "timezone": "UTC", "owner_id": str(current_user.id)}
+    values = {
+        name: getattr(contact, name) or ""
+        for name in FORM_FIELDS
+        if name not in ("owner_id", "custom_fields")
+    }
+    values["owner_id"] = str(contact.owner_id or "")
+    values["custom_fields"] = custom_fields_text(contact.custom_fields)
+    return values
+
+
+def _parse_form(form: MultiDict) -> tuple[ContactInput, dict[str, str]]:
+    """Form strings -> ContactInput, plus errors the core cannot see (unparsable input)."""
+    errors: dict[str, str] = {}
+    custom, custom_error = parse_custom_fields(form.get("custom_fields", ""))
+    if custom_error:
+        errors["custom_fields"] = custom_error
+    owner_raw = form.get("owner_id", "").strip()
+    owner_id = None
+    if owner_raw:
+        try:
+            owner_id = int(owner_raw)
+        except ValueError:
+            errors["owner_id"] = "Unknown owner."
+    data = ContactInput(
+        **{
+            name: form.get(name, "")
+            for name in FORM_FIELDS
+            if name not in ("owner_id", "custom_fields")
+        },
+        owner_id=owner_id,
+        custom_fields=custom,
+    )
+    return data, errors
+
+
+def _render_form(contact: Contact | None, values, errors, status: int = 200):
+    page = render_template(
+        "contacts/form.html",
+        contact=contact,
+        values=values,
+        errors=errors,
+        types=CONTACT_TYPES,
+        owners=owner_choices(db.session),
+        timezones=_TIMEZONE_CHOICES,
+    )
+    return page, status
+
+
+def _save(contact: Contact | None):
+    """Create or update from the posted form; 422 with every message when anything is wrong."""
+    data, errors = _parse_form(request.form)
+    try:
+        if errors:
+            # Still validate the rest, so every bad field is reported at once; nothing is saved.
+            validate(db.session, data, existing=contact)
+        elif contact is None:
+            contact = create_contact(db.session, data, actor=actor_name())
+        else:
+            contact = update_contact(db.session, contact, data, actor=actor_name())
+    except ContactValidationError as invalid:
+        errors = {**invalid.errors, **errors}
+    if errors:
+        db.session.rollback()
+        return _render_form(contact, request.form, errors, 422)
+    db.session.commit()
+    flash(f"Saved {contact.full_name}.", "success")
+    return redirect(url_for("contacts.detail", contact_id=contact.id))
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@login_required
+def new():
+    if request.method == "POST":
+        return _save(None)
+    return _render_form(None, _form_values(None), {})
+
+
+@bp.route("/<int:contact_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit(contact_id: int):
+    contact = db.get_or_404(Contact, contact_id)
+    if request.method == "POST":
+        return _save(contact)
+    return _render_form(contact, _form_values(contact), {})
+
+
+@bp.route("/<int:contact_id>/delete", methods=["GET", "POST"])
+@login_required
+def delete(contact_id: int):
+    contact = db.get_or_404(Contact, contact_id)
+    if request.method == "GET":  # the confirm step, which also works without JavaScript
+        return render_template("contacts/delete.html", contact=contact)
+    name = contact.full_name
+    delete_contact(db.session, contact)
+    db.session.commit()
+    flash(f"Deleted {name}.", "success")
+    if request.htmx:
+        response = make_response("", 204)
+        response.headers["HX-Redirect"] = url_for("contacts.index")
+        return response
+    return redirect(url_for("contacts.index"))
+
+
+# --- detail and campaign panel ---
+
+
+def _panel_context(contact: Contact, **extra) -> dict:
+    return dict(
+        contact=contact,
+        panel=campaign_panel(db.session, contact),
+        activities=contact_timeline(db.session, contact),
+        viewer_tz=current_user.timezone or "UTC",
+        **extra,
+    )
+
+
+@bp.get("/<int:contact_id>")
+@login_required
+def detail(contact_id: int):
+    contact = db.get_or_404(Contact, contact_id)
+    return render_template("contacts/detail.html", **_panel_context(contact))
+
+
+def _panel_action(contact: Contact, action, success: str):
+    """Run one enrolment action, commit, and answer with the panel (HTMX) or a redirect.
+
+    A refused action (EnrollmentError) is shown inside the panel with status 200, because
+    htmx 2 does not swap 4xx responses by default and the message must be seen.
+    """
+    message, error = None, None
+    try:
+        message = action() or success
+        db.session.commit()
+    except enrolment_core.EnrollmentError as refused:
+        db.session.rollback()
+        error = str(refused)
+    if request.htmx:
+        context = _panel_context(contact, panel_message=message, panel_error=error)
+        return render_template("contacts/_campaign_panel.html", **context) + render_template(
+            "contacts/_timeline.html", oob=True, **context
+        )
+    flash(error or message, "error" if error else "success")
+    return redirect(url_for("contacts.detail", contact_id=contact.id))
+
+
+def _stop_reason() -> str:
+    return f"stopped by {current_user.email}"
+
+
+@bp.post("/<int:contact_id>/enrollments")
+@login_required
+def enroll(contact_id: int):
+    contact = db.get_or_404(Contact, contact_id)
+    try:
+        campaign = db.session.get(Campaign, int(request.form.get("campaign_id", "")))
+    except ValueError:
+        campaign = None
+
+    def action():
+        if campaign is None:
+            raise enrolment_core.EnrollmentError("Choose a campaign to enrol in.")
+        enrolment_core.enroll(db.session, contact, campaign, actor=actor_name(), source="manual")
+        return f"Enrolled in {campaign.name}."
+
+    return _panel_action(contact, action, "Enrolled.")
+
+
+@bp.post("/<int:contact_id>/enrollments/by-type")
+@login_required
+def enroll_by_type(contact_id: int):
+    contact = db.get_or_404(Contact, contact_id)
+
+    def action():
+        enrolment = enrolment_core.enroll_by_type(db.session, contact, actor=actor_name())
+        return f"Enrolled in {enrolment.campaign.name}."
+
+    return _panel_action(contact, action, "Enrolled by type.")
+
+
+@bp.post("/<int:contact_id>/enrollments/<int:enrollment_id>/stop")
+@login_required
+def stop(contact_id: int, enrollment_id: int):
+    contact = db.get_or_404(Contact, contact_id)
+    enrolment = db.session.get(Enrollment, enrollment_id)
+    if enrolment is None or enrolment.contact_id != contact.id:
+        abort(404)
+
+    def action():
+        enrolment_core.stop(db.session, enrolment, reason=_stop_reason(), actor=actor_name())
+        return f"Stopped {enrolment.campaign.name}."
+
+    return _panel_action(contact, action, "Stopped.")
+
+
+@bp.post("/<int:contact_id>/enrollments/stop-all")
+@login_required
+def stop_all(contact_id: int):
+    contact = db.get_or_404(Contact, contact_id)
+
+    def action():
+        count = enrolment_core.stop_all(
+            db.session, contact, reason=_stop_reason(), actor=actor_name()
+        )
+        if count == 0:
+            raise enrolment_core.EnrollmentError("There is no active enrolment to stop.")
+        return f"Stopped {count} enrolment{'s' if count != 1 else ''}."
+
+    return _panel_action(contact, action, "Stopped all.")

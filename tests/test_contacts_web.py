@@ -1,0 +1,335 @@
+"""Contact pages: list (search, filter, pagination), create, edit, delete, access."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from crm_app.extensions import db
+from crm_app.models import Activity, Contact, Enrollment
+
+VALID = {
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "email": "ada@example.com",
+    "phone": "+44 20 7946 0000",
+    "company": "Analytical Engines",
+    "title": "Engineer",
+    "industry": "Computing",
+    "contact_type": "lead",
+    "timezone": "Europe/London",
+    "owner_id": "",
+    "notes": "Met at the conference.",
+    "custom_fields": "interest: process automation\nreferrer: Charles",
+}
+
+
+def contact_count() -> int:
+    return db.session.scalar(sa.select(sa.func.count(Contact.id)))
+
+
+def the_contact(email: str) -> Contact | None:
+    db.session.expire_all()
+    return db.session.scalar(sa.select(Contact).where(Contact.email == email))
+
+
+def active_campaigns(contact: Contact) -> list[str]:
+    return sorted(e.campaign.name for e in contact.enrollments if e.status == "active")
+
+
+# --- create ---
+
+
+def test_create_contact_saves_it_and_auto_enrols_in_its_type_campaign(admin, admin_user, campaigns):
+    response = admin.post("/contacts/new", {**VALID, "owner_id": str(admin_user.id)})
+    assert response.status_code == 302
+    contact = the_contact("ada@example.com")
+    assert contact is not None
+    assert response.headers["Location"].endswith(f"/contacts/{contact.id}")
+    assert contact.custom_fields == {"interest": "process automation", "referrer": "Charles"}
+    assert contact.owner_id == admin_user.id
+    assert contact.timezone == "Europe/London"
+    assert active_campaigns(contact) == ["Lead"]
+
+    page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    assert "Saved Ada Lovelace" in page  # the success flash
+    assert "Analytical Engines" in page and "process automation" in page
+    assert 'id="campaign-panel"' in page and "Lead" in page
+    assert "step 1 of 6" in page
+    assert 'id="timeline"' in page and "Enrolled in Lead (auto)" in page
+
+
+def test_new_contact_form_renders_every_field(admin, campaigns):
+    page = admin.get("/contacts/new").get_data(as_text=True)
+    for name in (
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "company",
+        "title",
+        "industry",
+        "contact_type",
+        "timezone",
+        "owner_id",
+        "notes",
+        "custom_fields",
+    ):
+        assert f'name="{name}"' in page
+    assert '<option value="Europe/Paris">' in page  # the time zone datalist
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"email": "not-an-email"}, "email", "Not a valid email address"),
+        ({"contact_type": "customer"}, "contact_type", "Choose one of"),
+        ({"timezone": "Mars/Olympus"}, "timezone", "Unknown time zone"),
+        ({"custom_fields": "this line has no colon"}, "custom_fields", "Line 1"),
+        ({"custom_fields": "bad key: x"}, "custom_fields", "name: value"),
+    ],
+)
+def test_bad_input_is_shown_next_to_its_field_and_nothing_is_saved(
+    admin, campaigns, change, field, message
+):
+    response = admin.post("/contacts/new", {**VALID, **change})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    # The message sits right under its own field, and the user's input is kept.
+    assert f'id="error-{field}">' in page
+    error_html = page.split(f'id="error-{field}">', 1)[1].split("</p>", 1)[0]
+    assert message in error_html
+    assert 'value="Analytical Engines"' in page
+    assert contact_count() == 0
+    assert db.session.scalar(sa.select(sa.func.count(Activity.id))) == 0
+
+
+@pytest.mark.parametrize("email", ["taken@example.com", "TAKEN@Example.com"])
+def test_duplicate_email_even_differing_in_case_is_refused(admin, make_contact, email):
+    make_contact("lead", email="taken@example.com")
+    response = admin.post("/contacts/new", {**VALID, "email": email})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert 'id="error-email"' in page
+    assert "Another contact already has this email address." in page
+    assert contact_count() == 1
+
+
+def test_every_bad_field_is_reported_at_once_with_malformed_custom_fields(admin, campaigns):
+    response = admin.post(
+        "/contacts/new", {**VALID, "email": "nope", "custom_fields": "no colon here"}
+    )
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert 'id="error-email"' in page and 'id="error-custom_fields"' in page
+    assert contact_count() == 0
+
+
+# --- edit / delete ---
+
+
+def test_edit_saves_the_changes(admin, make_contact):
+    contact = make_contact("lead", company="Old Co")
+    form = admin.get(f"/contacts/{contact.id}/edit").get_data(as_text=True)
+    assert 'value="Old Co"' in form
+    response = admin.post(
+        f"/contacts/{contact.id}/edit",
+        {**VALID, "email": contact.email, "company": "New Co", "custom_fields": "tier: gold"},
+    )
+    assert response.status_code == 302
+    edited = the_contact(contact.email)
+    assert edited.company == "New Co"
+    assert edited.custom_fields == {"tier": "gold"}
+    assert active_campaigns(edited) == ["Lead"]  # same type: nothing stopped
+
+
+def test_edit_with_bad_input_changes_nothing(admin, make_contact):
+    contact = make_contact("lead", company="Old Co")
+    response = admin.post(
+        f"/contacts/{contact.id}/edit",
+        {**VALID, "email": contact.email, "company": "New Co", "timezone": "Nowhere/City"},
+    )
+    assert response.status_code == 422
+    assert "Unknown time zone" in response.get_data(as_text=True)
+    assert the_contact(contact.email).company == "Old Co"
+
+
+def test_type_change_via_edit_stops_lead_and_enrols_in_client(admin, make_contact):
+    contact = make_contact("lead")
+    response = admin.post(
+        f"/contacts/{contact.id}/edit",
+        {**VALID, "email": contact.email, "contact_type": "client"},
+    )
+    assert response.status_code == 302
+    edited = the_contact(contact.email)
+    assert edited.contact_type == "client"
+    by_campaign = {e.campaign.name: e for e in edited.enrollments}
+    assert by_campaign["Lead"].status == "stopped"
+    assert by_campaign["Lead"].end_reason == "type changed to client"
+    assert by_campaign["Client"].status == "active"
+    page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    assert "type changed to client" in page
+
+
+def test_delete_asks_for_confirmation_then_removes_the_contact(admin, make_contact):
+    contact = make_contact("lead")
+    contact_id = contact.id
+    confirm = admin.get(f"/contacts/{contact_id}/delete")
+    assert confirm.status_code == 200
+    assert "cannot be undone" in confirm.get_data(as_text=True)
+    assert contact_count() == 1  # a GET deletes nothing
+
+    response = admin.post(f"/contacts/{contact_id}/delete")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/contacts/")
+    db.session.expire_all()
+    assert db.session.get(Contact, contact_id) is None
+    assert admin.get(f"/contacts/{contact_id}").status_code == 404
+
+
+def test_delete_removes_the_contacts_enrolments_so_nothing_is_mailed(admin, make_contact):
+    contact = make_contact("lead")
+    contact_id = contact.id
+    admin.post(f"/contacts/{contact_id}/delete")
+    db.session.expire_all()
+    left = db.session.scalar(
+        sa.select(sa.func.count(Enrollment.id)).where(Enrollment.contact_id == contact_id)
+    )
+    assert left == 0
+
+
+def test_unknown_contact_is_404(admin, campaigns):
+    assert admin.get("/contacts/999").status_code == 404
+    assert admin.get("/contacts/999/edit").status_code == 404
+
+
+# --- list: search, filter, pagination ---
+
+
+def test_list_shows_name_email_company_type_owner_and_active_campaign(
+    admin, admin_user, make_contact
+):
+    make_contact(
+        "prospect",
+        first_name="Grace",
+        last_name="Hopper",
+        email="grace@navy.example",
+        company="US Navy",
+        owner_id=admin_user.id,
+    )
+    page = admin.get("/contacts/").get_data(as_text=True)
+    for text in ("Grace Hopper", "grace@navy.example", "US Navy", "prospect", "Admin", "Prospect"):
+        assert text in page
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("grace", {"Grace Hopper"}),
+        ("GRACE HOPPER", {"Grace Hopper"}),
+        ("@navy.EXAMPLE", {"Grace Hopper"}),
+        ("analytical", {"Ada Lovelace"}),
+        ("e", {"Grace Hopper", "Ada Lovelace", "Alan Turing"}),
+        ("100%", set()),  # LIKE wildcards are taken literally
+    ],
+)
+def test_search_matches_name_email_and_company_case_insensitively(
+    admin, make_contact, query, expected
+):
+    make_contact(first_name="Grace", last_name="Hopper", email="g@navy.example", company="Navy")
+    make_contact(first_name="Ada", last_name="Lovelace", company="Analytical Engines")
+    make_contact(first_name="Alan", last_name="Turing", company="Bletchley")
+    page = admin.get("/contacts/", query_string={"q": query}).get_data(as_text=True)
+    shown = {n for n in ("Grace Hopper", "Ada Lovelace", "Alan Turing") if n in page}
+    assert shown == expected
+
+
+def test_filter_by_type(admin, make_contact):
+    make_contact("lead", first_name="Leah", last_name="Lead")
+    make_contact("client", first_name="Cleo", last_name="Client")
+    page = admin.get("/contacts/", query_string={"type": "client"}).get_data(as_text=True)
+    assert "Cleo Client" in page and "Leah Lead" not in page
+
+
+def test_pagination_uses_contacts_per_page(admin, app, make_contact, monkeypatch):
+    monkeypatch.setitem(app.config, "CONTACTS_PER_PAGE", 2)
+    for last in ("Alpha", "Bravo", "Charlie", "Delta", "Echo"):
+        make_contact(first_name="P", last_name=last)
+    first = admin.get("/contacts/").get_data(as_text=True)
+    assert "P Alpha" in first and "P Bravo" in first and "P Charlie" not in first
+    assert "Page 1 of 3" in first and "page=2" in first
+    third = admin.get("/contacts/", query_string={"page": 3}).get_data(as_text=True)
+    assert "P Echo" in third and "P Alpha" not in third
+    beyond = admin.get("/contacts/", query_string={"page": "99"})
+    assert beyond.status_code == 200 and "P Echo" in beyond.get_data(as_text=True)
+    assert admin.get("/contacts/", query_string={"page": "x"}).status_code == 200
+
+
+def test_pagination_keeps_the_search_and_filter(admin, app, make_contact, monkeypatch):
+    monkeypatch.setitem(app.config, "CONTACTS_PER_PAGE", 1)
+    make_contact("lead", company="Acme")
+    make_contact("lead", company="Acme")
+    page = admin.get("/contacts/", query_string={"q": "acme", "type": "lead"}).get_data(
+        as_text=True
+    )
+    assert "q=acme" in page and "type=lead" in page and "page=2" in page
+
+
+def test_list_runs_a_fixed_number_of_queries_whatever_the_page_size(admin, make_contact):
+    from sqlalchemy import event
+
+    for _ in range(6):
+        make_contact("lead")
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        admin.get("/contacts/")
+        with_six = len(statements)
+        for _ in range(6):
+            make_contact("client")
+        statements.clear()
+        admin.get("/contacts/")
+        with_twelve = len(statements)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert with_twelve == with_six  # no per-row queries
+
+
+def test_search_box_htmx_request_returns_only_the_list(admin, make_contact):
+    make_contact(first_name="Grace", last_name="Hopper")
+    response = admin.get(
+        "/contacts/", htmx=True, query_string={"q": "grace"}, headers={"HX-Target": "contact-list"}
+    )
+    page = response.get_data(as_text=True)
+    assert "<html" not in page and 'id="contact-list"' in page and "Grace Hopper" in page
+
+
+# --- access ---
+
+
+def test_logged_out_is_sent_to_login(web, campaigns):
+    for url in ("/contacts/", "/contacts/new"):
+        response = web.get(url)
+        assert response.status_code == 302
+        assert "/login" in response.headers["Location"]
+
+
+def test_staff_can_create_and_edit_contacts(staff, staff_user, campaigns):
+    assert staff.get("/contacts/").status_code == 200
+    response = staff.post("/contacts/new", {**VALID, "owner_id": str(staff_user.id)})
+    assert response.status_code == 302
+    contact = the_contact("ada@example.com")
+    assert contact.owner_id == staff_user.id
+    response = staff.post(f"/contacts/{contact.id}/edit", {**VALID, "company": "Staff Co"})
+    assert response.status_code == 302
+    assert the_contact("ada@example.com").company == "Staff Co"
+
+
+def test_create_without_csrf_token_is_refused(admin, campaigns):
+    response = admin.post("/contacts/new", VALID, csrf=False)
+    assert response.status_code == 400
+    assert contact_count() == 0
