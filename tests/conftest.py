@@ -19,10 +19,14 @@ import sqlalchemy as sa
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key")
 
+import crm_app.models.user  # noqa: E402
 from crm_app import create_app  # noqa: E402
 from crm_app.embedded_redis import start_embedded_redis, stop_embedded_redis  # noqa: E402
 from crm_app.extensions import db  # noqa: E402
 from crm_app.models import Contact, User  # noqa: E402
+
+# Hashing at production cost would dominate the suite's time; the code path is the same.
+crm_app.models.user.PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
 
 CSRF_HEADER = re.compile(r'"X-CSRFToken": "([^"]+)"')
 
@@ -109,11 +113,17 @@ class WebClient:
     def __init__(self, client):
         self.client = client
 
+    def _fresh_context(self):
+        # Each request gets its own app context (own `g`, own db session), as in
+        # production, instead of sharing the test's: no state leaks between requests.
+        return self.client.application.app_context()
+
     def get(self, url, htmx=False, **kw):
         headers = kw.pop("headers", {})
         if htmx:
             headers["HX-Request"] = "true"
-        return self.client.get(url, headers=headers, **kw)
+        with self._fresh_context():
+            return self.client.get(url, headers=headers, **kw)
 
     def csrf_token(self) -> str:
         page = self.client.get("/login", follow_redirects=True).get_data(as_text=True)
@@ -132,7 +142,8 @@ class WebClient:
                 data.setdefault("csrf_token", token)
         if htmx:
             headers["HX-Request"] = "true"
-        return self.client.post(url, data=data, headers=headers, **kw)
+        with self._fresh_context():
+            return self.client.post(url, data=data, headers=headers, **kw)
 
     def login(self, email="admin@example.com", password="admin-password"):
         response = self.post("/login", {"email": email, "password": password})

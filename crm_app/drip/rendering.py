@@ -36,17 +36,56 @@ class TemplateRenderError(Exception):
     """A template failed to render; the message is meant for the user."""
 
 
+# A template must never take the worker down: cap what one operator or one part may produce.
+MAX_OPERAND_SIZE = 100_000
+MAX_EXPONENT = 100
+MAX_INT_BITS = 10_000
+MAX_RENDERED_CHARS = 2_000_000
+
+
+class _MailSandbox(ImmutableSandboxedEnvironment):
+    """Immutable sandbox that also refuses `'x' * 10**9` and `(10**99) ** 99`."""
+
+    # Intercepting also stops the compiler from constant-folding these at parse time.
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and isinstance(left, int | float):
+            bits = max(int(abs(left)).bit_length(), 1) * abs(right)
+            if abs(right) > MAX_EXPONENT or bits > MAX_INT_BITS:
+                raise SecurityError("a number is too large for an email template")
+        if operator == "*":
+            if isinstance(left, int) and isinstance(right, int):
+                if left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                    raise SecurityError("a number is too large for an email template")
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int):
+                    if len(seq) * times > MAX_OPERAND_SIZE:
+                        raise SecurityError("a repeated value is too long for an email template")
+        return super().call_binop(context, operator, left, right)
+
+
 def _environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
     # Immutable sandbox: no attribute of Python internals, no mutation of the context.
-    return ImmutableSandboxedEnvironment(autoescape=autoescape, undefined=StrictUndefined)
+    env = _MailSandbox(autoescape=autoescape, undefined=StrictUndefined)
+    env.globals.pop("lipsum", None)  # lipsum(n=10**8) would only burn memory
+    return env
 
 
 _HTML_ENV = _environment(True)
 _TEXT_ENV = _environment(False)
 
 
+# Names a template may use besides the merge fields: loop helpers and the sandbox's globals.
+_BUILTIN_NAMES = frozenset({"loop", "caller", "varargs", "kwargs"}) | frozenset(_TEXT_ENV.globals)
+
+
+def _internal_name_error(name: str) -> str:
+    return f"{name!r} is not allowed: names starting with '_' are Python internals."
+
+
 def check_template(source: str) -> list[str]:
-    """Errors that stop a template from being saved: syntax and unknown merge fields."""
+    """Errors that stop a template from being saved: syntax, unknown merge fields, internals."""
     try:
         tree = _TEXT_ENV.parse(source)
     except TemplateSyntaxError as error:
@@ -54,12 +93,27 @@ def check_template(source: str) -> list[str]:
     errors: list[str] = []
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     for name in tree.find_all(nodes.Name):
-        if name.ctx == "load" and name.name not in MERGE_FIELDS and name.name not in assigned:
+        if name.ctx != "load" or name.name in assigned:
+            continue
+        if name.name.startswith("_"):
+            errors.append(_internal_name_error(name.name))
+        elif name.name not in MERGE_FIELDS and name.name not in _BUILTIN_NAMES:
             errors.append(f"Unknown merge field {name.name!r}: use contact, company or sender.")
-    for attr in tree.find_all(nodes.Getattr):
-        if isinstance(attr.node, nodes.Name) and attr.node.name in MERGE_FIELDS:
-            if attr.attr not in MERGE_FIELDS[attr.node.name]:
-                errors.append(f"Unknown merge field {attr.node.name}.{attr.attr}.")
+    # `x.attr`, `x["attr"]` and `x|attr("attr")` all reach attributes: check all three.
+    lookups: list[tuple[nodes.Node, str]] = [(a.node, a.attr) for a in tree.find_all(nodes.Getattr)]
+    for item in tree.find_all(nodes.Getitem):
+        if isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str):
+            lookups.append((item.node, item.arg.value))
+    for flt in tree.find_all(nodes.Filter):
+        if flt.name == "attr" and flt.args and isinstance(flt.args[0], nodes.Const):
+            if isinstance(flt.args[0].value, str) and flt.args[0].value.startswith("_"):
+                errors.append(_internal_name_error(flt.args[0].value))
+    for node, attr in lookups:
+        if attr.startswith("_"):
+            errors.append(_internal_name_error(attr))
+        elif isinstance(node, nodes.Name) and node.name in MERGE_FIELDS:
+            if node.name not in assigned and attr not in MERGE_FIELDS[node.name]:
+                errors.append(f"Unknown merge field {node.name}.{attr}.")
     return sorted(set(errors))
 
 
@@ -107,7 +161,25 @@ def missing_fields(sources: list[str], contact_fields: dict[str, Any]) -> list[s
         for attr in tree.find_all(nodes.Getattr):
             if isinstance(attr.node, nodes.Name) and attr.node.name == "contact":
                 used.add(attr.attr)
+            # company.* is filled from the contact's own fields.
+            elif isinstance(attr.node, nodes.Name) and attr.node.name == "company":
+                used.add(_COMPANY_SOURCE.get(attr.attr, attr.attr))
     return sorted(f for f in used if f != "custom" and not contact_fields.get(f))
+
+
+_COMPANY_SOURCE = {"name": "company", "industry": "industry"}
+
+
+def _render(env: ImmutableSandboxedEnvironment, source: str, context: dict[str, Any]) -> str:
+    """Render in chunks so a runaway loop stops at MAX_RENDERED_CHARS instead of eating memory."""
+    parts: list[str] = []
+    size = 0
+    for chunk in env.from_string(source).generate(context):
+        size += len(chunk)
+        if size > MAX_RENDERED_CHARS:
+            raise SecurityError("the rendered email is too long")
+        parts.append(chunk)
+    return "".join(parts)
 
 
 def render_email(
@@ -116,9 +188,9 @@ def render_email(
     """Render all three parts; HTML is autoescaped, the subject and text are not."""
     try:
         return RenderedEmail(
-            subject=" ".join(_TEXT_ENV.from_string(subject).render(context).split()),
-            html=_HTML_ENV.from_string(body_html).render(context),
-            text=_TEXT_ENV.from_string(body_text).render(context),
+            subject=" ".join(_render(_TEXT_ENV, subject, context).split()),
+            html=_render(_HTML_ENV, body_html, context),
+            text=_render(_TEXT_ENV, body_text, context),
         )
     except (TemplateSyntaxError, UndefinedError, SecurityError) as error:
         raise TemplateRenderError(f"The template cannot be rendered: {error}") from error

@@ -11,6 +11,8 @@ from crm_app.extensions import db
 from crm_app.models.types import UTCDateTime, utcnow
 
 ROLES = ("admin", "staff")
+# Werkzeug's default (scrypt). The test suite lowers the cost; production never does.
+PASSWORD_HASH_METHOD = "scrypt"
 
 
 class User(UserMixin, db.Model):
@@ -30,7 +32,7 @@ class User(UserMixin, db.Model):
     __table_args__ = (sa.CheckConstraint("role IN ('admin', 'staff')", name="role"),)
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = generate_password_hash(password, method=PASSWORD_HASH_METHOD)
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

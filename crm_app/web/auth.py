@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from functools import wraps
+from functools import cache, wraps
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from crm_app.extensions import db, login_manager
 from crm_app.models import User
@@ -36,20 +37,35 @@ def actor_name() -> str:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and not urlsplit(target).netloc and target.startswith("/"):
-        return target
+    """Only a path on this site; browsers read `/\\evil.com` (even with tabs) as `//evil.com`."""
+    if target:
+        cleaned = "".join(ch for ch in target if ch.isprintable() and not ch.isspace())
+        cleaned = cleaned.replace("\\", "/")
+        parts = urlsplit(cleaned)
+        if cleaned.startswith("/") and not cleaned.startswith("//") and not parts.netloc:
+            if not parts.scheme:
+                return cleaned
     return url_for("main.home")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Checked when the email is unknown, so both failures take the same time."""
+    return generate_password_hash("not-a-real-password")
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    if current_user.is_authenticated:
-        return redirect(url_for("main.home"))
+    # A logged-in user sees the form too (to switch account); the page says who they are.
     error = None
     if request.method == "POST":
         email = request.form.get("email", "").strip().lower()
+        password = request.form.get("password", "")
         user = db.session.scalar(sa.select(User).where(sa.func.lower(User.email) == email))
-        if user is None or not user.check_password(request.form.get("password", "")):
+        if user is None:
+            check_password_hash(_dummy_hash(), password)
+            error = "Wrong email or password."
+        elif not user.check_password(password):
             error = "Wrong email or password."
         elif not user.is_active:
             error = "This account is disabled."
@@ -71,7 +87,9 @@ def logout():
 @login_manager.unauthorized_handler
 def unauthorized():
     """Expired or missing session: back to the login page, also from an HTMX request."""
-    login_url = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+    # full_path ends in "?" when there is no query string.
+    back_to = request.full_path.rstrip("?") if request.method == "GET" else None
+    login_url = url_for("auth.login", next=back_to)
     if request.headers.get("HX-Request"):
         # A 302 would be swapped into the panel; HX-Redirect makes htmx load the page.
         response = redirect(login_url, code=401)

@@ -1,12 +1,148 @@
+"""Campaign pages: everyone reads them; only admins change the window or the status."""
+
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask_login import login_required
+from typing import Any
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from crm_app.drip.campaigns import (
+    CampaignSettingsError,
+    count_active_enrollments,
+    describe_delay,
+    list_campaigns,
+    preview_step,
+    sender_fields,
+    set_campaign_status,
+    update_send_window,
+)
+from crm_app.extensions import db
+from crm_app.models import WEEKDAY_NAMES, Campaign, CampaignStep
+from crm_app.web.auth import actor_name, admin_required
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
+
+# Label of the button that moves a campaign to each status, by current status.
+STATUS_ACTIONS = {
+    "active": [("paused", "Pause"), ("archived", "Archive")],
+    "paused": [("active", "Resume"), ("archived", "Archive")],
+    "archived": [("active", "Restore")],
+}
+
+
+def _sender() -> dict[str, str]:
+    return sender_fields(
+        current_user,
+        company=current_app.config["SENDER_COMPANY"],
+        website=current_app.config["SENDER_WEBSITE"],
+    )
+
+
+def _window_form(campaign: Campaign, submitted: Any = None) -> dict[str, Any]:
+    """What the send-window form shows: the saved window, or what was just submitted."""
+    if submitted is None:
+        return {
+            "weekdays": campaign.send_weekdays,
+            "send_start": f"{campaign.send_start:%H:%M}",
+            "send_end": f"{campaign.send_end:%H:%M}",
+        }
+    return {
+        "weekdays": {int(d) for d in submitted.getlist("weekdays") if d.isdigit()},
+        "send_start": submitted.get("send_start", ""),
+        "send_end": submitted.get("send_end", ""),
+    }
+
+
+def _render_settings(campaign: Campaign, status: int = 200, **extra: Any):
+    """The settings panel alone for HTMX, else the whole campaign page around it."""
+    context = {
+        "campaign": campaign,
+        "form": extra.pop("form", None) or _window_form(campaign),
+        "errors": extra.pop("errors", {}),
+        "weekday_names": WEEKDAY_NAMES,
+        "status_actions": STATUS_ACTIONS[campaign.status],
+        **extra,
+    }
+    if request.htmx:
+        return render_template("campaigns/_settings.html", oob_badge=True, **context), status
+    previews = [preview_step(step, _sender()) for step in campaign.steps]
+    return render_template(
+        "campaigns/detail.html",
+        previews=previews,
+        describe_delay=describe_delay,
+        active_enrollments=count_active_enrollments(db.session, campaign),
+        **context,
+    ), status
 
 
 @bp.get("/")
 @login_required
 def index():
-    return render_template("campaigns/index.html")
+    return render_template("campaigns/index.html", summaries=list_campaigns(db.session))
+
+
+@bp.get("/<int:campaign_id>")
+@login_required
+def detail(campaign_id: int):
+    return _render_settings(db.get_or_404(Campaign, campaign_id))
+
+
+@bp.get("/<int:campaign_id>/steps/<int:step_id>/preview")
+@login_required
+def preview(campaign_id: int, step_id: int):
+    step = db.get_or_404(CampaignStep, step_id)
+    if step.campaign_id != campaign_id:
+        return render_template("errors/404.html"), 404
+    template = "campaigns/_preview.html" if request.htmx else "campaigns/preview.html"
+    return render_template(
+        template,
+        campaign=step.campaign,
+        preview=preview_step(step, _sender()),
+        describe_delay=describe_delay,
+    )
+
+
+@bp.post("/<int:campaign_id>/settings")
+@admin_required
+def update_settings(campaign_id: int):
+    campaign = db.get_or_404(Campaign, campaign_id)
+    try:
+        moved = update_send_window(
+            db.session,
+            campaign,
+            request.form.getlist("weekdays"),
+            request.form.get("send_start"),
+            request.form.get("send_end"),
+            actor=actor_name(),
+        )
+    except CampaignSettingsError as error:
+        db.session.rollback()
+        return _render_settings(
+            campaign, 422, errors=error.errors, form=_window_form(campaign, request.form)
+        )
+    db.session.commit()
+    notice = f"Send window saved: {campaign.send_window_label}. {moved} scheduled email(s) moved."
+    if request.htmx:
+        return _render_settings(campaign, notice=notice)
+    flash(notice, "success")
+    return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+
+
+@bp.post("/<int:campaign_id>/status")
+@admin_required
+def update_status(campaign_id: int):
+    campaign = db.get_or_404(Campaign, campaign_id)
+    try:
+        set_campaign_status(
+            db.session, campaign, request.form.get("status", ""), actor=actor_name()
+        )
+    except CampaignSettingsError as error:
+        db.session.rollback()
+        return _render_settings(campaign, 422, errors=error.errors)
+    db.session.commit()
+    notice = f"{campaign.name} is now {campaign.status}."
+    if request.htmx:
+        return _render_settings(campaign, notice=notice)
+    flash(notice, "success")
+    return redirect(url_for("campaigns.detail", campaign_id=campaign.id))

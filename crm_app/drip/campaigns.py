@@ -1,0 +1,268 @@
+"""Campaign settings: listing, previews, send windows and pause / resume / archive.
+
+Callers commit. Every enrolment whose schedule or sending state changes because
+of an admin's edit gets a timeline row, so a contact's page explains why an
+email moved or stopped arriving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import joinedload
+
+from crm_app.drip.activity import record_activity
+from crm_app.drip.rendering import (
+    SAMPLE_CONTACT,
+    RenderedEmail,
+    TemplateRenderError,
+    build_context,
+    missing_fields,
+    render_email,
+)
+from crm_app.drip.schedule import reschedule_campaign
+from crm_app.models import (
+    CAMPAIGN_STATUSES,
+    WEEKDAY_NAMES,
+    Campaign,
+    CampaignStep,
+    Enrollment,
+    User,
+    utcnow,
+)
+
+
+class CampaignSettingsError(Exception):
+    """Invalid settings; `errors` maps a form field to a message for the user."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+# ---------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    campaign: Campaign
+    step_count: int
+    active_enrollments: int
+
+
+def list_campaigns(session) -> list[CampaignSummary]:
+    """Every campaign with its step and active-enrolment counts, in one query."""
+    step_count = (
+        sa.select(sa.func.count(CampaignStep.id))
+        .where(CampaignStep.campaign_id == Campaign.id)
+        .correlate(Campaign)
+        .scalar_subquery()
+    )
+    active_count = (
+        sa.select(sa.func.count(Enrollment.id))
+        .where(Enrollment.campaign_id == Campaign.id, Enrollment.status == "active")
+        .correlate(Campaign)
+        .scalar_subquery()
+    )
+    archived_last = sa.case((Campaign.status == "archived", 1), else_=0)
+    rows = session.execute(
+        sa.select(Campaign, step_count, active_count).order_by(archived_last, Campaign.id)
+    )
+    return [CampaignSummary(c, steps or 0, active or 0) for c, steps, active in rows]
+
+
+def count_active_enrollments(session, campaign: Campaign) -> int:
+    return session.scalar(
+        sa.select(sa.func.count(Enrollment.id)).where(
+            Enrollment.campaign_id == campaign.id, Enrollment.status == "active"
+        )
+    )
+
+
+def describe_delay(position: int, delay_days: int) -> str:
+    """'3 days after the previous email'; the first step counts from the enrolment."""
+    after = "enrolment" if position == 1 else "the previous email"
+    if delay_days == 0:
+        return "right after enrolment" if position == 1 else "same day as the previous email"
+    unit = "day" if delay_days == 1 else "days"
+    return f"{delay_days} {unit} after {after}"
+
+
+# ---------------------------------------------------------------- previews
+
+
+def sender_fields(user: User, *, company: str, website: str) -> dict[str, str]:
+    """The `sender` merge fields for a user (the company data comes from the config)."""
+    name = (user.name or "").strip()
+    return {
+        "name": name or user.email,
+        "first_name": name.split()[0] if name else "",
+        "title": user.title or "",
+        "company": company,
+        "email": user.email,
+        "phone": user.phone or "",
+        "website": website,
+    }
+
+
+@dataclass(frozen=True)
+class StepPreview:
+    step: CampaignStep
+    email: RenderedEmail | None
+    error: str | None
+    missing: list[str] = field(default_factory=list)
+
+
+def preview_step(
+    step: CampaignStep, sender: dict[str, str], contact_fields: dict[str, Any] | None = None
+) -> StepPreview:
+    """Render one step against a contact (the sample by default); errors become a message."""
+    fields = SAMPLE_CONTACT if contact_fields is None else contact_fields
+    missing = missing_fields([step.subject, step.body_html, step.body_text], fields)
+    try:
+        email = render_email(
+            step.subject, step.body_html, step.body_text, build_context(fields, sender)
+        )
+    except TemplateRenderError as error:
+        return StepPreview(step, None, str(error), missing)
+    return StepPreview(step, email, None, missing)
+
+
+# ---------------------------------------------------------------- send window
+
+
+def _parse_time(value: time | str | None) -> time | None:
+    if isinstance(value, time):
+        return value
+    text = (value or "").strip()
+    for fmt in ("%H:%M", "%H:%M:%S"):
+        try:
+            return datetime.strptime(text, fmt).time()
+        except ValueError:
+            continue
+    return None
+
+
+def validate_send_window(
+    weekdays: Iterable[int | str], start: time | str | None, end: time | str | None
+) -> tuple[set[int], time, time]:
+    """Parsed (weekdays, start, end), or CampaignSettingsError with a message per field."""
+    errors: dict[str, str] = {}
+    days: set[int] = set()
+    for day in weekdays:
+        try:
+            number = int(day)
+        except (TypeError, ValueError):
+            number = -1
+        if not 0 <= number < len(WEEKDAY_NAMES):
+            errors["weekdays"] = f"{day!r} is not a weekday."
+            break
+        days.add(number)
+    if not days and "weekdays" not in errors:
+        errors["weekdays"] = "Pick at least one day."
+    start_time, end_time = _parse_time(start), _parse_time(end)
+    if start_time is None:
+        errors["send_start"] = "Enter a start time as HH:MM."
+    if end_time is None:
+        errors["send_end"] = "Enter an end time as HH:MM."
+    if start_time is not None and end_time is not None and start_time >= end_time:
+        errors["send_end"] = "The end time must be after the start time."
+    if errors:
+        raise CampaignSettingsError(errors)
+    return days, start_time, end_time
+
+
+def _active_enrollments(session, campaign: Campaign) -> list[Enrollment]:
+    # Contacts loaded up front: the reschedule below reads each one's time zone.
+    return list(
+        session.scalars(
+            sa.select(Enrollment)
+            .options(joinedload(Enrollment.contact))
+            .where(Enrollment.campaign_id == campaign.id, Enrollment.status == "active")
+        )
+    )
+
+
+def update_send_window(
+    session,
+    campaign: Campaign,
+    weekdays: Iterable[int | str],
+    start: time | str | None,
+    end: time | str | None,
+    *,
+    actor: str,
+    now: datetime | None = None,
+) -> int:
+    """Validate and save the window, then move active enrolments into it; returns how many moved.
+
+    Raises CampaignSettingsError and changes nothing when the window is invalid.
+    """
+    days, start_time, end_time = validate_send_window(weekdays, start, end)
+    now = now or utcnow()
+    enrollments = _active_enrollments(session, campaign)
+    before = {e.id: e.next_send_at for e in enrollments}
+
+    campaign.send_days = ",".join(str(d) for d in sorted(days))
+    campaign.send_start = start_time
+    campaign.send_end = end_time
+    campaign.customized = True  # `flask seed` must not undo an admin's edit
+    reschedule_campaign(session, campaign, now)
+
+    moved = 0
+    for enrollment in enrollments:
+        if enrollment.next_send_at != before[enrollment.id]:
+            moved += 1
+            record_activity(
+                session,
+                enrollment.contact,
+                "rescheduled",
+                f"Send window of {campaign.name} changed to {campaign.send_window_label}",
+                actor=actor,
+                campaign=campaign,
+                enrollment=enrollment,
+            )
+    return moved
+
+
+# ---------------------------------------------------------------- status
+
+_STATUS_VERBS = {"active": "resumed", "paused": "paused", "archived": "archived"}
+
+
+def set_campaign_status(
+    session, campaign: Campaign, status: str, *, actor: str, now: datetime | None = None
+) -> Campaign:
+    """Pause, resume (or restore) or archive a campaign.
+
+    Only an active campaign sends and takes enrolments (enroll() and the tick check the
+    status). Paused and archived both keep their enrolments where they are, so either can
+    be undone; archived also leaves the campaign list's main section.
+    """
+    if status not in CAMPAIGN_STATUSES:
+        raise CampaignSettingsError({"status": f"{status!r} is not a campaign status."})
+    if status == campaign.status:
+        raise CampaignSettingsError({"status": f"{campaign.name} is already {status}."})
+    previous = campaign.status
+    campaign.status = status
+    campaign.customized = True
+    enrollments = _active_enrollments(session, campaign)
+    if status == "active":
+        # Emails that fell due while it was stopped go out at the next window opening,
+        # not all at once outside it.
+        reschedule_campaign(session, campaign, now or utcnow())
+    verb = "restored" if previous == "archived" and status == "active" else _STATUS_VERBS[status]
+    for enrollment in enrollments:
+        record_activity(
+            session,
+            enrollment.contact,
+            f"campaign_{verb}",
+            f"{campaign.name} was {verb}",
+            actor=actor,
+            campaign=campaign,
+            enrollment=enrollment,
+        )
+    return campaign
