@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, render_template
+from flask import Flask, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 
 from crm_app.extensions import login_manager
@@ -25,12 +25,27 @@ def register_web(app: Flask) -> None:
     login_manager.login_message = "Please log in to see that page."
     login_manager.login_message_category = "info"
 
+    def htmx_alert(message: str, status: int):
+        # Swapped into the page's alert area, not into the fragment the request targeted.
+        response = make_response(render_template("errors/_alert.html", message=message), status)
+        response.headers["HX-Retarget"] = "#htmx-alerts"
+        response.headers["HX-Reswap"] = "innerHTML"
+        return response
+
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
+        if request.headers.get("HX-Request"):
+            return htmx_alert(
+                f"Refused: the security token was missing or wrong ({error.description}). "
+                "Nothing was saved. Reload the page and try again.",
+                400,
+            )
         return render_template("errors/csrf.html", reason=error.description), 400
 
     @app.errorhandler(403)
     def forbidden(error):
+        if request.headers.get("HX-Request"):
+            return htmx_alert("Only admins can do this.", 403)
         return render_template("errors/403.html"), 403
 
     @app.errorhandler(404)
