@@ -1,6 +1,6 @@
 """The enrolment rules of the drip core."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -41,11 +41,11 @@ def test_create_enrols_in_the_campaign_mapped_to_the_type(session, make_contact)
 
 
 def test_first_email_waits_for_the_send_window(session, campaigns, make_contact):
-    saturday = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+    saturday = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
     contact = make_contact("networking")
     stop_all(session, contact, reason="test", actor="test")
     enrollment = enroll(session, contact, campaigns["lead"], actor="test", now=saturday)
-    assert enrollment.next_send_at == datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
+    assert enrollment.next_send_at == datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
 def test_type_change_stops_lead_and_enrols_in_client(session, campaigns, make_contact):

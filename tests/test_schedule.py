@@ -1,6 +1,6 @@
 """next_send_at: step delays on the contact's wall clock, clamped into the send window."""
 
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
 from crm_app.drip.schedule import add_local_days, clamp_to_send_window
@@ -10,7 +10,7 @@ NINE, FIVE = time(9, 0), time(17, 0)
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def test_inside_the_window_sends_at_once():
