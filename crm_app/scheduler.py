@@ -1,0 +1,60 @@
+"""The scheduler process: RQ 3's own cron enqueues `crm_app.jobs.tick` every minute.
+
+Run it with `python -m crm_app.scheduler` (the run command starts one). It only
+enqueues; a worker runs the tick inside the app context. Running two schedulers
+is safe because the tick itself is idempotent, so production may run a spare.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from flask import Flask
+from redis import Redis
+from rq.cron import CronScheduler
+
+TICK_INTERVAL_SECONDS = 60
+# A tick that has not started within a few minutes is stale: the next one replaces it.
+TICK_TTL_SECONDS = 5 * 60
+TICK_TIMEOUT_SECONDS = 10 * 60
+
+
+def build_scheduler(app: Flask, connection: Redis | None = None) -> CronScheduler:
+    """A CronScheduler on the app's Redis with the tick registered on the app's queue."""
+    from crm_app.jobs import tick
+
+    if connection is None:
+        if not app.config.get("REDIS_URL"):
+            raise RuntimeError(
+                "REDIS_URL is not set: start the app with `make run` (embedded Redis) "
+                "or point REDIS_URL at a Redis server."
+            )
+        connection = Redis.from_url(app.config["REDIS_URL"])
+    scheduler = CronScheduler(connection=connection)
+    scheduler.register(
+        tick,
+        app.config["RQ_QUEUE"],
+        interval=TICK_INTERVAL_SECONDS,
+        ttl=TICK_TTL_SECONDS,
+        job_timeout=TICK_TIMEOUT_SECONDS,
+    )
+    return scheduler
+
+
+def main() -> int:
+    from crm_app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(message)s")
+    try:
+        scheduler = build_scheduler(create_app())
+    except RuntimeError as exc:
+        print(f"scheduler: {exc}", file=sys.stderr)
+        return 2
+    # start() installs its own SIGINT/SIGTERM handlers and unregisters on exit.
+    scheduler.start()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
