@@ -51,6 +51,19 @@ def register_cli(app: Flask) -> None:
         create_user(email, password, role, name)
         click.echo(f"Created {role} {email}.")
 
+    @app.cli.command("health")
+    def health_command() -> None:
+        """Check the database, schema, Redis, worker and scheduler; exit 1 if any fails."""
+        from crm_app.web.health import current_health
+
+        report = current_health()
+        for check in report.checks:
+            click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name:<14} {check.detail}")
+        for name, value in report.figures.items():
+            click.echo(f"     {name:<14} {value}")
+        if not report.ok:
+            raise SystemExit(1)
+
     @app.cli.command("ensure-admin")
     @click.option("--email", default="admin@example.com", show_default=True)
     def ensure_admin_command(email: str) -> None:

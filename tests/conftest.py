@@ -28,6 +28,9 @@ from crm_app.models import Contact, User  # noqa: E402
 # Hashing at production cost would dominate the suite's time; the code path is the same.
 crm_app.models.user.PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
 
+# The delivery fixtures (fake SendGrid server, backend, settings) for every module.
+pytest_plugins = ["tests.conftest_delivery"]
+
 CSRF_HEADER = re.compile(r'"X-CSRFToken": "([^"]+)"')
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from crm_app.drip.activity import record_activity
 from crm_app.drip.schedule import send_time_for_step
-from crm_app.models import Campaign, Contact, Enrollment, Suppression, utcnow
+from crm_app.models import Campaign, Contact, ContactGoal, Enrollment, Suppression, utcnow
 
 
 class EnrollmentError(Exception):
@@ -195,6 +195,10 @@ def change_contact_type(
     record_activity(
         session, contact, "type_changed", f"Type changed from {old_type} to {new_type}", actor=actor
     )
+    # A later type is what conversion is measured by (lead -> prospect -> client).
+    session.add(
+        ContactGoal(contact_id=contact.id, name=f"type:{new_type}", occurred_at=now, actor=actor)
+    )
     old_campaign = campaign_for_type(session, old_type)
     if old_campaign is not None:
         current = active_enrollment(session, contact, old_campaign)
@@ -205,3 +209,38 @@ def change_contact_type(
     except EnrollmentError as refused:
         record_activity(session, contact, "not_enrolled", str(refused), actor=actor)
         return None
+
+
+def record_goal(
+    session, contact: Contact, name: str, *, actor: str, now: datetime | None = None
+) -> ContactGoal:
+    """A goal event (demo booked, contract signed...) that counts as conversion."""
+    label = " ".join(name.split())[:90]
+    if not label:
+        raise EnrollmentError('Name the goal, for example "demo booked".')
+    goal = ContactGoal(
+        contact_id=contact.id, name=f"goal:{label}", occurred_at=now or utcnow(), actor=actor
+    )
+    session.add(goal)
+    record_activity(session, contact, "goal", f"Goal reached: {label}", actor=actor)
+    return goal
+
+
+def advance(
+    session, enrollment: Enrollment, *, sent_at: datetime, now: datetime | None = None
+) -> Enrollment:
+    """The current step went out: schedule the next one, or complete after the last.
+
+    The delay counts from the moment the email went out, in the contact's time
+    zone, and lands inside the campaign's send window.
+    """
+    enrollment.current_step += 1
+    enrollment.last_sent_at = sent_at
+    steps = enrollment.campaign.steps
+    if enrollment.current_step > len(steps):
+        return complete(session, enrollment, now=now or sent_at)
+    step = steps[enrollment.current_step - 1]
+    enrollment.next_send_at = send_time_for_step(
+        enrollment.campaign, enrollment.contact, step.delay_days, sent_at
+    )
+    return enrollment

@@ -4,7 +4,9 @@ from crm_app.models.activity import Activity
 from crm_app.models.campaign import CAMPAIGN_STATUSES, WEEKDAY_NAMES, Campaign, CampaignStep
 from crm_app.models.contact import CONTACT_TYPES, EMAIL_STATUSES, Contact
 from crm_app.models.enrollment import ENROLLMENT_STATUSES, Enrollment
+from crm_app.models.message import MESSAGE_STATUSES, Message, SystemState
 from crm_app.models.suppression import Suppression
+from crm_app.models.tracking import ContactGoal, EmailEvent, WebhookBatch
 from crm_app.models.types import UTCDateTime, utcnow
 from crm_app.models.user import ROLES, User
 
@@ -15,13 +17,19 @@ __all__ = [
     "Campaign",
     "CampaignStep",
     "Contact",
+    "ContactGoal",
+    "EmailEvent",
     "EMAIL_STATUSES",
     "ENROLLMENT_STATUSES",
     "Enrollment",
+    "MESSAGE_STATUSES",
+    "Message",
     "ROLES",
     "Suppression",
+    "SystemState",
     "UTCDateTime",
     "User",
+    "WebhookBatch",
     "WEEKDAY_NAMES",
     "utcnow",
 ]

@@ -50,4 +50,7 @@ class Enrollment(db.Model):
             postgresql_where=sa.text("status = 'active'"),
         ),
         sa.Index("ix_enrollments_contact_id", "contact_id"),
+        # Analytics: completion by end date, conversion by enrolment date.
+        sa.Index("ix_enrollments_enrolled_at", "enrolled_at"),
+        sa.Index("ix_enrollments_ended_at", "ended_at"),
     )

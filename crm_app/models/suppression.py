@@ -18,4 +18,5 @@ class Suppression(db.Model):
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)  # stored lower-case
     reason: Mapped[str] = mapped_column(sa.String(40))
     source: Mapped[str] = mapped_column(sa.String(120), default="")
+    note: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

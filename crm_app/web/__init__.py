@@ -16,6 +16,11 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(main.bp)
     app.register_blueprint(contacts.bp)
     app.register_blueprint(campaigns.bp)
+    from crm_app.web import admin, health, unsubscribe
+
+    app.register_blueprint(unsubscribe.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(admin.bp)
     register_filters(app)
     from crm_app.web.rq_dashboard_mount import mount_rq_dashboard
 

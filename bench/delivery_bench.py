@@ -1,0 +1,342 @@
+"""Delivery benchmark (PostgreSQL + Redis): the tick at scale, and end-to-end sending.
+
+(a) One tick over N enrolments with M due: seconds to create and enqueue every
+    message; then a tick with nothing due, in ms (median).
+(b) Two `worker.py` processes deliver K messages to the local fake SendGrid
+    (tests/sendgrid_server.py, the real sendgrid client talking to it): messages/s,
+    beside RQ's own floor (no-op jobs through the same worker class) as a ratio.
+
+A scratch database is created and dropped; Redis gets a queue of its own.
+
+    /work/venv/bin/python bench/delivery_bench.py                       # 1M / 100k / 20k
+    /work/venv/bin/python bench/delivery_bench.py --enrollments 100000 --due 10000 \\
+        --messages 5000                                                 # a quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+
+DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
+TIMEZONES = ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Sydney"]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DB))
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS))
+    parser.add_argument("--enrollments", type=int, default=1_000_000)
+    parser.add_argument("--due", type=int, default=100_000)
+    parser.add_argument("--messages", type=int, default=20_000, help="delivered in part (b)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=200, help="messages per delivery job")
+    parser.add_argument("--noop-jobs", type=int, default=4000)
+    parser.add_argument("--skip-delivery", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    return parser.parse_args()
+
+
+def naive(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+
+
+def create_database(base_url: str) -> tuple[str, str, sa.Engine]:
+    name = f"drip_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    return name, url, admin
+
+
+def load(app, args, now: datetime) -> None:
+    """COPY N contacts and N active enrolments in; M are due, the rest later."""
+    from crm_app.extensions import db
+    from crm_app.models import Campaign
+
+    campaigns = list(db.session.scalars(sa.select(Campaign).order_by(Campaign.id)))
+    rng = random.Random(7)
+    raw = db.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        t0 = time.perf_counter()
+        with cur.copy(
+            "COPY contacts (first_name, last_name, email, phone, company, title, industry,"
+            " contact_type, timezone, notes, custom_fields, email_status, created_at,"
+            " updated_at) FROM STDIN"
+        ) as copy:
+            stamp = naive(now)
+            for n in range(1, args.enrollments + 1):
+                campaign = campaigns[n % len(campaigns)]
+                copy.write_row(
+                    (
+                        f"First{n}",
+                        f"Last{n}",
+                        f"bench{n}@example.com",
+                        "",
+                        "Bench Co",
+                        "",
+                        "Software",
+                        campaign.contact_type,
+                        TIMEZONES[n % len(TIMEZONES)],
+                        "",
+                        "{}",
+                        "ok",
+                        stamp,
+                        stamp,
+                    )
+                )
+        due_ids = set(rng.sample(range(1, args.enrollments + 1), args.due))
+        with cur.copy(
+            "COPY enrollments (contact_id, campaign_id, status, current_step, next_send_at,"
+            " source, enrolled_by, enrolled_at, end_reason) FROM STDIN"
+        ) as copy:
+            for n in range(1, args.enrollments + 1):
+                campaign = campaigns[n % len(campaigns)]
+                if n in due_ids:
+                    when = now - timedelta(minutes=rng.randint(1, 600))
+                else:
+                    when = now + timedelta(minutes=rng.randint(10, 60 * 24 * 30))
+                copy.write_row(
+                    (n, campaign.id, "active", 1, naive(when), "bench", "bench", naive(now), "")
+                )
+        raw.commit()
+        cur.execute("ANALYZE")
+        raw.commit()
+        seconds = time.perf_counter() - t0
+        print(f"  loaded {args.enrollments:,} contacts + enrolments in {seconds:.1f} s")
+    finally:
+        raw.close()
+
+
+def bench_tick(app, args, queue) -> None:
+    from crm_app.drip.ticking import run_tick
+    from crm_app.extensions import db
+    from crm_app.models import utcnow
+    from crm_app.queue import enqueue_deliveries
+
+    jobs = []
+
+    def enqueue(ids: list[int]) -> None:
+        jobs.append(enqueue_deliveries(queue, ids, args.batch))
+
+    now = utcnow()
+    t0 = time.perf_counter()
+    result = run_tick(db.session, enqueue, now=now)
+    seconds = time.perf_counter() - t0
+    db.session.remove()
+    print(
+        f"(a) tick over {args.enrollments:,} enrolments, {args.due:,} due: "
+        f"{result.created:,} messages created and {sum(jobs):,} jobs enqueued in {seconds:.2f} s "
+        f"(target < 10 s)"
+    )
+    timings = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        empty = run_tick(db.session, lambda ids: None, now=utcnow())
+        timings.append((time.perf_counter() - t0) * 1000)
+        db.session.remove()
+        assert empty.created == 0
+    print(
+        f"    tick with nothing due: {statistics.median(timings):.1f} ms median of 7 "
+        f"(min {min(timings):.1f}) (target < 50 ms)"
+    )
+    with db.engine.connect() as conn:
+        plan = conn.execute(
+            sa.text(
+                "EXPLAIN SELECT id FROM enrollments WHERE status = 'active' "
+                "AND next_send_at <= now() at time zone 'utc' ORDER BY next_send_at LIMIT 5000"
+            )
+        ).scalars()
+        print("    due query plan:", " | ".join(line.strip() for line in plan)[:160])
+
+
+def start_fake_sendgrid() -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "sendgrid_server.py")],
+        stdout=subprocess.PIPE,
+        cwd=str(ROOT),
+    )
+    url = process.stdout.readline().decode().strip()
+    return process, url
+
+
+def worker_env(db_url: str, redis_url: str, queue_name: str, sendgrid_url: str, tmp: str):
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": db_url,
+            "REDIS_URL": redis_url,
+            "RQ_QUEUE": queue_name,
+            "SECRET_KEY": "bench-secret",
+            "SENDGRID_API_KEY": "SG.bench",
+            "SENDGRID_API_HOST": sendgrid_url,
+            "DRIP_INSTANCE_PATH": tmp,
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    return env
+
+
+def run_workers(env: dict, count: int) -> None:
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "worker.py"), "--burst", "--no-scheduler"],
+            env=env,
+            cwd=str(ROOT),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(count)
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=3600)
+        if worker.returncode != 0:
+            print(err.decode()[-2000:])
+            raise SystemExit("a worker failed")
+
+
+def bench_delivery(app, args, queue, db_url: str) -> None:
+    from rq.job import Job
+
+    from crm_app.extensions import db
+    from crm_app.models import Message
+    from crm_app.queue import enqueue_deliveries
+
+    queue.empty()
+    ids = list(
+        db.session.scalars(
+            sa.select(Message.id).where(Message.status == "queued").order_by(Message.id)
+        ).all()[: args.messages]
+    )
+    db.session.remove()
+    if len(ids) < args.messages:
+        print(f"    only {len(ids):,} queued messages to deliver")
+    fake, fake_url = start_fake_sendgrid()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = worker_env(db_url, args.redis_url, queue.name, fake_url, tmp)
+            enqueue_deliveries(queue, ids, args.batch)
+            wall = time.perf_counter()
+            run_workers(env, args.workers)
+            wall = time.perf_counter() - wall
+            with db.engine.connect() as conn:
+                row = conn.execute(
+                    sa.select(
+                        sa.func.count(Message.id),
+                        sa.func.min(Message.claimed_at),
+                        sa.func.max(Message.sent_at),
+                    ).where(Message.id.in_(ids), Message.status == "sent")
+                ).one()
+            stats = json.loads(urllib.request.urlopen(fake_url + "/_stats").read())
+            sent, first, last = row
+            span = (last - first).total_seconds()
+            rate = sent / span if span > 0 else float("nan")
+
+            # RQ's own floor: no-op jobs through the same worker class and worker count.
+            noop = [
+                queue.prepare_data("crm_app.jobs.noop", result_ttl=3600)
+                for _ in range(args.noop_jobs)
+            ]
+            jobs = []
+            for start in range(0, len(noop), 500):
+                jobs += queue.enqueue_many(noop[start : start + 500])
+            run_workers(env, args.workers)
+            fetched = [
+                j for j in Job.fetch_many([j.id for j in jobs], connection=queue.connection) if j
+            ]
+            started = min(j.started_at for j in fetched)
+            ended = max(j.ended_at for j in fetched)
+            noop_rate = len(fetched) / (ended - started).total_seconds()
+    finally:
+        fake.terminate()
+        fake.wait(10)
+    print(
+        f"(b) {sent:,} of {len(ids):,} messages sent by {args.workers} workers "
+        f"({args.batch} per job): {rate:,.0f} messages/s over {span:.1f} s "
+        f"(wall incl. start-up {wall:.1f} s) (target 2,000/s)"
+    )
+    print(
+        f"    fake SendGrid: {stats['deliveries']:,} deliveries, {stats['duplicates']} duplicates"
+    )
+    print(
+        f"    RQ floor: {noop_rate:,.0f} no-op jobs/s through the same worker class; "
+        f"messages/s : no-op jobs/s = {rate / noop_rate:.2f}"
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    if args.due > args.enrollments:
+        raise SystemExit("--due cannot exceed --enrollments")
+    name, db_url, admin = create_database(args.database_url)
+    queue_name = f"drip_bench_{uuid.uuid4().hex[:6]}"
+    print(f"scratch database {name}, queue {queue_name} on {args.redis_url}")
+    try:
+        from flask_migrate import upgrade
+
+        from crm_app import create_app
+        from crm_app.drip.seed import seed_default_campaigns
+        from crm_app.extensions import db
+        from crm_app.models import Campaign, utcnow
+        from crm_app.queue import get_queue
+
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ.setdefault("DRIP_INSTANCE_PATH", tmp)
+            app = create_app(
+                {
+                    "SQLALCHEMY_DATABASE_URI": db_url,
+                    "REDIS_URL": args.redis_url,
+                    "RQ_QUEUE": queue_name,
+                    "SECRET_KEY": "bench-secret",
+                }
+            )
+            with app.app_context():
+                upgrade()
+                seed_default_campaigns(db.session)
+                for campaign in db.session.scalars(sa.select(Campaign)):
+                    # Open all week, so the figures do not depend on the hour of the run.
+                    campaign.send_days = "0,1,2,3,4,5,6"
+                    campaign.send_start, campaign.send_end = dtime(0, 0), dtime(23, 59, 59)
+                db.session.commit()
+                load(app, args, utcnow())
+                queue = get_queue()
+                try:
+                    bench_tick(app, args, queue)
+                    if not args.skip_delivery:
+                        bench_delivery(app, args, queue, db_url)
+                finally:
+                    queue.empty()
+                    queue.delete(delete_jobs=True)
+                    for registry in (queue.finished_job_registry, queue.failed_job_registry):
+                        queue.connection.delete(registry.key)
+                db.session.remove()
+                db.engine.dispose()
+    finally:
+        if not args.keep:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Is the system able to send? Database, schema, Redis, worker, scheduler, queues."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.config import Config as AlembicConfig
+from alembic.script import ScriptDirectory
+
+from crm_app.config import PROJECT_ROOT
+from crm_app.models import Message, utcnow
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class HealthReport:
+    checks: list[Check] = field(default_factory=list)
+    figures: dict[str, int | str | None] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def as_dict(self) -> dict:
+        return {
+            "status": "ok" if self.ok else "failing",
+            "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in self.checks},
+            "figures": self.figures,
+        }
+
+
+def migration_head(migrations_dir: Path = PROJECT_ROOT / "migrations") -> str | None:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(migrations_dir))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def _check_database(session, metadata: sa.MetaData, report: HealthReport) -> bool:
+    try:
+        session.execute(sa.text("SELECT 1"))
+    except Exception as error:  # any driver error means: unreachable
+        session.rollback()
+        report.checks.append(Check("database", False, f"unreachable: {error.__class__.__name__}"))
+        return False
+    report.checks.append(Check("database", True, session.get_bind().dialect.name))
+    head = migration_head()
+    try:
+        current = session.scalar(sa.text("SELECT version_num FROM alembic_version"))
+    except Exception:
+        session.rollback()
+        current = None
+    report.checks.append(
+        Check(
+            "migrations",
+            current == head,
+            f"at {current}"
+            if current == head
+            else f"at {current}, latest is {head}: run flask db upgrade",
+        )
+    )
+    existing = set(sa.inspect(session.get_bind()).get_table_names())
+    missing = sorted(set(metadata.tables) - existing)
+    report.checks.append(
+        Check(
+            "tables",
+            not missing,
+            "all present" if not missing else f"missing: {', '.join(missing)}",
+        )
+    )
+    return True
+
+
+def _check_redis_and_workers(redis_url: str | None, queue_name: str, report: HealthReport) -> None:
+    if not redis_url:
+        report.checks.append(Check("redis", False, "REDIS_URL is not set"))
+        return
+    import redis
+    from rq import Queue, Worker
+
+    try:
+        connection = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+        connection.ping()
+    except redis.exceptions.RedisError as error:
+        report.checks.append(Check("redis", False, f"unreachable: {error}"))
+        return
+    report.checks.append(Check("redis", True, "reachable"))
+    queue = Queue(queue_name, connection=connection)
+    report.figures["queue_depth"] = queue.count
+    workers = Worker.all(queue=queue)
+    report.checks.append(
+        Check("worker", bool(workers), f"{len(workers)} live" if workers else "no live worker")
+    )
+
+
+def _check_scheduler(session, now: datetime, report: HealthReport, max_age: timedelta) -> None:
+    from crm_app.drip.ticking import last_tick_at
+
+    last = last_tick_at(session)
+    report.figures["last_tick_at"] = last.isoformat() if last else None
+    if last is None:
+        report.checks.append(Check("scheduler", False, "no tick has run yet"))
+        return
+    age = now - last
+    report.checks.append(
+        Check("scheduler", age <= max_age, f"last tick {int(age.total_seconds())} s ago")
+    )
+
+
+def _message_counts(session, report: HealthReport) -> None:
+    counts = dict(
+        session.execute(
+            sa.select(Message.status, sa.func.count())
+            .where(Message.status.in_(("failed", "in_doubt", "queued")))
+            .group_by(Message.status)
+        ).all()
+    )
+    report.figures["failed"] = counts.get("failed", 0)
+    report.figures["in_doubt"] = counts.get("in_doubt", 0)
+    report.figures["queued"] = counts.get("queued", 0)
+
+
+def check_health(
+    session,
+    metadata: sa.MetaData,
+    *,
+    redis_url: str | None,
+    queue_name: str,
+    now: datetime | None = None,
+    max_tick_age: timedelta = timedelta(minutes=2),
+) -> HealthReport:
+    now = now or utcnow()
+    report = HealthReport()
+    if _check_database(session, metadata, report):
+        _check_scheduler(session, now, report, max_tick_age)
+        _message_counts(session, report)
+        _check_sender_auth(session, report)
+    _check_redis_and_workers(redis_url, queue_name, report)
+    return report
+
+
+def _check_sender_auth(session, report: HealthReport) -> None:
+    """SendGrid said 401/403: the key is wrong or lacks permission; nothing can be sent."""
+    from crm_app.drip import delivery
+
+    failure = delivery.backend_auth_failure(session)
+    report.checks.append(
+        Check("sendgrid_auth", failure is None, "ok" if failure is None else failure)
+    )

@@ -1,0 +1,394 @@
+"""The tick: find due steps in the database, create their message rows, enqueue them.
+
+Correct when two ticks overlap (two schedulers, a slow tick): a message row is
+unique per (enrolment, step) and inserted with ON CONFLICT DO NOTHING, and a
+tick enqueues only the rows its own INSERT returned or its own conditional
+UPDATE re-leased. PostgreSQL adds FOR UPDATE SKIP LOCKED so overlapping ticks
+split the work instead of waiting; SQLite's single writer serialises them.
+The database commits before Redis hears of a message: a crash in between
+leaves a `queued` row that the lease brings back, never a job without a row.
+See DELIVERY.md for the whole state machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
+from crm_app.drip.activity import record_activity
+from crm_app.drip.enrollment import advance, complete
+from crm_app.drip.schedule import clamp_to_send_window, is_inside_send_window
+from crm_app.models import Campaign, Contact, Enrollment, Message, SystemState, utcnow
+
+log = logging.getLogger(__name__)
+
+LAST_TICK_KEY = "last_tick_at"
+# Literal, not a bound parameter: SQLite only uses the partial index
+# ix_enrollments_due (WHERE status = 'active') when the query says so literally.
+_ACTIVE_ENROLMENT = sa.text("enrollments.status = 'active'")
+
+Enqueue = Callable[[list[int]], None]
+
+
+@dataclass
+class TickResult:
+    due: int = 0  # due enrolments this tick looked at
+    created: int = 0  # message rows this tick created
+    deferred: int = 0  # send window closed now: moved to its next opening
+    completed: int = 0  # no step left (steps removed): completed
+    requeued: int = 0  # `queued` rows past their lease (Redis lost them), enqueued again
+    in_doubt: int = 0  # `sending` rows past their lease: the worker vanished mid-send
+    enqueued: list[int] = field(default_factory=list)  # message ids handed to `enqueue`
+
+    def as_dict(self) -> dict:
+        data = dict(self.__dict__)
+        data["enqueued"] = len(self.enqueued)
+        return data
+
+
+def _insert(session):
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def _is_postgres(session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def run_tick(
+    session,
+    enqueue: Enqueue,
+    now: datetime | None = None,
+    *,
+    lease_seconds: int = 600,
+    chunk_size: int = 5000,
+) -> TickResult:
+    """One tick. Commits its own transactions, because the order matters:
+    rows are committed before their ids reach `enqueue` (Redis)."""
+    now = now or utcnow()
+    result = TickResult()
+    cutoff = now - timedelta(seconds=lease_seconds)
+
+    # Due enrolments, a chunk per transaction, until none is left.
+    for _ in range(10_000):  # a bound, in case a chunk made no progress
+        seen, created_ids = _process_due_chunk(session, now, chunk_size, result)
+        session.commit()
+        if created_ids:
+            enqueue(created_ids)
+            result.enqueued.extend(created_ids)
+        if seen < chunk_size:
+            break
+
+    # Housekeeping: vanished workers and lost jobs (cheap: the status index).
+    result.in_doubt = _mark_in_doubt(session, now, cutoff)
+    while True:
+        requeued = _release_expired_queued(session, now, cutoff, chunk_size)
+        session.commit()
+        if requeued:
+            enqueue(requeued)
+            result.enqueued.extend(requeued)
+            result.requeued += len(requeued)
+        if len(requeued) < chunk_size:
+            break
+
+    _write_heartbeat(session, now)
+    session.commit()
+    return result
+
+
+def _due_query(session, now: datetime, limit: int):
+    query = (
+        sa.select(
+            Enrollment.id,
+            Enrollment.campaign_id,
+            Enrollment.contact_id,
+            Enrollment.current_step,
+            Enrollment.next_send_at,
+            Contact.timezone,
+        )
+        .join(Campaign, Campaign.id == Enrollment.campaign_id)
+        .join(Contact, Contact.id == Enrollment.contact_id)
+        .where(_ACTIVE_ENROLMENT, Enrollment.next_send_at <= now, Campaign.status == "active")
+        .order_by(Enrollment.next_send_at)
+        .limit(limit)
+    )
+    if _is_postgres(session):
+        # Another tick running now skips the rows this one holds, and vice versa.
+        query = query.with_for_update(of=Enrollment, skip_locked=True)
+    return query
+
+
+def _process_due_chunk(
+    session, now: datetime, limit: int, result: TickResult
+) -> tuple[int, list[int]]:
+    rows = session.execute(_due_query(session, now, limit)).all()
+    if not rows:
+        return 0, []
+    result.due += len(rows)
+    campaigns = {
+        c.id: c
+        for c in session.scalars(
+            sa.select(Campaign)
+            .where(Campaign.id.in_({r.campaign_id for r in rows}))
+            .options(selectinload(Campaign.steps))
+        )
+    }
+
+    to_insert: list[dict] = []
+    deferrals: list[dict] = []
+    finished: list[int] = []
+    for row in rows:
+        campaign = campaigns[row.campaign_id]
+        if row.current_step > len(campaign.steps):
+            finished.append(row.id)
+            continue
+        if not is_inside_send_window(now, campaign, row.timezone):
+            deferrals.append(
+                {
+                    "e_id": row.id,
+                    "e_step": row.current_step,
+                    "e_seen": row.next_send_at,
+                    "e_next": clamp_to_send_window(
+                        now,
+                        row.timezone,
+                        campaign.send_weekdays,
+                        campaign.send_start,
+                        campaign.send_end,
+                    ),
+                }
+            )
+            continue
+        step = campaign.steps[row.current_step - 1]
+        to_insert.append(
+            {
+                "enrollment_id": row.id,
+                "step_id": step.id,
+                "contact_id": row.contact_id,
+                "campaign_id": row.campaign_id,
+                "step_position": row.current_step,
+                "status": "queued",
+                "attempts": 0,
+                "to_email": "",
+                "subject": "",
+                "html": "",
+                "text": "",
+                "headers": {},
+                "error": "",
+                "created_at": now,
+                "enqueued_at": now,
+            }
+        )
+
+    if deferrals:
+        # Guarded: only if nobody moved the enrolment since we read it.
+        session.execute(
+            sa.update(Enrollment.__table__)
+            .where(
+                Enrollment.id == sa.bindparam("e_id"),
+                Enrollment.current_step == sa.bindparam("e_step"),
+                Enrollment.next_send_at == sa.bindparam("e_seen"),
+            )
+            .values(next_send_at=sa.bindparam("e_next")),
+            deferrals,
+        )
+        result.deferred += len(deferrals)
+
+    created = _insert_messages(session, to_insert, now)
+    result.created += len(created)
+    if created:
+        # The message row now owns this step: the enrolment leaves the due index
+        # until the worker advances it (so later ticks do not look at it again).
+        _clear_next_send_at(session, list(created))
+
+    conflicts = [r for r in to_insert if r["enrollment_id"] not in created]
+    requeued = _resolve_conflicts(session, conflicts, rows, now) if conflicts else []
+
+    for enrollment_id in finished:
+        enrollment = session.get(Enrollment, enrollment_id)
+        if enrollment is not None and enrollment.status == "active":
+            complete(session, enrollment, now=now)
+            result.completed += 1
+    return len(rows), list(created.values()) + requeued
+
+
+def _insert_messages(session, rows: list[dict], now: datetime) -> dict[int, int]:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: {enrollment_id: message id} of the
+    rows this call created (a row another tick created first is not returned)."""
+    if not rows:
+        return {}
+    if _is_postgres(session):
+        # Five arrays, whatever the number of rows: no per-row parameters to bind or parse.
+        result = session.execute(
+            sa.text(
+                "INSERT INTO messages (enrollment_id, step_id, contact_id, campaign_id,"
+                " step_position, status, attempts, to_email, subject, html, text, headers,"
+                " error, created_at, enqueued_at)"
+                " SELECT e, s, c, ca, p, 'queued', 0, '', '', '', '', '{}', '', :now, :now"
+                " FROM unnest(CAST(:e AS integer[]), CAST(:s AS integer[]),"
+                " CAST(:c AS integer[]), CAST(:ca AS integer[]), CAST(:p AS integer[]))"
+                " AS t(e, s, c, ca, p)"
+                " ON CONFLICT (enrollment_id, step_id) DO NOTHING"
+                " RETURNING id, enrollment_id"
+            ),
+            {
+                "now": now.astimezone(UTC).replace(tzinfo=None),
+                "e": [r["enrollment_id"] for r in rows],
+                "s": [r["step_id"] for r in rows],
+                "c": [r["contact_id"] for r in rows],
+                "ca": [r["campaign_id"] for r in rows],
+                "p": [r["step_position"] for r in rows],
+            },
+        )
+        return {enrollment_id: message_id for message_id, enrollment_id in result}
+    # SQLite: one statement for many rows (SQLAlchemy batches it into multi-row
+    # INSERT ... RETURNING), compiled once.
+    table = Message.__table__
+    statement = (
+        _insert(session)(table)
+        .on_conflict_do_nothing(index_elements=["enrollment_id", "step_id"])
+        .returning(table.c.id, table.c.enrollment_id)
+    )
+    return {e_id: m_id for m_id, e_id in session.execute(statement, rows)}
+
+
+def _clear_next_send_at(session, enrollment_ids: list[int]) -> None:
+    table = Enrollment.__table__
+    if _is_postgres(session):
+        session.execute(
+            sa.text("UPDATE enrollments SET next_send_at = NULL WHERE id = ANY(:ids)"),
+            {"ids": enrollment_ids},
+        )
+        return
+    for start in range(0, len(enrollment_ids), 500):
+        chunk = enrollment_ids[start : start + 500]
+        session.execute(sa.update(table).where(table.c.id.in_(chunk)).values(next_send_at=None))
+
+
+def _resolve_conflicts(session, conflicts: list[dict], rows, now: datetime) -> list[int]:
+    """Due enrolments whose (enrolment, step) row already exists. Rare: an overlapping
+    SQLite tick, steps reordered, or a row skipped while its campaign was paused."""
+    seen = {r.id: r for r in rows}
+    existing = {
+        (m.enrollment_id, m.step_id): m
+        for m in session.scalars(
+            sa.select(Message).where(
+                Message.enrollment_id.in_([c["enrollment_id"] for c in conflicts])
+            )
+        )
+    }
+    requeued: list[int] = []
+    for wanted in conflicts:
+        row = seen[wanted["enrollment_id"]]
+        message = existing.get((wanted["enrollment_id"], wanted["step_id"]))
+        if message is None:
+            continue
+        guard = (
+            sa.update(Enrollment.__table__)
+            .where(
+                Enrollment.id == row.id,
+                Enrollment.current_step == row.current_step,
+                Enrollment.next_send_at == row.next_send_at,
+            )
+            .values(next_send_at=None)
+        )
+        if message.status == "sent":
+            # This step's email already went out (the steps were reordered): move on.
+            enrollment = session.get(Enrollment, row.id)
+            if enrollment.current_step == row.current_step and enrollment.status == "active":
+                advance(session, enrollment, sent_at=message.sent_at or now, now=now)
+        elif message.status == "skipped":
+            # Skipped while it could not go (campaign paused, step edited); due again now.
+            claimed = session.execute(
+                sa.update(Message.__table__)
+                .where(Message.id == message.id, Message.status == "skipped")
+                .values(
+                    status="queued",
+                    error="",
+                    enqueued_at=now,
+                    next_attempt_at=None,
+                    step_position=row.current_step,
+                )
+            ).rowcount
+            if claimed:
+                session.execute(guard)
+                requeued.append(message.id)
+        else:
+            # queued, sending, in doubt or failed: that row owns the step; wait for it.
+            session.execute(guard)
+    return requeued
+
+
+def _release_expired_queued(session, now: datetime, cutoff: datetime, limit: int) -> list[int]:
+    """`queued` rows whose lease ran out: Redis lost their job. Re-lease them to this tick."""
+    table = Message.__table__
+    expired = sa.select(table.c.id).where(table.c.status == "queued", table.c.enqueued_at < cutoff)
+    if _is_postgres(session):
+        expired = expired.limit(limit).with_for_update(skip_locked=True)
+        statement = sa.update(table).where(table.c.id.in_(expired.scalar_subquery()))
+    else:
+        ids = list(session.scalars(expired.limit(limit)))
+        if not ids:
+            return []
+        # Conditional: another tick that re-leased them first makes this match nothing.
+        statement = sa.update(table).where(
+            table.c.id.in_(ids), table.c.status == "queued", table.c.enqueued_at < cutoff
+        )
+    return list(session.scalars(statement.values(enqueued_at=now).returning(table.c.id)))
+
+
+def _mark_in_doubt(session, now: datetime, cutoff: datetime) -> int:
+    """`sending` rows past the lease: the worker died mid-send. It may have reached
+    SendGrid, so the row is never resent by itself: an admin (or the Event Webhook) decides."""
+    table = Message.__table__
+    doubtful = list(
+        session.execute(
+            sa.update(table)
+            .where(table.c.status == "sending", table.c.claimed_at < cutoff)
+            .values(
+                status="in_doubt",
+                error="The worker stopped while sending; it may or may not have gone out.",
+            )
+            .returning(table.c.id, table.c.contact_id, table.c.campaign_id, table.c.enrollment_id)
+        )
+    )
+    for row in doubtful:
+        contact = session.get(Contact, row.contact_id)
+        if contact is None:
+            continue
+        record_activity(
+            session,
+            contact,
+            "email_in_doubt",
+            f"Email #{row.id} may or may not have been sent (the worker stopped mid-send)",
+            actor="system:tick",
+            campaign=session.get(Campaign, row.campaign_id),
+            enrollment=session.get(Enrollment, row.enrollment_id),
+        )
+    return len(doubtful)
+
+
+def _write_heartbeat(session, now: datetime) -> None:
+    insert = _insert(session)
+    statement = insert(SystemState.__table__).values(
+        key=LAST_TICK_KEY, value=now.isoformat(), updated_at=now
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["key"], set_={"value": statement.excluded.value, "updated_at": now}
+        )
+    )
+
+
+def last_tick_at(session) -> datetime | None:
+    """When the scheduler last finished a tick (for the health check)."""
+    state = session.get(SystemState, LAST_TICK_KEY)
+    return state.updated_at if state is not None else None

@@ -1,0 +1,113 @@
+"""Signed unsubscribe tokens and the one function that unsubscribes an address.
+
+The token is signed (itsdangerous) with SECRET_KEY, so a link cannot be edited
+to unsubscribe someone else. The web pages (GET page, RFC 8058 one-click POST)
+are thin views over `read_unsubscribe_token` + `unsubscribe`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy.exc import IntegrityError
+
+from crm_app.drip.activity import record_activity
+from crm_app.drip.enrollment import stop_all
+from crm_app.models import Contact, Suppression, utcnow
+
+_SALT = "unsubscribe"
+
+
+class InvalidUnsubscribeToken(Exception):
+    """The link was altered or signed with another key; the message is meant for the user."""
+
+
+def _serializer(secret_key: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret_key, salt=_SALT)
+
+
+def make_unsubscribe_token(contact_id: int, email: str, *, secret_key: str | None = None) -> str:
+    return _serializer(secret_key or _app_secret()).dumps([int(contact_id), email.lower()])
+
+
+def read_unsubscribe_token(token: str, *, secret_key: str | None = None) -> tuple[int, str]:
+    """(contact_id, email) from a token, or InvalidUnsubscribeToken."""
+    try:
+        data = _serializer(secret_key or _app_secret()).loads(token)
+    except BadSignature:
+        raise InvalidUnsubscribeToken(
+            "This unsubscribe link is not valid: it was altered or is incomplete."
+        ) from None
+    if (
+        not isinstance(data, list)
+        or len(data) != 2
+        or not isinstance(data[0], int)
+        or not isinstance(data[1], str)
+    ):
+        raise InvalidUnsubscribeToken("This unsubscribe link is not valid.")
+    return data[0], data[1]
+
+
+def unsubscribe_url(base_url: str, contact_id: int, email: str, *, secret_key: str | None = None):
+    token = make_unsubscribe_token(contact_id, email, secret_key=secret_key)
+    return f"{base_url.rstrip('/')}/unsubscribe/{token}"
+
+
+def _app_secret() -> str:
+    from flask import current_app
+
+    return current_app.config["SECRET_KEY"]
+
+
+@dataclass
+class UnsubscribeResult:
+    email: str
+    contact: Contact | None
+    already: bool  # nothing changed: a second click, or a replayed request
+    stopped: int  # enrolments stopped
+
+
+def unsubscribe(
+    session,
+    contact_or_email: Contact | str,
+    *,
+    source: str,
+    now: datetime | None = None,
+) -> UnsubscribeResult:
+    """Suppress the address, mark the contact unsubscribed, stop every enrolment.
+
+    Idempotent: a second call changes nothing and records nothing. Callers commit.
+    """
+    now = now or utcnow()
+    if isinstance(contact_or_email, Contact):
+        contact: Contact | None = contact_or_email
+        email = contact_or_email.email.lower()
+    else:
+        email = contact_or_email.strip().lower()
+        contact = session.scalar(sa.select(Contact).where(sa.func.lower(Contact.email) == email))
+
+    changed = False
+    if session.scalar(sa.select(Suppression.id).where(Suppression.email == email)) is None:
+        session.flush()
+        try:
+            # Two clicks racing: the unique email decides, the loser changes nothing.
+            with session.begin_nested():
+                session.add(
+                    Suppression(email=email, reason="unsubscribed", source=source, created_at=now)
+                )
+            changed = True
+        except IntegrityError:
+            pass
+    stopped = 0
+    if contact is not None:
+        if contact.email_status == "ok":
+            contact.email_status = "unsubscribed"
+            changed = True
+        stopped = stop_all(session, contact, reason="unsubscribed", actor=source, now=now)
+        if changed or stopped:
+            record_activity(session, contact, "unsubscribed", f"Unsubscribed {email}", actor=source)
+    session.flush()
+    return UnsubscribeResult(email=email, contact=contact, already=not changed, stopped=stopped)

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from crm_app.extensions import db
+from crm_app.models.types import UTCDateTime, utcnow
+
+# The delivery state machine (crm_app/drip/DELIVERY.md):
+# queued -> sending -> sent | queued (transient, retry) | failed | skipped
+# sending -> in_doubt (worker vanished past the lease); failed/in_doubt -> queued (admin).
+MESSAGE_STATUSES = ("queued", "sending", "sent", "failed", "in_doubt", "skipped")
+
+
+class Message(db.Model):
+    """One email for one (enrolment, step): the unique key makes a second one impossible."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(sa.ForeignKey("enrollments.id", ondelete="CASCADE"))
+    # SET NULL: removing a step from a campaign must not erase what was sent.
+    step_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("campaign_steps.id", ondelete="SET NULL")
+    )
+    contact_id: Mapped[int] = mapped_column(sa.ForeignKey("contacts.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"))
+    step_position: Mapped[int] = mapped_column(sa.Integer)
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    # The step's template version this email was rendered from (set at send).
+    template_version: Mapped[int | None] = mapped_column(sa.Integer)
+    to_email: Mapped[str] = mapped_column(sa.String(254), default="")
+    subject: Mapped[str] = mapped_column(sa.Text, default="")
+    html: Mapped[str] = mapped_column(sa.Text, default="")
+    text: Mapped[str] = mapped_column(sa.Text, default="")
+    headers: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    provider_message_id: Mapped[str | None] = mapped_column(sa.String(200), index=True)
+    # Why it failed, was skipped or is being retried (SendGrid's own text when it answered).
+    error: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Lease start: a `queued` row older than the lease was lost by Redis and is enqueued again.
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a worker took it; a `sending` row older than the lease becomes `in_doubt`.
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # First time SendGrid reported each event (NULL: never). Analytics aggregates these,
+    # so unique opens/clicks never need a scan of the raw events.
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    spam_reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    enrollment = relationship("Enrollment")
+    contact = relationship("Contact")
+    campaign = relationship("Campaign")
+    step = relationship("CampaignStep")
+
+    __table_args__ = (
+        sa.UniqueConstraint("enrollment_id", "step_id", name="uq_messages_enrollment_step"),
+        sa.CheckConstraint(
+            "status IN ('queued', 'sending', 'sent', 'failed', 'in_doubt', 'skipped')",
+            name="status",
+        ),
+        # The tick's lease queries and the admin lists: by status, oldest first.
+        sa.Index("ix_messages_status_enqueued", "status", "enqueued_at"),
+        sa.Index("ix_messages_contact_id", "contact_id"),
+        # Analytics: one campaign's messages over a date range.
+        sa.Index("ix_messages_campaign_sent", "campaign_id", "sent_at"),
+        # The dashboard's "sent today/this week" and the all-campaigns table.
+        sa.Index("ix_messages_sent_at", "sent_at"),
+    )
+
+
+class SystemState(db.Model):
+    """Small facts the processes share with the health check (last tick, auth failure)."""
+
+    __tablename__ = "system_state"
+
+    key: Mapped[str] = mapped_column(sa.String(60), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm_app.extensions import db
+from crm_app.models.types import UTCDateTime, utcnow
+
+EVENT_OUTCOMES = ("applied", "rejected")
+
+
+class EmailEvent(db.Model):
+    """One SendGrid event, kept as received; sg_event_id makes a replay harmless."""
+
+    __tablename__ = "email_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sg_event_id: Mapped[str | None] = mapped_column(sa.String(100), unique=True)
+    event: Mapped[str] = mapped_column(sa.String(40))
+    email: Mapped[str] = mapped_column(sa.String(254), default="")
+    message_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    contact_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("contacts.id", ondelete="SET NULL")
+    )
+    campaign_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("campaigns.id", ondelete="SET NULL")
+    )
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    outcome: Mapped[str] = mapped_column(sa.String(16), default="applied")
+    detail: Mapped[str] = mapped_column(sa.Text, default="")  # reason, url or rejection cause
+    payload: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+
+    __table_args__ = (
+        sa.Index("ix_email_events_message_id", "message_id"),
+        sa.Index("ix_email_events_contact_id", "contact_id"),
+        # group (un)subscribe ordering looks up an address's events.
+        sa.Index("ix_email_events_email_event", "email", "event"),
+        sa.Index("ix_email_events_campaign_occurred", "campaign_id", "occurred_at"),
+    )
+
+
+class WebhookBatch(db.Model):
+    """One accepted webhook request: the dashboard shows the last one."""
+
+    __tablename__ = "webhook_batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    event_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    applied_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    duplicate_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    rejected_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class ContactGoal(db.Model):
+    """A milestone that counts as conversion: a new contact type or a recorded goal event."""
+
+    __tablename__ = "contact_goals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(sa.ForeignKey("contacts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(100))  # "type:client" or "goal:demo_booked"
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(sa.String(120), default="system")
+
+    __table_args__ = (sa.Index("ix_contact_goals_contact_name", "contact_id", "name"),)

@@ -1,0 +1,86 @@
+"""Admin pages for delivery: failed and in-doubt messages with their actions, the Outbox."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+
+from crm_app.drip.delivery import DeliveryActionError, mark_sent, resend_in_doubt, retry_failed
+from crm_app.drip.message_lists import ADMIN_LISTS, admin_message_list, outbox_page
+from crm_app.extensions import db
+from crm_app.jobs import enqueue_messages
+from crm_app.models import Message
+from crm_app.web.auth import actor_name, admin_required
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+LIST_TITLES = {"failed": "Failed messages", "in_doubt": "Messages in doubt"}
+ACTIONS = {
+    "retry": (retry_failed, "queued again"),
+    "resend": (resend_in_doubt, "queued again; it may arrive twice"),
+    "mark-sent": (mark_sent, "marked as sent"),
+}
+
+
+def _page_number() -> int:
+    try:
+        return max(1, int(request.args.get("page", 1)))
+    except ValueError:
+        return 1
+
+
+@bp.get("/messages")
+@admin_required
+def messages():
+    status = request.args.get("status", "failed")
+    if status not in ADMIN_LISTS:
+        abort(404)
+    hours = current_app.config.get("IN_DOUBT_NO_TRACE_HOURS", 2)
+    listing = admin_message_list(
+        db.session, status, page=_page_number(), no_trace_after=timedelta(hours=hours)
+    )
+    return render_template(
+        "admin/messages.html",
+        status=status,
+        title=LIST_TITLES[status],
+        listing=listing,
+        no_trace_hours=hours,
+    )
+
+
+@bp.post("/messages/<int:message_id>/<action>")
+@admin_required
+def message_action(message_id: int, action: str):
+    if action not in ACTIONS:
+        abort(404)
+    message = db.get_or_404(Message, message_id)
+    back = url_for("admin.messages", status=message.status)
+    perform, done = ACTIONS[action]
+    try:
+        perform(db.session, message, actor=actor_name())
+    except DeliveryActionError as refused:
+        db.session.rollback()
+        flash(str(refused), "error")
+        return redirect(back)
+    db.session.commit()
+    if message.status == "queued":
+        # Committed first: a worker that picks the id up finds the row queued.
+        enqueue_messages([message.id])
+    flash(f"Email #{message.id} to {message.to_email}: {done}.", "success")
+    return redirect(back)
+
+
+@bp.get("/outbox")
+@admin_required
+def outbox():
+    return render_template(
+        "admin/outbox.html", listing=outbox_page(db.session, page=_page_number())
+    )
+
+
+@bp.get("/outbox/<int:message_id>")
+@admin_required
+def outbox_message(message_id: int):
+    message = db.get_or_404(Message, message_id)
+    return render_template("admin/outbox_message.html", message=message)

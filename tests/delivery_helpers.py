@@ -1,0 +1,126 @@
+"""Helpers for the delivery tests (their fixtures live in tests/conftest_delivery.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from datetime import time as dtime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from crm_app.models import Campaign, Contact, Enrollment, Message
+from tests.sendgrid_server import FakeSendGrid
+
+ROOT = Path(__file__).resolve().parent.parent
+# A Wednesday, 10:00 UTC: inside the default Mon-Fri 09:00-17:00 window in UTC.
+WEDNESDAY_10 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+
+def open_all_week(campaign: Campaign) -> None:
+    """A window that is open whenever the test runs (worker subprocesses use the real clock)."""
+    campaign.send_days = "0,1,2,3,4,5,6"
+    campaign.send_start = dtime(0, 0)
+    campaign.send_end = dtime(23, 59, 59)
+
+
+def bulk_due(
+    session, campaign: Campaign, count: int, due_at: datetime, *, prefix: str = "bulk"
+) -> list[int]:
+    """`count` contacts each with an active enrolment due at `due_at` (fast, no timeline)."""
+    contacts = Contact.__table__
+    rows = [
+        {
+            "first_name": f"Bulk{n}",
+            "last_name": "Contact",
+            "email": f"{prefix}{n}@example.com",
+            "phone": "",
+            "company": "Bulk Co",
+            "title": "",
+            "industry": "",
+            "contact_type": campaign.contact_type or "lead",
+            "timezone": "UTC",
+            "notes": "",
+            "custom_fields": {},
+            "email_status": "ok",
+            "created_at": due_at,
+            "updated_at": due_at,
+        }
+        for n in range(count)
+    ]
+    session.execute(contacts.insert(), rows)
+    ids = list(
+        session.scalars(sa.select(Contact.id).where(Contact.email.like(f"{prefix}%@example.com")))
+    )
+    session.execute(
+        Enrollment.__table__.insert(),
+        [
+            {
+                "contact_id": cid,
+                "campaign_id": campaign.id,
+                "status": "active",
+                "current_step": 1,
+                "next_send_at": due_at,
+                "source": "test",
+                "enrolled_by": "test",
+                "enrolled_at": due_at,
+                "end_reason": "",
+            }
+            for cid in ids
+        ],
+    )
+    session.commit()
+    return ids
+
+
+def message_for(session, contact: Contact) -> Message:
+    return session.scalars(
+        sa.select(Message).where(Message.contact_id == contact.id).order_by(Message.id.desc())
+    ).first()
+
+
+def statuses(session) -> dict[str, int]:
+    return dict(
+        session.execute(sa.select(Message.status, sa.func.count()).group_by(Message.status)).all()
+    )
+
+
+def worker_env(app, database_url: str, redis_url: str, fake: FakeSendGrid, tmp_path) -> dict:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "SECRET_KEY": app.config["SECRET_KEY"],
+            "SENDGRID_API_KEY": "SG.test-key",
+            "SENDGRID_API_HOST": fake.url,
+            "SENDGRID_TIMEOUT": "5",
+            "PUBLIC_BASE_URL": "http://localhost",
+            "DRIP_INSTANCE_PATH": str(tmp_path / "instance"),
+            "RQ_QUEUE": app.config.get("RQ_QUEUE") or "drip",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    return env
+
+
+def start_worker(env: dict, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "worker.py"), *args],
+        env=env,
+        cwd=str(ROOT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

@@ -1,0 +1,127 @@
+"""Admins see failed and in-doubt messages and act on them; the Outbox shows what was kept."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import redis
+import sqlalchemy as sa
+from rq import Queue
+
+from crm_app.models import Activity, EmailEvent, Message, utcnow
+
+
+@pytest.fixture
+def message(session, make_contact):
+    """A contact's first Lead email, in a state each test sets."""
+    contact = make_contact("lead", email="reader@example.com")
+    enrollment = contact.enrollments[0]
+
+    def _make(status: str, step: int = 1, **fields) -> Message:
+        row = Message(
+            enrollment_id=enrollment.id,
+            step_id=enrollment.campaign.steps[step - 1].id,
+            contact_id=contact.id,
+            campaign_id=enrollment.campaign_id,
+            step_position=step,
+            status=status,
+            to_email=contact.email,
+            subject="Hello from us",
+            html="<p>Hi <b>Reader</b></p>",
+            text="Hi Reader",
+            headers={"List-Unsubscribe": "<https://crm.example.com/unsubscribe/x>"},
+            attempts=1,
+            **fields,
+        )
+        session.add(row)
+        session.commit()
+        return row
+
+    return _make
+
+
+def queued_job_args(app) -> list:
+    queue = Queue(app.config["RQ_QUEUE"], connection=redis.Redis.from_url(app.config["REDIS_URL"]))
+    return [job.args for job in queue.jobs]
+
+
+def test_failed_list_shows_the_error_and_retry_requeues(app, admin, session, message):
+    failed = message("failed", error="400: The from address does not match a verified Sender")
+    page = admin.get("/admin/messages?status=failed")
+    assert page.status_code == 200
+    assert b"does not match a verified Sender" in page.data
+    response = admin.post(f"/admin/messages/{failed.id}/retry")
+    assert response.status_code == 302
+    session.expire_all()
+    assert session.get(Message, failed.id).status == "queued"
+    assert queued_job_args(app) == [([failed.id],)]
+    assert session.scalar(sa.select(Activity.kind).where(Activity.kind == "email_retried"))
+
+
+def test_in_doubt_without_any_event_for_two_hours_says_no_trace(admin, message):
+    old = message("in_doubt", claimed_at=utcnow() - timedelta(hours=3))
+    recent = message("in_doubt", step=2, claimed_at=utcnow() - timedelta(minutes=5))
+    page = admin.get("/admin/messages?status=in_doubt").get_data(as_text=True)
+    old_row = page[page.index(f'id="message-{old.id}"') :]
+    assert "no trace at SendGrid" in old_row.split("</tr>")[0]
+    recent_row = page[page.index(f'id="message-{recent.id}"') :]
+    assert "no trace at SendGrid" not in recent_row.split("</tr>")[0]
+
+
+def test_an_event_from_sendgrid_means_there_is_a_trace(admin, session, message):
+    doubtful = message("in_doubt", claimed_at=utcnow() - timedelta(hours=3))
+    session.add(EmailEvent(sg_event_id="e1", event="deferred", message_id=doubtful.id))
+    session.commit()
+    page = admin.get("/admin/messages?status=in_doubt").get_data(as_text=True)
+    row = page[page.index(f'id="message-{doubtful.id}"') :].split("</tr>")[0]
+    assert "no trace at SendGrid" not in row
+
+
+def test_mark_sent_resolves_and_advances(admin, session, message):
+    doubtful = message("in_doubt", claimed_at=utcnow() - timedelta(hours=3))
+    admin.post(f"/admin/messages/{doubtful.id}/mark-sent")
+    session.expire_all()
+    resolved = session.get(Message, doubtful.id)
+    assert resolved.status == "sent"
+    assert resolved.enrollment.current_step == 2
+
+
+def test_resend_in_doubt_requeues(app, admin, session, message):
+    doubtful = message("in_doubt", claimed_at=utcnow() - timedelta(hours=3))
+    admin.post(f"/admin/messages/{doubtful.id}/resend")
+    session.expire_all()
+    assert session.get(Message, doubtful.id).status == "queued"
+    assert queued_job_args(app) == [([doubtful.id],)]
+
+
+def test_action_on_the_wrong_state_is_a_clear_message(admin, session, message):
+    sent = message("sent", sent_at=utcnow())
+    response = admin.post(f"/admin/messages/{sent.id}/retry", follow_redirects=True)
+    assert b"is sent, not failed" in response.data
+    assert session.get(Message, sent.id).status == "sent"
+
+
+def test_outbox_lists_and_shows_the_rendered_email(admin, message):
+    kept = message("sent", sent_at=utcnow(), provider_message_id="outbox-1")
+    listing = admin.get("/admin/outbox")
+    assert b"Hello from us" in listing.data
+    detail = admin.get(f"/admin/outbox/{kept.id}").get_data(as_text=True)
+    assert "List-Unsubscribe" in detail
+    assert "Hi Reader" in detail
+    assert 'sandbox=""' in detail  # the email's HTML is shown in a sandboxed frame
+
+
+@pytest.mark.parametrize(
+    "url", ["/admin/messages?status=failed", "/admin/messages?status=in_doubt", "/admin/outbox"]
+)
+def test_staff_get_403_and_logged_out_go_to_login(web, staff_user, url):
+    assert web.get(url).status_code == 302
+    web.login("staff@example.com", "staff-password")
+    assert web.get(url).status_code == 403
+
+
+def test_staff_cannot_act_on_messages(staff, session, message):
+    failed = message("failed")
+    assert staff.post(f"/admin/messages/{failed.id}/retry").status_code == 403
+    assert session.get(Message, failed.id).status == "failed"

@@ -1,0 +1,173 @@
+"""SendGrid failing: 429/5xx/timeouts retry with backoff, 4xx fail at once, bounded attempts."""
+
+from __future__ import annotations
+
+import socket
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from crm_app.drip.backends import SendGridBackend
+from crm_app.drip.delivery import backend_auth_failure, deliver_messages
+from crm_app.drip.ticking import run_tick
+from crm_app.models import Activity, Enrollment, Message, utcnow
+from tests.delivery_helpers import (
+    message_for,
+    open_all_week,
+)
+
+
+def _queued(session, contact) -> Message:
+    enrollment = session.scalar(sa.select(Enrollment).where(Enrollment.contact_id == contact.id))
+    open_all_week(enrollment.campaign)
+    enrollment.next_send_at = utcnow() - timedelta(seconds=1)
+    session.commit()
+    run_tick(session, lambda ids: None, now=utcnow())
+    return message_for(session, contact)
+
+
+class Retries:
+    def __init__(self):
+        self.scheduled: list[tuple[int, object]] = []
+
+    def __call__(self, message_id, when):
+        self.scheduled.append((message_id, when))
+
+
+def test_429_is_retried_after_retry_after_then_delivered_once(
+    session, make_contact, backend, settings, fake_sendgrid
+):
+    message = _queued(session, make_contact("lead"))
+    fake_sendgrid.retry_after = "7"
+    fake_sendgrid.script("429")
+    retries = Retries()
+    before = utcnow()
+
+    first = deliver_messages(session, [message.id], backend, settings, schedule_retry=retries)
+
+    session.refresh(message)
+    assert first.retrying == [message.id]
+    assert message.status == "queued" and message.attempts == 1 and "429" in message.error
+    assert message.next_attempt_at >= before + timedelta(seconds=7)  # Retry-After honoured
+    assert retries.scheduled == [(message.id, message.next_attempt_at)]
+
+    second = deliver_messages(session, [message.id], backend, settings, schedule_retry=retries)
+
+    assert second.sent == [message.id]
+    assert fake_sendgrid.answers == ["429", "202"]
+    assert fake_sendgrid.deliveries == {str(message.id): 1}
+
+
+def test_500_then_success_is_delivered_once(
+    session, make_contact, backend, settings, fake_sendgrid
+):
+    message = _queued(session, make_contact("lead"))
+    fake_sendgrid.script("500", "503")
+
+    for _ in range(3):
+        deliver_messages(session, [message.id], backend, settings)
+
+    session.refresh(message)
+    assert message.status == "sent" and message.attempts == 3
+    assert fake_sendgrid.deliveries == {str(message.id): 1}
+
+
+def test_timeout_and_refused_connection_are_transient(session, make_contact, settings, app):
+    from tests.sendgrid_server import FakeSendGrid
+
+    hanging = FakeSendGrid().start()
+    hanging.hang_seconds = 2
+    hanging.script("hang")
+    with socket.socket() as probe:  # a port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    try:
+        slow = _queued(session, make_contact("lead"))
+        refused = _queued(session, make_contact("client"))
+        slow_backend = SendGridBackend("SG.k", hanging.url, "a@example.com", timeout=0.3)
+        refused_backend = SendGridBackend("SG.k", f"http://127.0.0.1:{closed_port}", "a@b.co")
+
+        deliver_messages(session, [slow.id], slow_backend, settings)
+        deliver_messages(session, [refused.id], refused_backend, settings)
+
+        session.refresh(slow)
+        session.refresh(refused)
+        assert (slow.status, refused.status) == ("queued", "queued")
+        assert "did not answer" in slow.error and "Cannot reach SendGrid" in refused.error
+    finally:
+        hanging.stop()
+
+
+def test_400_fails_at_once_with_sendgrids_text_and_is_never_retried(
+    session, make_contact, backend, settings, fake_sendgrid
+):
+    contact = make_contact("lead")
+    message = _queued(session, contact)
+    fake_sendgrid.script("400")
+
+    report = deliver_messages(session, [message.id], backend, settings)
+    again = deliver_messages(session, [message.id], backend, settings)
+    later = run_tick(session, lambda ids: None, now=utcnow() + timedelta(hours=2))
+
+    session.refresh(message)
+    assert report.failed == [message.id] and again.not_claimed == [message.id]
+    assert later.enqueued == []
+    assert message.status == "failed" and message.attempts == 1
+    assert "Does not contain a valid address" in message.error
+    assert fake_sendgrid.answers == ["400"] and fake_sendgrid.deliveries == {}
+    timeline = session.scalar(
+        sa.select(Activity.detail).where(
+            Activity.contact_id == contact.id, Activity.kind == "email_failed"
+        )
+    )
+    assert "Does not contain a valid address" in timeline
+
+
+def test_401_fails_flags_the_backend_and_leaves_the_rest_of_the_batch_queued(
+    session, make_contact, backend, settings, fake_sendgrid
+):
+    first = _queued(session, make_contact("lead"))
+    second = _queued(session, make_contact("client"))
+    fake_sendgrid.script("401")
+
+    report = deliver_messages(session, [first.id, second.id], backend, settings)
+
+    session.refresh(first)
+    session.refresh(second)
+    assert report.auth_failure and first.status == "failed" and second.status == "queued"
+    assert "authorization grant is invalid" in backend_auth_failure(session)
+
+    deliver_messages(session, [second.id], backend, settings)  # the key was fixed
+    assert backend_auth_failure(session) is None
+    assert fake_sendgrid.deliveries == {str(second.id): 1}
+
+
+def test_exhausted_retries_fail_the_message(
+    session, make_contact, backend, settings, fake_sendgrid
+):
+    message = _queued(session, make_contact("lead"))
+    fake_sendgrid.script("500", "500", "500", "500")
+
+    for _ in range(settings.max_attempts + 1):
+        deliver_messages(session, [message.id], backend, settings)
+
+    session.refresh(message)
+    assert message.status == "failed" and message.attempts == settings.max_attempts
+    assert "gave up after 3 attempts" in message.error
+    assert fake_sendgrid.answers == ["500"] * settings.max_attempts
+
+
+def test_retry_lost_by_redis_comes_back_through_the_lease(
+    session, make_contact, backend, settings, fake_sendgrid
+):
+    message = _queued(session, make_contact("lead"))
+    fake_sendgrid.script("503")
+    deliver_messages(session, [message.id], backend, settings)  # the retry job is never kept
+    session.refresh(message)
+
+    enqueued: list[int] = []
+    run_tick(session, enqueued.extend, now=message.next_attempt_at + timedelta(seconds=601))
+
+    assert enqueued == [message.id]
+    deliver_messages(session, enqueued, backend, settings)
+    assert fake_sendgrid.deliveries == {str(message.id): 1}

@@ -1,0 +1,109 @@
+"""flask health and GET /health: green only when the system can actually send."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import redis
+import sqlalchemy as sa
+from rq import Queue, Worker
+
+from crm_app.drip.delivery import set_backend_auth_failure
+from crm_app.drip.ticking import LAST_TICK_KEY
+from crm_app.models import SystemState, utcnow
+
+
+@pytest.fixture
+def live_worker(app):
+    connection = redis.Redis.from_url(app.config["REDIS_URL"])
+    worker = Worker([Queue(app.config["RQ_QUEUE"], connection=connection)], connection=connection)
+    worker.register_birth()
+    yield worker
+    worker.register_death()
+
+
+def tick_at(session, moment):
+    session.merge(SystemState(key=LAST_TICK_KEY, value=moment.isoformat(), updated_at=moment))
+    session.commit()
+
+
+def checks(response):
+    return {name: c["ok"] for name, c in response.get_json()["checks"].items()}
+
+
+def test_all_green(web, session, live_worker):
+    tick_at(session, utcnow())
+    response = web.get("/health")
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["status"] == "ok"
+    assert set(checks(response)) == {
+        "database",
+        "migrations",
+        "tables",
+        "scheduler",
+        "sendgrid_auth",
+        "redis",
+        "worker",
+    }
+    assert body["figures"]["failed"] == 0 and body["figures"]["in_doubt"] == 0
+
+
+def test_no_worker_is_red(web, session):
+    tick_at(session, utcnow())
+    response = web.get("/health")
+    assert response.status_code == 503
+    assert checks(response)["worker"] is False
+
+
+def test_stale_scheduler_is_red(web, session, live_worker):
+    tick_at(session, utcnow() - timedelta(minutes=3))
+    response = web.get("/health")
+    assert response.status_code == 503
+    assert checks(response)["scheduler"] is False
+
+
+def test_schema_behind_the_latest_migration_is_red(web, session, live_worker):
+    tick_at(session, utcnow())
+    head = session.scalar(sa.text("SELECT version_num FROM alembic_version"))
+    session.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
+    session.commit()
+    try:
+        response = web.get("/health")
+        assert response.status_code == 503
+        detail = response.get_json()["checks"]["migrations"]["detail"]
+        assert "flask db upgrade" in detail
+    finally:
+        session.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+        session.commit()
+
+
+def test_sendgrid_401_turns_health_red(web, session, live_worker):
+    tick_at(session, utcnow())
+    set_backend_auth_failure(session, "401: The provided authorization grant is invalid", utcnow())
+    session.commit()
+    response = web.get("/health")
+    assert response.status_code == 503
+    assert "authorization grant" in response.get_json()["checks"]["sendgrid_auth"]["detail"]
+
+
+def test_unreachable_redis_is_red(web, session, app, monkeypatch):
+    tick_at(session, utcnow())
+    monkeypatch.setitem(app.config, "REDIS_URL", "redis://127.0.0.1:1/0")
+    response = web.get("/health")
+    assert response.status_code == 503
+    assert checks(response)["redis"] is False
+
+
+def test_cli_prints_each_check_and_exits_1_when_red(runner, session):
+    result = runner.invoke(args=["health"])
+    assert result.exit_code == 1
+    assert "FAIL scheduler" in result.output
+    assert "ok   database" in result.output
+
+
+def test_cli_exits_0_when_green(runner, session, live_worker):
+    tick_at(session, utcnow())
+    result = runner.invoke(args=["health"])
+    assert result.exit_code == 0, result.output

@@ -1,0 +1,188 @@
+"""The tick: due selection (windows, time zones, weekends), idempotence, paused campaigns."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from crm_app.drip.ticking import last_tick_at, run_tick
+from crm_app.models import Activity, Enrollment, Message
+from tests.delivery_helpers import WEDNESDAY_10, bulk_due
+
+
+class Recorder:
+    """Stands in for Redis: what the tick enqueued, call by call."""
+
+    def __init__(self):
+        self.calls: list[list[int]] = []
+
+    def __call__(self, ids: list[int]) -> None:
+        self.calls.append(list(ids))
+
+    @property
+    def ids(self) -> list[int]:
+        return [i for call in self.calls for i in call]
+
+
+def _enrolment(session, contact) -> Enrollment:
+    return session.scalar(sa.select(Enrollment).where(Enrollment.contact_id == contact.id))
+
+
+def _due(session, contact, when: datetime) -> Enrollment:
+    enrollment = _enrolment(session, contact)
+    enrollment.next_send_at = when
+    session.commit()
+    return enrollment
+
+
+def test_due_enrolment_in_window_gets_one_message_and_leaves_the_due_index(session, make_contact):
+    contact = make_contact("lead", timezone="UTC")
+    enrollment = _due(session, contact, WEDNESDAY_10 - timedelta(minutes=5))
+    enqueue = Recorder()
+
+    result = run_tick(session, enqueue, now=WEDNESDAY_10)
+
+    message = session.scalar(sa.select(Message))
+    assert result.created == 1 and enqueue.ids == [message.id]
+    assert (message.status, message.step_position, message.contact_id) == ("queued", 1, contact.id)
+    assert message.step_id == enrollment.campaign.steps[0].id
+    session.refresh(enrollment)
+    assert enrollment.next_send_at is None  # the message row owns the step now
+
+
+def test_window_is_judged_in_the_contacts_time_zone(session, make_contact):
+    # 10:00 UTC on a Wednesday is 05:00 in New York (closed) and 11:00 in Paris (open).
+    new_york = make_contact("lead", timezone="America/New_York")
+    paris = make_contact("lead", timezone="Europe/Paris")
+    ny_enrolment = _due(session, new_york, WEDNESDAY_10 - timedelta(hours=1))
+    _due(session, paris, WEDNESDAY_10 - timedelta(hours=1))
+    enqueue = Recorder()
+
+    result = run_tick(session, enqueue, now=WEDNESDAY_10)
+
+    assert result.created == 1 and result.deferred == 1
+    assert session.scalar(sa.select(Message.contact_id)) == paris.id
+    session.refresh(ny_enrolment)
+    # Moved to the window's opening: 09:00 in New York = 14:00 UTC that day.
+    assert ny_enrolment.next_send_at == datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
+
+
+def test_weekend_defers_to_monday_morning(session, make_contact):
+    contact = make_contact("lead", timezone="UTC")
+    saturday_noon = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    enrollment = _due(session, contact, saturday_noon - timedelta(minutes=1))
+
+    result = run_tick(session, Recorder(), now=saturday_noon)
+
+    assert result.created == 0 and result.deferred == 1
+    session.refresh(enrollment)
+    assert enrollment.next_send_at == datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    # Monday 09:00 it goes.
+    monday = run_tick(session, Recorder(), now=datetime(2026, 11, 30, 9, 0, 30, tzinfo=UTC))
+    assert monday.created == 1
+
+
+def test_nothing_due_enqueues_nothing_but_records_the_heartbeat(session, make_contact):
+    contact = make_contact("lead")
+    _due(session, contact, WEDNESDAY_10 + timedelta(minutes=1))  # not yet
+    enqueue = Recorder()
+
+    result = run_tick(session, enqueue, now=WEDNESDAY_10)
+
+    assert result.due == 0 and enqueue.calls == []
+    assert session.scalar(sa.select(sa.func.count(Message.id))) == 0
+    assert last_tick_at(session) == WEDNESDAY_10
+
+
+def test_paused_campaign_has_nothing_due(session, make_contact, campaigns):
+    contact = make_contact("lead")
+    _due(session, contact, WEDNESDAY_10 - timedelta(hours=1))
+    campaigns["lead"].status = "paused"
+    session.commit()
+    enqueue = Recorder()
+
+    result = run_tick(session, enqueue, now=WEDNESDAY_10)
+
+    assert result.due == 0 and enqueue.calls == []
+    campaigns["lead"].status = "active"
+    session.commit()
+    assert run_tick(session, enqueue, now=WEDNESDAY_10).created == 1
+
+
+def test_a_second_tick_creates_and_enqueues_nothing_again(session, campaigns):
+    bulk_due(session, campaigns["client"], 30, WEDNESDAY_10 - timedelta(minutes=1))
+    first, second = Recorder(), Recorder()
+
+    assert run_tick(session, first, now=WEDNESDAY_10, chunk_size=7).created == 30
+    result = run_tick(session, second, now=WEDNESDAY_10 + timedelta(minutes=1), chunk_size=7)
+
+    assert result.created == 0 and second.calls == []
+    assert sorted(first.ids) == sorted(session.scalars(sa.select(Message.id)))
+
+
+def test_stale_conflict_does_not_duplicate_or_stall(session, make_contact):
+    """A tick that read an enrolment another tick already served (SQLite's overlap):
+    the unique row wins, nothing is enqueued twice, and the enrolment waits for it."""
+    contact = make_contact("lead")
+    enrollment = _due(session, contact, WEDNESDAY_10 - timedelta(minutes=1))
+    run_tick(session, Recorder(), now=WEDNESDAY_10)
+    # Pretend a stale reader put the enrolment back as due on the same step.
+    enrollment = session.get(Enrollment, enrollment.id)
+    enrollment.next_send_at = WEDNESDAY_10 - timedelta(minutes=1)
+    session.commit()
+    enqueue = Recorder()
+
+    result = run_tick(session, enqueue, now=WEDNESDAY_10 + timedelta(seconds=5))
+
+    assert result.created == 0 and enqueue.calls == []
+    assert session.scalar(sa.select(sa.func.count(Message.id))) == 1
+    session.refresh(enrollment)
+    assert enrollment.next_send_at is None
+
+
+def test_queued_row_past_its_lease_is_enqueued_again_once(session, make_contact):
+    contact = make_contact("lead")
+    _due(session, contact, WEDNESDAY_10 - timedelta(minutes=1))
+    first = Recorder()
+    run_tick(session, first, now=WEDNESDAY_10, lease_seconds=600)
+
+    within = Recorder()
+    run_tick(session, within, now=WEDNESDAY_10 + timedelta(minutes=5), lease_seconds=600)
+    later = Recorder()
+    result = run_tick(session, later, now=WEDNESDAY_10 + timedelta(minutes=11), lease_seconds=600)
+    again = Recorder()
+    run_tick(session, again, now=WEDNESDAY_10 + timedelta(minutes=12), lease_seconds=600)
+
+    assert within.ids == [] and later.ids == first.ids and again.ids == []
+    assert result.requeued == 1
+
+
+def test_sending_row_past_its_lease_becomes_in_doubt_not_resent(session, make_contact):
+    contact = make_contact("lead")
+    _due(session, contact, WEDNESDAY_10 - timedelta(minutes=1))
+    run_tick(session, Recorder(), now=WEDNESDAY_10)
+    message = session.scalar(sa.select(Message))
+    message.status, message.claimed_at, message.attempts = "sending", WEDNESDAY_10, 1
+    session.commit()
+    enqueue = Recorder()
+
+    result = run_tick(session, enqueue, now=WEDNESDAY_10 + timedelta(minutes=11))
+
+    session.refresh(message)
+    assert result.in_doubt == 1 and message.status == "in_doubt" and enqueue.ids == []
+    assert session.scalar(
+        sa.select(sa.func.count(Activity.id)).where(Activity.kind == "email_in_doubt")
+    )
+
+
+def test_enrolment_with_no_step_left_is_completed(session, make_contact, campaigns):
+    contact = make_contact("client")
+    enrollment = _due(session, contact, WEDNESDAY_10 - timedelta(minutes=1))
+    enrollment.current_step = len(campaigns["client"].steps) + 1
+    session.commit()
+
+    result = run_tick(session, Recorder(), now=WEDNESDAY_10)
+
+    session.refresh(enrollment)
+    assert result.completed == 1 and enrollment.status == "completed"
