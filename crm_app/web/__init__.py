@@ -16,8 +16,13 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(main.bp)
     app.register_blueprint(contacts.bp)
     app.register_blueprint(campaigns.bp)
-    from crm_app.web import admin, health, unsubscribe
+    from crm_app.web import analytics, suppressions
 
+    app.register_blueprint(analytics.bp)
+    app.register_blueprint(suppressions.bp)
+    from crm_app.web import admin, health, unsubscribe, webhooks
+
+    app.register_blueprint(webhooks.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)

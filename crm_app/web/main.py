@@ -1,15 +1,37 @@
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, url_for
-from flask_login import login_required
+from flask import Blueprint, current_app, redirect, render_template, url_for
+from flask_login import current_user, login_required
+from werkzeug.routing import BuildError
+
+from crm_app.drip.dashboard import home_dashboard
+from crm_app.extensions import db
 
 bp = Blueprint("main", __name__)
+
+
+def _admin_message_links() -> dict[str, str]:
+    """Links to the admin message lists, when that page exists and the viewer may see it."""
+    if not current_user.is_admin or "admin.messages" not in current_app.view_functions:
+        return {}
+    try:
+        return {
+            status: url_for("admin.messages", status=status) for status in ("failed", "in_doubt")
+        }
+    except BuildError:  # a route that wants other arguments: show plain numbers
+        return {}
 
 
 @bp.get("/")
 @login_required
 def home():
-    return render_template("main/home.html")
+    dashboard = home_dashboard(db.session, tz_name=current_user.timezone or "UTC")
+    return render_template(
+        "main/home.html",
+        dashboard=dashboard,
+        message_links=_admin_message_links(),
+        viewer_tz=current_user.timezone or "UTC",
+    )
 
 
 @bp.get("/favicon.ico")

@@ -1,0 +1,491 @@
+"""Campaign results over a date range: aggregate queries only, never one per row.
+
+Every figure is a cohort of messages *sent* in [start, end): opens, clicks,
+bounces ... are the first-event columns on those same messages (set by the
+webhook), so "unique opens" is a count of messages with `opened_at`. Enrolment
+figures use the enrolments table: completion over enrolments that *ended* in the
+range, conversion over enrolments that *started* in it.
+
+Indexes used: messages(campaign_id, sent_at) for one campaign, messages(sent_at)
+for all of them, enrollments(enrolled_at) and enrollments(ended_at) for the
+outcomes (bench/analytics_bench.py measures with and without them).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+import sqlalchemy as sa
+
+from crm_app.models import Campaign, CampaignStep, Enrollment, Message
+from crm_app.models.tracking import ContactGoal
+
+# The longest range the pages accept: the per-day series has one point per day.
+MAX_RANGE_DAYS = 3 * 366
+DEFAULT_RANGE_DAYS = 30
+
+
+class AnalyticsRangeError(ValueError):
+    """A date range the user typed that cannot be used; the message is for them."""
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """Whole UTC days, `first` to `last` inclusive; queries use [start, end)."""
+
+    first: date
+    last: date
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.first, time(0), tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        return datetime.combine(self.last + timedelta(days=1), time(0), tzinfo=UTC)
+
+    @property
+    def days(self) -> list[date]:
+        return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
+
+
+def default_range(today: date) -> DateRange:
+    return DateRange(today - timedelta(days=DEFAULT_RANGE_DAYS - 1), today)
+
+
+def parse_range(first: str | None, last: str | None, *, today: date) -> DateRange:
+    """ISO dates from a form; a missing side takes the default's. Raises AnalyticsRangeError."""
+    fallback = default_range(today)
+    try:
+        first_day = date.fromisoformat(first.strip()) if first and first.strip() else None
+        last_day = date.fromisoformat(last.strip()) if last and last.strip() else None
+    except ValueError:
+        raise AnalyticsRangeError("Dates must look like 2026-01-31.") from None
+    first_day = first_day or (
+        last_day - timedelta(days=DEFAULT_RANGE_DAYS - 1) if last_day else fallback.first
+    )
+    last_day = last_day or fallback.last
+    if first_day > last_day:
+        raise AnalyticsRangeError("The start date is after the end date.")
+    if (last_day - first_day).days >= MAX_RANGE_DAYS:
+        raise AnalyticsRangeError(f"Choose at most {MAX_RANGE_DAYS} days.")
+    return DateRange(first_day, last_day)
+
+
+def _pct(part: int, whole: int) -> float | None:
+    """A percentage, or None when there is nothing to divide by (shown as a dash)."""
+    return round(100.0 * part / whole, 1) if whole else None
+
+
+@dataclass
+class Counts:
+    sent: int = 0
+    delivered: int = 0
+    opened: int = 0  # unique: messages opened at least once
+    clicked: int = 0  # unique: messages clicked at least once
+    bounced: int = 0
+    spam_reports: int = 0
+    unsubscribed: int = 0
+
+    def __iadd__(self, other: Counts) -> Counts:
+        for name in COUNT_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
+
+    # Delivery and bounces are shares of what was sent; engagement is a share of delivered.
+    @property
+    def delivery_rate(self) -> float | None:
+        return _pct(self.delivered, self.sent)
+
+    @property
+    def bounce_rate(self) -> float | None:
+        return _pct(self.bounced, self.sent)
+
+    @property
+    def open_rate(self) -> float | None:
+        return _pct(self.opened, self.delivered)
+
+    @property
+    def click_rate(self) -> float | None:
+        return _pct(self.clicked, self.delivered)
+
+    @property
+    def spam_rate(self) -> float | None:
+        return _pct(self.spam_reports, self.delivered)
+
+    @property
+    def unsubscribe_rate(self) -> float | None:
+        return _pct(self.unsubscribed, self.delivered)
+
+
+COUNT_FIELDS = ("sent", "delivered", "opened", "clicked", "bounced", "spam_reports", "unsubscribed")
+
+
+@dataclass
+class EnrolmentOutcomes:
+    ended: int = 0  # completed or stopped in the range
+    completed: int = 0
+    started: int = 0  # enrolled in the range
+    converted: int = 0  # of those started, reached the goal within goal_days
+
+    @property
+    def completion_rate(self) -> float | None:
+        return _pct(self.completed, self.ended)
+
+    @property
+    def conversion_rate(self) -> float | None:
+        return _pct(self.converted, self.started)
+
+
+@dataclass
+class CampaignSummary:
+    campaign_id: int
+    name: str
+    status: str
+    counts: Counts
+    outcomes: EnrolmentOutcomes
+
+
+@dataclass
+class StepRow:
+    position: int
+    subject: str
+    counts: Counts
+
+
+@dataclass
+class DayPoint:
+    day: date
+    sent: int = 0
+    opened: int = 0
+    clicked: int = 0
+
+
+@dataclass
+class CampaignReport:
+    summary: CampaignSummary
+    steps: list[StepRow]
+    period: DateRange
+    series: list[DayPoint] = field(default_factory=list)
+
+    @property
+    def funnel(self) -> list[tuple[int, int]]:
+        """(step position, sent) in step order: how far the cohort got."""
+        return [(row.position, row.counts.sent) for row in self.steps]
+
+
+# --- SQL building blocks (one place for what differs between SQLite and PostgreSQL) ---
+
+
+def day_bucket(column, dialect_name: str):
+    """The UTC calendar day of a UTCDateTime column (stored naive UTC on both databases)."""
+    if dialect_name == "postgresql":
+        return sa.cast(column, sa.Date)
+    # SQLite: CAST(... AS DATE) would yield a number; date() yields 'YYYY-MM-DD'.
+    return sa.func.date(column)
+
+
+def add_days(column, days, dialect_name: str):
+    """column + `days` days, where `days` may itself be a column."""
+    if dialect_name == "postgresql":
+        return column + sa.func.make_interval(0, 0, 0, days)  # (years, months, weeks, days)
+    # Same text layout as SQLAlchemy's stored values, so string comparison stays correct.
+    return sa.func.strftime("%Y-%m-%d %H:%M:%f", column, "+" + sa.cast(days, sa.String) + " days")
+
+
+def _as_date(value) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def _count_not_null(column):
+    return sa.func.coalesce(sa.func.sum(sa.case((column.is_not(None), 1), else_=0)), 0)
+
+
+def _count_columns():
+    """The SELECT list behind Counts, in COUNT_FIELDS order."""
+    return (
+        sa.func.count(Message.id),
+        _count_not_null(Message.delivered_at),
+        _count_not_null(Message.opened_at),
+        _count_not_null(Message.clicked_at),
+        _count_not_null(Message.bounced_at),
+        _count_not_null(Message.spam_reported_at),
+        _count_not_null(Message.unsubscribed_at),
+    )
+
+
+def _counts(values) -> Counts:
+    return Counts(*(int(v or 0) for v in values))
+
+
+def _sent_in(period: DateRange):
+    return (Message.sent_at >= period.start, Message.sent_at < period.end)
+
+
+# --- the queries ---
+
+
+def message_counts_by_campaign(
+    session, period: DateRange, campaign_id: int | None = None
+) -> dict[int, Counts]:
+    query = (
+        sa.select(Message.campaign_id, *_count_columns())
+        .where(*_sent_in(period))
+        .group_by(Message.campaign_id)
+    )
+    if campaign_id is not None:
+        query = query.where(Message.campaign_id == campaign_id)
+    return {row[0]: _counts(row[1:]) for row in session.execute(query)}
+
+
+def enrolment_outcomes(
+    session, period: DateRange, campaign_id: int | None = None
+) -> dict[int, EnrolmentOutcomes]:
+    """Completion (ended in range) and conversion (started in range), per campaign: 2 queries.
+
+    Converted: the contact has a ContactGoal between enrolment and enrolment + goal_days:
+    "type:<goal_contact_type>" when the campaign names one, or any "goal:..." event.
+    The conversions are a query of their own so that EXISTS sits in the WHERE clause,
+    where PostgreSQL runs it as a semi-join rather than once per enrolment.
+    """
+    ended = sa.and_(
+        Enrollment.status.in_(("completed", "stopped")),
+        Enrollment.ended_at >= period.start,
+        Enrollment.ended_at < period.end,
+    )
+    started = sa.and_(Enrollment.enrolled_at >= period.start, Enrollment.enrolled_at < period.end)
+    scope = [Enrollment.campaign_id == campaign_id] if campaign_id is not None else []
+
+    def tally(condition):
+        return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+    outcomes: dict[int, EnrolmentOutcomes] = {}
+    for campaign, n_ended, n_completed, n_started in session.execute(
+        sa.select(
+            Enrollment.campaign_id,
+            tally(ended),
+            tally(sa.and_(ended, Enrollment.status == "completed")),
+            tally(started),
+        )
+        .where(sa.or_(ended, started), *scope)
+        .group_by(Enrollment.campaign_id)
+    ):
+        outcomes[campaign] = EnrolmentOutcomes(int(n_ended), int(n_completed), int(n_started))
+
+    dialect = session.get_bind().dialect.name
+    reached_goal = sa.exists().where(
+        ContactGoal.contact_id == Enrollment.contact_id,
+        ContactGoal.occurred_at >= Enrollment.enrolled_at,
+        ContactGoal.occurred_at <= add_days(Enrollment.enrolled_at, Campaign.goal_days, dialect),
+        sa.or_(
+            ContactGoal.name.startswith("goal:", autoescape=True),
+            sa.and_(
+                Campaign.goal_contact_type != "",
+                ContactGoal.name == sa.literal("type:") + Campaign.goal_contact_type,
+            ),
+        ),
+    )
+    for campaign, converted in session.execute(
+        sa.select(Enrollment.campaign_id, sa.func.count(Enrollment.id))
+        .join(Campaign, Campaign.id == Enrollment.campaign_id)
+        .where(started, reached_goal, *scope)
+        .group_by(Enrollment.campaign_id)
+    ):
+        outcomes.setdefault(campaign, EnrolmentOutcomes()).converted = int(converted)
+    return outcomes
+
+
+def steps_and_days(
+    session, campaign_id: int, period: DateRange
+) -> tuple[dict[int, Counts], list[DayPoint]]:
+    """Per-step counts and the per-day series of one campaign, from ONE scan of its messages.
+
+    Grouping by (step, day sent, day first opened, day first clicked) gives few groups
+    (steps x days x a handful), which fold into both results in Python. The series counts
+    sends, first opens and first clicks on the UTC day each happened, over the messages
+    sent in the range like every other figure, so it adds up to the table; an open after
+    the range's end is counted in the table but not plotted.
+    """
+    dialect = session.get_bind().dialect.name
+    sent_day = day_bucket(Message.sent_at, dialect)
+    opened_day = day_bucket(Message.opened_at, dialect)
+    clicked_day = day_bucket(Message.clicked_at, dialect)
+    query = (
+        sa.select(
+            Message.step_position,
+            sent_day,
+            opened_day,
+            clicked_day,
+            sa.func.count(Message.id),
+            _count_not_null(Message.delivered_at),
+            _count_not_null(Message.bounced_at),
+            _count_not_null(Message.spam_reported_at),
+            _count_not_null(Message.unsubscribed_at),
+        )
+        .where(Message.campaign_id == campaign_id, *_sent_in(period))
+        .group_by(Message.step_position, sent_day, opened_day, clicked_day)
+    )
+    by_step: dict[int, Counts] = {}
+    points = {day: DayPoint(day) for day in period.days}
+    for (
+        position,
+        sent_on,
+        opened_on,
+        clicked_on,
+        n,
+        delivered,
+        bounced,
+        spam,
+        unsub,
+    ) in session.execute(query):
+        counts = by_step.setdefault(position, Counts())
+        counts += Counts(
+            sent=n,
+            delivered=int(delivered),
+            opened=n if opened_on is not None else 0,
+            clicked=n if clicked_on is not None else 0,
+            bounced=int(bounced),
+            spam_reports=int(spam),
+            unsubscribed=int(unsub),
+        )
+        for day, kind in ((sent_on, "sent"), (opened_on, "opened"), (clicked_on, "clicked")):
+            point = points.get(_as_date(day)) if day is not None else None
+            if point is not None:
+                setattr(point, kind, getattr(point, kind) + n)
+    return by_step, list(points.values())
+
+
+# --- what the pages show ---
+
+
+@dataclass
+class AnalyticsOverview:
+    period: DateRange
+    rows: list[CampaignSummary]
+
+    @property
+    def totals(self) -> Counts:
+        total = Counts()
+        for row in self.rows:
+            total += row.counts
+        return total
+
+
+def campaigns_overview(session, period: DateRange) -> AnalyticsOverview:
+    """One row per campaign (archived ones only with figures in the range): 4 queries."""
+    counts = message_counts_by_campaign(session, period)
+    outcomes = enrolment_outcomes(session, period)
+    rows = []
+    for campaign in session.scalars(sa.select(Campaign).order_by(Campaign.name)):
+        if campaign.status == "archived" and campaign.id not in counts | outcomes:
+            continue
+        rows.append(
+            CampaignSummary(
+                campaign.id,
+                campaign.name,
+                campaign.status,
+                counts.get(campaign.id, Counts()),
+                outcomes.get(campaign.id, EnrolmentOutcomes()),
+            )
+        )
+    return AnalyticsOverview(period, rows)
+
+
+def campaign_report(session, campaign: Campaign, period: DateRange) -> CampaignReport:
+    """Summary, per-step rows and the daily series of one campaign: 4 queries."""
+    by_step, series = steps_and_days(session, campaign.id, period)
+    subjects = dict(
+        session.execute(
+            sa.select(CampaignStep.position, CampaignStep.subject).where(
+                CampaignStep.campaign_id == campaign.id
+            )
+        ).all()
+    )
+    # Every current step (zero if nothing went out), plus positions that have since been removed.
+    steps = [
+        StepRow(position, subjects.get(position, "(step removed)"), by_step.get(position, Counts()))
+        for position in sorted(set(subjects) | set(by_step))
+    ]
+    totals = Counts()
+    for row in steps:
+        totals += row.counts
+    outcomes = enrolment_outcomes(session, period, campaign.id).get(
+        campaign.id, EnrolmentOutcomes()
+    )
+    summary = CampaignSummary(campaign.id, campaign.name, campaign.status, totals, outcomes)
+    return CampaignReport(summary, steps, period, series)
+
+
+CSV_HEADER = (
+    "step",
+    "subject",
+    "sent",
+    "delivered",
+    "delivered_pct",
+    "unique_opens",
+    "open_pct",
+    "unique_clicks",
+    "click_pct",
+    "bounces",
+    "bounce_pct",
+    "spam_reports",
+    "spam_pct",
+    "unsubscribes",
+    "unsubscribe_pct",
+)
+
+
+def _csv_safe(text: str) -> str:
+    """A subject starting with = + - @ would run as a formula in a spreadsheet."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _csv_row(step: str, subject: str, c: Counts) -> list:
+    def rate(value: float | None) -> str:
+        return "" if value is None else f"{value:.1f}"
+
+    return [
+        step,
+        _csv_safe(subject),
+        c.sent,
+        c.delivered,
+        rate(c.delivery_rate),
+        c.opened,
+        rate(c.open_rate),
+        c.clicked,
+        rate(c.click_rate),
+        c.bounced,
+        rate(c.bounce_rate),
+        c.spam_reports,
+        rate(c.spam_rate),
+        c.unsubscribed,
+        rate(c.unsubscribe_rate),
+    ]
+
+
+def report_csv(report: CampaignReport) -> str:
+    """The per-step table as CSV: a header row, one row per step, then the totals row."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    for row in report.steps:
+        writer.writerow(_csv_row(str(row.position), row.subject, row.counts))
+    writer.writerow(_csv_row("total", "", report.summary.counts))
+    return out.getvalue()
+
+
+def chart_data(report: CampaignReport) -> dict:
+    """What the page's charts draw, as plain JSON."""
+    return {
+        "days": [point.day.isoformat() for point in report.series],
+        "sent": [point.sent for point in report.series],
+        "opened": [point.opened for point in report.series],
+        "clicked": [point.clicked for point in report.series],
+        "funnel": {
+            "labels": [f"Step {position}" for position, _ in report.funnel],
+            "sent": [sent for _, sent in report.funnel],
+        },
+    }

@@ -1,0 +1,112 @@
+"""The home page's figures: what went out, what is coming, what needs a look.
+
+Five small aggregate queries, each served by an index (sent_at, the due index
+on enrolments, messages' status index, webhook_batches.received_at).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from crm_app.models import Campaign, Enrollment, Message, utcnow
+from crm_app.models.tracking import WebhookBatch
+
+# A webhook silent for this long while mail goes out probably means it is broken.
+WEBHOOK_SILENCE_WARNING = timedelta(hours=24)
+
+
+@dataclass
+class Dashboard:
+    now: datetime
+    sent_today: int
+    sent_this_week: int
+    scheduled_next_24h: int
+    active_by_campaign: list[tuple[int, str, int]]  # (campaign id, name, active enrolments)
+    failed: int
+    in_doubt: int
+    last_webhook: WebhookBatch | None
+    webhook_warning: str = ""
+
+    @property
+    def active_total(self) -> int:
+        return sum(count for _, _, count in self.active_by_campaign)
+
+
+def _local_midnights(now: datetime, tz_name: str) -> tuple[datetime, datetime]:
+    """Start of today and of this week (Monday) in the viewer's zone, as aware datetimes."""
+    try:
+        zone = ZoneInfo(tz_name or "UTC")
+    except Exception:  # an unknown zone name must not break the home page
+        zone = ZoneInfo("UTC")
+    local = now.astimezone(zone)
+    today = datetime.combine(local.date(), time(0), tzinfo=zone)
+    week = datetime.combine(local.date() - timedelta(days=local.weekday()), time(0), tzinfo=zone)
+    return today, week
+
+
+def home_dashboard(session, *, tz_name: str = "UTC", now: datetime | None = None) -> Dashboard:
+    now = now or utcnow()
+    today_start, week_start = _local_midnights(now, tz_name)
+
+    def sent_since(moment: datetime):
+        return sa.func.coalesce(sa.func.sum(sa.case((Message.sent_at >= moment, 1), else_=0)), 0)
+
+    sent_today, sent_week = session.execute(
+        sa.select(sent_since(today_start), sent_since(week_start)).where(
+            Message.sent_at >= min(today_start, week_start), Message.sent_at <= now
+        )
+    ).one()
+
+    # Overdue ones count too: the next tick sends them.
+    scheduled = session.scalar(
+        sa.select(sa.func.count(Enrollment.id)).where(
+            Enrollment.status == "active",
+            Enrollment.next_send_at.is_not(None),
+            Enrollment.next_send_at < now + timedelta(hours=24),
+        )
+    )
+
+    active_by_campaign = [
+        (campaign_id, name, int(count))
+        for campaign_id, name, count in session.execute(
+            sa.select(Campaign.id, Campaign.name, sa.func.count(Enrollment.id))
+            .join(Enrollment, Enrollment.campaign_id == Campaign.id)
+            .where(Enrollment.status == "active")
+            .group_by(Campaign.id, Campaign.name)
+            .order_by(Campaign.name)
+        )
+    ]
+
+    by_status = dict(
+        session.execute(
+            sa.select(Message.status, sa.func.count(Message.id))
+            .where(Message.status.in_(("failed", "in_doubt")))
+            .group_by(Message.status)
+        ).all()
+    )
+
+    last_webhook = session.scalar(
+        sa.select(WebhookBatch).order_by(WebhookBatch.received_at.desc()).limit(1)
+    )
+    warning = ""
+    if last_webhook is None:
+        if sent_week:
+            warning = "Mail went out this week but SendGrid has never called the webhook."
+    elif now - last_webhook.received_at > WEBHOOK_SILENCE_WARNING and sent_today:
+        warning = "No webhook call for over 24 hours although mail went out today."
+
+    return Dashboard(
+        now=now,
+        sent_today=int(sent_today or 0),
+        sent_this_week=int(sent_week or 0),
+        scheduled_next_24h=int(scheduled or 0),
+        active_by_campaign=active_by_campaign,
+        failed=int(by_status.get("failed", 0)),
+        in_doubt=int(by_status.get("in_doubt", 0)),
+        last_webhook=last_webhook,
+        webhook_warning=warning,
+    )

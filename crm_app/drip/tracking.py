@@ -1,0 +1,367 @@
+"""SendGrid Event Webhook ingestion: record each event once, apply its consequences.
+
+A batch is processed with a handful of set-based statements (not a query per
+event), so thousands of events per request stay cheap. An event seen before
+(same sg_event_id) is skipped by the unique index; first-seen timestamps are
+kept with MIN semantics, so events arriving out of order change nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from crm_app.drip.suppression import lift_suppression, suppress
+from crm_app.models import Activity, Message, utcnow
+from crm_app.models.tracking import EmailEvent, WebhookBatch
+
+KNOWN_EVENTS = frozenset(
+    {
+        "processed",
+        "delivered",
+        "deferred",
+        "open",
+        "click",
+        "bounce",
+        "dropped",
+        "spamreport",
+        "unsubscribe",
+        "group_unsubscribe",
+        "group_resubscribe",
+    }
+)
+# Event -> the Message column holding the first time it happened.
+FIRST_SEEN_COLUMN = {
+    "delivered": "delivered_at",
+    "open": "opened_at",
+    "click": "clicked_at",
+    "bounce": "bounced_at",
+    "spamreport": "spam_reported_at",
+    "unsubscribe": "unsubscribed_at",
+    "group_unsubscribe": "unsubscribed_at",
+}
+# Drop reasons that say the address itself is bad or unwilling.
+SUPPRESSING_DROP_REASONS = {
+    "bounced address": "bounce",
+    "invalid": "bounce",
+    "spam reporting address": "spamreport",
+    "unsubscribed address": "unsubscribe",
+}
+ACTOR = "sendgrid:webhook"
+
+
+class MalformedBatch(Exception):
+    """The body is not a JSON array of events."""
+
+
+@dataclass
+class IngestResult:
+    received: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejections: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Event:
+    raw: dict
+    sg_event_id: str
+    event: str
+    email: str
+    occurred_at: datetime
+    message_id: int | None = None
+    contact_id: int | None = None
+    campaign_id: int | None = None
+    detail: str = ""
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _normalize(raw: Any) -> _Event | str:
+    """An event we can apply, or the reason it is rejected."""
+    if not isinstance(raw, dict):
+        return "not a JSON object"
+    event = raw.get("event")
+    if event not in KNOWN_EVENTS:
+        return f"unknown event type {event!r}"
+    sg_event_id = raw.get("sg_event_id")
+    if not isinstance(sg_event_id, str) or not sg_event_id or len(sg_event_id) > 100:
+        return "missing sg_event_id"
+    timestamp = raw.get("timestamp")
+    if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)):
+        return "missing or non-numeric timestamp"
+    try:
+        occurred_at = datetime.fromtimestamp(timestamp, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return "timestamp out of range"
+    email = raw.get("email")
+    if not isinstance(email, str) or "@" not in email:
+        return "missing email"
+    detail = ""
+    if event == "click":
+        detail = str(raw.get("url", ""))[:500]
+    elif event in ("bounce", "dropped", "deferred"):
+        kind = raw.get("type") or ""
+        detail = " ".join(p for p in (str(kind), str(raw.get("reason", ""))) if p)[:500]
+    return _Event(raw, sg_event_id, event, email.strip().lower(), occurred_at, detail=detail)
+
+
+def _provider_id(raw: dict) -> str | None:
+    # sg_message_id is the X-Message-Id we stored plus ".filter..." routing suffixes.
+    value = raw.get("sg_message_id")
+    return value.split(".", 1)[0] if isinstance(value, str) and value else None
+
+
+def _resolve_messages(session, events: list[_Event]) -> None:
+    """Tie each event to its message: custom_args first, then sg_message_id."""
+    custom_ids = [_int_or_none(e.raw.get("message_id")) for e in events]
+    wanted_ids = {mid for mid in custom_ids if mid is not None}
+    wanted_provider = {pid for e in events if (pid := _provider_id(e.raw))}
+    if not wanted_ids and not wanted_provider:
+        return
+    columns = (Message.id, Message.contact_id, Message.campaign_id, Message.provider_message_id)
+    rows = []
+    if wanted_ids:
+        rows += session.execute(sa.select(*columns).where(Message.id.in_(wanted_ids))).all()
+    if wanted_provider:
+        rows += session.execute(
+            sa.select(*columns).where(Message.provider_message_id.in_(wanted_provider))
+        ).all()
+    by_id = {r.id: r for r in rows}
+    by_provider = {r.provider_message_id: r for r in rows if r.provider_message_id}
+    for event, custom_id in zip(events, custom_ids, strict=True):
+        row = by_id.get(custom_id) or by_provider.get(_provider_id(event.raw))
+        if row is not None:
+            event.message_id, event.contact_id, event.campaign_id = (
+                row.id,
+                row.contact_id,
+                row.campaign_id,
+            )
+
+
+def _insert(session):
+    dialect = session.get_bind().dialect.name
+    return (postgresql if dialect == "postgresql" else sqlite).insert(EmailEvent)
+
+
+def _store(session, events: list[_Event], now: datetime) -> set[str]:
+    """Insert the events; returns the sg_event_ids that were new."""
+    if not events:
+        return set()
+    statement = (
+        _insert(session)
+        .on_conflict_do_nothing(index_elements=["sg_event_id"])
+        .returning(EmailEvent.sg_event_id)
+    )
+    rows = [
+        {
+            "sg_event_id": e.sg_event_id,
+            "event": e.event,
+            "email": e.email[:254],
+            "message_id": e.message_id,
+            "contact_id": e.contact_id,
+            "campaign_id": e.campaign_id,
+            "occurred_at": e.occurred_at,
+            "received_at": now,
+            "outcome": "applied",
+            "detail": e.detail,
+            "payload": e.raw,
+        }
+        for e in events
+    ]
+    return {r[0] for r in session.execute(statement, rows)}
+
+
+def _store_rejected(session, rejected: list[tuple[Any, str]], now: datetime) -> None:
+    if not rejected:
+        return
+    rows = []
+    for raw, reason in rejected:
+        payload = raw if isinstance(raw, dict) else {"value": raw}
+        event = payload.get("event") if isinstance(payload.get("event"), str) else "?"
+        rows.append(
+            {
+                "sg_event_id": None,  # a rejected event keeps no claim on its id
+                "event": event[:40],
+                "email": str(payload.get("email", ""))[:254],
+                "received_at": now,
+                "outcome": "rejected",
+                "detail": reason,
+                "payload": payload,
+            }
+        )
+    session.execute(sa.insert(EmailEvent), rows)
+
+
+def _record_first_seen(session, events: list[_Event]) -> None:
+    """Per message and column keep the earliest time: replays and late events change nothing."""
+    earliest: dict[tuple[str, int], datetime] = {}
+    for e in events:
+        column = FIRST_SEEN_COLUMN.get(e.event)
+        if column is None or e.message_id is None:
+            continue
+        key = (column, e.message_id)
+        if key not in earliest or e.occurred_at < earliest[key]:
+            earliest[key] = e.occurred_at
+    by_column: dict[str, list[dict]] = defaultdict(list)
+    for (column, message_id), at in earliest.items():
+        by_column[column].append({"m_id": message_id, "at": at})
+    table = Message.__table__
+    for column, params in by_column.items():
+        col = table.c[column]
+        at = sa.bindparam("at", type_=col.type)
+        statement = (
+            table.update()
+            .where(table.c.id == sa.bindparam("m_id"))
+            .where(sa.or_(col.is_(None), col > at))
+            .values({column: at})
+        )
+        session.execute(statement, params)
+
+
+def _record_timeline(session, events: list[_Event], now: datetime) -> None:
+    labels = {
+        "processed": "Email accepted by SendGrid",
+        "delivered": "Email delivered",
+        "deferred": "Delivery deferred",
+        "open": "Email opened",
+        "click": "Link clicked",
+        "bounce": "Email bounced",
+        "dropped": "Email dropped by SendGrid",
+        "spamreport": "Marked as spam",
+        "unsubscribe": "Unsubscribed via SendGrid",
+        "group_unsubscribe": "Unsubscribed from a group",
+        "group_resubscribe": "Resubscribed to a group",
+    }
+    rows = [
+        {
+            "contact_id": e.contact_id,
+            "kind": f"email_{e.event}",
+            "detail": labels[e.event] + (f": {e.detail}" if e.detail else ""),
+            "actor": ACTOR,
+            "campaign_id": e.campaign_id,
+            "created_at": e.occurred_at,
+        }
+        for e in events
+        if e.contact_id is not None
+    ]
+    if rows:
+        session.execute(sa.insert(Activity), rows)
+
+
+def _suppression_reason(event: _Event) -> str | None:
+    if event.event == "bounce":
+        # A block is the receiving server's temporary refusal, not a bad address.
+        return None if str(event.raw.get("type", "")).lower() == "blocked" else "bounce"
+    if event.event == "dropped":
+        return SUPPRESSING_DROP_REASONS.get(str(event.raw.get("reason", "")).strip().lower())
+    if event.event in ("spamreport", "unsubscribe", "group_unsubscribe"):
+        return event.event
+    return None
+
+
+def _latest_group_event(session, email: str, event: str) -> datetime | None:
+    return session.scalar(
+        sa.select(sa.func.max(EmailEvent.occurred_at)).where(
+            EmailEvent.email == email, EmailEvent.event == event, EmailEvent.outcome == "applied"
+        )
+    )
+
+
+def _apply_consequences(session, events: list[_Event], now: datetime) -> None:
+    for event in sorted(events, key=lambda e: e.occurred_at):
+        reason = _suppression_reason(event)
+        if reason == "group_unsubscribe":
+            resubscribed = _latest_group_event(session, event.email, "group_resubscribe")
+            if resubscribed is not None and resubscribed > event.occurred_at:
+                continue  # arrived late: the contact has resubscribed since
+        if reason is not None:
+            suppress(
+                session,
+                event.email,
+                reason=reason,
+                source=f"sendgrid {event.event}",
+                actor=ACTOR,
+                note=event.detail,
+                now=now,
+            )
+        elif event.event == "group_resubscribe":
+            unsubscribed = _latest_group_event(session, event.email, "group_unsubscribe")
+            if unsubscribed is None or unsubscribed <= event.occurred_at:
+                lift_suppression(
+                    session,
+                    event.email,
+                    actor=ACTOR,
+                    note="group resubscribe",
+                    only_reason="group_unsubscribe",
+                )
+    _resolve_in_doubt(session, events)
+
+
+def _resolve_in_doubt(session, events: list[_Event]) -> None:
+    """SendGrid has the message: an in-doubt row was in fact sent (one query to find them)."""
+    from crm_app.drip.delivery import mark_sent
+
+    seen: dict[int, datetime] = {}
+    for e in events:
+        if e.event in ("processed", "delivered") and e.message_id is not None:
+            seen[e.message_id] = min(e.occurred_at, seen.get(e.message_id, e.occurred_at))
+    if not seen:
+        return
+    in_doubt = session.scalars(
+        sa.select(Message).where(Message.id.in_(seen), Message.status == "in_doubt")
+    )
+    for message in in_doubt:
+        mark_sent(session, message, actor=ACTOR, note="SendGrid reported it", now=seen[message.id])
+
+
+def ingest_events(session, payload: Any, *, now: datetime | None = None) -> IngestResult:
+    """Record a webhook batch and apply it; the caller commits."""
+    now = now or utcnow()
+    if not isinstance(payload, list):
+        raise MalformedBatch("the body must be a JSON array of events")
+    result = IngestResult(received=len(payload))
+    valid: dict[str, _Event] = {}
+    rejected: list[tuple[Any, str]] = []
+    for raw in payload:
+        normalized = _normalize(raw)
+        if isinstance(normalized, str):
+            rejected.append((raw, normalized))
+        elif normalized.sg_event_id in valid:
+            result.duplicates += 1  # the same event twice in one batch
+        else:
+            valid[normalized.sg_event_id] = normalized
+    events = list(valid.values())
+    _resolve_messages(session, events)
+    new_ids = _store(session, events, now)
+    fresh = [e for e in events if e.sg_event_id in new_ids]
+    result.duplicates += len(events) - len(fresh)
+    _store_rejected(session, rejected, now)
+    result.rejected = len(rejected)
+    result.rejections = [reason for _, reason in rejected[:20]]
+    result.applied = len(fresh)
+    _record_first_seen(session, fresh)
+    _record_timeline(session, fresh, now)
+    _apply_consequences(session, fresh, now)
+    session.add(
+        WebhookBatch(
+            received_at=now,
+            event_count=result.received,
+            applied_count=result.applied,
+            duplicate_count=result.duplicates,
+            rejected_count=result.rejected,
+        )
+    )
+    session.flush()
+    return result

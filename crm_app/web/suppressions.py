@@ -1,0 +1,88 @@
+"""The suppression list page (admins): search, add an address, lift one with a reason."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from crm_app.drip.suppression import (
+    NOTE_MAX,
+    REASON_LABELS,
+    SuppressionError,
+    add_manual_suppression,
+    lift_suppression,
+    normalize_email,
+    search_suppressions,
+)
+from crm_app.extensions import db
+from crm_app.web.auth import actor_name, admin_required
+
+bp = Blueprint("suppressions", __name__, url_prefix="/suppressions")
+
+
+def _page_number() -> int:
+    try:
+        return int(request.args.get("page", 1))
+    except ValueError:
+        return 1
+
+
+def _render(status: int = 200, **extra):
+    query = request.args.get("q", "")
+    result = search_suppressions(db.session, query=query, page=_page_number())
+    context = dict(
+        result=result,
+        q=query,
+        reason_labels=REASON_LABELS,
+        form={"email": "", "note": ""},
+        errors={},
+        remove_error=None,
+    )
+    context.update(extra)
+    if request.htmx and request.headers.get("HX-Target") == "suppression-list":
+        return render_template("suppressions/_list.html", **context), status
+    return render_template("suppressions/index.html", **context), status
+
+
+@bp.get("/")
+@admin_required
+def index():
+    return _render()
+
+
+@bp.post("/")
+@admin_required
+def add():
+    email = request.form.get("email", "")
+    note = request.form.get("note", "").strip()
+    try:
+        entry, created = add_manual_suppression(db.session, email, note=note, actor=actor_name())
+    except SuppressionError as refused:
+        db.session.rollback()
+        return _render(422, form={"email": email, "note": note}, errors={"email": str(refused)})
+    db.session.commit()
+    if created:
+        flash(f"{entry.email} is suppressed: it will not be mailed again.", "success")
+    else:
+        flash(f"{entry.email} was already on the list ({entry.reason}).", "info")
+    return redirect(url_for("suppressions.index"))
+
+
+@bp.post("/remove")
+@admin_required
+def remove():
+    email = normalize_email(request.form.get("email", ""))
+    note = request.form.get("note", "").strip()
+    if not note or len(note) > NOTE_MAX:
+        # Mailing an address again is a compliance decision: say why, on the timeline.
+        message = (
+            "Give a reason for removing this address."
+            if not note
+            else f"Keep the reason under {NOTE_MAX} characters."
+        )
+        return _render(422, remove_error={"email": email, "message": message})
+    if not lift_suppression(db.session, email, actor=actor_name(), note=note):
+        flash(f"{email or 'That address'} is not on the suppression list.", "error")
+        return redirect(url_for("suppressions.index"))
+    db.session.commit()
+    flash(f"{email} was removed from the suppression list.", "success")
+    return redirect(url_for("suppressions.index"))

@@ -1,0 +1,55 @@
+"""Inbound webhooks. CSRF does not apply here; SendGrid's signature does."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, current_app, jsonify, request
+
+from crm_app.drip.tracking import MalformedBatch, ingest_events
+from crm_app.drip.webhook_signature import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookSignatureError,
+    verify_event_webhook,
+)
+from crm_app.extensions import csrf, db
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+@bp.post("/sendgrid")
+@csrf.exempt
+def sendgrid_events():
+    raw_body = request.get_data(cache=False)
+    try:
+        verify_event_webhook(
+            current_app.config.get("SENDGRID_WEBHOOK_PUBLIC_KEY"),
+            raw_body,
+            request.headers.get(SIGNATURE_HEADER),
+            request.headers.get(TIMESTAMP_HEADER),
+            tolerance_seconds=current_app.config.get("SENDGRID_WEBHOOK_TOLERANCE_SECONDS", 600),
+        )
+    except WebhookSignatureError as refused:
+        current_app.logger.warning(
+            "SendGrid webhook refused from %s: %s", request.remote_addr, refused
+        )
+        return jsonify(error=f"signature verification failed: {refused}"), 403
+    try:
+        payload = json.loads(raw_body)
+        result = ingest_events(db.session, payload)
+    except (ValueError, MalformedBatch) as malformed:
+        db.session.rollback()
+        current_app.logger.warning("SendGrid webhook body unreadable: %s", malformed)
+        return jsonify(error=f"malformed body: {malformed}"), 400
+    db.session.commit()
+    if result.rejected:
+        current_app.logger.warning(
+            "SendGrid webhook: %d event(s) rejected: %s", result.rejected, result.rejections[:5]
+        )
+    return jsonify(
+        received=result.received,
+        applied=result.applied,
+        duplicates=result.duplicates,
+        rejected=result.rejected,
+    )

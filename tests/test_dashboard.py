@@ -1,0 +1,149 @@
+"""The home dashboard: what went out, what is coming, what needs a look, and the webhook."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from crm_app.drip.dashboard import home_dashboard
+from crm_app.models import Contact, Enrollment, Message, utcnow
+from crm_app.models.tracking import WebhookBatch
+
+# A Wednesday afternoon: the week started on Monday 2026-03-02.
+NOW = datetime(2026, 3, 4, 15, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def fill(session, campaigns):
+    """Adds contacts, enrolments and messages relative to a given `now`."""
+    lead, client = campaigns["lead"], campaigns["client"]
+    counter = iter(range(1, 1000))
+
+    def enrol(campaign, *, next_send_at=None, status="active"):
+        n = next(counter)
+        contact = Contact(email=f"dash{n}@example.com", contact_type="lead")
+        session.add(contact)
+        session.flush()
+        row = Enrollment(
+            contact_id=contact.id,
+            campaign_id=campaign.id,
+            status=status,
+            next_send_at=next_send_at,
+            ended_at=None if status == "active" else NOW,
+        )
+        session.add(row)
+        session.flush()
+        return row
+
+    def message(sent_at=None, status="sent"):
+        enrollment = enrol(lead, status="completed")
+        session.add(
+            Message(
+                enrollment_id=enrollment.id,
+                step_id=lead.steps[0].id,
+                contact_id=enrollment.contact_id,
+                campaign_id=lead.id,
+                step_position=1,
+                status=status,
+                sent_at=sent_at,
+            )
+        )
+
+    def build(now: datetime):
+        message(now - timedelta(minutes=5))  # today
+        message(now.replace(hour=0, minute=0, second=1))  # today, just after midnight
+        message(now - timedelta(days=1))  # Tuesday: this week, not today
+        message(now - timedelta(days=3))  # last Sunday: neither
+        message(None, status="failed")
+        message(None, status="failed")
+        message(None, status="in_doubt")
+        message(None, status="queued")
+        enrol(lead, next_send_at=now + timedelta(hours=2))
+        enrol(lead, next_send_at=now - timedelta(minutes=10))  # overdue: goes at the next tick
+        enrol(client, next_send_at=now + timedelta(hours=23))
+        enrol(client, next_send_at=now + timedelta(hours=30))  # later than 24 h
+        enrol(client, status="stopped")
+        session.commit()
+        return {"lead": lead, "client": client}
+
+    return build
+
+
+def test_dashboard_counts_sent_scheduled_active_failed_and_in_doubt(session, fill):
+    fill(NOW)
+    board = home_dashboard(session, now=NOW)
+    assert (board.sent_today, board.sent_this_week) == (2, 3)
+    assert board.scheduled_next_24h == 3
+    assert [(name, count) for _, name, count in board.active_by_campaign] == [
+        ("Client", 2),
+        ("Lead", 2),
+    ]
+    assert (board.failed, board.in_doubt) == (2, 1)
+
+
+def test_today_starts_at_midnight_in_the_viewers_time_zone(session, fill):
+    fill(NOW)
+    # 15:00 UTC is 10:00 in New York, whose day began at 05:00 UTC: the 00:00:01 UTC send
+    # belongs to New York's yesterday.
+    board = home_dashboard(session, tz_name="America/New_York", now=NOW)
+    assert board.sent_today == 1
+    assert home_dashboard(session, tz_name="Not/AZone", now=NOW).sent_today == 2
+
+
+def test_webhook_never_received_is_visible_as_a_warning(session, fill):
+    fill(NOW)
+    board = home_dashboard(session, now=NOW)
+    assert board.last_webhook is None
+    assert "never called the webhook" in board.webhook_warning
+    session.add(WebhookBatch(received_at=NOW - timedelta(hours=30), event_count=5))
+    session.add(WebhookBatch(received_at=NOW - timedelta(hours=26), event_count=7))
+    session.commit()
+    board = home_dashboard(session, now=NOW)
+    assert board.last_webhook.event_count == 7
+    assert "No webhook call for over 24 hours" in board.webhook_warning
+    session.add(WebhookBatch(received_at=NOW - timedelta(minutes=1), event_count=3))
+    session.commit()
+    assert home_dashboard(session, now=NOW).webhook_warning == ""
+
+
+def test_home_page_shows_the_counts_and_the_last_webhook(session, staff, fill):
+    now = utcnow()
+    fill(now)
+    html = staff.get("/").get_data(as_text=True)
+    board = home_dashboard(session, now=now)  # today/this week depend on the real clock
+    assert f"Sent today</span><strong>{board.sent_today}</strong>" in html
+    assert f"Sent this week</span><strong>{board.sent_this_week}</strong>" in html
+    assert "Scheduled, next 24 h</span><strong>3</strong>" in html
+    assert "<strong>2</strong></div>" in html.split('id="failed"')[1]  # plain number for staff
+    assert "<strong>1</strong></div>" in html.split('id="in-doubt"')[1]
+    assert ">Client</a></td><td>2</td>" in html
+    assert "<strong>Never</strong> received." in html
+    session.add(
+        WebhookBatch(
+            received_at=now, event_count=12, applied_count=10, duplicate_count=1, rejected_count=1
+        )  # fmt: skip
+    )
+    session.commit()
+    html = staff.get("/").get_data(as_text=True)
+    assert "12 events: 10 applied, 1 duplicates, 1 rejected" in html
+    assert "Never" not in html
+
+
+def test_home_page_with_nothing_yet(staff, campaigns):
+    response = staff.get("/")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "No active enrolments." in html
+    assert "<strong>Never</strong> received." in html
+
+
+def test_admin_gets_links_to_the_message_lists_when_that_page_exists(app, admin, fill):
+    fill(utcnow())
+    html = admin.get("/").get_data(as_text=True)
+    failed_card = html.split('id="failed"')[1].split("</div>")[0]
+    if "admin.messages" in app.view_functions:
+        assert "<a href=" in failed_card and "failed" in failed_card
+    else:
+        assert "<strong>2</strong>" in failed_card and "<a " not in failed_card
+    assert 'href="/suppressions/"' in html  # the admin's nav and quick links
