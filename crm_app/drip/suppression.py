@@ -48,6 +48,17 @@ def contacts_with_email(session, email: str) -> list[Contact]:
     return list(session.scalars(sa.select(Contact).where(sa.func.lower(Contact.email) == email)))
 
 
+@dataclass
+class SuppressionResult:
+    entry: Suppression
+    changed: bool  # False: a replay, nothing was added, marked or stopped
+    stopped: int  # enrolments stopped
+
+
+# Timeline kind per reason: an unsubscribe reads as one on the contact's timeline.
+ACTIVITY_KIND = {"unsubscribe": "unsubscribed", "group_unsubscribe": "unsubscribed"}
+
+
 def suppress(
     session,
     email: str,
@@ -57,7 +68,7 @@ def suppress(
     actor: str,
     note: str = "",
     now: datetime | None = None,
-) -> Suppression:
+) -> SuppressionResult:
     """Add the address (idempotent), mark its contacts and stop all their enrolments."""
     if reason not in REASON_STATUS:
         raise SuppressionError(f"Unknown suppression reason {reason!r}.")
@@ -80,6 +91,7 @@ def suppress(
         except IntegrityError:
             entry = session.scalar(sa.select(Suppression).where(Suppression.email == address))
     label = REASON_LABELS[reason]
+    any_change, total_stopped = added, 0
     for contact in contacts_with_email(session, address):
         changed = added
         if contact.email_status == "ok":
@@ -88,9 +100,12 @@ def suppress(
         stopped = stop_all(session, contact, reason=label, actor=actor, now=now)
         if changed or stopped:
             detail = f"Address {label} ({source})" + (f": {note}" if note else "")
-            record_activity(session, contact, "suppressed", detail, actor=actor)
+            kind = ACTIVITY_KIND.get(reason, "suppressed")
+            record_activity(session, contact, kind, detail, actor=actor)
+        any_change = any_change or changed or bool(stopped)
+        total_stopped += stopped
     session.flush()
-    return entry
+    return SuppressionResult(entry, any_change, total_stopped)
 
 
 def lift_suppression(
@@ -182,4 +197,5 @@ def add_manual_suppression(
     existing = session.scalar(sa.select(Suppression).where(Suppression.email == address))
     if existing is not None:
         return existing, False
-    return suppress(session, address, reason="manual", source=actor, actor=actor, note=note), True
+    result = suppress(session, address, reason="manual", source=actor, actor=actor, note=note)
+    return result.entry, True

@@ -12,11 +12,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy.exc import IntegrityError
 
-from crm_app.drip.activity import record_activity
-from crm_app.drip.enrollment import stop_all
-from crm_app.models import Contact, Suppression, utcnow
+from crm_app.drip.suppression import suppress
+from crm_app.models import Contact, utcnow
 
 _SALT = "unsubscribe"
 
@@ -81,33 +79,15 @@ def unsubscribe(
 
     Idempotent: a second call changes nothing and records nothing. Callers commit.
     """
-    now = now or utcnow()
     if isinstance(contact_or_email, Contact):
         contact: Contact | None = contact_or_email
         email = contact_or_email.email.lower()
     else:
         email = contact_or_email.strip().lower()
         contact = session.scalar(sa.select(Contact).where(sa.func.lower(Contact.email) == email))
-
-    changed = False
-    if session.scalar(sa.select(Suppression.id).where(Suppression.email == email)) is None:
-        session.flush()
-        try:
-            # Two clicks racing: the unique email decides, the loser changes nothing.
-            with session.begin_nested():
-                session.add(
-                    Suppression(email=email, reason="unsubscribed", source=source, created_at=now)
-                )
-            changed = True
-        except IntegrityError:
-            pass
-    stopped = 0
-    if contact is not None:
-        if contact.email_status == "ok":
-            contact.email_status = "unsubscribed"
-            changed = True
-        stopped = stop_all(session, contact, reason="unsubscribed", actor=source, now=now)
-        if changed or stopped:
-            record_activity(session, contact, "unsubscribed", f"Unsubscribed {email}", actor=source)
-    session.flush()
-    return UnsubscribeResult(email=email, contact=contact, already=not changed, stopped=stopped)
+    result = suppress(
+        session, email, reason="unsubscribe", source=source, actor=source, now=now or utcnow()
+    )
+    return UnsubscribeResult(
+        email=email, contact=contact, already=not result.changed, stopped=result.stopped
+    )
