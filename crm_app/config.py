@@ -64,5 +64,18 @@ def load_config() -> dict:
         "SESSION_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE", False),
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
         "CONTACTS_PER_PAGE": 25,
+        # Delivery (see crm_app/drip/DELIVERY.md for what each one guards).
+        "DELIVERY_LEASE_SECONDS": int(os.environ.get("DELIVERY_LEASE_SECONDS", "600")),
+        "DELIVERY_MAX_ATTEMPTS": int(os.environ.get("DELIVERY_MAX_ATTEMPTS", "5")),
+        "DELIVERY_BATCH_SIZE": int(os.environ.get("DELIVERY_BATCH_SIZE", "200")),
+        "DELIVERY_TICK_CHUNK": int(os.environ.get("DELIVERY_TICK_CHUNK", "5000")),
+        "DELIVERY_RETRY_BASE_SECONDS": float(os.environ.get("DELIVERY_RETRY_BASE_SECONDS", "30")),
+        "DELIVERY_RETRY_MAX_SECONDS": float(os.environ.get("DELIVERY_RETRY_MAX_SECONDS", "3600")),
+        "SENDGRID_TIMEOUT": float(os.environ.get("SENDGRID_TIMEOUT", "10")),
+        # Event Webhook: accepted clock skew, and when an in-doubt email counts as lost.
+        "SENDGRID_WEBHOOK_TOLERANCE_SECONDS": int(
+            os.environ.get("SENDGRID_WEBHOOK_TOLERANCE_SECONDS", "600")
+        ),
+        "IN_DOUBT_NO_TRACE_HOURS": float(os.environ.get("IN_DOUBT_NO_TRACE_HOURS", "2")),
         "TESTING": False,
     }
