@@ -154,12 +154,12 @@ def load(conn: psycopg.Connection, args, campaigns, now: datetime) -> dict[str, 
     event_id = 0
     with conn.cursor() as cur:
         with cur.copy(
-            "COPY email_events (id, sg_event_id, event, email, message_id, contact_id,"
-            " campaign_id, occurred_at, received_at, outcome, detail, payload) FROM STDIN"
+            "COPY email_events (id, sg_event_id, event, email, message_id,"
+            " occurred_at, received_at, outcome, detail, payload) FROM STDIN"
         ) as copy:
             budget = 0.0
             for row in message_rows:
-                mid, eid, cid, sent = row[0], row[1], row[4], row[19]
+                mid, sent = row[0], row[19]
                 delivered, opened, clicked, bounced = row[20], row[21], row[22], row[23]
                 budget += events_per_message
                 kinds = [("processed", sent)]
@@ -175,7 +175,7 @@ def load(conn: psycopg.Connection, args, campaigns, now: datetime) -> dict[str, 
                 for kind, at in kinds:
                     event_id += 1
                     copy.write_row(
-                        (event_id, f"ev{event_id}", kind, row[9], mid, eid, cid, at, at,
+                        (event_id, f"ev{event_id}", kind, row[9], mid, at, at,
                          "applied", "", "{}")
                     )  # fmt: skip
     print(f"  {event_id:,} events copied in {time.perf_counter() - t0:.1f}s")

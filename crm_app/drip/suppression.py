@@ -11,10 +11,11 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from crm_app.drip.activity import record_activity
-from crm_app.drip.enrollment import stop_all
+from crm_app.drip.enrollment import stop
+from crm_app.drip.sql import dialect_insert
 from crm_app.models import Contact, Suppression, utcnow
 
 # Suppression reason -> the contact's email_status it implies.
@@ -59,6 +60,87 @@ class SuppressionResult:
 ACTIVITY_KIND = {"unsubscribe": "unsubscribed", "group_unsubscribe": "unsubscribed"}
 
 
+@dataclass(frozen=True)
+class SuppressionRequest:
+    email: str
+    reason: str
+    source: str
+    note: str = ""
+
+
+def suppress_many(
+    session,
+    requests: list[SuppressionRequest],
+    *,
+    actor: str,
+    now: datetime | None = None,
+) -> dict[str, SuppressionResult]:
+    """Suppress many addresses with a fixed number of queries (a webhook batch carries
+    dozens of bounces): add the new ones, mark their contacts, stop their enrolments.
+    Idempotent; the first request for an address wins. Returns results by address."""
+    now = now or utcnow()
+    wanted: dict[str, SuppressionRequest] = {}
+    for request in requests:
+        if request.reason not in REASON_STATUS:
+            raise SuppressionError(f"Unknown suppression reason {request.reason!r}.")
+        address = normalize_email(request.email)
+        if "@" not in address:
+            raise SuppressionError("Enter a full email address.")
+        wanted.setdefault(address, request)
+    if not wanted:
+        return {}
+    session.flush()
+    # ON CONFLICT: two requests racing for an address, the unique email decides.
+    added = set(
+        session.scalars(
+            dialect_insert(session)(Suppression)
+            .on_conflict_do_nothing(index_elements=["email"])
+            .returning(Suppression.email),
+            [
+                {"email": address, "reason": r.reason, "source": r.source[:120],
+                 "note": r.note, "created_at": now}
+                for address, r in wanted.items()
+            ],
+        )
+    )  # fmt: skip
+    entries = {
+        e.email: e
+        for e in session.scalars(sa.select(Suppression).where(Suppression.email.in_(wanted)))
+    }
+    contacts = session.scalars(
+        sa.select(Contact)
+        .options(selectinload(Contact.enrollments))
+        .where(sa.func.lower(Contact.email).in_(wanted))
+    )
+    changed = dict.fromkeys(wanted, False) | dict.fromkeys(added, True)
+    stopped_by_address = dict.fromkeys(wanted, 0)
+    for contact in contacts:
+        address = contact.email.lower()
+        request = wanted[address]
+        label = REASON_LABELS[request.reason]
+        contact_changed = address in added
+        if contact.email_status == "ok":
+            contact.email_status = REASON_STATUS[request.reason]
+            contact_changed = True
+        stopped = 0
+        for enrollment in [e for e in contact.enrollments if e.status == "active"]:
+            stop(session, enrollment, reason=label, actor=actor, now=now)
+            stopped += 1
+        if contact_changed or stopped:
+            detail = f"Address {label} ({request.source})" + (
+                f": {request.note}" if request.note else ""
+            )
+            kind = ACTIVITY_KIND.get(request.reason, "suppressed")
+            record_activity(session, contact, kind, detail, actor=actor)
+        changed[address] = changed[address] or contact_changed or bool(stopped)
+        stopped_by_address[address] += stopped
+    session.flush()
+    return {
+        address: SuppressionResult(entries[address], changed[address], stopped_by_address[address])
+        for address in wanted
+    }
+
+
 def suppress(
     session,
     email: str,
@@ -70,42 +152,8 @@ def suppress(
     now: datetime | None = None,
 ) -> SuppressionResult:
     """Add the address (idempotent), mark its contacts and stop all their enrolments."""
-    if reason not in REASON_STATUS:
-        raise SuppressionError(f"Unknown suppression reason {reason!r}.")
-    address = normalize_email(email)
-    if "@" not in address:
-        raise SuppressionError("Enter a full email address.")
-    now = now or utcnow()
-    entry = session.scalar(sa.select(Suppression).where(Suppression.email == address))
-    added = False
-    if entry is None:
-        session.flush()
-        try:
-            # Two requests racing: the unique email decides, the loser changes nothing.
-            with session.begin_nested():
-                entry = Suppression(
-                    email=address, reason=reason, source=source, note=note, created_at=now
-                )
-                session.add(entry)
-            added = True
-        except IntegrityError:
-            entry = session.scalar(sa.select(Suppression).where(Suppression.email == address))
-    label = REASON_LABELS[reason]
-    any_change, total_stopped = added, 0
-    for contact in contacts_with_email(session, address):
-        changed = added
-        if contact.email_status == "ok":
-            contact.email_status = REASON_STATUS[reason]
-            changed = True
-        stopped = stop_all(session, contact, reason=label, actor=actor, now=now)
-        if changed or stopped:
-            detail = f"Address {label} ({source})" + (f": {note}" if note else "")
-            kind = ACTIVITY_KIND.get(reason, "suppressed")
-            record_activity(session, contact, kind, detail, actor=actor)
-        any_change = any_change or changed or bool(stopped)
-        total_stopped += stopped
-    session.flush()
-    return SuppressionResult(entry, any_change, total_stopped)
+    request = SuppressionRequest(email, reason, source, note)
+    return suppress_many(session, [request], actor=actor, now=now)[normalize_email(email)]
 
 
 def lift_suppression(

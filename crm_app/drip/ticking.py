@@ -23,6 +23,7 @@ from sqlalchemy.orm import selectinload
 from crm_app.drip.activity import record_activity
 from crm_app.drip.enrollment import advance, complete
 from crm_app.drip.schedule import clamp_to_send_window, is_inside_send_window
+from crm_app.drip.sql import dialect_insert, is_postgres
 from crm_app.models import Campaign, Contact, Enrollment, Message, SystemState, utcnow
 
 log = logging.getLogger(__name__)
@@ -49,19 +50,6 @@ class TickResult:
         data = dict(self.__dict__)
         data["enqueued"] = len(self.enqueued)
         return data
-
-
-def _insert(session):
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
-
-
-def _is_postgres(session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def run_tick(
@@ -121,7 +109,7 @@ def _due_query(session, now: datetime, limit: int):
         .order_by(Enrollment.next_send_at)
         .limit(limit)
     )
-    if _is_postgres(session):
+    if is_postgres(session):
         # Another tick running now skips the rows this one holds, and vice versa.
         query = query.with_for_update(of=Enrollment, skip_locked=True)
     return query
@@ -225,7 +213,7 @@ def _insert_messages(session, rows: list[dict], now: datetime) -> dict[int, int]
     rows this call created (a row another tick created first is not returned)."""
     if not rows:
         return {}
-    if _is_postgres(session):
+    if is_postgres(session):
         # Five arrays, whatever the number of rows: no per-row parameters to bind or parse.
         result = session.execute(
             sa.text(
@@ -253,7 +241,7 @@ def _insert_messages(session, rows: list[dict], now: datetime) -> dict[int, int]
     # INSERT ... RETURNING), compiled once.
     table = Message.__table__
     statement = (
-        _insert(session)(table)
+        dialect_insert(session)(table)
         .on_conflict_do_nothing(index_elements=["enrollment_id", "step_id"])
         .returning(table.c.id, table.c.enrollment_id)
     )
@@ -262,7 +250,7 @@ def _insert_messages(session, rows: list[dict], now: datetime) -> dict[int, int]
 
 def _clear_next_send_at(session, enrollment_ids: list[int]) -> None:
     table = Enrollment.__table__
-    if _is_postgres(session):
+    if is_postgres(session):
         session.execute(
             sa.text("UPDATE enrollments SET next_send_at = NULL WHERE id = ANY(:ids)"),
             {"ids": enrollment_ids},
@@ -331,7 +319,7 @@ def _release_expired_queued(session, now: datetime, cutoff: datetime, limit: int
     """`queued` rows whose lease ran out: Redis lost their job. Re-lease them to this tick."""
     table = Message.__table__
     expired = sa.select(table.c.id).where(table.c.status == "queued", table.c.enqueued_at < cutoff)
-    if _is_postgres(session):
+    if is_postgres(session):
         expired = expired.limit(limit).with_for_update(skip_locked=True)
         statement = sa.update(table).where(table.c.id.in_(expired.scalar_subquery()))
     else:
@@ -377,7 +365,7 @@ def _mark_in_doubt(session, now: datetime, cutoff: datetime) -> int:
 
 
 def _write_heartbeat(session, now: datetime) -> None:
-    insert = _insert(session)
+    insert = dialect_insert(session)
     statement = insert(SystemState.__table__).values(
         key=LAST_TICK_KEY, value=now.isoformat(), updated_at=now
     )

@@ -14,9 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
-from crm_app.drip.suppression import lift_suppression, suppress
+from crm_app.drip.sql import in_values, insert_rows, is_postgres, json_rows
+from crm_app.drip.suppression import (
+    SuppressionRequest,
+    lift_suppression,
+    suppress,
+    suppress_many,
+)
 from crm_app.models import Activity, Message, utcnow
 from crm_app.models.tracking import EmailEvent, WebhookBatch
 
@@ -127,18 +132,25 @@ def _resolve_messages(session, events: list[_Event]) -> None:
     """Tie each event to its message: custom_args first, then sg_message_id."""
     custom_ids = [_int_or_none(e.raw.get("message_id")) for e in events]
     wanted_ids = {mid for mid in custom_ids if mid is not None}
-    wanted_provider = {pid for e in events if (pid := _provider_id(e.raw))}
-    if not wanted_ids and not wanted_provider:
-        return
     columns = (Message.id, Message.contact_id, Message.campaign_id, Message.provider_message_id)
     rows = []
     if wanted_ids:
-        rows += session.execute(sa.select(*columns).where(Message.id.in_(wanted_ids))).all()
-    if wanted_provider:
         rows += session.execute(
-            sa.select(*columns).where(Message.provider_message_id.in_(wanted_provider))
+            sa.select(*columns).where(in_values(session, Message.id, wanted_ids))
         ).all()
     by_id = {r.id: r for r in rows}
+    # Only events that custom_args did not tie need the sg_message_id lookup.
+    wanted_provider = {
+        pid
+        for e, custom_id in zip(events, custom_ids, strict=True)
+        if custom_id not in by_id and (pid := _provider_id(e.raw))
+    }
+    if wanted_provider:
+        rows += session.execute(
+            sa.select(*columns).where(
+                in_values(session, Message.provider_message_id, wanted_provider)
+            )
+        ).all()
     by_provider = {r.provider_message_id: r for r in rows if r.provider_message_id}
     for event, custom_id in zip(events, custom_ids, strict=True):
         row = by_id.get(custom_id) or by_provider.get(_provider_id(event.raw))
@@ -150,28 +162,14 @@ def _resolve_messages(session, events: list[_Event]) -> None:
             )
 
 
-def _insert(session):
-    dialect = session.get_bind().dialect.name
-    return (postgresql if dialect == "postgresql" else sqlite).insert(EmailEvent)
-
-
 def _store(session, events: list[_Event], now: datetime) -> set[str]:
     """Insert the events; returns the sg_event_ids that were new."""
-    if not events:
-        return set()
-    statement = (
-        _insert(session)
-        .on_conflict_do_nothing(index_elements=["sg_event_id"])
-        .returning(EmailEvent.sg_event_id)
-    )
     rows = [
         {
             "sg_event_id": e.sg_event_id,
             "event": e.event,
             "email": e.email[:254],
             "message_id": e.message_id,
-            "contact_id": e.contact_id,
-            "campaign_id": e.campaign_id,
             "occurred_at": e.occurred_at,
             "received_at": now,
             "outcome": "applied",
@@ -180,7 +178,10 @@ def _store(session, events: list[_Event], now: datetime) -> set[str]:
         }
         for e in events
     ]
-    return {r[0] for r in session.execute(statement, rows)}
+    table = EmailEvent.__table__
+    return set(
+        insert_rows(session, table, rows, on_conflict="sg_event_id", returning="sg_event_id")
+    )
 
 
 def _store_rejected(session, rejected: list[tuple[Any, str]], now: datetime) -> None:
@@ -201,7 +202,7 @@ def _store_rejected(session, rejected: list[tuple[Any, str]], now: datetime) -> 
                 "payload": payload,
             }
         )
-    session.execute(sa.insert(EmailEvent), rows)
+    insert_rows(session, EmailEvent.__table__, rows)
 
 
 def _record_first_seen(session, events: list[_Event]) -> None:
@@ -219,6 +220,18 @@ def _record_first_seen(session, events: list[_Event]) -> None:
         by_column[column].append({"m_id": message_id, "at": at})
     table = Message.__table__
     for column, params in by_column.items():
+        if is_postgres(session):
+            # One statement per column whatever the batch size: the pairs travel as jsonb.
+            session.execute(
+                sa.text(
+                    f"UPDATE messages AS m SET {column} = r.at "
+                    "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+                    "AS r(m_id integer, at timestamp) "
+                    f"WHERE m.id = r.m_id AND (m.{column} IS NULL OR m.{column} > r.at)"
+                ),
+                {"rows": json_rows(params)},
+            )
+            continue
         col = table.c[column]
         at = sa.bindparam("at", type_=col.type)
         statement = (
@@ -256,8 +269,7 @@ def _record_timeline(session, events: list[_Event], now: datetime) -> None:
         for e in events
         if e.contact_id is not None
     ]
-    if rows:
-        session.execute(sa.insert(Activity), rows)
+    insert_rows(session, Activity.__table__, rows)
 
 
 def _suppression_reason(event: _Event) -> str | None:
@@ -280,32 +292,29 @@ def _latest_group_event(session, email: str, event: str) -> datetime | None:
 
 
 def _apply_consequences(session, events: list[_Event], now: datetime) -> None:
+    bounced: list[SuppressionRequest] = []
     for event in sorted(events, key=lambda e: e.occurred_at):
         reason = _suppression_reason(event)
-        if reason == "group_unsubscribe":
+        if event.event == "group_unsubscribe":
+            # Group (un)subscribes are rare and order matters between them: one by one.
             resubscribed = _latest_group_event(session, event.email, "group_resubscribe")
-            if resubscribed is not None and resubscribed > event.occurred_at:
-                continue  # arrived late: the contact has resubscribed since
-        if reason is not None:
-            suppress(
-                session,
-                event.email,
-                reason=reason,
-                source=f"sendgrid {event.event}",
-                actor=ACTOR,
-                note=event.detail,
-                now=now,
-            )
+            if resubscribed is None or resubscribed <= event.occurred_at:
+                suppress(
+                    session, event.email, reason="group_unsubscribe",
+                    source="sendgrid group_unsubscribe", actor=ACTOR, note=event.detail, now=now,
+                )  # fmt: skip
         elif event.event == "group_resubscribe":
             unsubscribed = _latest_group_event(session, event.email, "group_unsubscribe")
             if unsubscribed is None or unsubscribed <= event.occurred_at:
                 lift_suppression(
-                    session,
-                    event.email,
-                    actor=ACTOR,
-                    note="group resubscribe",
+                    session, event.email, actor=ACTOR, note="group resubscribe",
                     only_reason="group_unsubscribe",
-                )
+                )  # fmt: skip
+        elif reason is not None:
+            bounced.append(
+                SuppressionRequest(event.email, reason, f"sendgrid {event.event}", event.detail)
+            )
+    suppress_many(session, bounced, actor=ACTOR, now=now)
     _resolve_in_doubt(session, events)
 
 

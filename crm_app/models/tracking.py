@@ -23,24 +23,23 @@ class EmailEvent(db.Model):
     message_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("messages.id", ondelete="SET NULL")
     )
-    contact_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("contacts.id", ondelete="SET NULL")
-    )
-    campaign_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("campaigns.id", ondelete="SET NULL")
-    )
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     outcome: Mapped[str] = mapped_column(sa.String(16), default="applied")
     detail: Mapped[str] = mapped_column(sa.Text, default="")  # reason, url or rejection cause
     payload: Mapped[dict] = mapped_column(sa.JSON, default=dict)
 
+    # Few indexes on purpose: every one is paid on each of thousands of inserts per
+    # request. The contact and campaign are reached through message_id.
     __table_args__ = (
         sa.Index("ix_email_events_message_id", "message_id"),
-        sa.Index("ix_email_events_contact_id", "contact_id"),
-        # group (un)subscribe ordering looks up an address's events.
-        sa.Index("ix_email_events_email_event", "email", "event"),
-        sa.Index("ix_email_events_campaign_occurred", "campaign_id", "occurred_at"),
+        # Only group (un)subscribes are looked up by address (their order matters).
+        sa.Index(
+            "ix_email_events_group_email",
+            "email",
+            sqlite_where=sa.text("event IN ('group_unsubscribe', 'group_resubscribe')"),
+            postgresql_where=sa.text("event IN ('group_unsubscribe', 'group_resubscribe')"),
+        ),
     )
 
 

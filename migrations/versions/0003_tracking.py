@@ -50,23 +50,17 @@ def upgrade():
     sa.Column('event', sa.String(length=40), nullable=False),
     sa.Column('email', sa.String(length=254), nullable=False),
     sa.Column('message_id', sa.Integer(), nullable=True),
-    sa.Column('contact_id', sa.Integer(), nullable=True),
-    sa.Column('campaign_id', sa.Integer(), nullable=True),
     sa.Column('occurred_at', crm_app.models.types.UTCDateTime(), nullable=True),
     sa.Column('received_at', crm_app.models.types.UTCDateTime(), nullable=False),
     sa.Column('outcome', sa.String(length=16), nullable=False),
     sa.Column('detail', sa.Text(), nullable=False),
     sa.Column('payload', sa.JSON(), nullable=False),
-    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_email_events_campaign_id_campaigns'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_email_events_contact_id_contacts'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_email_events_message_id_messages'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_email_events')),
     sa.UniqueConstraint('sg_event_id', name=op.f('uq_email_events_sg_event_id'))
     )
     with op.batch_alter_table('email_events', schema=None) as batch_op:
-        batch_op.create_index('ix_email_events_campaign_occurred', ['campaign_id', 'occurred_at'], unique=False)
-        batch_op.create_index('ix_email_events_contact_id', ['contact_id'], unique=False)
-        batch_op.create_index('ix_email_events_email_event', ['email', 'event'], unique=False)
+        batch_op.create_index('ix_email_events_group_email', ['email'], unique=False, sqlite_where=sa.text("event IN ('group_unsubscribe', 'group_resubscribe')"), postgresql_where=sa.text("event IN ('group_unsubscribe', 'group_resubscribe')"))
         batch_op.create_index('ix_email_events_message_id', ['message_id'], unique=False)
 
     with op.batch_alter_table('enrollments', schema=None) as batch_op:
@@ -110,9 +104,7 @@ def downgrade():
 
     with op.batch_alter_table('email_events', schema=None) as batch_op:
         batch_op.drop_index('ix_email_events_message_id')
-        batch_op.drop_index('ix_email_events_email_event')
-        batch_op.drop_index('ix_email_events_contact_id')
-        batch_op.drop_index('ix_email_events_campaign_occurred')
+        batch_op.drop_index('ix_email_events_group_email', sqlite_where=sa.text("event IN ('group_unsubscribe', 'group_resubscribe')"), postgresql_where=sa.text("event IN ('group_unsubscribe', 'group_resubscribe')"))
 
     op.drop_table('email_events')
     with op.batch_alter_table('contact_goals', schema=None) as batch_op:

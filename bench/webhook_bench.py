@@ -1,0 +1,156 @@
+"""Event Webhook ingest (PostgreSQL): events per second through the real endpoint.
+
+Builds a scratch database with N sent messages, then POSTs B signed batches of
+E events each (SendGrid's mix: processed, delivered, open, click, a few
+bounces, spam reports and unsubscribes) through the Flask test client: the
+signature check, JSON parsing, storage and consequences are all measured. A
+second pass replays every batch, which must change nothing.
+
+    python bench/webhook_bench.py                     # 100 batches x 1,000 events
+    python bench/webhook_bench.py --batches 10 --events 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import sqlalchemy as sa  # noqa: E402
+
+from bench.scratch import DEFAULT_URL, migrated_app, scratch_database  # noqa: E402
+
+TARGET_EVENTS_PER_SECOND = 10_000
+MIX = [("processed", 20), ("delivered", 30), ("open", 30), ("click", 12), ("deferred", 4),
+       ("bounce", 2), ("spamreport", 1), ("unsubscribe", 1)]  # fmt: skip
+
+
+def seed_messages(session, count: int) -> list[tuple[int, int, int, str]]:
+    """`count` sent messages for `count` contacts enrolled in Lead; returns their keys."""
+    from crm_app.drip.seed import seed_default_campaigns
+    from crm_app.models import Campaign, Contact, Enrollment, Message, utcnow
+
+    seed_default_campaigns(session)
+    session.commit()
+    lead = session.scalar(sa.select(Campaign).where(Campaign.contact_type == "lead"))
+    now = utcnow()
+    session.execute(
+        sa.insert(Contact),
+        [{"email": f"reader{i}@example.com", "contact_type": "lead", "first_name": f"R{i}",
+          "custom_fields": {}} for i in range(count)],
+    )  # fmt: skip
+    contact_ids = list(session.scalars(sa.select(Contact.id).order_by(Contact.id)))
+    session.execute(
+        sa.insert(Enrollment),
+        [{"contact_id": c, "campaign_id": lead.id, "status": "active", "current_step": 2,
+          "enrolled_at": now} for c in contact_ids],
+    )  # fmt: skip
+    enrollment_ids = list(session.scalars(sa.select(Enrollment.id).order_by(Enrollment.id)))
+    step_id = lead.steps[0].id
+    session.execute(
+        sa.insert(Message),
+        [{"enrollment_id": e, "step_id": step_id, "contact_id": c, "campaign_id": lead.id,
+          "step_position": 1, "status": "sent", "to_email": f"reader{i}@example.com",
+          "provider_message_id": f"prov{i}", "sent_at": now}
+         for i, (e, c) in enumerate(zip(enrollment_ids, contact_ids, strict=True))],
+    )  # fmt: skip
+    session.commit()
+    return [
+        (m.id, m.contact_id, m.campaign_id, m.to_email)
+        for m in session.execute(sa.select(Message).order_by(Message.id)).scalars()
+    ]
+
+
+def make_batches(messages, batches: int, per_batch: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    kinds = [k for k, weight in MIX for _ in range(weight)]
+    base = int(time.time()) - 3600
+    out = []
+    for b in range(batches):
+        events = []
+        for e in range(per_batch):
+            message_id, contact_id, campaign_id, email = rng.choice(messages)
+            kind = rng.choice(kinds)
+            event = {
+                "event": kind, "email": email, "timestamp": base + rng.randint(0, 3000),
+                "sg_event_id": f"ev-{b}-{e}", "sg_message_id": f"prov{message_id}.filter0001",
+                "message_id": str(message_id), "contact_id": str(contact_id),
+                "campaign_id": str(campaign_id), "category": ["lead"],
+            }  # fmt: skip
+            if kind == "click":
+                event["url"] = "https://example.com/pricing"
+            elif kind == "bounce":
+                event.update(type="bounce", reason="550 5.1.1 user unknown")
+            elif kind == "deferred":
+                event["reason"] = "451 try again later"
+            events.append(event)
+        out.append(json.dumps(events).encode())
+    return out
+
+
+def post_all(client, signer, bodies) -> tuple[float, list[float], dict]:
+    totals = {"received": 0, "applied": 0, "duplicates": 0, "rejected": 0}
+    latencies = []
+    started = time.perf_counter()
+    for body in bodies:
+        t0 = time.perf_counter()
+        response = client.post("/webhooks/sendgrid", data=body, headers=signer.headers(body))
+        latencies.append(time.perf_counter() - t0)
+        if response.status_code != 200:
+            raise SystemExit(f"webhook answered {response.status_code}: {response.data[:300]}")
+        for key, value in response.get_json().items():
+            totals[key] += value
+    return time.perf_counter() - started, latencies, totals
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_URL))
+    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--events", type=int, default=1000, help="events per batch")
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    logging.getLogger("crm_app").setLevel(logging.ERROR)
+
+    from tests.webhook_signing import WebhookSigner
+
+    signer = WebhookSigner()
+    with scratch_database(args.database_url) as url:
+        app = migrated_app(url, SENDGRID_WEBHOOK_PUBLIC_KEY=signer.public_key_b64)
+        app.logger.setLevel(logging.ERROR)
+        from crm_app.extensions import db
+
+        t0 = time.perf_counter()
+        messages = seed_messages(db.session, args.messages)
+        print(f"setup: {len(messages):,} sent messages in {time.perf_counter() - t0:.1f} s")
+        bodies = make_batches(messages, args.batches, args.events, args.seed)
+        client = app.test_client()
+        total_events = args.batches * args.events
+
+        elapsed, latencies, totals = post_all(client, signer, bodies)
+        rate = total_events / elapsed
+        print(f"ingest: {total_events:,} events in {args.batches} batches: {elapsed:.2f} s, "
+              f"{rate:,.0f} events/s (target >= {TARGET_EVENTS_PER_SECOND:,}); "
+              f"batch median {statistics.median(latencies) * 1000:.0f} ms, "
+              f"max {max(latencies) * 1000:.0f} ms")  # fmt: skip
+        print(f"        {totals}")
+
+        elapsed, latencies, replay = post_all(client, signer, bodies)
+        verdict = "nothing applied twice" if replay["applied"] == 0 else "APPLIED TWICE"
+        print(f"replay: {total_events / elapsed:,.0f} events/s, {replay} ({verdict})")
+        db.session.remove()
+        db.engine.dispose()
+    return 0 if rate >= TARGET_EVENTS_PER_SECOND and replay["applied"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
