@@ -89,7 +89,7 @@ def test_every_panel_control_works_without_javascript(admin, make_contact):
     page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
     panel = page.split('<section id="campaign-panel"', 1)[1].split("</section>", 1)[0]
     forms = panel.split("<form")[1:]
-    assert len(forms) == 4  # stop (one active), enrol, enrol by type, stop all
+    assert len(forms) == 5  # stop (one active), enrol, enrol by type, stop all, record goal
     for form in forms:
         assert 'method="post"' in form and 'action="/contacts/' in form
         assert 'hx-post="/contacts/' in form and 'hx-target="#campaign-panel"' in form
@@ -340,3 +340,26 @@ def test_timeline_is_newest_first(admin, make_contact):
         < timeline.index("Enrolled in Lead")
         < timeline.index("Contact created")
     )
+
+
+def test_recording_a_goal_counts_for_conversion(admin, make_contact):
+    from crm_app.models import ContactGoal
+
+    contact = make_contact("lead")
+    response = admin.post(f"/contacts/{contact.id}/goals", {"name": "demo booked"}, htmx=True)
+    assert response.status_code == 200
+    assert "Recorded the goal: demo booked" in response.get_data(as_text=True)
+    db.session.expire_all()
+    names = db.session.scalars(
+        sa.select(ContactGoal.name).where(ContactGoal.contact_id == contact.id)
+    ).all()
+    assert names == ["goal:demo booked"]
+
+
+def test_a_goal_needs_a_name(admin, make_contact):
+    from crm_app.models import ContactGoal
+
+    contact = make_contact("lead")
+    response = admin.post(f"/contacts/{contact.id}/goals", {"name": "  "}, htmx=True)
+    assert "Name the goal" in response.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ContactGoal)) == 0

@@ -293,3 +293,18 @@ def stop_all(contact_id: int):
         return f"Stopped {count} enrolment{'s' if count != 1 else ''}."
 
     return _panel_action(contact, action, "Stopped all.")
+
+
+@bp.post("/<int:contact_id>/goals")
+@login_required
+def record_goal(contact_id: int):
+    """A goal reached (demo booked, contract signed): counts as conversion in analytics."""
+    contact = db.get_or_404(Contact, contact_id)
+
+    def action():
+        goal = enrolment_core.record_goal(
+            db.session, contact, request.form.get("name", ""), actor=actor_name()
+        )
+        return f"Recorded the goal: {goal.name.removeprefix('goal:')}."
+
+    return _panel_action(contact, action, "Goal recorded.")
