@@ -12,6 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from crm_app.drip.activity import record_activity
 from crm_app.drip.enrollment import auto_enroll, change_contact_type
+from crm_app.drip.paging import Page, paginate
 from crm_app.models import CONTACT_TYPES, Activity, Campaign, Contact, Enrollment, User
 
 TEXT_FIELDS = ("first_name", "last_name", "phone", "company", "title", "industry", "notes")
@@ -154,26 +155,10 @@ def delete_contact(session, contact: Contact) -> None:
 
 
 @dataclass
-class ContactPage:
+class ContactPage(Page[Contact]):
     """One page of the contact list, with each contact's active campaign names."""
 
-    contacts: list[Contact]
-    active_campaigns: dict[int, list[str]]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
-    @property
-    def has_prev(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
+    active_campaigns: dict[int, list[str]] = field(default_factory=dict)
 
 
 def search_contacts(
@@ -197,22 +182,16 @@ def search_contacts(
         )
     if contact_type in CONTACT_TYPES:
         conditions.append(Contact.contact_type == contact_type)
-    per_page = max(1, per_page)
-    total = session.scalar(sa.select(sa.func.count(Contact.id)).where(*conditions)) or 0
-    pages = max(1, -(-total // per_page))
-    page = min(max(1, page), pages)  # an out-of-range page shows the nearest real one
-    contacts = list(
-        session.scalars(
-            sa.select(Contact)
-            .options(selectinload(Contact.owner))
-            .where(*conditions)
-            .order_by(
-                sa.func.lower(Contact.last_name), sa.func.lower(Contact.first_name), Contact.id
-            )
-            .offset((page - 1) * per_page)
-            .limit(per_page)
-        )
+    result = paginate(
+        session,
+        sa.select(Contact)
+        .options(selectinload(Contact.owner))
+        .where(*conditions)
+        .order_by(sa.func.lower(Contact.last_name), sa.func.lower(Contact.first_name), Contact.id),
+        page=page,
+        per_page=per_page,
     )
+    contacts = result.items
     active: dict[int, list[str]] = {c.id: [] for c in contacts}
     if contacts:
         rows = session.execute(
@@ -223,7 +202,7 @@ def search_contacts(
         )
         for contact_id, name in rows:
             active[contact_id].append(name)
-    return ContactPage(contacts, active, total, page, per_page)
+    return ContactPage(contacts, result.total, result.page, result.per_page, active)
 
 
 def owner_choices(session) -> list[User]:

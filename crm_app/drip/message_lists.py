@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
+from crm_app.drip.paging import Page, paginate
 from crm_app.models import EmailEvent, Message, utcnow
 
 ADMIN_LISTS = ("failed", "in_doubt")
@@ -21,32 +22,16 @@ class MessageRow:
     no_trace: bool = False
 
 
-@dataclass
-class MessagePage:
-    rows: list[MessageRow]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
-
-def _page(session, where, order, page: int, per_page: int):
-    total = session.scalar(sa.select(sa.func.count(Message.id)).where(*where)) or 0
-    page = min(max(1, page), max(1, -(-total // per_page)))
-    messages = list(
-        session.scalars(
-            sa.select(Message)
-            .options(joinedload(Message.contact), joinedload(Message.campaign))
-            .where(*where)
-            .order_by(*order)
-            .offset((page - 1) * per_page)
-            .limit(per_page)
-        )
+def _page(session, where, order, page: int, per_page: int) -> Page[Message]:
+    return paginate(
+        session,
+        sa.select(Message)
+        .options(joinedload(Message.contact), joinedload(Message.campaign))
+        .where(*where)
+        .order_by(*order),
+        page=page,
+        per_page=per_page,
     )
-    return messages, total, page
 
 
 def admin_message_list(
@@ -57,20 +42,20 @@ def admin_message_list(
     per_page: int = 50,
     no_trace_after: timedelta = timedelta(hours=2),
     now: datetime | None = None,
-) -> MessagePage:
+) -> Page[MessageRow]:
     """Failed or in-doubt messages, oldest problem first."""
     if status not in ADMIN_LISTS:
         raise ValueError(f"unknown list {status!r}")
     now = now or utcnow()
-    messages, total, page = _page(
+    result = _page(
         session, [Message.status == status], [Message.claimed_at, Message.id], page, per_page
     )
     traced: set[int] = set()
-    if status == "in_doubt" and messages:
+    if status == "in_doubt" and result.items:
         traced = set(
             session.scalars(
                 sa.select(EmailEvent.message_id)
-                .where(EmailEvent.message_id.in_([m.id for m in messages]))
+                .where(EmailEvent.message_id.in_([m.id for m in result.items]))
                 .distinct()
             )
         )
@@ -83,18 +68,17 @@ def admin_message_list(
                 and (m.claimed_at or m.created_at) < now - no_trace_after
             ),
         )
-        for m in messages
+        for m in result.items
     ]
-    return MessagePage(rows, total, page, per_page)
+    return Page(rows, result.total, result.page, result.per_page)
 
 
-def outbox_page(session, *, page: int = 1, per_page: int = 50) -> MessagePage:
+def outbox_page(session, *, page: int = 1, per_page: int = 50) -> Page[Message]:
     """Messages the OutboxBackend kept instead of sending, newest first."""
-    messages, total, page = _page(
+    return _page(
         session,
         [Message.provider_message_id.startswith(OUTBOX_PREFIX)],
         [Message.sent_at.desc(), Message.id.desc()],
         page,
         per_page,
     )
-    return MessagePage([MessageRow(m) for m in messages], total, page, per_page)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import selectinload
 
 from crm_app.drip.activity import record_activity
 from crm_app.drip.enrollment import stop
+from crm_app.drip.paging import Page, paginate
 from crm_app.drip.sql import dialect_insert
 from crm_app.models import Contact, Suppression, utcnow
 
@@ -183,29 +184,9 @@ PER_PAGE = 50
 NOTE_MAX = 500
 
 
-@dataclass
-class SuppressionPage:
-    entries: list[Suppression]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
-    @property
-    def has_prev(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
-
-
 def search_suppressions(
     session, *, query: str = "", page: int = 1, per_page: int = PER_PAGE
-) -> SuppressionPage:
+) -> Page[Suppression]:
     """Newest first; the search matches the address or its source. Two queries."""
     conditions = []
     words = query.strip()
@@ -216,19 +197,14 @@ def search_suppressions(
                 Suppression.source.icontains(words, autoescape=True),
             )
         )
-    total = session.scalar(sa.select(sa.func.count(Suppression.id)).where(*conditions)) or 0
-    pages = max(1, -(-total // per_page))
-    page = min(max(1, page), pages)
-    entries = list(
-        session.scalars(
-            sa.select(Suppression)
-            .where(*conditions)
-            .order_by(Suppression.created_at.desc(), Suppression.id.desc())
-            .offset((page - 1) * per_page)
-            .limit(per_page)
-        )
+    return paginate(
+        session,
+        sa.select(Suppression)
+        .where(*conditions)
+        .order_by(Suppression.created_at.desc(), Suppression.id.desc()),
+        page=page,
+        per_page=per_page,
     )
-    return SuppressionPage(entries, total, page, per_page)
 
 
 def add_manual_suppression(
