@@ -160,6 +160,8 @@ def main() -> int:
     load_dotenv(PROJECT_ROOT / ".env")
     port = int(os.environ.get("PORT", "5000"))
     env = dict(os.environ, FLASK_APP="crm_app:create_app", PYTHONUNBUFFERED="1")
+    # Unsubscribe links in the emails must point at this server's real port.
+    env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
 
     def request_stop(signum: int, frame: object) -> None:
         raise Shutdown(signal.Signals(signum).name)
