@@ -5,7 +5,8 @@ reuse its database pool, Redis connection and SendGrid client. The worker
 runs jobs in-process (no fork per job: a fork costs more than a job) and
 clears the database session after every job so a broken one never leaks
 into the next. It also runs RQ's scheduler, which moves delayed retries
-(`enqueue_at`) onto the queue when they are due.
+(`enqueue_at`) onto the queue when they are due. A delivery job sends its
+batch with DELIVERY_THREADS threads (default 8; see crm_app/drip/DELIVERY.md).
 """
 
 from __future__ import annotations

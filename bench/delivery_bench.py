@@ -4,7 +4,10 @@
     message; then a tick with nothing due, in ms (median).
 (b) Two `worker.py` processes deliver K messages to the local fake SendGrid
     (tests/sendgrid_server.py, the real sendgrid client talking to it): messages/s,
-    beside RQ's own floor (no-op jobs through the same worker class) as a ratio.
+    beside RQ's own floor (no-op jobs through the same worker class) as a ratio,
+    then where the time went: per phase (summed over the sending threads) and the
+    CPU each process spent per message. `--latency-ms 150` makes the fake answer
+    like the real SendGrid (100-300 ms), where the sending threads matter most.
 
 A scratch database is created and dropped; Redis gets a queue of its own.
 
@@ -19,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,6 +54,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=200, help="messages per delivery job")
     parser.add_argument("--noop-jobs", type=int, default=4000)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="DELIVERY_THREADS per worker (default: app's)"
+    )
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="the fake SendGrid's answer time"
+    )
     parser.add_argument("--skip-delivery", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     return parser.parse_args()
@@ -170,9 +180,9 @@ def bench_tick(app, args, queue) -> None:
         print("    due query plan:", " | ".join(line.strip() for line in plan)[:160])
 
 
-def start_fake_sendgrid() -> tuple[subprocess.Popen, str]:
+def start_fake_sendgrid(latency_ms: float = 0.0) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "sendgrid_server.py")],
+        [sys.executable, str(ROOT / "tests" / "sendgrid_server.py"), "0", str(latency_ms / 1000)],
         stdout=subprocess.PIPE,
         cwd=str(ROOT),
     )
@@ -195,6 +205,31 @@ def worker_env(db_url: str, redis_url: str, queue_name: str, sendgrid_url: str, 
         }
     )
     return env
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def phase_seconds(queue) -> dict[str, float]:
+    """The delivery jobs' own account of where their time went (crm_app.drip.delivery)."""
+    from rq.job import Job
+
+    total: dict[str, float] = {}
+    ids = queue.finished_job_registry.get_job_ids()
+    for job in Job.fetch_many(ids, connection=queue.connection):
+        result = job.return_value() if job is not None else None
+        if isinstance(result, dict):
+            for phase, seconds in (result.get("seconds") or {}).items():
+                total[phase] = total.get(phase, 0.0) + seconds
+    return total
 
 
 def run_workers(env: dict, count: int) -> None:
@@ -231,14 +266,20 @@ def bench_delivery(app, args, queue, db_url: str) -> None:
     db.session.remove()
     if len(ids) < args.messages:
         print(f"    only {len(ids):,} queued messages to deliver")
-    fake, fake_url = start_fake_sendgrid()
+    fake, fake_url = start_fake_sendgrid(args.latency_ms)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             env = worker_env(db_url, args.redis_url, queue.name, fake_url, tmp)
+            if args.threads is not None:
+                env["DELIVERY_THREADS"] = str(args.threads)
             enqueue_deliveries(queue, ids, args.batch)
+            fake_cpu, workers_cpu = cpu_seconds(fake.pid), children_cpu()
             wall = time.perf_counter()
             run_workers(env, args.workers)
             wall = time.perf_counter() - wall
+            workers_cpu = children_cpu() - workers_cpu
+            fake_cpu = cpu_seconds(fake.pid) - fake_cpu
+            phases = phase_seconds(queue)
             with db.engine.connect() as conn:
                 row = conn.execute(
                     sa.select(
@@ -281,6 +322,18 @@ def bench_delivery(app, args, queue, db_url: str) -> None:
     print(
         f"    RQ floor: {noop_rate:,.0f} no-op jobs/s through the same worker class; "
         f"messages/s : no-op jobs/s = {rate / noop_rate:.2f}"
+    )
+    threads = env.get("DELIVERY_THREADS", "the default")
+    per = max(sent, 1)
+    print(
+        f"    where the time goes, ms per message summed over the sending threads "
+        f"({threads} per worker, fake latency {args.latency_ms:g} ms): "
+        + ", ".join(f"{k} {v * 1000 / per:.2f}" for k, v in phases.items())
+    )
+    print(
+        f"    CPU per message: workers {workers_cpu * 1000 / per:.2f} ms (start-up included), "
+        f"fake SendGrid {fake_cpu * 1000 / per:.2f} ms; this machine has {os.cpu_count()} "
+        f"cores for them, PostgreSQL and Redis"
     )
 
 

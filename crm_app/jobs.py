@@ -63,26 +63,32 @@ def tick() -> dict:
 
 
 def deliver_messages(ids: list[int]) -> dict:
-    """Deliver a batch of messages (each claimed, sent and committed one by one)."""
+    """Deliver a batch of messages with DELIVERY_THREADS sending threads (each message
+    claimed, sent and committed one by one; see crm_app/drip/delivery.py)."""
     _ensure_app_context()
-    from crm_app.drip.delivery import DeliverySettings
-    from crm_app.drip.delivery import deliver_messages as deliver
+    from crm_app.drip.delivery import DeliverySettings, deliver_concurrently
 
+    config = current_app.config
     queue = get_queue()
-    # Objects stay loaded across the per-message commits: every write that matters is
-    # a conditional UPDATE, so a stale attribute cannot cause a second send, and the
-    # batch saves a reload after each commit.
-    session = Session(db.engine, expire_on_commit=False)
+    engine = db.engine
+
+    def make_session() -> Session:
+        # One session (one pooled connection) per sending thread. Objects stay loaded
+        # across the per-message commits: every write that matters is a conditional
+        # UPDATE, so a stale attribute cannot cause a second send, and each message's
+        # deciding columns are read afresh before its claim.
+        return Session(engine, expire_on_commit=False)
+
     try:
-        report = deliver(
-            session,
+        report = deliver_concurrently(
+            make_session,
             list(ids),
             _backend(),
-            DeliverySettings.from_config(current_app.config),
+            DeliverySettings.from_config(config),
+            threads=setting(config, "DELIVERY_THREADS", 8),
             schedule_retry=lambda message_id, when: schedule_delivery(queue, message_id, when),
         )
     finally:
-        session.close()
         db.session.remove()
     return report.as_dict()
 

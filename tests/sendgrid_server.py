@@ -4,7 +4,7 @@ It validates the payload's shape like SendGrid does (400 with SendGrid-style
 errors when it is wrong), answers 202 with X-Message-Id, counts deliveries per
 custom_args message_id, and can be scripted: `server.script("429", "500")`
 makes the next two answers fail, `server.delay = 0.2` slows every answer.
-Run it alone (`python tests/sendgrid_server.py PORT`) for the benchmark.
+Run it alone (`python tests/sendgrid_server.py [PORT [DELAY_SECONDS]]`) for the benchmark.
 """
 
 from __future__ import annotations
@@ -61,6 +61,17 @@ def payload_errors(payload: object) -> list[dict]:
     return errors
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # many sending threads connect at once (the default is 5)
+
+    def handle_error(self, request, client_address) -> None:
+        # A client killed between two requests on a kept connection resets it: not news.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class FakeSendGrid:
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.lock = threading.Lock()
@@ -73,13 +84,23 @@ class FakeSendGrid:
         self.retry_after = "1"
         self.keep_requests = True
         self.in_flight = 0  # requests being answered right now
+        self.connections = 0  # TCP connections accepted (keep-alive: fewer than requests)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, like SendGrid: one connection carries many requests.
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without this, Nagle's algorithm and
+            # the client's delayed ACK can hold every answer that has a body for ~40 ms.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args) -> None:  # quiet
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with server.lock:
+                    server.connections += 1
 
             def _answer(self, status: int, body: dict | None, headers: dict | None = None):
                 data = json.dumps(body).encode() if body is not None else b""
@@ -88,10 +109,10 @@ class FakeSendGrid:
                     self.send_header(key, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
-                self.send_header("Connection", "close")
                 try:
                     self.end_headers()
-                    self.wfile.write(data)
+                    if data:
+                        self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client was killed mid-request (the fault tests do that)
 
@@ -110,8 +131,7 @@ class FakeSendGrid:
                 raw = self.rfile.read(length)
                 server.handle(self, raw)
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     # -- control -----------------------------------------------------------------
@@ -140,6 +160,7 @@ class FakeSendGrid:
             self.answers.clear()
             self._script.clear()
             self.delay = 0.0
+            self.connections = 0
 
     def duplicates(self) -> dict[str, int]:
         return {k: v for k, v in list(self.deliveries.items()) if v > 1}
@@ -228,5 +249,6 @@ class FakeSendGrid:
 if __name__ == "__main__":
     fake = FakeSendGrid(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0)
     fake.keep_requests = False
+    fake.delay = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0  # seconds per answer
     print(fake.url, flush=True)
     fake.httpd.serve_forever()

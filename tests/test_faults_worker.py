@@ -33,7 +33,6 @@ from tests.delivery_helpers import (
 pytestmark = pytest.mark.slow
 
 
-
 @pytest.fixture
 def sendgrid_app(app, fake_sendgrid, monkeypatch):
     """The app's jobs deliver through the real sendgrid client to the local fake."""
@@ -149,6 +148,7 @@ def test_worker_killed_mid_send_then_a_new_worker_never_sends_twice(
     run_tick(session, lambda ids: enqueue_deliveries(queue, ids, 10), now=utcnow())
     fake_sendgrid.delay = 0.3  # each send takes a while: the kill lands inside one
     env = worker_env(sendgrid_app, database_url, redis_url, fake_sendgrid, tmp_path)
+    env["DELIVERY_THREADS"] = "1"  # one email in flight; the threaded case is the next test
 
     worker = start_worker(env)
     try:
@@ -181,6 +181,48 @@ def test_worker_killed_mid_send_then_a_new_worker_never_sends_twice(
     _assert_each_sent_message_delivered_once(session, fake_sendgrid)
     in_doubt = session.scalar(sa.select(Message.id).where(Message.status == "in_doubt"))
     assert fake_sendgrid.deliveries.get(str(in_doubt), 0) <= 1
+
+
+def test_threaded_worker_killed_mid_batch_leaves_at_most_its_threads_in_doubt(
+    session, sendgrid_app, campaigns, fake_sendgrid, database_url, redis_url, tmp_path
+):
+    _due_campaign(session, campaigns, 40)
+    queue = get_queue()
+    run_tick(session, lambda ids: enqueue_deliveries(queue, ids, 20), now=utcnow())
+    fake_sendgrid.delay = 0.3
+    env = worker_env(sendgrid_app, database_url, redis_url, fake_sendgrid, tmp_path)
+    env["DELIVERY_THREADS"] = "4"
+
+    worker = start_worker(env)
+    try:
+        assert wait_for(
+            lambda: sum(fake_sendgrid.deliveries.values()) >= 4 and fake_sendgrid.in_flight >= 2,
+            timeout=60,
+        ), worker.stdout.read1().decode() if worker.poll() is not None else "no progress"
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    wait_for(lambda: fake_sendgrid.in_flight == 0, timeout=5)
+    fake_sendgrid.delay = 0
+    session.expire_all()
+    in_flight = statuses(session).get("sending", 0)
+    assert 1 <= in_flight <= 4  # at most one per sending thread
+
+    time.sleep(1.2)
+    result = run_tick(
+        session, lambda ids: enqueue_deliveries(queue, ids, 20), now=utcnow(), lease_seconds=1
+    )
+    assert result.in_doubt == in_flight
+
+    second = start_worker(env, "--burst")
+    output = second.communicate(timeout=120)[0].decode()
+    assert second.returncode == 0, output
+
+    session.expire_all()
+    assert statuses(session) == {"sent": 40 - in_flight, "in_doubt": in_flight}
+    _assert_each_sent_message_delivered_once(session, fake_sendgrid)
 
 
 def test_redis_flushed_between_tick_and_work_still_delivers_everything_once(

@@ -2,20 +2,28 @@
 
 A backend sends one OutgoingEmail and returns the provider's message id, or
 raises TransientSendError (retry later) or PermanentSendError (never retry).
+A backend may be shared by several sending threads: SendGridBackend keeps one
+keep-alive connection per thread.
 """
 
 from __future__ import annotations
 
 import email.utils
+import http.client
+import io
 import json
+import select
 import socket
+import threading
 import time
 import urllib.error
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import python_http_client
 import sendgrid
-from python_http_client.exceptions import HTTPError
+from python_http_client.exceptions import HTTPError, handle_error
 from sendgrid.helpers.mail import (
     Category,
     Content,
@@ -130,6 +138,148 @@ def sendgrid_error_text(body: bytes | str | None) -> str:
     return raw.strip()[:1000]
 
 
+# A kept connection idle longer than this is replaced rather than reused: servers and
+# load balancers drop idle connections, and a request written into a half-closed one
+# would fail with an unknown outcome.
+KEEPALIVE_IDLE_SECONDS = 20.0
+
+
+class _Connections(threading.local):
+    """This thread's kept HTTP connection (one host), and when it was last used."""
+
+    connection: http.client.HTTPConnection | None = None
+    key: tuple[str, str] | None = None
+    last_used: float = 0.0
+
+
+class _Answer:
+    """What python_http_client's Response reads from a urllib answer."""
+
+    def __init__(self, status: int, body: bytes, headers: http.client.HTTPMessage):
+        self.status, self.body, self.headers = status, body, headers
+
+    def getcode(self) -> int:
+        return self.status
+
+    def read(self) -> bytes:
+        return self.body
+
+    def info(self) -> http.client.HTTPMessage:
+        return self.headers
+
+
+def _dropped(sock: socket.socket | None) -> bool:
+    """True when an idle kept connection was closed by the server (readable = EOF or junk)."""
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+class KeepAliveClient(python_http_client.Client):
+    """python_http_client's Client (so the official sendgrid client still builds the
+    URL, headers and JSON body) that sends over one kept HTTP/1.1 connection per
+    thread instead of a new connection per request. Timeouts and HTTP errors surface
+    exactly as with urllib: TimeoutError / OSError, and python_http_client's HTTPError."""
+
+    def __init__(self, *args: Any, connections: _Connections | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._connections = connections if connections is not None else _Connections()
+
+    def _build_client(self, name: str | None = None) -> KeepAliveClient:
+        url_path = self._url_path + [name] if name else self._url_path
+        return KeepAliveClient(
+            host=self.host,
+            version=self._version,
+            request_headers=self.request_headers,
+            url_path=url_path,
+            append_slash=self.append_slash,
+            timeout=self.timeout,
+            connections=self._connections,
+        )
+
+    def _connection(self, scheme: str, netloc: str, timeout: float | None):
+        kept = self._connections
+        key = (scheme, netloc)
+        conn = kept.connection
+        stale = time.monotonic() - kept.last_used > KEEPALIVE_IDLE_SECONDS
+        if conn is not None and (kept.key != key or stale or _dropped(conn.sock)):
+            conn.close()
+            conn = None
+        if conn is None:
+            factory = (
+                http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+            )
+            conn = factory(netloc, timeout=timeout)
+            kept.connection, kept.key = conn, key
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn
+
+    def close(self) -> None:
+        if self._connections.connection is not None:
+            self._connections.connection.close()
+            self._connections.connection = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self.methods:
+            return super().__getattr__(name)  # a URL segment, or .version(n)
+        method = name.upper()
+
+        def http_request(
+            request_body: Any = None,
+            query_params: dict | None = None,
+            request_headers: dict | None = None,
+            timeout: float | None = None,
+            **_: Any,
+        ) -> python_http_client.client.Response:
+            # The body and headers exactly as python_http_client builds them, without
+            # its per-request urllib opener (costly, and it cannot keep a connection).
+            if request_headers:
+                self._update_headers(request_headers)
+            if request_body is None:
+                data = None
+            elif self.request_headers.get("Content-Type", "application/json") != "application/json":
+                data = request_body.encode("utf-8")
+            else:
+                self.request_headers.setdefault("Content-Type", "application/json")
+                data = json.dumps(request_body).encode("utf-8")
+            url = self._build_url(query_params)
+            answer = self._send(method, url, data, timeout or self.timeout)
+            return python_http_client.client.Response(answer)
+
+        return http_request
+
+    def _send(self, method: str, url: str, data: bytes | None, timeout: float | None) -> _Answer:
+        parts = urllib.parse.urlsplit(url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn = self._connection(parts.scheme, parts.netloc, timeout)
+        try:
+            conn.request(method, path, body=data, headers=self.request_headers)
+            response = conn.getresponse()
+            body = response.read()
+        except BaseException:
+            # Whatever happened, this connection's state is unknown: never reuse it.
+            self.close()
+            raise
+        self._connections.last_used = time.monotonic()
+        if response.will_close:
+            self.close()
+        if response.status >= 400:
+            # python_http_client's own error classes, built from a urllib HTTPError as it does.
+            error = urllib.error.HTTPError(
+                url, response.status, response.reason, response.headers, io.BytesIO(body)
+            )
+            exc = handle_error(error)
+            exc.__cause__ = None
+            raise exc
+        return _Answer(response.status, body, response.headers)
+
+
 @dataclass
 class SendGridBackend:
     api_key: str
@@ -143,6 +293,11 @@ class SendGridBackend:
 
     def __post_init__(self) -> None:
         self._client = sendgrid.SendGridAPIClient(self.api_key, host=self.host)
+        # Same host, headers and API version, but a kept connection per thread.
+        plain = self._client.client
+        self._client.client = KeepAliveClient(
+            host=plain.host, request_headers=plain.request_headers, version=plain._version
+        )
 
     def build_mail(self, outgoing: OutgoingEmail) -> Mail:
         mail = Mail(

@@ -1,21 +1,27 @@
 """Deliver messages: re-check, render, claim, send, record, advance. See DELIVERY.md.
 
-One message at a time, one commit after each step that matters, so a worker
-killed at any point loses at most the one email in flight, and that one is
-left `sending` for the tick to mark `in_doubt` rather than send again.
+One message at a time per sending thread, one commit after each step that
+matters, so a worker killed at any point loses at most the emails in flight
+(one per thread), and those are left `sending` for the tick to mark `in_doubt`
+rather than send again. A batch is loaded a chunk at a time (one query for the
+messages, contacts, enrolments, campaigns and steps), but each message's state
+is read afresh just before its claim, so nothing is decided on a stale row.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from markupsafe import escape
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from crm_app.drip.activity import record_activity
@@ -33,12 +39,24 @@ from crm_app.drip.rendering import (
     render_email,
 )
 from crm_app.drip.unsubscribe import unsubscribe_url
-from crm_app.models import Contact, Enrollment, Message, SystemState, utcnow
+from crm_app.models import (
+    Campaign,
+    CampaignStep,
+    Contact,
+    Enrollment,
+    Message,
+    SystemState,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
 AUTH_FAILURE_KEY = "backend_auth_failure"
 _TABLE = Message.__table__
+# Messages loaded per query: large enough to amortise the ORM, small enough that a
+# thread's share of a batch stays balanced.
+CHUNK_SIZE = 25
+PHASES = ("load", "render", "claim", "send", "record")
 
 
 @dataclass(frozen=True)
@@ -85,9 +103,29 @@ class DeliveryReport:
     in_doubt: list[int] = field(default_factory=list)
     not_claimed: list[int] = field(default_factory=list)  # someone else has it, or it is done
     auth_failure: bool = False
+    # Where the time went, summed over messages (and threads): load, render, claim, send, record.
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
 
-    def as_dict(self) -> dict[str, int]:
-        return {k: (len(v) if isinstance(v, list) else v) for k, v in self.__dict__.items()}
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            k: (len(v) if isinstance(v, list) else v)
+            for k, v in self.__dict__.items()
+            if k != "seconds"
+        } | {"seconds": {k: round(v, 4) for k, v in self.seconds.items()}}
+
+    def merge(self, other: DeliveryReport) -> None:
+        for key, value in other.__dict__.items():
+            if isinstance(value, list):
+                getattr(self, key).extend(value)
+        self.auth_failure = self.auth_failure or other.auth_failure
+        for phase, spent in other.seconds.items():
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + spent
+
+    def timed(self, phase: str, since: float) -> float:
+        """Add the time since `since` to `phase`; returns now, for the next phase."""
+        now = time.perf_counter()
+        self.seconds[phase] += now - since
+        return now
 
 
 def retry_delay(
@@ -100,6 +138,88 @@ def retry_delay(
     return min(settings.retry_max_seconds, base * random.uniform(0.5, 1.5))
 
 
+class _Run:
+    """What the sending threads of one batch share: the stop signal and the health flag."""
+
+    def __init__(self, auth_flag_set: bool):
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.auth_flag_set = auth_flag_set
+
+    def sent(self, session) -> None:
+        """A send succeeded: a 401/403 recorded earlier no longer holds (health turns green)."""
+        if not self.auth_flag_set:
+            return
+        with self.lock:
+            if not self.auth_flag_set:
+                return
+            clear_backend_auth_failure(session)
+            session.commit()
+            self.auth_flag_set = False
+
+
+def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _deliver_chunks(
+    session,
+    chunks: Callable[[], list[int] | None],
+    backend: Backend,
+    settings: DeliverySettings,
+    run: _Run,
+    now: Callable[[], datetime],
+    schedule_retry: ScheduleRetry | None,
+) -> DeliveryReport:
+    """One sending thread: take chunks until none is left or the batch stops."""
+    report = DeliveryReport()
+    while not run.stop.is_set():
+        chunk = chunks()
+        if not chunk:
+            break
+        started = time.perf_counter()
+        try:
+            loaded = _load_many(session, chunk)
+        except Exception:
+            session.rollback()
+            log.exception("loading messages %s failed", chunk)
+            loaded = {}
+        report.timed("load", started)
+        for message_id in chunk:
+            if run.stop.is_set():
+                break
+            try:
+                outcome = _deliver_one(
+                    session,
+                    message_id,
+                    loaded.get(message_id),
+                    backend,
+                    settings,
+                    now,
+                    schedule_retry,
+                    report,
+                )
+            except Exception:
+                # A bug or a lost database must not take the rest of the batch with it:
+                # whatever this row's state is, the lease and the tick take it from there.
+                session.rollback()
+                log.exception("delivering message %s failed", message_id)
+                report.in_doubt.append(message_id)
+                continue
+            if outcome == "auth_failed":
+                # A bad API key fails every email: keep the rest of the batch queued
+                # (the lease brings them back) instead of failing them all.
+                report.failed.append(message_id)
+                report.auth_failure = True
+                run.stop.set()
+                break
+            getattr(report, outcome).append(message_id)
+            if outcome == "sent":
+                run.sent(session)
+    return report
+
+
 def deliver_messages(
     session,
     ids: list[int],
@@ -109,43 +229,207 @@ def deliver_messages(
     now: Callable[[], datetime] = utcnow,
     schedule_retry: ScheduleRetry | None = None,
 ) -> DeliveryReport:
-    """Deliver each message in `ids` that is still `queued`. Commits after each one."""
-    report = DeliveryReport()
-    auth_flag_set = session.get(SystemState, AUTH_FAILURE_KEY) is not None
-    for message_id in ids:
+    """Deliver each message in `ids` that is still `queued`, in order, in this session.
+    Commits after each one."""
+    run = _Run(session.get(SystemState, AUTH_FAILURE_KEY) is not None)
+    pending = _chunks(list(ids), CHUNK_SIZE)
+    return _deliver_chunks(
+        session, lambda: next(pending, None), backend, settings, run, now, schedule_retry
+    )
+
+
+def deliver_concurrently(
+    make_session: Callable[[], Any],
+    ids: list[int],
+    backend: Backend,
+    settings: DeliverySettings,
+    *,
+    threads: int = 8,
+    now: Callable[[], datetime] = utcnow,
+    schedule_retry: ScheduleRetry | None = None,
+) -> DeliveryReport:
+    """Deliver `ids` with `threads` sending threads, each with its own session (so its
+    own database connection) and its own kept connection to the provider.
+
+    SendGrid answers in 100-300 ms: one thread at a time would idle most of that.
+    Every message is still claimed by its own committed conditional UPDATE before its
+    send, and its result committed after it, so a kill leaves at most `threads`
+    messages `sending` (then in doubt), never one sent twice. `backend` must be safe
+    to share between threads (SendGridBackend and OutboxBackend are)."""
+    ids = list(ids)
+    threads = max(1, min(threads, len(ids)))
+    first = make_session()
+    try:
+        run = _Run(first.get(SystemState, AUTH_FAILURE_KEY) is not None)
+        first.rollback()
+        if threads == 1:
+            pending = _chunks(ids, CHUNK_SIZE)
+            return _deliver_chunks(
+                first, lambda: next(pending, None), backend, settings, run, now, schedule_retry
+            )
+    finally:
+        first.close()
+
+    # Smaller chunks when a batch is split between threads, so they finish together.
+    size = max(1, min(CHUNK_SIZE, -(-len(ids) // (threads * 2))))
+    pending = _chunks(ids, size)
+    take_lock = threading.Lock()
+
+    def take() -> list[int] | None:
+        with take_lock:
+            return next(pending, None)
+
+    reports: list[DeliveryReport] = []
+
+    def work() -> None:
+        report, session = DeliveryReport(), None
         try:
-            outcome = _deliver_one(session, message_id, backend, settings, now, schedule_retry)
-        except Exception:
-            # A bug or a lost database must not take the rest of the batch with it:
-            # whatever this row's state is, the lease and the tick take it from there.
-            session.rollback()
-            log.exception("delivering message %s failed", message_id)
-            report.in_doubt.append(message_id)
-            continue
-        if outcome == "auth_failed":
-            # A bad API key fails every email: keep the rest of the batch queued
-            # (the lease brings them back) instead of failing them all.
-            report.failed.append(message_id)
-            report.auth_failure = True
-            break
-        getattr(report, outcome).append(message_id)
-        if outcome == "sent" and auth_flag_set:
-            clear_backend_auth_failure(session)
-            session.commit()
-            auth_flag_set = False
-    return report
+            session = make_session()
+            report = _deliver_chunks(session, take, backend, settings, run, now, schedule_retry)
+        except Exception:  # _deliver_chunks catches per message; this is a last resort
+            # Its claimed rows (if any) stay `sending` and the lease takes them to in doubt.
+            log.exception("a sending thread failed")
+            run.stop.set()
+        finally:
+            if session is not None:
+                session.close()
+            with take_lock:
+                reports.append(report)
+
+    workers = [
+        threading.Thread(target=work, name=f"drip-send-{n}", daemon=True) for n in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            worker.join()
+    except BaseException:
+        # RQ's job timeout (or a shutdown) interrupts the join: let each thread finish
+        # the message it has in flight, and start no other.
+        run.stop.set()
+        raise
+    total = DeliveryReport()
+    for report in reports:
+        total.merge(report)
+    return total
+
+
+_LOAD_OPTIONS = (
+    joinedload(Message.enrollment),
+    joinedload(Message.contact).joinedload(Contact.owner),
+    # advance() reads the campaign's steps: load them here, not one lazy query per message.
+    joinedload(Message.campaign).selectinload(Campaign.steps),
+    joinedload(Message.step),
+)
+
+
+def _load_many(session, ids: list[int]) -> dict[int, Message]:
+    """A chunk's messages with everything delivery reads, in one query (two with steps)."""
+    rows = session.scalars(
+        sa.select(Message)
+        .where(Message.id.in_(set(ids)))
+        .options(*_LOAD_OPTIONS)
+        .execution_options(populate_existing=True)
+    ).unique()
+    return {message.id: message for message in rows}
+
+
+# The columns that decide whether and what to send: read afresh just before each claim.
+_CURRENT = (
+    sa.select(
+        _TABLE.c.status,
+        _TABLE.c.attempts,
+        _TABLE.c.step_id,
+        Enrollment.status,
+        Enrollment.current_step,
+        Enrollment.end_reason,
+        Contact.email_status,
+        Contact.email,
+        Contact.owner_id,
+        Campaign.status,
+        CampaignStep.version,
+    )
+    .join(Enrollment, Enrollment.id == _TABLE.c.enrollment_id)
+    .join(Contact, Contact.id == _TABLE.c.contact_id)
+    .join(Campaign, Campaign.id == _TABLE.c.campaign_id)
+    .outerjoin(CampaignStep, CampaignStep.id == _TABLE.c.step_id)
+)
+
+
+_CURRENT_ONE = _CURRENT.where(_TABLE.c.id == sa.bindparam("message_id"))
+
+
+def _param(name: str, column: str) -> sa.BindParameter:
+    return sa.bindparam(name, type_=_TABLE.c[column].type)
+
+
+# The hot path's two writes, built once (a statement built per message costs more
+# Python than the database takes to run it). Same conditions as DELIVERY.md says.
+_CLAIM = (
+    sa.update(_TABLE)
+    .where(
+        _TABLE.c.id == sa.bindparam("message_id"),
+        _TABLE.c.status == "queued",
+        _TABLE.c.attempts == sa.bindparam("seen_attempts"),
+    )
+    .values(
+        status="sending",
+        attempts=_TABLE.c.attempts + 1,
+        claimed_at=_param("p_claimed_at", "claimed_at"),
+        to_email=_param("p_to_email", "to_email"),
+        subject=_param("p_subject", "subject"),
+        html=_param("p_html", "html"),
+        text=_param("p_text", "text"),
+        headers=_param("p_headers", "headers"),
+        template_version=_param("p_template_version", "template_version"),
+    )
+)
+_RECORD_SENT = (
+    sa.update(_TABLE)
+    .where(
+        _TABLE.c.id == sa.bindparam("message_id"),
+        _TABLE.c.status.in_(("sending", "in_doubt")),
+        _TABLE.c.attempts == sa.bindparam("attempt"),
+    )
+    .values(
+        status="sent",
+        provider_message_id=_param("p_provider_id", "provider_message_id"),
+        sent_at=_param("p_sent_at", "sent_at"),
+        next_attempt_at=None,
+        error="",
+    )
+)
+
+
+def _is_current(session, message: Message) -> bool:
+    """True when the loaded objects still hold what the database holds for every column
+    delivery decides on; one small query instead of reloading them all."""
+    row = session.execute(_CURRENT_ONE, {"message_id": message.id}).first()
+    if row is None:
+        return False
+    enrollment, contact, step = message.enrollment, message.contact, message.step
+    loaded = (
+        message.status,
+        message.attempts,
+        message.step_id,
+        enrollment.status,
+        enrollment.current_step,
+        enrollment.end_reason,
+        contact.email_status,
+        contact.email,
+        contact.owner_id,
+        message.campaign.status,
+        step.version if step is not None else None,
+    )
+    return tuple(row) == loaded
 
 
 def _load(session, message_id: int) -> Message | None:
     return session.scalar(
         sa.select(Message)
         .where(Message.id == message_id)
-        .options(
-            joinedload(Message.enrollment),
-            joinedload(Message.contact).joinedload(Contact.owner),
-            joinedload(Message.campaign),
-            joinedload(Message.step),
-        )
+        .options(*_LOAD_OPTIONS)
         .execution_options(populate_existing=True)
     )
 
@@ -244,12 +528,17 @@ def _update_if(session, message_id: int, condition, **values) -> bool:
 def _deliver_one(
     session,
     message_id: int,
+    message: Message | None,
     backend: Backend,
     settings: DeliverySettings,
     now_fn: Callable[[], datetime],
     schedule_retry: ScheduleRetry | None,
+    report: DeliveryReport,
 ) -> str:
-    message = _load(session, message_id)
+    """Deliver one message; `message` is its chunk-loaded copy (None: not found then)."""
+    mark = time.perf_counter()
+    if message is None or not _is_current(session, message):
+        message = _load(session, message_id)  # it changed since the chunk was loaded
     if message is None or message.status != "queued":
         session.rollback()
         return "not_claimed"
@@ -271,6 +560,7 @@ def _deliver_one(
         session.commit()
         return "skipped"
 
+    mark = report.timed("load", mark)
     try:
         outgoing = compose(message, settings)
     except TemplateRenderError as error:
@@ -280,28 +570,29 @@ def _deliver_one(
         _timeline(session, message, "email_failed", f"{label} failed: {error}", "system:worker")
         session.commit()
         return "failed"
+    mark = report.timed("render", mark)
 
     # The claim, with the rendered content: committed BEFORE the send, so a kill
     # during the send leaves `sending` (then in doubt), never `queued` (resent).
+    # `attempts` unchanged too: then `attempt` is exactly the number this claim writes.
     attempt = message.attempts + 1
     claimed_at = now_fn()
-    if not _update_if(
-        session,
-        message.id,
-        queued,
-        status="sending",
-        attempts=_TABLE.c.attempts + 1,
-        claimed_at=claimed_at,
-        to_email=outgoing.to_email,
-        subject=outgoing.subject,
-        html=outgoing.html,
-        text=outgoing.text,
-        headers=outgoing.headers,
-        template_version=message.step.version,
-    ):
+    claim = {
+        "message_id": message.id,
+        "seen_attempts": message.attempts,
+        "p_claimed_at": claimed_at,
+        "p_to_email": outgoing.to_email,
+        "p_subject": outgoing.subject,
+        "p_html": outgoing.html,
+        "p_text": outgoing.text,
+        "p_headers": outgoing.headers,
+        "p_template_version": message.step.version,
+    }
+    if session.execute(_CLAIM, claim).rowcount != 1:
         session.rollback()
         return "not_claimed"
     session.commit()
+    mark = report.timed("claim", mark)
 
     # Ours only while it is still this attempt (an admin may have resent it meanwhile).
     mine = sa.and_(_TABLE.c.status.in_(("sending", "in_doubt")), _TABLE.c.attempts == attempt)
@@ -359,18 +650,16 @@ def _deliver_one(
         session.commit()
         return "in_doubt"
 
+    mark = report.timed("send", mark)
     sent_at = now_fn()
     # `in_doubt` included: a slow send the tick gave up on still went out; record the truth.
-    if not _update_if(
-        session,
-        message_id,
-        mine,
-        status="sent",
-        provider_message_id=provider_id,
-        sent_at=sent_at,
-        next_attempt_at=None,
-        error="",
-    ):
+    recorded = {
+        "message_id": message_id,
+        "attempt": attempt,
+        "p_provider_id": provider_id,
+        "p_sent_at": sent_at,
+    }
+    if session.execute(_RECORD_SENT, recorded).rowcount != 1:
         log.warning("message %s was sent, but an admin changed it meanwhile", message_id)
         session.rollback()
         return "sent"
@@ -379,6 +668,7 @@ def _deliver_one(
     if enrollment.status == "active" and enrollment.current_step == message.step_position:
         advance(session, enrollment, sent_at=sent_at, now=sent_at)
     session.commit()
+    report.timed("record", mark)
     return "sent"
 
 
@@ -388,9 +678,15 @@ def _deliver_one(
 def set_backend_auth_failure(session, detail: str, now: datetime) -> None:
     state = session.get(SystemState, AUTH_FAILURE_KEY)
     if state is None:
-        session.add(SystemState(key=AUTH_FAILURE_KEY, value=detail, updated_at=now))
-    else:
-        state.value, state.updated_at = detail, now
+        try:
+            # Several threads (or workers) meet the same bad key at once: one inserts the
+            # row; the others must not lose their own transaction (the message's `failed`).
+            with session.begin_nested():
+                session.add(SystemState(key=AUTH_FAILURE_KEY, value=detail, updated_at=now))
+            return
+        except IntegrityError:
+            state = session.get(SystemState, AUTH_FAILURE_KEY, populate_existing=True)
+    state.value, state.updated_at = detail, now
 
 
 def clear_backend_auth_failure(session) -> None:

@@ -1,0 +1,150 @@
+"""Delivery at speed: sending threads, kept connections to SendGrid, compiled templates
+reused. None of it may weaken "never twice, never lost"."""
+
+from __future__ import annotations
+
+import socket
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from crm_app.drip.backends import SendGridBackend, _dropped
+from crm_app.drip.delivery import deliver_concurrently, deliver_messages
+from crm_app.drip.ticking import run_tick
+from crm_app.extensions import db
+from crm_app.models import Activity, Enrollment, Message, utcnow
+from tests.delivery_helpers import bulk_due, message_for, open_all_week, statuses
+
+
+def _queued_bulk(session, campaigns, count: int) -> list[int]:
+    campaign = campaigns["client"]
+    open_all_week(campaign)
+    session.commit()
+    bulk_due(session, campaign, count, utcnow() - timedelta(minutes=1))
+    return run_tick(session, lambda ids: None, now=utcnow()).enqueued
+
+
+def _sessions():
+    engine = db.engine  # the threads have no app context: bind the engine here
+    return lambda: Session(engine, expire_on_commit=False)
+
+
+def test_sending_threads_deliver_each_message_once_and_advance_each_enrolment(
+    session, campaigns, backend, settings, fake_sendgrid
+):
+    ids = _queued_bulk(session, campaigns, 60)
+
+    report = deliver_concurrently(_sessions(), ids, backend, settings, threads=4)
+
+    assert sorted(report.sent) == sorted(ids)
+    assert fake_sendgrid.duplicates() == {} and len(fake_sendgrid.deliveries) == 60
+    session.expire_all()
+    assert statuses(session) == {"sent": 60}
+    assert set(session.scalars(sa.select(Enrollment.current_step))) == {2}
+    sent_rows = session.scalar(
+        sa.select(sa.func.count(Activity.id)).where(Activity.kind == "email_sent")
+    )
+    assert sent_rows == 60
+
+
+def test_the_same_ids_in_every_thread_are_still_sent_once(
+    session, campaigns, backend, settings, fake_sendgrid
+):
+    ids = _queued_bulk(session, campaigns, 20)
+
+    report = deliver_concurrently(_sessions(), ids + ids + ids, backend, settings, threads=6)
+
+    assert sorted(report.sent) == sorted(ids) and len(report.not_claimed) == 40
+    assert fake_sendgrid.duplicates() == {} and len(fake_sendgrid.deliveries) == 20
+
+
+def test_a_revoked_key_stops_every_thread_and_keeps_the_rest_queued(
+    session, campaigns, backend, settings, fake_sendgrid
+):
+    ids = _queued_bulk(session, campaigns, 40)
+    fake_sendgrid.script(*["401"] * 40)
+
+    report = deliver_concurrently(_sessions(), ids, backend, settings, threads=4)
+
+    assert report.auth_failure
+    assert 1 <= len(report.failed) <= 4  # at most the one each thread had in flight
+    session.expire_all()
+    assert statuses(session) == {"failed": len(report.failed), "queued": 40 - len(report.failed)}
+    assert fake_sendgrid.deliveries == {}
+
+
+def test_one_kept_connection_carries_every_send_of_a_thread(
+    session, campaigns, backend, settings, fake_sendgrid
+):
+    ids = _queued_bulk(session, campaigns, 5)
+
+    deliver_messages(session, ids, backend, settings)
+
+    assert len(fake_sendgrid.deliveries) == 5
+    assert fake_sendgrid.connections == 1
+
+
+def test_errors_on_a_kept_connection_map_as_before_and_the_next_send_goes_out(
+    session, make_contact, campaigns, backend, settings, fake_sendgrid
+):
+    ids = _queued_bulk(session, campaigns, 3)
+    fake_sendgrid.script("503", "400")
+
+    report = deliver_messages(session, ids, backend, settings)
+
+    assert report.retrying == [ids[0]] and report.failed == [ids[1]] and report.sent == [ids[2]]
+    assert fake_sendgrid.deliveries == {str(ids[2]): 1}
+
+
+def test_a_kept_connection_the_server_closed_is_noticed_before_it_is_reused():
+    ours, theirs = socket.socketpair()
+    try:
+        assert not _dropped(ours)
+        theirs.close()  # the server's idle timeout
+        assert _dropped(ours)
+    finally:
+        ours.close()
+
+
+def test_a_broken_kept_connection_is_replaced_before_the_next_send(
+    session, campaigns, settings, fake_sendgrid
+):
+    backend = SendGridBackend("SG.k", fake_sendgrid.url, "a@example.com", timeout=2)
+    ids = _queued_bulk(session, campaigns, 3)
+    first = deliver_messages(session, ids[:1], backend, settings)
+    # Break the kept connection: it reads EOF, as one the server closed when idle does.
+    kept = backend._client.client._connections.connection
+    kept.sock.shutdown(socket.SHUT_RDWR)
+
+    rest = deliver_messages(session, ids[1:], backend, settings)
+
+    assert first.sent + rest.sent == ids
+    assert fake_sendgrid.duplicates() == {} and fake_sendgrid.connections == 2
+
+
+def test_an_edited_step_is_rendered_from_its_new_text(
+    session, make_contact, campaigns, backend, settings, fake_sendgrid
+):
+    step = campaigns["lead"].steps[0]
+    first, second = make_contact("lead"), make_contact("lead")
+    for contact in (first, second):
+        enrollment = session.scalar(
+            sa.select(Enrollment).where(Enrollment.contact_id == contact.id)
+        )
+        open_all_week(enrollment.campaign)
+        enrollment.next_send_at = utcnow() - timedelta(seconds=1)
+    session.commit()
+    run_tick(session, lambda ids: None, now=utcnow())
+    deliver_messages(session, [message_for(session, first).id], backend, settings)
+
+    step.body_html = "<p>Edited for {{ contact.first_name }}</p>"
+    step.version += 1
+    session.commit()
+    deliver_messages(session, [message_for(session, second).id], backend, settings)
+
+    before, after = (message_for(session, c) for c in (first, second))
+    assert "Edited for" not in before.html
+    assert f"Edited for {second.first_name}" in after.html
+    assert after.template_version == step.version
+    assert session.scalar(sa.select(sa.func.count(Message.id))) == 2
