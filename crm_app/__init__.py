@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from crm_app.config import INSTANCE_PATH, PROJECT_ROOT, load_config
+from crm_app.config import INSTANCE_PATH, PROJECT_ROOT, engine_options, load_config
 from crm_app.extensions import csrf, db, htmx, login_manager, migrate
 
 
@@ -20,6 +20,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(load_config())
     if config:
         app.config.update(config)
+    app.config.setdefault(
+        "SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
+    )
     INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
 
     db.init_app(app)

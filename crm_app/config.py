@@ -32,6 +32,19 @@ def _bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def engine_options(database_url: str) -> dict:
+    """Pool and driver settings for the database URL the app ends up with."""
+    if database_url.startswith("sqlite"):
+        # Worker threads queue for SQLite's single write lock: wait, don't fail.
+        return {"connect_args": {"timeout": 30}}
+    # Each delivery thread holds a connection from its reads to its commit.
+    return {
+        "pool_pre_ping": True,
+        "pool_size": int(os.environ.get("DB_POOL_SIZE", "10")),
+        "max_overflow": int(os.environ.get("DB_MAX_OVERFLOW", "20")),
+    }
+
+
 def load_config() -> dict:
     """Read the environment once, at app creation (never at import)."""
     load_dotenv(PROJECT_ROOT / ".env")
@@ -42,7 +55,6 @@ def load_config() -> dict:
     return {
         "SECRET_KEY": os.environ.get("SECRET_KEY") or _persistent_secret_key(),
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         # None means: use the embedded Redis started by the run command.
         "REDIS_URL": os.environ.get("REDIS_URL") or None,
         "RQ_QUEUE": os.environ.get("RQ_QUEUE", "drip"),

@@ -37,4 +37,6 @@ def _sqlite_foreign_keys(dbapi_connection, connection_record) -> None:
     if type(dbapi_connection).__module__.startswith("sqlite3"):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
+        # WAL: readers (web pages) never wait for the worker's writes, and vice versa.
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
