@@ -31,7 +31,6 @@ from crm_app.models import (
     Campaign,
     CampaignStep,
     Enrollment,
-    User,
     utcnow,
 )
 
@@ -93,20 +92,6 @@ def describe_delay(position: int, delay_days: int) -> str:
 
 
 # ---------------------------------------------------------------- previews
-
-
-def sender_fields(user: User, *, company: str, website: str) -> dict[str, str]:
-    """The `sender` merge fields for a user (the company data comes from the config)."""
-    name = (user.name or "").strip()
-    return {
-        "name": name or user.email,
-        "first_name": name.split()[0] if name else "",
-        "title": user.title or "",
-        "company": company,
-        "email": user.email,
-        "phone": user.phone or "",
-        "website": website,
-    }
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from crm_app.drip.rendering import (
     build_context,
     contact_context,
     render_email,
+    sender_context,
 )
 from crm_app.drip.unsubscribe import unsubscribe_url
 from crm_app.models import (
@@ -451,27 +452,19 @@ def _skip_reason(session, message: Message) -> tuple[str, str] | None:
     return None
 
 
-def sender_fields(contact: Contact, settings: DeliverySettings) -> dict[str, str]:
-    """The sender merge fields: the contact's owner, else the configured identity."""
-    owner = contact.owner
-    name = (owner.name if owner else "") or settings.from_name
-    return {
-        "name": name,
-        "first_name": name.split()[0] if name else "",
-        "title": owner.title if owner else "",
-        "company": settings.sender_company,
-        "email": (owner.email if owner else "") or settings.from_email,
-        "phone": owner.phone if owner else "",
-        "website": settings.sender_website,
-    }
-
-
 def compose(message: Message, settings: DeliverySettings) -> OutgoingEmail:
     """Render the step for this contact, add the unsubscribe footer and headers.
 
     Raises TemplateRenderError (the sandbox refused or the template broke)."""
     contact, step = message.contact, message.step
-    context = build_context(contact_context(contact), sender_fields(contact, settings))
+    sender = sender_context(
+        contact.owner,
+        fallback_name=settings.from_name,
+        fallback_email=settings.from_email,
+        company=settings.sender_company,
+        website=settings.sender_website,
+    )
+    context = build_context(contact_context(contact), sender)
     rendered = render_email(step.subject, step.body_html, step.body_text, context)
     link = unsubscribe_url(
         settings.public_base_url, contact.id, contact.email, secret_key=settings.secret_key

@@ -10,7 +10,7 @@ from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from crm_app.models import Contact
+from crm_app.models import Contact, User
 
 # The merge fields a template may use; anything else is an error at save time.
 MERGE_FIELDS: dict[str, frozenset[str]] = {
@@ -130,6 +130,23 @@ def contact_context(contact: Contact) -> dict[str, Any]:
         "industry": contact.industry or "",
         "contact_type": contact.contact_type,
         "custom": dict(contact.custom_fields or {}),
+    }
+
+
+def sender_context(
+    user: User | None, *, fallback_name: str, fallback_email: str, company: str, website: str
+) -> dict[str, str]:
+    """The `sender` merge fields: a user (the contact's owner, or the previewing user),
+    else the configured sender identity; company and website come from the config."""
+    name = ((user.name if user else "") or "").strip() or fallback_name
+    return {
+        "name": name,
+        "first_name": name.split()[0] if name else "",
+        "title": (user.title if user else "") or "",
+        "company": company,
+        "email": (user.email if user else "") or fallback_email,
+        "phone": (user.phone if user else "") or "",
+        "website": website,
     }
 
 

@@ -13,10 +13,10 @@ from crm_app.drip.campaigns import (
     describe_delay,
     list_campaigns,
     preview_step,
-    sender_fields,
     set_campaign_status,
     update_send_window,
 )
+from crm_app.drip.rendering import sender_context
 from crm_app.extensions import db
 from crm_app.models import WEEKDAY_NAMES, Campaign, CampaignStep
 from crm_app.web.auth import actor_name, admin_required
@@ -32,8 +32,10 @@ STATUS_ACTIONS = {
 
 
 def _sender() -> dict[str, str]:
-    return sender_fields(
+    return sender_context(
         current_user,
+        fallback_name=current_user.email,
+        fallback_email=current_user.email,
         company=current_app.config["SENDER_COMPANY"],
         website=current_app.config["SENDER_WEBSITE"],
     )
