@@ -363,3 +363,26 @@ def test_a_goal_needs_a_name(admin, make_contact):
     response = admin.post(f"/contacts/{contact.id}/goals", {"name": "  "}, htmx=True)
     assert "Name the goal" in response.get_data(as_text=True)
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ContactGoal)) == 0
+
+
+def test_panel_says_when_the_current_email_failed(admin, make_contact):
+    from crm_app.models import Message
+
+    contact = make_contact("lead")
+    enrolment = contact.enrollments[0]
+    enrolment.next_send_at = None  # the tick took the step
+    db.session.add(
+        Message(
+            enrollment_id=enrolment.id,
+            step_id=enrolment.campaign.steps[0].id,
+            contact_id=contact.id,
+            campaign_id=enrolment.campaign_id,
+            step_position=1,
+            status="failed",
+            error="400: invalid from address",
+        )
+    )
+    db.session.commit()
+    page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    assert "step 1 failed to send" in page
+    assert "/admin/messages?status=failed" in page

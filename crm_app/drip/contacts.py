@@ -13,7 +13,7 @@ from sqlalchemy.orm import selectinload
 from crm_app.drip.activity import record_activity
 from crm_app.drip.enrollment import auto_enroll, change_contact_type
 from crm_app.drip.paging import Page, paginate
-from crm_app.models import CONTACT_TYPES, Activity, Campaign, Contact, Enrollment, User
+from crm_app.models import CONTACT_TYPES, Activity, Campaign, Contact, Enrollment, Message, User
 
 TEXT_FIELDS = ("first_name", "last_name", "phone", "company", "title", "industry", "notes")
 FIELD_LIMITS = {
@@ -227,6 +227,9 @@ class CampaignPanel:
     finished: list[Enrollment]
     # Active campaigns the contact is not already walking through (the manual dropdown).
     available: list[Campaign]
+    # Enrolment id -> status of its current step's email, when one exists (queued,
+    # sending, failed, in_doubt): why there is no next email date.
+    in_flight: dict[int, str] = field(default_factory=dict)
 
 
 def campaign_panel(session, contact: Contact) -> CampaignPanel:
@@ -248,7 +251,18 @@ def campaign_panel(session, contact: Contact) -> CampaignPanel:
         if c.id not in busy
     ]
     finished = [e for e in enrollments if e.status != "active"]
-    return CampaignPanel(active=active, finished=finished, available=available)
+    waiting = [e for e in active if e.next_send_at is None]
+    in_flight: dict[int, str] = {}
+    if waiting:
+        rows = session.execute(
+            sa.select(Message.enrollment_id, Message.status, Message.step_position).where(
+                Message.enrollment_id.in_([e.id for e in waiting])
+            )
+        )
+        current = {e.id: e.current_step for e in waiting}
+        in_flight = {eid: status for eid, status, step in rows if current[eid] == step}
+    return CampaignPanel(active=active, finished=finished, available=available,
+                         in_flight=in_flight)  # fmt: skip
 
 
 def contact_timeline(session, contact: Contact, *, limit: int = 200) -> list[Activity]:
