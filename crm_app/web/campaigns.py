@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 
 from crm_app.drip.campaigns import (
@@ -17,6 +26,14 @@ from crm_app.drip.campaigns import (
     update_send_window,
 )
 from crm_app.drip.rendering import sender_context
+from crm_app.drip.steps import (
+    StepEditError,
+    StepInput,
+    add_step,
+    move_step,
+    remove_step,
+    update_step,
+)
 from crm_app.extensions import db
 from crm_app.models import WEEKDAY_NAMES, Campaign, CampaignStep
 from crm_app.web.auth import actor_name, admin_required
@@ -148,3 +165,103 @@ def update_status(campaign_id: int):
         return _render_settings(campaign, notice=notice)
     flash(notice, "success")
     return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+
+
+# --- the emails of a campaign (admins) ---
+
+
+def _step_of(campaign_id: int, step_id: int) -> CampaignStep:
+    step = db.get_or_404(CampaignStep, step_id)
+    if step.campaign_id != campaign_id:
+        abort(404)
+    return step
+
+
+def _step_input() -> StepInput:
+    form = request.form
+    return StepInput(
+        subject=form.get("subject", ""),
+        body_html=form.get("body_html", ""),
+        body_text=form.get("body_text", ""),
+        delay_days=form.get("delay_days", ""),
+    )
+
+
+def _render_step_form(campaign: Campaign, step: CampaignStep | None, errors=None, status=200):
+    values = request.form if request.method == "POST" else step
+    return render_template(
+        "campaigns/step_form.html",
+        campaign=campaign,
+        step=step,
+        values=values,
+        errors=errors or {},
+    ), status
+
+
+@bp.route("/<int:campaign_id>/steps/new", methods=["GET", "POST"])
+@admin_required
+def new_step(campaign_id: int):
+    campaign = db.get_or_404(Campaign, campaign_id)
+    if request.method == "GET":
+        return _render_step_form(campaign, None)
+    try:
+        step = add_step(db.session, campaign, _step_input(), _sender())
+    except StepEditError as refused:
+        db.session.rollback()
+        return _render_step_form(campaign, None, refused.errors, 422)
+    db.session.commit()
+    flash(f"Email {step.position} added to {campaign.name}.", "success")
+    return redirect(url_for("campaigns.detail", campaign_id=campaign.id, _anchor=f"step-{step.id}"))
+
+
+@bp.route("/<int:campaign_id>/steps/<int:step_id>/edit", methods=["GET", "POST"])
+@admin_required
+def edit_step(campaign_id: int, step_id: int):
+    step = _step_of(campaign_id, step_id)
+    if request.method == "GET":
+        return _render_step_form(step.campaign, step)
+    try:
+        changed = update_step(db.session, step, _step_input(), _sender())
+    except StepEditError as refused:
+        db.session.rollback()
+        return _render_step_form(step.campaign, step, refused.errors, 422)
+    db.session.commit()
+    flash(
+        f"Email {step.position} saved as version {step.version}."
+        if changed
+        else "Nothing changed.",
+        "success" if changed else "info",
+    )
+    return redirect(url_for("campaigns.detail", campaign_id=campaign_id, _anchor=f"step-{step.id}"))
+
+
+@bp.post("/<int:campaign_id>/steps/<int:step_id>/delete")
+@admin_required
+def delete_step(campaign_id: int, step_id: int):
+    return _step_change(campaign_id, step_id, remove_step, "removed")
+
+
+@bp.post("/<int:campaign_id>/steps/<int:step_id>/move")
+@admin_required
+def move_step_view(campaign_id: int, step_id: int):
+    direction = request.form.get("direction", "")
+    return _step_change(
+        campaign_id,
+        step_id,
+        lambda session, step: move_step(session, step, direction),
+        f"moved {direction}",
+    )
+
+
+def _step_change(campaign_id: int, step_id: int, change, done: str):
+    step = _step_of(campaign_id, step_id)
+    label = f"Email {step.position} ({step.subject})"
+    try:
+        change(db.session, step)
+    except StepEditError as refused:
+        db.session.rollback()
+        flash(" ".join(refused.errors.values()), "error")
+    else:
+        db.session.commit()
+        flash(f"{label} {done}.", "success")
+    return redirect(url_for("campaigns.detail", campaign_id=campaign_id))
