@@ -6,14 +6,18 @@
     (tests/sendgrid_server.py, the real sendgrid client talking to it): messages/s,
     beside RQ's own floor (no-op jobs through the same worker class) as a ratio,
     then where the time went: per phase (summed over the sending threads) and the
-    CPU each process spent per message. `--latency-ms 150` makes the fake answer
-    like the real SendGrid (100-300 ms), where the sending threads matter most.
+    CPU each process spent per message. `--threads` and `--claim-chunk` set
+    DELIVERY_THREADS and DELIVERY_CLAIM_CHUNK for the workers. `--latency-ms 150`
+    makes the fake answer like the real SendGrid (100-300 ms), where the sending
+    threads matter most.
 
 A scratch database is created and dropped; Redis gets a queue of its own.
 
     /work/venv/bin/python bench/delivery_bench.py                       # 1M / 100k / 20k
     /work/venv/bin/python bench/delivery_bench.py --enrollments 100000 --due 10000 \\
         --messages 5000                                                 # a quick run
+    /work/venv/bin/python bench/delivery_bench.py --enrollments 40000 --due 20000 \\
+        --messages 20000                                 # part (b) at 20k, part (a) small
 """
 
 from __future__ import annotations
@@ -56,6 +60,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--noop-jobs", type=int, default=4000)
     parser.add_argument(
         "--threads", type=int, default=None, help="DELIVERY_THREADS per worker (default: app's)"
+    )
+    parser.add_argument(
+        "--claim-chunk",
+        type=int,
+        default=None,
+        help="DELIVERY_CLAIM_CHUNK: messages a thread claims at once (default: app's)",
     )
     parser.add_argument(
         "--latency-ms", type=float, default=0.0, help="the fake SendGrid's answer time"
@@ -272,6 +282,8 @@ def bench_delivery(app, args, queue, db_url: str) -> None:
             env = worker_env(db_url, args.redis_url, queue.name, fake_url, tmp)
             if args.threads is not None:
                 env["DELIVERY_THREADS"] = str(args.threads)
+            if args.claim_chunk is not None:
+                env["DELIVERY_CLAIM_CHUNK"] = str(args.claim_chunk)
             enqueue_deliveries(queue, ids, args.batch)
             fake_cpu, workers_cpu = cpu_seconds(fake.pid), children_cpu()
             wall = time.perf_counter()
@@ -324,10 +336,11 @@ def bench_delivery(app, args, queue, db_url: str) -> None:
         f"messages/s : no-op jobs/s = {rate / noop_rate:.2f}"
     )
     threads = env.get("DELIVERY_THREADS", "the default")
+    chunk = env.get("DELIVERY_CLAIM_CHUNK", "the default")
     per = max(sent, 1)
     print(
         f"    where the time goes, ms per message summed over the sending threads "
-        f"({threads} per worker, fake latency {args.latency_ms:g} ms): "
+        f"({threads} per worker claiming {chunk} at once, fake latency {args.latency_ms:g} ms): "
         + ", ".join(f"{k} {v * 1000 / per:.2f}" for k, v in phases.items())
     )
     print(

@@ -63,8 +63,9 @@ def tick() -> dict:
 
 
 def deliver_messages(ids: list[int]) -> dict:
-    """Deliver a batch of messages with DELIVERY_THREADS sending threads (each message
-    claimed, sent and committed one by one; see crm_app/drip/delivery.py)."""
+    """Deliver a batch of messages with DELIVERY_THREADS sending threads, each claiming
+    DELIVERY_CLAIM_CHUNK messages at a time (claim committed before the sends, results
+    committed after them; see crm_app/drip/delivery.py)."""
     _ensure_app_context()
     from crm_app.drip.delivery import DeliverySettings, deliver_concurrently
 
@@ -74,9 +75,9 @@ def deliver_messages(ids: list[int]) -> dict:
 
     def make_session() -> Session:
         # One session (one pooled connection) per sending thread. Objects stay loaded
-        # across the per-message commits: every write that matters is a conditional
-        # UPDATE, so a stale attribute cannot cause a second send, and each message's
-        # deciding columns are read afresh before its claim.
+        # across the commits: every write that matters is a conditional UPDATE, so a
+        # stale attribute cannot cause a second send, and each chunk is loaded afresh
+        # (populate_existing) just before its claim.
         return Session(engine, expire_on_commit=False)
 
     try:
@@ -86,6 +87,7 @@ def deliver_messages(ids: list[int]) -> dict:
             _backend(),
             DeliverySettings.from_config(config),
             threads=setting(config, "DELIVERY_THREADS", 8),
+            claim_chunk=setting(config, "DELIVERY_CLAIM_CHUNK", 10),
             schedule_retry=lambda message_id, when: schedule_delivery(queue, message_id, when),
         )
     finally:

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 
 from crm_app.drip.backends import SendGridBackend, _dropped
 from crm_app.drip.delivery import deliver_concurrently, deliver_messages
+from crm_app.drip.enrollment import advance_many
+from crm_app.drip.schedule import send_time_for_step
 from crm_app.drip.ticking import run_tick
 from crm_app.extensions import db
 from crm_app.models import Activity, Enrollment, Message, utcnow
@@ -148,3 +150,117 @@ def test_an_edited_step_is_rendered_from_its_new_text(
     assert f"Edited for {second.first_name}" in after.html
     assert after.template_version == step.version
     assert session.scalar(sa.select(sa.func.count(Message.id))) == 2
+
+
+def test_a_claimed_chunk_records_the_same_timeline_and_advances_as_one_at_a_time(
+    session, make_contact, campaigns, backend, settings, fake_sendgrid
+):
+    campaign = campaigns["client"]
+    open_all_week(campaign)
+    zones = ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo"]
+    contacts = [make_contact("client", timezone=zones[n % 4]) for n in range(12)]
+    last = len(campaign.steps)
+    for n, contact in enumerate(contacts):
+        enrollment = session.scalar(
+            sa.select(Enrollment).where(Enrollment.contact_id == contact.id)
+        )
+        enrollment.current_step = last if n % 2 else 1  # half of them finish
+        enrollment.next_send_at = utcnow() - timedelta(seconds=1)
+    session.commit()
+    ids = run_tick(session, lambda ids: None, now=utcnow()).enqueued
+    before = session.scalar(sa.select(sa.func.max(Activity.id)))
+
+    report = deliver_messages(session, ids, backend, settings, claim_chunk=10)
+
+    assert sorted(report.sent) == sorted(ids)
+    session.expire_all()
+    for contact in contacts:
+        message = message_for(session, contact)
+        enrollment = session.get(Enrollment, message.enrollment_id)
+        rows = session.execute(
+            sa.select(
+                Activity.kind,
+                Activity.detail,
+                Activity.actor,
+                Activity.campaign_id,
+                Activity.enrollment_id,
+            )
+            .where(Activity.contact_id == contact.id, Activity.id > before)
+            .order_by(Activity.id)
+        ).all()
+        position = message.step_position
+        expected = [
+            (
+                "email_sent",
+                f"Sent Email {position} of {campaign.name}: {message.subject}",
+                "system:worker",
+                campaign.id,
+                enrollment.id,
+            )
+        ]
+        assert enrollment.current_step == position + 1
+        assert enrollment.last_sent_at == message.sent_at
+        if position == last:
+            expected.append(
+                (
+                    "completed",
+                    f"Completed {campaign.name}",
+                    "system:worker",
+                    campaign.id,
+                    enrollment.id,
+                )
+            )
+            assert enrollment.status == "completed" and enrollment.next_send_at is None
+            assert enrollment.end_reason == "completed all steps"
+            assert enrollment.ended_at == message.sent_at
+        else:
+            assert enrollment.status == "active"
+            assert enrollment.next_send_at == send_time_for_step(
+                campaign, contact, campaign.steps[position].delay_days, message.sent_at
+            )
+        assert [tuple(row) for row in rows] == expected
+
+
+def test_a_revoked_key_puts_the_claimed_but_unsent_rest_of_the_chunk_back_as_it_was(
+    session, campaigns, backend, settings, fake_sendgrid
+):
+    ids = _queued_bulk(session, campaigns, 5)
+    fake_sendgrid.script("401")
+
+    report = deliver_messages(session, ids, backend, settings, claim_chunk=10)
+
+    assert report.failed == [ids[0]] and report.auth_failure
+    session.expire_all()
+    rest = session.execute(
+        sa.select(Message.status, Message.attempts).where(Message.id.in_(ids[1:]))
+    ).all()
+    assert [tuple(row) for row in rest] == [("queued", 0)] * 4  # never sent: as before the claim
+    assert fake_sendgrid.deliveries == {}
+
+    again = deliver_messages(session, ids[1:], backend, settings, claim_chunk=10)
+
+    assert sorted(again.sent) == sorted(ids[1:])
+    assert fake_sendgrid.duplicates() == {} and len(fake_sendgrid.deliveries) == 4
+
+
+def test_advance_many_leaves_an_enrolment_that_changed_since_it_was_loaded(
+    session, make_contact, campaigns
+):
+    contact = make_contact("lead")
+    enrollment = session.scalar(sa.select(Enrollment).where(Enrollment.contact_id == contact.id))
+    enrollment.current_step = len(campaigns["lead"].steps)  # its next advance completes it
+    session.commit()
+    session.execute(  # stopped meanwhile, behind the loaded object's back
+        sa.update(Enrollment.__table__)
+        .where(Enrollment.__table__.c.id == enrollment.id)
+        .values(status="stopped", end_reason="by hand")
+    )
+
+    moved = advance_many(session, [(enrollment, utcnow())])
+    session.commit()
+
+    assert moved == set()
+    session.refresh(enrollment)
+    assert enrollment.status == "stopped" and enrollment.end_reason == "by hand"
+    kinds = session.scalars(sa.select(Activity.kind).where(Activity.contact_id == contact.id))
+    assert "completed" not in list(kinds)

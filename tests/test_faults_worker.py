@@ -148,7 +148,9 @@ def test_worker_killed_mid_send_then_a_new_worker_never_sends_twice(
     run_tick(session, lambda ids: enqueue_deliveries(queue, ids, 10), now=utcnow())
     fake_sendgrid.delay = 0.3  # each send takes a while: the kill lands inside one
     env = worker_env(sendgrid_app, database_url, redis_url, fake_sendgrid, tmp_path)
-    env["DELIVERY_THREADS"] = "1"  # one email in flight; the threaded case is the next test
+    # One thread claiming one message at a time: exactly one email in flight. Chunks and
+    # threads are the next test.
+    env.update({"DELIVERY_THREADS": "1", "DELIVERY_CLAIM_CHUNK": "1"})
 
     worker = start_worker(env)
     try:
@@ -183,7 +185,7 @@ def test_worker_killed_mid_send_then_a_new_worker_never_sends_twice(
     assert fake_sendgrid.deliveries.get(str(in_doubt), 0) <= 1
 
 
-def test_threaded_worker_killed_mid_batch_leaves_at_most_its_threads_in_doubt(
+def test_threaded_worker_killed_mid_batch_leaves_at_most_a_chunk_per_thread_in_doubt(
     session, sendgrid_app, campaigns, fake_sendgrid, database_url, redis_url, tmp_path
 ):
     _due_campaign(session, campaigns, 40)
@@ -191,7 +193,8 @@ def test_threaded_worker_killed_mid_batch_leaves_at_most_its_threads_in_doubt(
     run_tick(session, lambda ids: enqueue_deliveries(queue, ids, 20), now=utcnow())
     fake_sendgrid.delay = 0.3
     env = worker_env(sendgrid_app, database_url, redis_url, fake_sendgrid, tmp_path)
-    env["DELIVERY_THREADS"] = "4"
+    threads, chunk = 4, 3
+    env.update({"DELIVERY_THREADS": str(threads), "DELIVERY_CLAIM_CHUNK": str(chunk)})
 
     worker = start_worker(env)
     try:
@@ -208,7 +211,8 @@ def test_threaded_worker_killed_mid_batch_leaves_at_most_its_threads_in_doubt(
     fake_sendgrid.delay = 0
     session.expire_all()
     in_flight = statuses(session).get("sending", 0)
-    assert 1 <= in_flight <= 4  # at most one per sending thread
+    # At most the chunk each sending thread had claimed (sent or not yet): in doubt.
+    assert 1 <= in_flight <= threads * chunk
 
     time.sleep(1.2)
     result = run_tick(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from crm_app.drip.sql import insert_rows
 from crm_app.models import Activity, Campaign, Contact, Enrollment
 
 
@@ -25,3 +28,31 @@ def record_activity(
     )
     session.add(row)
     return row
+
+
+def activity_row(
+    contact_id: int,
+    kind: str,
+    detail: str,
+    *,
+    actor: str,
+    campaign_id: int | None,
+    enrollment_id: int | None,
+    created_at: datetime,
+) -> dict:
+    """One timeline row for `record_activities`: the columns `record_activity` fills."""
+    return {
+        "contact_id": contact_id,
+        "kind": kind,
+        "detail": detail,
+        "actor": actor,
+        "campaign_id": campaign_id,
+        "enrollment_id": enrollment_id,
+        "created_at": created_at,
+    }
+
+
+def record_activities(session, rows: list[dict]) -> None:
+    """Many timeline rows (from `activity_row`) in one INSERT, in the caller's transaction:
+    the delivery worker records a whole chunk's results at once."""
+    insert_rows(session, Activity.__table__, rows)

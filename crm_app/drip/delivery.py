@@ -1,11 +1,12 @@
 """Deliver messages: re-check, render, claim, send, record, advance. See DELIVERY.md.
 
-One message at a time per sending thread, one commit after each step that
-matters, so a worker killed at any point loses at most the emails in flight
-(one per thread), and those are left `sending` for the tick to mark `in_doubt`
-rather than send again. A batch is loaded a chunk at a time (one query for the
-messages, contacts, enrolments, campaigns and steps), but each message's state
-is read afresh just before its claim, so nothing is decided on a stale row.
+Each sending thread works a small chunk at a time (DELIVERY_CLAIM_CHUNK): it loads
+the chunk's messages with their contacts, enrolments, campaigns and steps in one
+query just before deciding on them, commits the skips, render failures and one
+conditional claim UPDATE for the rest BEFORE any send, sends them, then records
+every result (sent, retry, failed, activity rows, enrolment advances) in one
+commit with set-based statements. A worker killed at any point leaves at most a
+chunk per thread `sending`, for the tick to mark `in_doubt` rather than send again.
 """
 
 from __future__ import annotations
@@ -24,14 +25,20 @@ from markupsafe import escape
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from crm_app.drip.activity import record_activity
+from crm_app.drip.activity import activity_row, record_activities, record_activity
 from crm_app.drip.backends import (
     Backend,
     OutgoingEmail,
     PermanentSendError,
     TransientSendError,
 )
-from crm_app.drip.enrollment import advance, mailing_block_reason, stop
+from crm_app.drip.enrollment import (
+    advance,
+    advance_many,
+    mailing_block_reason,
+    stop,
+    suppression_reasons,
+)
 from crm_app.drip.rendering import (
     TemplateRenderError,
     build_context,
@@ -39,10 +46,9 @@ from crm_app.drip.rendering import (
     render_email,
     sender_context,
 )
+from crm_app.drip.sql import is_postgres, json_rows
 from crm_app.drip.unsubscribe import unsubscribe_url
 from crm_app.models import (
-    Campaign,
-    CampaignStep,
     Contact,
     Enrollment,
     Message,
@@ -54,9 +60,10 @@ log = logging.getLogger(__name__)
 
 AUTH_FAILURE_KEY = "backend_auth_failure"
 _TABLE = Message.__table__
-# Messages loaded per query: large enough to amortise the ORM, small enough that a
-# thread's share of a batch stays balanced.
-CHUNK_SIZE = 25
+# Messages a thread loads, claims (one statement, one commit), sends, then records (one
+# commit): DELIVERY_CLAIM_CHUNK. Larger saves database work; a kill leaves at most this
+# many per thread `sending` (then in doubt).
+CLAIM_CHUNK = 10
 PHASES = ("load", "render", "claim", "send", "record")
 
 
@@ -179,45 +186,17 @@ def _deliver_chunks(
         chunk = chunks()
         if not chunk:
             break
-        started = time.perf_counter()
+        reported: set[int] = set()
         try:
-            loaded = _load_many(session, chunk)
+            _deliver_chunk(
+                session, chunk, backend, settings, run, now, schedule_retry, report, reported
+            )
         except Exception:
+            # A bug or a lost database must not take the rest of the batch with it:
+            # whatever these rows' states are, the lease and the tick take it from there.
             session.rollback()
-            log.exception("loading messages %s failed", chunk)
-            loaded = {}
-        report.timed("load", started)
-        for message_id in chunk:
-            if run.stop.is_set():
-                break
-            try:
-                outcome = _deliver_one(
-                    session,
-                    message_id,
-                    loaded.get(message_id),
-                    backend,
-                    settings,
-                    now,
-                    schedule_retry,
-                    report,
-                )
-            except Exception:
-                # A bug or a lost database must not take the rest of the batch with it:
-                # whatever this row's state is, the lease and the tick take it from there.
-                session.rollback()
-                log.exception("delivering message %s failed", message_id)
-                report.in_doubt.append(message_id)
-                continue
-            if outcome == "auth_failed":
-                # A bad API key fails every email: keep the rest of the batch queued
-                # (the lease brings them back) instead of failing them all.
-                report.failed.append(message_id)
-                report.auth_failure = True
-                run.stop.set()
-                break
-            getattr(report, outcome).append(message_id)
-            if outcome == "sent":
-                run.sent(session)
+            log.exception("delivering messages %s failed", chunk)
+            report.in_doubt.extend(i for i in dict.fromkeys(chunk) if i not in reported)
     return report
 
 
@@ -229,11 +208,12 @@ def deliver_messages(
     *,
     now: Callable[[], datetime] = utcnow,
     schedule_retry: ScheduleRetry | None = None,
+    claim_chunk: int = CLAIM_CHUNK,
 ) -> DeliveryReport:
-    """Deliver each message in `ids` that is still `queued`, in order, in this session.
-    Commits after each one."""
+    """Deliver each message in `ids` that is still `queued`, in order, in this session,
+    `claim_chunk` at a time (claim committed before the sends, results after them)."""
     run = _Run(session.get(SystemState, AUTH_FAILURE_KEY) is not None)
-    pending = _chunks(list(ids), CHUNK_SIZE)
+    pending = _chunks(list(ids), max(1, claim_chunk))
     return _deliver_chunks(
         session, lambda: next(pending, None), backend, settings, run, now, schedule_retry
     )
@@ -248,31 +228,37 @@ def deliver_concurrently(
     threads: int = 8,
     now: Callable[[], datetime] = utcnow,
     schedule_retry: ScheduleRetry | None = None,
+    claim_chunk: int = CLAIM_CHUNK,
 ) -> DeliveryReport:
     """Deliver `ids` with `threads` sending threads, each with its own session (so its
     own database connection) and its own kept connection to the provider.
 
     SendGrid answers in 100-300 ms: one thread at a time would idle most of that.
-    Every message is still claimed by its own committed conditional UPDATE before its
-    send, and its result committed after it, so a kill leaves at most `threads`
-    messages `sending` (then in doubt), never one sent twice. `backend` must be safe
-    to share between threads (SendGridBackend and OutboxBackend are)."""
+    Each thread claims up to `claim_chunk` messages with one committed conditional
+    UPDATE before it sends them, and records their results in one commit after, so
+    a kill leaves at most `threads x claim_chunk` messages `sending` (then in doubt),
+    never one sent twice. `backend` must be safe to share between threads
+    (SendGridBackend and OutboxBackend are)."""
     ids = list(ids)
+    claim_chunk = max(1, claim_chunk)
     threads = max(1, min(threads, len(ids)))
     first = make_session()
     try:
         run = _Run(first.get(SystemState, AUTH_FAILURE_KEY) is not None)
         first.rollback()
         if threads == 1:
-            pending = _chunks(ids, CHUNK_SIZE)
+            pending = _chunks(ids, claim_chunk)
             return _deliver_chunks(
                 first, lambda: next(pending, None), backend, settings, run, now, schedule_retry
             )
     finally:
         first.close()
 
-    # Smaller chunks when a batch is split between threads, so they finish together.
-    size = max(1, min(CHUNK_SIZE, -(-len(ids) // (threads * 2))))
+    # Chunks of equal size, at most `claim_chunk`, in whole rounds of `threads` (two at
+    # least): the threads then finish together (with SendGrid's latency a thread left
+    # with one chunk more than the others would make the job last a round longer).
+    rounds = max(2, -(-len(ids) // (threads * claim_chunk)))
+    size = max(1, -(-len(ids) // (threads * rounds)))
     pending = _chunks(ids, size)
     take_lock = threading.Lock()
 
@@ -319,8 +305,7 @@ def deliver_concurrently(
 _LOAD_OPTIONS = (
     joinedload(Message.enrollment),
     joinedload(Message.contact).joinedload(Contact.owner),
-    # advance() reads the campaign's steps: load them here, not one lazy query per message.
-    joinedload(Message.campaign).selectinload(Campaign.steps),
+    joinedload(Message.campaign),
     joinedload(Message.step),
 )
 
@@ -334,31 +319,6 @@ def _load_many(session, ids: list[int]) -> dict[int, Message]:
         .execution_options(populate_existing=True)
     ).unique()
     return {message.id: message for message in rows}
-
-
-# The columns that decide whether and what to send: read afresh just before each claim.
-_CURRENT = (
-    sa.select(
-        _TABLE.c.status,
-        _TABLE.c.attempts,
-        _TABLE.c.step_id,
-        Enrollment.status,
-        Enrollment.current_step,
-        Enrollment.end_reason,
-        Contact.email_status,
-        Contact.email,
-        Contact.owner_id,
-        Campaign.status,
-        CampaignStep.version,
-    )
-    .join(Enrollment, Enrollment.id == _TABLE.c.enrollment_id)
-    .join(Contact, Contact.id == _TABLE.c.contact_id)
-    .join(Campaign, Campaign.id == _TABLE.c.campaign_id)
-    .outerjoin(CampaignStep, CampaignStep.id == _TABLE.c.step_id)
-)
-
-
-_CURRENT_ONE = _CURRENT.where(_TABLE.c.id == sa.bindparam("message_id"))
 
 
 def _param(name: str, column: str) -> sa.BindParameter:
@@ -401,48 +361,37 @@ _RECORD_SENT = (
         error="",
     )
 )
+# The same two on PostgreSQL for a whole chunk: its rows as one jsonb parameter.
+_CLAIM_PG = sa.text(
+    "UPDATE messages AS m SET status = 'sending', attempts = m.attempts + 1,"
+    " claimed_at = r.claimed_at, to_email = r.to_email, subject = r.subject, html = r.html,"
+    ' "text" = r."text", headers = r.headers, template_version = r.template_version'
+    " FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id integer, seen_attempts integer,"
+    ' claimed_at timestamp, to_email text, subject text, html text, "text" text, headers json,'
+    " template_version integer)"
+    " WHERE m.id = r.id AND m.status = 'queued' AND m.attempts = r.seen_attempts"
+    " RETURNING m.id"
+)
+_RECORD_SENT_PG = sa.text(
+    "UPDATE messages AS m SET status = 'sent', provider_message_id = r.provider_id,"
+    " sent_at = r.sent_at, next_attempt_at = NULL, error = ''"
+    " FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id integer, attempt integer,"
+    " provider_id text, sent_at timestamp)"
+    " WHERE m.id = r.id AND m.status IN ('sending', 'in_doubt') AND m.attempts = r.attempt"
+    " RETURNING m.id"
+)
 
 
-def _is_current(session, message: Message) -> bool:
-    """True when the loaded objects still hold what the database holds for every column
-    delivery decides on; one small query instead of reloading them all."""
-    row = session.execute(_CURRENT_ONE, {"message_id": message.id}).first()
-    if row is None:
-        return False
-    enrollment, contact, step = message.enrollment, message.contact, message.step
-    loaded = (
-        message.status,
-        message.attempts,
-        message.step_id,
-        enrollment.status,
-        enrollment.current_step,
-        enrollment.end_reason,
-        contact.email_status,
-        contact.email,
-        contact.owner_id,
-        message.campaign.status,
-        step.version if step is not None else None,
-    )
-    return tuple(row) == loaded
-
-
-def _load(session, message_id: int) -> Message | None:
-    return session.scalar(
-        sa.select(Message)
-        .where(Message.id == message_id)
-        .options(*_LOAD_OPTIONS)
-        .execution_options(populate_existing=True)
-    )
-
-
-def _skip_reason(session, message: Message) -> tuple[str, str] | None:
+def _skip_reason(
+    session, message: Message, suppressions: dict[str, str] | None = None
+) -> tuple[str, str] | None:
     """(reason, what to do with the enrolment) when this email must not go out now."""
     enrollment = message.enrollment
     if enrollment.status != "active":
         return f"the enrolment has ended ({enrollment.end_reason or enrollment.status})", "none"
     if enrollment.current_step != message.step_position:
         return "the enrolment moved to another step", "none"
-    blocked = mailing_block_reason(session, message.contact)
+    blocked = mailing_block_reason(session, message.contact, suppressions=suppressions)
     if blocked:
         return blocked, "stop"
     if message.campaign.status != "active":
@@ -518,151 +467,318 @@ def _update_if(session, message_id: int, condition, **values) -> bool:
     return session.execute(statement).rowcount == 1
 
 
-def _deliver_one(
+@dataclass
+class _Claimed:
+    """A message this thread claimed: what its result is recorded with."""
+
+    message: Message
+    outgoing: OutgoingEmail
+    attempt: int  # the attempts value the claim wrote
+    label: str
+    contact_id: int
+    campaign_id: int
+    enrollment_id: int
+    # Set by the send: "sent", "transient", "permanent", "error"; None: not sent.
+    result: str | None = None
+    provider_id: str | None = None
+    sent_at: datetime | None = None
+    error: Exception | None = None
+
+    def activity(self, kind: str, detail: str, created_at: datetime) -> dict:
+        return activity_row(
+            self.contact_id,
+            kind,
+            detail,
+            actor="system:worker",
+            campaign_id=self.campaign_id,
+            enrollment_id=self.enrollment_id,
+            created_at=created_at,
+        )
+
+
+def _mine(attempt: int) -> sa.ColumnElement:
+    """Still ours: this attempt's row, `in_doubt` included (the tick may have given up on
+    a slow send that went out); an admin's resend starts another attempt."""
+    return sa.and_(_TABLE.c.status.in_(("sending", "in_doubt")), _TABLE.c.attempts == attempt)
+
+
+def _claim_many(session, claims: list[_Claimed], claimed_at: datetime) -> set[int]:
+    """queued -> sending for each message still `queued` at the attempts it was read
+    with, its rendered content stored; returns the ids this caller won."""
+    rows = [
+        {
+            "id": c.message.id,
+            "seen_attempts": c.attempt - 1,
+            "claimed_at": claimed_at,
+            "to_email": c.outgoing.to_email,
+            "subject": c.outgoing.subject,
+            "html": c.outgoing.html,
+            "text": c.outgoing.text,
+            "headers": c.outgoing.headers,
+            "template_version": c.message.step.version,
+        }
+        for c in claims
+    ]
+    if not rows:
+        return set()
+    if is_postgres(session):
+        return set(session.execute(_CLAIM_PG, {"rows": json_rows(rows)}).scalars())
+    won = set()
+    for row in rows:
+        params = {"message_id": row["id"], "seen_attempts": row["seen_attempts"]}
+        params.update({f"p_{k}": v for k, v in row.items() if k not in ("id", "seen_attempts")})
+        if session.execute(_CLAIM, params).rowcount == 1:
+            won.add(row["id"])
+    return won
+
+
+def _record_sent_many(session, sent: list[_Claimed]) -> set[int]:
+    """sending/in_doubt -> sent for each message still at its attempt; returns those ids."""
+    rows = [
+        {
+            "id": c.message.id,
+            "attempt": c.attempt,
+            "provider_id": c.provider_id,
+            "sent_at": c.sent_at,
+        }
+        for c in sent
+    ]
+    if not rows:
+        return set()
+    if is_postgres(session):
+        return set(session.execute(_RECORD_SENT_PG, {"rows": json_rows(rows)}).scalars())
+    recorded = set()
+    for row in rows:
+        params = {
+            "message_id": row["id"],
+            "attempt": row["attempt"],
+            "p_provider_id": row["provider_id"],
+            "p_sent_at": row["sent_at"],
+        }
+        if session.execute(_RECORD_SENT, params).rowcount == 1:
+            recorded.add(row["id"])
+    return recorded
+
+
+def _deliver_chunk(
     session,
-    message_id: int,
-    message: Message | None,
+    chunk: list[int],
     backend: Backend,
     settings: DeliverySettings,
+    run: _Run,
     now_fn: Callable[[], datetime],
     schedule_retry: ScheduleRetry | None,
     report: DeliveryReport,
-) -> str:
-    """Deliver one message; `message` is its chunk-loaded copy (None: not found then)."""
+    reported: set[int],
+) -> None:
+    """Deliver one chunk: load it fresh, decide (skip, render error, or claim) and
+    commit the claims, send, then record every result in one commit. Outcomes go to
+    `report` once committed; their ids to `reported`."""
+
+    def outcome(kind: str, message_id: int) -> None:
+        getattr(report, kind).append(message_id)
+        reported.add(message_id)
+
     mark = time.perf_counter()
-    if message is None or not _is_current(session, message):
-        message = _load(session, message_id)  # it changed since the chunk was loaded
-    if message is None or message.status != "queued":
-        session.rollback()
-        return "not_claimed"
+    unique = list(dict.fromkeys(chunk))
+    repeats = list(chunk)
+    for message_id in unique:
+        repeats.remove(message_id)
+    report.not_claimed.extend(repeats)  # the same id twice in a chunk: one claim at most
+
+    # 1. Decide on rows read just now (one query, and one for the suppression list).
+    messages = _load_many(session, unique)
+    suppressions = suppression_reasons(
+        session, [m.contact.email for m in messages.values() if m.status == "queued"]
+    )
     queued = _TABLE.c.status == "queued"
-    label = f"Email {message.step_position} of {message.campaign.name}"
-
-    skip = _skip_reason(session, message)
-    if skip is not None:
-        reason, action = skip
-        if not _update_if(session, message.id, queued, status="skipped", error=reason):
-            session.rollback()
-            return "not_claimed"
-        if action == "stop":
-            stop(session, message.enrollment, reason=reason, actor="system:worker")
-        elif action == "reschedule":
-            # Due again once it can go; the tick then re-queues this same row.
-            message.enrollment.next_send_at = now_fn()
-        _timeline(session, message, "email_skipped", f"{label} skipped: {reason}", "system:worker")
-        session.commit()
-        return "skipped"
-
+    decided: list[tuple[str, int]] = []
+    claims: list[_Claimed] = []
+    rendering = 0.0
+    for message_id in unique:
+        message = messages.get(message_id)
+        if message is None or message.status != "queued":
+            decided.append(("not_claimed", message_id))
+            continue
+        label = f"Email {message.step_position} of {message.campaign.name}"
+        skip = _skip_reason(session, message, suppressions)
+        if skip is not None:
+            reason, action = skip
+            if not _update_if(session, message.id, queued, status="skipped", error=reason):
+                decided.append(("not_claimed", message_id))
+                continue
+            if action == "stop":
+                stop(session, message.enrollment, reason=reason, actor="system:worker")
+            elif action == "reschedule":
+                # Due again once it can go; the tick then re-queues this same row.
+                message.enrollment.next_send_at = now_fn()
+            _timeline(
+                session, message, "email_skipped", f"{label} skipped: {reason}", "system:worker"
+            )
+            decided.append(("skipped", message_id))
+            continue
+        started = time.perf_counter()
+        try:
+            outgoing = compose(message, settings)
+        except TemplateRenderError as error:
+            if not _update_if(session, message.id, queued, status="failed", error=str(error)):
+                decided.append(("not_claimed", message_id))
+                continue
+            _timeline(session, message, "email_failed", f"{label} failed: {error}", "system:worker")
+            decided.append(("failed", message_id))
+            continue
+        finally:
+            rendering += time.perf_counter() - started
+        claims.append(
+            _Claimed(
+                message,
+                outgoing,
+                message.attempts + 1,
+                label,
+                message.contact_id,
+                message.campaign_id,
+                message.enrollment_id,
+            )
+        )
+    report.seconds["render"] += rendering
     mark = report.timed("load", mark)
-    try:
-        outgoing = compose(message, settings)
-    except TemplateRenderError as error:
-        if not _update_if(session, message.id, queued, status="failed", error=str(error)):
-            session.rollback()
-            return "not_claimed"
-        _timeline(session, message, "email_failed", f"{label} failed: {error}", "system:worker")
-        session.commit()
-        return "failed"
-    mark = report.timed("render", mark)
+    report.seconds["load"] -= rendering
+    if run.stop.is_set():
+        # A 401/403 elsewhere meanwhile: claim nothing; these stay `queued` (the lease
+        # brings them back), as the rest of the batch does.
+        claims = []
 
-    # The claim, with the rendered content: committed BEFORE the send, so a kill
-    # during the send leaves `sending` (then in doubt), never `queued` (resent).
-    # `attempts` unchanged too: then `attempt` is exactly the number this claim writes.
-    attempt = message.attempts + 1
-    claimed_at = now_fn()
-    claim = {
-        "message_id": message.id,
-        "seen_attempts": message.attempts,
-        "p_claimed_at": claimed_at,
-        "p_to_email": outgoing.to_email,
-        "p_subject": outgoing.subject,
-        "p_html": outgoing.html,
-        "p_text": outgoing.text,
-        "p_headers": outgoing.headers,
-        "p_template_version": message.step.version,
-    }
-    if session.execute(_CLAIM, claim).rowcount != 1:
-        session.rollback()
-        return "not_claimed"
+    # 2. The claims, with the rendered content: committed BEFORE any send, so a kill
+    # during the sends leaves `sending` (then in doubt), never `queued` (resent).
+    # `attempts` unchanged too: then `attempt` is exactly the number a claim writes.
+    won = _claim_many(session, claims, now_fn())
     session.commit()
+    for kind, message_id in decided:
+        outcome(kind, message_id)
+    for claim in claims:
+        if claim.message.id not in won:
+            outcome("not_claimed", claim.message.id)
+    claims = [c for c in claims if c.message.id in won]
     mark = report.timed("claim", mark)
 
-    # Ours only while it is still this attempt (an admin may have resent it meanwhile).
-    mine = sa.and_(_TABLE.c.status.in_(("sending", "in_doubt")), _TABLE.c.attempts == attempt)
-    try:
-        provider_id = backend.send(outgoing)
-    except TransientSendError as error:
-        if attempt >= settings.max_attempts:
-            detail = f"gave up after {attempt} attempts: {error.detail}"
-            if _update_if(session, message_id, mine, status="failed", error=detail):
-                _timeline(
-                    session, message, "email_failed", f"{label} failed: {detail}", "system:worker"
-                )
-            session.commit()
-            return "failed"
-        when = now_fn() + timedelta(seconds=retry_delay(attempt, settings, error.retry_after))
-        detail = f"attempt {attempt} of {settings.max_attempts}: {error.detail}"
-        # enqueued_at = the retry time: the lease counts from when it is due again.
-        if _update_if(
-            session,
-            message_id,
-            mine,
-            status="queued",
-            error=detail,
-            next_attempt_at=when,
-            enqueued_at=when,
-        ):
-            _timeline(
+    # 3. The sends. A 401/403 (here or in another thread) sends nothing more.
+    for claim in claims:
+        if run.stop.is_set():
+            break
+        try:
+            claim.provider_id = backend.send(claim.outgoing)
+            claim.result, claim.sent_at = "sent", now_fn()
+        except TransientSendError as error:
+            claim.result, claim.error = "transient", error
+        except PermanentSendError as error:
+            claim.result, claim.error = "permanent", error
+            if error.is_auth_failure:
+                run.stop.set()
+        except Exception as error:
+            # Unknown outcome: it may have gone out. Not resent by itself.
+            log.exception("backend error for message %s", claim.message.id)
+            claim.result, claim.error = "error", error
+    mark = report.timed("send", mark)
+
+    # 4. Every result in one transaction: conditional on the attempt (an admin may
+    # have resent it meanwhile); `in_doubt` included, since a slow send the tick gave
+    # up on still went out.
+    created = utcnow()
+    timeline: list[dict] = []
+    advancing: list[tuple[Enrollment, datetime]] = []
+    retries: list[tuple[int, datetime]] = []
+    results: list[tuple[str, int]] = []
+    recorded = _record_sent_many(session, [c for c in claims if c.result == "sent"])
+    for claim in claims:
+        message_id, error = claim.message.id, claim.error
+        if claim.result is None:
+            # Claimed but never sent (the batch stopped): it goes back as it was.
+            _update_if(
                 session,
-                message,
-                "email_retry",
-                f"{label} will be retried at {when:%Y-%m-%d %H:%M:%S} UTC ({detail})",
-                "system:worker",
+                message_id,
+                sa.and_(_TABLE.c.status == "sending", _TABLE.c.attempts == claim.attempt),
+                status="queued",
+                attempts=claim.attempt - 1,
             )
-        session.commit()
+        elif claim.result == "sent":
+            results.append(("sent", message_id))
+            if message_id not in recorded:
+                log.warning("message %s was sent, but an admin changed it meanwhile", message_id)
+                continue
+            detail = f"Sent {claim.label}: {claim.outgoing.subject}"
+            timeline.append(claim.activity("email_sent", detail, created))
+            enrollment = claim.message.enrollment
+            if (
+                enrollment.status == "active"
+                and enrollment.current_step == claim.message.step_position
+            ):
+                advancing.append((enrollment, claim.sent_at))
+        elif claim.result == "transient" and claim.attempt >= settings.max_attempts:
+            detail = f"gave up after {claim.attempt} attempts: {error.detail}"
+            if _update_if(session, message_id, _mine(claim.attempt), status="failed", error=detail):
+                timeline.append(
+                    claim.activity("email_failed", f"{claim.label} failed: {detail}", created)
+                )
+            results.append(("failed", message_id))
+        elif claim.result == "transient":
+            delay = retry_delay(claim.attempt, settings, error.retry_after)
+            when = now_fn() + timedelta(seconds=delay)
+            detail = f"attempt {claim.attempt} of {settings.max_attempts}: {error.detail}"
+            # enqueued_at = the retry time: the lease counts from when it is due again.
+            if _update_if(
+                session,
+                message_id,
+                _mine(claim.attempt),
+                status="queued",
+                error=detail,
+                next_attempt_at=when,
+                enqueued_at=when,
+            ):
+                text = f"{claim.label} will be retried at {when:%Y-%m-%d %H:%M:%S} UTC ({detail})"
+                timeline.append(claim.activity("email_retry", text, created))
+            retries.append((message_id, when))
+            results.append(("retrying", message_id))
+        elif claim.result == "permanent":
+            detail = f"SendGrid refused it ({error.status}): {error.detail}"
+            if _update_if(session, message_id, _mine(claim.attempt), status="failed", error=detail):
+                timeline.append(
+                    claim.activity("email_failed", f"{claim.label} failed: {detail}", created)
+                )
+            if error.is_auth_failure:
+                set_backend_auth_failure(session, detail, now_fn())
+                results.append(("auth_failed", message_id))
+            else:
+                results.append(("failed", message_id))
+        else:
+            _update_if(
+                session,
+                message_id,
+                _mine(claim.attempt),
+                status="in_doubt",
+                error=f"send error: {error}",
+            )
+            results.append(("in_doubt", message_id))
+    record_activities(session, timeline)
+    advance_many(session, advancing)
+    session.commit()
+    report.timed("record", mark)
+
+    for message_id, when in retries:
         if schedule_retry is not None:
             try:
                 schedule_retry(message_id, when)
             except Exception:  # Redis down: the lease brings the row back anyway
                 log.exception("could not schedule the retry of message %s", message_id)
-        return "retrying"
-    except PermanentSendError as error:
-        detail = f"SendGrid refused it ({error.status}): {error.detail}"
-        if _update_if(session, message_id, mine, status="failed", error=detail):
-            _timeline(
-                session, message, "email_failed", f"{label} failed: {detail}", "system:worker"
-            )
-        if error.is_auth_failure:
-            set_backend_auth_failure(session, detail, now_fn())
-        session.commit()
-        return "auth_failed" if error.is_auth_failure else "failed"
-    except Exception as error:
-        # Unknown outcome: it may have gone out. Not resent by itself.
-        log.exception("backend error for message %s", message_id)
-        _update_if(session, message_id, mine, status="in_doubt", error=f"send error: {error}")
-        session.commit()
-        return "in_doubt"
-
-    mark = report.timed("send", mark)
-    sent_at = now_fn()
-    # `in_doubt` included: a slow send the tick gave up on still went out; record the truth.
-    recorded = {
-        "message_id": message_id,
-        "attempt": attempt,
-        "p_provider_id": provider_id,
-        "p_sent_at": sent_at,
-    }
-    if session.execute(_RECORD_SENT, recorded).rowcount != 1:
-        log.warning("message %s was sent, but an admin changed it meanwhile", message_id)
-        session.rollback()
-        return "sent"
-    _timeline(session, message, "email_sent", f"Sent {label}: {outgoing.subject}", "system:worker")
-    enrollment = message.enrollment
-    if enrollment.status == "active" and enrollment.current_step == message.step_position:
-        advance(session, enrollment, sent_at=sent_at, now=sent_at)
-    session.commit()
-    report.timed("record", mark)
-    return "sent"
+    for kind, message_id in results:
+        if kind == "auth_failed":
+            # A bad API key fails every email: keep the rest of the batch queued
+            # (the lease brings them back) instead of failing them all.
+            report.auth_failure = True
+            run.stop.set()
+            kind = "failed"
+        outcome(kind, message_id)
+    if any(kind == "sent" for kind, _ in results):
+        run.sent(session)
 
 
 # -- the backend's health ------------------------------------------------------------
