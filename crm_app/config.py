@@ -80,6 +80,8 @@ def load_config() -> dict:
         "DELIVERY_LEASE_SECONDS": int(os.environ.get("DELIVERY_LEASE_SECONDS", "600")),
         "DELIVERY_MAX_ATTEMPTS": int(os.environ.get("DELIVERY_MAX_ATTEMPTS", "5")),
         "DELIVERY_BATCH_SIZE": int(os.environ.get("DELIVERY_BATCH_SIZE", "200")),
+        "DELIVERY_THREADS": int(os.environ.get("DELIVERY_THREADS", "8")),
+        "DELIVERY_CLAIM_CHUNK": int(os.environ.get("DELIVERY_CLAIM_CHUNK", "10")),
         "DELIVERY_TICK_CHUNK": int(os.environ.get("DELIVERY_TICK_CHUNK", "5000")),
         "DELIVERY_RETRY_BASE_SECONDS": float(os.environ.get("DELIVERY_RETRY_BASE_SECONDS", "30")),
         "DELIVERY_RETRY_MAX_SECONDS": float(os.environ.get("DELIVERY_RETRY_MAX_SECONDS", "3600")),
