@@ -147,3 +147,10 @@ def test_admin_gets_links_to_the_message_lists_when_that_page_exists(app, admin,
     else:
         assert "<strong>2</strong>" in failed_card and "<a " not in failed_card
     assert 'href="/suppressions/"' in html  # the admin's nav and quick links
+
+
+def test_no_webhook_warning_when_mail_goes_to_the_outbox(session, fill):
+    """Without SendGrid nothing can call the webhook: silence is not a fault then."""
+    fill(NOW)
+    assert home_dashboard(session, now=NOW).webhook_warning  # with SendGrid: a warning
+    assert home_dashboard(session, now=NOW, expects_webhook=False).webhook_warning == ""
