@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -108,13 +110,23 @@ def worker_env(app, database_url: str, redis_url: str, fake: FakeSendGrid, tmp_p
 
 
 def start_worker(env: dict, *args: str) -> subprocess.Popen:
+    # Its own process group: RQ runs its scheduler in a child process, which a kill of
+    # the worker alone would leave running after the test.
     return subprocess.Popen(
         [sys.executable, str(ROOT / "worker.py"), *args],
         env=env,
         cwd=str(ROOT),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
+
+
+def kill_worker(worker: subprocess.Popen) -> None:
+    """SIGKILL the worker and its children at once, as when its machine or container dies."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(10)
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> bool:

@@ -4,8 +4,6 @@ mid-send, Redis flushed between tick and work."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -23,6 +21,7 @@ from crm_app.queue import enqueue_deliveries, get_queue, get_redis
 from tests.delivery_helpers import (
     ROOT,
     bulk_due,
+    kill_worker,
     open_all_week,
     start_worker,
     statuses,
@@ -158,11 +157,9 @@ def test_worker_killed_mid_send_then_a_new_worker_never_sends_twice(
             lambda: sum(fake_sendgrid.deliveries.values()) >= 3 and fake_sendgrid.in_flight > 0,
             timeout=60,
         ), worker.stdout.read1().decode() if worker.poll() is not None else "no progress"
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(10)
+        kill_worker(worker)
     finally:
-        if worker.poll() is None:
-            worker.kill()
+        kill_worker(worker)
     wait_for(lambda: fake_sendgrid.in_flight == 0, timeout=5)
     fake_sendgrid.delay = 0
     session.expire_all()
@@ -202,11 +199,9 @@ def test_threaded_worker_killed_mid_batch_leaves_at_most_a_chunk_per_thread_in_d
             lambda: sum(fake_sendgrid.deliveries.values()) >= 4 and fake_sendgrid.in_flight >= 2,
             timeout=60,
         ), worker.stdout.read1().decode() if worker.poll() is not None else "no progress"
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(10)
+        kill_worker(worker)
     finally:
-        if worker.poll() is None:
-            worker.kill()
+        kill_worker(worker)
     wait_for(lambda: fake_sendgrid.in_flight == 0, timeout=5)
     fake_sendgrid.delay = 0
     session.expire_all()
