@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
 from crm_app.drip.activity import record_activity
+from crm_app.drip.errors import FieldErrors
 from crm_app.drip.rendering import (
     SAMPLE_CONTACT,
     RenderedEmail,
@@ -35,12 +36,8 @@ from crm_app.models import (
 )
 
 
-class CampaignSettingsError(Exception):
-    """Invalid settings; `errors` maps a form field to a message for the user."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
+class CampaignSettingsError(FieldErrors):
+    """Invalid campaign settings (send window, status)."""
 
 
 # ---------------------------------------------------------------- listing

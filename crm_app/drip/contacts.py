@@ -12,6 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from crm_app.drip.activity import record_activity
 from crm_app.drip.enrollment import auto_enroll, change_contact_type
+from crm_app.drip.errors import FieldErrors
 from crm_app.drip.paging import Page, paginate
 from crm_app.models import CONTACT_TYPES, Activity, Campaign, Contact, Enrollment, Message, User
 
@@ -45,10 +46,8 @@ class ContactInput:
     custom_fields: dict[str, str] = field(default_factory=dict)
 
 
-class ContactValidationError(Exception):
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
+class ContactValidationError(FieldErrors):
+    """A contact form, CSV row or API call that cannot be saved as it is."""
 
 
 def parse_custom_fields(text: str) -> tuple[dict[str, str], str | None]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from crm_app.drip.errors import FieldErrors
 from crm_app.drip.rendering import (
     SAMPLE_CONTACT,
     TemplateRenderError,
@@ -28,12 +29,8 @@ TEMPLATE_FIELDS = ("subject", "body_html", "body_text")
 FIELD_LABELS = {"subject": "subject", "body_html": "HTML body", "body_text": "plain-text body"}
 
 
-class StepEditError(Exception):
-    """Refused; `errors` maps a form field to a message for the user."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
+class StepEditError(FieldErrors):
+    """An email edit that cannot be saved (broken template, bad delay...)."""
 
 
 @dataclass(frozen=True)
