@@ -17,7 +17,6 @@ import random
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+
+from tests.scratch_db import scratch_database  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGET_MS = 200.0
@@ -208,21 +209,9 @@ def timed(fn, repeat: int) -> float:
 
 def main() -> int:
     args = parse_args()
-    base = sa.make_url(args.database_url)
-    name = f"drip_bench_{uuid.uuid4().hex[:8]}"
-    admin_engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin_engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name)
-    print(f"scratch database {name}")
-    try:
-        return run(args, url)
-    finally:
-        if not args.keep:
-            with admin_engine.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            print(f"dropped {name}")
-        admin_engine.dispose()
+    with scratch_database(args.database_url, prefix="drip_bench", keep=args.keep) as url:
+        print(f"scratch database {sa.make_url(url).database}")
+        return run(args, sa.make_url(url))
 
 
 def run(args, url: sa.URL) -> int:

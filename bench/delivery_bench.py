@@ -43,6 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
+from tests.scratch_db import scratch_database  # noqa: E402
+
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
 TIMEZONES = ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Sydney"]
@@ -77,15 +79,6 @@ def parse_args() -> argparse.Namespace:
 
 def naive(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
-
-
-def create_database(base_url: str) -> tuple[str, str, sa.Engine]:
-    name = f"drip_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(base_url).set(database=name).render_as_string(hide_password=False)
-    return name, url, admin
 
 
 def load(app, args, now: datetime) -> None:
@@ -354,10 +347,10 @@ def main() -> None:
     args = parse_args()
     if args.due > args.enrollments:
         raise SystemExit("--due cannot exceed --enrollments")
-    name, db_url, admin = create_database(args.database_url)
     queue_name = f"drip_bench_{uuid.uuid4().hex[:6]}"
-    print(f"scratch database {name}, queue {queue_name} on {args.redis_url}")
-    try:
+    with scratch_database(args.database_url, prefix="drip_bench", keep=args.keep) as db_url:
+        print(f"scratch database {sa.make_url(db_url).database}, queue {queue_name}"
+              f" on {args.redis_url}")  # fmt: skip
         from flask_migrate import upgrade
 
         from crm_app import create_app
@@ -397,11 +390,6 @@ def main() -> None:
                         queue.connection.delete(registry.key)
                 db.session.remove()
                 db.engine.dispose()
-    finally:
-        if not args.keep:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

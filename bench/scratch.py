@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import sqlalchemy as sa
+from tests.scratch_db import scratch_database as _scratch_database
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-@contextmanager
-def scratch_database(base_url: str, *, keep: bool = False) -> Iterator[str]:
-    """Create `bench_<random>` next to `base_url`'s database; drop it afterwards."""
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(base_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        if not keep:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def scratch_database(base_url: str, *, keep: bool = False):
+    """A `bench_<random>` database on `base_url`'s server, dropped afterwards."""
+    return _scratch_database(base_url, prefix="bench", keep=keep)
 
 
 def migrated_app(database_url: str, **config):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from crm_app import create_app  # noqa: E402
 from crm_app.embedded_redis import start_embedded_redis, stop_embedded_redis  # noqa: E402
 from crm_app.extensions import db  # noqa: E402
 from crm_app.models import Contact, User  # noqa: E402
+from tests.scratch_db import scratch_database  # noqa: E402
 
 # Hashing at production cost would dominate the suite's time; the code path is the same.
 crm_app.models.user.PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
@@ -40,14 +40,8 @@ def database_url(tmp_path_factory):
     if not base:
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
         return
-    name = f"drip_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield str(sa.make_url(base).set(database=name).render_as_string(hide_password=False))
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(base, prefix="drip_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

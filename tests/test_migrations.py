@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 import warnings
 
 import pytest
@@ -22,6 +21,7 @@ from flask_migrate import downgrade, upgrade
 from crm_app import create_app
 from crm_app.extensions import db
 from crm_app.models import Contact, Enrollment
+from tests.scratch_db import scratch_database
 
 APP_TABLES = {t.name for t in db.metadata.sorted_tables}
 
@@ -43,14 +43,8 @@ def scratch_database_url(tmp_path):
     if not base:
         yield f"sqlite:///{tmp_path / 'scratch.db'}"
         return
-    name = f"drip_scratch_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield sa.make_url(base).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(base, prefix="drip_scratch") as url:
+        yield url
 
 
 # SQLite's batch mode reflects the table and cannot reflect the expression index: expected.
