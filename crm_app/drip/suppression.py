@@ -223,3 +223,16 @@ def add_manual_suppression(
         return existing, False
     result = suppress(session, address, reason="manual", source=actor, actor=actor, note=note)
     return result.entry, True
+
+
+def remove_manual_suppression(session, email: str, *, note: str, actor: str) -> bool:
+    """Staff lifting a suppression; False when the address is not on the list.
+
+    Mailing an address again is a compliance decision: it needs a reason, which goes
+    on the contacts' timelines."""
+    note = (note or "").strip()
+    if not note:
+        raise SuppressionError("Give a reason for removing this address.")
+    if len(note) > NOTE_MAX:
+        raise SuppressionError(f"Keep the reason under {NOTE_MAX} characters.")
+    return lift_suppression(session, email, actor=actor, note=note)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from crm_app.drip.suppression import (
-    NOTE_MAX,
     REASON_LABELS,
     SuppressionError,
     add_manual_suppression,
-    lift_suppression,
     normalize_email,
+    remove_manual_suppression,
     search_suppressions,
 )
 from crm_app.extensions import db
@@ -71,16 +70,13 @@ def add():
 @admin_required
 def remove():
     email = normalize_email(request.form.get("email", ""))
-    note = request.form.get("note", "").strip()
-    if not note or len(note) > NOTE_MAX:
-        # Mailing an address again is a compliance decision: say why, on the timeline.
-        message = (
-            "Give a reason for removing this address."
-            if not note
-            else f"Keep the reason under {NOTE_MAX} characters."
+    try:
+        removed = remove_manual_suppression(
+            db.session, email, note=request.form.get("note", ""), actor=actor_name()
         )
-        return _render(422, remove_error={"email": email, "message": message})
-    if not lift_suppression(db.session, email, actor=actor_name(), note=note):
+    except SuppressionError as refused:
+        return _render(422, remove_error={"email": email, "message": str(refused)})
+    if not removed:
         flash(f"{email or 'That address'} is not on the suppression list.", "error")
         return redirect(url_for("suppressions.index"))
     db.session.commit()
