@@ -63,8 +63,8 @@ def naive(moment: datetime) -> datetime:
 def load(conn: psycopg.Connection, args, campaigns, now: datetime) -> dict[str, int]:
     """COPY the rows in; returns row counts. Message first-event columns match the events."""
     rng = random.Random(args.seed)
-    per_enrolment = 4  # every default campaign has at least 4 steps
-    enrolments = -(-args.messages // per_enrolment)
+    per_enrollment = 4  # every default campaign has at least 4 steps
+    enrollments = -(-args.messages // per_enrollment)
     events_per_message = args.events / max(1, args.messages)
     span = timedelta(days=args.days)
     types = ["networking", "lead", "prospect", "client"]
@@ -77,21 +77,21 @@ def load(conn: psycopg.Connection, args, campaigns, now: datetime) -> dict[str, 
             " FROM STDIN"
         ) as copy:
             created = naive(now - span - timedelta(days=30))
-            for i in range(1, enrolments + 1):
+            for i in range(1, enrollments + 1):
                 copy.write_row(
                     (i, f"F{i}", f"L{i}", f"bench{i}@example.com", "", "", "", "",
                      types[i % 4], "UTC", "", "{}", "ok", created, created)
                 )  # fmt: skip
 
     message_rows = []
-    enrolment_rows = []
+    enrollment_rows = []
     goal_rows = []
     message_id = 0
-    for i in range(1, enrolments + 1):
+    for i in range(1, enrollments + 1):
         campaign = campaigns[i % len(campaigns)]
         # Spread so that even the last step (9 days later) has gone out by now.
         enrolled = now - timedelta(seconds=rng.uniform(10 * 86400, span.total_seconds()))
-        count = min(per_enrolment, args.messages - message_id)
+        count = min(per_enrollment, args.messages - message_id)
         sent_times = [
             enrolled + timedelta(days=3 * s, hours=rng.uniform(0, 8)) for s in range(count)
         ]
@@ -102,7 +102,7 @@ def load(conn: psycopg.Connection, args, campaigns, now: datetime) -> dict[str, 
             status, ended, next_send = "stopped", sent_times[-1] + timedelta(days=1), None
         else:
             status, ended, next_send = "active", None, now + timedelta(hours=rng.uniform(0, 72))
-        enrolment_rows.append(
+        enrollment_rows.append(
             (i, i, campaign["id"], status, count + 1, naive(next_send) if next_send else None,
              "auto", "bench", naive(enrolled), naive(sent_times[-1]),
              naive(ended) if ended else None, "")
@@ -133,7 +133,7 @@ def load(conn: psycopg.Connection, args, campaigns, now: datetime) -> dict[str, 
             "COPY enrollments (id, contact_id, campaign_id, status, current_step, next_send_at,"
             " source, enrolled_by, enrolled_at, last_sent_at, ended_at, end_reason) FROM STDIN"
         ) as copy:
-            for row in enrolment_rows:
+            for row in enrollment_rows:
                 copy.write_row(row)
         with cur.copy(
             "COPY contact_goals (contact_id, name, occurred_at, actor) FROM STDIN"
@@ -189,8 +189,8 @@ def load(conn: psycopg.Connection, args, campaigns, now: datetime) -> dict[str, 
             )
     conn.commit()
     return {
-        "contacts": enrolments,
-        "enrollments": len(enrolment_rows),
+        "contacts": enrollments,
+        "enrollments": len(enrollment_rows),
         "messages": len(message_rows),
         "email_events": event_id,
         "contact_goals": len(goal_rows),
@@ -219,14 +219,14 @@ def run(args, url: sa.URL) -> int:
     from flask_migrate import upgrade
 
     from crm_app import create_app
-    from crm_app.drip.analytics import (
+    from crm_app.drip.campaigns.seed import seed_default_campaigns
+    from crm_app.drip.reporting.analytics import (
         DateRange,
         campaign_report,
         campaigns_overview,
         default_range,
     )
-    from crm_app.drip.dashboard import home_dashboard
-    from crm_app.drip.seed import seed_default_campaigns
+    from crm_app.drip.reporting.dashboard import home_dashboard
     from crm_app.extensions import db
     from crm_app.models import Campaign, User, utcnow
 

@@ -142,7 +142,7 @@ def load(app, args, now: datetime) -> None:
 
 
 def bench_tick(app, args, queue) -> None:
-    from crm_app.drip.ticking import run_tick
+    from crm_app.drip.delivery.tick import run_tick
     from crm_app.extensions import db
     from crm_app.models import utcnow
     from crm_app.queue import enqueue_deliveries
@@ -222,7 +222,7 @@ def children_cpu() -> float:
 
 
 def phase_seconds(queue) -> dict[str, float]:
-    """The delivery jobs' own account of where their time went (crm_app.drip.delivery)."""
+    """The delivery jobs' own account of where their time went (crm_app.drip.delivery.pipeline)."""
     from rq.job import Job
 
     total: dict[str, float] = {}
@@ -354,7 +354,7 @@ def main() -> None:
         from flask_migrate import upgrade
 
         from crm_app import create_app
-        from crm_app.drip.seed import seed_default_campaigns
+        from crm_app.drip.campaigns.seed import seed_default_campaigns
         from crm_app.extensions import db
         from crm_app.models import Campaign, utcnow
         from crm_app.queue import get_queue

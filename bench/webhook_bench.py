@@ -35,7 +35,7 @@ MIX = [("processed", 20), ("delivered", 30), ("open", 30), ("click", 12), ("defe
 
 def seed_messages(session, count: int) -> list[tuple[int, int, int, str]]:
     """`count` sent messages for `count` contacts enrolled in Lead; returns their keys."""
-    from crm_app.drip.seed import seed_default_campaigns
+    from crm_app.drip.campaigns.seed import seed_default_campaigns
     from crm_app.models import Campaign, Contact, Enrollment, Message, utcnow
 
     seed_default_campaigns(session)

@@ -24,7 +24,7 @@ def register_cli(app: Flask) -> None:
     @app.cli.command("seed")
     def seed_command() -> None:
         """Load the four default campaigns (safe to run again)."""
-        from crm_app.drip.seed import seed_default_campaigns
+        from crm_app.drip.campaigns.seed import seed_default_campaigns
 
         report = seed_default_campaigns(db.session)
         db.session.commit()

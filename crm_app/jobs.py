@@ -34,7 +34,7 @@ def _backend():
     """One backend per process (the SendGrid client is reused between jobs)."""
     backend = current_app.extensions.get("drip_backend")
     if backend is None:
-        from crm_app.drip.backends import backend_from_config
+        from crm_app.drip.delivery.backends import backend_from_config
 
         backend = backend_from_config(current_app.config)
         current_app.extensions["drip_backend"] = backend
@@ -44,7 +44,7 @@ def _backend():
 def tick() -> dict:
     """The scheduler's job (every minute): due steps -> message rows -> delivery jobs."""
     _ensure_app_context()
-    from crm_app.drip.ticking import run_tick
+    from crm_app.drip.delivery.tick import run_tick
 
     config = current_app.config
     batch_size = setting(config, "DELIVERY_BATCH_SIZE", 200)
@@ -67,7 +67,7 @@ def deliver_messages(ids: list[int]) -> dict:
     DELIVERY_CLAIM_CHUNK messages at a time (claim committed before the sends, results
     committed after them; see crm_app/drip/delivery.py)."""
     _ensure_app_context()
-    from crm_app.drip.delivery import DeliverySettings, deliver_concurrently
+    from crm_app.drip.delivery.pipeline import DeliverySettings, deliver_concurrently
 
     config = current_app.config
     queue = get_queue()

@@ -189,7 +189,7 @@ def staff(web, staff_user):
 @pytest.fixture
 def campaigns(app):
     """The four default campaigns, loaded as `flask seed` does."""
-    from crm_app.drip.seed import seed_default_campaigns
+    from crm_app.drip.campaigns.seed import seed_default_campaigns
     from crm_app.models import Campaign
 
     seed_default_campaigns(db.session)
@@ -200,7 +200,7 @@ def campaigns(app):
 @pytest.fixture
 def make_contact(app, campaigns):
     """Create a contact through the core (auto-enrolled by type)."""
-    from crm_app.drip.contacts import ContactInput, create_contact
+    from crm_app.drip.audience.contacts import ContactInput, create_contact
 
     counter = iter(range(1, 10_000))
 

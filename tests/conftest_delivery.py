@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from crm_app.drip.backends import SendGridBackend
-from crm_app.drip.delivery import DeliverySettings
+from crm_app.drip.delivery.backends import SendGridBackend
+from crm_app.drip.delivery.pipeline import DeliverySettings
 from tests.sendgrid_server import FakeSendGrid
 
 

@@ -20,7 +20,7 @@ from test_analytics_data import (
     build_analytics_fixture,
 )
 
-from crm_app.drip.analytics import (
+from crm_app.drip.reporting.analytics import (
     AnalyticsRangeError,
     Counts,
     DateRange,
@@ -119,7 +119,7 @@ def test_campaign_report_per_step_and_totals_match_hand_counts(session, data):
     assert report.funnel == [(1, 3), (2, 2), (3, 1), (4, 0), (5, 0), (6, 0)]
 
 
-def test_completion_counts_enrolments_ended_in_range(session, data):
+def test_completion_counts_enrollments_ended_in_range(session, data):
     outcomes = campaign_report(session, data["A"], PERIOD).summary.outcomes
     # eA1 completed, eA2 stopped, eA0 (enrolled in January) completed.
     assert (outcomes.ended, outcomes.completed, outcomes.completion_rate) == (3, 2, 66.7)

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 import sqlalchemy as sa
 
-from crm_app.drip.campaigns import describe_delay, set_campaign_status
-from crm_app.drip.enrollment import EnrollmentError, enroll
-from crm_app.drip.schedule import is_inside_send_window
+from crm_app.drip.audience.enrollment import EnrollmentError, enroll
+from crm_app.drip.campaigns.manage import describe_delay, set_campaign_status
+from crm_app.drip.campaigns.schedule import is_inside_send_window
 from crm_app.extensions import db
 from crm_app.models import Activity, Campaign, Enrollment
 
@@ -55,7 +55,7 @@ def test_campaign_list_shows_every_campaign_with_counts_for_staff(staff, campaig
     assert "Mon, Tue, Wed, Thu, Fri 09:00-17:00" in rows["Lead"]
 
 
-def test_campaign_list_counts_in_one_query_whatever_the_enrolments(staff, campaigns, make_contact):
+def test_campaign_list_counts_in_one_query_whatever_the_enrollments(staff, campaigns, make_contact):
     for contact_type in ("networking", "lead", "prospect", "client", "lead"):
         make_contact(contact_type)
     statements: list[str] = []
@@ -170,7 +170,7 @@ def test_delay_labels():
 # ---------------------------------------------------------------- send window
 
 
-def test_admin_changes_the_window_and_enrolments_move_into_it(admin, campaigns, make_contact):
+def test_admin_changes_the_window_and_enrollments_move_into_it(admin, campaigns, make_contact):
     lead = campaigns["lead"]
     for zone in ("UTC", "America/New_York", "Asia/Tokyo"):
         make_contact("lead", timezone=zone)
@@ -297,7 +297,7 @@ def test_logged_out_users_are_sent_to_login(web, campaigns, method, path):
 # ---------------------------------------------------------------- status
 
 
-def test_paused_campaign_keeps_enrolments_and_refuses_new_ones(admin, campaigns, make_contact):
+def test_paused_campaign_keeps_enrollments_and_refuses_new_ones(admin, campaigns, make_contact):
     lead = campaigns["lead"]
     enrolled = make_contact("lead")
     response = admin.post(f"/campaigns/{lead.id}/status", {"status": "paused"})
@@ -319,7 +319,7 @@ def test_paused_campaign_keeps_enrolments_and_refuses_new_ones(admin, campaigns,
     assert enroll(db.session, newcomer, lead, actor="test").status == "active"
 
 
-def test_archived_campaign_refuses_new_enrolments_and_can_be_restored(
+def test_archived_campaign_refuses_new_enrollments_and_can_be_restored(
     admin, campaigns, make_contact
 ):
     client = campaigns["client"]

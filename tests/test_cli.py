@@ -27,7 +27,7 @@ def test_seed_twice_creates_the_four_campaigns_once(runner):
 
 
 def test_seed_keeps_a_campaign_an_admin_edited(runner, campaigns):
-    from crm_app.drip.campaigns import update_send_window
+    from crm_app.drip.campaigns.manage import update_send_window
 
     lead = campaigns["lead"]
     update_send_window(db.session, lead, [5], "10:00", "12:00", actor="test")

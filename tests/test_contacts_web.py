@@ -187,7 +187,7 @@ def test_delete_asks_for_confirmation_then_removes_the_contact(admin, make_conta
     assert admin.get(f"/contacts/{contact_id}").status_code == 404
 
 
-def test_delete_removes_the_contacts_enrolments_so_nothing_is_mailed(admin, make_contact):
+def test_delete_removes_the_contacts_enrollments_so_nothing_is_mailed(admin, make_contact):
     contact = make_contact("lead")
     contact_id = contact.id
     admin.post(f"/contacts/{contact_id}/delete")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crm_app.drip.dashboard import home_dashboard
+from crm_app.drip.reporting.dashboard import home_dashboard
 from crm_app.models import Contact, Enrollment, Message, utcnow
 from crm_app.models.tracking import WebhookBatch
 

@@ -8,22 +8,22 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from crm_app.drip.backends import OutboxBackend, backend_from_config
-from crm_app.drip.delivery import (
+from crm_app.drip.audience.unsubscribe import (
+    InvalidUnsubscribeToken,
+    make_unsubscribe_token,
+    read_unsubscribe_token,
+    unsubscribe,
+)
+from crm_app.drip.campaigns.schedule import send_time_for_step
+from crm_app.drip.delivery.backends import OutboxBackend, backend_from_config
+from crm_app.drip.delivery.pipeline import (
     DeliveryActionError,
     deliver_messages,
     mark_sent,
     resend_in_doubt,
     retry_failed,
 )
-from crm_app.drip.schedule import send_time_for_step
-from crm_app.drip.ticking import run_tick
-from crm_app.drip.unsubscribe import (
-    InvalidUnsubscribeToken,
-    make_unsubscribe_token,
-    read_unsubscribe_token,
-    unsubscribe,
-)
+from crm_app.drip.delivery.tick import run_tick
 from crm_app.models import Activity, Enrollment, Message, Suppression, utcnow
 from tests.delivery_helpers import (
     message_for,
@@ -157,7 +157,7 @@ def test_contact_unsubscribed_between_tick_and_send_is_skipped(
     assert "email_skipped" in _kinds(session, contact)
 
 
-def test_suppressed_address_is_skipped_and_its_enrolment_stopped(
+def test_suppressed_address_is_skipped_and_its_enrollment_stopped(
     session, make_contact, backend, settings, fake_sendgrid
 ):
     contact = make_contact("lead")

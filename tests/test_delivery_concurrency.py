@@ -9,11 +9,11 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from crm_app.drip.backends import SendGridBackend, _dropped
-from crm_app.drip.delivery import deliver_concurrently, deliver_messages
-from crm_app.drip.enrollment import advance_many
-from crm_app.drip.schedule import send_time_for_step
-from crm_app.drip.ticking import run_tick
+from crm_app.drip.audience.enrollment import advance_many
+from crm_app.drip.campaigns.schedule import send_time_for_step
+from crm_app.drip.delivery.backends import SendGridBackend, _dropped
+from crm_app.drip.delivery.pipeline import deliver_concurrently, deliver_messages
+from crm_app.drip.delivery.tick import run_tick
 from crm_app.extensions import db
 from crm_app.models import Activity, Enrollment, Message, utcnow
 from tests.delivery_helpers import bulk_due, message_for, open_all_week, statuses
@@ -32,7 +32,7 @@ def _sessions():
     return lambda: Session(engine, expire_on_commit=False)
 
 
-def test_sending_threads_deliver_each_message_once_and_advance_each_enrolment(
+def test_sending_threads_deliver_each_message_once_and_advance_each_enrollment(
     session, campaigns, backend, settings, fake_sendgrid
 ):
     ids = _queued_bulk(session, campaigns, 60)
@@ -243,7 +243,7 @@ def test_a_revoked_key_puts_the_claimed_but_unsent_rest_of_the_chunk_back_as_it_
     assert fake_sendgrid.duplicates() == {} and len(fake_sendgrid.deliveries) == 4
 
 
-def test_advance_many_leaves_an_enrolment_that_changed_since_it_was_loaded(
+def test_advance_many_leaves_an_enrollment_that_changed_since_it_was_loaded(
     session, make_contact, campaigns
 ):
     contact = make_contact("lead")

@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from crm_app.drip.contacts import ContactInput, update_contact
-from crm_app.drip.enrollment import (
+from crm_app.drip.audience.contacts import ContactInput, update_contact
+from crm_app.drip.audience.enrollment import (
     EnrollmentError,
     change_contact_type,
     enroll,
@@ -68,7 +68,7 @@ def test_type_change_through_contact_edit(session, campaigns, make_contact):
     assert active(contact) == ["Client"]
 
 
-def test_type_change_keeps_manual_enrolments_in_other_campaigns(session, campaigns, make_contact):
+def test_type_change_keeps_manual_enrollments_in_other_campaigns(session, campaigns, make_contact):
     contact = make_contact("lead")
     enroll(session, contact, campaigns["networking"], actor="test")
     change_contact_type(session, contact, "prospect", actor="test")
@@ -89,7 +89,7 @@ def test_never_twice_in_the_same_campaign(session, campaigns, make_contact):
     assert count == 1
 
 
-def test_the_database_refuses_a_second_active_enrolment(session, campaigns, make_contact):
+def test_the_database_refuses_a_second_active_enrollment(session, campaigns, make_contact):
     contact = make_contact("lead")
     session.add(
         Enrollment(contact_id=contact.id, campaign_id=campaigns["lead"].id, status="active")
@@ -108,7 +108,7 @@ def test_re_enrol_after_stop_is_allowed(session, campaigns, make_contact):
 
 
 @pytest.mark.parametrize("status", ["paused", "archived"])
-def test_paused_or_archived_campaign_refuses_enrolment(session, campaigns, make_contact, status):
+def test_paused_or_archived_campaign_refuses_enrollment(session, campaigns, make_contact, status):
     contact = make_contact("networking")
     campaigns["lead"].status = status
     session.commit()

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from crm_app.drip.backends import SendGridBackend
-from crm_app.drip.delivery import backend_auth_failure, deliver_messages
-from crm_app.drip.ticking import run_tick
+from crm_app.drip.delivery.backends import SendGridBackend
+from crm_app.drip.delivery.pipeline import backend_auth_failure, deliver_messages
+from crm_app.drip.delivery.tick import run_tick
 from crm_app.models import Activity, Enrollment, Message, utcnow
 from tests.delivery_helpers import (
     message_for,

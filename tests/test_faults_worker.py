@@ -14,7 +14,7 @@ import pytest
 import redis as redis_lib
 import sqlalchemy as sa
 
-from crm_app.drip.ticking import run_tick
+from crm_app.drip.delivery.tick import run_tick
 from crm_app.extensions import db
 from crm_app.models import Message, utcnow
 from crm_app.queue import enqueue_deliveries, get_queue, get_redis

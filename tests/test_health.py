@@ -9,8 +9,8 @@ import redis
 import sqlalchemy as sa
 from rq import Queue, Worker
 
-from crm_app.drip.delivery import set_backend_auth_failure
-from crm_app.drip.ticking import LAST_TICK_KEY
+from crm_app.drip.delivery.pipeline import set_backend_auth_failure
+from crm_app.drip.delivery.tick import LAST_TICK_KEY
 from crm_app.models import SystemState, utcnow
 
 

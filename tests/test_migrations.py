@@ -117,7 +117,7 @@ def _enrollment(contact: Contact, campaign_id: int, status: str) -> Enrollment:
     return Enrollment(contact_id=contact.id, campaign_id=campaign_id, status=status)
 
 
-def test_a_stopped_and_an_active_enrolment_in_one_campaign_may_coexist(session, campaigns):
+def test_a_stopped_and_an_active_enrollment_in_one_campaign_may_coexist(session, campaigns):
     contact = _contact("ada@example.com")
     session.add(contact)
     session.flush()
@@ -136,7 +136,7 @@ def test_a_stopped_and_an_active_enrolment_in_one_campaign_may_coexist(session, 
     assert len(contact.enrollments) == 4
 
 
-def test_two_active_enrolments_in_one_campaign_are_refused_by_the_schema(session, campaigns):
+def test_two_active_enrollments_in_one_campaign_are_refused_by_the_schema(session, campaigns):
     contact = _contact("ada@example.com")
     session.add(contact)
     session.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from crm_app.drip.enrollment import stop_all
+from crm_app.drip.audience.enrollment import stop_all
 from crm_app.extensions import db
 from crm_app.models import Contact, Enrollment
 from crm_app.web.filters import local_time
@@ -13,7 +13,7 @@ from crm_app.web.filters import local_time
 TIMELINE_OOB = '<section id="timeline" class="card" hx-swap-oob="true">'
 
 
-def enrolments(contact_id: int) -> list[Enrollment]:
+def enrollments(contact_id: int) -> list[Enrollment]:
     db.session.expire_all()
     return list(
         db.session.scalars(
@@ -23,7 +23,7 @@ def enrolments(contact_id: int) -> list[Enrollment]:
 
 
 def active_names(contact_id: int) -> list[str]:
-    return sorted(e.campaign.name for e in enrolments(contact_id) if e.status == "active")
+    return sorted(e.campaign.name for e in enrollments(contact_id) if e.status == "active")
 
 
 def assert_panel_partial(response) -> str:
@@ -56,14 +56,14 @@ def test_panel_shows_step_and_next_email_in_contact_and_viewer_time_zones(
     admin_user.timezone = "Asia/Tokyo"
     db.session.commit()
     contact = make_contact("lead", timezone="America/New_York")
-    enrolment = enrolments(contact.id)[0]
+    enrollment = enrollments(contact.id)[0]
     page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
     assert "step 1 of 6" in page
-    assert local_time(enrolment.next_send_at, "America/New_York") in page
-    assert local_time(enrolment.next_send_at, "Asia/Tokyo") in page
+    assert local_time(enrollment.next_send_at, "America/New_York") in page
+    assert local_time(enrollment.next_send_at, "Asia/Tokyo") in page
 
 
-def test_panel_lists_finished_enrolments_with_status_and_reason(admin, make_contact):
+def test_panel_lists_finished_enrollments_with_status_and_reason(admin, make_contact):
     contact = make_contact("lead")
     strip_stop_all(contact)
     page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
@@ -122,7 +122,9 @@ def test_enrol_from_dropdown_without_js_redirects_to_the_contact(admin, make_con
     assert "Enrolled in Client." in admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
 
 
-def test_enrol_twice_gives_a_clear_message_and_one_active_enrolment(admin, make_contact, campaigns):
+def test_enrol_twice_gives_a_clear_message_and_one_active_enrollment(
+    admin, make_contact, campaigns
+):
     contact = make_contact("lead")
     url = f"/contacts/{contact.id}/enrollments"
     response = admin.post(url, {"campaign_id": campaigns["lead"].id}, htmx=True)
@@ -206,11 +208,11 @@ def test_enrol_by_type_when_already_enrolled_is_a_message_not_a_500(admin, make_
 
 def test_stop_with_htmx_records_who_stopped_it(admin, make_contact):
     contact = make_contact("lead")
-    enrolment = enrolments(contact.id)[0]
-    response = admin.post(f"/contacts/{contact.id}/enrollments/{enrolment.id}/stop", htmx=True)
+    enrollment = enrollments(contact.id)[0]
+    response = admin.post(f"/contacts/{contact.id}/enrollments/{enrollment.id}/stop", htmx=True)
     page = assert_panel_partial(response)
     assert "Stopped Lead." in page
-    [stopped] = enrolments(contact.id)
+    [stopped] = enrollments(contact.id)
     assert stopped.status == "stopped"
     assert stopped.end_reason == "stopped by admin@example.com"
     assert stopped.next_send_at is None
@@ -221,26 +223,26 @@ def test_stop_with_htmx_records_who_stopped_it(admin, make_contact):
 
 def test_stop_without_js(admin, make_contact):
     contact = make_contact("lead")
-    enrolment = enrolments(contact.id)[0]
-    response = admin.post(f"/contacts/{contact.id}/enrollments/{enrolment.id}/stop")
+    enrollment = enrollments(contact.id)[0]
+    response = admin.post(f"/contacts/{contact.id}/enrollments/{enrollment.id}/stop")
     assert_redirects_to_detail(response, contact.id)
     assert active_names(contact.id) == []
 
 
-def test_stopping_an_ended_enrolment_is_a_message(admin, make_contact):
+def test_stopping_an_ended_enrollment_is_a_message(admin, make_contact):
     contact = make_contact("lead")
-    enrolment = enrolments(contact.id)[0]
+    enrollment = enrollments(contact.id)[0]
     strip_stop_all(contact)
     page = assert_panel_partial(
-        admin.post(f"/contacts/{contact.id}/enrollments/{enrolment.id}/stop", htmx=True)
+        admin.post(f"/contacts/{contact.id}/enrollments/{enrollment.id}/stop", htmx=True)
     )
     assert "already ended" in page
 
 
-def test_stop_another_contacts_enrolment_is_404(admin, make_contact):
+def test_stop_another_contacts_enrollment_is_404(admin, make_contact):
     mine, theirs = make_contact("lead"), make_contact("lead")
-    their_enrolment = enrolments(theirs.id)[0]
-    response = admin.post(f"/contacts/{mine.id}/enrollments/{their_enrolment.id}/stop", htmx=True)
+    their_enrollment = enrollments(theirs.id)[0]
+    response = admin.post(f"/contacts/{mine.id}/enrollments/{their_enrollment.id}/stop", htmx=True)
     assert response.status_code == 404
     assert active_names(theirs.id) == ["Lead"]
 
@@ -253,7 +255,7 @@ def test_stop_all_with_htmx(admin, make_contact, campaigns):
     )
     assert "Stopped 2 enrolments." in page
     assert active_names(contact.id) == []
-    assert {e.end_reason for e in enrolments(contact.id)} == {"stopped by admin@example.com"}
+    assert {e.end_reason for e in enrollments(contact.id)} == {"stopped by admin@example.com"}
 
 
 def test_stop_all_without_js(admin, make_contact):
@@ -277,7 +279,7 @@ def test_stop_all_with_nothing_active_says_so(admin, make_contact):
 PANEL_POSTS = [
     "/contacts/{id}/enrollments",
     "/contacts/{id}/enrollments/by-type",
-    "/contacts/{id}/enrollments/{enrolment}/stop",
+    "/contacts/{id}/enrollments/{enrollment}/stop",
     "/contacts/{id}/enrollments/stop-all",
 ]
 
@@ -286,9 +288,9 @@ PANEL_POSTS = [
 @pytest.mark.parametrize("htmx", [True, False])
 def test_panel_post_without_csrf_token_is_400(admin, make_contact, campaigns, url, htmx):
     contact = make_contact("lead")
-    enrolment = enrolments(contact.id)[0]
+    enrollment = enrollments(contact.id)[0]
     response = admin.post(
-        url.format(id=contact.id, enrolment=enrolment.id),
+        url.format(id=contact.id, enrollment=enrollment.id),
         {"campaign_id": campaigns["client"].id},
         htmx=htmx,
         csrf=False,
@@ -300,8 +302,8 @@ def test_panel_post_without_csrf_token_is_400(admin, make_contact, campaigns, ur
 @pytest.mark.parametrize("url", PANEL_POSTS)
 def test_logged_out_panel_post_goes_to_login(web, make_contact, campaigns, url):
     contact = make_contact("lead")
-    enrolment = enrolments(contact.id)[0]
-    url = url.format(id=contact.id, enrolment=enrolment.id)
+    enrollment = enrollments(contact.id)[0]
+    url = url.format(id=contact.id, enrollment=enrollment.id)
     plain = web.post(url, {"campaign_id": campaigns["client"].id})
     assert plain.status_code == 302 and "/login" in plain.headers["Location"]
     inline = web.post(url, {"campaign_id": campaigns["client"].id}, htmx=True)
@@ -327,7 +329,7 @@ def test_staff_can_use_the_panel(staff, make_contact, campaigns):
     )
     assert_panel_partial(staff.post(f"/contacts/{contact.id}/enrollments/stop-all", htmx=True))
     assert active_names(contact.id) == []
-    assert {e.end_reason for e in enrolments(contact.id)} == {"stopped by staff@example.com"}
+    assert {e.end_reason for e in enrollments(contact.id)} == {"stopped by staff@example.com"}
 
 
 def test_timeline_is_newest_first(admin, make_contact):
@@ -369,14 +371,14 @@ def test_panel_says_when_the_current_email_failed(admin, make_contact):
     from crm_app.models import Message
 
     contact = make_contact("lead")
-    enrolment = contact.enrollments[0]
-    enrolment.next_send_at = None  # the tick took the step
+    enrollment = contact.enrollments[0]
+    enrollment.next_send_at = None  # the tick took the step
     db.session.add(
         Message(
-            enrollment_id=enrolment.id,
-            step_id=enrolment.campaign.steps[0].id,
+            enrollment_id=enrollment.id,
+            step_id=enrollment.campaign.steps[0].id,
             contact_id=contact.id,
-            campaign_id=enrolment.campaign_id,
+            campaign_id=enrollment.campaign_id,
             step_position=1,
             status="failed",
             error="400: invalid from address",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crm_app.drip.rendering import (
+from crm_app.drip.campaigns.rendering import (
     SAMPLE_CONTACT,
     TemplateRenderError,
     build_context,

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
-from crm_app.drip.schedule import add_local_days, clamp_to_send_window
+from crm_app.drip.campaigns.schedule import add_local_days, clamp_to_send_window
 
 WEEKDAYS = {0, 1, 2, 3, 4}
 NINE, FIVE = time(9, 0), time(17, 0)

@@ -97,9 +97,9 @@ def test_remove_keeps_contacts_in_their_place(admin, campaigns, make_contact):
     lead = campaigns["lead"]
     ahead = make_contact("lead")
     waiting = make_contact("lead")
-    ahead_enrolment, waiting_enrolment = ahead.enrollments[0], waiting.enrollments[0]
-    ahead_enrolment.current_step = 4  # already past email 2
-    waiting_enrolment.current_step = 2  # waiting for email 2
+    ahead_enrollment, waiting_enrollment = ahead.enrollments[0], waiting.enrollments[0]
+    ahead_enrollment.current_step = 4  # already past email 2
+    waiting_enrollment.current_step = 2  # waiting for email 2
     db.session.commit()
     subjects = [s.subject for s in lead.steps]
     second = lead.steps[1]
@@ -107,9 +107,9 @@ def test_remove_keeps_contacts_in_their_place(admin, campaigns, make_contact):
     steps = steps_of(lead.id)
     assert [s.position for s in steps] == [1, 2, 3, 4, 5]
     assert [s.subject for s in steps] == subjects[:1] + subjects[2:]
-    assert db.session.get(Enrollment, ahead_enrolment.id).current_step == 3
+    assert db.session.get(Enrollment, ahead_enrollment.id).current_step == 3
     # Waiting for the removed email: now waits for the one that followed it.
-    assert db.session.get(Enrollment, waiting_enrolment.id).current_step == 2
+    assert db.session.get(Enrollment, waiting_enrollment.id).current_step == 2
 
 
 def test_the_last_email_cannot_be_removed(admin, session):

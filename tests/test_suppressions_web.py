@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from crm_app.drip.suppression import suppress
+from crm_app.drip.audience.suppression import suppress
 from crm_app.models import Activity, Enrollment, Suppression, utcnow
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from crm_app.drip.ticking import last_tick_at, run_tick
+from crm_app.drip.delivery.tick import last_tick_at, run_tick
 from crm_app.models import Activity, Enrollment, Message
 from tests.delivery_helpers import WEDNESDAY_10, bulk_due
 
@@ -25,18 +25,18 @@ class Recorder:
         return [i for call in self.calls for i in call]
 
 
-def _enrolment(session, contact) -> Enrollment:
+def _enrollment(session, contact) -> Enrollment:
     return session.scalar(sa.select(Enrollment).where(Enrollment.contact_id == contact.id))
 
 
 def _due(session, contact, when: datetime) -> Enrollment:
-    enrollment = _enrolment(session, contact)
+    enrollment = _enrollment(session, contact)
     enrollment.next_send_at = when
     session.commit()
     return enrollment
 
 
-def test_due_enrolment_in_window_gets_one_message_and_leaves_the_due_index(session, make_contact):
+def test_due_enrollment_in_window_gets_one_message_and_leaves_the_due_index(session, make_contact):
     contact = make_contact("lead", timezone="UTC")
     enrollment = _due(session, contact, WEDNESDAY_10 - timedelta(minutes=5))
     enqueue = Recorder()
@@ -55,7 +55,7 @@ def test_window_is_judged_in_the_contacts_time_zone(session, make_contact):
     # 10:00 UTC on a Wednesday is 05:00 in New York (closed) and 11:00 in Paris (open).
     new_york = make_contact("lead", timezone="America/New_York")
     paris = make_contact("lead", timezone="Europe/Paris")
-    ny_enrolment = _due(session, new_york, WEDNESDAY_10 - timedelta(hours=1))
+    ny_enrollment = _due(session, new_york, WEDNESDAY_10 - timedelta(hours=1))
     _due(session, paris, WEDNESDAY_10 - timedelta(hours=1))
     enqueue = Recorder()
 
@@ -63,9 +63,9 @@ def test_window_is_judged_in_the_contacts_time_zone(session, make_contact):
 
     assert result.created == 1 and result.deferred == 1
     assert session.scalar(sa.select(Message.contact_id)) == paris.id
-    session.refresh(ny_enrolment)
+    session.refresh(ny_enrollment)
     # Moved to the window's opening: 09:00 in New York = 14:00 UTC that day.
-    assert ny_enrolment.next_send_at == datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
+    assert ny_enrollment.next_send_at == datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
 
 
 def test_weekend_defers_to_monday_morning(session, make_contact):
@@ -176,7 +176,7 @@ def test_sending_row_past_its_lease_becomes_in_doubt_not_resent(session, make_co
     )
 
 
-def test_enrolment_with_no_step_left_is_completed(session, make_contact, campaigns):
+def test_enrollment_with_no_step_left_is_completed(session, make_contact, campaigns):
     contact = make_contact("client")
     enrollment = _due(session, contact, WEDNESDAY_10 - timedelta(minutes=1))
     enrollment.current_step = len(campaigns["client"].steps) + 1

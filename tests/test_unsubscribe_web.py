@@ -2,7 +2,7 @@
 
 import sqlalchemy as sa
 
-from crm_app.drip.unsubscribe import make_unsubscribe_token
+from crm_app.drip.audience.unsubscribe import make_unsubscribe_token
 from crm_app.models import Activity, Contact, Enrollment, Suppression
 
 

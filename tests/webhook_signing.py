@@ -9,7 +9,7 @@ import time
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from crm_app.drip.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from crm_app.drip.tracking.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 
 class WebhookSigner:

@@ -6,8 +6,13 @@ from datetime import timedelta
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from crm_app.drip.delivery import DeliveryActionError, mark_sent, resend_in_doubt, retry_failed
-from crm_app.drip.message_lists import ADMIN_LISTS, admin_message_list, outbox_page
+from crm_app.drip.delivery.pipeline import (
+    DeliveryActionError,
+    mark_sent,
+    resend_in_doubt,
+    retry_failed,
+)
+from crm_app.drip.reporting.message_lists import ADMIN_LISTS, admin_message_list, outbox_page
 from crm_app.extensions import db
 from crm_app.jobs import enqueue_messages
 from crm_app.models import Message

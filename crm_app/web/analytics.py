@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, render_template, request
 from flask_login import login_required
 
-from crm_app.drip.analytics import (
+from crm_app.drip.reporting.analytics import (
     AnalyticsRangeError,
     DateRange,
     campaign_report,

@@ -16,7 +16,7 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from crm_app.drip.campaigns import (
+from crm_app.drip.campaigns.manage import (
     CampaignSettingsError,
     count_active_enrollments,
     describe_delay,
@@ -25,8 +25,8 @@ from crm_app.drip.campaigns import (
     set_campaign_status,
     update_send_window,
 )
-from crm_app.drip.rendering import sender_context
-from crm_app.drip.steps import (
+from crm_app.drip.campaigns.rendering import sender_context
+from crm_app.drip.campaigns.steps import (
     StepEditError,
     StepInput,
     add_step,

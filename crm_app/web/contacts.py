@@ -18,8 +18,8 @@ from flask import (
 from flask_login import current_user, login_required
 from werkzeug.datastructures import MultiDict
 
-from crm_app.drip import enrollment as enrolment_core
-from crm_app.drip.contacts import (
+from crm_app.drip.audience import enrollment as enrollment_core
+from crm_app.drip.audience.contacts import (
     ContactInput,
     ContactValidationError,
     campaign_panel,
@@ -218,7 +218,7 @@ def _panel_action(contact: Contact, action, success: str):
     try:
         message = action() or success
         db.session.commit()
-    except enrolment_core.EnrollmentError as refused:
+    except enrollment_core.EnrollmentError as refused:
         db.session.rollback()
         error = str(refused)
     if request.htmx:
@@ -245,8 +245,8 @@ def enroll(contact_id: int):
 
     def action():
         if campaign is None:
-            raise enrolment_core.EnrollmentError("Choose a campaign to enrol in.")
-        enrolment_core.enroll(db.session, contact, campaign, actor=actor_name(), source="manual")
+            raise enrollment_core.EnrollmentError("Choose a campaign to enrol in.")
+        enrollment_core.enroll(db.session, contact, campaign, actor=actor_name(), source="manual")
         return f"Enrolled in {campaign.name}."
 
     return _panel_action(contact, action, "Enrolled.")
@@ -258,8 +258,8 @@ def enroll_by_type(contact_id: int):
     contact = db.get_or_404(Contact, contact_id)
 
     def action():
-        enrolment = enrolment_core.enroll_by_type(db.session, contact, actor=actor_name())
-        return f"Enrolled in {enrolment.campaign.name}."
+        enrollment = enrollment_core.enroll_by_type(db.session, contact, actor=actor_name())
+        return f"Enrolled in {enrollment.campaign.name}."
 
     return _panel_action(contact, action, "Enrolled by type.")
 
@@ -268,13 +268,13 @@ def enroll_by_type(contact_id: int):
 @login_required
 def stop(contact_id: int, enrollment_id: int):
     contact = db.get_or_404(Contact, contact_id)
-    enrolment = db.session.get(Enrollment, enrollment_id)
-    if enrolment is None or enrolment.contact_id != contact.id:
+    enrollment = db.session.get(Enrollment, enrollment_id)
+    if enrollment is None or enrollment.contact_id != contact.id:
         abort(404)
 
     def action():
-        enrolment_core.stop(db.session, enrolment, reason=_stop_reason(), actor=actor_name())
-        return f"Stopped {enrolment.campaign.name}."
+        enrollment_core.stop(db.session, enrollment, reason=_stop_reason(), actor=actor_name())
+        return f"Stopped {enrollment.campaign.name}."
 
     return _panel_action(contact, action, "Stopped.")
 
@@ -285,11 +285,11 @@ def stop_all(contact_id: int):
     contact = db.get_or_404(Contact, contact_id)
 
     def action():
-        count = enrolment_core.stop_all(
+        count = enrollment_core.stop_all(
             db.session, contact, reason=_stop_reason(), actor=actor_name()
         )
         if count == 0:
-            raise enrolment_core.EnrollmentError("There is no active enrolment to stop.")
+            raise enrollment_core.EnrollmentError("There is no active enrolment to stop.")
         return f"Stopped {count} enrolment{'s' if count != 1 else ''}."
 
     return _panel_action(contact, action, "Stopped all.")
@@ -302,7 +302,7 @@ def record_goal(contact_id: int):
     contact = db.get_or_404(Contact, contact_id)
 
     def action():
-        goal = enrolment_core.record_goal(
+        goal = enrollment_core.record_goal(
             db.session, contact, request.form.get("name", ""), actor=actor_name()
         )
         return f"Recorded the goal: {goal.name.removeprefix('goal:')}."

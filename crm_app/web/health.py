@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from crm_app.drip.health import check_health
+from crm_app.drip.reporting.health import check_health
 from crm_app.extensions import db
 
 bp = Blueprint("health", __name__)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
-from crm_app.drip.dashboard import home_dashboard
+from crm_app.drip.reporting.dashboard import home_dashboard
 from crm_app.extensions import db
 
 bp = Blueprint("main", __name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from crm_app.drip.suppression import (
+from crm_app.drip.audience.suppression import (
     REASON_LABELS,
     SuppressionError,
     add_manual_suppression,

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from crm_app.drip.unsubscribe import InvalidUnsubscribeToken, read_unsubscribe_token, unsubscribe
+from crm_app.drip.audience.unsubscribe import (
+    InvalidUnsubscribeToken,
+    read_unsubscribe_token,
+    unsubscribe,
+)
 from crm_app.extensions import csrf, db
 
 bp = Blueprint("unsubscribe", __name__)

@@ -6,8 +6,8 @@ import json
 
 from flask import Blueprint, current_app, jsonify, request
 
-from crm_app.drip.tracking import MalformedBatch, ingest_events
-from crm_app.drip.webhook_signature import (
+from crm_app.drip.tracking.events import MalformedBatch, ingest_events
+from crm_app.drip.tracking.signature import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WebhookSignatureError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from crm_app.drip.sql import insert_rows
+from crm_app.drip.common.sql import insert_rows
 from crm_app.models import Activity, Campaign, Contact, Enrollment
 
 

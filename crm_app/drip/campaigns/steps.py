@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from crm_app.drip.errors import FieldErrors
-from crm_app.drip.rendering import (
+from crm_app.drip.campaigns.rendering import (
     SAMPLE_CONTACT,
     TemplateRenderError,
     build_context,
     check_template,
     render_email,
 )
+from crm_app.drip.common.errors import FieldErrors
 from crm_app.models import Campaign, CampaignStep, Enrollment
 
 MAX_DELAY_DAYS = 365

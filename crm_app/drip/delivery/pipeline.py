@@ -25,29 +25,29 @@ from markupsafe import escape
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from crm_app.drip.activity import activity_row, record_activities, record_activity
-from crm_app.drip.backends import (
-    Backend,
-    OutgoingEmail,
-    PermanentSendError,
-    TransientSendError,
-)
-from crm_app.drip.enrollment import (
+from crm_app.drip.audience.enrollment import (
     advance,
     advance_many,
     mailing_block_reason,
     stop,
     suppression_reasons,
 )
-from crm_app.drip.rendering import (
+from crm_app.drip.audience.unsubscribe import unsubscribe_url
+from crm_app.drip.campaigns.rendering import (
     TemplateRenderError,
     build_context,
     contact_context,
     render_email,
     sender_context,
 )
-from crm_app.drip.sql import is_postgres, json_rows
-from crm_app.drip.unsubscribe import unsubscribe_url
+from crm_app.drip.common.activity import activity_row, record_activities, record_activity
+from crm_app.drip.common.sql import is_postgres, json_rows
+from crm_app.drip.delivery.backends import (
+    Backend,
+    OutgoingEmail,
+    PermanentSendError,
+    TransientSendError,
+)
 from crm_app.models import (
     Contact,
     Enrollment,

@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import selectinload
 
-from crm_app.drip.activity import record_activity
-from crm_app.drip.enrollment import stop
-from crm_app.drip.paging import Page, paginate
-from crm_app.drip.sql import dialect_insert
+from crm_app.drip.audience.enrollment import stop
+from crm_app.drip.common.activity import record_activity
+from crm_app.drip.common.paging import Page, paginate
+from crm_app.drip.common.sql import dialect_insert
 from crm_app.models import Contact, Suppression, utcnow
 
 # Suppression reason -> the contact's email_status it implies.

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
-from crm_app.drip.paging import Page, paginate
+from crm_app.drip.common.paging import Page, paginate
 from crm_app.models import EmailEvent, Message, utcnow
 
 ADMIN_LISTS = ("failed", "in_doubt")

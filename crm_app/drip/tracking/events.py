@@ -15,13 +15,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crm_app.drip.sql import in_values, insert_rows, is_postgres, json_rows
-from crm_app.drip.suppression import (
+from crm_app.drip.audience.suppression import (
     SuppressionRequest,
     lift_suppression,
     suppress,
     suppress_many,
 )
+from crm_app.drip.common.sql import in_values, insert_rows, is_postgres, json_rows
 from crm_app.models import Activity, Message, utcnow
 from crm_app.models.tracking import EmailEvent, WebhookBatch
 
@@ -320,7 +320,7 @@ def _apply_consequences(session, events: list[_Event], now: datetime) -> None:
 
 def _resolve_in_doubt(session, events: list[_Event]) -> None:
     """SendGrid has the message: an in-doubt row was in fact sent (one query to find them)."""
-    from crm_app.drip.delivery import mark_sent
+    from crm_app.drip.delivery.pipeline import mark_sent
 
     seen: dict[int, datetime] = {}
     for e in events:

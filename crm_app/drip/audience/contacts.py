@@ -10,10 +10,10 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from crm_app.drip.activity import record_activity
-from crm_app.drip.enrollment import auto_enroll, change_contact_type
-from crm_app.drip.errors import FieldErrors
-from crm_app.drip.paging import Page, paginate
+from crm_app.drip.audience.enrollment import auto_enroll, change_contact_type
+from crm_app.drip.common.activity import record_activity
+from crm_app.drip.common.errors import FieldErrors
+from crm_app.drip.common.paging import Page, paginate
 from crm_app.models import CONTACT_TYPES, Activity, Campaign, Contact, Enrollment, Message, User
 
 TEXT_FIELDS = ("first_name", "last_name", "phone", "company", "title", "industry", "notes")

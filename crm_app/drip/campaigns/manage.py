@@ -15,9 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
-from crm_app.drip.activity import record_activity
-from crm_app.drip.errors import FieldErrors
-from crm_app.drip.rendering import (
+from crm_app.drip.campaigns.rendering import (
     SAMPLE_CONTACT,
     RenderedEmail,
     TemplateRenderError,
@@ -25,7 +23,9 @@ from crm_app.drip.rendering import (
     missing_fields,
     render_email,
 )
-from crm_app.drip.schedule import reschedule_campaign
+from crm_app.drip.campaigns.schedule import reschedule_campaign
+from crm_app.drip.common.activity import record_activity
+from crm_app.drip.common.errors import FieldErrors
 from crm_app.models import (
     CAMPAIGN_STATUSES,
     WEEKDAY_NAMES,

@@ -12,9 +12,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from crm_app.drip.activity import activity_row, record_activities, record_activity
-from crm_app.drip.schedule import send_time_for_step
-from crm_app.drip.sql import in_values, is_postgres, json_rows
+from crm_app.drip.campaigns.schedule import send_time_for_step
+from crm_app.drip.common.activity import activity_row, record_activities, record_activity
+from crm_app.drip.common.sql import in_values, is_postgres, json_rows
 from crm_app.models import (
     Campaign,
     CampaignStep,

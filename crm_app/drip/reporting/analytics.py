@@ -125,7 +125,7 @@ COUNT_FIELDS = ("sent", "delivered", "opened", "clicked", "bounced", "spam_repor
 
 
 @dataclass
-class EnrolmentOutcomes:
+class EnrollmentOutcomes:
     ended: int = 0  # completed or stopped in the range
     completed: int = 0
     started: int = 0  # enrolled in the range
@@ -146,7 +146,7 @@ class CampaignSummary:
     name: str
     status: str
     counts: Counts
-    outcomes: EnrolmentOutcomes
+    outcomes: EnrollmentOutcomes
 
 
 @dataclass
@@ -241,9 +241,9 @@ def message_counts_by_campaign(
     return {row[0]: _counts(row[1:]) for row in session.execute(query)}
 
 
-def enrolment_outcomes(
+def enrollment_outcomes(
     session, period: DateRange, campaign_id: int | None = None
-) -> dict[int, EnrolmentOutcomes]:
+) -> dict[int, EnrollmentOutcomes]:
     """Completion (ended in range) and conversion (started in range), per campaign: 2 queries.
 
     Converted: the contact has a ContactGoal between enrolment and enrolment + goal_days:
@@ -262,7 +262,7 @@ def enrolment_outcomes(
     def tally(condition):
         return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
-    outcomes: dict[int, EnrolmentOutcomes] = {}
+    outcomes: dict[int, EnrollmentOutcomes] = {}
     for campaign, n_ended, n_completed, n_started in session.execute(
         sa.select(
             Enrollment.campaign_id,
@@ -273,7 +273,7 @@ def enrolment_outcomes(
         .where(sa.or_(ended, started), *scope)
         .group_by(Enrollment.campaign_id)
     ):
-        outcomes[campaign] = EnrolmentOutcomes(int(n_ended), int(n_completed), int(n_started))
+        outcomes[campaign] = EnrollmentOutcomes(int(n_ended), int(n_completed), int(n_started))
 
     dialect = session.get_bind().dialect.name
     reached_goal = sa.exists().where(
@@ -294,7 +294,7 @@ def enrolment_outcomes(
         .where(started, reached_goal, *scope)
         .group_by(Enrollment.campaign_id)
     ):
-        outcomes.setdefault(campaign, EnrolmentOutcomes()).converted = int(converted)
+        outcomes.setdefault(campaign, EnrollmentOutcomes()).converted = int(converted)
     return outcomes
 
 
@@ -377,7 +377,7 @@ class AnalyticsOverview:
 def campaigns_overview(session, period: DateRange) -> AnalyticsOverview:
     """One row per campaign (archived ones only with figures in the range): 4 queries."""
     counts = message_counts_by_campaign(session, period)
-    outcomes = enrolment_outcomes(session, period)
+    outcomes = enrollment_outcomes(session, period)
     rows = []
     for campaign in session.scalars(sa.select(Campaign).order_by(Campaign.name)):
         if campaign.status == "archived" and campaign.id not in counts | outcomes:
@@ -388,7 +388,7 @@ def campaigns_overview(session, period: DateRange) -> AnalyticsOverview:
                 campaign.name,
                 campaign.status,
                 counts.get(campaign.id, Counts()),
-                outcomes.get(campaign.id, EnrolmentOutcomes()),
+                outcomes.get(campaign.id, EnrollmentOutcomes()),
             )
         )
     return AnalyticsOverview(period, rows)
@@ -412,8 +412,8 @@ def campaign_report(session, campaign: Campaign, period: DateRange) -> CampaignR
     totals = Counts()
     for row in steps:
         totals += row.counts
-    outcomes = enrolment_outcomes(session, period, campaign.id).get(
-        campaign.id, EnrolmentOutcomes()
+    outcomes = enrollment_outcomes(session, period, campaign.id).get(
+        campaign.id, EnrollmentOutcomes()
     )
     summary = CampaignSummary(campaign.id, campaign.name, campaign.status, totals, outcomes)
     return CampaignReport(summary, steps, period, series)

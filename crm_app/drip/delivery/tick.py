@@ -20,10 +20,10 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
-from crm_app.drip.activity import record_activity
-from crm_app.drip.enrollment import advance, complete
-from crm_app.drip.schedule import clamp_to_send_window, is_inside_send_window
-from crm_app.drip.sql import dialect_insert, is_postgres
+from crm_app.drip.audience.enrollment import advance, complete
+from crm_app.drip.campaigns.schedule import clamp_to_send_window, is_inside_send_window
+from crm_app.drip.common.activity import record_activity
+from crm_app.drip.common.sql import dialect_insert, is_postgres
 from crm_app.models import Campaign, Contact, Enrollment, Message, SystemState, utcnow
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 LAST_TICK_KEY = "last_tick_at"
 # Literal, not a bound parameter: SQLite only uses the partial index
 # ix_enrollments_due (WHERE status = 'active') when the query says so literally.
-_ACTIVE_ENROLMENT = sa.text("enrollments.status = 'active'")
+_ACTIVE_ENROLLMENT = sa.text("enrollments.status = 'active'")
 
 Enqueue = Callable[[list[int]], None]
 
@@ -105,7 +105,7 @@ def _due_query(session, now: datetime, limit: int):
         )
         .join(Campaign, Campaign.id == Enrollment.campaign_id)
         .join(Contact, Contact.id == Enrollment.contact_id)
-        .where(_ACTIVE_ENROLMENT, Enrollment.next_send_at <= now, Campaign.status == "active")
+        .where(_ACTIVE_ENROLLMENT, Enrollment.next_send_at <= now, Campaign.status == "active")
         .order_by(Enrollment.next_send_at)
         .limit(limit)
     )

@@ -13,7 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from crm_app.drip.suppression import suppress
+from crm_app.drip.audience.suppression import suppress
 from crm_app.models import Contact, utcnow
 
 _SALT = "unsubscribe"
