@@ -18,9 +18,9 @@ test: $(VENV)/.installed-dev
 
 ## bench: the benchmark scripts under bench/ (PostgreSQL + Redis)
 bench: $(VENV)/.installed-dev
-	@ls bench/*.py >/dev/null 2>&1 || { echo "no bench/*.py scripts yet"; exit 0; }; \
+	@ls bench/*_bench.py >/dev/null 2>&1 || { echo "no bench/*_bench.py scripts yet"; exit 0; }; \
 	bash scripts/services.sh && \
-	for script in bench/*.py; do echo "== $$script"; $(VPY) $$script || exit 1; done
+	for script in bench/*_bench.py; do echo "== $$script"; $(VPY) $$script || exit 1; done
 
 ## lint: ruff check + format check
 lint: $(VENV)/.installed-dev

@@ -6,7 +6,13 @@ from typing import Any
 
 from flask import Flask
 
-from crm_app.config import INSTANCE_PATH, PROJECT_ROOT, engine_options, load_config
+from crm_app.config import (
+    INSTANCE_PATH,
+    PROJECT_ROOT,
+    Settings,
+    engine_options,
+    load_settings,
+)
 from crm_app.extensions import csrf, db, htmx, login_manager, migrate
 
 
@@ -17,11 +23,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         template_folder=str(PROJECT_ROOT / "templates"),
         static_folder=str(PROJECT_ROOT / "static"),
     )
-    app.config.update(load_config())
+    app.config.update(load_settings().flask_config())
     if config:
         app.config.update(config)
     app.config.setdefault(
-        "SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
+        "SQLALCHEMY_ENGINE_OPTIONS", engine_options(Settings.from_config(app.config))
     )
     INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
 

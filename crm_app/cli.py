@@ -8,8 +8,10 @@ import click
 import sqlalchemy as sa
 from flask import Flask
 
+from crm_app.drip.campaigns.seed import seed_default_campaigns
 from crm_app.extensions import db
 from crm_app.models import ROLES, User
+from crm_app.web.health import current_health
 
 
 def create_user(email: str, password: str, role: str, name: str = "") -> User:
@@ -24,8 +26,6 @@ def register_cli(app: Flask) -> None:
     @app.cli.command("seed")
     def seed_command() -> None:
         """Load the four default campaigns (safe to run again)."""
-        from crm_app.drip.campaigns.seed import seed_default_campaigns
-
         report = seed_default_campaigns(db.session)
         db.session.commit()
         for label, names in (
@@ -54,8 +54,6 @@ def register_cli(app: Flask) -> None:
     @app.cli.command("health")
     def health_command() -> None:
         """Check the database, schema, Redis, worker and scheduler; exit 1 if any fails."""
-        from crm_app.web.health import current_health
-
         report = current_health()
         for check in report.checks:
             click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name:<14} {check.detail}")

@@ -1,16 +1,120 @@
-"""Settings from the environment (and an optional .env), with embedded defaults."""
+"""Every setting of the app, in one typed object with its one default.
+
+`Settings` is read from the environment (and an optional .env) once, at app
+creation; tests override fields through `create_app({"NAME": value})`. The
+Flask config carries the values under the upper-case names (Flask and its
+extensions read them there, tests override them there); the core, the queue and
+the jobs read them typed: `settings_of(app)`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from dotenv import load_dotenv
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_PATH = Path(os.environ.get("DRIP_INSTANCE_PATH", PROJECT_ROOT / "instance"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Each field is read from the environment variable of its upper-case name (an
+    empty variable means unset); a field whose default is None is optional."""
+
+    secret_key: str = field(default="", repr=False)  # empty: generated into instance/
+    database_url: str = ""  # empty: SQLite under instance/
+    redis_url: str | None = None  # None: the embedded Redis the run command starts
+    rq_queue: str = "drip"
+    public_base_url: str = "http://127.0.0.1:5000"
+    # Delivery backend: without an API key, mail goes to the Outbox (the message rows).
+    sendgrid_api_key: str | None = field(default=None, repr=False)
+    sendgrid_api_host: str = "https://api.sendgrid.com"
+    sendgrid_timeout: float = 10.0
+    sendgrid_webhook_public_key: str | None = field(default=None, repr=False)
+    # Event Webhook: accepted clock skew, and when an in-doubt email counts as lost.
+    sendgrid_webhook_tolerance_seconds: int = 600
+    in_doubt_no_trace_hours: float = 2.0
+    # Sender identity.
+    mail_from_email: str = "hello@example.com"
+    mail_from_name: str = "Drip CRM"
+    mail_reply_to: str | None = None
+    mail_unsubscribe_mailto: str = "unsubscribe@example.com"
+    sender_company: str = "Drip CRM"
+    sender_website: str = "https://example.com"
+    # Web.
+    session_hours: int = 12
+    session_cookie_secure: bool = False
+    contacts_per_page: int = 25
+    # Database pool (PostgreSQL): each sending thread holds a connection while it writes.
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    # Delivery (see crm_app/drip/delivery/DELIVERY.md for what each one guards).
+    delivery_lease_seconds: int = 600
+    delivery_max_attempts: int = 5
+    delivery_batch_size: int = 200
+    delivery_threads: int = 8
+    delivery_claim_chunk: int = 10
+    delivery_tick_chunk: int = 5000
+    delivery_retry_base_seconds: float = 30.0
+    delivery_retry_max_seconds: float = 3600.0
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values = {}
+        for spec in fields(cls):
+            raw = environ.get(spec.name.upper())
+            if raw is not None and raw.strip():  # empty means unset: the default
+                values[spec.name] = _cast(spec, raw)
+        return cls(**values)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """The typed view of a Flask config (after a test's or a caller's overrides)."""
+        values = {}
+        for spec in fields(cls):
+            key = spec.name.upper()
+            if key in config:
+                value = config[key]
+                values[spec.name] = _cast(spec, value) if isinstance(value, str) else value
+        values["database_url"] = config.get("SQLALCHEMY_DATABASE_URI", "")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def flask_config(self) -> dict[str, Any]:
+        """The Flask config: every field under its upper-case name, plus Flask's own keys."""
+        config = {spec.name.upper(): getattr(self, spec.name) for spec in fields(self)}
+        config.update(
+            SQLALCHEMY_DATABASE_URI=self.database_url,
+            PERMANENT_SESSION_LIFETIME=timedelta(hours=self.session_hours),
+            SESSION_COOKIE_HTTPONLY=True,
+            SESSION_COOKIE_SAMESITE="Lax",
+            SESSION_COOKIE_SECURE=self.session_cookie_secure,
+            WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+            TESTING=False,
+        )
+        return config
+
+
+def _cast(spec: dataclasses.Field, raw: str) -> Any:
+    kind = str(spec.type)
+    if kind.startswith("bool"):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if kind.startswith("int"):
+        return int(raw)
+    if kind.startswith("float"):
+        return float(raw)
+    return raw.strip()
 
 
 def _persistent_secret_key() -> str:
@@ -25,71 +129,37 @@ def _persistent_secret_key() -> str:
     return key
 
 
-def _bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+def normalize_database_url(url: str) -> str:
+    """Heroku-style URLs name the old driver; we use psycopg 3."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
 
 
-def engine_options(database_url: str) -> dict:
-    """Pool and driver settings for the database URL the app ends up with."""
-    if database_url.startswith("sqlite"):
+def engine_options(settings: Settings) -> dict:
+    """Pool and driver settings for the database the app ends up with."""
+    if settings.database_url.startswith("sqlite"):
         # Worker threads queue for SQLite's single write lock: wait, don't fail.
         return {"connect_args": {"timeout": 30}}
-    # Each delivery thread holds a connection from its reads to its commit.
     return {
         "pool_pre_ping": True,
-        "pool_size": int(os.environ.get("DB_POOL_SIZE", "10")),
-        "max_overflow": int(os.environ.get("DB_MAX_OVERFLOW", "20")),
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
     }
 
 
-def load_config() -> dict:
+def load_settings() -> Settings:
     """Read the environment once, at app creation (never at import)."""
     load_dotenv(PROJECT_ROOT / ".env")
-    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_PATH / 'drip.db'}"
-    # Heroku-style URLs name the old driver; we use psycopg 3.
-    if database_url.startswith(("postgres://", "postgresql://")):
-        database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
-    return {
-        "SECRET_KEY": os.environ.get("SECRET_KEY") or _persistent_secret_key(),
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        # None means: use the embedded Redis started by the run command.
-        "REDIS_URL": os.environ.get("REDIS_URL") or None,
-        "RQ_QUEUE": os.environ.get("RQ_QUEUE", "drip"),
-        "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
-        "SENDGRID_API_KEY": os.environ.get("SENDGRID_API_KEY") or None,
-        "SENDGRID_API_HOST": os.environ.get("SENDGRID_API_HOST", "https://api.sendgrid.com"),
-        "SENDGRID_WEBHOOK_PUBLIC_KEY": os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
-        "MAIL_FROM_EMAIL": os.environ.get("MAIL_FROM_EMAIL", "hello@example.com"),
-        "MAIL_FROM_NAME": os.environ.get("MAIL_FROM_NAME", "Drip CRM"),
-        "MAIL_REPLY_TO": os.environ.get("MAIL_REPLY_TO") or None,
-        "MAIL_UNSUBSCRIBE_MAILTO": os.environ.get(
-            "MAIL_UNSUBSCRIBE_MAILTO", "unsubscribe@example.com"
-        ),
-        "SENDER_COMPANY": os.environ.get("SENDER_COMPANY", "Drip CRM"),
-        "SENDER_WEBSITE": os.environ.get("SENDER_WEBSITE", "https://example.com"),
-        "PERMANENT_SESSION_LIFETIME": timedelta(hours=int(os.environ.get("SESSION_HOURS", "12"))),
-        "SESSION_COOKIE_HTTPONLY": True,
-        "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE", False),
-        "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
-        "CONTACTS_PER_PAGE": 25,
-        # Delivery (see crm_app/drip/DELIVERY.md for what each one guards).
-        "DELIVERY_LEASE_SECONDS": int(os.environ.get("DELIVERY_LEASE_SECONDS", "600")),
-        "DELIVERY_MAX_ATTEMPTS": int(os.environ.get("DELIVERY_MAX_ATTEMPTS", "5")),
-        "DELIVERY_BATCH_SIZE": int(os.environ.get("DELIVERY_BATCH_SIZE", "200")),
-        "DELIVERY_THREADS": int(os.environ.get("DELIVERY_THREADS", "8")),
-        "DELIVERY_CLAIM_CHUNK": int(os.environ.get("DELIVERY_CLAIM_CHUNK", "10")),
-        "DELIVERY_TICK_CHUNK": int(os.environ.get("DELIVERY_TICK_CHUNK", "5000")),
-        "DELIVERY_RETRY_BASE_SECONDS": float(os.environ.get("DELIVERY_RETRY_BASE_SECONDS", "30")),
-        "DELIVERY_RETRY_MAX_SECONDS": float(os.environ.get("DELIVERY_RETRY_MAX_SECONDS", "3600")),
-        "SENDGRID_TIMEOUT": float(os.environ.get("SENDGRID_TIMEOUT", "10")),
-        # Event Webhook: accepted clock skew, and when an in-doubt email counts as lost.
-        "SENDGRID_WEBHOOK_TOLERANCE_SECONDS": int(
-            os.environ.get("SENDGRID_WEBHOOK_TOLERANCE_SECONDS", "600")
-        ),
-        "IN_DOUBT_NO_TRACE_HOURS": float(os.environ.get("IN_DOUBT_NO_TRACE_HOURS", "2")),
-        "TESTING": False,
-    }
+    settings = Settings.from_environment()
+    database_url = settings.database_url or f"sqlite:///{INSTANCE_PATH / 'drip.db'}"
+    return settings.replace(
+        secret_key=settings.secret_key or _persistent_secret_key(),
+        database_url=normalize_database_url(database_url),
+    )
+
+
+def settings_of(app: Any) -> Settings:
+    """The app's settings, typed: read from its config on each call (a few microseconds),
+    so an override made after create_app (a test's monkeypatch) is seen everywhere."""
+    return Settings.from_config(app.config)

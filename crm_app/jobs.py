@@ -11,8 +11,13 @@ import logging
 from flask import Flask, current_app, has_app_context
 from sqlalchemy.orm import Session
 
+from crm_app import create_app
+from crm_app.config import settings_of
+from crm_app.drip.delivery.backends import Backend, backend_from_settings
+from crm_app.drip.delivery.pipeline import deliver_concurrently
+from crm_app.drip.delivery.tick import run_tick
 from crm_app.extensions import db
-from crm_app.queue import enqueue_deliveries, get_queue, schedule_delivery, setting
+from crm_app.queue import enqueue_deliveries, get_queue, schedule_delivery
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +29,15 @@ def _ensure_app_context() -> None:
     if has_app_context():
         return
     if _fallback_app is None:
-        from crm_app import create_app
-
         _fallback_app = create_app()
         _fallback_app.app_context().push()  # once per process, kept for its lifetime
 
 
-def _backend():
+def _backend() -> Backend:
     """One backend per process (the SendGrid client is reused between jobs)."""
     backend = current_app.extensions.get("drip_backend")
     if backend is None:
-        from crm_app.drip.delivery.backends import backend_from_config
-
-        backend = backend_from_config(current_app.config)
+        backend = backend_from_settings(settings_of(current_app))
         current_app.extensions["drip_backend"] = backend
     return backend
 
@@ -44,17 +45,14 @@ def _backend():
 def tick() -> dict:
     """The scheduler's job (every minute): due steps -> message rows -> delivery jobs."""
     _ensure_app_context()
-    from crm_app.drip.delivery.tick import run_tick
-
-    config = current_app.config
-    batch_size = setting(config, "DELIVERY_BATCH_SIZE", 200)
+    settings = settings_of(current_app)
     queue = get_queue()
     try:
         result = run_tick(
             db.session,
-            lambda ids: enqueue_deliveries(queue, ids, batch_size),
-            lease_seconds=setting(config, "DELIVERY_LEASE_SECONDS", 600),
-            chunk_size=setting(config, "DELIVERY_TICK_CHUNK", 5000),
+            lambda ids: enqueue_deliveries(queue, ids),
+            lease_seconds=settings.delivery_lease_seconds,
+            chunk_size=settings.delivery_tick_chunk,
         )
     finally:
         db.session.remove()
@@ -63,13 +61,8 @@ def tick() -> dict:
 
 
 def deliver_messages(ids: list[int]) -> dict:
-    """Deliver a batch of messages with DELIVERY_THREADS sending threads, each claiming
-    DELIVERY_CLAIM_CHUNK messages at a time (claim committed before the sends, results
-    committed after them; see crm_app/drip/delivery.py)."""
+    """Deliver a batch of messages (see crm_app/drip/delivery/pipeline.py)."""
     _ensure_app_context()
-    from crm_app.drip.delivery.pipeline import DeliverySettings, deliver_concurrently
-
-    config = current_app.config
     queue = get_queue()
     engine = db.engine
 
@@ -85,22 +78,9 @@ def deliver_messages(ids: list[int]) -> dict:
             make_session,
             list(ids),
             _backend(),
-            DeliverySettings.from_config(config),
-            threads=setting(config, "DELIVERY_THREADS", 8),
-            claim_chunk=setting(config, "DELIVERY_CLAIM_CHUNK", 10),
+            settings_of(current_app),
             schedule_retry=lambda message_id, when: schedule_delivery(queue, message_id, when),
         )
     finally:
         db.session.remove()
     return report.as_dict()
-
-
-def enqueue_messages(ids: list[int]) -> int:
-    """For admin actions (retry, resend): after their commit, put the ids on Redis."""
-    return enqueue_deliveries(
-        get_queue(), ids, setting(current_app.config, "DELIVERY_BATCH_SIZE", 200)
-    )
-
-
-def noop() -> None:
-    """RQ's own per-job floor, for the benchmark."""

@@ -1,33 +1,30 @@
-"""The app's Redis connection and RQ queue (one of each per process)."""
+"""The app's Redis connection and RQ queue (one of each per process), and the two
+ways work reaches Redis: delivery jobs now, and a retry at a time."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import redis
 from flask import Flask, current_app
 from rq import Queue
 
+from crm_app.config import Settings, settings_of
+
 DELIVER_JOB = "crm_app.jobs.deliver_messages"
 TICK_JOB = "crm_app.jobs.tick"
 
 
-def setting(config: Any, key: str, default: Any, cast=int) -> Any:
-    """A delivery setting from app.config, else the environment, else the default."""
-    value = config.get(key)
-    if value is None:
-        value = os.environ.get(key)
-    return default if value in (None, "") else cast(value)
+def _app(app: Flask | None) -> Flask:
+    return app or current_app._get_current_object()
 
 
 def get_redis(app: Flask | None = None) -> redis.Redis:
-    app = app or current_app._get_current_object()
+    app = _app(app)
     connection = app.extensions.get("drip_redis")
     if connection is None:
-        url = app.config.get("REDIS_URL")
+        url = settings_of(app).redis_url
         if not url:
             raise RuntimeError(
                 "REDIS_URL is not set: start the app with the run command (it starts the "
@@ -39,21 +36,24 @@ def get_redis(app: Flask | None = None) -> redis.Redis:
 
 
 def get_queue(app: Flask | None = None) -> Queue:
-    app = app or current_app._get_current_object()
-    return Queue(app.config.get("RQ_QUEUE") or "drip", connection=get_redis(app))
+    app = _app(app)
+    return Queue(settings_of(app).rq_queue, connection=get_redis(app))
 
 
-def delivery_job_timeout(config: Any, batch_size: int) -> int:
+def delivery_job_timeout(settings: Settings, batch_size: int) -> int:
     # Long enough for a whole batch against a slow SendGrid: an RQ timeout mid-send
     # would leave a row `sending` (in doubt) for nothing.
-    return int(batch_size * (setting(config, "SENDGRID_TIMEOUT", 10.0, float) + 1) + 60)
+    return int(batch_size * (settings.sendgrid_timeout + 1) + 60)
 
 
-def enqueue_deliveries(queue: Queue, ids: Sequence[int], batch_size: int = 200) -> int:
-    """Enqueue `ids` as delivery jobs of up to `batch_size` messages; returns the job count."""
+def enqueue_deliveries(queue: Queue, ids: Sequence[int], batch_size: int | None = None) -> int:
+    """Enqueue `ids` as delivery jobs of up to `batch_size` messages (DELIVERY_BATCH_SIZE);
+    returns the job count."""
     if not ids:
         return 0
-    timeout = delivery_job_timeout(current_app.config, batch_size)
+    settings = settings_of(current_app)
+    batch_size = batch_size or settings.delivery_batch_size
+    timeout = delivery_job_timeout(settings, batch_size)
     jobs = [
         Queue.prepare_data(
             DELIVER_JOB,
@@ -68,6 +68,11 @@ def enqueue_deliveries(queue: Queue, ids: Sequence[int], batch_size: int = 200) 
     for start in range(0, len(jobs), 500):
         queue.enqueue_many(jobs[start : start + 500])
     return len(jobs)
+
+
+def enqueue_messages(ids: list[int]) -> int:
+    """Put already committed `queued` messages on this app's queue (admin actions)."""
+    return enqueue_deliveries(get_queue(), ids)
 
 
 def schedule_delivery(queue: Queue, message_id: int, when: datetime) -> None:

@@ -14,6 +14,10 @@ from flask import Flask
 from redis import Redis
 from rq.cron import CronScheduler
 
+from crm_app import create_app
+from crm_app.config import settings_of
+from crm_app.jobs import tick
+
 TICK_INTERVAL_SECONDS = 60
 # A tick that has not started within a few minutes is stale: the next one replaces it.
 TICK_TTL_SECONDS = 5 * 60
@@ -22,19 +26,17 @@ TICK_TIMEOUT_SECONDS = 10 * 60
 
 def build_scheduler(app: Flask, connection: Redis | None = None) -> CronScheduler:
     """A CronScheduler on the app's Redis with the tick registered on the app's queue."""
-    from crm_app.jobs import tick
-
     if connection is None:
-        if not app.config.get("REDIS_URL"):
+        if not settings_of(app).redis_url:
             raise RuntimeError(
                 "REDIS_URL is not set: start the app with `make run` (embedded Redis) "
                 "or point REDIS_URL at a Redis server."
             )
-        connection = Redis.from_url(app.config["REDIS_URL"])
+        connection = Redis.from_url(settings_of(app).redis_url)
     scheduler = CronScheduler(connection=connection)
     scheduler.register(
         tick,
-        app.config["RQ_QUEUE"],
+        settings_of(app).rq_queue,
         interval=TICK_INTERVAL_SECONDS,
         ttl=TICK_TTL_SECONDS,
         job_timeout=TICK_TIMEOUT_SECONDS,
@@ -43,8 +45,6 @@ def build_scheduler(app: Flask, connection: Redis | None = None) -> CronSchedule
 
 
 def main() -> int:
-    from crm_app import create_app
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(message)s")
     try:
         scheduler = build_scheduler(create_app())

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from crm_app.config import settings_of
 from crm_app.drip.delivery.backends import SendGridBackend
-from crm_app.drip.delivery.pipeline import DeliverySettings
 from tests.sendgrid_server import FakeSendGrid
 
 
@@ -40,15 +40,14 @@ def backend(fake_sendgrid):
 
 @pytest.fixture
 def settings(app):
-    return DeliverySettings(
-        secret_key=app.config["SECRET_KEY"],
+    return settings_of(app).replace(
         public_base_url="https://crm.example.com",
-        unsubscribe_mailto="unsubscribe@example.com",
-        from_email="team@example.com",
-        from_name="Drip Team",
+        mail_unsubscribe_mailto="unsubscribe@example.com",
+        mail_from_email="team@example.com",
+        mail_from_name="Drip Team",
         sender_company="Acme Consulting",
         sender_website="https://acme.example.com",
-        max_attempts=3,
-        retry_base_seconds=1,
-        retry_max_seconds=60,
+        delivery_max_attempts=3,
+        delivery_retry_base_seconds=1,
+        delivery_retry_max_seconds=60,
     )

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from crm_app.config import Settings
 from crm_app.drip.audience.unsubscribe import (
     InvalidUnsubscribeToken,
     make_unsubscribe_token,
@@ -15,14 +16,14 @@ from crm_app.drip.audience.unsubscribe import (
     unsubscribe,
 )
 from crm_app.drip.campaigns.schedule import send_time_for_step
-from crm_app.drip.delivery.backends import OutboxBackend, backend_from_config
-from crm_app.drip.delivery.pipeline import (
+from crm_app.drip.delivery.admin_actions import (
     DeliveryActionError,
-    deliver_messages,
     mark_sent,
     resend_in_doubt,
     retry_failed,
 )
+from crm_app.drip.delivery.backends import OutboxBackend, backend_from_settings
+from crm_app.drip.delivery.pipeline import deliver_messages
 from crm_app.drip.delivery.tick import run_tick
 from crm_app.models import Activity, Enrollment, Message, Suppression, utcnow
 from tests.delivery_helpers import (
@@ -236,7 +237,7 @@ def test_unsubscribe_token_round_trips_and_refuses_tampering(app):
 def test_outbox_is_the_backend_without_an_api_key_and_keeps_the_rendered_email(
     session, make_contact, settings
 ):
-    assert isinstance(backend_from_config({"SENDGRID_API_KEY": None}), OutboxBackend)
+    assert isinstance(backend_from_settings(Settings(sendgrid_api_key=None)), OutboxBackend)
     contact = make_contact("lead")
     message = _tick(session, contact)
 

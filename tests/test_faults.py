@@ -8,7 +8,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from crm_app.drip.delivery.backends import SendGridBackend
-from crm_app.drip.delivery.pipeline import backend_auth_failure, deliver_messages
+from crm_app.drip.delivery.pipeline import deliver_messages
+from crm_app.drip.delivery.provider_health import backend_auth_failure
 from crm_app.drip.delivery.tick import run_tick
 from crm_app.models import Activity, Enrollment, Message, utcnow
 from tests.delivery_helpers import (
@@ -148,13 +149,13 @@ def test_exhausted_retries_fail_the_message(
     message = _queued(session, make_contact("lead"))
     fake_sendgrid.script("500", "500", "500", "500")
 
-    for _ in range(settings.max_attempts + 1):
+    for _ in range(settings.delivery_max_attempts + 1):
         deliver_messages(session, [message.id], backend, settings)
 
     session.refresh(message)
-    assert message.status == "failed" and message.attempts == settings.max_attempts
+    assert message.status == "failed" and message.attempts == settings.delivery_max_attempts
     assert "gave up after 3 attempts" in message.error
-    assert fake_sendgrid.answers == ["500"] * settings.max_attempts
+    assert fake_sendgrid.answers == ["500"] * settings.delivery_max_attempts
 
 
 def test_retry_lost_by_redis_comes_back_through_the_lease(

@@ -9,7 +9,7 @@ import redis
 import sqlalchemy as sa
 from rq import Queue, Worker
 
-from crm_app.drip.delivery.pipeline import set_backend_auth_failure
+from crm_app.drip.delivery.provider_health import set_backend_auth_failure
 from crm_app.drip.delivery.tick import LAST_TICK_KEY
 from crm_app.models import SystemState, utcnow
 

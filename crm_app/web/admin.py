@@ -6,26 +6,20 @@ from datetime import timedelta
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from crm_app.drip.delivery.pipeline import (
+from crm_app.drip.delivery.admin_actions import (
+    ADMIN_ACTIONS,
     DeliveryActionError,
-    mark_sent,
-    resend_in_doubt,
-    retry_failed,
+    perform_admin_action,
 )
 from crm_app.drip.reporting.message_lists import ADMIN_LISTS, admin_message_list, outbox_page
 from crm_app.extensions import db
-from crm_app.jobs import enqueue_messages
 from crm_app.models import Message
+from crm_app.queue import enqueue_messages
 from crm_app.web.auth import actor_name, admin_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 LIST_TITLES = {"failed": "Failed messages", "in_doubt": "Messages in doubt"}
-ACTIONS = {
-    "retry": (retry_failed, "queued again"),
-    "resend": (resend_in_doubt, "queued again; it may arrive twice"),
-    "mark-sent": (mark_sent, "marked as sent"),
-}
 
 
 def _page_number() -> int:
@@ -57,21 +51,17 @@ def messages():
 @bp.post("/messages/<int:message_id>/<action>")
 @admin_required
 def message_action(message_id: int, action: str):
-    if action not in ACTIONS:
+    if action not in ADMIN_ACTIONS:
         abort(404)
     message = db.get_or_404(Message, message_id)
     back = url_for("admin.messages", status=message.status)
-    perform, done = ACTIONS[action]
     try:
-        perform(db.session, message, actor=actor_name())
+        done = perform_admin_action(
+            db.session, message, action, actor=actor_name(), enqueue=enqueue_messages
+        )
     except DeliveryActionError as refused:
-        db.session.rollback()
         flash(str(refused), "error")
         return redirect(back)
-    db.session.commit()
-    if message.status == "queued":
-        # Committed first: a worker that picks the id up finds the row queued.
-        enqueue_messages([message.id])
     flash(f"Email #{message.id} to {message.to_email}: {done}.", "success")
     return redirect(back)
 

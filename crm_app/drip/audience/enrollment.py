@@ -6,62 +6,27 @@ timeline never disagrees with the enrolments. Callers commit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from crm_app.drip.audience.eligibility import mailing_block_reason
 from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.common.activity import activity_row, record_activities, record_activity
-from crm_app.drip.common.sql import in_values, is_postgres, json_rows
+from crm_app.drip.common.sql import in_values, update_rows
 from crm_app.models import (
     Campaign,
     CampaignStep,
     Contact,
     ContactGoal,
     Enrollment,
-    Suppression,
     utcnow,
 )
 
 
 class EnrollmentError(Exception):
     """A rule refused the action; the message is meant for the user."""
-
-
-def suppression_reasons(session, emails) -> dict[str, str]:
-    """{lowercased address: suppression reason} for those of `emails` on the list: one
-    query for a whole chunk of messages (pass it to `mailing_block_reason`)."""
-    wanted = {email.lower() for email in emails}
-    if not wanted:
-        return {}
-    rows = session.execute(
-        sa.select(Suppression.email, Suppression.reason).where(
-            in_values(session, Suppression.email, wanted)
-        )
-    )
-    return {email: reason for email, reason in rows}
-
-
-def mailing_block_reason(
-    session, contact: Contact, *, suppressions: Mapping[str, str] | None = None
-) -> str | None:
-    """Why this contact may not be mailed, or None. The one place this rule lives.
-
-    `suppressions`: the suppression list already read for this contact's address
-    (`suppression_reasons`), instead of one query here."""
-    if contact.email_status != "ok":
-        return f"the contact is {contact.email_status}"
-    if suppressions is not None:
-        suppressed = suppressions.get(contact.email.lower())
-    else:
-        suppressed = session.scalar(
-            sa.select(Suppression.reason).where(Suppression.email == contact.email.lower())
-        )
-    if suppressed is not None:
-        return f"the address is on the suppression list ({suppressed})"
-    return None
 
 
 def campaign_for_type(session, contact_type: str) -> Campaign | None:
@@ -140,15 +105,24 @@ def enroll_by_type(
     return enroll(session, contact, campaign, actor=actor, source=source, now=now)
 
 
-def auto_enroll(
-    session, contact: Contact, *, actor: str, now: datetime | None = None
+def enroll_by_type_or_note(
+    session, contact: Contact, *, actor: str, source: str, now: datetime | None = None
 ) -> Enrollment | None:
-    """On create: enrol by type; a refusal is recorded on the timeline, not raised."""
+    """Enrol by type; a refusal (no campaign, paused, suppressed...) is recorded on the
+    timeline instead of raised: the change that triggered it (a create, a type switch,
+    an import) goes through either way."""
     try:
-        return enroll_by_type(session, contact, actor=actor, source="auto", now=now)
+        return enroll_by_type(session, contact, actor=actor, source=source, now=now)
     except EnrollmentError as refused:
         record_activity(session, contact, "not_enrolled", str(refused), actor=actor)
         return None
+
+
+def auto_enroll(
+    session, contact: Contact, *, actor: str, now: datetime | None = None
+) -> Enrollment | None:
+    """On create: enrol by type, or note why not."""
+    return enroll_by_type_or_note(session, contact, actor=actor, source="auto", now=now)
 
 
 def stop(
@@ -236,11 +210,7 @@ def change_contact_type(
         current = active_enrollment(session, contact, old_campaign)
         if current is not None:
             stop(session, current, reason=f"type changed to {new_type}", actor=actor, now=now)
-    try:
-        return enroll_by_type(session, contact, actor=actor, source="type_change", now=now)
-    except EnrollmentError as refused:
-        record_activity(session, contact, "not_enrolled", str(refused), actor=actor)
-        return None
+    return enroll_by_type_or_note(session, contact, actor=actor, source="type_change", now=now)
 
 
 def record_goal(
@@ -278,39 +248,7 @@ def advance(
     return enrollment
 
 
-# advance_many's one statement on PostgreSQL: the rows travel as one jsonb parameter.
-# Conditional on the step each enrolment was at, so a concurrent stop or move wins.
-_ADVANCE_PG = sa.text(
-    "UPDATE enrollments AS e SET current_step = r.current_step, last_sent_at = r.last_sent_at,"
-    " next_send_at = r.next_send_at, status = r.status,"
-    " end_reason = COALESCE(r.end_reason, e.end_reason),"
-    " ended_at = COALESCE(r.ended_at, e.ended_at)"
-    " FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id integer, from_step integer,"
-    " current_step integer, last_sent_at timestamp, next_send_at timestamp, status text,"
-    " end_reason text, ended_at timestamp)"
-    " WHERE e.id = r.id AND e.status = 'active' AND e.current_step = r.from_step"
-    " RETURNING e.id"
-)
-_ENROLLMENTS = Enrollment.__table__
-_ADVANCE_ONE = (
-    sa.update(_ENROLLMENTS)
-    .where(
-        _ENROLLMENTS.c.id == sa.bindparam("e_id"),
-        _ENROLLMENTS.c.status == "active",
-        _ENROLLMENTS.c.current_step == sa.bindparam("from_step"),
-    )
-    .values(
-        current_step=sa.bindparam("p_current_step"),
-        last_sent_at=sa.bindparam("p_last_sent_at", type_=_ENROLLMENTS.c.last_sent_at.type),
-        next_send_at=sa.bindparam("p_next_send_at", type_=_ENROLLMENTS.c.next_send_at.type),
-        status=sa.bindparam("p_status"),
-        end_reason=sa.func.coalesce(sa.bindparam("p_end_reason"), _ENROLLMENTS.c.end_reason),
-        ended_at=sa.func.coalesce(
-            sa.bindparam("p_ended_at", type_=_ENROLLMENTS.c.ended_at.type),
-            _ENROLLMENTS.c.ended_at,
-        ),
-    )
-)
+ENROLLMENTS = Enrollment.__table__
 
 
 def advance_many(session, sent: list[tuple[Enrollment, datetime]]) -> set[int]:
@@ -355,15 +293,25 @@ def advance_many(session, sent: list[tuple[Enrollment, datetime]]) -> set[int]:
                 enrollment.campaign, enrollment.contact, steps[step_number - 1], sent_at
             )
         rows.append(row)
-    if is_postgres(session):
-        moved = set(session.execute(_ADVANCE_PG, {"rows": json_rows(rows)}).scalars())
-    else:
-        moved = set()
-        for row in rows:
-            params = {"e_id": row["id"], "from_step": row["from_step"]}
-            params.update({f"p_{k}": v for k, v in row.items() if k not in ("id", "from_step")})
-            if session.execute(_ADVANCE_ONE, params).rowcount == 1:
-                moved.add(row["id"])
+    # Conditional on the step each enrolment was at, so a concurrent stop or move wins.
+    moved = update_rows(
+        session,
+        ENROLLMENTS,
+        rows,
+        types={"from_step": ENROLLMENTS.c.current_step.type},
+        where=lambda r: [
+            ENROLLMENTS.c.status == "active",
+            ENROLLMENTS.c.current_step == r.from_step,
+        ],
+        values=lambda r: {
+            "current_step": r.current_step,
+            "last_sent_at": r.last_sent_at,
+            "next_send_at": r.next_send_at,
+            "status": r.status,
+            "end_reason": sa.func.coalesce(r.end_reason, ENROLLMENTS.c.end_reason),
+            "ended_at": sa.func.coalesce(r.ended_at, ENROLLMENTS.c.ended_at),
+        },
+    )
     timeline = [
         activity_row(
             enrollment.contact_id,

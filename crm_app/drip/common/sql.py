@@ -1,16 +1,15 @@
-"""The few SQL helpers the core needs on both databases."""
+"""The few SQL helpers the core needs on both databases: one helper per kind of
+set-based write (insert_rows, update_rows), the dialect's insert, and IN lists."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-
-from crm_app.models.types import UTCDateTime
 
 
 def dialect_insert(session) -> Callable:
@@ -22,15 +21,6 @@ def dialect_insert(session) -> Callable:
 
 def is_postgres(session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
-
-
-_PG_TYPES = {"INTEGER": "integer", "VARCHAR": "text", "TEXT": "text", "JSON": "json"}
-
-
-def _pg_type(column: sa.Column) -> str:
-    if isinstance(column.type, UTCDateTime):
-        return "timestamp"
-    return _PG_TYPES[column.type.compile(dialect=postgresql.dialect()).split("(")[0]]
 
 
 def _json_default(value: Any) -> Any:
@@ -49,37 +39,113 @@ def insert_rows(
     table: sa.Table,
     rows: list[dict],
     *,
-    on_conflict: str | None = None,
-    returning: str | None = None,
+    constants: Mapping[str, Any] | None = None,
+    on_conflict: str | Sequence[str] | None = None,
+    returning: str | Sequence[str] | None = None,
 ) -> list:
-    """Insert many rows at once, optionally skipping conflicts and returning one column.
+    """Insert many rows at once, optionally skipping conflicts; returns the `returning`
+    column's values (a tuple per row when it names several columns).
 
-    On PostgreSQL the rows travel as ONE jsonb parameter (jsonb_to_recordset): a
-    thousand-row webhook batch costs one short, cached statement instead of a
-    statement with thousands of bound parameters to build and parse."""
+    `constants` are columns with the same value in every row. On PostgreSQL the rows
+    travel as ONE jsonb parameter (jsonb_to_recordset): a thousand-row batch costs one
+    short, cached statement instead of thousands of bound parameters to build and parse."""
     if not rows:
         return []
-    columns = list(rows[0])
+    constants = dict(constants or {})
+    conflict = [on_conflict] if isinstance(on_conflict, str) else list(on_conflict or [])
+    wanted = [returning] if isinstance(returning, str) else list(returning or [])
     if is_postgres(session):
-        definition = ", ".join(f"{name} {_pg_type(table.c[name])}" for name in columns)
-        names = ", ".join(columns)
-        sql = (
-            f"INSERT INTO {table.name} ({names}) SELECT {names} "
-            f"FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({definition})"
+        source = _recordset(table, list(rows[0]), {})
+        selected = [source.c[name] for name in rows[0]]
+        selected += [sa.literal(value, table.c[name].type) for name, value in constants.items()]
+        statement = postgresql.insert(table).from_select(
+            list(rows[0]) + list(constants), sa.select(*selected)
         )
-        if on_conflict:
-            sql += f" ON CONFLICT ({on_conflict}) DO NOTHING"
-        if returning:
-            sql += f" RETURNING {returning}"
-        result = session.execute(sa.text(sql), {"rows": json_rows(rows)})
-        return list(result.scalars()) if returning else []
-    statement = dialect_insert(session)(table)
-    if on_conflict:
-        statement = statement.on_conflict_do_nothing(index_elements=[on_conflict])
-    if returning:
-        return list(session.scalars(statement.returning(table.c[returning]), rows))
-    session.execute(statement, rows)
-    return []
+        params = {"rows": json_rows(rows)}
+    else:
+        statement = sqlite.insert(table)
+        params = [{**row, **constants} for row in rows]
+    if conflict:
+        statement = statement.on_conflict_do_nothing(index_elements=conflict)
+    if not wanted:
+        session.execute(statement, params)
+        return []
+    statement = statement.returning(*(table.c[name] for name in wanted))
+    result = session.execute(statement, params)
+    return list(result.scalars()) if isinstance(returning, str) else [tuple(r) for r in result]
+
+
+class _Fields:
+    """The fields of each row, as columns of an UPDATE: `r.name`."""
+
+    def __init__(self, columns: Mapping[str, sa.ColumnElement]):
+        self._columns = columns
+
+    def __getattr__(self, name: str) -> sa.ColumnElement:
+        try:
+            return self._columns[name]
+        except KeyError:
+            raise AttributeError(f"the rows have no field {name!r}") from None
+
+
+def _recordset(table: sa.Table, names: list[str], types: Mapping[str, Any]):
+    """PostgreSQL: the rows (one jsonb parameter `rows`) as a typed derived table `r`."""
+    columns = [sa.column(name, types.get(name) or table.c[name].type) for name in names]
+    function = sa.func.jsonb_to_recordset(sa.cast(sa.bindparam("rows"), postgresql.JSONB))
+    return function.table_valued(*columns).render_derived(name="r", with_types=True)
+
+
+def update_rows(
+    session,
+    table: sa.Table,
+    rows: list[dict],
+    *,
+    values: Callable[[_Fields], dict[str, Any]],
+    where: Callable[[_Fields], list[sa.ColumnElement]] = lambda r: [],
+    key: str = "id",
+    types: Mapping[str, Any] | None = None,
+    returning: bool = True,
+) -> set:
+    """UPDATE many rows at once, each matched by `key` and changed by its own values.
+
+    `values(r)` and `where(r)` build the SET and the extra conditions from `r`, the
+    row's fields (`r.sent_at`); `types` gives the type of a field that is not a column
+    of `table` (`seen_attempts`). Returns the keys of the rows that matched and changed
+    (a conditional update another writer won is not among them), unless `returning`
+    is False. PostgreSQL: one statement over jsonb_to_recordset; SQLite: one compiled
+    statement run per row."""
+    if not rows:
+        return set()
+    names, types = list(rows[0]), dict(types or {})
+    if is_postgres(session):
+        source = _recordset(table, names, types)
+        fields = _Fields({name: source.c[name] for name in names})
+        statement = _update(table, fields, key, values, where)
+        if not returning:
+            session.execute(statement, {"rows": json_rows(rows)})
+            return set()
+        return set(
+            session.execute(statement.returning(table.c[key]), {"rows": json_rows(rows)}).scalars()
+        )
+    parameters = {
+        name: sa.bindparam(f"r_{name}", type_=types.get(name) or table.c[name].type)
+        for name in names
+    }
+    statement = _update(table, _Fields(parameters), key, values, where)
+    params = [{f"r_{name}": value for name, value in row.items()} for row in rows]
+    if not returning:
+        session.execute(statement, params)
+        return set()
+    return {
+        row[key]
+        for row, param in zip(rows, params, strict=True)
+        if session.execute(statement, param).rowcount == 1
+    }
+
+
+def _update(table: sa.Table, fields: _Fields, key: str, values, where) -> sa.Update:
+    condition = sa.and_(table.c[key] == getattr(fields, key), *where(fields))
+    return sa.update(table).where(condition).values(values(fields))
 
 
 def in_values(session, column: sa.ColumnElement, values) -> sa.ColumnElement:

@@ -35,6 +35,8 @@ from sendgrid.helpers.mail import (
     To,
 )
 
+from crm_app.config import Settings
+
 # A 401/403 means the API key is wrong or revoked: health turns red.
 AUTH_STATUSES = frozenset({401, 403})
 
@@ -343,16 +345,15 @@ class SendGridBackend:
         return provider_id or ""
 
 
-def backend_from_config(config: Any) -> Backend:
+def backend_from_settings(settings: Settings) -> Backend:
     """SendGrid when an API key is configured, else the local Outbox."""
-    api_key = config.get("SENDGRID_API_KEY")
-    if not api_key:
+    if not settings.sendgrid_api_key:
         return OutboxBackend()
     return SendGridBackend(
-        api_key=api_key,
-        host=config.get("SENDGRID_API_HOST") or "https://api.sendgrid.com",
-        from_email=config.get("MAIL_FROM_EMAIL") or "hello@example.com",
-        from_name=config.get("MAIL_FROM_NAME") or "",
-        reply_to=config.get("MAIL_REPLY_TO") or None,
-        timeout=float(config.get("SENDGRID_TIMEOUT", 10.0)),
+        api_key=settings.sendgrid_api_key,
+        host=settings.sendgrid_api_host,
+        from_email=settings.mail_from_email,
+        from_name=settings.mail_from_name,
+        reply_to=settings.mail_reply_to,
+        timeout=settings.sendgrid_timeout,
     )

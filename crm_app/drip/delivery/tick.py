@@ -12,10 +12,9 @@ See DELIVERY.md for the whole state machine.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
@@ -23,10 +22,8 @@ from sqlalchemy.orm import selectinload
 from crm_app.drip.audience.enrollment import advance, complete
 from crm_app.drip.campaigns.schedule import clamp_to_send_window, is_inside_send_window
 from crm_app.drip.common.activity import record_activity
-from crm_app.drip.common.sql import dialect_insert, is_postgres
+from crm_app.drip.common.sql import dialect_insert, in_values, insert_rows, is_postgres, update_rows
 from crm_app.models import Campaign, Contact, Enrollment, Message, SystemState, utcnow
-
-log = logging.getLogger(__name__)
 
 LAST_TICK_KEY = "last_tick_at"
 # Literal, not a bound parameter: SQLite only uses the partial index
@@ -34,6 +31,19 @@ LAST_TICK_KEY = "last_tick_at"
 _ACTIVE_ENROLLMENT = sa.text("enrollments.status = 'active'")
 
 Enqueue = Callable[[list[int]], None]
+ENROLLMENTS = Enrollment.__table__
+MESSAGES = Message.__table__
+# A new message row: queued, nothing rendered yet (the worker renders it when it claims it).
+_NEW_MESSAGE = {
+    "status": "queued",
+    "attempts": 0,
+    "to_email": "",
+    "subject": "",
+    "html": "",
+    "text": "",
+    "headers": {},
+    "error": "",
+}
 
 
 @dataclass
@@ -142,10 +152,10 @@ def _process_due_chunk(
         if not is_inside_send_window(now, campaign, row.timezone):
             deferrals.append(
                 {
-                    "e_id": row.id,
-                    "e_step": row.current_step,
-                    "e_seen": row.next_send_at,
-                    "e_next": clamp_to_send_window(
+                    "id": row.id,
+                    "seen_step": row.current_step,
+                    "seen_next_send_at": row.next_send_at,
+                    "next_send_at": clamp_to_send_window(
                         now,
                         row.timezone,
                         campaign.send_weekdays,
@@ -163,30 +173,25 @@ def _process_due_chunk(
                 "contact_id": row.contact_id,
                 "campaign_id": row.campaign_id,
                 "step_position": row.current_step,
-                "status": "queued",
-                "attempts": 0,
-                "to_email": "",
-                "subject": "",
-                "html": "",
-                "text": "",
-                "headers": {},
-                "error": "",
-                "created_at": now,
-                "enqueued_at": now,
             }
         )
 
     if deferrals:
         # Guarded: only if nobody moved the enrolment since we read it.
-        session.execute(
-            sa.update(Enrollment.__table__)
-            .where(
-                Enrollment.id == sa.bindparam("e_id"),
-                Enrollment.current_step == sa.bindparam("e_step"),
-                Enrollment.next_send_at == sa.bindparam("e_seen"),
-            )
-            .values(next_send_at=sa.bindparam("e_next")),
+        update_rows(
+            session,
+            ENROLLMENTS,
             deferrals,
+            types={
+                "seen_step": ENROLLMENTS.c.current_step.type,
+                "seen_next_send_at": ENROLLMENTS.c.next_send_at.type,
+            },
+            where=lambda r: [
+                ENROLLMENTS.c.current_step == r.seen_step,
+                ENROLLMENTS.c.next_send_at == r.seen_next_send_at,
+            ],
+            values=lambda r: {"next_send_at": r.next_send_at},
+            returning=False,
         )
         result.deferred += len(deferrals)
 
@@ -211,54 +216,25 @@ def _process_due_chunk(
 def _insert_messages(session, rows: list[dict], now: datetime) -> dict[int, int]:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING: {enrollment_id: message id} of the
     rows this call created (a row another tick created first is not returned)."""
-    if not rows:
-        return {}
-    if is_postgres(session):
-        # Five arrays, whatever the number of rows: no per-row parameters to bind or parse.
-        result = session.execute(
-            sa.text(
-                "INSERT INTO messages (enrollment_id, step_id, contact_id, campaign_id,"
-                " step_position, status, attempts, to_email, subject, html, text, headers,"
-                " error, created_at, enqueued_at)"
-                " SELECT e, s, c, ca, p, 'queued', 0, '', '', '', '', '{}', '', :now, :now"
-                " FROM unnest(CAST(:e AS integer[]), CAST(:s AS integer[]),"
-                " CAST(:c AS integer[]), CAST(:ca AS integer[]), CAST(:p AS integer[]))"
-                " AS t(e, s, c, ca, p)"
-                " ON CONFLICT (enrollment_id, step_id) DO NOTHING"
-                " RETURNING id, enrollment_id"
-            ),
-            {
-                "now": now.astimezone(UTC).replace(tzinfo=None),
-                "e": [r["enrollment_id"] for r in rows],
-                "s": [r["step_id"] for r in rows],
-                "c": [r["contact_id"] for r in rows],
-                "ca": [r["campaign_id"] for r in rows],
-                "p": [r["step_position"] for r in rows],
-            },
-        )
-        return {enrollment_id: message_id for message_id, enrollment_id in result}
-    # SQLite: one statement for many rows (SQLAlchemy batches it into multi-row
-    # INSERT ... RETURNING), compiled once.
-    table = Message.__table__
-    statement = (
-        dialect_insert(session)(table)
-        .on_conflict_do_nothing(index_elements=["enrollment_id", "step_id"])
-        .returning(table.c.id, table.c.enrollment_id)
+    created = insert_rows(
+        session,
+        MESSAGES,
+        rows,
+        constants={**_NEW_MESSAGE, "created_at": now, "enqueued_at": now},
+        on_conflict=("enrollment_id", "step_id"),
+        returning=("id", "enrollment_id"),
     )
-    return {e_id: m_id for m_id, e_id in session.execute(statement, rows)}
+    return {enrollment_id: message_id for message_id, enrollment_id in created}
 
 
 def _clear_next_send_at(session, enrollment_ids: list[int]) -> None:
-    table = Enrollment.__table__
-    if is_postgres(session):
-        session.execute(
-            sa.text("UPDATE enrollments SET next_send_at = NULL WHERE id = ANY(:ids)"),
-            {"ids": enrollment_ids},
-        )
-        return
     for start in range(0, len(enrollment_ids), 500):
         chunk = enrollment_ids[start : start + 500]
-        session.execute(sa.update(table).where(table.c.id.in_(chunk)).values(next_send_at=None))
+        session.execute(
+            sa.update(ENROLLMENTS)
+            .where(in_values(session, ENROLLMENTS.c.id, chunk))
+            .values(next_send_at=None)
+        )
 
 
 def _resolve_conflicts(session, conflicts: list[dict], rows, now: datetime) -> list[int]:

@@ -11,6 +11,8 @@ from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 
 from crm_app.config import PROJECT_ROOT
+from crm_app.drip.delivery.provider_health import backend_auth_failure
+from crm_app.drip.delivery.tick import last_tick_at
 from crm_app.models import Message, utcnow
 
 
@@ -102,8 +104,6 @@ def _check_redis_and_workers(redis_url: str | None, queue_name: str, report: Hea
 
 
 def _check_scheduler(session, now: datetime, report: HealthReport, max_age: timedelta) -> None:
-    from crm_app.drip.delivery.tick import last_tick_at
-
     last = last_tick_at(session)
     report.figures["last_tick_at"] = last.isoformat() if last else None
     if last is None:
@@ -149,9 +149,7 @@ def check_health(
 
 def _check_sender_auth(session, report: HealthReport) -> None:
     """SendGrid said 401/403: the key is wrong or lacks permission; nothing can be sent."""
-    from crm_app.drip.delivery import pipeline as delivery
-
-    failure = delivery.backend_auth_failure(session)
+    failure = backend_auth_failure(session)
     report.checks.append(
         Check("sendgrid_auth", failure is None, "ok" if failure is None else failure)
     )

@@ -21,7 +21,8 @@ from crm_app.drip.audience.suppression import (
     suppress,
     suppress_many,
 )
-from crm_app.drip.common.sql import in_values, insert_rows, is_postgres, json_rows
+from crm_app.drip.common.sql import in_values, insert_rows, update_rows
+from crm_app.drip.delivery.admin_actions import mark_sent
 from crm_app.models import Activity, Message, utcnow
 from crm_app.models.tracking import EmailEvent, WebhookBatch
 
@@ -217,30 +218,20 @@ def _record_first_seen(session, events: list[_Event]) -> None:
             earliest[key] = e.occurred_at
     by_column: dict[str, list[dict]] = defaultdict(list)
     for (column, message_id), at in earliest.items():
-        by_column[column].append({"m_id": message_id, "at": at})
-    table = Message.__table__
-    for column, params in by_column.items():
-        if is_postgres(session):
-            # One statement per column whatever the batch size: the pairs travel as jsonb.
-            session.execute(
-                sa.text(
-                    f"UPDATE messages AS m SET {column} = r.at "
-                    "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
-                    "AS r(m_id integer, at timestamp) "
-                    f"WHERE m.id = r.m_id AND (m.{column} IS NULL OR m.{column} > r.at)"
-                ),
-                {"rows": json_rows(params)},
-            )
-            continue
-        col = table.c[column]
-        at = sa.bindparam("at", type_=col.type)
-        statement = (
-            table.update()
-            .where(table.c.id == sa.bindparam("m_id"))
-            .where(sa.or_(col.is_(None), col > at))
-            .values({column: at})
+        by_column[column].append({"id": message_id, "at": at})
+    messages = Message.__table__
+    for column, rows in by_column.items():
+        first_seen = messages.c[column]
+        # One statement per column whatever the batch size.
+        update_rows(
+            session,
+            messages,
+            rows,
+            types={"at": first_seen.type},
+            where=lambda r, col=first_seen: [sa.or_(col.is_(None), col > r.at)],
+            values=lambda r, name=column: {name: r.at},
+            returning=False,
         )
-        session.execute(statement, params)
 
 
 def _record_timeline(session, events: list[_Event], now: datetime) -> None:
@@ -320,8 +311,6 @@ def _apply_consequences(session, events: list[_Event], now: datetime) -> None:
 
 def _resolve_in_doubt(session, events: list[_Event]) -> None:
     """SendGrid has the message: an in-doubt row was in fact sent (one query to find them)."""
-    from crm_app.drip.delivery.pipeline import mark_sent
-
     seen: dict[int, datetime] = {}
     for e in events:
         if e.event in ("processed", "delivered") and e.message_id is not None:

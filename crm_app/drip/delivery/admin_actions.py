@@ -1,0 +1,100 @@
+"""What an admin does to one failed or in-doubt email: retry, resend, mark sent.
+
+Each change is conditional on the state the page showed, and writes its timeline
+row; `perform_admin_action` commits before Redis hears of the message (the lease
+brings it back if Redis is down), as the tick does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from crm_app.drip.audience.enrollment import advance
+from crm_app.drip.delivery.transitions import MESSAGES, record_message_activity, update_if
+from crm_app.models import Enrollment, Message, utcnow
+
+
+class DeliveryActionError(Exception):
+    """The action does not apply to this message's state; the message is meant for the user."""
+
+
+def _requeue(session, message: Message, allowed: tuple[str, ...], kind: str, actor: str, now):
+    if message.status not in allowed:
+        raise DeliveryActionError(
+            f"Message #{message.id} is {message.status}, not {' or '.join(allowed)}."
+        )
+    if not update_if(
+        session,
+        message.id,
+        MESSAGES.c.status == message.status,
+        status="queued",
+        error="",
+        enqueued_at=now,
+        next_attempt_at=None,
+    ):
+        raise DeliveryActionError(f"Message #{message.id} changed meanwhile; reload the page.")
+    session.refresh(message)
+    record_message_activity(
+        session, message, kind, f"Email #{message.id} queued again by {actor}", actor
+    )
+    return message
+
+
+def retry_failed(session, message: Message, *, actor: str, now: datetime | None = None) -> Message:
+    """failed -> queued. The caller commits, then enqueues the id."""
+    return _requeue(session, message, ("failed",), "email_retried", actor, now or utcnow())
+
+
+def resend_in_doubt(
+    session, message: Message, *, actor: str, now: datetime | None = None
+) -> Message:
+    """in_doubt -> queued: the admin accepts the risk of a second copy."""
+    return _requeue(session, message, ("in_doubt",), "email_resent", actor, now or utcnow())
+
+
+def mark_sent(
+    session, message: Message, *, actor: str, note: str = "", now: datetime | None = None
+) -> Message:
+    """in_doubt -> sent (an admin knows it went out, or SendGrid reported it): the
+    enrolment moves on. `note` says how we know, on the timeline."""
+    now = now or utcnow()
+    if message.status != "in_doubt":
+        raise DeliveryActionError(f"Message #{message.id} is {message.status}, not in doubt.")
+    if not update_if(
+        session, message.id, MESSAGES.c.status == "in_doubt", status="sent", sent_at=now, error=""
+    ):
+        raise DeliveryActionError(f"Message #{message.id} changed meanwhile; reload the page.")
+    session.refresh(message)
+    detail = f"Email #{message.id} marked sent by {actor}" + (f": {note}" if note else "")
+    record_message_activity(session, message, "email_marked_sent", detail, actor)
+    enrollment: Enrollment = message.enrollment
+    if enrollment.status == "active" and enrollment.current_step == message.step_position:
+        advance(session, enrollment, sent_at=now, now=now)
+    return message
+
+
+ADMIN_ACTIONS: dict[str, tuple[Callable[..., Message], str]] = {
+    "retry": (retry_failed, "queued again"),
+    "resend": (resend_in_doubt, "queued again; it may arrive twice"),
+    "mark-sent": (mark_sent, "marked as sent"),
+}
+
+
+def perform_admin_action(
+    session, message: Message, action: str, *, actor: str, enqueue: Callable[[list[int]], Any]
+) -> str:
+    """Apply one of ADMIN_ACTIONS and commit; a message queued again goes to Redis
+    (`enqueue`) only after the commit, so the worker that picks it up finds it queued.
+    Returns what was done; raises DeliveryActionError (rolled back) when it does not apply."""
+    perform, done = ADMIN_ACTIONS[action]
+    try:
+        perform(session, message, actor=actor)
+    except DeliveryActionError:
+        session.rollback()
+        raise
+    session.commit()
+    if message.status == "queued":
+        enqueue([message.id])
+    return done

@@ -1,0 +1,415 @@
+"""One chunk of messages through four named steps: decide, claim, send, record.
+
+1. decide: load the chunk fresh (one query) and decide each message: skip it (with
+   the reason), fail it (its template broke), or render it for a claim;
+2. claim: one conditional UPDATE for the claims, committed BEFORE any send, so a
+   kill during the sends leaves `sending` (then in doubt), never `queued` (resent);
+3. send: each claimed email to the backend; a 401/403 stops the batch;
+4. record: every result in one commit, conditional on the attempt (an admin may
+   have resent it meanwhile).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from crm_app.drip.audience.eligibility import mailing_block_reason, suppression_reasons
+from sqlalchemy.orm import joinedload
+
+from crm_app.config import Settings
+from crm_app.drip.audience.enrollment import advance_many, stop
+from crm_app.drip.campaigns.rendering import TemplateRenderError
+from crm_app.drip.common.activity import activity_row, record_activities
+from crm_app.drip.delivery import transitions
+from crm_app.drip.delivery.backends import (
+    Backend,
+    OutgoingEmail,
+    PermanentSendError,
+    TransientSendError,
+)
+from crm_app.drip.delivery.compose import compose, email_label
+from crm_app.drip.delivery.provider_health import set_backend_auth_failure
+from crm_app.drip.delivery.report import BatchControl, DeliveryReport
+from crm_app.models import Contact, Enrollment, Message, utcnow
+
+log = logging.getLogger(__name__)
+
+WORKER = "system:worker"
+# (message id, when) -> None: puts a retry on Redis once the row is committed.
+ScheduleRetry = Callable[[int, datetime], None]
+
+
+def retry_delay(attempt: int, settings: Settings, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter; never sooner than the provider's Retry-After."""
+    ceiling = settings.delivery_retry_max_seconds
+    if retry_after is not None:
+        return min(ceiling, retry_after * random.uniform(1.0, 1.2))
+    base = settings.delivery_retry_base_seconds * (2 ** max(0, attempt - 1))
+    return min(ceiling, base * random.uniform(0.5, 1.5))
+
+
+@dataclass
+class Claim:
+    """A message this thread decided to send: what its claim and result are written with."""
+
+    message: Message
+    outgoing: OutgoingEmail
+    attempt: int  # the attempts value the claim writes
+    # Set by the send: "sent", "transient", "permanent", "error"; None: not sent.
+    result: str | None = None
+    provider_id: str | None = None
+    sent_at: datetime | None = None
+    error: Exception | None = None
+
+    def activity(self, kind: str, detail: str, created_at: datetime) -> dict:
+        return activity_row(
+            self.message.contact_id,
+            kind,
+            detail,
+            actor=WORKER,
+            campaign_id=self.message.campaign_id,
+            enrollment_id=self.message.enrollment_id,
+            created_at=created_at,
+        )
+
+
+@dataclass
+class ChunkContext:
+    """What every chunk of one thread shares."""
+
+    session: object
+    backend: Backend
+    settings: Settings
+    control: BatchControl
+    now: Callable[[], datetime]
+    schedule_retry: ScheduleRetry | None
+    report: DeliveryReport
+
+
+@dataclass
+class _Outcomes:
+    """Outcomes of one chunk: reported only once committed (`reported` then lists them)."""
+
+    report: DeliveryReport
+    reported: set[int] = field(default_factory=set)
+
+    def add(self, kind: str, message_id: int) -> None:
+        getattr(self.report, kind).append(message_id)
+        self.reported.add(message_id)
+
+
+def deliver_chunk(ctx: ChunkContext, chunk: list[int], reported: set[int]) -> None:
+    """Deliver one chunk; the ids whose outcome is committed and reported go to `reported`."""
+    outcomes = _Outcomes(ctx.report, reported)
+    unique = list(dict.fromkeys(chunk))
+    repeats = list(chunk)
+    for message_id in unique:
+        repeats.remove(message_id)
+    ctx.report.not_claimed.extend(repeats)  # the same id twice in a chunk: one claim at most
+
+    mark = time.perf_counter()
+    decision = decide(ctx, unique)
+    ctx.report.seconds["render"] += decision.render_seconds
+    mark = ctx.report.timed("load", mark)
+    ctx.report.seconds["load"] -= decision.render_seconds
+    claims = claim(ctx, decision, outcomes)
+    mark = ctx.report.timed("claim", mark)
+    send(ctx, claims)
+    mark = ctx.report.timed("send", mark)
+    record(ctx, claims, outcomes)
+    ctx.report.timed("record", mark)
+
+
+# -- 1. decide ------------------------------------------------------------------------
+
+_LOAD_OPTIONS = (
+    joinedload(Message.enrollment),
+    joinedload(Message.contact).joinedload(Contact.owner),
+    joinedload(Message.campaign),
+    joinedload(Message.step),
+)
+
+
+def _load(session, ids: list[int]) -> dict[int, Message]:
+    """A chunk's messages with everything delivery reads, in one query."""
+    rows = session.scalars(
+        sa.select(Message)
+        .where(Message.id.in_(set(ids)))
+        .options(*_LOAD_OPTIONS)
+        .execution_options(populate_existing=True)
+    ).unique()
+    return {message.id: message for message in rows}
+
+
+def skip_reason(
+    session, message: Message, suppressions: dict[str, str] | None = None
+) -> tuple[str, str] | None:
+    """(reason, what to do with the enrolment: none/stop/reschedule) when this email
+    must not go out now, else None."""
+    enrollment = message.enrollment
+    if enrollment.status != "active":
+        return f"the enrolment has ended ({enrollment.end_reason or enrollment.status})", "none"
+    if enrollment.current_step != message.step_position:
+        return "the enrolment moved to another step", "none"
+    blocked = mailing_block_reason(session, message.contact, suppressions=suppressions)
+    if blocked:
+        return blocked, "stop"
+    if message.campaign.status != "active":
+        return f"the campaign is {message.campaign.status}", "reschedule"
+    if message.step is None:
+        return "the step was removed from the campaign", "reschedule"
+    return None
+
+
+@dataclass
+class Decision:
+    """A chunk decided: outcomes written but not committed, and the claims to make."""
+
+    decided: list[tuple[str, int]] = field(default_factory=list)  # (outcome, message id)
+    claims: list[Claim] = field(default_factory=list)
+    render_seconds: float = 0.0
+
+
+def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
+    """Skip, fail (broken template) or render each message read just now."""
+    session, decision = ctx.session, Decision()
+    messages = _load(session, ids)
+    suppressions = suppression_reasons(
+        session, [m.contact.email for m in messages.values() if m.status == "queued"]
+    )
+    for message_id in ids:
+        message = messages.get(message_id)
+        if message is None or message.status != "queued":
+            decision.decided.append(("not_claimed", message_id))
+            continue
+        skip = skip_reason(session, message, suppressions)
+        if skip is not None:
+            decision.decided.append((_skip(ctx, message, *skip), message_id))
+            continue
+        started = time.perf_counter()
+        try:
+            outgoing = compose(message, ctx.settings)
+        except TemplateRenderError as error:
+            decision.decided.append((_fail_render(session, message, error), message_id))
+            continue
+        finally:
+            decision.render_seconds += time.perf_counter() - started
+        decision.claims.append(Claim(message, outgoing, message.attempts + 1))
+    if ctx.control.stop.is_set():
+        # A 401/403 elsewhere meanwhile: claim nothing; these stay `queued` (the lease
+        # brings them back), as the rest of the batch does.
+        decision.claims = []
+    return decision
+
+
+def _skip(ctx: ChunkContext, message: Message, reason: str, action: str) -> str:
+    session = ctx.session
+    queued = transitions.MESSAGES.c.status == "queued"
+    if not transitions.update_if(session, message.id, queued, status="skipped", error=reason):
+        return "not_claimed"
+    if action == "stop":
+        stop(session, message.enrollment, reason=reason, actor=WORKER)
+    elif action == "reschedule":
+        # Due again once it can go; the tick then re-queues this same row.
+        message.enrollment.next_send_at = ctx.now()
+    detail = f"{email_label(message)} skipped: {reason}"
+    transitions.record_message_activity(session, message, "email_skipped", detail, WORKER)
+    return "skipped"
+
+
+def _fail_render(session, message: Message, error: TemplateRenderError) -> str:
+    queued = transitions.MESSAGES.c.status == "queued"
+    if not transitions.update_if(session, message.id, queued, status="failed", error=str(error)):
+        return "not_claimed"
+    detail = f"{email_label(message)} failed: {error}"
+    transitions.record_message_activity(session, message, "email_failed", detail, WORKER)
+    return "failed"
+
+
+# -- 2. claim -------------------------------------------------------------------------
+
+
+def claim(ctx: ChunkContext, decision: Decision, outcomes: _Outcomes) -> list[Claim]:
+    """Commit the decisions and the claims; returns the claims this thread won."""
+    claims = decision.claims
+    rows = [
+        transitions.ClaimRow(
+            message_id=c.message.id,
+            seen_attempts=c.attempt - 1,
+            to_email=c.outgoing.to_email,
+            subject=c.outgoing.subject,
+            html=c.outgoing.html,
+            text=c.outgoing.text,
+            headers=c.outgoing.headers,
+            template_version=c.message.step.version,
+        )
+        for c in claims
+    ]
+    won = transitions.claim(ctx.session, rows, ctx.now()) if rows else set()
+    ctx.session.commit()
+    for kind, message_id in decision.decided:
+        outcomes.add(kind, message_id)
+    for lost in (c for c in claims if c.message.id not in won):
+        outcomes.add("not_claimed", lost.message.id)
+    return [c for c in claims if c.message.id in won]
+
+
+# -- 3. send --------------------------------------------------------------------------
+
+
+def send(ctx: ChunkContext, claims: list[Claim]) -> None:
+    """Each claimed email to the backend. A 401/403 (here or in another thread) sends
+    nothing more."""
+    for claimed in claims:
+        if ctx.control.stop.is_set():
+            break
+        try:
+            claimed.provider_id = ctx.backend.send(claimed.outgoing)
+            claimed.result, claimed.sent_at = "sent", ctx.now()
+        except TransientSendError as error:
+            claimed.result, claimed.error = "transient", error
+        except PermanentSendError as error:
+            claimed.result, claimed.error = "permanent", error
+            if error.is_auth_failure:
+                ctx.control.stop.set()
+        except Exception as error:
+            # Unknown outcome: it may have gone out. Not resent by itself.
+            log.exception("backend error for message %s", claimed.message.id)
+            claimed.result, claimed.error = "error", error
+
+
+# -- 4. record ------------------------------------------------------------------------
+
+
+@dataclass
+class _Records:
+    """What one chunk's results write, gathered before one commit."""
+
+    created_at: datetime
+    timeline: list[dict] = field(default_factory=list)
+    advancing: list[tuple[Enrollment, datetime]] = field(default_factory=list)
+    retries: list[tuple[int, datetime]] = field(default_factory=list)
+    results: list[tuple[str, int]] = field(default_factory=list)
+
+
+def record(ctx: ChunkContext, claims: list[Claim], outcomes: _Outcomes) -> None:
+    """Every result in one transaction, then the retries onto Redis, then the outcomes."""
+    session, records = ctx.session, _Records(created_at=utcnow())
+    sent = [c for c in claims if c.result == "sent"]
+    recorded = transitions.record_sent(
+        session, [(c.message.id, c.attempt, c.provider_id, c.sent_at) for c in sent]
+    )
+    for claimed in claims:
+        if claimed.result is None:
+            transitions.release_unsent(session, claimed.message.id, claimed.attempt)
+        elif claimed.result == "sent":
+            _record_sent(claimed, claimed.message.id in recorded, records)
+        elif claimed.result == "transient":
+            _record_transient(ctx, claimed, records)
+        elif claimed.result == "permanent":
+            _record_permanent(ctx, claimed, records)
+        else:
+            _record_unknown(session, claimed, records)
+    record_activities(session, records.timeline)
+    advance_many(session, records.advancing)
+    session.commit()
+    _schedule_retries(ctx, records.retries)
+    for kind, message_id in records.results:
+        if kind == "auth_failed":
+            # A bad API key fails every email: keep the rest of the batch queued
+            # (the lease brings them back) instead of failing them all.
+            ctx.report.auth_failure = True
+            ctx.control.stop.set()
+            kind = "failed"
+        outcomes.add(kind, message_id)
+    if any(kind == "sent" for kind, _ in records.results):
+        ctx.control.sent(session)
+
+
+def _record_sent(claimed: Claim, recorded: bool, records: _Records) -> None:
+    message = claimed.message
+    records.results.append(("sent", message.id))
+    if not recorded:
+        log.warning("message %s was sent, but an admin changed it meanwhile", message.id)
+        return
+    detail = f"Sent {email_label(message)}: {claimed.outgoing.subject}"
+    records.timeline.append(claimed.activity("email_sent", detail, records.created_at))
+    enrollment = message.enrollment
+    if enrollment.status == "active" and enrollment.current_step == message.step_position:
+        records.advancing.append((enrollment, claimed.sent_at))
+
+
+def _fail(session, claimed: Claim, detail: str, records: _Records) -> None:
+    message_id = claimed.message.id
+    if transitions.update_if(
+        session, message_id, transitions.still_ours(claimed.attempt), status="failed", error=detail
+    ):
+        text = f"{email_label(claimed.message)} failed: {detail}"
+        records.timeline.append(claimed.activity("email_failed", text, records.created_at))
+
+
+def _record_transient(ctx: ChunkContext, claimed: Claim, records: _Records) -> None:
+    error, message_id = claimed.error, claimed.message.id
+    max_attempts = ctx.settings.delivery_max_attempts
+    if claimed.attempt >= max_attempts:
+        detail = f"gave up after {claimed.attempt} attempts: {error.detail}"
+        _fail(ctx.session, claimed, detail, records)
+        records.results.append(("failed", message_id))
+        return
+    delay = retry_delay(claimed.attempt, ctx.settings, error.retry_after)
+    when = ctx.now() + timedelta(seconds=delay)
+    detail = f"attempt {claimed.attempt} of {max_attempts}: {error.detail}"
+    # enqueued_at = the retry time: the lease counts from when it is due again.
+    if transitions.update_if(
+        ctx.session,
+        message_id,
+        transitions.still_ours(claimed.attempt),
+        status="queued",
+        error=detail,
+        next_attempt_at=when,
+        enqueued_at=when,
+    ):
+        label = email_label(claimed.message)
+        text = f"{label} will be retried at {when:%Y-%m-%d %H:%M:%S} UTC ({detail})"
+        records.timeline.append(claimed.activity("email_retry", text, records.created_at))
+    records.retries.append((message_id, when))
+    records.results.append(("retrying", message_id))
+
+
+def _record_permanent(ctx: ChunkContext, claimed: Claim, records: _Records) -> None:
+    error = claimed.error
+    detail = f"SendGrid refused it ({error.status}): {error.detail}"
+    _fail(ctx.session, claimed, detail, records)
+    if error.is_auth_failure:
+        set_backend_auth_failure(ctx.session, detail, ctx.now())
+        records.results.append(("auth_failed", claimed.message.id))
+    else:
+        records.results.append(("failed", claimed.message.id))
+
+
+def _record_unknown(session, claimed: Claim, records: _Records) -> None:
+    message_id = claimed.message.id
+    transitions.update_if(
+        session,
+        message_id,
+        transitions.still_ours(claimed.attempt),
+        status="in_doubt",
+        error=f"send error: {claimed.error}",
+    )
+    records.results.append(("in_doubt", message_id))
+
+
+def _schedule_retries(ctx: ChunkContext, retries: list[tuple[int, datetime]]) -> None:
+    if ctx.schedule_retry is None:
+        return
+    for message_id, when in retries:
+        try:
+            ctx.schedule_retry(message_id, when)
+        except Exception:  # Redis down: the lease brings the row back anyway
+            log.exception("could not schedule the retry of message %s", message_id)
