@@ -300,7 +300,7 @@ def bench_delivery(app, args, queue, db_url: str) -> None:
 
             # RQ's own floor: no-op jobs through the same worker class and worker count.
             noop = [
-                queue.prepare_data("crm_app.jobs.noop", result_ttl=3600)
+                queue.prepare_data("bench.jobs.noop", result_ttl=3600)
                 for _ in range(args.noop_jobs)
             ]
             jobs = []
