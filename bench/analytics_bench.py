@@ -220,13 +220,9 @@ def run(args, url: sa.URL) -> int:
 
     from crm_app import create_app
     from crm_app.drip.campaigns.seed import seed_default_campaigns
-    from crm_app.drip.reporting.analytics import (
-        DateRange,
-        campaign_report,
-        campaigns_overview,
-        default_range,
-    )
+    from crm_app.drip.reporting.analytics import campaign_report, campaigns_overview
     from crm_app.drip.reporting.dashboard import home_dashboard
+    from crm_app.drip.reporting.date_range import DateRange, default_range
     from crm_app.extensions import db
     from crm_app.models import Campaign, User, utcnow
 

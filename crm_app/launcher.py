@@ -23,6 +23,7 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 from crm_app.config import INSTANCE_PATH, PROJECT_ROOT
+from crm_app.embedded_redis import start_embedded_redis, stop_embedded_redis
 
 PID_FILE = INSTANCE_PATH / "run.pid"
 STOP_TIMEOUT_SECONDS = 20  # a worker finishes its current job on SIGTERM
@@ -156,6 +157,76 @@ def _admin_line(ensure_admin_output: str) -> str:
     )
 
 
+def _start_processes(env: dict[str, str], port: int) -> list[Child]:
+    """The worker, the scheduler and the web server, in that order."""
+    web_argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "wsgi:app",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        os.environ.get("WEB_CONCURRENCY", "2"),
+        "--threads",
+        os.environ.get("WEB_THREADS", "4"),
+    ]
+    return [
+        _start("worker", [sys.executable, "worker.py"], env),
+        _start("scheduler", [sys.executable, "-m", "crm_app.scheduler"], env),
+        _start("web", web_argv, env),
+    ]
+
+
+def _banner(port: int, admin: str, children: list[Child], embedded_redis: bool) -> str:
+    database = (
+        "SQLite (instance/drip.db)" if not os.environ.get("DATABASE_URL") else "$DATABASE_URL"
+    )
+    redis = "embedded" if embedded_redis else "$REDIS_URL"
+    names = ", ".join(f"{c.name} (pid {c.process.pid})" for c in children)
+    return (
+        "\n"
+        f"  Drip CRM is running at http://127.0.0.1:{port}\n"
+        f"  Admin login: {admin}\n"
+        f"  Processes: {names}; database: {database}; Redis: {redis}\n"
+        "  Press Ctrl-C to stop.\n"
+    )
+
+
+def _supervise(children: list[Child]) -> int:
+    """Wait for a signal (Shutdown) or for a child to die; returns the exit code."""
+    while True:
+        for child in children:
+            code = child.process.poll()
+            if code is not None:
+                say(f"the {child.name} process exited (code {code}); stopping the others")
+                return 1
+        time.sleep(0.5)
+
+
+def _stop_all(children: list[Child], redis_process: subprocess.Popen | None) -> None:
+    # Ignore further Ctrl-C while stopping: a half-stopped app is worse.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if children:
+        say("stopping " + ", ".join(c.name for c in reversed(children)))
+    for child in reversed(children):  # web first: no new work while workers finish
+        _stop(child)
+    if redis_process is not None:
+        stop_embedded_redis(redis_process)
+    PID_FILE.unlink(missing_ok=True)
+    say("stopped")
+
+
+def _prepare(env: dict[str, str]) -> str:
+    """Migrate, seed and make sure an admin exists; returns the admin line to print."""
+    say("migrating the database (flask db upgrade)")
+    _flask(["db", "upgrade"], env)
+    say("loading the default campaigns (flask seed)")
+    sys.stdout.write(_flask(["seed"], env))
+    return _admin_line(_flask(["ensure-admin"], env))
+
+
 def main() -> int:
     load_dotenv(PROJECT_ROOT / ".env")
     port = int(os.environ.get("PORT", "5000"))
@@ -179,82 +250,18 @@ def main() -> int:
     exit_code = 0
     try:
         if not env.get("REDIS_URL"):
-            from crm_app.embedded_redis import start_embedded_redis
-
             redis_process, env["REDIS_URL"] = start_embedded_redis(INSTANCE_PATH)
             say(f"embedded Redis started: {env['REDIS_URL']}")
         PID_FILE.write_text(f"{os.getpid()} {redis_process.pid if redis_process else ''}\n")
-
-        say("migrating the database (flask db upgrade)")
-        _flask(["db", "upgrade"], env)
-        say("loading the default campaigns (flask seed)")
-        sys.stdout.write(_flask(["seed"], env))
-        admin = _admin_line(_flask(["ensure-admin"], env))
-
-        if (PROJECT_ROOT / "worker.py").exists():
-            children.append(_start("worker", [sys.executable, "worker.py"], env))
-        else:
-            say("WARNING: worker.py not found; running without a worker (no email is sent)")
-        if (PROJECT_ROOT / "crm_app" / "jobs.py").exists():
-            scheduler_argv = [sys.executable, "-m", "crm_app.scheduler"]
-            children.append(_start("scheduler", scheduler_argv, env))
-        else:
-            say("WARNING: crm_app/jobs.py not found; running without the scheduler")
-        web_argv = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "wsgi:app",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            os.environ.get("WEB_CONCURRENCY", "2"),
-            "--threads",
-            os.environ.get("WEB_THREADS", "4"),
-        ]
-        children.append(_start("web", web_argv, env))
-
+        admin = _prepare(env)
+        children = _start_processes(env, port)
         if _wait_for_port(port, children):
-            database = (
-                "SQLite (instance/drip.db)"
-                if not os.environ.get("DATABASE_URL")
-                else "$DATABASE_URL"
-            )
-            redis = "embedded" if redis_process else "$REDIS_URL"
-            names = ", ".join(f"{c.name} (pid {c.process.pid})" for c in children)
-            print(
-                "\n"
-                f"  Drip CRM is running at http://127.0.0.1:{port}\n"
-                f"  Admin login: {admin}\n"
-                f"  Processes: {names}; database: {database}; Redis: {redis}\n"
-                "  Press Ctrl-C to stop.\n",
-                flush=True,
-            )
-        # Wait for a signal or for any child to die.
-        while True:
-            for child in children:
-                code = child.process.poll()
-                if code is not None:
-                    say(f"the {child.name} process exited (code {code}); stopping the others")
-                    exit_code = 1
-                    raise Shutdown(child.name)
-            time.sleep(0.5)
+            print(_banner(port, admin, children, redis_process is not None), flush=True)
+        exit_code = _supervise(children)
     except Shutdown:
         pass
     finally:
-        # Ignore further Ctrl-C while stopping: a half-stopped app is worse.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if children:
-            say("stopping " + ", ".join(c.name for c in reversed(children)))
-        for child in reversed(children):  # web first: no new work while workers finish
-            _stop(child)
-        if redis_process is not None:
-            from crm_app.embedded_redis import stop_embedded_redis
-
-            stop_embedded_redis(redis_process)
-        PID_FILE.unlink(missing_ok=True)
-        say("stopped")
+        _stop_all(children, redis_process)
     return exit_code
 
 

@@ -20,12 +20,10 @@ from test_analytics_data import (
     build_analytics_fixture,
 )
 
-from crm_app.drip.reporting.analytics import (
+from crm_app.drip.reporting.analytics import Counts, campaign_report, campaigns_overview
+from crm_app.drip.reporting.date_range import (
     AnalyticsRangeError,
-    Counts,
     DateRange,
-    campaign_report,
-    campaigns_overview,
     default_range,
     parse_range,
 )

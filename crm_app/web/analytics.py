@@ -5,15 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, render_template, request
 from flask_login import login_required
 
-from crm_app.drip.reporting.analytics import (
+from crm_app.drip.reporting.analytics import campaign_report, campaigns_overview
+from crm_app.drip.reporting.analytics_export import chart_data, report_csv
+from crm_app.drip.reporting.date_range import (
     AnalyticsRangeError,
     DateRange,
-    campaign_report,
-    campaigns_overview,
-    chart_data,
     default_range,
     parse_range,
-    report_csv,
 )
 from crm_app.extensions import db
 from crm_app.models import Campaign, utcnow

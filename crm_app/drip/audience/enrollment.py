@@ -135,20 +135,8 @@ def stop(
 ) -> Enrollment:
     if enrollment.status != "active":
         raise EnrollmentError(f"This enrolment has already ended ({enrollment.end_reason}).")
-    enrollment.status = "stopped"
-    enrollment.end_reason = reason
-    enrollment.ended_at = now or utcnow()
-    enrollment.next_send_at = None
-    record_activity(
-        session,
-        enrollment.contact,
-        "stopped",
-        f"Stopped {enrollment.campaign.name}: {reason}",
-        actor=actor,
-        campaign=enrollment.campaign,
-        enrollment=enrollment,
-    )
-    return enrollment
+    detail = f"Stopped {enrollment.campaign.name}: {reason}"
+    return _end(session, enrollment, "stopped", reason, detail, actor=actor, now=now)
 
 
 def active_enrollments(session, contact: Contact) -> list[Enrollment]:
@@ -173,16 +161,40 @@ def stop_all(
 
 def complete(session, enrollment: Enrollment, *, now: datetime | None = None) -> Enrollment:
     """The last step went out: the enrolment ends as completed."""
-    enrollment.status = "completed"
-    enrollment.end_reason = "completed all steps"
+    detail = f"Completed {enrollment.campaign.name}"
+    return _end(
+        session,
+        enrollment,
+        "completed",
+        "completed all steps",
+        detail,
+        actor="system:worker",
+        now=now,
+    )
+
+
+def _end(
+    session,
+    enrollment: Enrollment,
+    status: str,
+    reason: str,
+    detail: str,
+    *,
+    actor: str,
+    now: datetime | None,
+) -> Enrollment:
+    """End an enrolment (stopped or completed) and say so on the timeline."""
+    enrollment.status = status
+    enrollment.end_reason = reason
     enrollment.ended_at = now or utcnow()
     enrollment.next_send_at = None
+    kind = "completed" if status == "completed" else "stopped"
     record_activity(
         session,
         enrollment.contact,
-        "completed",
-        f"Completed {enrollment.campaign.name}",
-        actor="system:worker",
+        kind,
+        detail,
+        actor=actor,
         campaign=enrollment.campaign,
         enrollment=enrollment,
     )
@@ -251,6 +263,42 @@ def advance(
 ENROLLMENTS = Enrollment.__table__
 
 
+def _step_delays(session, campaign_ids: set[int]) -> dict[int, list[int]]:
+    """Each campaign's step delays, in order (what `advance` reads from campaign.steps):
+    one light query instead of loading the steps as objects with every chunk."""
+    steps = CampaignStep.__table__
+    delays: dict[int, list[int]] = {}
+    for campaign_id, delay_days in session.execute(
+        sa.select(steps.c.campaign_id, steps.c.delay_days)
+        .where(in_values(session, steps.c.campaign_id, campaign_ids))
+        .order_by(steps.c.campaign_id, steps.c.position)
+    ):
+        delays.setdefault(campaign_id, []).append(delay_days)
+    return delays
+
+
+def _advance_row(enrollment: Enrollment, sent_at: datetime, delays: list[int]) -> dict:
+    """What `advance` would write for this enrolment: the next step, or completion."""
+    step_number = enrollment.current_step + 1
+    row = {
+        "id": enrollment.id,
+        "from_step": enrollment.current_step,
+        "current_step": step_number,
+        "last_sent_at": sent_at,
+        "next_send_at": None,
+        "status": "active",
+        "end_reason": None,
+        "ended_at": None,
+    }
+    if step_number > len(delays):  # the last step went out: `complete`
+        row.update(status="completed", end_reason="completed all steps", ended_at=sent_at)
+    else:
+        row["next_send_at"] = send_time_for_step(
+            enrollment.campaign, enrollment.contact, delays[step_number - 1], sent_at
+        )
+    return row
+
+
 def advance_many(session, sent: list[tuple[Enrollment, datetime]]) -> set[int]:
     """`advance` for many enrolments at once (the delivery worker's chunk): the same
     next step, `next_send_at` and completion, and the same "completed" timeline rows,
@@ -261,38 +309,8 @@ def advance_many(session, sent: list[tuple[Enrollment, datetime]]) -> set[int]:
     objects are not changed (reload them to see the result)."""
     if not sent:
         return set()
-    # Each campaign's step delays, in order (what `advance` reads from campaign.steps):
-    # one light query instead of loading the steps as objects with every chunk.
-    steps_table = CampaignStep.__table__
-    delays: dict[int, list[int]] = {}
-    for campaign_id, delay_days in session.execute(
-        sa.select(steps_table.c.campaign_id, steps_table.c.delay_days)
-        .where(in_values(session, steps_table.c.campaign_id, {e.campaign_id for e, _ in sent}))
-        .order_by(steps_table.c.campaign_id, steps_table.c.position)
-    ):
-        delays.setdefault(campaign_id, []).append(delay_days)
-    rows, completing = [], {}
-    for enrollment, sent_at in sent:
-        steps = delays.get(enrollment.campaign_id, [])
-        step_number = enrollment.current_step + 1
-        row = {
-            "id": enrollment.id,
-            "from_step": enrollment.current_step,
-            "current_step": step_number,
-            "last_sent_at": sent_at,
-            "next_send_at": None,
-            "status": "active",
-            "end_reason": None,
-            "ended_at": None,
-        }
-        if step_number > len(steps):  # the last step went out: `complete`
-            row.update(status="completed", end_reason="completed all steps", ended_at=sent_at)
-            completing[enrollment.id] = enrollment
-        else:
-            row["next_send_at"] = send_time_for_step(
-                enrollment.campaign, enrollment.contact, steps[step_number - 1], sent_at
-            )
-        rows.append(row)
+    delays = _step_delays(session, {e.campaign_id for e, _ in sent})
+    rows = [_advance_row(e, at, delays.get(e.campaign_id, [])) for e, at in sent]
     # Conditional on the step each enrolment was at, so a concurrent stop or move wins.
     moved = update_rows(
         session,
@@ -312,18 +330,21 @@ def advance_many(session, sent: list[tuple[Enrollment, datetime]]) -> set[int]:
             "ended_at": sa.func.coalesce(r.ended_at, ENROLLMENTS.c.ended_at),
         },
     )
-    timeline = [
-        activity_row(
-            enrollment.contact_id,
-            "completed",
-            f"Completed {enrollment.campaign.name}",
-            actor="system:worker",
-            campaign_id=enrollment.campaign_id,
-            enrollment_id=enrollment.id,
-            created_at=utcnow(),
-        )
-        for enrollment_id, enrollment in completing.items()
-        if enrollment_id in moved
-    ]
-    record_activities(session, timeline)
+    completed = {row["id"] for row in rows if row["status"] == "completed"} & moved
+    record_activities(
+        session,
+        [
+            activity_row(
+                enrollment.contact_id,
+                "completed",
+                f"Completed {enrollment.campaign.name}",
+                actor="system:worker",
+                campaign_id=enrollment.campaign_id,
+                enrollment_id=enrollment.id,
+                created_at=utcnow(),
+            )
+            for enrollment, _ in sent
+            if enrollment.id in completed
+        ],
+    )
     return moved

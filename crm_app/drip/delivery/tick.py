@@ -125,13 +125,16 @@ def _due_query(session, now: datetime, limit: int):
     return query
 
 
-def _process_due_chunk(
-    session, now: datetime, limit: int, result: TickResult
-) -> tuple[int, list[int]]:
-    rows = session.execute(_due_query(session, now, limit)).all()
-    if not rows:
-        return 0, []
-    result.due += len(rows)
+@dataclass
+class _DueChunk:
+    """A chunk of due enrolments sorted by what happens to each."""
+
+    to_insert: list[dict] = field(default_factory=list)  # a message row for the step
+    deferrals: list[dict] = field(default_factory=list)  # window closed: next opening
+    finished: list[int] = field(default_factory=list)  # no step left: complete
+
+
+def _sort_due(session, rows, now: datetime) -> _DueChunk:
     campaigns = {
         c.id: c
         for c in session.scalars(
@@ -140,72 +143,76 @@ def _process_due_chunk(
             .options(selectinload(Campaign.steps))
         )
     }
-
-    to_insert: list[dict] = []
-    deferrals: list[dict] = []
-    finished: list[int] = []
+    due = _DueChunk()
     for row in rows:
         campaign = campaigns[row.campaign_id]
         if row.current_step > len(campaign.steps):
-            finished.append(row.id)
-            continue
-        if not is_inside_send_window(now, campaign, row.timezone):
-            deferrals.append(
+            due.finished.append(row.id)
+        elif not is_inside_send_window(now, campaign, row.timezone):
+            opening = clamp_to_send_window(
+                now, row.timezone, campaign.send_weekdays, campaign.send_start, campaign.send_end
+            )
+            due.deferrals.append(
                 {
                     "id": row.id,
                     "seen_step": row.current_step,
                     "seen_next_send_at": row.next_send_at,
-                    "next_send_at": clamp_to_send_window(
-                        now,
-                        row.timezone,
-                        campaign.send_weekdays,
-                        campaign.send_start,
-                        campaign.send_end,
-                    ),
+                    "next_send_at": opening,
                 }
             )
-            continue
-        step = campaign.steps[row.current_step - 1]
-        to_insert.append(
-            {
-                "enrollment_id": row.id,
-                "step_id": step.id,
-                "contact_id": row.contact_id,
-                "campaign_id": row.campaign_id,
-                "step_position": row.current_step,
-            }
-        )
+        else:
+            due.to_insert.append(
+                {
+                    "enrollment_id": row.id,
+                    "step_id": campaign.steps[row.current_step - 1].id,
+                    "contact_id": row.contact_id,
+                    "campaign_id": row.campaign_id,
+                    "step_position": row.current_step,
+                }
+            )
+    return due
 
-    if deferrals:
-        # Guarded: only if nobody moved the enrolment since we read it.
-        update_rows(
-            session,
-            ENROLLMENTS,
-            deferrals,
-            types={
-                "seen_step": ENROLLMENTS.c.current_step.type,
-                "seen_next_send_at": ENROLLMENTS.c.next_send_at.type,
-            },
-            where=lambda r: [
-                ENROLLMENTS.c.current_step == r.seen_step,
-                ENROLLMENTS.c.next_send_at == r.seen_next_send_at,
-            ],
-            values=lambda r: {"next_send_at": r.next_send_at},
-            returning=False,
-        )
-        result.deferred += len(deferrals)
 
-    created = _insert_messages(session, to_insert, now)
+def _defer(session, deferrals: list[dict]) -> None:
+    """Move each enrolment to its window's next opening, only if nobody moved it since."""
+    update_rows(
+        session,
+        ENROLLMENTS,
+        deferrals,
+        types={
+            "seen_step": ENROLLMENTS.c.current_step.type,
+            "seen_next_send_at": ENROLLMENTS.c.next_send_at.type,
+        },
+        where=lambda r: [
+            ENROLLMENTS.c.current_step == r.seen_step,
+            ENROLLMENTS.c.next_send_at == r.seen_next_send_at,
+        ],
+        values=lambda r: {"next_send_at": r.next_send_at},
+        returning=False,
+    )
+
+
+def _process_due_chunk(
+    session, now: datetime, limit: int, result: TickResult
+) -> tuple[int, list[int]]:
+    rows = session.execute(_due_query(session, now, limit)).all()
+    if not rows:
+        return 0, []
+    result.due += len(rows)
+    due = _sort_due(session, rows, now)
+    _defer(session, due.deferrals)
+    result.deferred += len(due.deferrals)
+
+    created = _insert_messages(session, due.to_insert, now)
     result.created += len(created)
     if created:
         # The message row now owns this step: the enrolment leaves the due index
         # until the worker advances it (so later ticks do not look at it again).
         _clear_next_send_at(session, list(created))
-
-    conflicts = [r for r in to_insert if r["enrollment_id"] not in created]
+    conflicts = [r for r in due.to_insert if r["enrollment_id"] not in created]
     requeued = _resolve_conflicts(session, conflicts, rows, now) if conflicts else []
 
-    for enrollment_id in finished:
+    for enrollment_id in due.finished:
         enrollment = session.get(Enrollment, enrollment_id)
         if enrollment is not None and enrollment.status == "active":
             complete(session, enrollment, now=now)

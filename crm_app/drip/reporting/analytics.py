@@ -13,66 +13,14 @@ outcomes (bench/analytics_bench.py measures with and without them).
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 
 import sqlalchemy as sa
 
+from crm_app.drip.reporting.date_range import DateRange
 from crm_app.models import Campaign, CampaignStep, Enrollment, Message
 from crm_app.models.tracking import ContactGoal
-
-# The longest range the pages accept: the per-day series has one point per day.
-MAX_RANGE_DAYS = 3 * 366
-DEFAULT_RANGE_DAYS = 30
-
-
-class AnalyticsRangeError(ValueError):
-    """A date range the user typed that cannot be used; the message is for them."""
-
-
-@dataclass(frozen=True)
-class DateRange:
-    """Whole UTC days, `first` to `last` inclusive; queries use [start, end)."""
-
-    first: date
-    last: date
-
-    @property
-    def start(self) -> datetime:
-        return datetime.combine(self.first, time(0), tzinfo=UTC)
-
-    @property
-    def end(self) -> datetime:
-        return datetime.combine(self.last + timedelta(days=1), time(0), tzinfo=UTC)
-
-    @property
-    def days(self) -> list[date]:
-        return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
-
-
-def default_range(today: date) -> DateRange:
-    return DateRange(today - timedelta(days=DEFAULT_RANGE_DAYS - 1), today)
-
-
-def parse_range(first: str | None, last: str | None, *, today: date) -> DateRange:
-    """ISO dates from a form; a missing side takes the default's. Raises AnalyticsRangeError."""
-    fallback = default_range(today)
-    try:
-        first_day = date.fromisoformat(first.strip()) if first and first.strip() else None
-        last_day = date.fromisoformat(last.strip()) if last and last.strip() else None
-    except ValueError:
-        raise AnalyticsRangeError("Dates must look like 2026-01-31.") from None
-    first_day = first_day or (
-        last_day - timedelta(days=DEFAULT_RANGE_DAYS - 1) if last_day else fallback.first
-    )
-    last_day = last_day or fallback.last
-    if first_day > last_day:
-        raise AnalyticsRangeError("The start date is after the end date.")
-    if (last_day - first_day).days >= MAX_RANGE_DAYS:
-        raise AnalyticsRangeError(f"Choose at most {MAX_RANGE_DAYS} days.")
-    return DateRange(first_day, last_day)
 
 
 def _pct(part: int, whole: int) -> float | None:
@@ -417,75 +365,3 @@ def campaign_report(session, campaign: Campaign, period: DateRange) -> CampaignR
     )
     summary = CampaignSummary(campaign.id, campaign.name, campaign.status, totals, outcomes)
     return CampaignReport(summary, steps, period, series)
-
-
-CSV_HEADER = (
-    "step",
-    "subject",
-    "sent",
-    "delivered",
-    "delivered_pct",
-    "unique_opens",
-    "open_pct",
-    "unique_clicks",
-    "click_pct",
-    "bounces",
-    "bounce_pct",
-    "spam_reports",
-    "spam_pct",
-    "unsubscribes",
-    "unsubscribe_pct",
-)
-
-
-def _csv_safe(text: str) -> str:
-    """A subject starting with = + - @ would run as a formula in a spreadsheet."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def _csv_row(step: str, subject: str, c: Counts) -> list:
-    def rate(value: float | None) -> str:
-        return "" if value is None else f"{value:.1f}"
-
-    return [
-        step,
-        _csv_safe(subject),
-        c.sent,
-        c.delivered,
-        rate(c.delivery_rate),
-        c.opened,
-        rate(c.open_rate),
-        c.clicked,
-        rate(c.click_rate),
-        c.bounced,
-        rate(c.bounce_rate),
-        c.spam_reports,
-        rate(c.spam_rate),
-        c.unsubscribed,
-        rate(c.unsubscribe_rate),
-    ]
-
-
-def report_csv(report: CampaignReport) -> str:
-    """The per-step table as CSV: a header row, one row per step, then the totals row."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
-    for row in report.steps:
-        writer.writerow(_csv_row(str(row.position), row.subject, row.counts))
-    writer.writerow(_csv_row("total", "", report.summary.counts))
-    return out.getvalue()
-
-
-def chart_data(report: CampaignReport) -> dict:
-    """What the page's charts draw, as plain JSON."""
-    return {
-        "days": [point.day.isoformat() for point in report.series],
-        "sent": [point.sent for point in report.series],
-        "opened": [point.opened for point in report.series],
-        "clicked": [point.clicked for point in report.series],
-        "funnel": {
-            "labels": [f"Step {position}" for position, _ in report.funnel],
-            "sent": [sent for _, sent in report.funnel],
-        },
-    }

@@ -48,36 +48,23 @@ def _local_midnights(now: datetime, tz_name: str) -> tuple[datetime, datetime]:
     return today, week
 
 
-def home_dashboard(
-    session,
-    *,
-    tz_name: str = "UTC",
-    now: datetime | None = None,
-    expects_webhook: bool = True,
-) -> Dashboard:
-    """`expects_webhook`: mail goes through SendGrid (with the Outbox no webhook ever calls)."""
-    now = now or utcnow()
-    today_start, week_start = _local_midnights(now, tz_name)
+def _sent_counts(session, now: datetime, since: tuple[datetime, datetime]) -> tuple[int, int]:
+    """Emails sent since each of two moments (today's and this week's local midnight)."""
 
     def sent_since(moment: datetime):
         return sa.func.coalesce(sa.func.sum(sa.case((Message.sent_at >= moment, 1), else_=0)), 0)
 
-    sent_today, sent_week = session.execute(
-        sa.select(sent_since(today_start), sent_since(week_start)).where(
-            Message.sent_at >= min(today_start, week_start), Message.sent_at <= now
+    first, second = since
+    counts = session.execute(
+        sa.select(sent_since(first), sent_since(second)).where(
+            Message.sent_at >= min(first, second), Message.sent_at <= now
         )
     ).one()
+    return int(counts[0] or 0), int(counts[1] or 0)
 
-    # Overdue ones count too: the next tick sends them.
-    scheduled = session.scalar(
-        sa.select(sa.func.count(Enrollment.id)).where(
-            Enrollment.status == "active",
-            Enrollment.next_send_at.is_not(None),
-            Enrollment.next_send_at < now + timedelta(hours=24),
-        )
-    )
 
-    active_by_campaign = [
+def _active_by_campaign(session) -> list[tuple[int, str, int]]:
+    return [
         (campaign_id, name, int(count))
         for campaign_id, name, count in session.execute(
             sa.select(Campaign.id, Campaign.name, sa.func.count(Enrollment.id))
@@ -88,6 +75,36 @@ def home_dashboard(
         )
     ]
 
+
+def _webhook_warning(
+    last_webhook: WebhookBatch | None, now: datetime, sent_today: int, sent_week: int
+) -> str:
+    if last_webhook is None:
+        if sent_week:
+            return "Mail went out this week but SendGrid has never called the webhook."
+    elif now - last_webhook.received_at > WEBHOOK_SILENCE_WARNING and sent_today:
+        return "No webhook call for over 24 hours although mail went out today."
+    return ""
+
+
+def home_dashboard(
+    session,
+    *,
+    tz_name: str = "UTC",
+    now: datetime | None = None,
+    expects_webhook: bool = True,
+) -> Dashboard:
+    """`expects_webhook`: mail goes through SendGrid (with the Outbox no webhook ever calls)."""
+    now = now or utcnow()
+    sent_today, sent_week = _sent_counts(session, now, _local_midnights(now, tz_name))
+    # Overdue ones count too: the next tick sends them.
+    scheduled = session.scalar(
+        sa.select(sa.func.count(Enrollment.id)).where(
+            Enrollment.status == "active",
+            Enrollment.next_send_at.is_not(None),
+            Enrollment.next_send_at < now + timedelta(hours=24),
+        )
+    )
     by_status = dict(
         session.execute(
             sa.select(Message.status, sa.func.count(Message.id))
@@ -95,25 +112,16 @@ def home_dashboard(
             .group_by(Message.status)
         ).all()
     )
-
     last_webhook = session.scalar(
         sa.select(WebhookBatch).order_by(WebhookBatch.received_at.desc()).limit(1)
     )
-    warning = ""
-    if not expects_webhook:
-        pass
-    elif last_webhook is None:
-        if sent_week:
-            warning = "Mail went out this week but SendGrid has never called the webhook."
-    elif now - last_webhook.received_at > WEBHOOK_SILENCE_WARNING and sent_today:
-        warning = "No webhook call for over 24 hours although mail went out today."
-
+    warning = _webhook_warning(last_webhook, now, sent_today, sent_week) if expects_webhook else ""
     return Dashboard(
         now=now,
-        sent_today=int(sent_today or 0),
-        sent_this_week=int(sent_week or 0),
+        sent_today=sent_today,
+        sent_this_week=sent_week,
         scheduled_next_24h=int(scheduled or 0),
-        active_by_campaign=active_by_campaign,
+        active_by_campaign=_active_by_campaign(session),
         failed=int(by_status.get("failed", 0)),
         in_doubt=int(by_status.get("in_doubt", 0)),
         last_webhook=last_webhook,
