@@ -11,6 +11,14 @@ wait_for() {  # wait_for DESCRIPTION COMMAND...: up to 30 s
     return 1
 }
 
+# Two `make test` started at once must not both start PostgreSQL (the second
+# pg_ctlcluster fails), nor both create database "test": the second waits here.
+lock="${TMPDIR:-/tmp}/drip-services.lock"
+if command -v flock >/dev/null && { : >>"$lock"; } 2>/dev/null; then
+    exec 9>>"$lock"
+    flock -w 120 9 || echo "services: still locked after 120 s ($lock); going on" >&2
+fi
+
 if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
     if ! command -v pg_ctlcluster >/dev/null || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
         echo "services: PostgreSQL is not installed (apt-get install postgresql)" >&2

@@ -1,15 +1,18 @@
-"""Shared fixtures: a migrated database and a Redis of the suite's own, per run.
+"""Shared fixtures: a migrated database, a Redis and an RQ queue of the run's own.
 
 By default: SQLite in a temp dir and an embedded redis-server. With
 TEST_DATABASE_URL (PostgreSQL) a fresh database is created for the run and
-dropped after; with TEST_REDIS_URL the suite uses that Redis's database 15
-(flushed before each test).
+dropped after; with TEST_REDIS_URL the run claims a free database of that Redis
+for as long as it lives (tests/redis_db_claim.py) and flushes it before each test.
+Either way the queue is named for the run, so two runs started at once on one
+machine never see each other's jobs or workers.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,7 @@ from crm_app import create_app  # noqa: E402
 from crm_app.embedded_redis import start_embedded_redis, stop_embedded_redis  # noqa: E402
 from crm_app.extensions import db  # noqa: E402
 from crm_app.models import Contact, User  # noqa: E402
+from tests.redis_db_claim import claimed_redis_database  # noqa: E402
 from tests.scratch_db import scratch_database  # noqa: E402
 
 # Hashing at production cost would dominate the suite's time; the code path is the same.
@@ -48,7 +52,8 @@ def database_url(tmp_path_factory):
 def redis_url(tmp_path_factory):
     external = os.environ.get("TEST_REDIS_URL")
     if external:
-        yield external.rstrip("/") + "/15"
+        with claimed_redis_database(external) as url:
+            yield url
         return
     process, url = start_embedded_redis(tmp_path_factory.mktemp("redis"))
     yield url
@@ -56,12 +61,27 @@ def redis_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def _migrated_app(database_url, redis_url, tmp_path_factory):
+def rq_queue():
+    """The run's queue name: for the app (RQ_QUEUE in its config) and, through the
+    environment, for every worker or scheduler process a test starts."""
+    name = f"drip_test_{uuid.uuid4().hex[:10]}"
+    previous = os.environ.get("RQ_QUEUE")
+    os.environ["RQ_QUEUE"] = name
+    yield name
+    if previous is None:
+        os.environ.pop("RQ_QUEUE", None)
+    else:
+        os.environ["RQ_QUEUE"] = previous
+
+
+@pytest.fixture(scope="session")
+def _migrated_app(database_url, redis_url, rq_queue, tmp_path_factory):
     app = create_app(
         {
             "TESTING": True,
             "SQLALCHEMY_DATABASE_URI": database_url,
             "REDIS_URL": redis_url,
+            "RQ_QUEUE": rq_queue,
             "SECRET_KEY": "test-secret-key",
             "SERVER_NAME": None,
             "PUBLIC_BASE_URL": "http://localhost",

@@ -102,7 +102,7 @@ def worker_env(app, database_url: str, redis_url: str, fake: FakeSendGrid, tmp_p
             "SENDGRID_TIMEOUT": "5",
             "PUBLIC_BASE_URL": "http://localhost",
             "DRIP_INSTANCE_PATH": str(tmp_path / "instance"),
-            "RQ_QUEUE": app.config.get("RQ_QUEUE") or "drip",
+            "RQ_QUEUE": app.config["RQ_QUEUE"],  # the run's own queue, never a shared default
             "PYTHONPATH": str(ROOT),
         }
     )

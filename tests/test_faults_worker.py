@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -30,6 +29,13 @@ from tests.delivery_helpers import (
 )
 
 pytestmark = pytest.mark.slow
+
+# The kill tests' lease: the tick after a kill runs with a clock past it, no sleeping.
+LEASE_SECONDS = 1
+
+
+def _past_the_lease():
+    return utcnow() + timedelta(seconds=LEASE_SECONDS + 1)
 
 
 @pytest.fixture
@@ -165,9 +171,11 @@ def test_worker_killed_mid_send_then_a_new_worker_never_sends_twice(
     session.expire_all()
     assert statuses(session).get("sending") == 1  # the one in flight when it died
 
-    time.sleep(1.2)  # past the (test's) one-second lease
     result = run_tick(
-        session, lambda ids: enqueue_deliveries(queue, ids, 10), now=utcnow(), lease_seconds=1
+        session,
+        lambda ids: enqueue_deliveries(queue, ids, 10),
+        now=_past_the_lease(),
+        lease_seconds=LEASE_SECONDS,
     )
     assert result.in_doubt == 1
 
@@ -209,9 +217,11 @@ def test_threaded_worker_killed_mid_batch_leaves_at_most_a_chunk_per_thread_in_d
     # At most the chunk each sending thread had claimed (sent or not yet): in doubt.
     assert 1 <= in_flight <= threads * chunk
 
-    time.sleep(1.2)
     result = run_tick(
-        session, lambda ids: enqueue_deliveries(queue, ids, 20), now=utcnow(), lease_seconds=1
+        session,
+        lambda ids: enqueue_deliveries(queue, ids, 20),
+        now=_past_the_lease(),
+        lease_seconds=LEASE_SECONDS,
     )
     assert result.in_doubt == in_flight
 
