@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from zoneinfo import available_timezones
-
 from flask import (
     Blueprint,
     abort,
@@ -33,6 +31,7 @@ from crm_app.drip.audience.contacts import (
     update_contact,
     validate,
 )
+from crm_app.drip.common.timezones import TIMEZONE_CHOICES
 from crm_app.extensions import db
 from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment
 from crm_app.web.auth import actor_name
@@ -53,7 +52,6 @@ FORM_FIELDS = (
     "notes",
     "custom_fields",
 )
-_TIMEZONE_CHOICES = sorted(available_timezones())
 
 
 @bp.get("/")
@@ -128,7 +126,7 @@ def _render_form(contact: Contact | None, values, errors, status: int = 200):
         errors=errors,
         types=CONTACT_TYPES,
         owners=owner_choices(db.session),
-        timezones=_TIMEZONE_CHOICES,
+        timezones=TIMEZONE_CHOICES,
     )
     return page, status
 
@@ -196,7 +194,6 @@ def _panel_context(contact: Contact, **extra) -> dict:
         contact=contact,
         panel=campaign_panel(db.session, contact),
         activities=contact_timeline(db.session, contact),
-        viewer_tz=current_user.timezone or "UTC",
         **extra,
     )
 

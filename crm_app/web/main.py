@@ -5,6 +5,7 @@ from flask_login import current_user, login_required
 
 from crm_app.drip.reporting.dashboard import home_dashboard
 from crm_app.extensions import db
+from crm_app.web.filters import viewer_timezone
 
 bp = Blueprint("main", __name__)
 
@@ -21,7 +22,7 @@ def _admin_message_links() -> dict[str, str]:
 def home():
     dashboard = home_dashboard(
         db.session,
-        tz_name=current_user.timezone or "UTC",
+        tz_name=viewer_timezone(),
         expects_webhook=bool(current_app.config.get("SENDGRID_API_KEY")),
     )
     return render_template(
@@ -29,7 +30,6 @@ def home():
         dashboard=dashboard,
         outbox_mode=not current_app.config.get("SENDGRID_API_KEY"),
         message_links=_admin_message_links(),
-        viewer_tz=current_user.timezone or "UTC",
     )
 
 

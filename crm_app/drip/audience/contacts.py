@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from zoneinfo import available_timezones
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
@@ -14,6 +13,7 @@ from crm_app.drip.audience.enrollment import auto_enroll, change_contact_type
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.common.paging import Page, paginate
+from crm_app.drip.common.timezones import is_known_timezone
 from crm_app.models import CONTACT_TYPES, Activity, Campaign, Contact, Enrollment, Message, User
 
 TEXT_FIELDS = ("first_name", "last_name", "phone", "company", "title", "industry", "notes")
@@ -25,7 +25,6 @@ FIELD_LIMITS = {
     "title": 200,
     "industry": 100,
 }
-_TIMEZONES = frozenset(available_timezones())
 
 
 @dataclass
@@ -95,7 +94,7 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
     if data.contact_type not in CONTACT_TYPES:
         errors["contact_type"] = f"Choose one of: {', '.join(CONTACT_TYPES)}."
     cleaned.timezone = (data.timezone or "").strip() or "UTC"
-    if cleaned.timezone not in _TIMEZONES:
+    if not is_known_timezone(cleaned.timezone):
         errors["timezone"] = (
             f"Unknown time zone {cleaned.timezone!r}: use an IANA name such as Europe/Paris."
         )
