@@ -20,8 +20,6 @@ from crm_app.drip.audience import enrollment as enrollment_core
 from crm_app.drip.audience.contacts import (
     ContactInput,
     ContactValidationError,
-    campaign_panel,
-    contact_timeline,
     create_contact,
     custom_fields_text,
     delete_contact,
@@ -31,9 +29,15 @@ from crm_app.drip.audience.contacts import (
     update_contact,
     validate,
 )
+from crm_app.drip.audience.panel import (
+    campaign_panel,
+    contact_timeline,
+    enroll_chosen,
+    stop_all_or_refuse,
+)
 from crm_app.drip.common.timezones import TIMEZONE_CHOICES
 from crm_app.extensions import db
-from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment
+from crm_app.models import CONTACT_TYPES, Contact, Enrollment
 from crm_app.web.auth import actor_name
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
@@ -235,16 +239,11 @@ def _stop_reason() -> str:
 @login_required
 def enroll(contact_id: int):
     contact = db.get_or_404(Contact, contact_id)
-    try:
-        campaign = db.session.get(Campaign, int(request.form.get("campaign_id", "")))
-    except ValueError:
-        campaign = None
+    campaign_id = request.form.get("campaign_id", type=int)
 
     def action():
-        if campaign is None:
-            raise enrollment_core.EnrollmentError("Choose a campaign to enrol in.")
-        enrollment_core.enroll(db.session, contact, campaign, actor=actor_name(), source="manual")
-        return f"Enrolled in {campaign.name}."
+        enrollment = enroll_chosen(db.session, contact, campaign_id, actor=actor_name())
+        return f"Enrolled in {enrollment.campaign.name}."
 
     return _panel_action(contact, action, "Enrolled.")
 
@@ -282,11 +281,7 @@ def stop_all(contact_id: int):
     contact = db.get_or_404(Contact, contact_id)
 
     def action():
-        count = enrollment_core.stop_all(
-            db.session, contact, reason=_stop_reason(), actor=actor_name()
-        )
-        if count == 0:
-            raise enrollment_core.EnrollmentError("There is no active enrolment to stop.")
+        count = stop_all_or_refuse(db.session, contact, reason=_stop_reason(), actor=actor_name())
         return f"Stopped {count} enrolment{'s' if count != 1 else ''}."
 
     return _panel_action(contact, action, "Stopped all.")

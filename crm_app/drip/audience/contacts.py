@@ -14,7 +14,7 @@ from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.common.paging import Page, paginate
 from crm_app.drip.common.timezones import is_known_timezone
-from crm_app.models import CONTACT_TYPES, Activity, Campaign, Contact, Enrollment, Message, User
+from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment, User
 
 TEXT_FIELDS = ("first_name", "last_name", "phone", "company", "title", "industry", "notes")
 FIELD_LIMITS = {
@@ -215,61 +215,3 @@ def owner_choices(session) -> list[User]:
 def custom_fields_text(custom_fields: dict[str, str] | None) -> str:
     """The inverse of parse_custom_fields, for the edit form."""
     return "\n".join(f"{key}: {value}" for key, value in (custom_fields or {}).items())
-
-
-@dataclass
-class CampaignPanel:
-    """What the contact page's campaign panel shows."""
-
-    active: list[Enrollment]
-    finished: list[Enrollment]
-    # Active campaigns the contact is not already walking through (the manual dropdown).
-    available: list[Campaign]
-    # Enrolment id -> status of its current step's email, when one exists (queued,
-    # sending, failed, in_doubt): why there is no next email date.
-    in_flight: dict[int, str] = field(default_factory=dict)
-
-
-def campaign_panel(session, contact: Contact) -> CampaignPanel:
-    enrollments = list(
-        session.scalars(
-            sa.select(Enrollment)
-            .where(Enrollment.contact_id == contact.id)
-            .options(selectinload(Enrollment.campaign).selectinload(Campaign.steps))
-            .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
-        )
-    )
-    active = [e for e in enrollments if e.status == "active"]
-    busy = {e.campaign_id for e in active}
-    available = [
-        c
-        for c in session.scalars(
-            sa.select(Campaign).where(Campaign.status == "active").order_by(Campaign.name)
-        )
-        if c.id not in busy
-    ]
-    finished = [e for e in enrollments if e.status != "active"]
-    waiting = [e for e in active if e.next_send_at is None]
-    in_flight: dict[int, str] = {}
-    if waiting:
-        rows = session.execute(
-            sa.select(Message.enrollment_id, Message.status, Message.step_position).where(
-                Message.enrollment_id.in_([e.id for e in waiting])
-            )
-        )
-        current = {e.id: e.current_step for e in waiting}
-        in_flight = {eid: status for eid, status, step in rows if current[eid] == step}
-    return CampaignPanel(active=active, finished=finished, available=available,
-                         in_flight=in_flight)  # fmt: skip
-
-
-def contact_timeline(session, contact: Contact, *, limit: int = 200) -> list[Activity]:
-    """The contact's activity, newest first."""
-    return list(
-        session.scalars(
-            sa.select(Activity)
-            .where(Activity.contact_id == contact.id)
-            .order_by(Activity.created_at.desc(), Activity.id.desc())
-            .limit(limit)
-        )
-    )
