@@ -14,20 +14,15 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
-from werkzeug.datastructures import MultiDict
 
 from crm_app.drip.audience import enrollment as enrollment_core
 from crm_app.drip.audience.contacts import (
-    ContactInput,
     ContactValidationError,
-    create_contact,
-    custom_fields_text,
+    contact_form_values,
     delete_contact,
     owner_choices,
-    parse_custom_fields,
+    save_contact,
     search_contacts,
-    update_contact,
-    validate,
 )
 from crm_app.drip.audience.panel import (
     campaign_panel,
@@ -41,21 +36,6 @@ from crm_app.models import CONTACT_TYPES, Contact, Enrollment
 from crm_app.web.auth import actor_name
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
-
-FORM_FIELDS = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "company",
-    "title",
-    "industry",
-    "contact_type",
-    "timezone",
-    "owner_id",
-    "notes",
-    "custom_fields",
-)
 
 
 @bp.get("/")
@@ -84,44 +64,6 @@ def index():
 # --- create / edit / delete ---
 
 
-def _form_values(contact: Contact | None) -> dict[str, str]:
-    if contact is None:
-        return {"contact_type": "lead", "timezone": "UTC", "owner_id": str(current_user.id)}
-    values = {
-        name: getattr(contact, name) or ""
-        for name in FORM_FIELDS
-        if name not in ("owner_id", "custom_fields")
-    }
-    values["owner_id"] = str(contact.owner_id or "")
-    values["custom_fields"] = custom_fields_text(contact.custom_fields)
-    return values
-
-
-def _parse_form(form: MultiDict) -> tuple[ContactInput, dict[str, str]]:
-    """Form strings -> ContactInput, plus errors the core cannot see (unparsable input)."""
-    errors: dict[str, str] = {}
-    custom, custom_error = parse_custom_fields(form.get("custom_fields", ""))
-    if custom_error:
-        errors["custom_fields"] = custom_error
-    owner_raw = form.get("owner_id", "").strip()
-    owner_id = None
-    if owner_raw:
-        try:
-            owner_id = int(owner_raw)
-        except ValueError:
-            errors["owner_id"] = "Unknown owner."
-    data = ContactInput(
-        **{
-            name: form.get(name, "")
-            for name in FORM_FIELDS
-            if name not in ("owner_id", "custom_fields")
-        },
-        owner_id=owner_id,
-        custom_fields=custom,
-    )
-    return data, errors
-
-
 def _render_form(contact: Contact | None, values, errors, status: int = 200):
     page = render_template(
         "contacts/form.html",
@@ -137,23 +79,14 @@ def _render_form(contact: Contact | None, values, errors, status: int = 200):
 
 def _save(contact: Contact | None):
     """Create or update from the posted form; 422 with every message when anything is wrong."""
-    data, errors = _parse_form(request.form)
     try:
-        if errors:
-            # Still validate the rest, so every bad field is reported at once; nothing is saved.
-            validate(db.session, data, existing=contact)
-        elif contact is None:
-            contact = create_contact(db.session, data, actor=actor_name())
-        else:
-            contact = update_contact(db.session, contact, data, actor=actor_name())
+        saved = save_contact(db.session, request.form, contact=contact, actor=actor_name())
     except ContactValidationError as invalid:
-        errors = {**invalid.errors, **errors}
-    if errors:
         db.session.rollback()
-        return _render_form(contact, request.form, errors, 422)
+        return _render_form(contact, request.form, invalid.errors, 422)
     db.session.commit()
-    flash(f"Saved {contact.full_name}.", "success")
-    return redirect(url_for("contacts.detail", contact_id=contact.id))
+    flash(f"Saved {saved.full_name}.", "success")
+    return redirect(url_for("contacts.detail", contact_id=saved.id))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -161,7 +94,7 @@ def _save(contact: Contact | None):
 def new():
     if request.method == "POST":
         return _save(None)
-    return _render_form(None, _form_values(None), {})
+    return _render_form(None, contact_form_values(None, owner_id=current_user.id), {})
 
 
 @bp.route("/<int:contact_id>/edit", methods=["GET", "POST"])
@@ -170,7 +103,7 @@ def edit(contact_id: int):
     contact = db.get_or_404(Contact, contact_id)
     if request.method == "POST":
         return _save(contact)
-    return _render_form(contact, _form_values(contact), {})
+    return _render_form(contact, contact_form_values(contact, owner_id=None), {})
 
 
 @bp.route("/<int:contact_id>/delete", methods=["GET", "POST"])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
@@ -15,16 +16,6 @@ from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.common.paging import Page, paginate
 from crm_app.drip.common.timezones import is_known_timezone
 from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment, User
-
-TEXT_FIELDS = ("first_name", "last_name", "phone", "company", "title", "industry", "notes")
-FIELD_LIMITS = {
-    "first_name": 100,
-    "last_name": 100,
-    "phone": 40,
-    "company": 200,
-    "title": 200,
-    "industry": 100,
-}
 
 
 @dataclass
@@ -43,6 +34,22 @@ class ContactInput:
     notes: str = ""
     owner_id: int | None = None
     custom_fields: dict[str, str] = field(default_factory=dict)
+
+
+# The one list of a contact's fields: the form, the parser and the validation use it.
+CONTACT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ContactInput))
+# Free text, stripped, with its length limit (None: as long as the column allows).
+TEXT_FIELDS: dict[str, int | None] = {
+    "first_name": 100,
+    "last_name": 100,
+    "phone": 40,
+    "company": 200,
+    "title": 200,
+    "industry": 100,
+    "notes": None,
+}
+# Fields submitted as text that must be parsed first (the rest stay strings).
+_PARSED_FIELDS = ("owner_id", "custom_fields")
 
 
 class ContactValidationError(FieldErrors):
@@ -70,9 +77,8 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
     """Return the cleaned input or raise ContactValidationError with one message per field."""
     errors: dict[str, str] = {}
     cleaned = ContactInput(**{**data.__dict__})
-    for name in TEXT_FIELDS:
+    for name, limit in TEXT_FIELDS.items():
         setattr(cleaned, name, (getattr(data, name) or "").strip())
-        limit = FIELD_LIMITS.get(name)
         if limit and len(getattr(cleaned, name)) > limit:
             errors[name] = f"At most {limit} characters."
 
@@ -103,6 +109,55 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
     if errors:
         raise ContactValidationError(errors)
     return cleaned
+
+
+def contact_input(values: Mapping[str, str]) -> tuple[ContactInput, dict[str, str]]:
+    """Submitted strings (a form, a CSV row) -> ContactInput, plus a message for each
+    field that does not even parse (validate() cannot see those)."""
+    errors: dict[str, str] = {}
+    custom, custom_error = parse_custom_fields(values.get("custom_fields") or "")
+    if custom_error:
+        errors["custom_fields"] = custom_error
+    owner_raw = (values.get("owner_id") or "").strip()
+    owner_id = None
+    if owner_raw:
+        try:
+            owner_id = int(owner_raw)
+        except ValueError:
+            errors["owner_id"] = "Unknown owner."
+    plain = {name: values.get(name) or "" for name in CONTACT_FIELDS if name not in _PARSED_FIELDS}
+    return ContactInput(**plain, owner_id=owner_id, custom_fields=custom), errors
+
+
+def contact_form_values(contact: Contact | None, *, owner_id: int | None) -> dict[str, str]:
+    """What the contact form shows: the contact's values, or a new contact's defaults
+    (a lead in UTC, owned by `owner_id`)."""
+    if contact is None:
+        return {"contact_type": "lead", "timezone": "UTC", "owner_id": str(owner_id or "")}
+    values = {
+        name: getattr(contact, name) or "" for name in CONTACT_FIELDS if name not in _PARSED_FIELDS
+    }
+    values["owner_id"] = str(contact.owner_id or "")
+    values["custom_fields"] = custom_fields_text(contact.custom_fields)
+    return values
+
+
+def save_contact(
+    session, values: Mapping[str, str], *, contact: Contact | None = None, actor: str
+) -> Contact:
+    """Create (contact None) or update from submitted strings, or raise
+    ContactValidationError with every bad field at once; nothing is saved then."""
+    data, errors = contact_input(values)
+    if errors:
+        # Still validate the rest, so the user fixes everything in one go.
+        try:
+            validate(session, data, existing=contact)
+        except ContactValidationError as invalid:
+            errors = {**invalid.errors, **errors}
+        raise ContactValidationError(errors)
+    if contact is None:
+        return create_contact(session, data, actor=actor)
+    return update_contact(session, contact, data, actor=actor)
 
 
 def _apply(contact: Contact, cleaned: ContactInput) -> None:
