@@ -19,19 +19,24 @@ from flask_login import current_user, login_required
 from crm_app.drip.campaigns.manage import (
     CampaignSettingsError,
     count_active_enrollments,
+    counts_from_enrolment,
     describe_delay,
     list_campaigns,
     preview_step,
     set_campaign_status,
+    status_changes,
     update_send_window,
 )
 from crm_app.drip.campaigns.rendering import sender_context
 from crm_app.drip.campaigns.steps import (
+    STEP_FIELDS,
     StepEditError,
     StepInput,
     add_step,
     move_step,
+    next_position,
     remove_step,
+    step_actions,
     update_step,
 )
 from crm_app.extensions import db
@@ -39,13 +44,8 @@ from crm_app.models import WEEKDAY_NAMES, Campaign, CampaignStep
 from crm_app.web.auth import actor_name, admin_required
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
-
-# Label of the button that moves a campaign to each status, by current status.
-STATUS_ACTIONS = {
-    "active": [("paused", "Pause"), ("archived", "Archive")],
-    "paused": [("active", "Resume"), ("archived", "Archive")],
-    "archived": [("active", "Restore")],
-}
+# What a new email's form starts with.
+NEW_STEP_VALUES = {"delay_days": 3}
 
 
 def _sender() -> dict[str, str]:
@@ -80,7 +80,7 @@ def _render_settings(campaign: Campaign, status: int = 200, **extra: Any):
         "form": extra.pop("form", None) or _window_form(campaign),
         "errors": extra.pop("errors", {}),
         "weekday_names": WEEKDAY_NAMES,
-        "status_actions": STATUS_ACTIONS[campaign.status],
+        "status_changes": status_changes(campaign),
         **extra,
     }
     if request.htmx:
@@ -90,6 +90,7 @@ def _render_settings(campaign: Campaign, status: int = 200, **extra: Any):
         "campaigns/detail.html",
         previews=previews,
         describe_delay=describe_delay,
+        step_actions=step_actions,
         active_enrollments=count_active_enrollments(db.session, campaign),
         **context,
     ), status
@@ -178,23 +179,24 @@ def _step_of(campaign_id: int, step_id: int) -> CampaignStep:
 
 
 def _step_input() -> StepInput:
-    form = request.form
-    return StepInput(
-        subject=form.get("subject", ""),
-        body_html=form.get("body_html", ""),
-        body_text=form.get("body_text", ""),
-        delay_days=form.get("delay_days", ""),
-    )
+    return StepInput(**{name: request.form.get(name, "") for name in STEP_FIELDS})
 
 
 def _render_step_form(campaign: Campaign, step: CampaignStep | None, errors=None, status=200):
-    values = request.form if request.method == "POST" else step
+    if request.method == "POST":
+        values = request.form
+    elif step is not None:
+        values = {name: getattr(step, name) for name in STEP_FIELDS}
+    else:
+        values = NEW_STEP_VALUES
+    position = step.position if step is not None else next_position(campaign)
     return render_template(
         "campaigns/step_form.html",
         campaign=campaign,
         step=step,
         values=values,
         errors=errors or {},
+        delay_from_enrolment=counts_from_enrolment(position),
     ), status
 
 

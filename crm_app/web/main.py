@@ -4,6 +4,7 @@ from flask import Blueprint, current_app, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
 from crm_app.drip.reporting.dashboard import home_dashboard
+from crm_app.drip.reporting.message_lists import ADMIN_LISTS
 from crm_app.extensions import db
 from crm_app.web.filters import viewer_timezone
 
@@ -14,7 +15,7 @@ def _admin_message_links() -> dict[str, str]:
     """Links to the admin message lists, for admins."""
     if not current_user.is_admin:
         return {}
-    return {status: url_for("admin.messages", status=status) for status in ("failed", "in_doubt")}
+    return {status: url_for("admin.messages", status=status) for status in ADMIN_LISTS}
 
 
 @bp.get("/")
