@@ -243,9 +243,9 @@ def test_an_invalid_window_is_refused_and_nothing_is_saved(
     assert response.status_code == 422
     page = html.unescape(response.get_data(as_text=True))
     assert message in page
-    # The message sits next to its field: inside the days fieldset or the time's label.
+    # The message sits next to its field: inside the days fieldset or the time's field.
     after_field = page.rsplit(f'name="{field}"', 1)[1]
-    closing = "</fieldset>" if field == "weekdays" else "</label>"
+    closing = "</fieldset>" if field == "weekdays" else "</div>"
     assert message in after_field.split(closing, 1)[0]
     lead = reload(lead)
     assert lead.send_window_label == "Mon, Tue, Wed, Thu, Fri 09:00-17:00"

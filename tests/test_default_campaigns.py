@@ -22,26 +22,13 @@ _campaigns_module = importlib.import_module("crm_app.default_campaigns")
 CAMPAIGN_FILES = _campaigns_module.CAMPAIGN_FILES
 load_default_campaigns = _campaigns_module.load_default_campaigns
 validate_campaign = _campaigns_module.validate_campaign
+from crm_app.drip.campaigns.rendering import MERGE_FIELDS  # noqa: E402
+from crm_app.drip.campaigns.steps import TEMPLATE_FIELDS  # noqa: E402
 
 EXPECTED_COUNTS = {"networking": 8, "lead": 6, "prospect": 5, "client": 4}
-TEMPLATE_FIELDS = ("subject", "body_html", "body_text")
-ALLOWED_VARIABLES = {"contact", "company", "sender"}
-ALLOWED_ATTRIBUTES = {
-    "contact": {
-        "first_name",
-        "last_name",
-        "full_name",
-        "email",
-        "phone",
-        "company",
-        "title",
-        "industry",
-        "contact_type",
-        "custom",
-    },
-    "company": {"name", "industry"},
-    "sender": {"name", "first_name", "title", "company", "email", "phone", "website"},
-}
+# What the editor would accept: the default campaigns obey the same merge-field rule.
+ALLOWED_VARIABLES = set(MERGE_FIELDS)
+ALLOWED_ATTRIBUTES = MERGE_FIELDS
 
 SENDER = {
     "name": "Alex Morgan",

@@ -6,9 +6,11 @@ import pytest
 import sqlalchemy as sa
 
 from crm_app.drip.audience.enrollment import stop_all
+from crm_app.drip.audience.suppression import suppress
 from crm_app.extensions import db
 from crm_app.models import Contact, Enrollment
 from crm_app.web.filters import local_time
+from tests.panel_helpers import current_email_in_state
 
 TIMELINE_OOB = '<section id="timeline" class="card" hx-swap-oob="true">'
 
@@ -94,6 +96,28 @@ def test_every_panel_control_works_without_javascript(admin, make_contact):
         assert 'method="post"' in form and 'action="/contacts/' in form
         assert 'hx-post="/contacts/' in form and 'hx-target="#campaign-panel"' in form
         assert 'name="csrf_token"' in form
+
+
+def test_panel_says_why_a_bounced_contact_is_not_mailed(admin, make_contact):
+    contact = make_contact("lead")
+    contact.email_status = "bounced"
+    db.session.commit()
+    page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    assert "The contact is bounced: it is never mailed and cannot be enrolled." in page
+
+
+def test_panel_says_a_suppressed_address_is_not_mailed_even_if_the_contact_says_ok(
+    admin, make_contact
+):
+    # Enrolment and the tick refuse an address on the suppression list whatever the
+    # contact row says; the panel must say so too (it used to read email_status only).
+    contact = make_contact("lead", email="listed@example.com")
+    suppress(db.session, "listed@example.com", reason="bounce", source="test", actor="test")
+    contact.email_status = "ok"
+    db.session.commit()
+    page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    panel = page.split('<section id="campaign-panel"', 1)[1].split("</section>", 1)[0]
+    assert "The address is on the suppression list (bounce): it is never mailed" in panel
 
 
 # --- manual enrolment ---
@@ -368,22 +392,9 @@ def test_a_goal_needs_a_name(admin, make_contact):
 
 
 def test_panel_says_when_the_current_email_failed(admin, make_contact):
-    from crm_app.models import Message
-
     contact = make_contact("lead")
-    enrollment = contact.enrollments[0]
-    enrollment.next_send_at = None  # the tick took the step
-    db.session.add(
-        Message(
-            enrollment_id=enrollment.id,
-            step_id=enrollment.campaign.steps[0].id,
-            contact_id=contact.id,
-            campaign_id=enrollment.campaign_id,
-            step_position=1,
-            status="failed",
-            error="400: invalid from address",
-        )
-    )
+    message = current_email_in_state(db.session, contact, "failed")
+    message.error = "400: invalid from address"
     db.session.commit()
     page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
     assert "step 1 failed to send" in page

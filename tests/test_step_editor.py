@@ -75,8 +75,8 @@ def test_broken_input_is_refused_next_to_its_field_and_nothing_saved(
     response = admin.post(f"/campaigns/{lead.id}/steps/{step.id}/edit", GOOD | {field: value})
     assert response.status_code == 422
     page = response.get_data(as_text=True)
-    assert f'id="{field}-error"' in page
-    error = page.split(f'id="{field}-error">', 1)[1].split("</p>", 1)[0]
+    assert f'aria-describedby="error-{field}"' in page
+    error = page.split(f'id="error-{field}">', 1)[1].split("</p>", 1)[0]
     assert message in error.replace("&#39;", "'")
     assert "Nothing was saved" in page
     saved = steps_of(lead.id)[0]

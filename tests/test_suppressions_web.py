@@ -50,7 +50,7 @@ def test_invalid_address_is_refused_next_to_the_field(admin, session):
         response = admin.post("/suppressions/", {"email": bad, "note": "keep me"})
         assert response.status_code == 422
         html = response.get_data(as_text=True)
-        assert 'id="email-error"' in html and "Not a valid email address" in html
+        assert 'id="error-email"' in html and "Not a valid email address" in html
         assert 'value="keep me"' in html  # nothing typed is lost
     assert listed(session) == set()
 

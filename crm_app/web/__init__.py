@@ -2,49 +2,58 @@
 
 from __future__ import annotations
 
-from flask import Flask, make_response, render_template, request
+from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
 
 from crm_app.extensions import login_manager
+from crm_app.web.htmx import htmx_alert
 
 
 def register_web(app: Flask) -> None:
-    from crm_app.web import auth, campaigns, contacts, main
+    from crm_app.web import (
+        admin,
+        analytics,
+        auth,
+        campaigns,
+        contacts,
+        health,
+        main,
+        suppressions,
+        unsubscribe,
+        webhooks,
+    )
     from crm_app.web.filters import register_filters
-
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(main.bp)
-    app.register_blueprint(contacts.bp)
-    app.register_blueprint(campaigns.bp)
-    from crm_app.web import analytics, suppressions
-
-    app.register_blueprint(analytics.bp)
-    app.register_blueprint(suppressions.bp)
-    from crm_app.web import admin, health, unsubscribe, webhooks
-
-    app.register_blueprint(webhooks.bp)
-    app.register_blueprint(unsubscribe.bp)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(admin.bp)
-    register_filters(app)
     from crm_app.web.rq_dashboard_mount import mount_rq_dashboard
 
+    for blueprint in (
+        auth.bp,
+        main.bp,
+        contacts.bp,
+        campaigns.bp,
+        analytics.bp,
+        suppressions.bp,
+        webhooks.bp,
+        unsubscribe.bp,
+        health.bp,
+        admin.bp,
+    ):
+        app.register_blueprint(blueprint)
+    register_filters(app)
     mount_rq_dashboard(app)
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to see that page."
     login_manager.login_message_category = "info"
+    _register_error_pages(app)
 
-    def htmx_alert(message: str, status: int):
-        # Swapped into the page's alert area, not into the fragment the request targeted.
-        response = make_response(render_template("errors/_alert.html", message=message), status)
-        response.headers["HX-Retarget"] = "#htmx-alerts"
-        response.headers["HX-Reswap"] = "innerHTML"
-        return response
+
+def _register_error_pages(app: Flask) -> None:
+    """Refusals as pages, or for htmx as an alert (a page swapped into a fragment would
+    break the layout)."""
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
-        if request.headers.get("HX-Request"):
+        if request.htmx:
             return htmx_alert(
                 f"Refused: the security token was missing or wrong ({error.description}). "
                 "Nothing was saved. Reload the page and try again.",
@@ -54,7 +63,7 @@ def register_web(app: Flask) -> None:
 
     @app.errorhandler(403)
     def forbidden(error):
-        if request.headers.get("HX-Request"):
+        if request.htmx:
             return htmx_alert("Only admins can do this.", 403)
         return render_template("errors/403.html"), 403
 

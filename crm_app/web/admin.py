@@ -22,13 +22,6 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 LIST_TITLES = {"failed": "Failed messages", "in_doubt": "Messages in doubt"}
 
 
-def _page_number() -> int:
-    try:
-        return max(1, int(request.args.get("page", 1)))
-    except ValueError:
-        return 1
-
-
 @bp.get("/messages")
 @admin_required
 def messages():
@@ -37,7 +30,10 @@ def messages():
         abort(404)
     hours = current_app.config.get("IN_DOUBT_NO_TRACE_HOURS", 2)
     listing = admin_message_list(
-        db.session, status, page=_page_number(), no_trace_after=timedelta(hours=hours)
+        db.session,
+        status,
+        page=request.args.get("page", 1, type=int),
+        no_trace_after=timedelta(hours=hours),
     )
     return render_template(
         "admin/messages.html",
@@ -70,7 +66,8 @@ def message_action(message_id: int, action: str):
 @admin_required
 def outbox():
     return render_template(
-        "admin/outbox.html", listing=outbox_page(db.session, page=_page_number())
+        "admin/outbox.html",
+        listing=outbox_page(db.session, page=request.args.get("page", 1, type=int)),
     )
 
 

@@ -10,6 +10,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from crm_app.extensions import db, login_manager
 from crm_app.models import User
+from crm_app.web.htmx import action_response, hx_redirect
 
 bp = Blueprint("auth", __name__)
 
@@ -80,8 +81,7 @@ def login():
 @login_required
 def logout():
     logout_user()
-    flash("You are logged out.", "info")
-    return redirect(url_for("auth.login"))
+    return action_response(url_for("auth.login"), "You are logged out.", "info")
 
 
 @login_manager.unauthorized_handler
@@ -90,10 +90,7 @@ def unauthorized():
     # full_path ends in "?" when there is no query string.
     back_to = request.full_path.rstrip("?") if request.method == "GET" else None
     login_url = url_for("auth.login", next=back_to)
-    if request.headers.get("HX-Request"):
-        # A 302 would be swapped into the panel; HX-Redirect makes htmx load the page.
-        response = redirect(login_url, code=401)
-        response.headers["HX-Redirect"] = login_url
-        return response
+    if request.htmx:
+        return hx_redirect(login_url, status=401)
     flash(login_manager.login_message, "info")
     return redirect(login_url)

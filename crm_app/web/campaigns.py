@@ -2,50 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    flash,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
 from crm_app.drip.campaigns.manage import (
     CampaignSettingsError,
     count_active_enrollments,
+    counts_from_enrolment,
     describe_delay,
     list_campaigns,
     preview_step,
     set_campaign_status,
+    status_changes,
     update_send_window,
 )
 from crm_app.drip.campaigns.rendering import sender_context
 from crm_app.drip.campaigns.steps import (
+    STEP_FIELDS,
     StepEditError,
     StepInput,
     add_step,
     move_step,
+    next_position,
     remove_step,
+    step_actions,
     update_step,
 )
 from crm_app.extensions import db
 from crm_app.models import WEEKDAY_NAMES, Campaign, CampaignStep
 from crm_app.web.auth import actor_name, admin_required
+from crm_app.web.htmx import action_response, render_fragment_or_page, wants_fragment
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
-
-# Label of the button that moves a campaign to each status, by current status.
-STATUS_ACTIONS = {
-    "active": [("paused", "Pause"), ("archived", "Archive")],
-    "paused": [("active", "Resume"), ("archived", "Archive")],
-    "archived": [("active", "Restore")],
-}
+# What a new email's form starts with.
+NEW_STEP_VALUES = {"delay_days": 3}
 
 
 def _sender() -> dict[str, str]:
@@ -80,16 +74,17 @@ def _render_settings(campaign: Campaign, status: int = 200, **extra: Any):
         "form": extra.pop("form", None) or _window_form(campaign),
         "errors": extra.pop("errors", {}),
         "weekday_names": WEEKDAY_NAMES,
-        "status_actions": STATUS_ACTIONS[campaign.status],
+        "status_changes": status_changes(campaign),
         **extra,
     }
-    if request.htmx:
+    if wants_fragment():
         return render_template("campaigns/_settings.html", oob_badge=True, **context), status
     previews = [preview_step(step, _sender()) for step in campaign.steps]
     return render_template(
         "campaigns/detail.html",
         previews=previews,
         describe_delay=describe_delay,
+        step_actions=step_actions,
         active_enrollments=count_active_enrollments(db.session, campaign),
         **context,
     ), status
@@ -110,15 +105,31 @@ def detail(campaign_id: int):
 @bp.get("/<int:campaign_id>/steps/<int:step_id>/preview")
 @login_required
 def preview(campaign_id: int, step_id: int):
-    step = db.get_or_404(CampaignStep, step_id)
-    if step.campaign_id != campaign_id:
-        return render_template("errors/404.html"), 404
-    template = "campaigns/_preview.html" if request.htmx else "campaigns/preview.html"
-    return render_template(
-        template,
+    step = _step_of(campaign_id, step_id)
+    return render_fragment_or_page(
+        "campaigns/_preview.html",
+        "campaigns/preview.html",
         campaign=step.campaign,
         preview=preview_step(step, _sender()),
         describe_delay=describe_delay,
+    )
+
+
+def _settings_change(
+    campaign: Campaign, change: Callable[[], str], submitted_window: dict | None = None
+) -> ResponseReturnValue:
+    """Apply one settings change (it returns its notice) and answer with the settings
+    panel or the page; a refused change is shown next to its field with a 422."""
+    try:
+        notice = change()
+    except CampaignSettingsError as error:
+        db.session.rollback()
+        return _render_settings(campaign, 422, errors=error.errors, form=submitted_window)
+    db.session.commit()
+    return action_response(
+        url_for("campaigns.detail", campaign_id=campaign.id),
+        notice,
+        fragment=lambda: _render_settings(campaign, notice=notice),
     )
 
 
@@ -126,45 +137,34 @@ def preview(campaign_id: int, step_id: int):
 @admin_required
 def update_settings(campaign_id: int):
     campaign = db.get_or_404(Campaign, campaign_id)
-    try:
+    form = request.form
+
+    def change() -> str:
         moved = update_send_window(
             db.session,
             campaign,
-            request.form.getlist("weekdays"),
-            request.form.get("send_start"),
-            request.form.get("send_end"),
+            form.getlist("weekdays"),
+            form.get("send_start"),
+            form.get("send_end"),
             actor=actor_name(),
         )
-    except CampaignSettingsError as error:
-        db.session.rollback()
-        return _render_settings(
-            campaign, 422, errors=error.errors, form=_window_form(campaign, request.form)
-        )
-    db.session.commit()
-    notice = f"Send window saved: {campaign.send_window_label}. {moved} scheduled email(s) moved."
-    if request.htmx:
-        return _render_settings(campaign, notice=notice)
-    flash(notice, "success")
-    return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+        label = campaign.send_window_label
+        return f"Send window saved: {label}. {moved} scheduled email(s) moved."
+
+    return _settings_change(campaign, change, _window_form(campaign, form))
 
 
 @bp.post("/<int:campaign_id>/status")
 @admin_required
 def update_status(campaign_id: int):
     campaign = db.get_or_404(Campaign, campaign_id)
-    try:
-        set_campaign_status(
-            db.session, campaign, request.form.get("status", ""), actor=actor_name()
-        )
-    except CampaignSettingsError as error:
-        db.session.rollback()
-        return _render_settings(campaign, 422, errors=error.errors)
-    db.session.commit()
-    notice = f"{campaign.name} is now {campaign.status}."
-    if request.htmx:
-        return _render_settings(campaign, notice=notice)
-    flash(notice, "success")
-    return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+
+    def change() -> str:
+        status = request.form.get("status", "")
+        set_campaign_status(db.session, campaign, status, actor=actor_name())
+        return f"{campaign.name} is now {campaign.status}."
+
+    return _settings_change(campaign, change)
 
 
 # --- the emails of a campaign (admins) ---
@@ -178,24 +178,29 @@ def _step_of(campaign_id: int, step_id: int) -> CampaignStep:
 
 
 def _step_input() -> StepInput:
-    form = request.form
-    return StepInput(
-        subject=form.get("subject", ""),
-        body_html=form.get("body_html", ""),
-        body_text=form.get("body_text", ""),
-        delay_days=form.get("delay_days", ""),
-    )
+    return StepInput(**{name: request.form.get(name, "") for name in STEP_FIELDS})
 
 
 def _render_step_form(campaign: Campaign, step: CampaignStep | None, errors=None, status=200):
-    values = request.form if request.method == "POST" else step
+    if request.method == "POST":
+        values = request.form
+    elif step is not None:
+        values = {name: getattr(step, name) for name in STEP_FIELDS}
+    else:
+        values = NEW_STEP_VALUES
+    position = step.position if step is not None else next_position(campaign)
     return render_template(
         "campaigns/step_form.html",
         campaign=campaign,
         step=step,
         values=values,
         errors=errors or {},
+        delay_from_enrolment=counts_from_enrolment(position),
     ), status
+
+
+def _back_to_step(step: CampaignStep) -> str:
+    return url_for("campaigns.detail", campaign_id=step.campaign_id, _anchor=f"step-{step.id}")
 
 
 @bp.route("/<int:campaign_id>/steps/new", methods=["GET", "POST"])
@@ -210,8 +215,7 @@ def new_step(campaign_id: int):
         db.session.rollback()
         return _render_step_form(campaign, None, refused.errors, 422)
     db.session.commit()
-    flash(f"Email {step.position} added to {campaign.name}.", "success")
-    return redirect(url_for("campaigns.detail", campaign_id=campaign.id, _anchor=f"step-{step.id}"))
+    return action_response(_back_to_step(step), f"Email {step.position} added to {campaign.name}.")
 
 
 @bp.route("/<int:campaign_id>/steps/<int:step_id>/edit", methods=["GET", "POST"])
@@ -226,13 +230,11 @@ def edit_step(campaign_id: int, step_id: int):
         db.session.rollback()
         return _render_step_form(step.campaign, step, refused.errors, 422)
     db.session.commit()
-    flash(
-        f"Email {step.position} saved as version {step.version}."
-        if changed
-        else "Nothing changed.",
-        "success" if changed else "info",
-    )
-    return redirect(url_for("campaigns.detail", campaign_id=campaign_id, _anchor=f"step-{step.id}"))
+    if changed:
+        return action_response(
+            _back_to_step(step), f"Email {step.position} saved as version {step.version}."
+        )
+    return action_response(_back_to_step(step), "Nothing changed.", "info")
 
 
 @bp.post("/<int:campaign_id>/steps/<int:step_id>/delete")
@@ -256,12 +258,11 @@ def move_step_view(campaign_id: int, step_id: int):
 def _step_change(campaign_id: int, step_id: int, change, done: str):
     step = _step_of(campaign_id, step_id)
     label = f"Email {step.position} ({step.subject})"
+    back = url_for("campaigns.detail", campaign_id=campaign_id)
     try:
         change(db.session, step)
     except StepEditError as refused:
         db.session.rollback()
-        flash(" ".join(refused.errors.values()), "error")
-    else:
-        db.session.commit()
-        flash(f"{label} {done}.", "success")
-    return redirect(url_for("campaigns.detail", campaign_id=campaign_id))
+        return action_response(back, " ".join(refused.errors.values()), "error")
+    db.session.commit()
+    return action_response(back, f"{label} {done}.")

@@ -2,122 +2,62 @@
 
 from __future__ import annotations
 
-from zoneinfo import available_timezones
+from collections.abc import Callable
+from functools import wraps
 
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    flash,
-    make_response,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
-from werkzeug.datastructures import MultiDict
 
 from crm_app.drip.audience import enrollment as enrollment_core
 from crm_app.drip.audience.contacts import (
-    ContactInput,
     ContactValidationError,
-    campaign_panel,
-    contact_timeline,
-    create_contact,
-    custom_fields_text,
+    contact_form_values,
     delete_contact,
     owner_choices,
-    parse_custom_fields,
+    save_contact,
     search_contacts,
-    update_contact,
-    validate,
 )
+from crm_app.drip.audience.panel import (
+    campaign_panel,
+    contact_timeline,
+    enroll_chosen,
+    stop_all_or_refuse,
+)
+from crm_app.drip.common.timezones import TIMEZONE_CHOICES
 from crm_app.extensions import db
-from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment
+from crm_app.models import CONTACT_TYPES, Contact, Enrollment
 from crm_app.web.auth import actor_name
+from crm_app.web.htmx import action_response, render_fragment_or_page
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
-
-FORM_FIELDS = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "company",
-    "title",
-    "industry",
-    "contact_type",
-    "timezone",
-    "owner_id",
-    "notes",
-    "custom_fields",
-)
-_TIMEZONE_CHOICES = sorted(available_timezones())
 
 
 @bp.get("/")
 @login_required
 def index():
-    try:
-        page = int(request.args.get("page", 1))
-    except ValueError:
-        page = 1
     query = request.args.get("q", "")
     contact_type = request.args.get("type", "")
     result = search_contacts(
         db.session,
         query=query,
         contact_type=contact_type,
-        page=page,
+        page=request.args.get("page", 1, type=int),
         per_page=current_app.config["CONTACTS_PER_PAGE"],
     )
-    context = dict(result=result, q=query, contact_type=contact_type, types=CONTACT_TYPES)
     # The search box swaps only the list; a boosted/full request gets the page.
-    if request.htmx and request.headers.get("HX-Target") == "contact-list":
-        return render_template("contacts/_list.html", **context)
-    return render_template("contacts/index.html", **context)
+    return render_fragment_or_page(
+        "contacts/_list.html",
+        "contacts/index.html",
+        target="contact-list",
+        result=result,
+        q=query,
+        contact_type=contact_type,
+        types=CONTACT_TYPES,
+    )
 
 
 # --- create / edit / delete ---
-
-
-def _form_values(contact: Contact | None) -> dict[str, str]:
-    if contact is None:
-        return {"contact_type": "lead", "timezone": "UTC", "owner_id": str(current_user.id)}
-    values = {
-        name: getattr(contact, name) or ""
-        for name in FORM_FIELDS
-        if name not in ("owner_id", "custom_fields")
-    }
-    values["owner_id"] = str(contact.owner_id or "")
-    values["custom_fields"] = custom_fields_text(contact.custom_fields)
-    return values
-
-
-def _parse_form(form: MultiDict) -> tuple[ContactInput, dict[str, str]]:
-    """Form strings -> ContactInput, plus errors the core cannot see (unparsable input)."""
-    errors: dict[str, str] = {}
-    custom, custom_error = parse_custom_fields(form.get("custom_fields", ""))
-    if custom_error:
-        errors["custom_fields"] = custom_error
-    owner_raw = form.get("owner_id", "").strip()
-    owner_id = None
-    if owner_raw:
-        try:
-            owner_id = int(owner_raw)
-        except ValueError:
-            errors["owner_id"] = "Unknown owner."
-    data = ContactInput(
-        **{
-            name: form.get(name, "")
-            for name in FORM_FIELDS
-            if name not in ("owner_id", "custom_fields")
-        },
-        owner_id=owner_id,
-        custom_fields=custom,
-    )
-    return data, errors
 
 
 def _render_form(contact: Contact | None, values, errors, status: int = 200):
@@ -128,30 +68,22 @@ def _render_form(contact: Contact | None, values, errors, status: int = 200):
         errors=errors,
         types=CONTACT_TYPES,
         owners=owner_choices(db.session),
-        timezones=_TIMEZONE_CHOICES,
+        timezones=TIMEZONE_CHOICES,
     )
     return page, status
 
 
 def _save(contact: Contact | None):
     """Create or update from the posted form; 422 with every message when anything is wrong."""
-    data, errors = _parse_form(request.form)
     try:
-        if errors:
-            # Still validate the rest, so every bad field is reported at once; nothing is saved.
-            validate(db.session, data, existing=contact)
-        elif contact is None:
-            contact = create_contact(db.session, data, actor=actor_name())
-        else:
-            contact = update_contact(db.session, contact, data, actor=actor_name())
+        saved = save_contact(db.session, request.form, contact=contact, actor=actor_name())
     except ContactValidationError as invalid:
-        errors = {**invalid.errors, **errors}
-    if errors:
         db.session.rollback()
-        return _render_form(contact, request.form, errors, 422)
+        return _render_form(contact, request.form, invalid.errors, 422)
     db.session.commit()
-    flash(f"Saved {contact.full_name}.", "success")
-    return redirect(url_for("contacts.detail", contact_id=contact.id))
+    return action_response(
+        url_for("contacts.detail", contact_id=saved.id), f"Saved {saved.full_name}."
+    )
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -159,7 +91,7 @@ def _save(contact: Contact | None):
 def new():
     if request.method == "POST":
         return _save(None)
-    return _render_form(None, _form_values(None), {})
+    return _render_form(None, contact_form_values(None, owner_id=current_user.id), {})
 
 
 @bp.route("/<int:contact_id>/edit", methods=["GET", "POST"])
@@ -168,7 +100,7 @@ def edit(contact_id: int):
     contact = db.get_or_404(Contact, contact_id)
     if request.method == "POST":
         return _save(contact)
-    return _render_form(contact, _form_values(contact), {})
+    return _render_form(contact, contact_form_values(contact, owner_id=None), {})
 
 
 @bp.route("/<int:contact_id>/delete", methods=["GET", "POST"])
@@ -180,12 +112,7 @@ def delete(contact_id: int):
     name = contact.full_name
     delete_contact(db.session, contact)
     db.session.commit()
-    flash(f"Deleted {name}.", "success")
-    if request.htmx:
-        response = make_response("", 204)
-        response.headers["HX-Redirect"] = url_for("contacts.index")
-        return response
-    return redirect(url_for("contacts.index"))
+    return action_response(url_for("contacts.index"), f"Deleted {name}.")
 
 
 # --- detail and campaign panel ---
@@ -196,7 +123,6 @@ def _panel_context(contact: Contact, **extra) -> dict:
         contact=contact,
         panel=campaign_panel(db.session, contact),
         activities=contact_timeline(db.session, contact),
-        viewer_tz=current_user.timezone or "UTC",
         **extra,
     )
 
@@ -208,26 +134,39 @@ def detail(contact_id: int):
     return render_template("contacts/detail.html", **_panel_context(contact))
 
 
-def _panel_action(contact: Contact, action, success: str):
-    """Run one enrolment action, commit, and answer with the panel (HTMX) or a redirect.
+def panel_action(view: Callable[..., str]) -> Callable[..., ResponseReturnValue]:
+    """A campaign panel view: `view(contact, **url_values)` runs one enrolment action and
+    returns its success message; this commits and answers with the panel and the
+    timeline (HTMX) or a redirect to the contact.
 
     A refused action (EnrollmentError) is shown inside the panel with status 200, because
     htmx 2 does not swap 4xx responses by default and the message must be seen.
     """
-    message, error = None, None
-    try:
-        message = action() or success
-        db.session.commit()
-    except enrollment_core.EnrollmentError as refused:
-        db.session.rollback()
-        error = str(refused)
-    if request.htmx:
-        context = _panel_context(contact, panel_message=message, panel_error=error)
-        return render_template("contacts/_campaign_panel.html", **context) + render_template(
-            "contacts/_timeline.html", oob=True, **context
+
+    @wraps(view)
+    def wrapped(contact_id: int, **url_values) -> ResponseReturnValue:
+        contact = db.get_or_404(Contact, contact_id)
+        message, error = None, None
+        try:
+            message = view(contact, **url_values)
+            db.session.commit()
+        except enrollment_core.EnrollmentError as refused:
+            db.session.rollback()
+            error = str(refused)
+
+        def panel_and_timeline() -> str:
+            context = _panel_context(contact, panel_message=message, panel_error=error)
+            panel = render_template("contacts/_campaign_panel.html", **context)
+            return panel + render_template("contacts/_timeline.html", oob=True, **context)
+
+        return action_response(
+            url_for("contacts.detail", contact_id=contact.id),
+            error or message,
+            "error" if error else "success",
+            fragment=panel_and_timeline,
         )
-    flash(error or message, "error" if error else "success")
-    return redirect(url_for("contacts.detail", contact_id=contact.id))
+
+    return wrapped
 
 
 def _stop_reason() -> str:
@@ -236,75 +175,45 @@ def _stop_reason() -> str:
 
 @bp.post("/<int:contact_id>/enrollments")
 @login_required
-def enroll(contact_id: int):
-    contact = db.get_or_404(Contact, contact_id)
-    try:
-        campaign = db.session.get(Campaign, int(request.form.get("campaign_id", "")))
-    except ValueError:
-        campaign = None
-
-    def action():
-        if campaign is None:
-            raise enrollment_core.EnrollmentError("Choose a campaign to enrol in.")
-        enrollment_core.enroll(db.session, contact, campaign, actor=actor_name(), source="manual")
-        return f"Enrolled in {campaign.name}."
-
-    return _panel_action(contact, action, "Enrolled.")
+@panel_action
+def enroll(contact: Contact) -> str:
+    campaign_id = request.form.get("campaign_id", type=int)
+    enrollment = enroll_chosen(db.session, contact, campaign_id, actor=actor_name())
+    return f"Enrolled in {enrollment.campaign.name}."
 
 
 @bp.post("/<int:contact_id>/enrollments/by-type")
 @login_required
-def enroll_by_type(contact_id: int):
-    contact = db.get_or_404(Contact, contact_id)
-
-    def action():
-        enrollment = enrollment_core.enroll_by_type(db.session, contact, actor=actor_name())
-        return f"Enrolled in {enrollment.campaign.name}."
-
-    return _panel_action(contact, action, "Enrolled by type.")
+@panel_action
+def enroll_by_type(contact: Contact) -> str:
+    enrollment = enrollment_core.enroll_by_type(db.session, contact, actor=actor_name())
+    return f"Enrolled in {enrollment.campaign.name}."
 
 
 @bp.post("/<int:contact_id>/enrollments/<int:enrollment_id>/stop")
 @login_required
-def stop(contact_id: int, enrollment_id: int):
-    contact = db.get_or_404(Contact, contact_id)
+@panel_action
+def stop(contact: Contact, enrollment_id: int) -> str:
     enrollment = db.session.get(Enrollment, enrollment_id)
     if enrollment is None or enrollment.contact_id != contact.id:
         abort(404)
-
-    def action():
-        enrollment_core.stop(db.session, enrollment, reason=_stop_reason(), actor=actor_name())
-        return f"Stopped {enrollment.campaign.name}."
-
-    return _panel_action(contact, action, "Stopped.")
+    enrollment_core.stop(db.session, enrollment, reason=_stop_reason(), actor=actor_name())
+    return f"Stopped {enrollment.campaign.name}."
 
 
 @bp.post("/<int:contact_id>/enrollments/stop-all")
 @login_required
-def stop_all(contact_id: int):
-    contact = db.get_or_404(Contact, contact_id)
-
-    def action():
-        count = enrollment_core.stop_all(
-            db.session, contact, reason=_stop_reason(), actor=actor_name()
-        )
-        if count == 0:
-            raise enrollment_core.EnrollmentError("There is no active enrolment to stop.")
-        return f"Stopped {count} enrolment{'s' if count != 1 else ''}."
-
-    return _panel_action(contact, action, "Stopped all.")
+@panel_action
+def stop_all(contact: Contact) -> str:
+    count = stop_all_or_refuse(db.session, contact, reason=_stop_reason(), actor=actor_name())
+    return f"Stopped {count} enrolment{'s' if count != 1 else ''}."
 
 
 @bp.post("/<int:contact_id>/goals")
 @login_required
-def record_goal(contact_id: int):
+@panel_action
+def record_goal(contact: Contact) -> str:
     """A goal reached (demo booked, contract signed): counts as conversion in analytics."""
-    contact = db.get_or_404(Contact, contact_id)
-
-    def action():
-        goal = enrollment_core.record_goal(
-            db.session, contact, request.form.get("name", ""), actor=actor_name()
-        )
-        return f"Recorded the goal: {goal.name.removeprefix('goal:')}."
-
-    return _panel_action(contact, action, "Goal recorded.")
+    name = request.form.get("name", "")
+    goal = enrollment_core.record_goal(db.session, contact, name, actor=actor_name())
+    return f"Recorded the goal: {goal.name.removeprefix('goal:')}."

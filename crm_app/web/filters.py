@@ -1,25 +1,32 @@
-"""Jinja filters for dates in a given time zone."""
+"""Dates for people: the one Jinja filter that shows a UTC moment in a time zone, and
+the viewer's zone, which every template gets as `viewer_tz`."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from flask import Flask
+from flask_login import current_user
+
+from crm_app.drip.common.timezones import zone_or_utc
 
 
 def local_time(
-    moment: datetime | None, tz_name: str = "UTC", fmt: str = "%a %d %b %Y %H:%M"
+    moment: datetime | None, tz_name: str | None = "UTC", fmt: str = "%a %d %b %Y %H:%M"
 ) -> str:
+    """`moment` on the wall clock of `tz_name` (UTC when unknown), with the zone's
+    abbreviation, so a reader never has to guess which clock a time is on."""
     if moment is None:
         return "—"
-    try:
-        zone = ZoneInfo(tz_name or "UTC")
-    except Exception:
-        zone = ZoneInfo("UTC")
-    local = moment.astimezone(zone)
+    local = moment.astimezone(zone_or_utc(tz_name))
     return f"{local.strftime(fmt)} {local.tzname()}"
+
+
+def viewer_timezone() -> str:
+    """The logged-in user's time zone name; UTC for anyone else."""
+    return getattr(current_user, "timezone", None) or "UTC"
 
 
 def register_filters(app: Flask) -> None:
     app.add_template_filter(local_time, "local_time")
+    app.context_processor(lambda: {"viewer_tz": viewer_timezone()})

@@ -4,7 +4,9 @@ from flask import Blueprint, current_app, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
 from crm_app.drip.reporting.dashboard import home_dashboard
+from crm_app.drip.reporting.message_lists import ADMIN_LISTS
 from crm_app.extensions import db
+from crm_app.web.filters import viewer_timezone
 
 bp = Blueprint("main", __name__)
 
@@ -13,7 +15,7 @@ def _admin_message_links() -> dict[str, str]:
     """Links to the admin message lists, for admins."""
     if not current_user.is_admin:
         return {}
-    return {status: url_for("admin.messages", status=status) for status in ("failed", "in_doubt")}
+    return {status: url_for("admin.messages", status=status) for status in ADMIN_LISTS}
 
 
 @bp.get("/")
@@ -21,7 +23,7 @@ def _admin_message_links() -> dict[str, str]:
 def home():
     dashboard = home_dashboard(
         db.session,
-        tz_name=current_user.timezone or "UTC",
+        tz_name=viewer_timezone(),
         expects_webhook=bool(current_app.config.get("SENDGRID_API_KEY")),
     )
     return render_template(
@@ -29,7 +31,6 @@ def home():
         dashboard=dashboard,
         outbox_mode=not current_app.config.get("SENDGRID_API_KEY"),
         message_links=_admin_message_links(),
-        viewer_tz=current_user.timezone or "UTC",
     )
 
 

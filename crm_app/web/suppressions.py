@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, request, url_for
 
 from crm_app.drip.audience.suppression import (
     REASON_LABELS,
@@ -14,20 +14,16 @@ from crm_app.drip.audience.suppression import (
 )
 from crm_app.extensions import db
 from crm_app.web.auth import actor_name, admin_required
+from crm_app.web.htmx import action_response, render_fragment_or_page
 
 bp = Blueprint("suppressions", __name__, url_prefix="/suppressions")
 
 
-def _page_number() -> int:
-    try:
-        return int(request.args.get("page", 1))
-    except ValueError:
-        return 1
-
-
 def _render(status: int = 200, **extra):
     query = request.args.get("q", "")
-    result = search_suppressions(db.session, query=query, page=_page_number())
+    result = search_suppressions(
+        db.session, query=query, page=request.args.get("page", 1, type=int)
+    )
     context = dict(
         result=result,
         q=query,
@@ -37,9 +33,11 @@ def _render(status: int = 200, **extra):
         remove_error=None,
     )
     context.update(extra)
-    if request.htmx and request.headers.get("HX-Target") == "suppression-list":
-        return render_template("suppressions/_list.html", **context), status
-    return render_template("suppressions/index.html", **context), status
+    # The live search swaps only the list.
+    page = render_fragment_or_page(
+        "suppressions/_list.html", "suppressions/index.html", target="suppression-list", **context
+    )
+    return page, status
 
 
 @bp.get("/")
@@ -60,10 +58,10 @@ def add():
         return _render(422, form={"email": email, "note": note}, errors={"email": str(refused)})
     db.session.commit()
     if created:
-        flash(f"{entry.email} is suppressed: it will not be mailed again.", "success")
+        message, category = f"{entry.email} is suppressed: it will not be mailed again.", "success"
     else:
-        flash(f"{entry.email} was already on the list ({entry.reason}).", "info")
-    return redirect(url_for("suppressions.index"))
+        message, category = f"{entry.email} was already on the list ({entry.reason}).", "info"
+    return action_response(url_for("suppressions.index"), message, category)
 
 
 @bp.post("/remove")
@@ -76,9 +74,10 @@ def remove():
         )
     except SuppressionError as refused:
         return _render(422, remove_error={"email": email, "message": str(refused)})
+    back = url_for("suppressions.index")
     if not removed:
-        flash(f"{email or 'That address'} is not on the suppression list.", "error")
-        return redirect(url_for("suppressions.index"))
+        return action_response(
+            back, f"{email or 'That address'} is not on the suppression list.", "error"
+        )
     db.session.commit()
-    flash(f"{email} was removed from the suppression list.", "success")
-    return redirect(url_for("suppressions.index"))
+    return action_response(back, f"{email} was removed from the suppression list.")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from zoneinfo import available_timezones
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
@@ -14,18 +14,8 @@ from crm_app.drip.audience.enrollment import auto_enroll, change_contact_type
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.common.paging import Page, paginate
-from crm_app.models import CONTACT_TYPES, Activity, Campaign, Contact, Enrollment, Message, User
-
-TEXT_FIELDS = ("first_name", "last_name", "phone", "company", "title", "industry", "notes")
-FIELD_LIMITS = {
-    "first_name": 100,
-    "last_name": 100,
-    "phone": 40,
-    "company": 200,
-    "title": 200,
-    "industry": 100,
-}
-_TIMEZONES = frozenset(available_timezones())
+from crm_app.drip.common.timezones import is_known_timezone
+from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment, User
 
 
 @dataclass
@@ -44,6 +34,22 @@ class ContactInput:
     notes: str = ""
     owner_id: int | None = None
     custom_fields: dict[str, str] = field(default_factory=dict)
+
+
+# The one list of a contact's fields: the form, the parser and the validation use it.
+CONTACT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ContactInput))
+# Free text, stripped, with its length limit (None: as long as the column allows).
+TEXT_FIELDS: dict[str, int | None] = {
+    "first_name": 100,
+    "last_name": 100,
+    "phone": 40,
+    "company": 200,
+    "title": 200,
+    "industry": 100,
+    "notes": None,
+}
+# Fields submitted as text that must be parsed first (the rest stay strings).
+_PARSED_FIELDS = ("owner_id", "custom_fields")
 
 
 class ContactValidationError(FieldErrors):
@@ -71,9 +77,8 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
     """Return the cleaned input or raise ContactValidationError with one message per field."""
     errors: dict[str, str] = {}
     cleaned = ContactInput(**{**data.__dict__})
-    for name in TEXT_FIELDS:
+    for name, limit in TEXT_FIELDS.items():
         setattr(cleaned, name, (getattr(data, name) or "").strip())
-        limit = FIELD_LIMITS.get(name)
         if limit and len(getattr(cleaned, name)) > limit:
             errors[name] = f"At most {limit} characters."
 
@@ -95,7 +100,7 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
     if data.contact_type not in CONTACT_TYPES:
         errors["contact_type"] = f"Choose one of: {', '.join(CONTACT_TYPES)}."
     cleaned.timezone = (data.timezone or "").strip() or "UTC"
-    if cleaned.timezone not in _TIMEZONES:
+    if not is_known_timezone(cleaned.timezone):
         errors["timezone"] = (
             f"Unknown time zone {cleaned.timezone!r}: use an IANA name such as Europe/Paris."
         )
@@ -104,6 +109,55 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
     if errors:
         raise ContactValidationError(errors)
     return cleaned
+
+
+def contact_input(values: Mapping[str, str]) -> tuple[ContactInput, dict[str, str]]:
+    """Submitted strings (a form, a CSV row) -> ContactInput, plus a message for each
+    field that does not even parse (validate() cannot see those)."""
+    errors: dict[str, str] = {}
+    custom, custom_error = parse_custom_fields(values.get("custom_fields") or "")
+    if custom_error:
+        errors["custom_fields"] = custom_error
+    owner_raw = (values.get("owner_id") or "").strip()
+    owner_id = None
+    if owner_raw:
+        try:
+            owner_id = int(owner_raw)
+        except ValueError:
+            errors["owner_id"] = "Unknown owner."
+    plain = {name: values.get(name) or "" for name in CONTACT_FIELDS if name not in _PARSED_FIELDS}
+    return ContactInput(**plain, owner_id=owner_id, custom_fields=custom), errors
+
+
+def contact_form_values(contact: Contact | None, *, owner_id: int | None) -> dict[str, str]:
+    """What the contact form shows: the contact's values, or a new contact's defaults
+    (a lead in UTC, owned by `owner_id`)."""
+    if contact is None:
+        return {"contact_type": "lead", "timezone": "UTC", "owner_id": str(owner_id or "")}
+    values = {
+        name: getattr(contact, name) or "" for name in CONTACT_FIELDS if name not in _PARSED_FIELDS
+    }
+    values["owner_id"] = str(contact.owner_id or "")
+    values["custom_fields"] = custom_fields_text(contact.custom_fields)
+    return values
+
+
+def save_contact(
+    session, values: Mapping[str, str], *, contact: Contact | None = None, actor: str
+) -> Contact:
+    """Create (contact None) or update from submitted strings, or raise
+    ContactValidationError with every bad field at once; nothing is saved then."""
+    data, errors = contact_input(values)
+    if errors:
+        # Still validate the rest, so the user fixes everything in one go.
+        try:
+            validate(session, data, existing=contact)
+        except ContactValidationError as invalid:
+            errors = {**invalid.errors, **errors}
+        raise ContactValidationError(errors)
+    if contact is None:
+        return create_contact(session, data, actor=actor)
+    return update_contact(session, contact, data, actor=actor)
 
 
 def _apply(contact: Contact, cleaned: ContactInput) -> None:
@@ -216,61 +270,3 @@ def owner_choices(session) -> list[User]:
 def custom_fields_text(custom_fields: dict[str, str] | None) -> str:
     """The inverse of parse_custom_fields, for the edit form."""
     return "\n".join(f"{key}: {value}" for key, value in (custom_fields or {}).items())
-
-
-@dataclass
-class CampaignPanel:
-    """What the contact page's campaign panel shows."""
-
-    active: list[Enrollment]
-    finished: list[Enrollment]
-    # Active campaigns the contact is not already walking through (the manual dropdown).
-    available: list[Campaign]
-    # Enrolment id -> status of its current step's email, when one exists (queued,
-    # sending, failed, in_doubt): why there is no next email date.
-    in_flight: dict[int, str] = field(default_factory=dict)
-
-
-def campaign_panel(session, contact: Contact) -> CampaignPanel:
-    enrollments = list(
-        session.scalars(
-            sa.select(Enrollment)
-            .where(Enrollment.contact_id == contact.id)
-            .options(selectinload(Enrollment.campaign).selectinload(Campaign.steps))
-            .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
-        )
-    )
-    active = [e for e in enrollments if e.status == "active"]
-    busy = {e.campaign_id for e in active}
-    available = [
-        c
-        for c in session.scalars(
-            sa.select(Campaign).where(Campaign.status == "active").order_by(Campaign.name)
-        )
-        if c.id not in busy
-    ]
-    finished = [e for e in enrollments if e.status != "active"]
-    waiting = [e for e in active if e.next_send_at is None]
-    in_flight: dict[int, str] = {}
-    if waiting:
-        rows = session.execute(
-            sa.select(Message.enrollment_id, Message.status, Message.step_position).where(
-                Message.enrollment_id.in_([e.id for e in waiting])
-            )
-        )
-        current = {e.id: e.current_step for e in waiting}
-        in_flight = {eid: status for eid, status, step in rows if current[eid] == step}
-    return CampaignPanel(active=active, finished=finished, available=available,
-                         in_flight=in_flight)  # fmt: skip
-
-
-def contact_timeline(session, contact: Contact, *, limit: int = 200) -> list[Activity]:
-    """The contact's activity, newest first."""
-    return list(
-        session.scalars(
-            sa.select(Activity)
-            .where(Activity.contact_id == contact.id)
-            .order_by(Activity.created_at.desc(), Activity.id.desc())
-            .limit(limit)
-        )
-    )

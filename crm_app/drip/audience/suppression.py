@@ -69,17 +69,8 @@ class SuppressionRequest:
     note: str = ""
 
 
-def suppress_many(
-    session,
-    requests: list[SuppressionRequest],
-    *,
-    actor: str,
-    now: datetime | None = None,
-) -> dict[str, SuppressionResult]:
-    """Suppress many addresses with a fixed number of queries (a webhook batch carries
-    dozens of bounces): add the new ones, mark their contacts, stop their enrolments.
-    Idempotent; the first request for an address wins. Returns results by address."""
-    now = now or utcnow()
+def _by_address(requests: list[SuppressionRequest]) -> dict[str, SuppressionRequest]:
+    """Checked requests by normalised address; the first request for an address wins."""
     wanted: dict[str, SuppressionRequest] = {}
     for request in requests:
         if request.reason not in REASON_STATUS:
@@ -88,11 +79,13 @@ def suppress_many(
         if "@" not in address:
             raise SuppressionError("Enter a full email address.")
         wanted.setdefault(address, request)
-    if not wanted:
-        return {}
-    session.flush()
+    return wanted
+
+
+def _insert_new(session, wanted: dict[str, SuppressionRequest], now: datetime) -> set[str]:
+    """Add the addresses not yet listed; returns those added by this call."""
     # ON CONFLICT: two requests racing for an address, the unique email decides.
-    added = set(
+    return set(
         session.scalars(
             dialect_insert(session)(Suppression)
             .on_conflict_do_nothing(index_elements=["email"])
@@ -104,6 +97,52 @@ def suppress_many(
             ],
         )
     )  # fmt: skip
+
+
+def _suppress_contact(
+    session,
+    contact: Contact,
+    request: SuppressionRequest,
+    *,
+    newly_listed: bool,
+    actor: str,
+    now: datetime,
+) -> tuple[bool, int]:
+    """Mark the contact and stop its enrolments; (changed anything, enrolments stopped)."""
+    label = REASON_LABELS[request.reason]
+    changed = newly_listed
+    if contact.email_status == "ok":
+        contact.email_status = REASON_STATUS[request.reason]
+        changed = True
+    stopped = 0
+    for enrollment in [e for e in contact.enrollments if e.status == "active"]:
+        stop(session, enrollment, reason=label, actor=actor, now=now)
+        stopped += 1
+    if changed or stopped:
+        detail = f"Address {label} ({request.source})" + (
+            f": {request.note}" if request.note else ""
+        )
+        kind = ACTIVITY_KIND.get(request.reason, "suppressed")
+        record_activity(session, contact, kind, detail, actor=actor)
+    return changed, stopped
+
+
+def suppress_many(
+    session,
+    requests: list[SuppressionRequest],
+    *,
+    actor: str,
+    now: datetime | None = None,
+) -> dict[str, SuppressionResult]:
+    """Suppress many addresses with a fixed number of queries (a webhook batch carries
+    dozens of bounces): add the new ones, mark their contacts, stop their enrolments.
+    Idempotent; the first request for an address wins. Returns results by address."""
+    now = now or utcnow()
+    wanted = _by_address(requests)
+    if not wanted:
+        return {}
+    session.flush()
+    added = _insert_new(session, wanted, now)
     entries = {
         e.email: e
         for e in session.scalars(sa.select(Suppression).where(Suppression.email.in_(wanted)))
@@ -117,22 +156,9 @@ def suppress_many(
     stopped_by_address = dict.fromkeys(wanted, 0)
     for contact in contacts:
         address = contact.email.lower()
-        request = wanted[address]
-        label = REASON_LABELS[request.reason]
-        contact_changed = address in added
-        if contact.email_status == "ok":
-            contact.email_status = REASON_STATUS[request.reason]
-            contact_changed = True
-        stopped = 0
-        for enrollment in [e for e in contact.enrollments if e.status == "active"]:
-            stop(session, enrollment, reason=label, actor=actor, now=now)
-            stopped += 1
-        if contact_changed or stopped:
-            detail = f"Address {label} ({request.source})" + (
-                f": {request.note}" if request.note else ""
-            )
-            kind = ACTIVITY_KIND.get(request.reason, "suppressed")
-            record_activity(session, contact, kind, detail, actor=actor)
+        contact_changed, stopped = _suppress_contact(
+            session, contact, wanted[address], newly_listed=address in added, actor=actor, now=now
+        )
         changed[address] = changed[address] or contact_changed or bool(stopped)
         stopped_by_address[address] += stopped
     session.flush()

@@ -79,11 +79,18 @@ def count_active_enrollments(session, campaign: Campaign) -> int:
     )
 
 
+def counts_from_enrolment(position: int) -> bool:
+    """The first email's delay counts from the enrolment, every other one's from the
+    email before it (the tick schedules them so)."""
+    return position == 1
+
+
 def describe_delay(position: int, delay_days: int) -> str:
     """'3 days after the previous email'; the first step counts from the enrolment."""
-    after = "enrolment" if position == 1 else "the previous email"
+    first = counts_from_enrolment(position)
+    after = "enrolment" if first else "the previous email"
     if delay_days == 0:
-        return "right after enrolment" if position == 1 else "same day as the previous email"
+        return "right after enrolment" if first else "same day as the previous email"
     unit = "day" if delay_days == 1 else "days"
     return f"{delay_days} {unit} after {after}"
 
@@ -213,6 +220,18 @@ def update_send_window(
 # ---------------------------------------------------------------- status
 
 _STATUS_VERBS = {"active": "resumed", "paused": "paused", "archived": "archived"}
+# The status changes offered from each status, with their button label. An archived
+# campaign is restored to active, never straight to paused.
+_STATUS_CHANGES = {
+    "active": (("paused", "Pause"), ("archived", "Archive")),
+    "paused": (("active", "Resume"), ("archived", "Archive")),
+    "archived": (("active", "Restore"),),
+}
+
+
+def status_changes(campaign: Campaign) -> tuple[tuple[str, str], ...]:
+    """(new status, button label) for each change the campaign page offers."""
+    return _STATUS_CHANGES[campaign.status]
 
 
 def set_campaign_status(

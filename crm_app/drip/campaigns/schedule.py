@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from crm_app.drip.common.timezones import zone_or_utc
 from crm_app.models import Campaign, Contact, Enrollment
-
-
-def _zone(tz_name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz_name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def add_local_days(moment: datetime, days: int, tz_name: str) -> datetime:
     """`days` calendar days later on the contact's wall clock (10:00 stays 10:00 over DST)."""
-    zone = _zone(tz_name)
+    zone = zone_or_utc(tz_name)
     local_wall = moment.astimezone(zone).replace(tzinfo=None) + timedelta(days=days)
     return local_wall.replace(tzinfo=zone).astimezone(UTC)
 
@@ -28,7 +21,7 @@ def clamp_to_send_window(
     """The first moment at or after `earliest` inside the window, in UTC."""
     if not weekdays:
         raise ValueError("a send window needs at least one weekday")
-    zone = _zone(tz_name)
+    zone = zone_or_utc(tz_name)
     local = earliest.astimezone(zone)
     for offset in range(8):
         day = local.date() + timedelta(days=offset)
@@ -48,7 +41,7 @@ def clamp_to_send_window(
 
 
 def is_inside_send_window(moment: datetime, campaign: Campaign, tz_name: str) -> bool:
-    local = moment.astimezone(_zone(tz_name))
+    local = moment.astimezone(zone_or_utc(tz_name))
     return (
         local.weekday() in campaign.send_weekdays
         and campaign.send_start <= local.time().replace(tzinfo=None) < campaign.send_end

@@ -9,7 +9,7 @@ Callers commit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
 
@@ -27,6 +27,7 @@ MAX_DELAY_DAYS = 365
 SUBJECT_MAX = 300
 TEMPLATE_FIELDS = ("subject", "body_html", "body_text")
 FIELD_LABELS = {"subject": "subject", "body_html": "HTML body", "body_text": "plain-text body"}
+MOVE_OFFSETS = {"up": -1, "down": 1}
 
 
 class StepEditError(FieldErrors):
@@ -39,6 +40,10 @@ class StepInput:
     body_html: str
     body_text: str
     delay_days: str
+
+
+# What the email form submits, by name (each as text).
+STEP_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(StepInput))
 
 
 def validate_step(data: StepInput, sender: dict[str, str]) -> dict:
@@ -73,6 +78,25 @@ def validate_step(data: StepInput, sender: dict[str, str]) -> dict:
     return values
 
 
+def step_actions(step: CampaignStep) -> frozenset[str]:
+    """What an email allows where it stands: "up", "down", "remove". The editor offers
+    only these, and move_step / remove_step refuse the others."""
+    count = len(step.campaign.steps)
+    allowed = set()
+    if step.position > 1:
+        allowed.add("up")
+    if step.position < count:
+        allowed.add("down")
+    if count > 1:  # a campaign keeps at least one email: archive it instead
+        allowed.add("remove")
+    return frozenset(allowed)
+
+
+def next_position(campaign: Campaign) -> int:
+    """Where a new email goes: after the last one."""
+    return len(campaign.steps) + 1
+
+
 def update_step(session, step: CampaignStep, data: StepInput, sender: dict[str, str]) -> bool:
     """Save an edit; returns False when nothing changed (no new version)."""
     values = validate_step(data, sender)
@@ -88,7 +112,7 @@ def update_step(session, step: CampaignStep, data: StepInput, sender: dict[str, 
 def add_step(session, campaign: Campaign, data: StepInput, sender: dict[str, str]) -> CampaignStep:
     """Append an email at the end of the sequence."""
     values = validate_step(data, sender)
-    step = CampaignStep(position=len(campaign.steps) + 1, version=1, **values)
+    step = CampaignStep(position=next_position(campaign), version=1, **values)
     campaign.steps.append(step)
     campaign.customized = True
     session.flush()
@@ -98,7 +122,7 @@ def add_step(session, campaign: Campaign, data: StepInput, sender: dict[str, str
 def remove_step(session, step: CampaignStep) -> None:
     """Remove an email; contacts keep their place in the rest of the sequence."""
     campaign = step.campaign
-    if len(campaign.steps) <= 1:
+    if "remove" not in step_actions(step):
         raise StepEditError({"step": "A campaign needs at least one email: archive it instead."})
     position = step.position
     # Enrolments already past the removed email move back one place with it; those
@@ -123,11 +147,11 @@ def remove_step(session, step: CampaignStep) -> None:
 
 def move_step(session, step: CampaignStep, direction: str) -> None:
     """Swap with the neighbouring email ("up" or "down")."""
-    offset = {"up": -1, "down": 1}.get(direction)
-    if offset is None:
+    if direction not in MOVE_OFFSETS:
         raise StepEditError({"step": "Move a step up or down."})
-    neighbour = next((s for s in step.campaign.steps if s.position == step.position + offset), None)
-    if neighbour is None:
+    wanted = step.position + MOVE_OFFSETS[direction]
+    neighbour = next((s for s in step.campaign.steps if s.position == wanted), None)
+    if direction not in step_actions(step) or neighbour is None:
         raise StepEditError({"step": f"Email {step.position} cannot move {direction}."})
     mine, theirs = step.position, neighbour.position
     step.position = 0  # free the slot: (campaign, position) is unique

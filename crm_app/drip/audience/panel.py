@@ -1,0 +1,115 @@
+"""The contact panel: a contact's campaigns as the contact page shows them, its
+timeline, and the panel's actions that carry a rule of their own. No HTTP in here.
+
+The page only displays what is decided here: which campaigns are offered, why the
+contact cannot be mailed, which emails are stuck waiting for an admin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
+from crm_app.drip.audience.enrollment import (
+    EnrollmentError,
+    enroll,
+    mailing_block_reason,
+    stop_all,
+)
+from crm_app.drip.reporting.message_lists import ADMIN_LISTS
+from crm_app.models import Activity, Campaign, Contact, Enrollment, Message
+
+
+@dataclass
+class CampaignPanel:
+    """What the contact page's campaign panel shows."""
+
+    active: list[Enrollment]
+    finished: list[Enrollment]
+    # Active campaigns the contact is not already walking through (the manual dropdown).
+    available: list[Campaign]
+    # Enrolment id -> status of its current step's email, when one exists (queued,
+    # sending, failed, in_doubt): why there is no next email date.
+    in_flight: dict[int, str] = field(default_factory=dict)
+    # Why the contact is never mailed and cannot be enrolled (mailing_block_reason), or None.
+    block_reason: str | None = None
+
+    def delivery_problem(self, enrollment: Enrollment) -> str | None:
+        """The state of the enrolment's current email when it waits for an admin
+        (one of the admin message lists: failed, in_doubt), else None."""
+        state = self.in_flight.get(enrollment.id)
+        return state if state in ADMIN_LISTS else None
+
+
+def _in_flight(session, waiting: list[Enrollment]) -> dict[int, str]:
+    """Status of the current step's email of each enrolment that has no next date."""
+    if not waiting:
+        return {}
+    rows = session.execute(
+        sa.select(Message.enrollment_id, Message.status, Message.step_position).where(
+            Message.enrollment_id.in_([e.id for e in waiting])
+        )
+    )
+    current = {e.id: e.current_step for e in waiting}
+    return {eid: status for eid, status, step in rows if current[eid] == step}
+
+
+def campaign_panel(session, contact: Contact) -> CampaignPanel:
+    enrollments = list(
+        session.scalars(
+            sa.select(Enrollment)
+            .where(Enrollment.contact_id == contact.id)
+            .options(selectinload(Enrollment.campaign).selectinload(Campaign.steps))
+            .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
+        )
+    )
+    active = [e for e in enrollments if e.status == "active"]
+    busy = {e.campaign_id for e in active}
+    available = [
+        c
+        for c in session.scalars(
+            sa.select(Campaign).where(Campaign.status == "active").order_by(Campaign.name)
+        )
+        if c.id not in busy
+    ]
+    return CampaignPanel(
+        active=active,
+        finished=[e for e in enrollments if e.status != "active"],
+        available=available,
+        in_flight=_in_flight(session, [e for e in active if e.next_send_at is None]),
+        block_reason=mailing_block_reason(session, contact),
+    )
+
+
+def contact_timeline(session, contact: Contact, *, limit: int = 200) -> list[Activity]:
+    """The contact's activity, newest first."""
+    return list(
+        session.scalars(
+            sa.select(Activity)
+            .where(Activity.contact_id == contact.id)
+            .order_by(Activity.created_at.desc(), Activity.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+# --- the panel's actions (callers commit) ---
+
+
+def enroll_chosen(session, contact: Contact, campaign_id: int | None, *, actor: str) -> Enrollment:
+    """Enrol in the campaign picked in the panel's dropdown (a manual enrolment)."""
+    campaign = session.get(Campaign, campaign_id) if campaign_id is not None else None
+    if campaign is None:
+        raise EnrollmentError("Choose a campaign to enrol in.")
+    return enroll(session, contact, campaign, actor=actor, source="manual")
+
+
+def stop_all_or_refuse(session, contact: Contact, *, reason: str, actor: str) -> int:
+    """Stop every active enrolment; returns how many. Stopping none is refused: the
+    user pressed "Stop all" expecting something to stop, and must be told it did not."""
+    count = stop_all(session, contact, reason=reason, actor=actor)
+    if count == 0:
+        raise EnrollmentError("There is no active enrolment to stop.")
+    return count

@@ -1,0 +1,86 @@
+"""The contact panel's core (crm_app/drip/audience/panel.py): what it says, what it refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from crm_app.drip.audience.enrollment import EnrollmentError, stop_all
+from crm_app.drip.audience.panel import (
+    campaign_panel,
+    enroll_chosen,
+    stop_all_or_refuse,
+)
+from crm_app.drip.audience.suppression import lift_suppression, suppress
+from tests.panel_helpers import current_email_in_state
+
+
+def test_a_mailable_contact_has_no_block_reason(session, make_contact):
+    assert campaign_panel(session, make_contact("lead")).block_reason is None
+
+
+def test_the_block_reason_names_the_contacts_email_status(session, make_contact):
+    contact = make_contact("lead")
+    contact.email_status = "bounced"
+    assert campaign_panel(session, contact).block_reason == "the contact is bounced"
+
+
+def test_the_block_reason_includes_a_suppressed_address_whatever_the_contact_row_says(
+    session, make_contact
+):
+    # The address is on the list but the contact row says "ok" (suppressed under another
+    # contact's row, or the status set back by hand): the panel used to say nothing,
+    # while enrol refused and the tick skipped it.
+    contact = make_contact("lead", email="Listed@Example.com")
+    suppress(session, "listed@example.com", reason="bounce", source="test", actor="test")
+    contact.email_status = "ok"
+    reason = campaign_panel(session, contact).block_reason
+    assert reason == "the address is on the suppression list (bounce)"
+
+
+def test_a_lifted_suppression_clears_the_block_reason(session, make_contact):
+    contact = make_contact("lead", email="back@example.com")
+    suppress(session, "back@example.com", reason="unsubscribe", source="test", actor="test")
+    lift_suppression(session, "back@example.com", actor="test", note="resubscribed")
+    assert campaign_panel(session, contact).block_reason is None
+
+
+@pytest.mark.parametrize(
+    ("status", "problem"),
+    [("failed", "failed"), ("in_doubt", "in_doubt"), ("queued", None), ("sending", None)],
+)
+def test_delivery_problem_is_set_only_for_emails_an_admin_must_act_on(
+    session, make_contact, status, problem
+):
+    contact = make_contact("lead")
+    enrollment = contact.enrollments[0]
+    current_email_in_state(session, contact, status)
+    panel = campaign_panel(session, contact)
+    assert panel.in_flight == {enrollment.id: status}
+    assert panel.delivery_problem(enrollment) == problem
+
+
+def test_stop_all_or_refuse_stops_every_active_enrolment(session, make_contact, campaigns):
+    contact = make_contact("lead")
+    enroll_chosen(session, contact, campaigns["client"].id, actor="test")
+    assert stop_all_or_refuse(session, contact, reason="test", actor="test") == 2
+    assert campaign_panel(session, contact).active == []
+
+
+def test_stop_all_with_nothing_active_is_refused(session, make_contact):
+    contact = make_contact("lead")
+    stop_all(session, contact, reason="test", actor="test")
+    with pytest.raises(EnrollmentError, match="no active enrolment to stop"):
+        stop_all_or_refuse(session, contact, reason="again", actor="test")
+
+
+@pytest.mark.parametrize("campaign_id", [None, 99999])
+def test_enrolling_without_a_real_campaign_asks_to_choose_one(session, make_contact, campaign_id):
+    contact = make_contact("lead")
+    with pytest.raises(EnrollmentError, match="Choose a campaign"):
+        enroll_chosen(session, contact, campaign_id, actor="test")
+
+
+def test_a_manual_enrolment_is_recorded_as_manual(session, make_contact, campaigns):
+    contact = make_contact("lead")
+    enrollment = enroll_chosen(session, contact, campaigns["networking"].id, actor="test")
+    assert (enrollment.campaign.name, enrollment.source) == ("Networking", "manual")
