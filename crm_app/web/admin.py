@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, render_template, request, url_for
 
+from crm_app.config import settings_of
 from crm_app.drip.delivery.admin_actions import (
     ADMIN_ACTIONS,
     DeliveryActionError,
+    actions_for,
     perform_admin_action,
 )
 from crm_app.drip.reporting.message_lists import ADMIN_LISTS, admin_message_list, outbox_page
@@ -16,6 +18,7 @@ from crm_app.extensions import db
 from crm_app.models import Message
 from crm_app.queue import enqueue_messages
 from crm_app.web.auth import actor_name, admin_required
+from crm_app.web.htmx import action_response
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -28,7 +31,7 @@ def messages():
     status = request.args.get("status", "failed")
     if status not in ADMIN_LISTS:
         abort(404)
-    hours = current_app.config.get("IN_DOUBT_NO_TRACE_HOURS", 2)
+    hours = settings_of(current_app).in_doubt_no_trace_hours
     listing = admin_message_list(
         db.session,
         status,
@@ -41,6 +44,7 @@ def messages():
         title=LIST_TITLES[status],
         listing=listing,
         no_trace_hours=hours,
+        actions=actions_for(status),
     )
 
 
@@ -56,10 +60,8 @@ def message_action(message_id: int, action: str):
             db.session, message, action, actor=actor_name(), enqueue=enqueue_messages
         )
     except DeliveryActionError as refused:
-        flash(str(refused), "error")
-        return redirect(back)
-    flash(f"Email #{message.id} to {message.to_email}: {done}.", "success")
-    return redirect(back)
+        return action_response(back, str(refused), "error")
+    return action_response(back, f"Email #{message.id} to {message.to_email}: {done}.")
 
 
 @bp.get("/outbox")

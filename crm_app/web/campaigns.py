@@ -9,6 +9,7 @@ from flask import Blueprint, abort, current_app, render_template, request, url_f
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
+from crm_app.config import settings_of
 from crm_app.drip.campaigns.manage import (
     CampaignSettingsError,
     count_active_enrollments,
@@ -47,8 +48,8 @@ def _sender() -> dict[str, str]:
         current_user,
         fallback_name=current_user.email,
         fallback_email=current_user.email,
-        company=current_app.config["SENDER_COMPANY"],
-        website=current_app.config["SENDER_WEBSITE"],
+        company=settings_of(current_app).sender_company,
+        website=settings_of(current_app).sender_website,
     )
 
 

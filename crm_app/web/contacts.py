@@ -9,6 +9,7 @@ from flask import Blueprint, abort, current_app, render_template, request, url_f
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
+from crm_app.config import settings_of
 from crm_app.drip.audience import enrollment as enrollment_core
 from crm_app.drip.audience.contacts import (
     ContactValidationError,
@@ -43,7 +44,7 @@ def index():
         query=query,
         contact_type=contact_type,
         page=request.args.get("page", 1, type=int),
-        per_page=current_app.config["CONTACTS_PER_PAGE"],
+        per_page=settings_of(current_app).contacts_per_page,
     )
     # The search box swaps only the list; a boosted/full request gets the page.
     return render_fragment_or_page(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from crm_app.config import settings_of
 from crm_app.drip.reporting.health import check_health
 from crm_app.extensions import db
 
@@ -11,11 +12,12 @@ bp = Blueprint("health", __name__)
 
 
 def current_health():
+    settings = settings_of(current_app)
     return check_health(
         db.session,
         db.metadata,
-        redis_url=current_app.config.get("REDIS_URL"),
-        queue_name=current_app.config["RQ_QUEUE"],
+        redis_url=settings.redis_url,
+        queue_name=settings.rq_queue,
     )
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
+from crm_app.config import settings_of
 from crm_app.drip.reporting.dashboard import home_dashboard
 from crm_app.drip.reporting.message_lists import ADMIN_LISTS
 from crm_app.extensions import db
@@ -24,12 +25,12 @@ def home():
     dashboard = home_dashboard(
         db.session,
         tz_name=viewer_timezone(),
-        expects_webhook=bool(current_app.config.get("SENDGRID_API_KEY")),
+        expects_webhook=bool(settings_of(current_app).sendgrid_api_key),
     )
     return render_template(
         "main/home.html",
         dashboard=dashboard,
-        outbox_mode=not current_app.config.get("SENDGRID_API_KEY"),
+        outbox_mode=not settings_of(current_app).sendgrid_api_key,
         message_links=_admin_message_links(),
     )
 

@@ -6,6 +6,7 @@ import json
 
 from flask import Blueprint, current_app, jsonify, request
 
+from crm_app.config import settings_of
 from crm_app.drip.tracking.events import MalformedBatch, ingest_events
 from crm_app.drip.tracking.signature import (
     SIGNATURE_HEADER,
@@ -22,13 +23,14 @@ bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 @csrf.exempt
 def sendgrid_events():
     raw_body = request.get_data(cache=False)
+    settings = settings_of(current_app)
     try:
         verify_event_webhook(
-            current_app.config.get("SENDGRID_WEBHOOK_PUBLIC_KEY"),
+            settings.sendgrid_webhook_public_key,
             raw_body,
             request.headers.get(SIGNATURE_HEADER),
             request.headers.get(TIMESTAMP_HEADER),
-            tolerance_seconds=current_app.config.get("SENDGRID_WEBHOOK_TOLERANCE_SECONDS", 600),
+            tolerance_seconds=settings.sendgrid_webhook_tolerance_seconds,
         )
     except WebhookSignatureError as refused:
         current_app.logger.warning(

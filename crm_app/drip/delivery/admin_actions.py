@@ -8,6 +8,7 @@ brings it back if Redis is down), as the tick does.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -75,11 +76,38 @@ def mark_sent(
     return message
 
 
-ADMIN_ACTIONS: dict[str, tuple[Callable[..., Message], str]] = {
-    "retry": (retry_failed, "queued again"),
-    "resend": (resend_in_doubt, "queued again; it may arrive twice"),
-    "mark-sent": (mark_sent, "marked as sent"),
+@dataclass(frozen=True)
+class AdminAction:
+    """An action the admin pages offer on a message in `applies_to` state."""
+
+    name: str
+    label: str
+    applies_to: str
+    done: str
+    perform: Callable[..., Message]
+    # May send a second copy: the page asks first, unless SendGrid has no trace of it.
+    may_duplicate: bool = False
+
+
+ADMIN_ACTIONS = {
+    action.name: action
+    for action in (
+        AdminAction("retry", "Retry", "failed", "queued again", retry_failed),
+        AdminAction(
+            "resend",
+            "Resend",
+            "in_doubt",
+            "queued again; it may arrive twice",
+            resend_in_doubt,
+            may_duplicate=True,
+        ),
+        AdminAction("mark-sent", "Mark sent", "in_doubt", "marked as sent", mark_sent),
+    )
 }
+
+
+def actions_for(status: str) -> list[AdminAction]:
+    return [action for action in ADMIN_ACTIONS.values() if action.applies_to == status]
 
 
 def perform_admin_action(
@@ -88,13 +116,13 @@ def perform_admin_action(
     """Apply one of ADMIN_ACTIONS and commit; a message queued again goes to Redis
     (`enqueue`) only after the commit, so the worker that picks it up finds it queued.
     Returns what was done; raises DeliveryActionError (rolled back) when it does not apply."""
-    perform, done = ADMIN_ACTIONS[action]
+    chosen = ADMIN_ACTIONS[action]
     try:
-        perform(session, message, actor=actor)
+        chosen.perform(session, message, actor=actor)
     except DeliveryActionError:
         session.rollback()
         raise
     session.commit()
     if message.status == "queued":
         enqueue([message.id])
-    return done
+    return chosen.done

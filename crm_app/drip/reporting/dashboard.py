@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from crm_app.drip.common.timezones import zone_or_utc
 from crm_app.models import Campaign, Enrollment, Message, utcnow
 from crm_app.models.tracking import WebhookBatch
 
@@ -38,10 +38,7 @@ class Dashboard:
 
 def _local_midnights(now: datetime, tz_name: str) -> tuple[datetime, datetime]:
     """Start of today and of this week (Monday) in the viewer's zone, as aware datetimes."""
-    try:
-        zone = ZoneInfo(tz_name or "UTC")
-    except Exception:  # an unknown zone name must not break the home page
-        zone = ZoneInfo("UTC")
+    zone = zone_or_utc(tz_name)  # an unknown zone name must not break the home page
     local = now.astimezone(zone)
     today = datetime.combine(local.date(), time(0), tzinfo=zone)
     week = datetime.combine(local.date() - timedelta(days=local.weekday()), time(0), tzinfo=zone)
