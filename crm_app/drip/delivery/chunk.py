@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from crm_app.drip.audience.eligibility import mailing_block_reason, suppression_reasons
 from sqlalchemy.orm import joinedload
 
 from crm_app.config import Settings
+from crm_app.drip.audience.eligibility import suppression_reasons
 from crm_app.drip.audience.enrollment import advance_many, stop
 from crm_app.drip.campaigns.rendering import TemplateRenderError
 from crm_app.drip.common.activity import activity_row, record_activities
@@ -36,6 +36,7 @@ from crm_app.drip.delivery.backends import (
 from crm_app.drip.delivery.compose import compose, email_label
 from crm_app.drip.delivery.provider_health import set_backend_auth_failure
 from crm_app.drip.delivery.report import BatchControl, DeliveryReport
+from crm_app.drip.delivery.skip_rules import skip_reason
 from crm_app.models import Contact, Enrollment, Message, utcnow
 
 log = logging.getLogger(__name__)
@@ -145,26 +146,6 @@ def _load(session, ids: list[int]) -> dict[int, Message]:
         .execution_options(populate_existing=True)
     ).unique()
     return {message.id: message for message in rows}
-
-
-def skip_reason(
-    session, message: Message, suppressions: dict[str, str] | None = None
-) -> tuple[str, str] | None:
-    """(reason, what to do with the enrolment: none/stop/reschedule) when this email
-    must not go out now, else None."""
-    enrollment = message.enrollment
-    if enrollment.status != "active":
-        return f"the enrolment has ended ({enrollment.end_reason or enrollment.status})", "none"
-    if enrollment.current_step != message.step_position:
-        return "the enrolment moved to another step", "none"
-    blocked = mailing_block_reason(session, message.contact, suppressions=suppressions)
-    if blocked:
-        return blocked, "stop"
-    if message.campaign.status != "active":
-        return f"the campaign is {message.campaign.status}", "reschedule"
-    if message.step is None:
-        return "the step was removed from the campaign", "reschedule"
-    return None
 
 
 @dataclass

@@ -1,0 +1,28 @@
+"""Whether a queued email may still go out, decided on the rows read just before its
+claim: the one place these rules live (the worker skips by them; "why did or didn't
+this email go" reads them)."""
+
+from __future__ import annotations
+
+from crm_app.drip.audience.eligibility import mailing_block_reason
+from crm_app.models import Message
+
+
+def skip_reason(
+    session, message: Message, suppressions: dict[str, str] | None = None
+) -> tuple[str, str] | None:
+    """(reason, what to do with the enrolment: none/stop/reschedule) when this email
+    must not go out now, else None."""
+    enrollment = message.enrollment
+    if enrollment.status != "active":
+        return f"the enrolment has ended ({enrollment.end_reason or enrollment.status})", "none"
+    if enrollment.current_step != message.step_position:
+        return "the enrolment moved to another step", "none"
+    blocked = mailing_block_reason(session, message.contact, suppressions=suppressions)
+    if blocked:
+        return blocked, "stop"
+    if message.campaign.status != "active":
+        return f"the campaign is {message.campaign.status}", "reschedule"
+    if message.step is None:
+        return "the step was removed from the campaign", "reschedule"
+    return None
