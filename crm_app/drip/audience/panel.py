@@ -12,12 +12,8 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
-from crm_app.drip.audience.enrollment import (
-    EnrollmentError,
-    enroll,
-    mailing_block_reason,
-    stop_all,
-)
+from crm_app.drip.audience.eligibility import mailing_block_reason
+from crm_app.drip.audience.enrollment import EnrollmentError, enroll, stop_all
 from crm_app.drip.reporting.message_lists import ADMIN_LISTS
 from crm_app.models import Activity, Campaign, Contact, Enrollment, Message
 
