@@ -88,10 +88,11 @@ class _Fields:
             raise AttributeError(f"the rows have no field {name!r}") from None
 
 
-def _recordset(table: sa.Table, names: list[str], types: Mapping[str, Any]):
+def _recordset(table: sa.Table, names: list[str], types: Mapping[str, Any], rows=None):
     """PostgreSQL: the rows (one jsonb parameter `rows`) as a typed derived table `r`."""
     columns = [sa.column(name, types.get(name) or table.c[name].type) for name in names]
-    function = sa.func.jsonb_to_recordset(sa.cast(sa.bindparam("rows"), postgresql.JSONB))
+    rows = sa.bindparam("rows") if rows is None else rows
+    function = sa.func.jsonb_to_recordset(sa.cast(rows, postgresql.JSONB))
     return function.table_valued(*columns).render_derived(name="r", with_types=True)
 
 
@@ -113,25 +114,17 @@ def update_rows(
     of `table` (`seen_attempts`). Returns the keys of the rows that matched and changed
     (a conditional update another writer won is not among them), unless `returning`
     is False. PostgreSQL: one statement over jsonb_to_recordset; SQLite: one compiled
-    statement run per row."""
+    statement run per row. The statement is built once per call site (the hot path
+    runs it for every chunk of every delivery)."""
     if not rows:
         return set()
     names, types = list(rows[0]), dict(types or {})
+    shape = (table, names, types, key, returning, values, where)
     if is_postgres(session):
-        source = _recordset(table, names, types)
-        fields = _Fields({name: source.c[name] for name in names})
-        statement = _update(table, fields, key, values, where)
-        if not returning:
-            session.execute(statement, {"rows": json_rows(rows)})
-            return set()
-        return set(
-            session.execute(statement.returning(table.c[key]), {"rows": json_rows(rows)}).scalars()
-        )
-    parameters = {
-        name: sa.bindparam(f"r_{name}", type_=types.get(name) or table.c[name].type)
-        for name in names
-    }
-    statement = _update(table, _Fields(parameters), key, values, where)
+        statement = _cached(("pg", *shape), lambda: _pg_update(*shape))
+        result = session.execute(statement, {"rows": json_rows(rows)})
+        return set(result.scalars()) if returning else set()
+    statement = _cached(("sqlite", *shape), lambda: _sqlite_update(*shape))
     params = [{f"r_{name}": value for name, value in row.items()} for row in rows]
     if not returning:
         session.execute(statement, params)
@@ -146,6 +139,63 @@ def update_rows(
 def _update(table: sa.Table, fields: _Fields, key: str, values, where) -> sa.Update:
     condition = sa.and_(table.c[key] == getattr(fields, key), *where(fields))
     return sa.update(table).where(condition).values(values(fields))
+
+
+def _pg_update(table, names, types, key, returning, values, where) -> sa.TextClause:
+    """The UPDATE .. FROM jsonb_to_recordset(:rows), compiled once to plain SQL with its
+    constants inline: building and compiling the construct for each chunk cost more
+    than PostgreSQL takes to run it."""
+    source = _recordset(table, list(names), types, rows=sa.literal_column(":rows"))
+    fields = _Fields({name: source.c[name] for name in names})
+    statement = _update(table, fields, key, values, where)
+    if returning:
+        statement = statement.returning(table.c[key])
+    sql = statement.compile(
+        dialect=postgresql.psycopg.dialect(), compile_kwargs={"literal_binds": True}
+    )
+    return sa.text(str(sql))
+
+
+def _sqlite_update(table, names, types, key, returning, values, where) -> sa.Update:
+    parameters = {
+        name: sa.bindparam(f"r_{name}", type_=types.get(name) or table.c[name].type)
+        for name in names
+    }
+    return _update(table, _Fields(parameters), key, values, where)
+
+
+_STATEMENTS: dict[tuple, Any] = {}
+
+
+def _cached(shape: tuple, build: Callable[[], Any]) -> Any:
+    """One statement per call site. `values` and `where` are keyed by their code (and the
+    defaults and closure values they were made with), not by the lambda object; types
+    by what they render as (callers build new type objects: sa.Integer() is not
+    sa.Integer())."""
+    dialect, table, names, types, key, returning, values, where = shape
+    try:
+        cache_key = (
+            dialect,
+            table,
+            tuple(names),
+            tuple((name, repr(kind)) for name, kind in types.items()),
+            key,
+            returning,
+            _function_key(values),
+            _function_key(where),
+        )
+        hash(cache_key)
+    except TypeError:  # something unhashable went in: build it every time
+        return build()
+    statement = _STATEMENTS.get(cache_key)
+    if statement is None:
+        statement = _STATEMENTS[cache_key] = build()
+    return statement
+
+
+def _function_key(function: Callable) -> tuple:
+    closure = tuple(cell.cell_contents for cell in function.__closure__ or ())
+    return (function.__code__, function.__defaults__, closure)
 
 
 def in_values(session, column: sa.ColumnElement, values) -> sa.ColumnElement:

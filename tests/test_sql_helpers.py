@@ -1,0 +1,65 @@
+"""The set-based write helpers (common/sql.py) on the suite's database."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from crm_app.drip.common.sql import insert_rows, update_rows
+from crm_app.models import SystemState, utcnow
+
+STATE = SystemState.__table__
+
+
+def _states(session, count: int) -> None:
+    now = utcnow()
+    insert_rows(
+        session,
+        STATE,
+        [{"key": f"k{n}", "value": "old"} for n in range(count)],
+        constants={"updated_at": now},
+    )
+
+
+def test_update_rows_changes_only_the_rows_whose_condition_holds(session):
+    _states(session, 3)
+    session.execute(sa.update(STATE).where(STATE.c.key == "k1").values(value="taken"))
+    changed = update_rows(
+        session,
+        STATE,
+        [{"key": "k0", "value": "new0"}, {"key": "k1", "value": "new1"}],
+        key="key",
+        where=lambda r: [STATE.c.value == "old"],
+        values=lambda r: {"value": r.value},
+    )
+    assert changed == {"k0"}
+    values = dict(session.execute(sa.select(STATE.c.key, STATE.c.value)).all())
+    assert values == {"k0": "new0", "k1": "taken", "k2": "old"}
+
+
+def test_update_rows_built_in_a_loop_keeps_each_variant_apart(session):
+    """Lambdas of one call site made with other defaults are other statements."""
+    _states(session, 2)
+    for key, text in (("k0", "first"), ("k1", "second")):
+        update_rows(
+            session,
+            STATE,
+            [{"key": key}],
+            key="key",
+            values=lambda r, text=text: {"value": text},
+            returning=False,
+        )
+    values = dict(session.execute(sa.select(STATE.c.key, STATE.c.value)).all())
+    assert values == {"k0": "first", "k1": "second"}
+
+
+def test_insert_rows_returns_several_columns_and_skips_conflicts(session):
+    _states(session, 1)
+    created = insert_rows(
+        session,
+        STATE,
+        [{"key": "k0", "value": "dup"}, {"key": "k9", "value": "v"}],
+        constants={"updated_at": utcnow()},
+        on_conflict="key",
+        returning=("key", "value"),
+    )
+    assert created == [("k9", "v")]
