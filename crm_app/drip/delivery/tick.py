@@ -235,13 +235,13 @@ def _insert_messages(session, rows: list[dict], now: datetime) -> dict[int, int]
 
 
 def _clear_next_send_at(session, enrollment_ids: list[int]) -> None:
-    for start in range(0, len(enrollment_ids), 500):
-        chunk = enrollment_ids[start : start + 500]
-        session.execute(
-            sa.update(ENROLLMENTS)
-            .where(in_values(session, ENROLLMENTS.c.id, chunk))
-            .values(next_send_at=None)
-        )
+    # One statement per due chunk (an array parameter on PostgreSQL; the chunk size keeps
+    # SQLite's IN list well under its variable limit).
+    session.execute(
+        sa.update(ENROLLMENTS)
+        .where(in_values(session, ENROLLMENTS.c.id, enrollment_ids))
+        .values(next_send_at=None)
+    )
 
 
 def _resolve_conflicts(session, conflicts: list[dict], rows, now: datetime) -> list[int]:
