@@ -59,7 +59,7 @@ def test_delivery_problem_is_set_only_for_emails_an_admin_must_act_on(
     assert panel.delivery_problem(enrollment) == problem
 
 
-def test_stop_all_or_refuse_stops_every_active_enrolment(session, make_contact, campaigns):
+def test_stop_all_or_refuse_stops_every_active_enrollment(session, make_contact, campaigns):
     contact = make_contact("lead")
     enroll_chosen(session, contact, campaigns["client"].id, actor="test")
     assert stop_all_or_refuse(session, contact, reason="test", actor="test") == 2
@@ -80,7 +80,7 @@ def test_enrolling_without_a_real_campaign_asks_to_choose_one(session, make_cont
         enroll_chosen(session, contact, campaign_id, actor="test")
 
 
-def test_a_manual_enrolment_is_recorded_as_manual(session, make_contact, campaigns):
+def test_a_manual_enrollment_is_recorded_as_manual(session, make_contact, campaigns):
     contact = make_contact("lead")
     enrollment = enroll_chosen(session, contact, campaigns["networking"].id, actor="test")
     assert (enrollment.campaign.name, enrollment.source) == ("Networking", "manual")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from crm_app.drip.campaigns.manage import counts_from_enrolment, status_changes
+from crm_app.drip.campaigns.manage import counts_from_enrollment, status_changes
 from crm_app.drip.campaigns.steps import (
     StepEditError,
     move_step,
@@ -53,9 +53,9 @@ def test_a_new_email_goes_after_the_last(campaigns):
     assert next_position(campaigns["lead"]) == len(campaigns["lead"].steps) + 1
 
 
-def test_only_the_first_emails_delay_counts_from_the_enrolment():
-    assert counts_from_enrolment(1) is True
-    assert counts_from_enrolment(2) is False
+def test_only_the_first_emails_delay_counts_from_the_enrollment():
+    assert counts_from_enrollment(1) is True
+    assert counts_from_enrollment(2) is False
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from crm_app.config import settings_of
 from crm_app.drip.campaigns.manage import (
     CampaignSettingsError,
     count_active_enrollments,
-    counts_from_enrolment,
+    counts_from_enrollment,
     describe_delay,
     list_campaigns,
     preview_step,
@@ -196,7 +196,7 @@ def _render_step_form(campaign: Campaign, step: CampaignStep | None, errors=None
         step=step,
         values=values,
         errors=errors or {},
-        delay_from_enrolment=counts_from_enrolment(position),
+        delay_from_enrollment=counts_from_enrollment(position),
     ), status
 
 

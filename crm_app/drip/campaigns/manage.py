@@ -79,7 +79,7 @@ def count_active_enrollments(session, campaign: Campaign) -> int:
     )
 
 
-def counts_from_enrolment(position: int) -> bool:
+def counts_from_enrollment(position: int) -> bool:
     """The first email's delay counts from the enrolment, every other one's from the
     email before it (the tick schedules them so)."""
     return position == 1
@@ -87,7 +87,7 @@ def counts_from_enrolment(position: int) -> bool:
 
 def describe_delay(position: int, delay_days: int) -> str:
     """'3 days after the previous email'; the first step counts from the enrolment."""
-    first = counts_from_enrolment(position)
+    first = counts_from_enrollment(position)
     after = "enrolment" if first else "the previous email"
     if delay_days == 0:
         return "right after enrolment" if first else "same day as the previous email"
