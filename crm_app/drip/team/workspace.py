@@ -71,7 +71,7 @@ def save_sender_settings(session, values, *, actor: User) -> list[str]:
     changed = [
         label
         for label, old, new in (
-            ("sender name", row.sender_name or "", name),
+            ("name", row.sender_name or "", name),
             ("signature", row.sender_signature or "", signature),
         )
         if old != new
@@ -82,8 +82,8 @@ def save_sender_settings(session, values, *, actor: User) -> list[str]:
         row.updated_at = utcnow()
         row.updated_by_id = actor.id
         session.add(row)
-        shown = f"“{name}”" if name else "the default (MAIL_FROM_NAME)"
-        summary = f"Workspace sender changed ({', '.join(changed)}): name {shown}"
+        shown = f"now “{name}”" if name else "from MAIL_FROM_NAME"
+        summary = f"Changed the workspace sender's {' and '.join(changed)} (name {shown})"
         record_audit(session, actor, "settings.sender", "settings", None, summary)
     session.info.pop(_CACHE_KEY, None)
     return changed
