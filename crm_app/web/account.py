@@ -7,12 +7,11 @@ from flask import Blueprint, current_app, render_template, request, url_for
 from flask_login import login_required
 
 from crm_app.config import settings_of
-from crm_app.drip.campaigns.rendering import sender_context, sender_from_name
 from crm_app.drip.common.timezones import TIMEZONE_CHOICES
 from crm_app.drip.team.accounts import change_own_password, password_link, redeem_password_link
 from crm_app.drip.team.passwords import HINT as PASSWORD_HINT
 from crm_app.drip.team.users import UserEditError, profile_values, update_profile
-from crm_app.drip.team.workspace import workspace_sender
+from crm_app.drip.team.workspace import sender_preview
 from crm_app.extensions import db
 from crm_app.web.auth import start_session
 from crm_app.web.htmx import action_response
@@ -23,14 +22,13 @@ bp = Blueprint("account", __name__)
 
 def _render_profile(status: int = 200, **extra):
     user = me()
-    workspace = workspace_sender(db.session, settings_of(current_app))
+    from_line, signature = sender_preview(db.session, user, settings_of(current_app))
     context = {
         "values": extra.pop("values", None) or profile_values(user),
         "errors": extra.pop("errors", {}),
         "timezones": TIMEZONE_CHOICES,
-        # How the emails of this user's contacts speak, by the one sender rule.
-        "sender": sender_context(user, workspace),
-        "from_line": f"{sender_from_name(user, workspace)} <{workspace.email}>",
+        "from_line": from_line,
+        "signature": signature,
         **extra,
     }
     return render_template("account/profile.html", **context), status

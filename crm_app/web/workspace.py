@@ -6,7 +6,6 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template, request, url_for
 
 from crm_app.config import settings_of
-from crm_app.drip.campaigns.rendering import sender_context, sender_from_name
 from crm_app.drip.team.audit import (
     AUDIT_KINDS,
     AuditFilter,
@@ -19,6 +18,7 @@ from crm_app.drip.team.workspace import (
     WorkspaceSettingsError,
     save_sender_settings,
     saved_sender_settings,
+    sender_preview,
     workspace_sender,
 )
 from crm_app.extensions import db
@@ -32,15 +32,14 @@ bp = Blueprint("workspace", __name__)
 
 def _render_settings(status: int = 200, **extra):
     settings = settings_of(current_app)
-    workspace = workspace_sender(db.session, settings)
+    from_line, signature = sender_preview(db.session, None, settings)
     context = {
         "values": extra.pop("values", None) or saved_sender_settings(db.session),
         "errors": extra.pop("errors", {}),
         "default_name": settings.mail_from_name,
-        # What an email of a contact with no owner looks like, by the one sender rule.
-        "sender": sender_context(None, workspace),
-        "from_line": f"{sender_from_name(None, workspace)} <{workspace.email}>",
-        "workspace": workspace,
+        "from_line": from_line,
+        "signature": signature,
+        "workspace": workspace_sender(db.session, settings),
     }
     return render_template("workspace/settings.html", **context), status
 

@@ -9,7 +9,12 @@ next batch or request, and the save below refreshes the session that made it.
 from __future__ import annotations
 
 from crm_app.config import Settings
-from crm_app.drip.campaigns.rendering import WorkspaceSender
+from crm_app.drip.campaigns.rendering import (
+    Signature,
+    WorkspaceSender,
+    sender_context,
+    sender_from_name,
+)
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import User, WorkspaceSettings, utcnow
@@ -44,6 +49,14 @@ def workspace_sender(session, settings: Settings) -> WorkspaceSender:
     )
     session.info[_CACHE_KEY] = (settings, sender)
     return sender
+
+
+def sender_preview(session, owner: User | None, settings: Settings) -> tuple[str, Signature]:
+    """("Name <address>", signature) of the emails `owner`'s contacts get (None: contacts
+    with no owner), by the one sender rule: what the Profile and Settings pages show."""
+    workspace = workspace_sender(session, settings)
+    from_line = f"{sender_from_name(owner, workspace)} <{workspace.email}>"
+    return from_line, sender_context(owner, workspace)["signature"]
 
 
 def saved_sender_settings(session) -> dict[str, str]:
