@@ -92,6 +92,12 @@ def test_login_renews_the_session_and_its_csrf_token(web, admin_user):
     assert _session_cookie(web) != cookie_before
 
 
+def test_logout_drops_the_csrf_token(admin):
+    before = admin.csrf_token()
+    admin.logout()
+    assert admin.csrf_token() != before
+
+
 def test_a_session_from_before_session_versions_is_refused(app, admin_user):
     """Cookies that carry only the user id (the format before) must not log anyone in."""
     web = WebClient(app.test_client())
