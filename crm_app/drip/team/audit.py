@@ -47,8 +47,11 @@ def _who(session, actor: User | str) -> tuple[int | None, str] | None:
         return None
     if actor.startswith("user:"):
         email = actor.removeprefix("user:")
-        user_id = session.scalar(sa.select(User.id).where(User.email == email.lower()))
-        return user_id, email
+        # Once per session: a bulk action by one user writes many entries.
+        known = session.info.setdefault("audit_user_ids", {})
+        if email not in known:
+            known[email] = session.scalar(sa.select(User.id).where(User.email == email.lower()))
+        return known[email], email
     return None, actor
 
 
