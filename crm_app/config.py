@@ -52,6 +52,7 @@ class Settings:
     # Web.
     session_hours: int = 12
     session_cookie_secure: bool = False
+    password_link_hours: int = 72  # how long a one-time set-password link works
     contacts_per_page: int = 25
     # Database pool (PostgreSQL): each sending thread holds a connection while it writes.
     db_pool_size: int = 10

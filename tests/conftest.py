@@ -143,7 +143,10 @@ class WebClient:
             return self.client.get(url, headers=headers, **kw)
 
     def csrf_token(self) -> str:
-        page = self.client.get("/login", follow_redirects=True).get_data(as_text=True)
+        # A fresh context too: Flask-WTF keeps the token on `g`, and login starts a new
+        # session (a new token), so a token cached on the test's `g` would be stale.
+        with self._fresh_context():
+            page = self.client.get("/login", follow_redirects=True).get_data(as_text=True)
         match = CSRF_HEADER.search(page)
         assert match, "no CSRF token on the page"
         return match.group(1)

@@ -127,7 +127,8 @@ def test_sender_fields_come_from_the_current_user(app, staff, staff_user, campai
     lead = campaigns["lead"]
     page = staff.get(f"/campaigns/{lead.id}/steps/{lead.steps[0].id}/preview")
     text = page.get_data(as_text=True)
-    assert "I am Robin Hale, Account Director at" in text
+    company = app.config["SENDER_COMPANY"]
+    assert f"Best,\nRobin Hale\nAccount Director\n{company}" in text  # the signature
 
 
 @pytest.mark.parametrize(

@@ -61,30 +61,49 @@ def test_create_user_makes_an_admin_who_can_log_in(runner, web):
             "--role",
             "admin",
             "--password",
-            "long-pass-1",
+            "violet-harbour-lamp",
         ]
     )
     assert result.exit_code == 0, result.output
     assert "Created admin" in result.output
     user = db.session.scalar(sa.select(User).where(User.email == "new.admin@example.com"))
-    assert user.is_admin and user.check_password("long-pass-1")
-    web.login("new.admin@example.com", "long-pass-1")
+    assert user.is_admin and user.check_password("violet-harbour-lamp")
+    web.login("new.admin@example.com", "violet-harbour-lamp")
 
 
 def test_create_user_refuses_a_duplicate_email_clearly(runner):
-    args = ["create-user", "dup@example.com", "--password", "long-pass-1"]
+    args = ["create-user", "dup@example.com", "--password", "violet-harbour-lamp"]
     assert runner.invoke(args=args).exit_code == 0
-    again = runner.invoke(args=["create-user", "DUP@example.com", "--password", "other-pass-2"])
+    again = runner.invoke(
+        args=["create-user", "DUP@example.com", "--password", "amber-quarry-socks"]
+    )
     assert again.exit_code != 0
     assert "already exists" in again.output
     assert count(User) == 1
 
 
 def test_create_user_refuses_a_short_password(runner):
-    result = runner.invoke(args=["create-user", "short@example.com", "--password", "short"])
+    result = runner.invoke(args=["create-user", "short@example.com", "--password", "password"])
     assert result.exit_code != 0
-    assert "at least 8 characters" in result.output
+    assert "at least 12 characters" in result.output
     assert count(User) == 0
+
+
+def test_create_user_refuses_a_common_password_of_twelve_characters(runner):
+    result = runner.invoke(args=["create-user", "c@example.com", "--password", "qwerty123456"])
+    assert result.exit_code != 0
+    assert "too common" in result.output
+    assert count(User) == 0
+
+
+def test_create_user_is_in_the_audit_log(runner):
+    from crm_app.models import AuditEntry
+
+    args = ["create-user", "cli@example.com", "--role", "admin", "--password", "amber-quarry-socks"]
+    assert runner.invoke(args=args).exit_code == 0
+    entry = db.session.scalar(sa.select(AuditEntry))
+    assert (entry.actor, entry.action) == ("cli:flask create-user", "user.created")
+    assert entry.summary == "Added Admin cli@example.com"
 
 
 def test_ensure_admin_creates_one_admin_once_and_prints_its_password(runner, web):

@@ -38,6 +38,7 @@ SENDER = {
     "email": "alex@morganreed.example",
     "phone": "+1 555 0100",
     "website": "https://morganreed.example",
+    "signature": "Alex Morgan\nPrincipal Consultant\nMorgan & Reed Consulting",
 }
 
 FULL_CONTEXT: dict[str, Any] = {

@@ -30,7 +30,7 @@ def test_a_lone_email_can_neither_move_nor_be_removed(session):
     session.flush()
     assert step_actions(campaign.steps[0]) == set()
     with pytest.raises(StepEditError, match="at least one email"):
-        remove_step(session, campaign.steps[0])
+        remove_step(session, campaign.steps[0], actor="test")
 
 
 @pytest.mark.parametrize(("index", "direction"), [(0, "up"), (-1, "down")])
@@ -39,13 +39,13 @@ def test_a_move_the_email_does_not_allow_is_refused(session, campaigns, index, d
     position = step.position
     assert direction not in step_actions(step)
     with pytest.raises(StepEditError, match=f"cannot move {direction}"):
-        move_step(session, step, direction)
+        move_step(session, step, direction, actor="test")
     assert step.position == position
 
 
 def test_an_allowed_move_swaps_neighbours(session, campaigns):
     first, second = campaigns["client"].steps[:2]
-    move_step(session, second, "up")
+    move_step(session, second, "up", actor="test")
     assert (first.position, second.position) == (2, 1)
 
 

@@ -6,12 +6,14 @@ from crm_app.models.contact import CONTACT_TYPES, EMAIL_STATUSES, Contact
 from crm_app.models.enrollment import ENROLLMENT_STATUSES, Enrollment
 from crm_app.models.message import MESSAGE_STATUSES, Message, SystemState
 from crm_app.models.suppression import Suppression
+from crm_app.models.team import AuditEntry, PasswordLink, WorkspaceSettings
 from crm_app.models.tracking import ContactGoal, EmailEvent, WebhookBatch
 from crm_app.models.types import UTCDateTime, utcnow
 from crm_app.models.user import ROLES, User
 
 __all__ = [
     "Activity",
+    "AuditEntry",
     "CAMPAIGN_STATUSES",
     "CONTACT_TYPES",
     "Campaign",
@@ -24,6 +26,7 @@ __all__ = [
     "Enrollment",
     "MESSAGE_STATUSES",
     "Message",
+    "PasswordLink",
     "ROLES",
     "Suppression",
     "SystemState",
@@ -31,5 +34,6 @@ __all__ = [
     "User",
     "WebhookBatch",
     "WEEKDAY_NAMES",
+    "WorkspaceSettings",
     "utcnow",
 ]

@@ -11,6 +11,7 @@ from crm_app.web.htmx import htmx_alert
 
 def register_web(app: Flask) -> None:
     from crm_app.web import (
+        account,
         admin,
         analytics,
         auth,
@@ -20,7 +21,9 @@ def register_web(app: Flask) -> None:
         main,
         suppressions,
         unsubscribe,
+        users,
         webhooks,
+        workspace,
     )
     from crm_app.web.filters import register_filters
     from crm_app.web.rq_dashboard_mount import mount_rq_dashboard
@@ -36,6 +39,9 @@ def register_web(app: Flask) -> None:
         unsubscribe.bp,
         health.bp,
         admin.bp,
+        users.bp,
+        account.bp,
+        workspace.bp,
     ):
         app.register_blueprint(blueprint)
     register_filters(app)

@@ -8,6 +8,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from crm_app.drip.team.accounts import user_for_session
 from crm_app.extensions import db, login_manager
 from crm_app.models import User
 from crm_app.web.htmx import action_response, hx_redirect
@@ -16,8 +17,16 @@ bp = Blueprint("auth", __name__)
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id))
+def load_user(session_id: str) -> User | None:
+    # "<id>:<session version>": refused once the user logged out, changed password or was disabled.
+    return user_for_session(db.session, session_id)
+
+
+def start_session(user: User) -> None:
+    """Log `user` in on a new session: nothing of the old one (nor its CSRF token) survives."""
+    session.clear()
+    session.permanent = True
+    login_user(user)
 
 
 def admin_required(view):
@@ -71,8 +80,7 @@ def login():
         elif not user.is_active:
             error = "This account is disabled."
         else:
-            session.permanent = True
-            login_user(user)
+            start_session(user)
             return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", error=error), (401 if error else 200)
 
@@ -80,7 +88,10 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
+    current_user.revoke_sessions()  # a copy of this cookie must not outlive the logout
+    db.session.commit()
     logout_user()
+    session.clear()
     return action_response(url_for("auth.login"), "You are logged out.", "info")
 
 

@@ -33,6 +33,7 @@ from crm_app.drip.campaigns.steps import (
     step_actions,
     update_step,
 )
+from crm_app.drip.team.workspace import workspace_sender
 from crm_app.extensions import db
 from crm_app.models import WEEKDAY_NAMES, Campaign, CampaignStep
 from crm_app.web.auth import actor_name, admin_required
@@ -44,13 +45,8 @@ NEW_STEP_VALUES = {"delay_days": 3}
 
 
 def _sender() -> dict[str, str]:
-    return sender_context(
-        current_user,
-        fallback_name=current_user.email,
-        fallback_email=current_user.email,
-        company=settings_of(current_app).sender_company,
-        website=settings_of(current_app).sender_website,
-    )
+    """A preview speaks as the previewing user, as if the contact were theirs."""
+    return sender_context(current_user, workspace_sender(db.session, settings_of(current_app)))
 
 
 def _window_form(campaign: Campaign, submitted: Any = None) -> dict[str, Any]:
@@ -211,7 +207,7 @@ def new_step(campaign_id: int):
     if request.method == "GET":
         return _render_step_form(campaign, None)
     try:
-        step = add_step(db.session, campaign, _step_input(), _sender())
+        step = add_step(db.session, campaign, _step_input(), _sender(), actor=actor_name())
     except StepEditError as refused:
         db.session.rollback()
         return _render_step_form(campaign, None, refused.errors, 422)
@@ -226,7 +222,7 @@ def edit_step(campaign_id: int, step_id: int):
     if request.method == "GET":
         return _render_step_form(step.campaign, step)
     try:
-        changed = update_step(db.session, step, _step_input(), _sender())
+        changed = update_step(db.session, step, _step_input(), _sender(), actor=actor_name())
     except StepEditError as refused:
         db.session.rollback()
         return _render_step_form(step.campaign, step, refused.errors, 422)
@@ -241,7 +237,12 @@ def edit_step(campaign_id: int, step_id: int):
 @bp.post("/<int:campaign_id>/steps/<int:step_id>/delete")
 @admin_required
 def delete_step(campaign_id: int, step_id: int):
-    return _step_change(campaign_id, step_id, remove_step, "removed")
+    return _step_change(
+        campaign_id,
+        step_id,
+        lambda session, step: remove_step(session, step, actor=actor_name()),
+        "removed",
+    )
 
 
 @bp.post("/<int:campaign_id>/steps/<int:step_id>/move")
@@ -251,7 +252,7 @@ def move_step_view(campaign_id: int, step_id: int):
     return _step_change(
         campaign_id,
         step_id,
-        lambda session, step: move_step(session, step, direction),
+        lambda session, step: move_step(session, step, direction, actor=actor_name()),
         f"moved {direction}",
     )
 

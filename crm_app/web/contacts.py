@@ -111,7 +111,7 @@ def delete(contact_id: int):
     if request.method == "GET":  # the confirm step, which also works without JavaScript
         return render_template("contacts/delete.html", contact=contact)
     name = contact.full_name
-    delete_contact(db.session, contact)
+    delete_contact(db.session, contact, actor=actor_name())
     db.session.commit()
     return action_response(url_for("contacts.index"), f"Deleted {name}.")
 

@@ -15,6 +15,7 @@ from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.common.paging import Page, paginate
 from crm_app.drip.common.timezones import is_known_timezone
+from crm_app.drip.team.audit import record_audit
 from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment, User
 
 
@@ -160,6 +161,9 @@ def save_contact(
     return update_contact(session, contact, data, actor=actor)
 
 
+_EDITABLE = (*TEXT_FIELDS, "email", "timezone", "owner_id", "contact_type", "custom_fields")
+
+
 def _apply(contact: Contact, cleaned: ContactInput) -> None:
     for name in (*TEXT_FIELDS, "email", "timezone", "owner_id"):
         setattr(contact, name, getattr(cleaned, name))
@@ -185,6 +189,8 @@ def create_contact(session, data: ContactInput, *, actor: str) -> Contact:
     session.add(contact)
     _flush_or_duplicate(session)
     record_activity(session, contact, "created", "Contact created", actor=actor)
+    summary = f"Created contact {contact.full_name} ({contact.email})"
+    record_audit(session, actor, "contact.created", "contact", contact.id, summary)
     auto_enroll(session, contact, actor=actor)
     return contact
 
@@ -192,15 +198,21 @@ def create_contact(session, data: ContactInput, *, actor: str) -> Contact:
 def update_contact(session, contact: Contact, data: ContactInput, *, actor: str) -> Contact:
     """Save edits; a type change stops the old type's campaign and enrols in the new one."""
     cleaned = validate(session, data, existing=contact)
+    changed = [name for name in _EDITABLE if getattr(contact, name) != getattr(cleaned, name)]
     _apply(contact, cleaned)
     _flush_or_duplicate(session)
     record_activity(session, contact, "updated", "Contact details edited", actor=actor)
+    if changed:
+        summary = f"Edited contact {contact.full_name}: {', '.join(changed).replace('_', ' ')}"
+        record_audit(session, actor, "contact.edited", "contact", contact.id, summary)
     if cleaned.contact_type != contact.contact_type:
         change_contact_type(session, contact, cleaned.contact_type, actor=actor)
     return contact
 
 
-def delete_contact(session, contact: Contact) -> None:
+def delete_contact(session, contact: Contact, *, actor: str) -> None:
+    summary = f"Deleted contact {contact.full_name} ({contact.email})"
+    record_audit(session, actor, "contact.deleted", "contact", contact.id, summary)
     session.delete(contact)
 
 

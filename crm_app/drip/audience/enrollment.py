@@ -15,6 +15,7 @@ from crm_app.drip.audience.eligibility import mailing_block_reason
 from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.common.activity import activity_row, record_activities, record_activity
 from crm_app.drip.common.sql import in_values, update_rows
+from crm_app.drip.team.audit import record_audit
 from crm_app.models import (
     Campaign,
     CampaignStep,
@@ -93,6 +94,8 @@ def enroll(
         campaign=campaign,
         enrollment=enrollment,
     )
+    summary = f"Enrolled {contact.full_name} in {campaign.name} ({source})"
+    record_audit(session, actor, "enrollment.created", "enrollment", enrollment.id, summary)
     return enrollment
 
 
@@ -136,6 +139,8 @@ def stop(
     if enrollment.status != "active":
         raise EnrollmentError(f"This enrolment has already ended ({enrollment.end_reason}).")
     detail = f"Stopped {enrollment.campaign.name}: {reason}"
+    summary = f"Stopped {enrollment.campaign.name} for {enrollment.contact.full_name}: {reason}"
+    record_audit(session, actor, "enrollment.stopped", "enrollment", enrollment.id, summary)
     return _end(session, enrollment, "stopped", reason, detail, actor=actor, now=now)
 
 

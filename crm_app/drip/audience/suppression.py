@@ -17,6 +17,7 @@ from crm_app.drip.audience.enrollment import stop
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.paging import Page, paginate
 from crm_app.drip.common.sql import dialect_insert
+from crm_app.drip.team.audit import record_audit
 from crm_app.models import Contact, Suppression, utcnow
 
 # Suppression reason -> the contact's email_status it implies.
@@ -248,6 +249,8 @@ def add_manual_suppression(
     if existing is not None:
         return existing, False
     result = suppress(session, address, reason="manual", source=actor, actor=actor, note=note)
+    summary = f"Suppressed {address}" + (f": {note}" if note else "")
+    record_audit(session, actor, "suppression.added", "suppression", result.entry.id, summary)
     return result.entry, True
 
 
@@ -261,4 +264,8 @@ def remove_manual_suppression(session, email: str, *, note: str, actor: str) -> 
         raise SuppressionError("Give a reason for removing this address.")
     if len(note) > NOTE_MAX:
         raise SuppressionError(f"Keep the reason under {NOTE_MAX} characters.")
-    return lift_suppression(session, email, actor=actor, note=note)
+    lifted = lift_suppression(session, email, actor=actor, note=note)
+    if lifted:
+        summary = f"Removed {normalize_email(email)} from the suppression list: {note}"
+        record_audit(session, actor, "suppression.removed", "suppression", None, summary)
+    return lifted

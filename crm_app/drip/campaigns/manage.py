@@ -26,6 +26,7 @@ from crm_app.drip.campaigns.rendering import (
 from crm_app.drip.campaigns.schedule import reschedule_campaign
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.errors import FieldErrors
+from crm_app.drip.team.audit import record_audit
 from crm_app.models import (
     CAMPAIGN_STATUSES,
     WEEKDAY_NAMES,
@@ -214,6 +215,8 @@ def update_send_window(
                 campaign=campaign,
                 enrollment=enrollment,
             )
+    summary = f"{campaign.name}: send window set to {campaign.send_window_label}"
+    record_audit(session, actor, "campaign.send_window", "campaign", campaign.id, summary)
     return moved
 
 
@@ -266,4 +269,6 @@ def set_campaign_status(
             campaign=campaign,
             enrollment=enrollment,
         )
+    summary = f"{campaign.name} {verb}"
+    record_audit(session, actor, "campaign.status", "campaign", campaign.id, summary)
     return campaign

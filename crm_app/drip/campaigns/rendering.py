@@ -9,6 +9,7 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import escape
 
 from crm_app.models import Contact, User
 
@@ -29,7 +30,9 @@ MERGE_FIELDS: dict[str, frozenset[str]] = {
         }
     ),
     "company": frozenset({"name", "industry"}),
-    "sender": frozenset({"name", "first_name", "title", "company", "email", "phone", "website"}),
+    "sender": frozenset(
+        {"name", "first_name", "title", "company", "email", "phone", "website", "signature"}
+    ),
 }
 
 
@@ -133,21 +136,94 @@ def contact_context(contact: Contact) -> dict[str, Any]:
     }
 
 
-def sender_context(
-    user: User | None, *, fallback_name: str, fallback_email: str, company: str, website: str
-) -> dict[str, str]:
-    """The `sender` merge fields: a user (the contact's owner, or the previewing user),
-    else the configured sender identity; company and website come from the config."""
-    name = ((user.name if user else "") or "").strip() or fallback_name
+@dataclass(frozen=True)
+class WorkspaceSender:
+    """Who speaks for the workspace (contacts with no owner), and the sender facts every
+    email shares. `name` and `signature` are set by an admin on the Settings page (until
+    then `name` is MAIL_FROM_NAME); the rest comes from the configuration."""
+
+    name: str
+    signature: str
+    email: str  # the verified sender address (MAIL_FROM_EMAIL): every email's From
+    company: str
+    website: str
+
+
+class Signature(str):
+    """A sign-off block: plain lines in a text email; in an HTML email (autoescaped)
+    each line escaped and joined with <br>, so `{{ sender.signature }}` fits both."""
+
+    def __html__(self) -> str:
+        return "<br>\n".join(str(escape(line)) for line in self.splitlines())
+
+
+def speaking_owner(owner: User | None) -> User | None:
+    """The owner who signs the emails of their contacts: an active user with a name.
+    A disabled owner (someone who left) or one without a name leaves it to the workspace."""
+    if owner is not None and owner.is_active_user and (owner.name or "").strip():
+        return owner
+    return None
+
+
+def _one_line(text: str | None) -> str:
+    # Names reach email headers (From): never a line break, nor doubled spaces.
+    return " ".join((text or "").split())
+
+
+def _composed_signature(*lines: str) -> Signature:
+    """Name, title, company: each once (a workspace named like its company signs once)."""
+    kept: list[str] = []
+    for line in (_one_line(part) for part in lines):
+        if line and line.lower() not in (k.lower() for k in kept):
+            kept.append(line)
+    return Signature("\n".join(kept))
+
+
+def sender_context(owner: User | None, workspace: WorkspaceSender) -> dict[str, str]:
+    """The `sender` merge fields: the contact's owner when one speaks (speaking_owner),
+    else the workspace. The previews pass the previewing user as the owner, delivery
+    the contact's owner. A workspace has no first name: templates sign off with
+    `{{ sender.first_name | default(sender.name, true) }}` or `{{ sender.signature }}`."""
+    speaker = speaking_owner(owner)
+    if speaker is None:
+        name = _one_line(workspace.name)
+        signature = workspace.signature.strip()
+        return {
+            "name": name,
+            "first_name": "",
+            "title": "",
+            "company": workspace.company,
+            "email": workspace.email,
+            "phone": "",
+            "website": workspace.website,
+            "signature": Signature(signature)
+            if signature
+            else _composed_signature(name, workspace.company),
+        }
+    name = _one_line(speaker.name)
+    title = _one_line(speaker.title)
+    signature = (speaker.signature or "").strip()
     return {
         "name": name,
-        "first_name": name.split()[0] if name else "",
-        "title": (user.title if user else "") or "",
-        "company": company,
-        "email": (user.email if user else "") or fallback_email,
-        "phone": (user.phone if user else "") or "",
-        "website": website,
+        "first_name": name.split()[0],
+        "title": title,
+        "company": workspace.company,
+        "email": speaker.email,
+        "phone": _one_line(speaker.phone),
+        "website": workspace.website,
+        "signature": Signature(signature)
+        if signature
+        else _composed_signature(name, title, workspace.company),
     }
+
+
+def sender_from_name(owner: User | None, workspace: WorkspaceSender) -> str:
+    """The From name of an email: the speaking owner's own From name (or their name),
+    else the workspace's sender name. The From address is always workspace.email."""
+    speaker = speaking_owner(owner)
+    if speaker is None:
+        return _one_line(workspace.name)
+    return _one_line(speaker.from_name) or _one_line(speaker.name)
 
 
 def build_context(contact_fields: dict[str, Any], sender: dict[str, str]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from crm_app.drip.campaigns.rendering import (
     render_email,
 )
 from crm_app.drip.common.errors import FieldErrors
+from crm_app.drip.team.audit import record_audit
 from crm_app.models import Campaign, CampaignStep, Enrollment
 
 MAX_DELAY_DAYS = 365
@@ -97,7 +98,14 @@ def next_position(campaign: Campaign) -> int:
     return len(campaign.steps) + 1
 
 
-def update_step(session, step: CampaignStep, data: StepInput, sender: dict[str, str]) -> bool:
+def _audit(session, step: CampaignStep, action: str, done: str, actor: str) -> None:
+    summary = f"{step.campaign.name}: email {step.position} ({step.subject}) {done}"
+    record_audit(session, actor, f"email.{action}", "email", step.id, summary)
+
+
+def update_step(
+    session, step: CampaignStep, data: StepInput, sender: dict[str, str], *, actor: str
+) -> bool:
     """Save an edit; returns False when nothing changed (no new version)."""
     values = validate_step(data, sender)
     if all(getattr(step, name) == value for name, value in values.items()):
@@ -106,24 +114,29 @@ def update_step(session, step: CampaignStep, data: StepInput, sender: dict[str, 
         setattr(step, name, value)
     step.version += 1
     step.campaign.customized = True
+    _audit(session, step, "edited", f"saved as version {step.version}", actor)
     return True
 
 
-def add_step(session, campaign: Campaign, data: StepInput, sender: dict[str, str]) -> CampaignStep:
+def add_step(
+    session, campaign: Campaign, data: StepInput, sender: dict[str, str], *, actor: str
+) -> CampaignStep:
     """Append an email at the end of the sequence."""
     values = validate_step(data, sender)
     step = CampaignStep(position=next_position(campaign), version=1, **values)
     campaign.steps.append(step)
     campaign.customized = True
     session.flush()
+    _audit(session, step, "added", "added as version 1", actor)
     return step
 
 
-def remove_step(session, step: CampaignStep) -> None:
+def remove_step(session, step: CampaignStep, *, actor: str) -> None:
     """Remove an email; contacts keep their place in the rest of the sequence."""
     campaign = step.campaign
     if "remove" not in step_actions(step):
         raise StepEditError({"step": "A campaign needs at least one email: archive it instead."})
+    _audit(session, step, "removed", f"removed (at version {step.version})", actor)
     position = step.position
     # Enrolments already past the removed email move back one place with it; those
     # waiting for it now wait for the next one (or complete at their next tick).
@@ -145,7 +158,7 @@ def remove_step(session, step: CampaignStep) -> None:
     campaign.customized = True
 
 
-def move_step(session, step: CampaignStep, direction: str) -> None:
+def move_step(session, step: CampaignStep, direction: str, *, actor: str) -> None:
     """Swap with the neighbouring email ("up" or "down")."""
     if direction not in MOVE_OFFSETS:
         raise StepEditError({"step": "Move a step up or down."})
@@ -161,3 +174,4 @@ def move_step(session, step: CampaignStep, direction: str) -> None:
     step.position = theirs
     session.flush()
     step.campaign.customized = True
+    _audit(session, step, "moved", f"moved {direction} from position {mine}", actor)

@@ -52,6 +52,9 @@ class OutgoingEmail:
     headers: dict[str, str]
     custom_args: dict[str, str]
     category: str = ""
+    # Who the email speaks as (the contact's owner or the workspace); the address is
+    # always the configured, verified sender. Empty: the backend's configured name.
+    from_name: str = ""
 
 
 class TransientSendError(Exception):
@@ -303,7 +306,7 @@ class SendGridBackend:
 
     def build_mail(self, outgoing: OutgoingEmail) -> Mail:
         mail = Mail(
-            from_email=From(self.from_email, self.from_name or None),
+            from_email=From(self.from_email, outgoing.from_name or self.from_name or None),
             to_emails=To(outgoing.to_email, outgoing.to_name or None),
             subject=outgoing.subject,
         )

@@ -5,6 +5,7 @@ RFC 8058 headers and the custom_args that tie SendGrid's events back to the mess
 from __future__ import annotations
 
 from markupsafe import escape
+from sqlalchemy.orm import object_session
 
 from crm_app.config import Settings
 from crm_app.drip.audience.unsubscribe import unsubscribe_url
@@ -13,8 +14,10 @@ from crm_app.drip.campaigns.rendering import (
     contact_context,
     render_email,
     sender_context,
+    sender_from_name,
 )
 from crm_app.drip.delivery.backends import OutgoingEmail
+from crm_app.drip.team.workspace import workspace_sender
 from crm_app.models import Message
 
 
@@ -28,13 +31,9 @@ def compose(message: Message, settings: Settings) -> OutgoingEmail:
 
     Raises TemplateRenderError (the sandbox refused or the template broke)."""
     contact, step = message.contact, message.step
-    sender = sender_context(
-        contact.owner,
-        fallback_name=settings.mail_from_name,
-        fallback_email=settings.mail_from_email,
-        company=settings.sender_company,
-        website=settings.sender_website,
-    )
+    # The contact's owner speaks, else the workspace (one read per session, see workspace.py).
+    workspace = workspace_sender(object_session(message), settings)
+    sender = sender_context(contact.owner, workspace)
     context = build_context(contact_context(contact), sender)
     rendered = render_email(step.subject, step.body_html, step.body_text, context)
     link = unsubscribe_url(
@@ -52,6 +51,7 @@ def compose(message: Message, settings: Settings) -> OutgoingEmail:
         message_id=message.id,
         to_email=contact.email,
         to_name=contact.full_name if contact.full_name != contact.email else "",
+        from_name=sender_from_name(contact.owner, workspace),
         subject=rendered.subject,
         html=html,
         text=text,
