@@ -1,6 +1,6 @@
 """team: user sender identity and session versions, workspace settings, password links, audit log
 
-Revision ID: 0009
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-02 04:16:57
 
@@ -12,7 +12,7 @@ import crm_app.models.types
 
 
 # revision identifiers, used by Alembic.
-revision = '0009'
+revision = '0004'
 down_revision = '0003'
 branch_labels = None
 depends_on = None
