@@ -136,9 +136,11 @@ def _read_mapping(header: list[str], form: Mapping[str, str], errors: dict) -> l
         elif choice and choice not in FIELD_TARGETS:
             errors[f"column-{column}"] = "Choose what this column holds."
         if target and target in mapped_at:
-            other = mapped_at[target]
-            key = f"custom-{column}" if choice == CUSTOM_CHOICE else f"column-{column}"
-            errors[key] = f"Column {other + 1} ({header[other]!r}) is already mapped there."
+            other = f"column {mapped_at[target] + 1} ({header[mapped_at[target]]})"
+            if choice == CUSTOM_CHOICE:
+                errors[f"custom-{column}"] = f"This custom field is already {other}."
+            else:
+                errors[f"column-{column}"] = f"{FIELD_TARGETS[target]} is already {other}."
         elif target:
             mapped_at[target] = column
         mapping.append(target)
