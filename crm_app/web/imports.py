@@ -95,7 +95,8 @@ def upload():
     db.session.commit()
     return action_response(
         url_for("imports.detail", import_id=contact_import.id),
-        f"Read {contact_import.total_rows} rows from {contact_import.filename}: "
+        f"Read {contact_import.total_rows} row{'' if contact_import.total_rows == 1 else 's'} "
+        f"from {contact_import.filename}: "
         "check the columns, then start the import.",
     )
 

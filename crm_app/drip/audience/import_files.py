@@ -18,7 +18,7 @@ FIELD_TARGETS: dict[str, str] = {
     "email": "Email",
     "first_name": "First name",
     "last_name": "Last name",
-    "full_name": "Full name (split into first and last)",
+    "full_name": "Full name (first + last)",
     "company": "Company",
     "title": "Title",
     "industry": "Industry",
