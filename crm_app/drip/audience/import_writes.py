@@ -19,6 +19,7 @@ from crm_app.drip.audience.bulk_enrollment import (
     enroll_by_type_many,
     switch_types_many,
 )
+from crm_app.drip.audience.contacts import CONTACT_FIELDS, TEXT_FIELDS
 from crm_app.drip.audience.import_rows import CleanRow, RowRules, clean_row, email_key
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.sql import in_values, insert_rows, update_rows
@@ -26,22 +27,9 @@ from crm_app.models import Contact, ContactImport, ContactImportFailure
 
 CONTACTS = Contact.__table__
 IMPORTS = ContactImport.__table__
-# What an update-mode import may change on an existing contact (never its address).
-UPDATED_COLUMNS = (
-    "first_name",
-    "last_name",
-    "phone",
-    "company",
-    "title",
-    "industry",
-    "contact_type",
-    "timezone",
-    "owner_id",
-    "notes",
-    "custom_fields",
-    "updated_at",
-)
-_TEXT_COLUMNS = ("first_name", "last_name", "phone", "company", "title", "industry", "notes")
+# What an update-mode import may change on an existing contact: every field of the
+# contact form but the address (custom fields are merged apart).
+UPDATABLE = tuple(name for name in CONTACT_FIELDS if name not in ("email", "custom_fields"))
 
 
 @dataclass(frozen=True)
@@ -216,7 +204,7 @@ def _insert_contacts(session, plan: ImportPlan, new: list[CleanRow], now) -> lis
     """Insert the new contacts with one statement and write their "created" rows."""
     rows = [
         {
-            **{name: row.fields.get(name, "") for name in _TEXT_COLUMNS},
+            **{name: row.fields.get(name, "") for name in TEXT_FIELDS},
             "email": row.email,
             "contact_type": row.fields.get("contact_type", plan.default_type),
             "timezone": row.fields.get("timezone", plan.default_timezone),
@@ -256,7 +244,7 @@ def _update_contacts(
     changes, switches = [], []
     for row in rows:
         current = existing[row.email.lower()]._mapping
-        merged = {name: row.fields.get(name, current[name]) for name in UPDATED_COLUMNS[:-2]}
+        merged = {name: row.fields.get(name, current[name]) for name in UPDATABLE}
         merged["custom_fields"] = {**(current["custom_fields"] or {}), **row.custom_fields}
         if all(merged[name] == current[name] for name in merged):
             continue
@@ -268,7 +256,9 @@ def _update_contacts(
         session,
         CONTACTS,
         changes,
-        values=lambda r: {name: getattr(r, name) for name in UPDATED_COLUMNS},
+        values=lambda r: {
+            name: getattr(r, name) for name in (*UPDATABLE, "custom_fields", "updated_at")
+        },
         returning=False,
     )
     detail = f"Contact details updated by {plan.label}"
