@@ -327,3 +327,23 @@ def test_a_chunk_whose_start_another_runner_passed_writes_nothing(session, campa
     assert written is None
     session.rollback()
     assert count(session, Contact) == 0
+
+
+def test_an_address_created_by_hand_during_the_chunk_is_skipped_not_a_failed_import(
+    session, campaigns, make_contact, monkeypatch
+):
+    contact_import = queued_import(session, many_rows(3))
+    make_contact("lead", email="row1@example.com")  # as if saved by hand mid-chunk
+    real_existing = import_writes._existing_contacts
+    calls = []
+
+    def missed_it_the_first_time(session, emails, full):
+        calls.append(1)
+        return {} if len(calls) == 1 else real_existing(session, emails, full)
+
+    monkeypatch.setattr(import_writes, "_existing_contacts", missed_it_the_first_time)
+    report = run(session, contact_import)
+
+    assert report.status == "done" and len(calls) == 2  # the unique index, then once more
+    assert (report.counts.created, report.counts.skipped) == (2, 1)
+    assert count(session, Contact) == 3

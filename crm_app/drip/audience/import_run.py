@@ -63,7 +63,10 @@ def _claim(session, import_id: int, now: datetime, stall_seconds: int) -> bool:
         .values(
             status="running",
             heartbeat_at=now,
-            started_at=sa.func.coalesce(IMPORTS.c.started_at, now),
+            # Typed as the column, so `now` is stored as naive UTC like every UTCDateTime.
+            started_at=sa.func.coalesce(
+                IMPORTS.c.started_at, sa.literal(now, IMPORTS.c.started_at.type)
+            ),
             error="",
         )
     ).rowcount
