@@ -86,7 +86,10 @@ def _owners(session) -> dict[str, int]:
     return owners
 
 
-def import_plan(session, contact_import: ContactImport, rows) -> ImportPlan:
+def import_plan(
+    session, contact_import: ContactImport, rows: list[tuple[int, list[str]]]
+) -> ImportPlan:
+    """What every chunk of this import needs: its rules, owners and first lines."""
     rules = RowRules(mapping=tuple(contact_import.mapping), owners=_owners(session))
     first_line: dict[str, int] = {}
     for line, cells in rows:
