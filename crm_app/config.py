@@ -66,6 +66,11 @@ class Settings:
     delivery_tick_chunk: int = 5000
     delivery_retry_base_seconds: float = 30.0
     delivery_retry_max_seconds: float = 3600.0
+    # CSV import: the largest file accepted, rows per committed chunk, and how long a
+    # queued or running import may go without progress before it counts as stalled.
+    import_max_bytes: int = 20 * 1024 * 1024
+    import_chunk_size: int = 1000
+    import_stall_seconds: int = 120
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from crm_app import create_app
 from crm_app.config import settings_of
+from crm_app.drip.audience.import_run import run_import
 from crm_app.drip.delivery.backends import Backend, backend_from_settings
 from crm_app.drip.delivery.pipeline import deliver_concurrently
 from crm_app.drip.delivery.tick import run_tick
@@ -83,4 +84,22 @@ def deliver_messages(ids: list[int]) -> dict:
         )
     finally:
         db.session.remove()
+    return report.as_dict()
+
+
+def import_contacts(import_id: int) -> dict:
+    """Run, or resume after its last committed chunk, a CSV import
+    (crm_app/drip/audience/import_run.py); progress is on the import's row."""
+    _ensure_app_context()
+    settings = settings_of(current_app)
+    try:
+        report = run_import(
+            db.session,
+            import_id,
+            chunk_size=settings.import_chunk_size,
+            stall_seconds=settings.import_stall_seconds,
+        )
+    finally:
+        db.session.remove()
+    log.info("import: %s", report.as_dict())
     return report.as_dict()

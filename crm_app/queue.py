@@ -8,12 +8,16 @@ from datetime import datetime
 
 import redis
 from flask import Flask, current_app
-from rq import Queue
+from rq import Queue, Retry
 
 from crm_app.config import Settings, settings_of
 
 DELIVER_JOB = "crm_app.jobs.deliver_messages"
 TICK_JOB = "crm_app.jobs.tick"
+IMPORT_JOB = "crm_app.jobs.import_contacts"
+# Generous: 100,000 rows take about a minute; a timeout marks the import failed (Resume
+# goes on from its last chunk).
+IMPORT_JOB_TIMEOUT = 3600
 
 
 def _app(app: Flask | None) -> Flask:
@@ -78,3 +82,17 @@ def enqueue_messages(ids: list[int]) -> int:
 def schedule_delivery(queue: Queue, message_id: int, when: datetime) -> None:
     """A retry at `when` (RQ's scheduler, which worker.py runs, moves it to the queue)."""
     queue.enqueue_at(when, DELIVER_JOB, [message_id], result_ttl=600)
+
+
+def enqueue_import(import_id: int) -> None:
+    """Queue a committed import's job. If its worker is killed, RQ retries the abandoned
+    job when it cleans its registries, and the job resumes after the last committed
+    chunk (the page's Resume button does the same sooner)."""
+    get_queue().enqueue(
+        IMPORT_JOB,
+        import_id,
+        job_timeout=IMPORT_JOB_TIMEOUT,
+        retry=Retry(max=2),
+        result_ttl=86400,
+        description=f"import contacts #{import_id}",
+    )

@@ -3,6 +3,12 @@
 from crm_app.models.activity import Activity
 from crm_app.models.campaign import CAMPAIGN_STATUSES, WEEKDAY_NAMES, Campaign, CampaignStep
 from crm_app.models.contact import CONTACT_TYPES, EMAIL_STATUSES, Contact
+from crm_app.models.contact_import import (
+    IMPORT_STATUSES,
+    ON_EXISTING,
+    ContactImport,
+    ContactImportFailure,
+)
 from crm_app.models.enrollment import ENROLLMENT_STATUSES, Enrollment
 from crm_app.models.message import MESSAGE_STATUSES, Message, SystemState
 from crm_app.models.suppression import Suppression
@@ -20,13 +26,17 @@ __all__ = [
     "CampaignStep",
     "Contact",
     "ContactGoal",
+    "ContactImport",
+    "ContactImportFailure",
     "EmailEvent",
     "EMAIL_STATUSES",
     "ENROLLMENT_STATUSES",
     "Enrollment",
+    "IMPORT_STATUSES",
     "MESSAGE_STATUSES",
     "Message",
     "PasswordLink",
+    "ON_EXISTING",
     "ROLES",
     "Suppression",
     "SystemState",

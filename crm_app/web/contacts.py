@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
@@ -19,6 +28,7 @@ from crm_app.drip.audience.contacts import (
     save_contact,
     search_contacts,
 )
+from crm_app.drip.audience.export import contacts_csv
 from crm_app.drip.audience.panel import (
     campaign_panel,
     contact_timeline,
@@ -27,7 +37,7 @@ from crm_app.drip.audience.panel import (
 )
 from crm_app.drip.common.timezones import TIMEZONE_CHOICES
 from crm_app.extensions import db
-from crm_app.models import CONTACT_TYPES, Contact, Enrollment
+from crm_app.models import CONTACT_TYPES, Contact, Enrollment, utcnow
 from crm_app.web.auth import actor_name
 from crm_app.web.htmx import action_response, render_fragment_or_page
 
@@ -55,6 +65,21 @@ def index():
         q=query,
         contact_type=contact_type,
         types=CONTACT_TYPES,
+    )
+
+
+@bp.get("/export.csv")
+@login_required
+def export_csv():
+    """The list's current search and filter as CSV, streamed (crm_app/drip/audience/export.py)."""
+    rows = contacts_csv(
+        db.session, query=request.args.get("q", ""), contact_type=request.args.get("type", "")
+    )
+    filename = f"contacts-{utcnow():%Y-%m-%d}.csv"
+    return Response(
+        stream_with_context(rows),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 

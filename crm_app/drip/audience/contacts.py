@@ -74,6 +74,18 @@ def parse_custom_fields(text: str) -> tuple[dict[str, str], str | None]:
     return fields, None
 
 
+def normalized_email(raw: str | None) -> str:
+    """The address as stored, or ValueError with the message for the user: the one rule
+    for the form, the API and the CSV import."""
+    raw_email = (raw or "").strip()
+    if not raw_email:
+        raise ValueError("An email address is required.")
+    try:
+        return validate_email(raw_email, check_deliverability=False).normalized
+    except EmailNotValidError as invalid:
+        raise ValueError(f"Not a valid email address: {invalid}") from None
+
+
 def validate(session, data: ContactInput, *, existing: Contact | None = None) -> ContactInput:
     """Return the cleaned input or raise ContactValidationError with one message per field."""
     errors: dict[str, str] = {}
@@ -83,14 +95,10 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
         if limit and len(getattr(cleaned, name)) > limit:
             errors[name] = f"At most {limit} characters."
 
-    raw_email = (data.email or "").strip()
-    if not raw_email:
-        errors["email"] = "An email address is required."
-    else:
-        try:
-            cleaned.email = validate_email(raw_email, check_deliverability=False).normalized
-        except EmailNotValidError as invalid:
-            errors["email"] = f"Not a valid email address: {invalid}"
+    try:
+        cleaned.email = normalized_email(data.email)
+    except ValueError as invalid:
+        errors["email"] = str(invalid)
     if "email" not in errors:
         clash = session.scalar(
             sa.select(Contact.id).where(sa.func.lower(Contact.email) == cleaned.email.lower())
@@ -219,20 +227,9 @@ def delete_contact(session, contact: Contact, *, actor: str) -> None:
 # --- Read helpers for the contact pages (queries only, nothing written) ---
 
 
-@dataclass
-class ContactPage(Page[Contact]):
-    """One page of the contact list, with each contact's active campaign names."""
-
-    active_campaigns: dict[int, list[str]] = field(default_factory=dict)
-
-
-def search_contacts(
-    session, *, query: str = "", contact_type: str = "", page: int = 1, per_page: int = 25
-) -> ContactPage:
-    """Search name, email and company (case-insensitive), filter by type, paginate.
-
-    Three queries whatever the page size (count, page, active campaigns), never one per row.
-    """
+def contact_filter(*, query: str = "", contact_type: str = "") -> list[sa.ColumnElement]:
+    """The list's search (name, email, company; case-insensitive) and type filter: the
+    page and the CSV export select the same contacts."""
     conditions = []
     words = query.strip()
     if words:
@@ -247,6 +244,24 @@ def search_contacts(
         )
     if contact_type in CONTACT_TYPES:
         conditions.append(Contact.contact_type == contact_type)
+    return conditions
+
+
+@dataclass
+class ContactPage(Page[Contact]):
+    """One page of the contact list, with each contact's active campaign names."""
+
+    active_campaigns: dict[int, list[str]] = field(default_factory=dict)
+
+
+def search_contacts(
+    session, *, query: str = "", contact_type: str = "", page: int = 1, per_page: int = 25
+) -> ContactPage:
+    """Search name, email and company (case-insensitive), filter by type, paginate.
+
+    Three queries whatever the page size (count, page, active campaigns), never one per row.
+    """
+    conditions = contact_filter(query=query, contact_type=contact_type)
     result = paginate(
         session,
         sa.select(Contact)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+from crm_app.drip.common.csv_safe import csv_safe
 from crm_app.drip.reporting.analytics import CampaignReport, Counts
 
 CSV_HEADER = (
@@ -26,18 +27,13 @@ CSV_HEADER = (
 )
 
 
-def _csv_safe(text: str) -> str:
-    """A subject starting with = + - @ would run as a formula in a spreadsheet."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _csv_row(step: str, subject: str, c: Counts) -> list:
     def rate(value: float | None) -> str:
         return "" if value is None else f"{value:.1f}"
 
     return [
         step,
-        _csv_safe(subject),
+        csv_safe(subject),
         c.sent,
         c.delivered,
         rate(c.delivery_rate),

@@ -1,0 +1,211 @@
+"""Reading an uploaded CSV file: its encoding, its delimiter, its rows with their line
+numbers, and the column mapping guessed from its header. No database in here."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from crm_app.drip.common.errors import FieldErrors
+
+# What a column can become: a contact field ("" ignores the column; "custom:<key>"
+# makes it a custom field). full_name is split into first and last name.
+FIELD_TARGETS: dict[str, str] = {
+    "email": "Email",
+    "first_name": "First name",
+    "last_name": "Last name",
+    "full_name": "Full name (first + last)",
+    "company": "Company",
+    "title": "Title",
+    "industry": "Industry",
+    "phone": "Phone",
+    "contact_type": "Type",
+    "timezone": "Time zone",
+    "owner": "Owner (a user's email or name)",
+    "notes": "Notes",
+}
+CUSTOM_PREFIX = "custom:"
+DELIMITERS = (",", ";", "\t")
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+PREVIEW_ROWS = 5
+
+# Header names (lower case, letters and digits only) that say which field a column is.
+_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "email": ("email", "emailaddress", "mail", "workemail", "businessemail", "primaryemail"),
+    "first_name": ("firstname", "first", "givenname", "forename", "fname"),
+    "last_name": ("lastname", "last", "surname", "familyname", "lname"),
+    "full_name": ("name", "fullname", "contactname"),
+    "company": ("company", "companyname", "organization", "organisation", "account", "employer"),
+    "title": ("title", "jobtitle", "position", "role"),
+    "industry": ("industry", "sector"),
+    "phone": ("phone", "phonenumber", "telephone", "tel", "mobile", "mobilephone", "cell"),
+    "contact_type": ("type", "contacttype"),
+    "timezone": ("timezone", "tz", "zone"),
+    "owner": ("owner", "owneremail", "contactowner", "accountowner", "assignedto"),
+    "notes": ("notes", "note", "comments", "comment", "description"),
+}
+_FIELD_BY_NAME = {name: field for field, names in _SYNONYMS.items() for name in names}
+# Columns of our own export (and of the failed-rows file) that are not contact input.
+_IGNORED_NAMES = {"id", "emailstatus", "createdat", "updatedat", "importline", "importerror"}
+# Our export names custom fields "custom.<key>": a re-import maps them back.
+_EXPORTED_CUSTOM = re.compile(r"^custom\.(\w+)$", re.ASCII)
+_LOOKS_LIKE_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ImportFileError(FieldErrors):
+    """The uploaded file cannot be imported; the message says why (field "file")."""
+
+    def __init__(self, message: str):
+        super().__init__({"file": message})
+
+
+@dataclass
+class CsvFile:
+    encoding: str
+    delimiter: str
+    header: list[str]
+    # (line number in the file, cells) per non-blank data row; line 1 is the header.
+    rows: list[tuple[int, list[str]]]
+
+
+def decode(data: bytes) -> tuple[str, str]:
+    """The text and the name of its encoding: UTF-8 (with or without BOM), UTF-16 with
+    a BOM (Excel's "Unicode text"), else Windows-1252 (Latin-1 for its 5 unused bytes)."""
+    if data.startswith(codecs.BOM_UTF8):
+        try:
+            return data[len(codecs.BOM_UTF8) :].decode("utf-8"), "UTF-8 (BOM)"
+        except UnicodeDecodeError:
+            data = data[len(codecs.BOM_UTF8) :]
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16"), "UTF-16"
+        except UnicodeDecodeError:
+            pass
+    for codec, label in (("utf-8", "UTF-8"), ("cp1252", "Windows-1252")):
+        try:
+            return data.decode(codec), label
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1"), "Latin-1"
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter among , ; and tab that splits the header into the most columns
+    while the next lines agree with it; a one-column file (a list of addresses) is ","."""
+    sample = [line for line in text.splitlines()[:50] if line.strip()]
+    best, best_score = ",", (0.0, 0)
+    for delimiter in DELIMITERS:
+        records = list(csv.reader(sample, delimiter=delimiter))
+        if not records or len(records[0]) < 2:
+            continue
+        width = len(records[0])
+        rest = records[1:]
+        agreeing = sum(1 for r in rest if len(r) == width) / len(rest) if rest else 1.0
+        score = (agreeing, width)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _refuse_non_text(data: bytes) -> None:
+    if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        raise ImportFileError(
+            "This is a spreadsheet workbook (.xlsx or .xls), not a CSV file. In your "
+            'spreadsheet, use "Save as" or "Download as" CSV and upload that file.'
+        )
+
+
+def read_csv(data: bytes) -> CsvFile:
+    """Parse the whole file, or raise ImportFileError saying what is wrong with it."""
+    if not data.strip():
+        raise ImportFileError("The file is empty.")
+    _refuse_non_text(data)
+    text, encoding = decode(data)
+    if "\x00" in text:
+        raise ImportFileError(
+            "This file is not text (it holds binary data), so it is not a CSV file. "
+            "Export your contacts as CSV and upload that file."
+        )
+    delimiter = sniff_delimiter(text)
+    header: list[str] | None = None
+    rows: list[tuple[int, list[str]]] = []
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    last_line = 0
+    try:
+        for cells in reader:
+            first_line, last_line = last_line + 1, reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            if header is None:
+                header = [cell.strip() for cell in cells]
+            else:
+                rows.append((first_line, cells))
+    except csv.Error as error:
+        raise ImportFileError(
+            f"Line {last_line + 1} cannot be read as CSV ({error}). Is a quote left open?"
+        ) from None
+    if header is None:
+        raise ImportFileError("The file is empty.")
+    _check_header(header)
+    if not rows:
+        raise ImportFileError("The file has a header line but no contacts under it.")
+    return CsvFile(encoding=encoding, delimiter=delimiter, header=header, rows=rows)
+
+
+def _check_header(header: list[str]) -> None:
+    data_like = next((cell for cell in header if _LOOKS_LIKE_EMAIL.match(cell)), None)
+    if data_like is not None:
+        raise ImportFileError(
+            "The first line must name the columns (for example: email, first name, "
+            f'company), but it holds data ("{data_like}"). Add a header line and upload '
+            "the file again."
+        )
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def custom_key(name: str, position: int) -> str:
+    """A custom field name for a column: ASCII letters, digits and underscores, as merge
+    fields need (`{{ contact.custom.key }}`)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    key = re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")
+    if not key:
+        return f"column_{position + 1}"
+    return f"f_{key}" if key[0].isdigit() else key
+
+
+def guess_target(name: str, position: int) -> str:
+    """What a column named `name` most likely holds: a field, a custom field, or ""."""
+    exported = _EXPORTED_CUSTOM.match(name.strip())
+    if exported:
+        return CUSTOM_PREFIX + exported.group(1)
+    normalized = _normalized(name)
+    if normalized in _IGNORED_NAMES:
+        return ""
+    field = _FIELD_BY_NAME.get(normalized) or _FIELD_BY_NAME.get(normalized.removeprefix("contact"))
+    return field or CUSTOM_PREFIX + custom_key(name, position)
+
+
+def guess_mapping(header: list[str]) -> list[str]:
+    """A target per column. Each field is taken by the first column that names it; a
+    later one (a second phone column) becomes a custom field, so no data is dropped."""
+    taken: set[str] = set()
+    mapping = []
+    for position, name in enumerate(header):
+        target = guess_target(name, position)
+        if not target:
+            mapping.append(target)
+            continue
+        if target in taken:
+            target = CUSTOM_PREFIX + custom_key(name, position)
+        if target in taken:  # two columns with the same name: keep both apart
+            target = f"{target}_{position + 1}"
+        taken.add(target)
+        mapping.append(target)
+    return mapping

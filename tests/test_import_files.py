@@ -1,0 +1,118 @@
+"""Reading uploaded CSV files: encodings, delimiters, line numbers, refusals, and the
+column mapping guessed from the header."""
+
+from __future__ import annotations
+
+import codecs
+
+import pytest
+
+from crm_app.drip.audience.import_files import ImportFileError, guess_mapping, read_csv
+
+
+def test_mapping_is_guessed_from_the_usual_header_names():
+    header = ["E-mail Address", "First Name", "Surname", "Company", "Job Title", "Industry",
+              "Phone", "Contact Type", "Time zone", "Owner", "Notes"]  # fmt: skip
+    assert guess_mapping(header) == [
+        "email", "first_name", "last_name", "company", "title", "industry",
+        "phone", "contact_type", "timezone", "owner", "notes",
+    ]  # fmt: skip
+
+
+def test_other_columns_become_custom_fields_named_for_merge_fields():
+    assert guess_mapping(["email", "Interest", "Préférence 2", "2nd choice", ""]) == [
+        "email",
+        "custom:interest",
+        "custom:preference_2",
+        "custom:f_2nd_choice",
+        "custom:column_5",
+    ]
+
+
+def test_a_second_column_for_a_field_becomes_a_custom_field_and_a_name_column_is_split():
+    assert guess_mapping(["Name", "email", "Phone", "Mobile"]) == [
+        "full_name",
+        "email",
+        "phone",
+        "custom:mobile",
+    ]
+
+
+def test_our_own_export_columns_map_back_and_its_read_only_ones_are_ignored():
+    header = ["id", "email", "owner", "email_status", "created_at", "custom.referrer"]
+    assert guess_mapping(header) == ["", "email", "owner", "", "", "custom:referrer"]
+    # The failed-rows download starts with the line and the reason: ignored on re-upload.
+    assert guess_mapping(["import_line", "import_error", "email"]) == ["", "", "email"]
+
+
+def test_utf8_with_a_bom_is_read_without_the_mark():
+    parsed = read_csv(codecs.BOM_UTF8 + "email,company\nz@x.com,Zoë ☕\n".encode())
+    assert parsed.encoding == "UTF-8 (BOM)"
+    assert parsed.header == ["email", "company"]  # no "\ufeff" glued to "email"
+    assert parsed.rows == [(2, ["z@x.com", "Zoë ☕"])]
+
+
+def test_utf8_without_a_bom():
+    parsed = read_csv("email,company\nz@x.com,Zoë\n".encode())
+    assert parsed.encoding == "UTF-8"
+    assert parsed.rows[0][1] == ["z@x.com", "Zoë"]
+
+
+def test_a_windows_1252_latin1_file_is_read_as_such():
+    parsed = read_csv("email,company,notes\nm@x.de,Müller & Söhne,5 € café\n".encode("cp1252"))
+    assert parsed.encoding == "Windows-1252"
+    assert parsed.rows[0][1] == ["m@x.de", "Müller & Söhne", "5 € café"]
+
+
+def test_latin1_bytes_that_windows_1252_leaves_undefined_still_decode():
+    parsed = read_csv(b"email,notes\nm@x.de,a\x81b\xe9\n")
+    assert parsed.encoding == "Latin-1"
+    assert parsed.rows[0][1] == ["m@x.de", "a\x81bé"]
+
+
+def test_excel_unicode_text_utf16_is_read():
+    parsed = read_csv("email\tcompany\nu@x.com\tÜber\n".encode("utf-16"))
+    assert (parsed.encoding, parsed.delimiter) == ("UTF-16", "\t")
+    assert parsed.rows[0][1] == ["u@x.com", "Über"]
+
+
+def test_semicolon_separated_with_commas_inside_values():
+    parsed = read_csv("Email;Name;Firma\nh@x.de;Müller, Hans;ACME, GmbH\n".encode())
+    assert parsed.delimiter == ";"
+    assert parsed.rows == [(2, ["h@x.de", "Müller, Hans", "ACME, GmbH"])]
+
+
+def test_tab_separated():
+    parsed = read_csv(b"email\tfirst name\na@x.com\tAda\n")
+    assert parsed.delimiter == "\t"
+    assert parsed.header == ["email", "first name"]
+
+
+def test_a_one_column_list_of_addresses_is_a_csv_too():
+    parsed = read_csv(b"email\na@x.com\nb@x.com\n")
+    assert parsed.header == ["email"] and len(parsed.rows) == 2
+
+
+def test_rows_keep_their_line_in_the_file_across_blank_lines_and_quoted_line_breaks():
+    text = 'email,notes\r\na@x.com,one\r\n\r\nb@x.com,"two\r\nlines"\r\nc@x.com,three\r\n'
+    parsed = read_csv(text.encode())
+    assert [line for line, _ in parsed.rows] == [2, 4, 6]
+    assert parsed.rows[1][1] == ["b@x.com", "two\r\nlines"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "The file is empty."),
+        (b"\r\n \r\n", "The file is empty."),
+        (b"PK\x03\x04\x14\x00\x06\x00", "spreadsheet workbook (.xlsx or .xls), not a CSV"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not text (it holds binary data)"),
+        (b"ada@example.com,Ada\nbob@example.com,Bob\n", "The first line must name the columns"),
+        (b"email,first_name\n", "a header line but no contacts under it"),
+    ],
+    ids=["empty", "blank lines", "workbook", "binary", "no header", "header only"],
+)
+def test_a_file_that_cannot_be_imported_says_why(content, message):
+    with pytest.raises(ImportFileError) as refused:
+        read_csv(content)
+    assert message in refused.value.errors["file"]
