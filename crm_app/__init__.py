@@ -31,9 +31,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
 
+    from crm_app.web.security_headers import init_security_headers
+
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     login_manager.init_app(app)
+    init_security_headers(app)
     csrf.init_app(app)
     htmx.init_app(app)
 

@@ -53,6 +53,10 @@ class Settings:
     session_hours: int = 12
     session_cookie_secure: bool = False
     contacts_per_page: int = 25
+    # Behind HTTPS: HSTS max-age (0: no header) and how many reverse proxies' X-Forwarded-*
+    # headers to trust (0: none; the client address and scheme are the socket's).
+    hsts_seconds: int = 0
+    trusted_proxy_count: int = 0
     # Database pool (PostgreSQL): each sending thread holds a connection while it writes.
     db_pool_size: int = 10
     db_max_overflow: int = 20

@@ -79,3 +79,12 @@ def test_requeue_all_is_refused_on_get_and_works_on_a_same_site_post(app, admin)
     assert done.status_code == 200 and done.get_json()["count"] == 1
     assert queue.failed_job_registry.get_job_ids() == []
 
+
+def test_the_dashboards_inline_script_runs_by_nonce_only(admin):
+    page = admin.get("/admin/rq/")
+    policy = page.headers["Content-Security-Policy"]
+    html = page.get_data(as_text=True)
+    nonce = policy.split("'nonce-", 1)[1].split("'", 1)[0]
+    assert f'<script type="text/javascript" nonce="{nonce}">' in html
+    assert "'unsafe-inline'" not in policy.split("script-src", 1)[1].split(";", 1)[0]
+    assert "frame-ancestors 'none'" in policy
