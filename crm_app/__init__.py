@@ -31,11 +31,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
 
+    from crm_app.web.body_limits import init_body_limits
     from crm_app.web.security_headers import init_security_headers
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     login_manager.init_app(app)
+    # Body limits first: CSRFProtect reads the form in its own hook.
+    init_body_limits(app)
     init_security_headers(app)
     csrf.init_app(app)
     htmx.init_app(app)

@@ -53,6 +53,11 @@ class Settings:
     session_hours: int = 12
     session_cookie_secure: bool = False
     contacts_per_page: int = 25
+    # Request bodies: the largest any route accepts (uploads, the API), every form post,
+    # the Event Webhook; bigger ones get a 413 before being read (README "Security").
+    max_content_length: int = 25_000_000
+    max_form_bytes: int = 1_000_000
+    webhook_max_bytes: int = 5_000_000
     # Behind HTTPS: HSTS max-age (0: no header) and how many reverse proxies' X-Forwarded-*
     # headers to trust (0: none; the client address and scheme are the socket's).
     hsts_seconds: int = 0
