@@ -58,6 +58,9 @@ class Settings:
     max_content_length: int = 25_000_000
     max_form_bytes: int = 1_000_000
     webhook_max_bytes: int = 5_000_000
+    # Failed logins allowed per window, by account and by client address (Flask-Limiter).
+    login_limit_per_account: str = "10 per 15 minutes"
+    login_limit_per_address: str = "50 per 15 minutes"
     # Behind HTTPS: HSTS max-age (0: no header) and how many reverse proxies' X-Forwarded-*
     # headers to trust (0: none; the client address and scheme are the socket's).
     hsts_seconds: int = 0

@@ -12,6 +12,7 @@ from crm_app.extensions import db, login_manager
 from crm_app.models import User
 from crm_app.web.body_limits import body_limit
 from crm_app.web.htmx import action_response, hx_redirect
+from crm_app.web.login_throttle import throttle_failed_logins
 
 bp = Blueprint("auth", __name__)
 
@@ -61,6 +62,7 @@ def _dummy_hash() -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 @body_limit(LOGIN_MAX_BYTES)
+@throttle_failed_logins
 def login():
     # A logged-in user sees the form too (to switch account); the page says who they are.
     error = None
