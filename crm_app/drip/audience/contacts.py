@@ -13,6 +13,7 @@ from sqlalchemy.orm import selectinload
 from crm_app.drip.audience.enrollment import auto_enroll, change_contact_type
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.errors import FieldErrors
+from crm_app.drip.common.ids import id_or_none
 from crm_app.drip.common.paging import Page, paginate
 from crm_app.drip.common.timezones import is_known_timezone
 from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment, User
@@ -142,9 +143,8 @@ def contact_input(values: Mapping[str, str]) -> tuple[ContactInput, dict[str, st
     owner_raw = (values.get("owner_id") or "").strip()
     owner_id = None
     if owner_raw:
-        try:
-            owner_id = int(owner_raw)
-        except ValueError:
+        owner_id = id_or_none(owner_raw)
+        if owner_id is None:  # not a number, or one no row can have (>= 2^63)
             errors["owner_id"] = "Unknown owner."
     plain = {name: values.get(name) or "" for name in CONTACT_FIELDS if name not in _PARSED_FIELDS}
     return ContactInput(**plain, owner_id=owner_id, custom_fields=custom), errors
