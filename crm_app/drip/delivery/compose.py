@@ -14,6 +14,7 @@ from crm_app.drip.campaigns.rendering import (
     render_email,
     sender_context,
 )
+from crm_app.drip.common.headers import header_safe
 from crm_app.drip.delivery.backends import OutgoingEmail
 from crm_app.models import Message
 
@@ -51,12 +52,12 @@ def compose(message: Message, settings: Settings) -> OutgoingEmail:
     return OutgoingEmail(
         message_id=message.id,
         to_email=contact.email,
-        to_name=contact.full_name if contact.full_name != contact.email else "",
-        subject=rendered.subject,
+        to_name=header_safe(contact.full_name) if contact.full_name != contact.email else "",
+        subject=header_safe(rendered.subject),
         html=html,
         text=text,
         headers={
-            "List-Unsubscribe": (
+            "List-Unsubscribe": header_safe(
                 f"<mailto:{settings.mail_unsubscribe_mailto}?subject=unsubscribe>, <{link}>"
             ),
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
