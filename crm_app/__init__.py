@@ -14,6 +14,7 @@ from crm_app.config import (
     load_settings,
 )
 from crm_app.extensions import csrf, db, htmx, limiter, login_manager, migrate
+from crm_app.instance_files import protect_instance
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -29,7 +30,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault(
         "SQLALCHEMY_ENGINE_OPTIONS", engine_options(Settings.from_config(app.config))
     )
-    INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
+    protect_instance(INSTANCE_PATH, app.config["SQLALCHEMY_DATABASE_URI"])
 
     from crm_app.web.body_limits import init_body_limits
     from crm_app.web.login_throttle import limiter_storage_uri
