@@ -58,6 +58,7 @@ def send_raw(app, path, body, *, content_length=None, content_type="application/
     environ["wsgi.input"] = body
     if content_length is None:
         environ.pop("CONTENT_LENGTH", None)
+        environ["HTTP_TRANSFER_ENCODING"] = "chunked"
         environ["wsgi.input_terminated"] = True
     else:
         environ["CONTENT_LENGTH"] = str(content_length)

@@ -50,8 +50,17 @@ def _apply_body_limit() -> None:
     limit = _limit_for_request()
     if limit is not None:
         request.max_content_length = min(limit, settings_of(current_app).max_content_length)
-    if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+    if _is_chunked():
         _read_chunked_body_within_limit()
+
+
+def _is_chunked() -> bool:
+    # gunicorn marks every request wsgi.input_terminated, bodiless GETs included.
+    return (
+        request.content_length is None
+        and "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        and bool(request.environ.get("wsgi.input_terminated"))
+    )
 
 
 def _read_chunked_body_within_limit() -> None:
