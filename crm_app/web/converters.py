@@ -8,8 +8,8 @@ from crm_app.drip.common.ids import MAX_ID
 
 
 class DatabaseIdConverter(IntegerConverter):
-    """Flask's `int` with an upper bound: /contacts/<2^63 or more> does not match (404)
-    instead of reaching the database driver (500)."""
+    """Flask's `int` with an upper bound: /contacts/<a number past MAX_ID> does not match
+    (404) instead of reaching the database driver (500)."""
 
     def __init__(
         self,

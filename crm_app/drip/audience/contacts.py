@@ -144,7 +144,7 @@ def contact_input(values: Mapping[str, str]) -> tuple[ContactInput, dict[str, st
     owner_id = None
     if owner_raw:
         owner_id = id_or_none(owner_raw)
-        if owner_id is None:  # not a number, or one no row can have (>= 2^63)
+        if owner_id is None:  # not a number, or one no row can have (past MAX_ID)
             errors["owner_id"] = "Unknown owner."
     plain = {name: values.get(name) or "" for name in CONTACT_FIELDS if name not in _PARSED_FIELDS}
     return ContactInput(**plain, owner_id=owner_id, custom_fields=custom), errors

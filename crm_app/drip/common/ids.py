@@ -1,13 +1,16 @@
 """Row ids that come from outside (a URL, a form, a webhook): checked before any query.
 
-Python's int has no limit, the database's has: an id of 2^63 or more reaches the driver
-as an error (SQLite: "Python int too large", PostgreSQL: out of range), that is a 500.
-Such an id names no row, so it is treated as "not found".
+Python's int has no limit, the database's has: an id beyond it reaches the driver as an
+error (SQLite: "Python int too large" from 2^63; PostgreSQL: "integer out of range" from
+2^31, our id columns being INTEGER), that is a 500. Such an id names no row, so it is
+treated as "not found".
 """
 
 from __future__ import annotations
 
-MAX_ID = 2**63 - 1  # the largest BIGINT: the same bound on SQLite and PostgreSQL
+# The largest INTEGER on PostgreSQL, the type of every id column (SQLite's go to 2^63 - 1).
+# A table whose ids may pass it needs BIGINT ids, and this bound raised with them.
+MAX_ID = 2**31 - 1
 
 
 def database_id(value: object) -> int:

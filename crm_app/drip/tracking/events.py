@@ -96,7 +96,7 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def _message_id(value: Any) -> int | None:
-    """custom_args' message_id, if it is a number a message can have (1 .. 2^63 - 1)."""
+    """custom_args' message_id, if it is a number a message can have (1 .. MAX_ID)."""
     number = _int_or_none(value)
     return number if number is not None and 1 <= number <= MAX_ID else None
 
