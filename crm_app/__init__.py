@@ -13,7 +13,8 @@ from crm_app.config import (
     engine_options,
     load_settings,
 )
-from crm_app.extensions import csrf, db, htmx, login_manager, migrate
+from crm_app.extensions import csrf, db, htmx, limiter, login_manager, migrate
+from crm_app.instance_files import protect_instance
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -29,11 +30,20 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault(
         "SQLALCHEMY_ENGINE_OPTIONS", engine_options(Settings.from_config(app.config))
     )
-    INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
+    protect_instance(INSTANCE_PATH, app.config["SQLALCHEMY_DATABASE_URI"])
+
+    from crm_app.web.body_limits import init_body_limits
+    from crm_app.web.login_throttle import limiter_storage_uri
+    from crm_app.web.security_headers import init_security_headers
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     login_manager.init_app(app)
+    # Body limits first: the limiter and CSRFProtect read the form in their own hooks.
+    init_body_limits(app)
+    init_security_headers(app)
+    app.config.setdefault("RATELIMIT_STORAGE_URI", limiter_storage_uri(app.config["REDIS_URL"]))
+    limiter.init_app(app)
     csrf.init_app(app)
     htmx.init_app(app)
 

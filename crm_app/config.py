@@ -54,6 +54,22 @@ class Settings:
     session_cookie_secure: bool = False
     password_link_hours: int = 72  # how long a one-time set-password link works
     contacts_per_page: int = 25
+    # Security (README "Security"). Request bodies: the largest any route accepts (uploads,
+    # the API), every form post, the Event Webhook; bigger ones get a 413 before being read.
+    max_content_length: int = 25_000_000
+    max_form_bytes: int = 1_000_000
+    webhook_max_bytes: int = 5_000_000
+    # Failed logins allowed per window, by account and by client address (Flask-Limiter).
+    login_limit_per_account: str = "10 per 15 minutes"
+    login_limit_per_address: str = "50 per 15 minutes"
+    # Behind HTTPS: HSTS max-age (0: no header) and how many reverse proxies' X-Forwarded-*
+    # headers to trust (0: none; the client address and scheme are the socket's).
+    hsts_seconds: int = 0
+    trusted_proxy_count: int = 0
+    # GET /health tells only "ok"/"failing" unless the caller is logged in, sends this token
+    # (Authorization: Bearer ...) or comes from one of these networks (comma-separated CIDRs).
+    health_token: str | None = field(default=None, repr=False)
+    health_networks: str = ""
     # Database pool (PostgreSQL): each sending thread holds a connection while it writes.
     db_pool_size: int = 10
     db_max_overflow: int = 20

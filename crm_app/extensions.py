@@ -1,5 +1,7 @@
 """Extensions created here, bound to the app in create_app()."""
 
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -28,6 +30,14 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 htmx = Htmx()
+# Rate limits live in Redis (RATELIMIT_STORAGE_URI, set in create_app), shared by every web
+# process; if Redis is unreachable each process keeps counting in memory instead.
+limiter = Limiter(
+    key_func=get_remote_address,
+    strategy="fixed-window",
+    headers_enabled=True,
+    in_memory_fallback_enabled=True,
+)
 
 
 @event.listens_for(Engine, "connect")

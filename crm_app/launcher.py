@@ -240,6 +240,9 @@ def main() -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, request_stop)
 
+    # Files under instance/ (database, Redis log and socket, pid file) are ours alone;
+    # the children inherit the umask.
+    os.umask(0o077)
     INSTANCE_PATH.mkdir(parents=True, exist_ok=True)
     _check_not_running()
     if _port_in_use(port):

@@ -23,6 +23,19 @@ def live_worker(app):
     worker.register_death()
 
 
+HEALTH_TOKEN = "monitor-token-for-tests"
+
+
+@pytest.fixture(autouse=True)
+def health_token(app, monkeypatch):
+    monkeypatch.setitem(app.config, "HEALTH_TOKEN", HEALTH_TOKEN)
+
+
+def get_health(web, token=HEALTH_TOKEN, **kw):
+    """GET /health as a monitor that holds the token (it sees every check)."""
+    return web.get("/health", headers={"Authorization": f"Bearer {token}"}, **kw)
+
+
 def tick_at(session, moment):
     session.merge(SystemState(key=LAST_TICK_KEY, value=moment.isoformat(), updated_at=moment))
     session.commit()
@@ -34,7 +47,7 @@ def checks(response):
 
 def test_all_green(web, session, live_worker):
     tick_at(session, utcnow())
-    response = web.get("/health")
+    response = get_health(web)
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["status"] == "ok"
@@ -52,14 +65,14 @@ def test_all_green(web, session, live_worker):
 
 def test_no_worker_is_red(web, session):
     tick_at(session, utcnow())
-    response = web.get("/health")
+    response = get_health(web)
     assert response.status_code == 503
     assert checks(response)["worker"] is False
 
 
 def test_stale_scheduler_is_red(web, session, live_worker):
     tick_at(session, utcnow() - timedelta(minutes=3))
-    response = web.get("/health")
+    response = get_health(web)
     assert response.status_code == 503
     assert checks(response)["scheduler"] is False
 
@@ -70,7 +83,7 @@ def test_schema_behind_the_latest_migration_is_red(web, session, live_worker):
     session.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
     session.commit()
     try:
-        response = web.get("/health")
+        response = get_health(web)
         assert response.status_code == 503
         detail = response.get_json()["checks"]["migrations"]["detail"]
         assert "flask db upgrade" in detail
@@ -83,7 +96,7 @@ def test_sendgrid_401_turns_health_red(web, session, live_worker):
     tick_at(session, utcnow())
     set_backend_auth_failure(session, "401: The provided authorization grant is invalid", utcnow())
     session.commit()
-    response = web.get("/health")
+    response = get_health(web)
     assert response.status_code == 503
     assert "authorization grant" in response.get_json()["checks"]["sendgrid_auth"]["detail"]
 
@@ -91,7 +104,7 @@ def test_sendgrid_401_turns_health_red(web, session, live_worker):
 def test_unreachable_redis_is_red(web, session, app, monkeypatch):
     tick_at(session, utcnow())
     monkeypatch.setitem(app.config, "REDIS_URL", "redis://127.0.0.1:1/0")
-    response = web.get("/health")
+    response = get_health(web)
     assert response.status_code == 503
     assert checks(response)["redis"] is False
 
@@ -107,3 +120,33 @@ def test_cli_exits_0_when_green(runner, session, live_worker):
     tick_at(session, utcnow())
     result = runner.invoke(args=["health"])
     assert result.exit_code == 0, result.output
+
+
+# --- who sees what ---------------------------------------------------------------------
+
+
+def test_anyone_else_sees_only_the_status(web, session, live_worker):
+    tick_at(session, utcnow())
+    for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": "Basic x"}):
+        response = web.get("/health", headers=headers)
+        assert response.status_code == 200
+        assert response.get_json() == {"status": "ok"}
+
+
+def test_a_failing_status_is_told_to_anyone_but_not_why(web, session):
+    response = web.get("/health")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "failing"}
+
+
+def test_a_logged_in_user_sees_the_checks(staff, session):
+    body = staff.get("/health").get_json()
+    assert {"checks", "figures"} <= set(body)
+
+
+def test_a_caller_from_a_configured_network_sees_the_checks(web, app, session, monkeypatch):
+    monkeypatch.setitem(app.config, "HEALTH_NETWORKS", "10.0.0.0/8, not-a-network")
+    inside = web.get("/health", environ_base={"REMOTE_ADDR": "10.1.2.3"}).get_json()
+    assert "checks" in inside
+    outside = web.get("/health", environ_base={"REMOTE_ADDR": "192.0.2.1"}).get_json()
+    assert outside == {"status": "failing"}

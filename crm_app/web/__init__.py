@@ -26,9 +26,12 @@ def register_web(app: Flask) -> None:
         webhooks,
         workspace,
     )
+    from crm_app.web.converters import DatabaseIdConverter
     from crm_app.web.filters import register_filters
     from crm_app.web.rq_dashboard_mount import mount_rq_dashboard
 
+    # Before any route is added: their <int:...> ids then have an upper bound.
+    app.url_map.converters["int"] = DatabaseIdConverter
     for blueprint in (
         auth.bp,
         main.bp,

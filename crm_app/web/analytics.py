@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, render_template, request
 from flask_login import login_required
+from werkzeug.http import dump_options_header
 
+from crm_app.drip.common.headers import header_safe
 from crm_app.drip.reporting.analytics import campaign_report, campaigns_overview
 from crm_app.drip.reporting.analytics_export import chart_data, report_csv
 from crm_app.drip.reporting.date_range import (
@@ -70,5 +72,10 @@ def campaign_csv(campaign_id: int):
     return Response(
         report_csv(report),
         mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        # Quoted and on one line whatever the slug holds.
+        headers={
+            "Content-Disposition": dump_options_header(
+                "attachment", {"filename": header_safe(filename)}
+            )
+        },
     )

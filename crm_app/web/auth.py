@@ -11,9 +11,14 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from crm_app.drip.team.accounts import user_for_session
 from crm_app.extensions import db, login_manager
 from crm_app.models import User
+from crm_app.web.body_limits import body_limit
 from crm_app.web.htmx import action_response, hx_redirect
+from crm_app.web.login_throttle import throttle_failed_logins
 
 bp = Blueprint("auth", __name__)
+
+# An email, a password and the CSRF token: nothing bigger is ever a real login.
+LOGIN_MAX_BYTES = 8 * 1024
 
 
 @login_manager.user_loader
@@ -65,6 +70,8 @@ def _dummy_hash() -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@body_limit(LOGIN_MAX_BYTES)
+@throttle_failed_logins
 def login():
     # A logged-in user sees the form too (to switch account); the page says who they are.
     error = None

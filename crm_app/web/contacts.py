@@ -35,6 +35,7 @@ from crm_app.drip.audience.panel import (
     enroll_chosen,
     stop_all_or_refuse,
 )
+from crm_app.drip.common.ids import database_id
 from crm_app.drip.common.timezones import TIMEZONE_CHOICES
 from crm_app.extensions import db
 from crm_app.models import CONTACT_TYPES, Contact, Enrollment, utcnow
@@ -203,7 +204,7 @@ def _stop_reason() -> str:
 @login_required
 @panel_action
 def enroll(contact: Contact) -> str:
-    campaign_id = request.form.get("campaign_id", type=int)
+    campaign_id = request.form.get("campaign_id", type=database_id)
     enrollment = enroll_chosen(db.session, contact, campaign_id, actor=actor_name())
     return f"Enrolled in {enrollment.campaign.name}."
 

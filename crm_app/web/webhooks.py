@@ -15,13 +15,16 @@ from crm_app.drip.tracking.signature import (
     verify_event_webhook,
 )
 from crm_app.extensions import csrf, db
+from crm_app.web.body_limits import body_limit
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 
 @bp.post("/sendgrid")
+@body_limit("webhook_max_bytes")
 @csrf.exempt
 def sendgrid_events():
+    # Read only up to WEBHOOK_MAX_BYTES (else 413), before the signature can be checked.
     raw_body = request.get_data(cache=False)
     settings = settings_of(current_app)
     try:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import selectinload
 from crm_app.drip.audience.enrollment import auto_enroll, change_contact_type
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.errors import FieldErrors
+from crm_app.drip.common.ids import id_or_none
 from crm_app.drip.common.paging import Page, paginate
 from crm_app.drip.common.timezones import is_known_timezone
 from crm_app.drip.team.audit import record_audit
@@ -39,16 +40,21 @@ class ContactInput:
 
 # The one list of a contact's fields: the form, the parser and the validation use it.
 CONTACT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ContactInput))
-# Free text, stripped, with its length limit (None: as long as the column allows).
-TEXT_FIELDS: dict[str, int | None] = {
+# Free text, stripped, with its length limit.
+TEXT_FIELDS: dict[str, int] = {
     "first_name": 100,
     "last_name": 100,
     "phone": 40,
     "company": 200,
     "title": 200,
     "industry": 100,
-    "notes": None,
+    "notes": 10_000,
 }
+# Custom fields are merged into every email and shown on every contact page: bounded, so
+# one contact cannot carry megabytes (an audit stored 5,000 fields and a 1 MB note).
+MAX_CUSTOM_FIELDS = 50
+CUSTOM_FIELD_NAME_MAX = 50
+CUSTOM_FIELD_VALUE_MAX = 1_000
 # Fields submitted as text that must be parsed first (the rest stay strings).
 _PARSED_FIELDS = ("owner_id", "custom_fields")
 
@@ -91,9 +97,12 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
     errors: dict[str, str] = {}
     cleaned = ContactInput(**{**data.__dict__})
     for name, limit in TEXT_FIELDS.items():
-        setattr(cleaned, name, (getattr(data, name) or "").strip())
-        if limit and len(getattr(cleaned, name)) > limit:
-            errors[name] = f"At most {limit} characters."
+        text = (getattr(data, name) or "").strip()
+        setattr(cleaned, name, text)
+        if len(text) > limit:
+            errors[name] = f"At most {limit:,} characters (this has {len(text):,})."
+    if custom_error := _custom_fields_error(data.custom_fields):
+        errors["custom_fields"] = custom_error
 
     try:
         cleaned.email = normalized_email(data.email)
@@ -120,6 +129,19 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
     return cleaned
 
 
+def _custom_fields_error(custom: Mapping[str, str]) -> str | None:
+    if len(custom) > MAX_CUSTOM_FIELDS:
+        return f"At most {MAX_CUSTOM_FIELDS} custom fields (this has {len(custom):,})."
+    for name, value in custom.items():
+        if len(name) > CUSTOM_FIELD_NAME_MAX:
+            limit = CUSTOM_FIELD_NAME_MAX
+            return f'The name "{name[:20]}..." is too long: at most {limit} characters.'
+        if len(str(value)) > CUSTOM_FIELD_VALUE_MAX:
+            limit, size = CUSTOM_FIELD_VALUE_MAX, len(str(value))
+            return f'The value of "{name}" is too long: at most {limit:,} characters ({size:,}).'
+    return None
+
+
 def contact_input(values: Mapping[str, str]) -> tuple[ContactInput, dict[str, str]]:
     """Submitted strings (a form, a CSV row) -> ContactInput, plus a message for each
     field that does not even parse (validate() cannot see those)."""
@@ -130,9 +152,8 @@ def contact_input(values: Mapping[str, str]) -> tuple[ContactInput, dict[str, st
     owner_raw = (values.get("owner_id") or "").strip()
     owner_id = None
     if owner_raw:
-        try:
-            owner_id = int(owner_raw)
-        except ValueError:
+        owner_id = id_or_none(owner_raw)
+        if owner_id is None:  # not a number, or one no row can have (past MAX_ID)
             errors["owner_id"] = "Unknown owner."
     plain = {name: values.get(name) or "" for name in CONTACT_FIELDS if name not in _PARSED_FIELDS}
     return ContactInput(**plain, owner_id=owner_id, custom_fields=custom), errors

@@ -11,6 +11,7 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import escape
 
+from crm_app.drip.campaigns.sandbox import EmailSandbox, render_budget
 from crm_app.models import Contact, User
 
 # The merge fields a template may use; anything else is an error at save time.
@@ -40,40 +41,14 @@ class TemplateRenderError(Exception):
     """A template failed to render; the message is meant for the user."""
 
 
-# A template must never take the worker down: cap what one operator or one part may produce.
-MAX_OPERAND_SIZE = 100_000
-MAX_EXPONENT = 100
-MAX_INT_BITS = 10_000
+# A template must never take the worker down: each part's output is capped too (the
+# sandbox caps the work and the values built on the way: see sandbox.py).
 MAX_RENDERED_CHARS = 2_000_000
-
-
-class _MailSandbox(ImmutableSandboxedEnvironment):
-    """Immutable sandbox that also refuses `'x' * 10**9` and `(10**99) ** 99`."""
-
-    # Intercepting also stops the compiler from constant-folding these at parse time.
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int) and isinstance(left, int | float):
-            bits = max(int(abs(left)).bit_length(), 1) * abs(right)
-            if abs(right) > MAX_EXPONENT or bits > MAX_INT_BITS:
-                raise SecurityError("a number is too large for an email template")
-        if operator == "*":
-            if isinstance(left, int) and isinstance(right, int):
-                if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-                    raise SecurityError("a number is too large for an email template")
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int):
-                    if len(seq) * times > MAX_OPERAND_SIZE:
-                        raise SecurityError("a repeated value is too long for an email template")
-        return super().call_binop(context, operator, left, right)
 
 
 def _environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
     # Immutable sandbox: no attribute of Python internals, no mutation of the context.
-    env = _MailSandbox(autoescape=autoescape, undefined=StrictUndefined)
-    env.globals.pop("lipsum", None)  # lipsum(n=10**8) would only burn memory
-    return env
+    return EmailSandbox(autoescape=autoescape, undefined=StrictUndefined)
 
 
 _HTML_ENV = _environment(True)
@@ -272,11 +247,11 @@ def _compiled(autoescape: bool, source: str) -> Template:
     return (_HTML_ENV if autoescape else _TEXT_ENV).from_string(source)
 
 
-def _render(env: ImmutableSandboxedEnvironment, source: str, context: dict[str, Any]) -> str:
+def _render(template: Template, context: dict[str, Any]) -> str:
     """Render in chunks so a runaway loop stops at MAX_RENDERED_CHARS instead of eating memory."""
     parts: list[str] = []
     size = 0
-    for chunk in _compiled(bool(env.autoescape), source).generate(context):
+    for chunk in template.generate(context):
         size += len(chunk)
         if size > MAX_RENDERED_CHARS:
             raise SecurityError("the rendered email is too long")
@@ -287,13 +262,18 @@ def _render(env: ImmutableSandboxedEnvironment, source: str, context: dict[str, 
 def render_email(
     subject: str, body_html: str, body_text: str, context: dict[str, Any]
 ) -> RenderedEmail:
-    """Render all three parts; HTML is autoescaped, the subject and text are not."""
+    """Render all three parts on one budget (sandbox.py); HTML is autoescaped, the
+    subject and text are not."""
     try:
-        return RenderedEmail(
-            subject=" ".join(_render(_TEXT_ENV, subject, context).split()),
-            html=_render(_HTML_ENV, body_html, context),
-            text=_render(_TEXT_ENV, body_text, context),
+        # Compiled outside the budget: nothing a template computes is folded in at compile time.
+        templates = (
+            _compiled(False, subject),
+            _compiled(True, body_html),
+            _compiled(False, body_text),
         )
+        with render_budget():
+            subject_text, html, text = (_render(t, context) for t in templates)
+        return RenderedEmail(subject=" ".join(subject_text.split()), html=html, text=text)
     except (TemplateSyntaxError, UndefinedError, SecurityError) as error:
         raise TemplateRenderError(f"The template cannot be rendered: {error}") from error
     except Exception as error:  # a template must never take the worker down

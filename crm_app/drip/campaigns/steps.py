@@ -26,6 +26,8 @@ from crm_app.models import Campaign, CampaignStep, Enrollment
 
 MAX_DELAY_DAYS = 365
 SUBJECT_MAX = 300
+# Gmail clips a message over 102 KB: no email needs a longer template.
+TEMPLATE_MAX = 100_000
 TEMPLATE_FIELDS = ("subject", "body_html", "body_text")
 FIELD_LABELS = {"subject": "subject", "body_html": "HTML body", "body_text": "plain-text body"}
 MOVE_OFFSETS = {"up": -1, "down": 1}
@@ -54,6 +56,8 @@ def validate_step(data: StepInput, sender: dict[str, str]) -> dict:
     for name in TEMPLATE_FIELDS:
         if not values[name]:
             errors[name] = f"The {FIELD_LABELS[name]} is required."
+        elif len(values[name]) > TEMPLATE_MAX:
+            errors[name] = f"At most {TEMPLATE_MAX:,} characters."
         elif problems := check_template(values[name]):
             errors[name] = " ".join(problems)
     if len(values["subject"]) > SUBJECT_MAX:

@@ -16,6 +16,7 @@ from crm_app.drip.campaigns.rendering import (
     sender_context,
     sender_from_name,
 )
+from crm_app.drip.common.headers import header_safe
 from crm_app.drip.delivery.backends import OutgoingEmail
 from crm_app.drip.team.workspace import workspace_sender
 from crm_app.models import Message
@@ -50,13 +51,13 @@ def compose(message: Message, settings: Settings) -> OutgoingEmail:
     return OutgoingEmail(
         message_id=message.id,
         to_email=contact.email,
-        to_name=contact.full_name if contact.full_name != contact.email else "",
-        from_name=sender_from_name(contact.owner, workspace),
-        subject=rendered.subject,
+        to_name=header_safe(contact.full_name) if contact.full_name != contact.email else "",
+        from_name=header_safe(sender_from_name(contact.owner, workspace)),
+        subject=header_safe(rendered.subject),
         html=html,
         text=text,
         headers={
-            "List-Unsubscribe": (
+            "List-Unsubscribe": header_safe(
                 f"<mailto:{settings.mail_unsubscribe_mailto}?subject=unsubscribe>, <{link}>"
             ),
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

@@ -21,6 +21,7 @@ from crm_app.drip.audience.suppression import (
     suppress,
     suppress_many,
 )
+from crm_app.drip.common.ids import MAX_ID
 from crm_app.drip.common.sql import in_values, insert_rows, update_rows
 from crm_app.drip.delivery.admin_actions import mark_sent
 from crm_app.models import Activity, Message, utcnow
@@ -94,6 +95,17 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
+def _message_id(value: Any) -> int | None:
+    """custom_args' message_id, if it is a number a message can have (1 .. MAX_ID)."""
+    number = _int_or_none(value)
+    return number if number is not None and 1 <= number <= MAX_ID else None
+
+
+def _out_of_range_id(value: Any) -> bool:
+    # A number no row can have: looked up, it would fail the whole batch (a 500).
+    return _int_or_none(value) is not None and _message_id(value) is None
+
+
 def _normalize(raw: Any) -> _Event | str:
     """An event we can apply, or the reason it is rejected."""
     if not isinstance(raw, dict):
@@ -114,6 +126,8 @@ def _normalize(raw: Any) -> _Event | str:
     email = raw.get("email")
     if not isinstance(email, str) or "@" not in email:
         return "missing email"
+    if _out_of_range_id(raw.get("message_id")):
+        return "message_id out of range"
     detail = ""
     if event == "click":
         detail = str(raw.get("url", ""))[:500]
@@ -131,7 +145,7 @@ def _provider_id(raw: dict) -> str | None:
 
 def _resolve_messages(session, events: list[_Event]) -> None:
     """Tie each event to its message: custom_args first, then sg_message_id."""
-    custom_ids = [_int_or_none(e.raw.get("message_id")) for e in events]
+    custom_ids = [_message_id(e.raw.get("message_id")) for e in events]
     wanted_ids = {mid for mid in custom_ids if mid is not None}
     columns = (Message.id, Message.contact_id, Message.campaign_id, Message.provider_message_id)
     rows = []
