@@ -214,13 +214,8 @@ class ContactPage(Page[Contact]):
     active_campaigns: dict[int, list[str]] = field(default_factory=dict)
 
 
-def search_contacts(
-    session, *, query: str = "", contact_type: str = "", page: int = 1, per_page: int = 25
-) -> ContactPage:
-    """Search name, email and company (case-insensitive), filter by type, paginate.
-
-    Three queries whatever the page size (count, page, active campaigns), never one per row.
-    """
+def contact_filters(*, query: str = "", contact_type: str = "") -> list[sa.ColumnElement]:
+    """The list's search (name, email or company, case-insensitive) and type filter."""
     conditions = []
     words = query.strip()
     if words:
@@ -235,6 +230,17 @@ def search_contacts(
         )
     if contact_type in CONTACT_TYPES:
         conditions.append(Contact.contact_type == contact_type)
+    return conditions
+
+
+def search_contacts(
+    session, *, query: str = "", contact_type: str = "", page: int = 1, per_page: int = 25
+) -> ContactPage:
+    """Search name, email and company (case-insensitive), filter by type, paginate.
+
+    Three queries whatever the page size (count, page, active campaigns), never one per row.
+    """
+    conditions = contact_filters(query=query, contact_type=contact_type)
     result = paginate(
         session,
         sa.select(Contact)

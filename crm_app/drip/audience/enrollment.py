@@ -16,6 +16,7 @@ from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.common.activity import activity_row, record_activities, record_activity
 from crm_app.drip.common.sql import in_values, update_rows
 from crm_app.models import (
+    CONTACT_TYPES,
     Campaign,
     CampaignStep,
     Contact,
@@ -27,6 +28,11 @@ from crm_app.models import (
 
 class EnrollmentError(Exception):
     """A rule refused the action; the message is meant for the user."""
+
+
+class EnrollmentConflict(EnrollmentError):
+    """Refused because of the enrolment's current state: already enrolled, already ended
+    (the API answers 409 Conflict)."""
 
 
 def campaign_for_type(session, contact_type: str) -> Campaign | None:
@@ -62,7 +68,7 @@ def enroll(
     if blocked:
         raise EnrollmentError(f"{contact.full_name} cannot be enrolled: {blocked}.")
     if active_enrollment(session, contact, campaign) is not None:
-        raise EnrollmentError(f"{contact.full_name} is already enrolled in {campaign.name}.")
+        raise EnrollmentConflict(f"{contact.full_name} is already enrolled in {campaign.name}.")
 
     session.flush()  # nothing else pending may fail inside the savepoint below
     enrollment = Enrollment(
@@ -81,7 +87,7 @@ def enroll(
             session.add(enrollment)
             session.flush()
     except IntegrityError:
-        raise EnrollmentError(
+        raise EnrollmentConflict(
             f"{contact.full_name} is already enrolled in {campaign.name}."
         ) from None
     record_activity(
@@ -134,7 +140,7 @@ def stop(
     now: datetime | None = None,
 ) -> Enrollment:
     if enrollment.status != "active":
-        raise EnrollmentError(f"This enrolment has already ended ({enrollment.end_reason}).")
+        raise EnrollmentConflict(f"This enrolment has already ended ({enrollment.end_reason}).")
     detail = f"Stopped {enrollment.campaign.name}: {reason}"
     return _end(session, enrollment, "stopped", reason, detail, actor=actor, now=now)
 
@@ -206,6 +212,10 @@ def change_contact_type(
 ) -> Enrollment | None:
     """Stop the enrolment mapped to the old type and enrol in the new type's campaign."""
     old_type = contact.contact_type
+    if new_type not in CONTACT_TYPES:
+        raise EnrollmentError(
+            f"Unknown contact type {new_type!r}: use one of {', '.join(CONTACT_TYPES)}."
+        )
     if new_type == old_type:
         return None
     now = now or utcnow()
