@@ -1,10 +1,17 @@
 """SQLAlchemy models only; the rules that change them live in crm_app.drip."""
 
 from crm_app.models.activity import Activity
+from crm_app.models.api import TOKEN_SCOPES, ApiToken, IdempotencyKey
 from crm_app.models.campaign import CAMPAIGN_STATUSES, WEEKDAY_NAMES, Campaign, CampaignStep
 from crm_app.models.contact import CONTACT_TYPES, EMAIL_STATUSES, Contact
 from crm_app.models.enrollment import ENROLLMENT_STATUSES, Enrollment
 from crm_app.models.message import MESSAGE_STATUSES, Message, SystemState
+from crm_app.models.outbound import (
+    DELIVERY_STATUSES,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from crm_app.models.suppression import Suppression
 from crm_app.models.tracking import ContactGoal, EmailEvent, WebhookBatch
 from crm_app.models.types import UTCDateTime, utcnow
@@ -12,24 +19,31 @@ from crm_app.models.user import ROLES, User
 
 __all__ = [
     "Activity",
+    "ApiToken",
     "CAMPAIGN_STATUSES",
     "CONTACT_TYPES",
     "Campaign",
     "CampaignStep",
     "Contact",
     "ContactGoal",
+    "DELIVERY_STATUSES",
     "EmailEvent",
     "EMAIL_STATUSES",
     "ENROLLMENT_STATUSES",
     "Enrollment",
+    "IdempotencyKey",
     "MESSAGE_STATUSES",
     "Message",
     "ROLES",
     "Suppression",
     "SystemState",
+    "TOKEN_SCOPES",
     "UTCDateTime",
     "User",
+    "WebhookAttempt",
     "WebhookBatch",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WEEKDAY_NAMES",
     "utcnow",
 ]
