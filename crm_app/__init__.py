@@ -39,8 +39,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from crm_app import models  # noqa: F401  (registers the tables)
     from crm_app.cli import register_cli
+    from crm_app.outbound_dispatch import install_dispatch
     from crm_app.web import register_web
 
+    with app.app_context():
+        install_dispatch(app, db.engine)
     register_web(app)
     register_cli(app)
     return app

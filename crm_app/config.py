@@ -65,6 +65,14 @@ class Settings:
     delivery_tick_chunk: int = 5000
     delivery_retry_base_seconds: float = 30.0
     delivery_retry_max_seconds: float = 3600.0
+    # Outbound webhooks. Private targets (loopback, LAN, link-local...) are refused unless
+    # allowed here: an admin could otherwise make the server call its own network (SSRF).
+    webhook_allow_private_targets: bool = False
+    webhook_timeout_seconds: float = 10.0
+    # A delivery claimed or enqueued longer ago than this lost its worker or its job.
+    webhook_lease_seconds: int = 120
+    # An endpoint whose every delivery failed for this long is disabled.
+    webhook_disable_after_days: float = 5.0
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
