@@ -12,8 +12,10 @@ from crm_app.config import (
     Settings,
     engine_options,
     load_settings,
+    rate_limit_storage_uri,
+    settings_of,
 )
-from crm_app.extensions import csrf, db, htmx, login_manager, migrate
+from crm_app.extensions import csrf, db, htmx, limiter, login_manager, migrate
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -36,6 +38,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     htmx.init_app(app)
+    app.config.setdefault(
+        "RATELIMIT_STORAGE_URI", rate_limit_storage_uri(settings_of(app).redis_url)
+    )
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)
 
     from crm_app import models  # noqa: F401  (registers the tables)
     from crm_app.cli import register_cli

@@ -65,6 +65,9 @@ class Settings:
     delivery_tick_chunk: int = 5000
     delivery_retry_base_seconds: float = 30.0
     delivery_retry_max_seconds: float = 3600.0
+    # REST API (/api/v1): requests per token (Flask-Limiter syntax) and the largest body.
+    api_rate_limit: str = "300 per minute"
+    api_max_body_bytes: int = 1_048_576
     # Outbound webhooks. Private targets (loopback, LAN, link-local...) are refused unless
     # allowed here: an admin could otherwise make the server call its own network (SSRF).
     webhook_allow_private_targets: bool = False
@@ -154,6 +157,16 @@ def engine_options(settings: Settings) -> dict:
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
     }
+
+
+def rate_limit_storage_uri(redis_url: str | None) -> str:
+    """Flask-Limiter's storage: the app's Redis (limits names a unix socket redis+unix);
+    in memory only without Redis (a single-process tool, such as a migration)."""
+    if not redis_url:
+        return "memory://"
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url.removeprefix("unix://")
+    return redis_url
 
 
 def load_settings() -> Settings:

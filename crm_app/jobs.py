@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from crm_app import create_app
 from crm_app.config import Settings, settings_of
+from crm_app.drip.api.idempotency import purge_expired
 from crm_app.drip.delivery.backends import Backend, backend_from_settings
 from crm_app.drip.delivery.pipeline import deliver_concurrently
 from crm_app.drip.delivery.tick import run_tick
@@ -143,3 +144,13 @@ def sweep_webhooks() -> dict:
     jobs = enqueue_webhook_deliveries(get_queue(), ids) if ids else 0
     return {"deliveries": len(ids), "jobs": jobs}
 
+
+def purge_idempotency_keys() -> int:
+    """Every hour: forget Idempotency-Key answers older than 24 hours."""
+    _ensure_app_context()
+    try:
+        purged = purge_expired(db.session)
+        db.session.commit()
+    finally:
+        db.session.remove()
+    return purged

@@ -1,5 +1,5 @@
-"""Fixtures of the outbound webhook tests (loaded by tests/conftest.py): a local
-webhook receiver and endpoints pointing at it."""
+"""Fixtures of the API and outbound webhook tests (loaded by tests/conftest.py): API
+clients with tokens, a local webhook receiver and endpoints pointing at it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,20 @@ import pytest
 
 from crm_app.drip.outbound.endpoints import create_endpoint
 from crm_app.drip.outbound.events import EVENT_TYPES
+from tests.api_helpers import ApiClient, make_token
 from tests.webhook_receiver import WebhookReceiver
+
+
+@pytest.fixture
+def api(app):
+    """A client with a read and write token named "crm-sync"."""
+    return ApiClient(app.test_client(), make_token())
+
+
+@pytest.fixture
+def read_api(app):
+    """A client with a read-only token named "reporting"."""
+    return ApiClient(app.test_client(), make_token("read", name="reporting"))
 
 
 @pytest.fixture(scope="session")
