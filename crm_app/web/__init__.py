@@ -18,6 +18,7 @@ def register_web(app: Flask) -> None:
         campaigns,
         contacts,
         health,
+        integrations,
         main,
         suppressions,
         unsubscribe,
@@ -38,6 +39,7 @@ def register_web(app: Flask) -> None:
         unsubscribe.bp,
         health.bp,
         admin.bp,
+        integrations.bp,
     ):
         app.register_blueprint(blueprint)
     register_api(app)
