@@ -3,6 +3,7 @@ and `errors` (field -> messages) for refused input."""
 
 from __future__ import annotations
 
+import time
 from http import HTTPStatus
 
 import marshmallow as ma
@@ -10,6 +11,8 @@ from flask import Response, json, request
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException
+
+from crm_app.extensions import limiter
 
 API_PREFIX = "/api/v1"
 PROBLEM_JSON = "application/problem+json"
@@ -73,7 +76,8 @@ def problem_for(error: HTTPException) -> Response:
     data = getattr(error, "data", None) or {}
     headers = dict(data.get("headers") or {})
     if error.code == 429:
-        headers.setdefault("Retry-After", str(getattr(error, "retry_after", "") or 60))
+        if (breached := limiter.current_limit) is not None:  # when the window resets
+            headers["Retry-After"] = str(max(1, int(breached.reset_at - time.time())))
         return problem(
             429,
             f"Rate limit exceeded ({error.description}). Retry after the Retry-After seconds.",
