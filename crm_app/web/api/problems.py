@@ -12,6 +12,7 @@ from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException
 
+from crm_app.drip.audience.enrollment import EnrollmentConflict, EnrollmentError
 from crm_app.extensions import limiter
 
 API_PREFIX = "/api/v1"
@@ -140,9 +141,9 @@ def refused(invalid) -> Response:
     )
 
 
-def rule_refused(refusal: Exception, *, conflict: bool) -> Response:
+def rule_refused(refusal: EnrollmentError) -> Response:
     """An enrolment rule said no: 409 when the state is the reason (already enrolled,
     already ended), else 422."""
-    if conflict:
+    if isinstance(refusal, EnrollmentConflict):
         return problem(409, str(refusal), kind="conflict")
     return problem(422, str(refusal), kind="validation")
