@@ -72,6 +72,8 @@ class Settings:
     # allowed here: an admin could otherwise make the server call its own network (SSRF).
     webhook_allow_private_targets: bool = False
     webhook_timeout_seconds: float = 10.0
+    # Deliveries a worker sends at once (receivers answer in 100-500 ms).
+    webhook_threads: int = 8
     # A delivery claimed or enqueued longer ago than this lost its worker or its job.
     webhook_lease_seconds: int = 120
     # An endpoint whose every delivery failed for this long is disabled.

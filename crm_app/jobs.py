@@ -7,7 +7,6 @@ under a plain `rq worker`, they create the app once for that process instead.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from datetime import timedelta
 
 import httpx
@@ -22,7 +21,7 @@ from crm_app.drip.delivery.pipeline import deliver_concurrently
 from crm_app.drip.delivery.tick import run_tick
 from crm_app.drip.outbound.addresses import CheckedTransport
 from crm_app.drip.outbound.deliveries import sweep
-from crm_app.drip.outbound.sending import SendOptions, deliver_one
+from crm_app.drip.outbound.sending import SendOptions, deliver_many
 from crm_app.extensions import db
 from crm_app.outbound_dispatch import enqueue_webhook_deliveries, schedule_webhook_retry
 from crm_app.queue import enqueue_deliveries, get_queue, schedule_delivery
@@ -106,27 +105,26 @@ def _webhook_client(settings: Settings) -> httpx.Client:
 
 
 def deliver_webhooks(ids: list[int]) -> dict:
-    """One attempt for each outbound webhook delivery (crm_app/drip/outbound/sending.py)."""
+    """One attempt for each outbound webhook delivery (crm_app/drip/outbound/sending.py),
+    WEBHOOK_THREADS at a time."""
     _ensure_app_context()
     settings = settings_of(current_app)
     queue = get_queue()
+    engine = db.engine
     options = SendOptions(
         timeout=settings.webhook_timeout_seconds,
         lease=timedelta(seconds=settings.webhook_lease_seconds),
         disable_after=timedelta(days=settings.webhook_disable_after_days),
     )
-    outcomes: Counter[str] = Counter()
     try:
-        for delivery_id in ids:
-            outcomes[
-                deliver_one(
-                    db.session,
-                    delivery_id,
-                    client=_webhook_client(settings),
-                    options=options,
-                    schedule_retry=lambda i, when: schedule_webhook_retry(queue, i, when),
-                )
-            ] += 1
+        outcomes = deliver_many(
+            lambda: Session(engine),
+            list(ids),
+            client=_webhook_client(settings),
+            options=options,
+            schedule_retry=lambda i, when: schedule_webhook_retry(queue, i, when),
+            threads=settings.webhook_threads,
+        )
     finally:
         db.session.remove()
     return dict(outcomes)

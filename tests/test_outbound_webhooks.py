@@ -309,3 +309,27 @@ def test_email_events_from_the_sendgrid_webhook_are_sent_on(
     ]
     body = deliveries(session)[0].body
     assert f'"email": "{contact.email}"' in body and '"name": "Lead"' in body
+
+
+def test_a_job_sends_its_deliveries_on_several_threads_each_once(
+    session, campaigns, receiver, make_endpoint
+):
+    from sqlalchemy.orm import Session
+
+    from crm_app.drip.outbound.sending import deliver_many
+    from crm_app.extensions import db
+
+    make_endpoint(["contact.created"])
+    for n in range(12):
+        new_contact(session, email=f"t{n}@example.com")
+    ids = [d.id for d in deliveries(session)]
+    receiver.delay = 0.05
+    client = httpx.Client(transport=CheckedTransport(allow_private=True))
+    engine = db.engine
+
+    outcomes = deliver_many(
+        lambda: Session(engine), ids + ids, client=client, options=OPTIONS, threads=5
+    )  # each id twice, on two threads: as if two jobs had it
+
+    assert outcomes == {"delivered": 12, "skipped": 12}
+    assert sorted(len(bodies) for bodies in receiver.events.values()) == [1] * 12
