@@ -164,6 +164,8 @@ def emit_for_activities(
     stand for, for every live endpoint subscribed; returns their ids. `contacts` and
     `campaign_names` the caller already holds save the queries for them."""
     subscribed = subscribed_types(session)
+    if not subscribed:
+        return []
     events = [
         (EVENT_FOR_KIND[row["kind"]], row)
         for row in rows
