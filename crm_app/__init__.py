@@ -12,6 +12,8 @@ from crm_app.config import (
     Settings,
     engine_options,
     load_settings,
+    rate_limit_storage_uri,
+    settings_of,
 )
 from crm_app.extensions import csrf, db, htmx, limiter, login_manager, migrate
 from crm_app.instance_files import protect_instance
@@ -33,7 +35,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     protect_instance(INSTANCE_PATH, app.config["SQLALCHEMY_DATABASE_URI"])
 
     from crm_app.web.body_limits import init_body_limits
-    from crm_app.web.login_throttle import limiter_storage_uri
     from crm_app.web.security_headers import init_security_headers
 
     db.init_app(app)
@@ -42,15 +43,20 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # Body limits first: the limiter and CSRFProtect read the form in their own hooks.
     init_body_limits(app)
     init_security_headers(app)
-    app.config.setdefault("RATELIMIT_STORAGE_URI", limiter_storage_uri(app.config["REDIS_URL"]))
+    app.config.setdefault(
+        "RATELIMIT_STORAGE_URI", rate_limit_storage_uri(settings_of(app).redis_url)
+    )
     limiter.init_app(app)
     csrf.init_app(app)
     htmx.init_app(app)
 
     from crm_app import models  # noqa: F401  (registers the tables)
     from crm_app.cli import register_cli
+    from crm_app.outbound_dispatch import install_dispatch
     from crm_app.web import register_web
 
+    with app.app_context():
+        install_dispatch(app, db.engine)
     register_web(app)
     register_cli(app)
     return app

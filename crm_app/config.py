@@ -87,6 +87,19 @@ class Settings:
     import_max_bytes: int = 20 * 1024 * 1024
     import_chunk_size: int = 1000
     import_stall_seconds: int = 120
+    # REST API (/api/v1): requests per token (Flask-Limiter syntax) and the largest body.
+    api_rate_limit: str = "300 per minute"
+    api_max_body_bytes: int = 1_048_576
+    # Outbound webhooks. Private targets (loopback, LAN, link-local...) are refused unless
+    # allowed here: an admin could otherwise make the server call its own network (SSRF).
+    webhook_allow_private_targets: bool = False
+    webhook_timeout_seconds: float = 10.0
+    # Deliveries a worker sends at once (receivers answer in 100-500 ms).
+    webhook_threads: int = 8
+    # A delivery claimed or enqueued longer ago than this lost its worker or its job.
+    webhook_lease_seconds: int = 120
+    # An endpoint whose every delivery failed for this long is disabled.
+    webhook_disable_after_days: float = 5.0
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -168,6 +181,16 @@ def engine_options(settings: Settings) -> dict:
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
     }
+
+
+def rate_limit_storage_uri(redis_url: str | None) -> str:
+    """Flask-Limiter's storage: the app's Redis (limits names a unix socket redis+unix);
+    in memory only without Redis (a single-process tool, such as a migration)."""
+    if not redis_url:
+        return "memory://"
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url.removeprefix("unix://")
+    return redis_url
 
 
 def load_settings() -> Settings:

@@ -7,17 +7,24 @@ under a plain `rq worker`, they create the app once for that process instead.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
+import httpx
 from flask import Flask, current_app, has_app_context
 from sqlalchemy.orm import Session
 
 from crm_app import create_app
-from crm_app.config import settings_of
+from crm_app.config import Settings, settings_of
+from crm_app.drip.api.idempotency import purge_expired
 from crm_app.drip.audience.import_run import run_import
 from crm_app.drip.delivery.backends import Backend, backend_from_settings
 from crm_app.drip.delivery.pipeline import deliver_concurrently
 from crm_app.drip.delivery.tick import run_tick
+from crm_app.drip.outbound.addresses import CheckedTransport
+from crm_app.drip.outbound.deliveries import sweep
+from crm_app.drip.outbound.sending import SendOptions, deliver_many
 from crm_app.extensions import db
+from crm_app.outbound_dispatch import enqueue_webhook_deliveries, schedule_webhook_retry
 from crm_app.queue import enqueue_deliveries, get_queue, schedule_delivery
 
 log = logging.getLogger(__name__)
@@ -103,3 +110,64 @@ def import_contacts(import_id: int) -> dict:
         db.session.remove()
     log.info("import: %s", report.as_dict())
     return report.as_dict()
+
+
+def _webhook_client(settings: Settings) -> httpx.Client:
+    """One client per process (kept connections), calling only allowed addresses."""
+    key = ("drip_webhook_client", settings.webhook_allow_private_targets)
+    client = current_app.extensions.get(key)
+    if client is None:
+        transport = CheckedTransport(allow_private=settings.webhook_allow_private_targets)
+        client = httpx.Client(transport=transport, follow_redirects=False, trust_env=False)
+        current_app.extensions[key] = client
+    return client
+
+
+def deliver_webhooks(ids: list[int]) -> dict:
+    """One attempt for each outbound webhook delivery (crm_app/drip/outbound/sending.py),
+    WEBHOOK_THREADS at a time."""
+    _ensure_app_context()
+    settings = settings_of(current_app)
+    queue = get_queue()
+    engine = db.engine
+    options = SendOptions(
+        timeout=settings.webhook_timeout_seconds,
+        lease=timedelta(seconds=settings.webhook_lease_seconds),
+        disable_after=timedelta(days=settings.webhook_disable_after_days),
+    )
+    try:
+        outcomes = deliver_many(
+            lambda: Session(engine),
+            list(ids),
+            client=_webhook_client(settings),
+            options=options,
+            schedule_retry=lambda i, when: schedule_webhook_retry(queue, i, when),
+            threads=settings.webhook_threads,
+        )
+    finally:
+        db.session.remove()
+    return dict(outcomes)
+
+
+def sweep_webhooks() -> dict:
+    """Every minute: enqueue the deliveries whose job or worker was lost."""
+    _ensure_app_context()
+    lease = timedelta(seconds=settings_of(current_app).webhook_lease_seconds)
+    try:
+        ids = sweep(db.session, lease=lease)
+        db.session.commit()
+    finally:
+        db.session.remove()
+    jobs = enqueue_webhook_deliveries(get_queue(), ids) if ids else 0
+    return {"deliveries": len(ids), "jobs": jobs}
+
+
+def purge_idempotency_keys() -> int:
+    """Every hour: forget Idempotency-Key answers older than 24 hours."""
+    _ensure_app_context()
+    try:
+        purged = purge_expired(db.session)
+        db.session.commit()
+    finally:
+        db.session.remove()
+    return purged

@@ -1,4 +1,5 @@
-"""The scheduler process: RQ 3's own cron enqueues `crm_app.jobs.tick` every minute.
+"""The scheduler process: RQ 3's own cron enqueues `crm_app.jobs.tick` every minute,
+and the outbound webhook sweep and the Idempotency-Key clean-up.
 
 Run it with `python -m crm_app.scheduler` (the run command starts one). It only
 enqueues; a worker runs the tick inside the app context. Running two schedulers
@@ -16,12 +17,15 @@ from rq.cron import CronScheduler
 
 from crm_app import create_app
 from crm_app.config import settings_of
-from crm_app.jobs import tick
+from crm_app.jobs import purge_idempotency_keys, sweep_webhooks, tick
 
 TICK_INTERVAL_SECONDS = 60
 # A tick that has not started within a few minutes is stale: the next one replaces it.
 TICK_TTL_SECONDS = 5 * 60
 TICK_TIMEOUT_SECONDS = 10 * 60
+# Outbound webhooks whose job or worker was lost are found within a minute of their lease.
+WEBHOOK_SWEEP_INTERVAL_SECONDS = 60
+IDEMPOTENCY_PURGE_INTERVAL_SECONDS = 3600
 
 
 def build_scheduler(app: Flask, connection: Redis | None = None) -> CronScheduler:
@@ -41,6 +45,11 @@ def build_scheduler(app: Flask, connection: Redis | None = None) -> CronSchedule
         ttl=TICK_TTL_SECONDS,
         job_timeout=TICK_TIMEOUT_SECONDS,
     )
+    for job, interval in (
+        (sweep_webhooks, WEBHOOK_SWEEP_INTERVAL_SECONDS),
+        (purge_idempotency_keys, IDEMPOTENCY_PURGE_INTERVAL_SECONDS),
+    ):
+        scheduler.register(job, settings_of(app).rq_queue, interval=interval, ttl=interval)
     return scheduler
 
 

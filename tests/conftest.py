@@ -32,8 +32,9 @@ from tests.scratch_db import scratch_database  # noqa: E402
 # Hashing at production cost would dominate the suite's time; the code path is the same.
 crm_app.models.user.PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
 
-# The delivery fixtures (fake SendGrid server, backend, settings) for every module.
-pytest_plugins = ["tests.conftest_delivery"]
+# The delivery fixtures (fake SendGrid server, backend, settings) and the API and
+# webhook ones (API clients, a webhook receiver) for every module.
+pytest_plugins = ["tests.conftest_delivery", "tests.conftest_integrations"]
 
 CSRF_HEADER = re.compile(r'"X-CSRFToken": "([^"]+)"')
 

@@ -18,6 +18,8 @@ from crm_app.scheduler import TICK_INTERVAL_SECONDS, build_scheduler
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK = "crm_app.jobs.tick"
+SWEEP = "crm_app.jobs.sweep_webhooks"
+PURGE = "crm_app.jobs.purge_idempotency_keys"
 
 
 @pytest.fixture
@@ -30,14 +32,16 @@ def queue(app, connection):
     return Queue(app.config["RQ_QUEUE"], connection=connection)
 
 
-def test_first_cycle_enqueues_the_tick_on_the_apps_queue(app, connection, queue):
+def test_first_cycle_enqueues_the_tick_and_the_webhook_jobs_on_the_apps_queue(
+    app, connection, queue
+):
     scheduler = build_scheduler(app, connection)
 
     enqueued = scheduler.enqueue_jobs()
 
-    assert [job.func_name for job in enqueued] == [TICK]
-    assert [job.func_name for job in queue.get_jobs()] == [TICK]
-    assert queue.get_jobs()[0].origin == app.config["RQ_QUEUE"]
+    assert [job.func_name for job in enqueued] == [TICK, SWEEP, PURGE]
+    assert [job.func_name for job in queue.get_jobs()] == [TICK, SWEEP, PURGE]
+    assert {job.origin for job in queue.get_jobs()} == {app.config["RQ_QUEUE"]}
 
 
 def test_no_second_tick_before_the_interval_has_passed(app, connection, queue):
@@ -45,13 +49,13 @@ def test_no_second_tick_before_the_interval_has_passed(app, connection, queue):
     scheduler.enqueue_jobs()
 
     assert scheduler.enqueue_jobs() == []
-    assert queue.count == 1
+    assert queue.count == 3
 
 
 def test_tick_is_enqueued_again_every_minute(app, connection, queue):
     scheduler = build_scheduler(app, connection)
     scheduler.enqueue_jobs()
-    (cron_job,) = scheduler.get_jobs()
+    cron_job = next(job for job in scheduler.get_jobs() if job.func_name == TICK)
     assert cron_job.next_enqueue_time - cron_job.latest_enqueue_time == timedelta(
         seconds=TICK_INTERVAL_SECONDS
     )
@@ -60,7 +64,7 @@ def test_tick_is_enqueued_again_every_minute(app, connection, queue):
     cron_job.next_enqueue_time = cron_job.latest_enqueue_time
     scheduler.enqueue_jobs()
 
-    assert [job.func_name for job in queue.get_jobs()] == [TICK, TICK]
+    assert [job.func_name for job in queue.get_jobs()].count(TICK) == 2
 
 
 def test_scheduler_without_redis_url_explains_what_to_set(app, monkeypatch):
@@ -92,7 +96,10 @@ def test_scheduler_process_enqueues_a_tick_and_stops_cleanly_on_sigterm(
         deadline = time.monotonic() + 30
         while queue.count == 0 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert [job.func_name for job in queue.get_jobs()] == [TICK]
+        wait_for_three = time.monotonic() + 10
+        while queue.count < 3 and time.monotonic() < wait_for_three:
+            time.sleep(0.1)
+        assert [job.func_name for job in queue.get_jobs()] == [TICK, SWEEP, PURGE]
         assert len(CronScheduler.all(connection)) == 1  # registered, visible to health checks
     finally:
         process.send_signal(signal.SIGTERM)

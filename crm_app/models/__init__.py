@@ -1,6 +1,7 @@
 """SQLAlchemy models only; the rules that change them live in crm_app.drip."""
 
 from crm_app.models.activity import Activity
+from crm_app.models.api import TOKEN_SCOPES, ApiToken, IdempotencyKey
 from crm_app.models.campaign import CAMPAIGN_STATUSES, WEEKDAY_NAMES, Campaign, CampaignStep
 from crm_app.models.contact import CONTACT_TYPES, EMAIL_STATUSES, Contact
 from crm_app.models.contact_import import (
@@ -11,6 +12,12 @@ from crm_app.models.contact_import import (
 )
 from crm_app.models.enrollment import ENROLLMENT_STATUSES, Enrollment
 from crm_app.models.message import MESSAGE_STATUSES, Message, SystemState
+from crm_app.models.outbound import (
+    DELIVERY_STATUSES,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from crm_app.models.suppression import Suppression
 from crm_app.models.team import AuditEntry, PasswordLink, WorkspaceSettings
 from crm_app.models.tracking import ContactGoal, EmailEvent, WebhookBatch
@@ -20,6 +27,7 @@ from crm_app.models.user import ROLES, User
 __all__ = [
     "Activity",
     "AuditEntry",
+    "ApiToken",
     "CAMPAIGN_STATUSES",
     "CONTACT_TYPES",
     "Campaign",
@@ -28,11 +36,13 @@ __all__ = [
     "ContactGoal",
     "ContactImport",
     "ContactImportFailure",
+    "DELIVERY_STATUSES",
     "EmailEvent",
     "EMAIL_STATUSES",
     "ENROLLMENT_STATUSES",
     "Enrollment",
     "IMPORT_STATUSES",
+    "IdempotencyKey",
     "MESSAGE_STATUSES",
     "Message",
     "PasswordLink",
@@ -40,9 +50,13 @@ __all__ = [
     "ROLES",
     "Suppression",
     "SystemState",
+    "TOKEN_SCOPES",
     "UTCDateTime",
     "User",
+    "WebhookAttempt",
     "WebhookBatch",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WEEKDAY_NAMES",
     "WorkspaceSettings",
     "utcnow",

@@ -6,6 +6,7 @@ from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
 
 from crm_app.extensions import login_manager
+from crm_app.web.api.problems import is_api_request, problem_for
 from crm_app.web.htmx import htmx_alert
 
 
@@ -19,6 +20,7 @@ def register_web(app: Flask) -> None:
         contacts,
         health,
         imports,
+        integrations,
         main,
         suppressions,
         unsubscribe,
@@ -26,6 +28,7 @@ def register_web(app: Flask) -> None:
         webhooks,
         workspace,
     )
+    from crm_app.web.api import register_api
     from crm_app.web.converters import DatabaseIdConverter
     from crm_app.web.filters import register_filters
     from crm_app.web.rq_dashboard_mount import mount_rq_dashboard
@@ -47,8 +50,10 @@ def register_web(app: Flask) -> None:
         users.bp,
         account.bp,
         workspace.bp,
+        integrations.bp,
     ):
         app.register_blueprint(blueprint)
+    register_api(app)
     register_filters(app)
     mount_rq_dashboard(app)
 
@@ -74,10 +79,14 @@ def _register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(403)
     def forbidden(error):
+        if is_api_request():
+            return problem_for(error)
         if request.htmx:
             return htmx_alert("Only admins can do this.", 403)
         return render_template("errors/403.html"), 403
 
     @app.errorhandler(404)
     def not_found(error):
+        if is_api_request():  # an unknown URL under /api: no blueprint handler applies
+            return problem_for(error)
         return render_template("errors/404.html"), 404

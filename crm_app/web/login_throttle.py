@@ -21,16 +21,6 @@ from crm_app.config import settings_of
 from crm_app.extensions import limiter
 
 
-def limiter_storage_uri(redis_url: str | None) -> str:
-    """The app's Redis in the form the `limits` package reads; without Redis (a bare
-    `flask run`), each process counts in memory."""
-    if not redis_url:
-        return "memory://"
-    if redis_url.startswith("unix://"):
-        return "redis+unix://" + redis_url.removeprefix("unix://")
-    return redis_url
-
-
 def _account_key() -> str:
     # Hashed: the counter's Redis key then holds no email address, and has a fixed size.
     email = request.form.get("email", "").strip().lower()

@@ -17,6 +17,7 @@ from crm_app.drip.common.activity import activity_row, record_activities, record
 from crm_app.drip.common.sql import in_values, update_rows
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import (
+    CONTACT_TYPES,
     Campaign,
     CampaignStep,
     Contact,
@@ -28,6 +29,11 @@ from crm_app.models import (
 
 class EnrollmentError(Exception):
     """A rule refused the action; the message is meant for the user."""
+
+
+class EnrollmentConflict(EnrollmentError):
+    """Refused because of the enrolment's current state: already enrolled, already ended
+    (the API answers 409 Conflict)."""
 
 
 def campaign_for_type(session, contact_type: str) -> Campaign | None:
@@ -63,7 +69,7 @@ def enroll(
     if blocked:
         raise EnrollmentError(f"{contact.full_name} cannot be enrolled: {blocked}.")
     if active_enrollment(session, contact, campaign) is not None:
-        raise EnrollmentError(f"{contact.full_name} is already enrolled in {campaign.name}.")
+        raise EnrollmentConflict(f"{contact.full_name} is already enrolled in {campaign.name}.")
 
     session.flush()  # nothing else pending may fail inside the savepoint below
     enrollment = Enrollment(
@@ -82,7 +88,7 @@ def enroll(
             session.add(enrollment)
             session.flush()
     except IntegrityError:
-        raise EnrollmentError(
+        raise EnrollmentConflict(
             f"{contact.full_name} is already enrolled in {campaign.name}."
         ) from None
     record_activity(
@@ -137,7 +143,7 @@ def stop(
     now: datetime | None = None,
 ) -> Enrollment:
     if enrollment.status != "active":
-        raise EnrollmentError(f"This enrolment has already ended ({enrollment.end_reason}).")
+        raise EnrollmentConflict(f"This enrolment has already ended ({enrollment.end_reason}).")
     detail = f"Stopped {enrollment.campaign.name}: {reason}"
     summary = f"Stopped {enrollment.campaign.name} for {enrollment.contact.full_name}: {reason}"
     record_audit(session, actor, "enrollment.stopped", "enrollment", enrollment.id, summary)
@@ -211,6 +217,10 @@ def change_contact_type(
 ) -> Enrollment | None:
     """Stop the enrolment mapped to the old type and enrol in the new type's campaign."""
     old_type = contact.contact_type
+    if new_type not in CONTACT_TYPES:
+        raise EnrollmentError(
+            f"Unknown contact type {new_type!r}: use one of {', '.join(CONTACT_TYPES)}."
+        )
     if new_type == old_type:
         return None
     now = now or utcnow()

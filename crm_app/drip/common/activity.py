@@ -1,11 +1,13 @@
-"""The timeline writer: every state change records its row through here."""
+"""The timeline writer: every state change records its row through here, and the
+outbound webhook events those rows stand for with it (drip/outbound/events.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from crm_app.drip.common.sql import insert_rows
-from crm_app.models import Activity, Campaign, Contact, Enrollment
+from crm_app.drip.outbound.events import emit_for_activities
+from crm_app.models import Activity, Campaign, Contact, Enrollment, utcnow
 
 
 def record_activity(
@@ -27,6 +29,21 @@ def record_activity(
         enrollment_id=enrollment.id if enrollment is not None else None,
     )
     session.add(row)
+    facts = activity_row(
+        contact.id,
+        kind,
+        detail,
+        actor=actor,
+        campaign_id=row.campaign_id,
+        enrollment_id=row.enrollment_id,
+        created_at=utcnow(),
+    )
+    emit_for_activities(
+        session,
+        [facts],
+        contacts={contact.id: contact},
+        campaign_names={campaign.id: campaign.name} if campaign is not None else None,
+    )
     return row
 
 
@@ -56,3 +73,4 @@ def record_activities(session, rows: list[dict]) -> None:
     """Many timeline rows (from `activity_row`) in one INSERT, in the caller's transaction:
     the delivery worker records a whole chunk's results at once."""
     insert_rows(session, Activity.__table__, rows)
+    emit_for_activities(session, rows)

@@ -21,10 +21,11 @@ from crm_app.drip.audience.suppression import (
     suppress,
     suppress_many,
 )
+from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.ids import MAX_ID
 from crm_app.drip.common.sql import in_values, insert_rows, update_rows
 from crm_app.drip.delivery.admin_actions import mark_sent
-from crm_app.models import Activity, Message, utcnow
+from crm_app.models import Message, utcnow
 from crm_app.models.tracking import EmailEvent, WebhookBatch
 
 KNOWN_EVENTS = frozenset(
@@ -263,18 +264,19 @@ def _record_timeline(session, events: list[_Event], now: datetime) -> None:
         "group_resubscribe": "Resubscribed to a group",
     }
     rows = [
-        {
-            "contact_id": e.contact_id,
-            "kind": f"email_{e.event}",
-            "detail": labels[e.event] + (f": {e.detail}" if e.detail else ""),
-            "actor": ACTOR,
-            "campaign_id": e.campaign_id,
-            "created_at": e.occurred_at,
-        }
+        activity_row(
+            e.contact_id,
+            f"email_{e.event}",
+            labels[e.event] + (f": {e.detail}" if e.detail else ""),
+            actor=ACTOR,
+            campaign_id=e.campaign_id,
+            enrollment_id=None,
+            created_at=e.occurred_at,
+        )
         for e in events
         if e.contact_id is not None
     ]
-    insert_rows(session, Activity.__table__, rows)
+    record_activities(session, rows)
 
 
 def _suppression_reason(event: _Event) -> str | None:

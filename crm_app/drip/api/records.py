@@ -1,0 +1,111 @@
+"""The contact calls the API makes that the pages do not: upsert by email, a partial
+update, keyset-paginated lists. Every change goes through the audience core
+(create_contact, update_contact), so the same rules and timeline rows apply."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
+from crm_app.drip.audience.contacts import (
+    CONTACT_FIELDS,
+    ContactInput,
+    contact_filter,
+    create_contact,
+    update_contact,
+)
+from crm_app.models import Campaign, CampaignStep, Contact, Enrollment
+
+LIST_LIMIT_MAX = 100
+
+
+def find_by_email(session, email: str) -> Contact | None:
+    address = (email or "").strip().lower()
+    if not address:
+        return None
+    return session.scalar(sa.select(Contact).where(sa.func.lower(Contact.email) == address))
+
+
+def current_input(contact: Contact) -> ContactInput:
+    """The contact as the core's input, for a change that gives only some fields."""
+    values = {name: getattr(contact, name) for name in CONTACT_FIELDS}
+    return ContactInput(**values | {"custom_fields": dict(contact.custom_fields or {})})
+
+
+def patch_contact(session, contact: Contact, changes: Mapping[str, Any], *, actor: str) -> Contact:
+    """Change only the given fields; the rest keep their values (a type change stops the
+    old type's campaign and enrols in the new one, as on the edit page)."""
+    data = dataclasses.replace(current_input(contact), **changes)
+    return update_contact(session, contact, data, actor=actor)
+
+
+def upsert_contact(session, fields: Mapping[str, Any], *, actor: str) -> tuple[Contact, bool]:
+    """Create the contact (enrolled by type), or update the one with this email with the
+    given fields; returns (contact, created)."""
+    existing = find_by_email(session, fields.get("email", ""))
+    if existing is not None:
+        return patch_contact(session, existing, fields, actor=actor), False
+    return create_contact(session, ContactInput(**fields), actor=actor), True
+
+
+@dataclass
+class ContactSlice:
+    items: list[Contact]
+    next_cursor: int | None  # the id to continue after; None on the last slice
+
+
+def list_contacts(
+    session,
+    *,
+    after_id: int | None = None,
+    limit: int = 50,
+    query: str = "",
+    contact_type: str = "",
+    email: str = "",
+    updated_since: datetime | None = None,
+) -> ContactSlice:
+    """Contacts by id, after `after_id` (keyset: a page costs the same however deep, and
+    rows added meanwhile are neither skipped nor repeated)."""
+    limit = max(1, min(limit, LIST_LIMIT_MAX))
+    conditions = contact_filter(query=query, contact_type=contact_type)
+    if email:
+        conditions.append(sa.func.lower(Contact.email) == email.strip().lower())
+    if updated_since is not None:
+        conditions.append(Contact.updated_at >= updated_since)
+    if after_id is not None:
+        conditions.append(Contact.id > after_id)
+    rows = list(
+        session.scalars(sa.select(Contact).where(*conditions).order_by(Contact.id).limit(limit + 1))
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ContactSlice(rows, rows[-1].id if more else None)
+
+
+def contact_with_enrollments(session, contact_id: int) -> Contact | None:
+    """One contact with its enrolments and their campaigns (three queries)."""
+    return session.scalar(
+        sa.select(Contact)
+        .options(selectinload(Contact.enrollments).selectinload(Enrollment.campaign))
+        .where(Contact.id == contact_id)
+        .execution_options(populate_existing=True)  # enrolments made in this transaction
+    )
+
+
+def list_campaigns(session) -> list[tuple[Campaign, int]]:
+    """Every campaign with its number of steps, by name."""
+    steps = (
+        sa.select(sa.func.count(CampaignStep.id))
+        .where(CampaignStep.campaign_id == Campaign.id)
+        .scalar_subquery()
+    )
+    return [
+        (campaign, count)
+        for campaign, count in session.execute(sa.select(Campaign, steps).order_by(Campaign.name))
+    ]
