@@ -30,7 +30,7 @@ def test_a_lone_email_can_neither_move_nor_be_removed(session):
     session.flush()
     assert step_actions(campaign.steps[0]) == set()
     with pytest.raises(StepEditError, match="at least one email"):
-        remove_step(session, campaign.steps[0])
+        remove_step(session, campaign.steps[0], actor="test")
 
 
 @pytest.mark.parametrize(("index", "direction"), [(0, "up"), (-1, "down")])
