@@ -161,8 +161,8 @@ def load(conn: psycopg.Connection, args, campaigns, now: datetime) -> dict[str, 
         ) as copy:
             budget = 0.0
             for row in message_rows:
-                mid, sent = row[0], row[19]
-                delivered, opened, clicked, bounced = row[20], row[21], row[22], row[23]
+                mid, sent = row[0], row[18]
+                delivered, opened, clicked, bounced = row[19], row[20], row[21], row[22]
                 budget += events_per_message
                 kinds = [("processed", sent)]
                 kinds.append(("bounce", bounced) if bounced else ("delivered", delivered))
@@ -177,7 +177,7 @@ def load(conn: psycopg.Connection, args, campaigns, now: datetime) -> dict[str, 
                 for kind, at in kinds:
                     event_id += 1
                     copy.write_row(
-                        (event_id, f"ev{event_id}", kind, row[9], mid, at, at,
+                        (event_id, f"ev{event_id}", kind, row[8], mid, at, at,
                          "applied", "", "{}")
                     )  # fmt: skip
     print(f"  {event_id:,} events copied in {time.perf_counter() - t0:.1f}s")
