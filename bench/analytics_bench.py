@@ -103,7 +103,8 @@ def load(conn: psycopg.Connection, args, campaigns, now: datetime) -> dict[str, 
         else:
             status, ended, next_send = "active", None, now + timedelta(hours=rng.uniform(0, 72))
         enrollment_rows.append(
-            (i, i, campaign["id"], status, count + 1, naive(next_send) if next_send else None,
+            (i, i, campaign["id"], status, campaign["steps"].get(count + 1),
+             naive(next_send) if next_send else None,
              "auto", "bench", naive(enrolled), naive(sent_times[-1]),
              naive(ended) if ended else None, "")
         )  # fmt: skip
@@ -121,7 +122,7 @@ def load(conn: psycopg.Connection, args, campaigns, now: datetime) -> dict[str, 
             spam = opened + timedelta(hours=1) if opened and r > 0.4285 else None
             unsub = opened + timedelta(hours=2) if opened and 0.42 < r < 0.425 else None
             message_rows.append(
-                (message_id, i, campaign["steps"][position], i, campaign["id"], position,
+                (message_id, i, campaign["steps"][position], i, campaign["id"],
                  "sent", 1, 1, f"bench{i}@example.com", "", "", "", "{}",
                  f"sg{message_id}", "", naive(sent), naive(sent), naive(sent), naive(sent),
                  *(naive(x) if x else None for x in (delivered, opened, clicked, bounced, spam,
@@ -130,7 +131,7 @@ def load(conn: psycopg.Connection, args, campaigns, now: datetime) -> dict[str, 
 
     with conn.cursor() as cur:
         with cur.copy(
-            "COPY enrollments (id, contact_id, campaign_id, status, current_step, next_send_at,"
+            "COPY enrollments (id, contact_id, campaign_id, status, current_step_id, next_send_at,"
             " source, enrolled_by, enrolled_at, last_sent_at, ended_at, end_reason) FROM STDIN"
         ) as copy:
             for row in enrollment_rows:
@@ -141,7 +142,7 @@ def load(conn: psycopg.Connection, args, campaigns, now: datetime) -> dict[str, 
             for row in goal_rows:
                 copy.write_row(row)
         with cur.copy(
-            "COPY messages (id, enrollment_id, step_id, contact_id, campaign_id, step_position,"
+            "COPY messages (id, enrollment_id, step_id, contact_id, campaign_id,"
             " status, attempts, template_version, to_email, subject, html, text, headers,"
             " provider_message_id, error, created_at, enqueued_at, claimed_at, sent_at,"
             " delivered_at, opened_at, clicked_at, bounced_at, spam_reported_at,"
@@ -160,8 +161,8 @@ def load(conn: psycopg.Connection, args, campaigns, now: datetime) -> dict[str, 
         ) as copy:
             budget = 0.0
             for row in message_rows:
-                mid, sent = row[0], row[19]
-                delivered, opened, clicked, bounced = row[20], row[21], row[22], row[23]
+                mid, sent = row[0], row[18]
+                delivered, opened, clicked, bounced = row[19], row[20], row[21], row[22]
                 budget += events_per_message
                 kinds = [("processed", sent)]
                 kinds.append(("bounce", bounced) if bounced else ("delivered", delivered))
@@ -176,7 +177,7 @@ def load(conn: psycopg.Connection, args, campaigns, now: datetime) -> dict[str, 
                 for kind, at in kinds:
                     event_id += 1
                     copy.write_row(
-                        (event_id, f"ev{event_id}", kind, row[9], mid, at, at,
+                        (event_id, f"ev{event_id}", kind, row[8], mid, at, at,
                          "applied", "", "{}")
                     )  # fmt: skip
     print(f"  {event_id:,} events copied in {time.perf_counter() - t0:.1f}s")

@@ -87,6 +87,7 @@ def load(app, args, now: datetime) -> None:
     from crm_app.models import Campaign
 
     campaigns = list(db.session.scalars(sa.select(Campaign).order_by(Campaign.id)))
+    first_step = {c.id: c.steps[0].id for c in campaigns}  # every enrolment starts at email 1
     rng = random.Random(7)
     raw = db.engine.raw_connection()
     try:
@@ -120,7 +121,7 @@ def load(app, args, now: datetime) -> None:
                 )
         due_ids = set(rng.sample(range(1, args.enrollments + 1), args.due))
         with cur.copy(
-            "COPY enrollments (contact_id, campaign_id, status, current_step, next_send_at,"
+            "COPY enrollments (contact_id, campaign_id, status, current_step_id, next_send_at,"
             " source, enrolled_by, enrolled_at, end_reason) FROM STDIN"
         ) as copy:
             for n in range(1, args.enrollments + 1):
@@ -129,8 +130,9 @@ def load(app, args, now: datetime) -> None:
                     when = now - timedelta(minutes=rng.randint(1, 600))
                 else:
                     when = now + timedelta(minutes=rng.randint(10, 60 * 24 * 30))
+                step = first_step[campaign.id]
                 copy.write_row(
-                    (n, campaign.id, "active", 1, naive(when), "bench", "bench", naive(now), "")
+                    (n, campaign.id, "active", step, naive(when), "bench", "bench", naive(now), "")
                 )
         raw.commit()
         cur.execute("ANALYZE")

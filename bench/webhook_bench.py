@@ -50,7 +50,8 @@ def seed_messages(session, count: int) -> list[tuple[int, int, int, str]]:
     contact_ids = list(session.scalars(sa.select(Contact.id).order_by(Contact.id)))
     session.execute(
         sa.insert(Enrollment),
-        [{"contact_id": c, "campaign_id": lead.id, "status": "active", "current_step": 2,
+        [{"contact_id": c, "campaign_id": lead.id, "status": "active",
+          "current_step_id": lead.steps[1].id,
           "enrolled_at": now} for c in contact_ids],
     )  # fmt: skip
     enrollment_ids = list(session.scalars(sa.select(Enrollment.id).order_by(Enrollment.id)))
@@ -58,7 +59,7 @@ def seed_messages(session, count: int) -> list[tuple[int, int, int, str]]:
     session.execute(
         sa.insert(Message),
         [{"enrollment_id": e, "step_id": step_id, "contact_id": c, "campaign_id": lead.id,
-          "step_position": 1, "status": "sent", "to_email": f"reader{i}@example.com",
+          "status": "sent", "to_email": f"reader{i}@example.com",
           "provider_message_id": f"prov{i}", "sent_at": now}
          for i, (e, c) in enumerate(zip(enrollment_ids, contact_ids, strict=True))],
     )  # fmt: skip

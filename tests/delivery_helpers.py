@@ -64,7 +64,7 @@ def bulk_due(
                 "contact_id": cid,
                 "campaign_id": campaign.id,
                 "status": "active",
-                "current_step": 1,
+                "current_step_id": campaign.steps[0].id,
                 "next_send_at": due_at,
                 "source": "test",
                 "enrolled_by": "test",

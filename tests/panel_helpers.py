@@ -12,10 +12,9 @@ def current_email_in_state(session, contact: Contact, status: str) -> Message:
     enrollment.next_send_at = None
     message = Message(
         enrollment_id=enrollment.id,
-        step_id=enrollment.campaign.steps[enrollment.current_step - 1].id,
+        step_id=enrollment.current_step_id,
         contact_id=contact.id,
         campaign_id=enrollment.campaign_id,
-        step_position=enrollment.current_step,
         status=status,
     )
     session.add(message)

@@ -24,7 +24,6 @@ def message(session, make_contact):
             step_id=enrollment.campaign.steps[step - 1].id,
             contact_id=contact.id,
             campaign_id=enrollment.campaign_id,
-            step_position=step,
             status=status,
             to_email=contact.email,
             subject="Hello from us",

@@ -101,7 +101,6 @@ def build_analytics_fixture(session, campaigns) -> dict:
             step_id=steps[position].id,
             contact_id=enrollment.contact_id,
             campaign_id=enrollment.campaign_id,
-            step_position=position,
             status=status,
             to_email="x@example.com",
             sent_at=sent_at,

@@ -127,3 +127,51 @@ def test_list_campaigns(api, campaigns):
     by_type = {c["contact_type"]: c for c in response.get_json()["items"]}
     assert by_type["networking"]["steps"] == 8 and by_type["client"]["steps"] == 4
     assert by_type["lead"]["status"] == "active"
+
+
+def test_re_entry_a_restart_needs_restart_true_and_resume_never_repeats(
+    api, session, campaigns, make_contact
+):
+    """The campaign's re-entry rule applies to the API as to the pages."""
+    from crm_app.drip.audience.enrollment import stop
+    from crm_app.models import Message, utcnow
+
+    contact = make_contact("lead")  # enrolled in Lead on creation
+    lead = campaigns["lead"]
+    first = session.scalars(sa.select(Enrollment)).one()
+    session.add(
+        Message(
+            enrollment_id=first.id,
+            step_id=lead.steps[0].id,
+            contact_id=contact.id,
+            campaign_id=lead.id,
+            status="sent",
+            attempts=1,
+            to_email=contact.email,
+            subject="",
+            html="",
+            text="",
+            headers={},
+            error="",
+            created_at=utcnow(),
+            enqueued_at=utcnow(),
+            sent_at=utcnow(),
+        )
+    )
+    stop(session, first, reason="test", actor="test")
+    lead.reentry = "restart"
+    session.commit()
+    url = f"/api/v1/contacts/{contact.id}/enrollments"
+
+    refused = api.post(url, {"campaign_id": lead.id})
+    assert refused.status_code == 409 and "email 1" in refused.get_json()["detail"]
+    confirmed = api.post(url, {"campaign_id": lead.id, "restart": True})
+    assert confirmed.status_code == 201 and confirmed.get_json()["current_step"] == 1
+
+    session.expire_all()
+    again = session.scalars(sa.select(Enrollment).where(Enrollment.status == "active")).one()
+    stop(session, again, reason="test", actor="test")
+    session.get(type(lead), lead.id).reentry = "resume"
+    session.commit()
+    resumed = api.post(url, {"campaign_id": lead.id})
+    assert resumed.status_code == 201 and resumed.get_json()["current_step"] == 2

@@ -57,7 +57,8 @@ def outcome(session, contact: Contact) -> dict:
         sa.select(
             Enrollment.campaign_id,
             Enrollment.status,
-            Enrollment.current_step,
+            Enrollment.current_step_id,
+            Enrollment.entry,
             Enrollment.next_send_at,
             Enrollment.source,
             Enrollment.enrolled_by,
@@ -195,3 +196,53 @@ def test_bulk_type_switch_does_what_change_contact_type_does(session, campaigns,
     switch_types_many(session, [(facts(bulk), "lead")], actor=ACTOR, now=NOW)
 
     assert outcome(session, bulk) == outcome(session, core)
+
+
+def _received_lead_email_1_then_stopped(session, campaigns, contact) -> None:
+    """An earlier Lead enrolment whose first email went out, then stopped."""
+    from crm_app.drip.audience.enrollment import stop
+    from crm_app.models import Message
+
+    enrollment = enroll(session, contact, campaigns["lead"], actor="earlier", now=NOW)
+    first = campaigns["lead"].steps[0]
+    session.add(
+        Message(
+            enrollment_id=enrollment.id,
+            step_id=first.id,
+            contact_id=contact.id,
+            campaign_id=campaigns["lead"].id,
+            status="sent",
+            attempts=1,
+            to_email=contact.email,
+            subject="",
+            html="",
+            text="",
+            headers={},
+            error="",
+            created_at=NOW,
+            enqueued_at=NOW,
+            sent_at=NOW,
+        )
+    )
+    stop(session, enrollment, reason="stopped by hand", actor="earlier", now=NOW)
+    session.flush()
+
+
+@pytest.mark.parametrize("rule", ["resume", "never", "restart"])
+def test_bulk_enrolment_obeys_the_campaigns_re_entry_rule_as_the_core_does(
+    session, campaigns, rule
+):
+    campaigns["lead"].reentry = rule
+    core, bulk = _twins(session, f"reentry-{rule}")
+    for contact in (core, bulk):
+        _received_lead_email_1_then_stopped(session, campaigns, contact)
+
+    enroll_by_type_or_note(session, core, actor=ACTOR, source="import", now=NOW)
+    enroll_by_type_many(session, [facts(bulk)], actor=ACTOR, source="import", now=NOW)
+
+    assert outcome(session, bulk) == outcome(session, core)
+    enrollments = outcome(session, bulk)["enrollments"]
+    if rule == "resume":  # email 1 is never sent again: the new enrolment starts at email 2
+        assert enrollments[-1].current_step_id == campaigns["lead"].steps[1].id
+    else:  # never, and restart without a confirmation: not enrolled again
+        assert len(enrollments) == 1

@@ -45,7 +45,6 @@ def fill(session, campaigns):
                 step_id=lead.steps[0].id,
                 contact_id=enrollment.contact_id,
                 campaign_id=lead.id,
-                step_position=1,
                 status=status,
                 sent_at=sent_at,
             )

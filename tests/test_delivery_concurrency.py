@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from crm_app.drip.audience.enrollment import advance_many
 from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.delivery.backends import SendGridBackend, _dropped
+from crm_app.drip.delivery.compose import email_label
 from crm_app.drip.delivery.pipeline import deliver_concurrently, deliver_messages
 from crm_app.drip.delivery.tick import run_tick
 from crm_app.extensions import db
@@ -43,7 +44,8 @@ def test_sending_threads_deliver_each_message_once_and_advance_each_enrollment(
     assert fake_sendgrid.duplicates() == {} and len(fake_sendgrid.deliveries) == 60
     session.expire_all()
     assert statuses(session) == {"sent": 60}
-    assert set(session.scalars(sa.select(Enrollment.current_step))) == {2}
+    second = campaigns["client"].steps[1].id
+    assert set(session.scalars(sa.select(Enrollment.current_step_id))) == {second}
     sent_rows = session.scalar(
         sa.select(sa.func.count(Activity.id)).where(Activity.kind == "email_sent")
     )
@@ -192,7 +194,7 @@ def test_a_claimed_chunk_records_the_same_timeline_and_advances_as_one_at_a_time
         expected = [
             (
                 "email_sent",
-                f"Sent Email {position} of {campaign.name}: {message.subject}",
+                f"Sent {email_label(message)}: {message.subject}",
                 "system:worker",
                 campaign.id,
                 enrollment.id,

@@ -215,4 +215,7 @@ def test_token_and_endpoint_changes_are_in_the_audit_log(admin, session):
         .where(AuditEntry.target_type == "api_token")
         .order_by(AuditEntry.id)
     ).all()
-    assert summaries == ["Created the API token Billing (read_write)", "Revoked the API token Billing"]
+    assert summaries == [
+        "Created the API token Billing (read_write)",
+        "Revoked the API token Billing",
+    ]

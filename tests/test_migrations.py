@@ -147,3 +147,91 @@ def test_two_active_enrollments_in_one_campaign_are_refused_by_the_schema(sessio
     with pytest.raises(sa.exc.IntegrityError):
         session.flush()
     session.rollback()
+
+
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
+def test_0007_moves_enrolments_from_a_position_to_the_step_and_keeps_every_row(
+    scratch_database_url,
+):
+    """Enrolments at a position point at that step afterwards (none past the last), each
+    email's text becomes its version 1, and no message or event is lost on the way
+    (SQLite included: no table is rebuilt under the foreign keys)."""
+    scratch = create_app(
+        {"TESTING": True, "SQLALCHEMY_DATABASE_URI": scratch_database_url, "REDIS_URL": None}
+    )
+    with scratch.app_context():
+        upgrade(revision="0003")
+        with db.engine.begin() as conn:
+            _seed_0003_rows(conn)
+        upgrade()
+        with db.engine.connect() as conn:
+            steps = dict(conn.execute(sa.text("SELECT position, id FROM campaign_steps")).all())
+            at = dict(
+                conn.execute(sa.text("SELECT contact_id, current_step_id FROM enrollments")).all()
+            )
+            assert at == {1: steps[1], 2: steps[3], 3: None}
+            versions = conn.execute(
+                sa.text("SELECT step_id, version, subject FROM campaign_step_versions")
+            ).all()
+            assert sorted(versions) == sorted((steps[p], 2, f"Email {p}") for p in (1, 2, 3))
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM messages")).scalar() == 1
+            assert conn.execute(sa.text("SELECT message_id FROM email_events")).scalar() == 1
+        downgrade(revision="0003")
+        with db.engine.connect() as conn:
+            back = dict(
+                conn.execute(sa.text("SELECT contact_id, current_step FROM enrollments")).all()
+            )
+            assert back == {1: 1, 2: 3, 3: 4}
+            assert conn.execute(sa.text("SELECT step_position FROM messages")).scalar() == 1
+        db.engine.dispose()
+
+
+def _seed_0003_rows(conn) -> None:
+    now = "2026-11-25 10:00:00"
+    conn.execute(
+        sa.text(
+            "INSERT INTO campaigns (id, slug, name, description, status, send_days, send_start,"
+            " send_end, goal_contact_type, goal_days, customized, created_at, updated_at)"
+            " VALUES (1, 'c', 'C', '', 'active', '0,1,2,3,4', '09:00:00', '17:00:00', '', 60,"
+            f" false, '{now}', '{now}')"
+        )
+    )
+    for position in (1, 2, 3):
+        conn.execute(
+            sa.text(
+                "INSERT INTO campaign_steps (id, campaign_id, position, delay_days, subject,"
+                " body_html, body_text, version, updated_at) VALUES"
+                f" ({position * 10}, 1, {position}, 1, 'Email {position}', 'h', 't', 2, '{now}')"
+            )
+        )
+    for contact, position in ((1, 1), (2, 3), (3, 4)):  # 4: past the last step
+        conn.execute(
+            sa.text(
+                "INSERT INTO contacts (id, first_name, last_name, email, phone, company, title,"
+                " industry, contact_type, timezone, notes, custom_fields, email_status,"
+                f" created_at, updated_at) VALUES ({contact}, '', '', 'c{contact}@example.com',"
+                f" '', '', '', '', 'lead', 'UTC', '', '{{}}', 'ok', '{now}', '{now}')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO enrollments (id, contact_id, campaign_id, status, current_step,"
+                " source, enrolled_by, enrolled_at, end_reason) VALUES"
+                f" ({contact}, {contact}, 1, 'active', {position}, 'test', 'test', '{now}', '')"
+            )
+        )
+    conn.execute(
+        sa.text(
+            "INSERT INTO messages (id, enrollment_id, step_id, contact_id, campaign_id,"
+            " step_position, status, attempts, to_email, subject, html, text, headers, error,"
+            f" created_at) VALUES (1, 1, 10, 1, 1, 1, 'sent', 1, 'c1@example.com', 's', 'h',"
+            f" 't', '{{}}', '', '{now}')"
+        )
+    )
+    conn.execute(
+        sa.text(
+            "INSERT INTO email_events (sg_event_id, event, email, message_id, received_at,"
+            f" outcome, detail, payload) VALUES ('e1', 'open', 'c1@example.com', 1, '{now}',"
+            " 'applied', '', '{}')"
+        )
+    )

@@ -287,7 +287,7 @@ def test_email_events_from_the_sendgrid_webhook_are_sent_on(
     enrollment = contact.enrollments[0]
     message = Message(
         enrollment_id=enrollment.id, step_id=enrollment.campaign.steps[0].id,
-        contact_id=contact.id, campaign_id=enrollment.campaign_id, step_position=1,
+        contact_id=contact.id, campaign_id=enrollment.campaign_id,
         status="sent", to_email=contact.email, subject="Hi", sent_at=utcnow(),
     )  # fmt: skip
     session.add(message)

@@ -206,7 +206,7 @@ def test_enrol_by_type_with_htmx(admin, make_contact):
     page = assert_panel_partial(
         admin.post(f"/contacts/{contact.id}/enrollments/by-type", htmx=True)
     )
-    assert "Enrolled in Prospect." in page
+    assert "Enrolled in Prospect again: resuming at Email 1 of Prospect" in page
     assert active_names(contact.id) == ["Prospect"]
 
 

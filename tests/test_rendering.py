@@ -9,7 +9,7 @@ from crm_app.drip.campaigns.rendering import (
     TemplateRenderError,
     build_context,
     check_template,
-    missing_fields,
+    empty_merge_fields,
     render_email,
 )
 
@@ -144,12 +144,22 @@ def test_unknown_field_at_render_time_is_an_error_not_an_empty_string():
         render("{{ contact.favourite_colour }}")
 
 
-def test_missing_fields_lists_empty_contact_fields_used_by_the_template():
+def test_empty_merge_fields_lists_what_the_template_uses_and_this_contact_lacks():
     sources = [
         "Hi {{ contact.first_name }}",
-        "{{ contact.title }} at {{ company.name }} {{ contact.phone }} {{ contact.custom.x }}",
+        "{{ contact.title }} at {{ company.name }} {{ contact.phone }} {{ sender.title }}",
+        "{{ contact.custom.get('met_at') }} {{ contact.custom['interest'] }}",
+        "{{ contact.custom.x }}",
     ]
-    fields = contact(first_name="", company="", phone="+1 555")
-    assert missing_fields(sources, fields) == ["company", "first_name"]
-    assert missing_fields(sources, contact(title="")) == ["title"]
-    assert missing_fields(sources, contact()) == []
+    sender = SENDER | {"title": ""}
+    context = build_context(contact(first_name="", company="", phone="+1 555"), sender)
+    assert empty_merge_fields(sources, context) == [
+        "company.name",
+        "contact.custom.interest",
+        "contact.custom.met_at",
+        "contact.custom.x",
+        "contact.first_name",
+        "sender.title",
+    ]
+    full = contact(custom={"met_at": "the fair", "interest": "x", "x": "y"})
+    assert empty_merge_fields(sources, build_context(full, SENDER)) == []

@@ -103,7 +103,9 @@ def test_remove_keeps_contacts_in_their_place(admin, campaigns, make_contact):
     db.session.commit()
     subjects = [s.subject for s in lead.steps]
     second = lead.steps[1]
-    admin.post(f"/campaigns/{lead.id}/steps/{second.id}/delete")
+    asked = admin.post(f"/campaigns/{lead.id}/steps/{second.id}/delete")
+    assert asked.status_code == 409 and len(steps_of(lead.id)) == 6  # contacts wait: confirm
+    admin.post(f"/campaigns/{lead.id}/steps/{second.id}/delete", {"confirmed": "1"})
     steps = steps_of(lead.id)
     assert [s.position for s in steps] == [1, 2, 3, 4, 5]
     assert [s.subject for s in steps] == subjects[:1] + subjects[2:]

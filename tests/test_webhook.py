@@ -31,7 +31,6 @@ def sent_message(session, make_contact):
         step_id=enrollment.campaign.steps[0].id,
         contact_id=contact.id,
         campaign_id=enrollment.campaign_id,
-        step_position=1,
         status="sent",
         to_email=contact.email,
         subject="Hello",

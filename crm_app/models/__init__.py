@@ -2,7 +2,14 @@
 
 from crm_app.models.activity import Activity
 from crm_app.models.api import TOKEN_SCOPES, ApiToken, IdempotencyKey
-from crm_app.models.campaign import CAMPAIGN_STATUSES, WEEKDAY_NAMES, Campaign, CampaignStep
+from crm_app.models.campaign import (
+    CAMPAIGN_STATUSES,
+    REENTRY_RULES,
+    WEEKDAY_NAMES,
+    Campaign,
+    CampaignStep,
+    StepVersion,
+)
 from crm_app.models.contact import CONTACT_TYPES, EMAIL_STATUSES, Contact
 from crm_app.models.contact_import import (
     IMPORT_STATUSES,
@@ -10,7 +17,7 @@ from crm_app.models.contact_import import (
     ContactImport,
     ContactImportFailure,
 )
-from crm_app.models.enrollment import ENROLLMENT_STATUSES, Enrollment
+from crm_app.models.enrollment import ENROLLMENT_ENTRIES, ENROLLMENT_STATUSES, Enrollment
 from crm_app.models.message import MESSAGE_STATUSES, Message, SystemState
 from crm_app.models.outbound import (
     DELIVERY_STATUSES,
@@ -20,6 +27,7 @@ from crm_app.models.outbound import (
 )
 from crm_app.models.suppression import Suppression
 from crm_app.models.team import AuditEntry, PasswordLink, WorkspaceSettings
+from crm_app.models.test_send import TestSend
 from crm_app.models.tracking import ContactGoal, EmailEvent, WebhookBatch
 from crm_app.models.types import UTCDateTime, utcnow
 from crm_app.models.user import ROLES, User
@@ -39,6 +47,7 @@ __all__ = [
     "DELIVERY_STATUSES",
     "EmailEvent",
     "EMAIL_STATUSES",
+    "ENROLLMENT_ENTRIES",
     "ENROLLMENT_STATUSES",
     "Enrollment",
     "IMPORT_STATUSES",
@@ -47,10 +56,13 @@ __all__ = [
     "Message",
     "PasswordLink",
     "ON_EXISTING",
+    "REENTRY_RULES",
     "ROLES",
+    "StepVersion",
     "Suppression",
     "SystemState",
     "TOKEN_SCOPES",
+    "TestSend",
     "UTCDateTime",
     "User",
     "WebhookAttempt",

@@ -9,6 +9,8 @@ from crm_app.extensions import db
 from crm_app.models.types import UTCDateTime, utcnow
 
 CAMPAIGN_STATUSES = ("active", "paused", "archived")
+# What a second enrolment of a contact in a campaign does (crm_app/drip/audience/reentry.py).
+REENTRY_RULES = ("resume", "restart", "never")
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -28,6 +30,7 @@ class Campaign(db.Model):
     send_end: Mapped[time] = mapped_column(sa.Time, default=time(17, 0))
     goal_contact_type: Mapped[str] = mapped_column(sa.String(20), default="")
     goal_days: Mapped[int] = mapped_column(sa.Integer, default=60)
+    reentry: Mapped[str] = mapped_column(sa.String(16), default="resume", server_default="resume")
     # Set when an admin edits the campaign: `flask seed` never overwrites it then.
     customized: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -43,6 +46,7 @@ class Campaign(db.Model):
     __table_args__ = (
         sa.CheckConstraint("status IN ('active', 'paused', 'archived')", name="status"),
         sa.CheckConstraint("send_start < send_end", name="send_window"),
+        sa.CheckConstraint("reentry IN ('resume', 'restart', 'never')", name="reentry"),
     )
 
     @property
@@ -65,13 +69,45 @@ class CampaignStep(db.Model):
     subject: Mapped[str] = mapped_column(sa.String(300))
     body_html: Mapped[str] = mapped_column(sa.Text)
     body_text: Mapped[str] = mapped_column(sa.Text)
-    # Bumped on every saved change; each sent message records the one it used.
+    # Bumped on every saved change (each one is a StepVersion row); each sent message
+    # records the one it used (messages.step_id + template_version).
     version: Mapped[int] = mapped_column(sa.Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     campaign = relationship("Campaign", back_populates="steps")
+    versions = relationship(
+        "StepVersion",
+        back_populates="step",
+        order_by="StepVersion.version.desc()",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
 
     __table_args__ = (
         sa.UniqueConstraint("campaign_id", "position", name="uq_campaign_steps_position"),
         sa.CheckConstraint("delay_days >= 0", name="delay_days"),
+    )
+
+
+class StepVersion(db.Model):
+    """One saved state of an email: what it said, who saved it and when."""
+
+    __tablename__ = "campaign_step_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    step_id: Mapped[int] = mapped_column(sa.ForeignKey("campaign_steps.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    subject: Mapped[str] = mapped_column(sa.String(300))
+    body_html: Mapped[str] = mapped_column(sa.Text)
+    body_text: Mapped[str] = mapped_column(sa.Text)
+    saved_by: Mapped[str] = mapped_column(sa.String(120), default="system")
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # How it came to be, when not typed in the editor: "restored from version 2", "seeded".
+    note: Mapped[str] = mapped_column(sa.String(200), default="")
+
+    step = relationship("CampaignStep", back_populates="versions")
+
+    __table_args__ = (
+        # Also the index of a step's history list and of a message's link to its version.
+        sa.UniqueConstraint("step_id", "version", name="uq_campaign_step_versions_step_version"),
     )

@@ -27,10 +27,10 @@ class Message(db.Model):
     )
     contact_id: Mapped[int] = mapped_column(sa.ForeignKey("contacts.id", ondelete="CASCADE"))
     campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"))
-    step_position: Mapped[int] = mapped_column(sa.Integer)
     status: Mapped[str] = mapped_column(sa.String(16), default="queued")
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
-    # The step's template version this email was rendered from (set at send).
+    # The step's version this email was rendered from (set at send): with step_id, the
+    # StepVersion row (campaign_step_versions) the message page links to.
     template_version: Mapped[int | None] = mapped_column(sa.Integer)
     to_email: Mapped[str] = mapped_column(sa.String(254), default="")
     subject: Mapped[str] = mapped_column(sa.Text, default="")
@@ -75,6 +75,12 @@ class Message(db.Model):
         # The dashboard's "sent today/this week" and the all-campaigns table.
         sa.Index("ix_messages_sent_at", "sent_at"),
     )
+
+    @property
+    def step_position(self) -> int | None:
+        """Where this email's step stands in its campaign now (None once removed): the
+        step's identity is what delivery compares; its position is for people to read."""
+        return self.step.position if self.step is not None else None
 
 
 class SystemState(db.Model):

@@ -11,11 +11,16 @@ from crm_app.web.htmx import htmx_alert
 
 
 def register_web(app: Flask) -> None:
-    from crm_app.web import (
+    # The campaign blueprint's other pages (the email editor, versions, previews and
+    # tests) register their views on import.
+    from crm_app.web import (  # noqa: F401
         account,
         admin,
         analytics,
         auth,
+        campaign_emails,
+        campaign_tests,
+        campaign_versions,
         campaigns,
         contacts,
         health,

@@ -7,6 +7,7 @@ from datetime import timedelta
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 
 from crm_app.config import settings_of
+from crm_app.drip.campaigns.harness import recent_test_sends
 from crm_app.drip.delivery.admin_actions import (
     ADMIN_ACTIONS,
     DeliveryActionError,
@@ -70,6 +71,7 @@ def outbox():
     return render_template(
         "admin/outbox.html",
         listing=outbox_page(db.session, page=request.args.get("page", 1, type=int)),
+        tests=recent_test_sends(db.session),
     )
 
 

@@ -1,4 +1,7 @@
-"""Campaign pages: everyone reads them; only admins change the window or the status."""
+"""Campaign pages: everyone reads them; only admins create, edit, clone, delete, or
+change the window or the status. The emails' pages (editor, versions, previews and
+tests) are campaign_emails.py, campaign_versions.py and campaign_tests.py, on this
+same blueprint."""
 
 from __future__ import annotations
 
@@ -10,43 +13,58 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
 from crm_app.config import settings_of
+from crm_app.drip.audience.reentry import RULE_LABELS
+from crm_app.drip.campaigns.harness import preview_context, preview_step
+from crm_app.drip.campaigns.impact import waiting_for_steps
+from crm_app.drip.campaigns.lifecycle import (
+    CAMPAIGN_FIELDS,
+    CampaignDetailsError,
+    CampaignInput,
+    clone_campaign,
+    create_campaign,
+    delete_campaign,
+    deletion_refusal,
+    details_of,
+    triggers_taken,
+    update_details,
+)
 from crm_app.drip.campaigns.manage import (
     CampaignSettingsError,
     count_active_enrollments,
-    counts_from_enrollment,
     describe_delay,
     list_campaigns,
-    preview_step,
     set_campaign_status,
     status_changes,
     update_send_window,
 )
-from crm_app.drip.campaigns.rendering import sender_context
-from crm_app.drip.campaigns.steps import (
-    STEP_FIELDS,
-    StepEditError,
-    StepInput,
-    add_step,
-    move_step,
-    next_position,
-    remove_step,
-    step_actions,
-    update_step,
-)
+from crm_app.drip.campaigns.rendering import WorkspaceSender, sender_context
+from crm_app.drip.campaigns.steps import step_actions
 from crm_app.drip.team.workspace import workspace_sender
 from crm_app.extensions import db
-from crm_app.models import WEEKDAY_NAMES, Campaign, CampaignStep
+from crm_app.models import CONTACT_TYPES, WEEKDAY_NAMES, Campaign, CampaignStep
 from crm_app.web.auth import actor_name, admin_required
-from crm_app.web.htmx import action_response, render_fragment_or_page, wants_fragment
+from crm_app.web.htmx import action_response, wants_fragment
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
-# What a new email's form starts with.
-NEW_STEP_VALUES = {"delay_days": 3}
 
 
-def _sender() -> dict[str, str]:
-    """A preview speaks as the previewing user, as if the contact were theirs."""
-    return sender_context(current_user, workspace_sender(db.session, settings_of(current_app)))
+def workspace() -> WorkspaceSender:
+    """Who the workspace's emails speak as (the Settings page, else the configuration)."""
+    return workspace_sender(db.session, settings_of(current_app))
+
+
+def viewer_sender() -> dict[str, str]:
+    """A preview with the sample contact speaks as the previewing user, as if the
+    contact were theirs."""
+    return sender_context(current_user, workspace())
+
+
+def step_of(campaign_id: int, step_id: int) -> CampaignStep:
+    """The step, 404 unless it belongs to the campaign in the URL."""
+    step = db.get_or_404(CampaignStep, step_id)
+    if step.campaign_id != campaign_id:
+        abort(404)
+    return step
 
 
 def _window_form(campaign: Campaign, submitted: Any = None) -> dict[str, Any]:
@@ -72,14 +90,18 @@ def _render_settings(campaign: Campaign, status: int = 200, **extra: Any):
         "errors": extra.pop("errors", {}),
         "weekday_names": WEEKDAY_NAMES,
         "status_changes": status_changes(campaign),
+        "reentry_label": RULE_LABELS[campaign.reentry],
         **extra,
     }
     if wants_fragment():
         return render_template("campaigns/_settings.html", oob_badge=True, **context), status
-    previews = [preview_step(step, _sender()) for step in campaign.steps]
+    waiting = {group.step.id: group for group in waiting_for_steps(db.session, campaign)}
+    sample = preview_context(None, viewer_sender(), workspace())
     return render_template(
         "campaigns/detail.html",
-        previews=previews,
+        steps=sorted(campaign.steps, key=lambda step: step.position),
+        previews={step.id: preview_step(step, sample, None) for step in campaign.steps},
+        waiting=waiting,
         describe_delay=describe_delay,
         step_actions=step_actions,
         active_enrollments=count_active_enrollments(db.session, campaign),
@@ -99,17 +121,91 @@ def detail(campaign_id: int):
     return _render_settings(db.get_or_404(Campaign, campaign_id))
 
 
-@bp.get("/<int:campaign_id>/steps/<int:step_id>/preview")
-@login_required
-def preview(campaign_id: int, step_id: int):
-    step = _step_of(campaign_id, step_id)
-    return render_fragment_or_page(
-        "campaigns/_preview.html",
-        "campaigns/preview.html",
-        campaign=step.campaign,
-        preview=preview_step(step, _sender()),
-        describe_delay=describe_delay,
+# --- create, edit the details, clone, delete (admins) ---
+
+
+def _campaign_input() -> CampaignInput:
+    return CampaignInput(**{name: request.form.get(name, "") for name in CAMPAIGN_FIELDS})
+
+
+def _render_details_form(campaign: Campaign | None, values, errors=None, status: int = 200):
+    return render_template(
+        "campaigns/details_form.html",
+        campaign=campaign,
+        values=values,
+        errors=errors or {},
+        types=CONTACT_TYPES,
+        taken=triggers_taken(db.session, other_than=campaign),
+        reentry_rules=RULE_LABELS,
+    ), status
+
+
+def _save_details(campaign: Campaign | None) -> ResponseReturnValue:
+    """Create (campaign None) or save the details; 422 with every message when refused."""
+    data = _campaign_input()
+    try:
+        if campaign is None:
+            campaign = create_campaign(db.session, data)
+            notice = (
+                f"{campaign.name} created. Add its first email: it takes no enrolment until then."
+            )
+        else:
+            update_details(db.session, campaign, data)
+            notice = f"{campaign.name} saved."
+    except CampaignDetailsError as refused:
+        db.session.rollback()
+        return _render_details_form(campaign, request.form, refused.errors, 422)
+    db.session.commit()
+    return action_response(url_for("campaigns.detail", campaign_id=campaign.id), notice)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@admin_required
+def new():
+    if request.method == "POST":
+        return _save_details(None)
+    return _render_details_form(None, details_of(None))
+
+
+@bp.route("/<int:campaign_id>/edit", methods=["GET", "POST"])
+@admin_required
+def edit(campaign_id: int):
+    campaign = db.get_or_404(Campaign, campaign_id)
+    if request.method == "POST":
+        return _save_details(campaign)
+    return _render_details_form(campaign, details_of(campaign))
+
+
+@bp.post("/<int:campaign_id>/clone")
+@admin_required
+def clone(campaign_id: int):
+    campaign = db.get_or_404(Campaign, campaign_id)
+    copy = clone_campaign(db.session, campaign, actor=actor_name())
+    db.session.commit()
+    return action_response(
+        url_for("campaigns.detail", campaign_id=copy.id),
+        f"{copy.name} created with {len(copy.steps)} email(s). It has no trigger yet.",
     )
+
+
+@bp.route("/<int:campaign_id>/delete", methods=["GET", "POST"])
+@admin_required
+def delete(campaign_id: int):
+    campaign = db.get_or_404(Campaign, campaign_id)
+    if request.method == "GET":  # the confirm step, which also works without JavaScript
+        refusal = deletion_refusal(db.session, campaign)
+        return render_template("campaigns/delete.html", campaign=campaign, refusal=refusal)
+    try:
+        name = delete_campaign(db.session, campaign)
+    except CampaignDetailsError as refused:
+        db.session.rollback()
+        back = url_for("campaigns.detail", campaign_id=campaign_id)
+        return action_response(back, refused.errors["delete"], "error")
+    db.session.commit()
+    return action_response(url_for("campaigns.index"), f"{name} deleted.")
+
+
+# --- send window and status (admins) ---
 
 
 def _settings_change(
@@ -162,109 +258,3 @@ def update_status(campaign_id: int):
         return f"{campaign.name} is now {campaign.status}."
 
     return _settings_change(campaign, change)
-
-
-# --- the emails of a campaign (admins) ---
-
-
-def _step_of(campaign_id: int, step_id: int) -> CampaignStep:
-    step = db.get_or_404(CampaignStep, step_id)
-    if step.campaign_id != campaign_id:
-        abort(404)
-    return step
-
-
-def _step_input() -> StepInput:
-    return StepInput(**{name: request.form.get(name, "") for name in STEP_FIELDS})
-
-
-def _render_step_form(campaign: Campaign, step: CampaignStep | None, errors=None, status=200):
-    if request.method == "POST":
-        values = request.form
-    elif step is not None:
-        values = {name: getattr(step, name) for name in STEP_FIELDS}
-    else:
-        values = NEW_STEP_VALUES
-    position = step.position if step is not None else next_position(campaign)
-    return render_template(
-        "campaigns/step_form.html",
-        campaign=campaign,
-        step=step,
-        values=values,
-        errors=errors or {},
-        delay_from_enrollment=counts_from_enrollment(position),
-    ), status
-
-
-def _back_to_step(step: CampaignStep) -> str:
-    return url_for("campaigns.detail", campaign_id=step.campaign_id, _anchor=f"step-{step.id}")
-
-
-@bp.route("/<int:campaign_id>/steps/new", methods=["GET", "POST"])
-@admin_required
-def new_step(campaign_id: int):
-    campaign = db.get_or_404(Campaign, campaign_id)
-    if request.method == "GET":
-        return _render_step_form(campaign, None)
-    try:
-        step = add_step(db.session, campaign, _step_input(), _sender(), actor=actor_name())
-    except StepEditError as refused:
-        db.session.rollback()
-        return _render_step_form(campaign, None, refused.errors, 422)
-    db.session.commit()
-    return action_response(_back_to_step(step), f"Email {step.position} added to {campaign.name}.")
-
-
-@bp.route("/<int:campaign_id>/steps/<int:step_id>/edit", methods=["GET", "POST"])
-@admin_required
-def edit_step(campaign_id: int, step_id: int):
-    step = _step_of(campaign_id, step_id)
-    if request.method == "GET":
-        return _render_step_form(step.campaign, step)
-    try:
-        changed = update_step(db.session, step, _step_input(), _sender(), actor=actor_name())
-    except StepEditError as refused:
-        db.session.rollback()
-        return _render_step_form(step.campaign, step, refused.errors, 422)
-    db.session.commit()
-    if changed:
-        return action_response(
-            _back_to_step(step), f"Email {step.position} saved as version {step.version}."
-        )
-    return action_response(_back_to_step(step), "Nothing changed.", "info")
-
-
-@bp.post("/<int:campaign_id>/steps/<int:step_id>/delete")
-@admin_required
-def delete_step(campaign_id: int, step_id: int):
-    return _step_change(
-        campaign_id,
-        step_id,
-        lambda session, step: remove_step(session, step, actor=actor_name()),
-        "removed",
-    )
-
-
-@bp.post("/<int:campaign_id>/steps/<int:step_id>/move")
-@admin_required
-def move_step_view(campaign_id: int, step_id: int):
-    direction = request.form.get("direction", "")
-    return _step_change(
-        campaign_id,
-        step_id,
-        lambda session, step: move_step(session, step, direction, actor=actor_name()),
-        f"moved {direction}",
-    )
-
-
-def _step_change(campaign_id: int, step_id: int, change, done: str):
-    step = _step_of(campaign_id, step_id)
-    label = f"Email {step.position} ({step.subject})"
-    back = url_for("campaigns.detail", campaign_id=campaign_id)
-    try:
-        change(db.session, step)
-    except StepEditError as refused:
-        db.session.rollback()
-        return action_response(back, " ".join(refused.errors.values()), "error")
-    db.session.commit()
-    return action_response(back, f"{label} {done}.")

@@ -28,6 +28,7 @@ from crm_app.drip.audience.contacts import (
     save_contact,
     search_contacts,
 )
+from crm_app.drip.audience.errors import RestartNeedsConfirmation
 from crm_app.drip.audience.export import contacts_csv
 from crm_app.drip.audience.panel import (
     campaign_panel,
@@ -35,6 +36,7 @@ from crm_app.drip.audience.panel import (
     enroll_chosen,
     stop_all_or_refuse,
 )
+from crm_app.drip.campaigns.naming import step_name
 from crm_app.drip.common.ids import database_id
 from crm_app.drip.common.timezones import TIMEZONE_CHOICES
 from crm_app.extensions import db
@@ -173,16 +175,23 @@ def panel_action(view: Callable[..., str]) -> Callable[..., ResponseReturnValue]
     @wraps(view)
     def wrapped(contact_id: int, **url_values) -> ResponseReturnValue:
         contact = db.get_or_404(Contact, contact_id)
-        message, error = None, None
+        message, error, restart = None, None, None
         try:
             message = view(contact, **url_values)
             db.session.commit()
+        except RestartNeedsConfirmation as asked:
+            db.session.rollback()
+            restart = asked  # the panel lists what would repeat, with a confirm button
         except enrollment_core.EnrollmentError as refused:
             db.session.rollback()
             error = str(refused)
+        extra = dict(panel_message=message, panel_error=error, restart=restart)
+        if restart is not None and not request.htmx:
+            # Without JavaScript the confirmation is the contact page itself.
+            return render_template("contacts/detail.html", **_panel_context(contact, **extra))
 
         def panel_and_timeline() -> str:
-            context = _panel_context(contact, panel_message=message, panel_error=error)
+            context = _panel_context(contact, **extra)
             panel = render_template("contacts/_campaign_panel.html", **context)
             return panel + render_template("contacts/_timeline.html", oob=True, **context)
 
@@ -205,15 +214,33 @@ def _stop_reason() -> str:
 @panel_action
 def enroll(contact: Contact) -> str:
     campaign_id = request.form.get("campaign_id", type=database_id)
-    enrollment = enroll_chosen(db.session, contact, campaign_id, actor=actor_name())
-    return f"Enrolled in {enrollment.campaign.name}."
+    enrollment = enroll_chosen(
+        db.session, contact, campaign_id, actor=actor_name(), restart=_restart_confirmed()
+    )
+    return _enrolled_message(enrollment)
 
 
 @bp.post("/<int:contact_id>/enrollments/by-type")
 @login_required
 @panel_action
 def enroll_by_type(contact: Contact) -> str:
-    enrollment = enrollment_core.enroll_by_type(db.session, contact, actor=actor_name())
+    enrollment = enrollment_core.enroll_by_type(
+        db.session, contact, actor=actor_name(), restart=_restart_confirmed()
+    )
+    return _enrolled_message(enrollment)
+
+
+def _restart_confirmed() -> bool:
+    """The panel's restart confirmation posts restart=1 (the API passes restart=true)."""
+    return request.form.get("restart") == "1"
+
+
+def _enrolled_message(enrollment: Enrollment) -> str:
+    at = step_name(enrollment.step)
+    if enrollment.entry == "resumed":
+        return f"Enrolled in {enrollment.campaign.name} again: resuming at {at}."
+    if enrollment.entry == "restarted":
+        return f"Enrolled in {enrollment.campaign.name} again: restarting at {at}."
     return f"Enrolled in {enrollment.campaign.name}."
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from flask import Flask
 from flask_login import current_user
 
+from crm_app.drip.campaigns.naming import step_title, subject_title
 from crm_app.drip.common.timezones import zone_or_utc
 
 
@@ -29,4 +30,7 @@ def viewer_timezone() -> str:
 
 def register_filters(app: Flask) -> None:
     app.add_template_filter(local_time, "local_time")
+    # An email's readable name: its subject for the sample contact, never template source.
+    app.add_template_filter(step_title, "step_title")
+    app.add_template_filter(subject_title, "subject_title")
     app.context_processor(lambda: {"viewer_tz": viewer_timezone()})

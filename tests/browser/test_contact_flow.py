@@ -47,7 +47,7 @@ def test_contact_lifecycle_with_inline_campaign_panel(page, admin_user, campaign
     expect(page.locator("#timeline")).to_contain_text("Stopped Lead: stopped by admin@example.com")
     panel.get_by_label("Campaign").select_option(label="Lead")
     panel.get_by_role("button", name="Enrol", exact=True).click()
-    expect(panel).to_contain_text("Enrolled in Lead.")
+    expect(panel).to_contain_text("Enrolled in Lead again: resuming at Email 1 of Lead")
     expect(panel.locator('tr.enrollment-active[data-campaign="Lead"]')).to_be_visible()
     expect(page.locator("#timeline")).to_contain_text("Enrolled in Lead (manual)")
     assert page.evaluate("window.__marker") == 1, "the page reloaded instead of swapping"

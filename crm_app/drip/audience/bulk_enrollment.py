@@ -16,6 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from crm_app.drip.audience.eligibility import mailing_block_reason, suppression_reasons
+from crm_app.drip.audience.enrollment import entry_note
+from crm_app.drip.audience.errors import EnrollmentError
+from crm_app.drip.audience.reentry import EntryPlan, plan_entry
 from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.sql import in_values, insert_rows, update_rows
@@ -82,6 +85,33 @@ def _campaigns_by_type(session, types: set[str]) -> dict[str, Campaign]:
     return {campaign.contact_type: campaign for campaign in campaigns}
 
 
+def _enrolled_before(session, contact_ids: list[int]) -> set[tuple[int, int]]:
+    """(contact id, campaign id) of every enrolment the contacts ever had: where the
+    campaign's re-entry rule decides, rather than a first enrolment."""
+    rows = session.execute(
+        sa.select(ENROLLMENTS.c.contact_id, ENROLLMENTS.c.campaign_id)
+        .where(in_values(session, ENROLLMENTS.c.contact_id, contact_ids))
+        .distinct()
+    )
+    return {tuple(row) for row in rows}
+
+
+def _entry_plan(
+    session, campaign: Campaign, contact: ContactFacts, earlier: set[tuple[int, int]], now
+) -> EntryPlan | str:
+    """Where the contact starts (a first enrolment at email 1, without a query), or why
+    the re-entry rule refuses it (an automatic path never confirms a restart)."""
+    if (contact.id, campaign.id) not in earlier:
+        first = campaign.steps[0]
+        return EntryPlan(
+            first, send_time_for_step(campaign, contact, first.delay_days, now), "first"
+        )
+    try:
+        return plan_entry(session, contact, campaign, restart=False, now=now)
+    except EnrollmentError as refused:
+        return str(refused)
+
+
 def _active_enrollments(session, contact_ids: list[int]) -> list[tuple[int, int, int]]:
     """(enrolment id, contact id, campaign id) of the contacts' active enrolments."""
     rows = session.execute(
@@ -108,19 +138,23 @@ def enroll_by_type_many(
         return BulkEnrollment()
     campaigns = _campaigns_by_type(session, {c.contact_type for c in contacts})
     suppressions = suppression_reasons(session, [c.email for c in contacts])
-    active = {(c, k) for _, c, k in _active_enrollments(session, [c.id for c in contacts])}
-    # In the contacts' order: (contact, campaign to enrol in, or why not).
-    decisions: list[tuple[ContactFacts, Campaign | None, str | None]] = []
+    ids = [c.id for c in contacts]
+    active = {(c, k) for _, c, k in _active_enrollments(session, ids)}
+    earlier = _enrolled_before(session, ids)
+    # In the contacts' order: (contact, campaign, where it starts or why not).
+    decisions: list[tuple[ContactFacts, Campaign | None, EntryPlan | str]] = []
     for contact in contacts:
         campaign = campaigns.get(contact.contact_type)
-        reason = refusal(session, campaign, contact, suppressions=suppressions, active=active)
-        if reason is None:
+        outcome = refusal(session, campaign, contact, suppressions=suppressions, active=active)
+        if outcome is None:
+            outcome = _entry_plan(session, campaign, contact, earlier, now)
+        if isinstance(outcome, EntryPlan):
             active.add((contact.id, campaign.id))  # a contact listed twice is enrolled once
-        decisions.append((contact, campaign, reason))
+        decisions.append((contact, campaign, outcome))
     rows = [
-        _enrollment_row(campaign, contact, actor=actor, source=source, now=now)
-        for contact, campaign, reason in decisions
-        if reason is None
+        _enrollment_row(campaign, contact, plan, actor=actor, source=source, now=now)
+        for contact, campaign, plan in decisions
+        if isinstance(plan, EntryPlan)
     ]
     inserted = insert_rows(session, ENROLLMENTS, rows, returning=("id", "contact_id"))
     enrolled = {contact_id: enrollment_id for enrollment_id, contact_id in inserted}
@@ -131,20 +165,31 @@ def enroll_by_type_many(
             for decision in decisions
         ],
     )
-    refused = {c.id: reason for c, _, reason in decisions if reason and c.id not in enrolled}
+    refused = {
+        c.id: outcome
+        for c, _, outcome in decisions
+        if isinstance(outcome, str) and c.id not in enrolled
+    }
     return BulkEnrollment(enrolled=enrolled, refused=refused)
 
 
 def _enrollment_row(
-    campaign: Campaign, contact: ContactFacts, *, actor: str, source: str, now: datetime
+    campaign: Campaign,
+    contact: ContactFacts,
+    plan: EntryPlan,
+    *,
+    actor: str,
+    source: str,
+    now: datetime,
 ) -> dict:
-    """The row `enroll` adds: active at step 1, due when the first step may go out."""
+    """The row `enroll` adds: active at the planned step, due when it may go out."""
     return {
         "contact_id": contact.id,
         "campaign_id": campaign.id,
         "status": "active",
-        "current_step": 1,
-        "next_send_at": send_time_for_step(campaign, contact, campaign.steps[0].delay_days, now),
+        "current_step_id": plan.step.id,
+        "entry": plan.entry,
+        "next_send_at": plan.next_send_at,
         "source": source,
         "enrolled_by": actor,
         "enrolled_at": now,
@@ -157,7 +202,7 @@ def _enrollment_row(
 def _activity(
     contact: ContactFacts,
     campaign: Campaign | None,
-    refused: str | None,
+    outcome: EntryPlan | str,
     enrolled: dict[int, int],
     *,
     actor: str,
@@ -166,11 +211,11 @@ def _activity(
 ) -> dict:
     """The timeline row `enroll` ("enrolled") or `enroll_by_type_or_note`
     ("not_enrolled") writes."""
-    if refused is not None:
+    if isinstance(outcome, str):
         return activity_row(
             contact.id,
             "not_enrolled",
-            refused,
+            outcome,
             actor=actor,
             campaign_id=None,
             enrollment_id=None,
@@ -179,7 +224,7 @@ def _activity(
     return activity_row(
         contact.id,
         "enrolled",
-        f"Enrolled in {campaign.name} ({source})",
+        f"Enrolled in {campaign.name} ({source}){entry_note(outcome)}",
         actor=actor,
         campaign_id=campaign.id,
         enrollment_id=enrolled[contact.id],

@@ -12,6 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from crm_app.drip.audience.eligibility import mailing_block_reason
+from crm_app.drip.audience.errors import EnrollmentConflict, EnrollmentError
+from crm_app.drip.audience.reentry import EntryPlan, plan_entry
+from crm_app.drip.campaigns.naming import step_name
 from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.common.activity import activity_row, record_activities, record_activity
 from crm_app.drip.common.sql import in_values, update_rows
@@ -25,15 +28,6 @@ from crm_app.models import (
     Enrollment,
     utcnow,
 )
-
-
-class EnrollmentError(Exception):
-    """A rule refused the action; the message is meant for the user."""
-
-
-class EnrollmentConflict(EnrollmentError):
-    """Refused because of the enrolment's current state: already enrolled, already ended
-    (the API answers 409 Conflict)."""
 
 
 def campaign_for_type(session, contact_type: str) -> Campaign | None:
@@ -57,9 +51,15 @@ def enroll(
     *,
     actor: str,
     source: str = "manual",
+    restart: bool = False,
     now: datetime | None = None,
 ) -> Enrollment:
-    """Enrol a contact in a campaign, or raise EnrollmentError saying why not."""
+    """Enrol a contact in a campaign, or raise EnrollmentError saying why not.
+
+    Where it starts follows the campaign's re-entry rule (reentry.plan_entry): a
+    contact enrolled before resumes after the emails it already got, restarts only
+    with `restart=True` (RestartNeedsConfirmation lists what would repeat), or is
+    refused."""
     now = now or utcnow()
     if campaign.status != "active":
         raise EnrollmentError(f"{campaign.name} is {campaign.status}: it takes no new enrolments.")
@@ -70,17 +70,19 @@ def enroll(
         raise EnrollmentError(f"{contact.full_name} cannot be enrolled: {blocked}.")
     if active_enrollment(session, contact, campaign) is not None:
         raise EnrollmentConflict(f"{contact.full_name} is already enrolled in {campaign.name}.")
+    plan = plan_entry(session, contact, campaign, restart=restart, now=now)
 
     session.flush()  # nothing else pending may fail inside the savepoint below
     enrollment = Enrollment(
         contact_id=contact.id,
         campaign_id=campaign.id,
         status="active",
-        current_step=1,
+        current_step_id=plan.step.id,
+        entry=plan.entry,
         source=source,
         enrolled_by=actor,
         enrolled_at=now,
-        next_send_at=send_time_for_step(campaign, contact, campaign.steps[0].delay_days, now),
+        next_send_at=plan.next_send_at,
     )
     try:
         # The partial unique index is the last word when two requests race.
@@ -95,7 +97,7 @@ def enroll(
         session,
         contact,
         "enrolled",
-        f"Enrolled in {campaign.name} ({source})",
+        f"Enrolled in {campaign.name} ({source}){entry_note(plan)}",
         actor=actor,
         campaign=campaign,
         enrollment=enrollment,
@@ -105,23 +107,46 @@ def enroll(
     return enrollment
 
 
+def entry_note(plan: EntryPlan) -> str:
+    """What the timeline adds to "Enrolled in ..." for an enrolment that is not the first."""
+    if plan.entry == "resumed":
+        return f", resuming at {step_name(plan.step)}"
+    if plan.entry == "restarted":
+        return ", restarting at email 1"
+    return ""
+
+
 def enroll_by_type(
-    session, contact: Contact, *, actor: str, source: str = "type", now: datetime | None = None
+    session,
+    contact: Contact,
+    *,
+    actor: str,
+    source: str = "type",
+    restart: bool = False,
+    now: datetime | None = None,
 ) -> Enrollment:
     campaign = campaign_for_type(session, contact.contact_type)
     if campaign is None:
         raise EnrollmentError(f"No campaign is mapped to the type {contact.contact_type}.")
-    return enroll(session, contact, campaign, actor=actor, source=source, now=now)
+    return enroll(session, contact, campaign, actor=actor, source=source, restart=restart, now=now)
 
 
 def enroll_by_type_or_note(
-    session, contact: Contact, *, actor: str, source: str, now: datetime | None = None
+    session,
+    contact: Contact,
+    *,
+    actor: str,
+    source: str,
+    restart: bool = False,
+    now: datetime | None = None,
 ) -> Enrollment | None:
-    """Enrol by type; a refusal (no campaign, paused, suppressed...) is recorded on the
-    timeline instead of raised: the change that triggered it (a create, a type switch,
-    an import) goes through either way."""
+    """Enrol by type; a refusal (no campaign, paused, suppressed, a restart nobody
+    confirmed...) is recorded on the timeline instead of raised: the change that
+    triggered it (a create, a type switch, an import) goes through either way."""
     try:
-        return enroll_by_type(session, contact, actor=actor, source=source, now=now)
+        return enroll_by_type(
+            session, contact, actor=actor, source=source, restart=restart, now=now
+        )
     except EnrollmentError as refused:
         record_activity(session, contact, "not_enrolled", str(refused), actor=actor)
         return None
@@ -255,22 +280,31 @@ def record_goal(
     return goal
 
 
+def step_after(steps: list[CampaignStep], step_id: int | None) -> CampaignStep | None:
+    """The step that follows `step_id` in the campaign's order now (None after the last)."""
+    ordered = sorted(steps, key=lambda step: step.position)
+    for index, step in enumerate(ordered):
+        if step.id == step_id:
+            return ordered[index + 1] if index + 1 < len(ordered) else None
+    return None
+
+
 def advance(
     session, enrollment: Enrollment, *, sent_at: datetime, now: datetime | None = None
 ) -> Enrollment:
-    """The current step went out: schedule the next one, or complete after the last.
+    """The current step went out: move to the step after it in the campaign's order
+    now, or complete after the last.
 
     The delay counts from the moment the email went out, in the contact's time
     zone, and lands inside the campaign's send window.
     """
-    enrollment.current_step += 1
+    following = step_after(enrollment.campaign.steps, enrollment.current_step_id)
     enrollment.last_sent_at = sent_at
-    steps = enrollment.campaign.steps
-    if enrollment.current_step > len(steps):
+    enrollment.step = following
+    if following is None:
         return complete(session, enrollment, now=now or sent_at)
-    step = steps[enrollment.current_step - 1]
     enrollment.next_send_at = send_time_for_step(
-        enrollment.campaign, enrollment.contact, step.delay_days, sent_at
+        enrollment.campaign, enrollment.contact, following.delay_days, sent_at
     )
     return enrollment
 
@@ -278,38 +312,40 @@ def advance(
 ENROLLMENTS = Enrollment.__table__
 
 
-def _step_delays(session, campaign_ids: set[int]) -> dict[int, list[int]]:
-    """Each campaign's step delays, in order (what `advance` reads from campaign.steps):
-    one light query instead of loading the steps as objects with every chunk."""
+def _step_sequences(session, campaign_ids: set[int]) -> dict[int, list[tuple[int, int]]]:
+    """Each campaign's (step id, delay) in order (what `advance` reads from
+    campaign.steps): one light query instead of loading the steps with every chunk."""
     steps = CampaignStep.__table__
-    delays: dict[int, list[int]] = {}
-    for campaign_id, delay_days in session.execute(
-        sa.select(steps.c.campaign_id, steps.c.delay_days)
+    sequences: dict[int, list[tuple[int, int]]] = {}
+    for campaign_id, step_id, delay_days in session.execute(
+        sa.select(steps.c.campaign_id, steps.c.id, steps.c.delay_days)
         .where(in_values(session, steps.c.campaign_id, campaign_ids))
         .order_by(steps.c.campaign_id, steps.c.position)
     ):
-        delays.setdefault(campaign_id, []).append(delay_days)
-    return delays
+        sequences.setdefault(campaign_id, []).append((step_id, delay_days))
+    return sequences
 
 
-def _advance_row(enrollment: Enrollment, sent_at: datetime, delays: list[int]) -> dict:
+def _advance_row(enrollment: Enrollment, sent_at: datetime, sequence: list[tuple[int, int]]):
     """What `advance` would write for this enrolment: the next step, or completion."""
-    step_number = enrollment.current_step + 1
+    ids = [step_id for step_id, _ in sequence]
+    index = ids.index(enrollment.current_step_id) if enrollment.current_step_id in ids else None
     row = {
         "id": enrollment.id,
-        "from_step": enrollment.current_step,
-        "current_step": step_number,
+        "from_step_id": enrollment.current_step_id,
+        "current_step_id": None,
         "last_sent_at": sent_at,
         "next_send_at": None,
         "status": "active",
         "end_reason": None,
         "ended_at": None,
     }
-    if step_number > len(delays):  # the last step went out: `complete`
+    if index is None or index + 1 >= len(sequence):  # the last step went out: `complete`
         row.update(status="completed", end_reason="completed all steps", ended_at=sent_at)
     else:
+        row["current_step_id"], delay = sequence[index + 1]
         row["next_send_at"] = send_time_for_step(
-            enrollment.campaign, enrollment.contact, delays[step_number - 1], sent_at
+            enrollment.campaign, enrollment.contact, delay, sent_at
         )
     return row
 
@@ -324,20 +360,20 @@ def advance_many(session, sent: list[tuple[Enrollment, datetime]]) -> set[int]:
     objects are not changed (reload them to see the result)."""
     if not sent:
         return set()
-    delays = _step_delays(session, {e.campaign_id for e, _ in sent})
-    rows = [_advance_row(e, at, delays.get(e.campaign_id, [])) for e, at in sent]
+    sequences = _step_sequences(session, {e.campaign_id for e, _ in sent})
+    rows = [_advance_row(e, at, sequences.get(e.campaign_id, [])) for e, at in sent]
     # Conditional on the step each enrolment was at, so a concurrent stop or move wins.
     moved = update_rows(
         session,
         ENROLLMENTS,
         rows,
-        types={"from_step": ENROLLMENTS.c.current_step.type},
+        types={"from_step_id": ENROLLMENTS.c.current_step_id.type},
         where=lambda r: [
             ENROLLMENTS.c.status == "active",
-            ENROLLMENTS.c.current_step == r.from_step,
+            ENROLLMENTS.c.current_step_id == r.from_step_id,
         ],
         values=lambda r: {
-            "current_step": r.current_step,
+            "current_step_id": r.current_step_id,
             "last_sent_at": r.last_sent_at,
             "next_send_at": r.next_send_at,
             "status": r.status,

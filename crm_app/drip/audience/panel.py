@@ -44,12 +44,12 @@ def _in_flight(session, waiting: list[Enrollment]) -> dict[int, str]:
     if not waiting:
         return {}
     rows = session.execute(
-        sa.select(Message.enrollment_id, Message.status, Message.step_position).where(
+        sa.select(Message.enrollment_id, Message.status, Message.step_id).where(
             Message.enrollment_id.in_([e.id for e in waiting])
         )
     )
-    current = {e.id: e.current_step for e in waiting}
-    return {eid: status for eid, status, step in rows if current[eid] == step}
+    current = {e.id: e.current_step_id for e in waiting}
+    return {eid: status for eid, status, step_id in rows if current[eid] == step_id}
 
 
 def campaign_panel(session, contact: Contact) -> CampaignPanel:
@@ -94,12 +94,15 @@ def contact_timeline(session, contact: Contact, *, limit: int = 200) -> list[Act
 # --- the panel's actions (callers commit) ---
 
 
-def enroll_chosen(session, contact: Contact, campaign_id: int | None, *, actor: str) -> Enrollment:
-    """Enrol in the campaign picked in the panel's dropdown (a manual enrolment)."""
+def enroll_chosen(
+    session, contact: Contact, campaign_id: int | None, *, actor: str, restart: bool = False
+) -> Enrollment:
+    """Enrol in the campaign picked in the panel's dropdown (a manual enrolment);
+    `restart` confirms a restart the campaign's re-entry rule asked for."""
     campaign = session.get(Campaign, campaign_id) if campaign_id is not None else None
     if campaign is None:
         raise EnrollmentError("Choose a campaign to enrol in.")
-    return enroll(session, contact, campaign, actor=actor, source="manual")
+    return enroll(session, contact, campaign, actor=actor, source="manual", restart=restart)
 
 
 def stop_all_or_refuse(session, contact: Contact, *, reason: str, actor: str) -> int:

@@ -1,4 +1,4 @@
-"""Campaign settings: listing, previews, send windows and pause / resume / archive.
+"""Campaign settings: listing, send windows and pause / resume / archive.
 
 Callers commit. Every enrolment whose schedule or sending state changes because
 of an admin's edit gets a timeline row, so a contact's page explains why an
@@ -8,21 +8,12 @@ email moved or stopped arriving.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, time
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
-from crm_app.drip.campaigns.rendering import (
-    SAMPLE_CONTACT,
-    RenderedEmail,
-    TemplateRenderError,
-    build_context,
-    missing_fields,
-    render_email,
-)
 from crm_app.drip.campaigns.schedule import reschedule_campaign
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.errors import FieldErrors
@@ -94,32 +85,6 @@ def describe_delay(position: int, delay_days: int) -> str:
         return "right after enrolment" if first else "same day as the previous email"
     unit = "day" if delay_days == 1 else "days"
     return f"{delay_days} {unit} after {after}"
-
-
-# ---------------------------------------------------------------- previews
-
-
-@dataclass(frozen=True)
-class StepPreview:
-    step: CampaignStep
-    email: RenderedEmail | None
-    error: str | None
-    missing: list[str] = field(default_factory=list)
-
-
-def preview_step(
-    step: CampaignStep, sender: dict[str, str], contact_fields: dict[str, Any] | None = None
-) -> StepPreview:
-    """Render one step against a contact (the sample by default); errors become a message."""
-    fields = SAMPLE_CONTACT if contact_fields is None else contact_fields
-    missing = missing_fields([step.subject, step.body_html, step.body_text], fields)
-    try:
-        email = render_email(
-            step.subject, step.body_html, step.body_text, build_context(fields, sender)
-        )
-    except TemplateRenderError as error:
-        return StepPreview(step, None, str(error), missing)
-    return StepPreview(step, email, None, missing)
 
 
 # ---------------------------------------------------------------- send window

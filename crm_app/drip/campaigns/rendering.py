@@ -201,6 +201,12 @@ def sender_from_name(owner: User | None, workspace: WorkspaceSender) -> str:
     return _one_line(speaker.from_name) or _one_line(speaker.name)
 
 
+def sender_for_contact(contact: Contact, workspace: WorkspaceSender) -> dict[str, str]:
+    """The `sender` of a real contact's emails: its owner when one speaks, else the
+    workspace (what delivery's compose uses)."""
+    return sender_context(contact.owner, workspace)
+
+
 def build_context(contact_fields: dict[str, Any], sender: dict[str, str]) -> dict[str, Any]:
     return {
         "contact": contact_fields,
@@ -219,24 +225,51 @@ class RenderedEmail:
     text: str
 
 
-def missing_fields(sources: list[str], contact_fields: dict[str, Any]) -> list[str]:
-    """Contact fields a template uses that are empty for this contact (for previews)."""
-    used: set[str] = set()
+def _custom_keys(tree: nodes.Template) -> set[str]:
+    """Custom fields a template reads: contact.custom.x, .get("x") and ["x"]."""
+
+    def is_custom(node: nodes.Node) -> bool:
+        return (
+            isinstance(node, nodes.Getattr)
+            and node.attr == "custom"
+            and isinstance(node.node, nodes.Name)
+            and node.node.name == "contact"
+        )
+
+    keys: set[str] = set()
+    for attr in tree.find_all(nodes.Getattr):
+        if is_custom(attr.node) and attr.attr != "get":
+            keys.add(attr.attr)
+    for call in tree.find_all(nodes.Call):
+        target = call.node
+        if isinstance(target, nodes.Getattr) and target.attr == "get" and is_custom(target.node):
+            if call.args and isinstance(call.args[0], nodes.Const):
+                keys.add(str(call.args[0].value))
+    for item in tree.find_all(nodes.Getitem):
+        if is_custom(item.node) and isinstance(item.arg, nodes.Const):
+            keys.add(str(item.arg.value))
+    return keys
+
+
+def empty_merge_fields(sources: list[str], context: dict[str, Any]) -> list[str]:
+    """Merge fields the templates use that are missing or empty in this context (a
+    contact, its company and the sender), as written: "contact.first_name",
+    "contact.custom.met_at", "sender.title". A preview lists them: each one renders as
+    its fallback, or as nothing."""
+    empty: set[str] = set()
     for source in sources:
         try:
             tree = _TEXT_ENV.parse(source)
         except TemplateSyntaxError:
             continue
         for attr in tree.find_all(nodes.Getattr):
-            if isinstance(attr.node, nodes.Name) and attr.node.name == "contact":
-                used.add(attr.attr)
-            # company.* is filled from the contact's own fields.
-            elif isinstance(attr.node, nodes.Name) and attr.node.name == "company":
-                used.add(_COMPANY_SOURCE.get(attr.attr, attr.attr))
-    return sorted(f for f in used if f != "custom" and not contact_fields.get(f))
-
-
-_COMPANY_SOURCE = {"name": "company", "industry": "industry"}
+            owner = attr.node
+            if isinstance(owner, nodes.Name) and owner.name in MERGE_FIELDS:
+                if attr.attr != "custom" and not context[owner.name].get(attr.attr):
+                    empty.add(f"{owner.name}.{attr.attr}")
+        custom = context["contact"].get("custom") or {}
+        empty |= {f"contact.custom.{key}" for key in _custom_keys(tree) if not custom.get(key)}
+    return sorted(empty)
 
 
 @lru_cache(maxsize=512)
@@ -291,4 +324,16 @@ SAMPLE_CONTACT = {
     "industry": "Logistics",
     "contact_type": "lead",
     "custom": {"met_at": "the Spring Growth Summit"},
+}
+
+# The sender the sample renders use when no real one is at hand (an email's readable
+# name in analytics or on the timeline): the configured identity's defaults.
+SAMPLE_SENDER = {
+    "name": "Sam Taylor",
+    "first_name": "Sam",
+    "title": "Account Manager",
+    "company": "Drip CRM",
+    "email": "hello@example.com",
+    "phone": "+1 555 0199",
+    "website": "https://example.com",
 }

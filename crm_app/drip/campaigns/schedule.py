@@ -49,26 +49,21 @@ def is_inside_send_window(moment: datetime, campaign: Campaign, tz_name: str) ->
 
 
 def send_time_for_step(
-    campaign: Campaign, contact: Contact, delay_days: int, after: datetime
+    campaign: Campaign,
+    contact: Contact,
+    delay_days: int,
+    after: datetime,
+    *,
+    not_before: datetime | None = None,
 ) -> datetime:
-    """When a step with `delay_days` after `after` may go out for this contact."""
+    """When a step with `delay_days` after `after` may go out for this contact (never
+    before `not_before`: a resumed contact's delay may have run out long ago)."""
     earliest = add_local_days(after, delay_days, contact.timezone)
+    if not_before is not None:
+        earliest = max(earliest, not_before)
     return clamp_to_send_window(
         earliest, contact.timezone, campaign.send_weekdays, campaign.send_start, campaign.send_end
     )
-
-
-def schedule_step(enrollment: Enrollment, after: datetime) -> datetime | None:
-    """Set `next_send_at` for the enrolment's current step; None when no step is left."""
-    steps = enrollment.campaign.steps
-    if enrollment.current_step > len(steps):
-        enrollment.next_send_at = None
-        return None
-    step = steps[enrollment.current_step - 1]
-    enrollment.next_send_at = send_time_for_step(
-        enrollment.campaign, enrollment.contact, step.delay_days, after
-    )
-    return enrollment.next_send_at
 
 
 def reschedule_campaign(session, campaign: Campaign, now: datetime) -> int:

@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from crm_app.default_campaigns import load_default_campaigns
+from crm_app.drip.campaigns.steps import release_step
+from crm_app.drip.campaigns.versions import record_version
 from crm_app.models import Campaign, CampaignStep
+
+SEED_ACTOR = "system:seed"
 
 
 @dataclass
@@ -27,23 +31,34 @@ def _step_fields(step: dict) -> dict:
     }
 
 
-def _sync_steps(campaign: Campaign, steps: list[dict]) -> bool:
+def _sync_steps(session, campaign: Campaign, steps: list[dict]) -> bool:
+    """The campaign's emails as the data says, by position; each new or changed text is
+    a version, and contacts waiting for a dropped email move on first (release_step)."""
     changed = False
     existing = {s.position: s for s in campaign.steps}
     for position, data in enumerate(steps, start=1):
         wanted = _step_fields(data)
         step = existing.get(position)
         if step is None:
-            campaign.steps.append(CampaignStep(position=position, version=1, **wanted))
+            step = CampaignStep(position=position, version=1, **wanted)
+            campaign.steps.append(step)
+            record_version(session, step, actor=SEED_ACTOR, note="default campaign")
             changed = True
         elif any(getattr(step, k) != v for k, v in wanted.items()):
+            text_changed = any(
+                getattr(step, k) != v for k, v in wanted.items() if k != "delay_days"
+            )
             for key, value in wanted.items():
                 setattr(step, key, value)
-            step.version += 1
+            if text_changed:
+                step.version += 1
+                record_version(session, step, actor=SEED_ACTOR, note="default campaign updated")
             changed = True
-    for position, step in existing.items():
+    for position, step in sorted(existing.items(), reverse=True):
         if position > len(steps):
+            release_step(session, step, actor=SEED_ACTOR)
             campaign.steps.remove(step)
+            session.flush()
             changed = True
     return changed
 
@@ -63,7 +78,7 @@ def seed_default_campaigns(session) -> SeedReport:
                 status="active",
             )
             session.add(campaign)
-            _sync_steps(campaign, data["steps"])
+            _sync_steps(session, campaign, data["steps"])
             report.created.append(campaign.name)
         elif campaign.customized:
             report.kept_customized.append(campaign.name)
@@ -73,7 +88,7 @@ def seed_default_campaigns(session) -> SeedReport:
                 if getattr(campaign, key) != data.get(key, ""):
                     setattr(campaign, key, data.get(key, ""))
                     meta_changed = True
-            steps_changed = _sync_steps(campaign, data["steps"])
+            steps_changed = _sync_steps(session, campaign, data["steps"])
             (report.updated if meta_changed or steps_changed else report.unchanged).append(
                 campaign.name
             )

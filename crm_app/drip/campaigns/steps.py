@@ -1,18 +1,31 @@
-"""Editing a campaign's emails: add, edit, remove, reorder, each checked before it is saved.
+"""Editing a campaign's emails: add (at any place), edit, remove, reorder, restore a
+version, each checked before it is saved.
 
 A template that does not parse, uses an unknown merge field or fails to render
 for the sample contact is refused with a message per field, and nothing is
-saved. Every saved change bumps the step's version (each sent email records the
+saved. Every saved text is a new version (versions.py: each sent email records the
 version it used) and marks the campaign as edited, so `flask seed` keeps it.
-Callers commit.
+
+Enrolments point at a step's identity, so the live-edit rules (impact.py, and
+DELIVERY.md "Live edits") follow from the data; a change that moves contacts who
+are waiting raises ImpactNeedsConfirmation until the caller confirms it, after
+showing the impact. Callers commit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from datetime import datetime
 
 import sqlalchemy as sa
 
+from crm_app.drip.campaigns.impact import (
+    Impact,
+    ImpactNeedsConfirmation,
+    edit_change,
+    order_change,
+)
+from crm_app.drip.campaigns.naming import email_name, step_name, step_title
 from crm_app.drip.campaigns.rendering import (
     SAMPLE_CONTACT,
     TemplateRenderError,
@@ -20,9 +33,11 @@ from crm_app.drip.campaigns.rendering import (
     check_template,
     render_email,
 )
+from crm_app.drip.campaigns.versions import record_version, version_of
+from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.team.audit import record_audit
-from crm_app.models import Campaign, CampaignStep, Enrollment
+from crm_app.models import Campaign, CampaignStep, Enrollment, utcnow
 
 MAX_DELAY_DAYS = 365
 SUBJECT_MAX = 300
@@ -43,16 +58,17 @@ class StepInput:
     body_html: str
     body_text: str
     delay_days: str
+    position: str = ""  # a new email's place (1 = first); empty: after the last
 
 
 # What the email form submits, by name (each as text).
 STEP_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(StepInput))
 
 
-def validate_step(data: StepInput, sender: dict[str, str]) -> dict:
-    """Cleaned values, or StepEditError with one message per field."""
+def template_errors(values: dict[str, str], sender: dict[str, str]) -> dict[str, str]:
+    """A message per template field that cannot be saved: empty, syntax, unknown merge
+    field, or a failure rendering it for the sample contact."""
     errors: dict[str, str] = {}
-    values = {name: (getattr(data, name) or "").strip() for name in TEMPLATE_FIELDS}
     for name in TEMPLATE_FIELDS:
         if not values[name]:
             errors[name] = f"The {FIELD_LABELS[name]} is required."
@@ -62,25 +78,45 @@ def validate_step(data: StepInput, sender: dict[str, str]) -> dict:
             errors[name] = " ".join(problems)
     if len(values["subject"]) > SUBJECT_MAX:
         errors["subject"] = f"At most {SUBJECT_MAX} characters."
+    # Parsing is not enough: a filter misused on real data fails only when rendering.
+    context = build_context(SAMPLE_CONTACT, sender)
+    for name in TEMPLATE_FIELDS:
+        if name in errors:
+            continue
+        parts = {field: "" for field in TEMPLATE_FIELDS} | {name: values[name]}
+        try:
+            render_email(parts["subject"], parts["body_html"], parts["body_text"], context)
+        except TemplateRenderError as failed:
+            errors[name] = str(failed)
+    return errors
+
+
+def parse_delay(raw: str | None) -> int | None:
     try:
-        delay = int((data.delay_days or "").strip())
-        if not 0 <= delay <= MAX_DELAY_DAYS:
-            raise ValueError
-        values["delay_days"] = delay
+        delay = int((raw or "").strip())
     except ValueError:
+        return None
+    return delay if 0 <= delay <= MAX_DELAY_DAYS else None
+
+
+def cleaned_texts(data: StepInput) -> dict[str, str]:
+    """The template fields as saved: trimmed, with the browser's CRLF line ends as LF (a
+    textarea posts CRLF; unchanged text must compare equal, not make a new version)."""
+    return {
+        name: (getattr(data, name) or "").replace("\r\n", "\n").strip() for name in TEMPLATE_FIELDS
+    }
+
+
+def validate_step(data: StepInput, sender: dict[str, str]) -> dict:
+    """Cleaned values, or StepEditError with one message per field."""
+    values = cleaned_texts(data)
+    errors = template_errors(values, sender)
+    delay = parse_delay(data.delay_days)
+    if delay is None:
         errors["delay_days"] = f"Enter a whole number of days from 0 to {MAX_DELAY_DAYS}."
-    if not errors:
-        # Parsing is not enough: a filter misused on real data fails only when rendering.
-        context = build_context(SAMPLE_CONTACT, sender)
-        for name in TEMPLATE_FIELDS:
-            parts = {field: "" for field in TEMPLATE_FIELDS} | {name: values[name]}
-            try:
-                render_email(parts["subject"], parts["body_html"], parts["body_text"], context)
-            except TemplateRenderError as failed:
-                errors[name] = str(failed)
     if errors:
         raise StepEditError(errors)
-    return values
+    return values | {"delay_days": delay}
 
 
 def step_actions(step: CampaignStep) -> frozenset[str]:
@@ -98,78 +134,234 @@ def step_actions(step: CampaignStep) -> frozenset[str]:
 
 
 def next_position(campaign: Campaign) -> int:
-    """Where a new email goes: after the last one."""
+    """Where a new email goes by default: after the last one."""
     return len(campaign.steps) + 1
 
 
 def _audit(session, step: CampaignStep, action: str, done: str, actor: str) -> None:
-    summary = f"{step.campaign.name}: email {step.position} ({step.subject}) {done}"
+    summary = f"{step.campaign.name}: email {step.position} ({step_title(step)}) {done}"
     record_audit(session, actor, f"email.{action}", "email", step.id, summary)
 
 
-def update_step(
-    session, step: CampaignStep, data: StepInput, sender: dict[str, str], *, actor: str
-) -> bool:
-    """Save an edit; returns False when nothing changed (no new version)."""
-    values = validate_step(data, sender)
-    if all(getattr(step, name) == value for name, value in values.items()):
-        return False
-    for name, value in values.items():
-        setattr(step, name, value)
-    step.version += 1
-    step.campaign.customized = True
-    _audit(session, step, "edited", f"saved as version {step.version}", actor)
-    return True
+def _ordered(campaign: Campaign) -> list[CampaignStep]:
+    return sorted(campaign.steps, key=lambda step: step.position)
+
+
+def insert_position(campaign: Campaign, raw: str | None) -> int:
+    """The place asked for a new email (1..after the last), or StepEditError."""
+    last = next_position(campaign)
+    if not (raw or "").strip():
+        return last
+    try:
+        position = int(raw)
+    except ValueError:
+        position = 0
+    if not 1 <= position <= last:
+        raise StepEditError({"position": f"Choose a place from 1 to {last}."})
+    return position
+
+
+def _confirm(impact: Impact, confirmed: bool) -> None:
+    if impact.needs_confirmation and not confirmed:
+        raise ImpactNeedsConfirmation(impact)
+
+
+# ---------------------------------------------------------------- add and edit
+
+
+def insert_impact(session, campaign: Campaign, draft: CampaignStep, position: int) -> Impact:
+    order = _ordered(campaign)
+    order.insert(position - 1, draft)
+    change = f"Inserting a new email at place {position}"
+    return order_change(session, campaign, order, change)
 
 
 def add_step(
-    session, campaign: Campaign, data: StepInput, sender: dict[str, str], *, actor: str
+    session,
+    campaign: Campaign,
+    data: StepInput,
+    sender: dict[str, str],
+    *,
+    actor: str,
+    confirmed: bool = False,
 ) -> CampaignStep:
-    """Append an email at the end of the sequence."""
+    """Insert an email at the place asked (after the last by default). Contacts already
+    past that place never get it; the others get it when they reach it."""
     values = validate_step(data, sender)
-    step = CampaignStep(position=next_position(campaign), version=1, **values)
+    position = insert_position(campaign, data.position)
+    step = CampaignStep(version=1, **values)
+    _confirm(insert_impact(session, campaign, step, position), confirmed)
+    for later in reversed(_ordered(campaign)):
+        if later.position >= position:
+            later.position += 1
+            session.flush()  # one at a time: (campaign, position) is unique
+    step.position = position
     campaign.steps.append(step)
     campaign.customized = True
     session.flush()
+    record_version(session, step, actor=actor, note="new email")
     _audit(session, step, "added", "added as version 1", actor)
     return step
 
 
-def remove_step(session, step: CampaignStep, *, actor: str) -> None:
-    """Remove an email; contacts keep their place in the rest of the sequence."""
+def edit_impact(session, step: CampaignStep, data: StepInput) -> Impact:
+    """What saving this form would do to the contacts waiting in the campaign."""
+    content = any(text != getattr(step, n) for n, text in cleaned_texts(data).items())
+    return edit_change(session, step, parse_delay(data.delay_days), content)
+
+
+def update_step(
+    session,
+    step: CampaignStep,
+    data: StepInput,
+    sender: dict[str, str],
+    *,
+    actor: str,
+    confirmed: bool = False,
+) -> bool:
+    """Save an edit; returns False when nothing changed. A new text is a new version;
+    a new delay with contacts waiting for the email needs a confirmation."""
+    values = validate_step(data, sender)
+    content_changed = any(getattr(step, name) != values[name] for name in TEMPLATE_FIELDS)
+    delay_changed = step.delay_days != values["delay_days"]
+    if not (content_changed or delay_changed):
+        return False
+    if delay_changed:
+        _confirm(edit_change(session, step, values["delay_days"], content_changed), confirmed)
+    for name, value in values.items():
+        setattr(step, name, value)
+    step.campaign.customized = True
+    if content_changed:
+        step.version += 1
+        record_version(session, step, actor=actor)
+        _audit(session, step, "edited", f"saved as version {step.version}", actor)
+    if delay_changed:
+        _audit(session, step, "edited", f"delay set to {step.delay_days} days", actor)
+    return True
+
+
+def restore_version(
+    session, step: CampaignStep, number: int, sender: dict[str, str], *, actor: str
+) -> CampaignStep:
+    """Save an earlier version's text as a new version (checked as any edit is)."""
+    old = version_of(session, step.id, number)
+    if old is None:
+        raise StepEditError({"version": f"Email {step.position} has no version {number}."})
+    if (old.subject, old.body_html, old.body_text) == (
+        step.subject,
+        step.body_html,
+        step.body_text,
+    ):
+        raise StepEditError({"version": f"Version {number} is the text saved now."})
+    data = StepInput(old.subject, old.body_html, old.body_text, str(step.delay_days))
+    values = validate_step(data, sender)
+    for name in TEMPLATE_FIELDS:
+        setattr(step, name, values[name])
+    step.version += 1
+    step.campaign.customized = True
+    record_version(session, step, actor=actor, note=f"restored from version {number}")
+    _audit(session, step, "restored", f"version {number} restored as version {step.version}", actor)
+    return step
+
+
+# ---------------------------------------------------------------- remove and move
+
+
+def removal_impact(session, step: CampaignStep) -> Impact:
+    order = [s for s in _ordered(step.campaign) if s is not step]
+    change = f"Removing {step_name(step)}"
+    return order_change(session, step.campaign, order, change, removed=step)
+
+
+def release_step(session, step: CampaignStep, *, actor: str, now: datetime | None = None) -> int:
+    """Move every enrolment at `step` to the one after it, before the step goes: active
+    ones keep their date (one whose email for it is in flight is due now: that email
+    is skipped, the step being gone); none left: the tick completes them. Returns how
+    many active ones moved, each with its timeline row."""
+    now = now or utcnow()
+    following = next((s for s in _ordered(step.campaign) if s.position > step.position), None)
+    table = Enrollment.__table__
+    at_step = table.c.current_step_id == step.id
+    moving = session.execute(
+        sa.select(table.c.id, table.c.contact_id).where(at_step, table.c.status == "active")
+    ).all()
+    next_id = following.id if following is not None else None
+    loaded = [e for e in session.identity_map.values() if isinstance(e, Enrollment)]
+    session.execute(
+        sa.update(table)
+        .where(at_step, table.c.status == "active")
+        .values(current_step_id=next_id, next_send_at=sa.func.coalesce(table.c.next_send_at, now))
+    )
+    session.execute(sa.update(table).where(at_step).values(current_step_id=next_id))
+    for enrollment in loaded:  # changed in SQL: read them again when next used
+        if enrollment.current_step_id == step.id:
+            session.expire(enrollment)
+    then = f"next is “{step_title(following)}”, on the same date" if following else "no email left"
+    detail = f"{step_name(step)} was removed from the campaign: {then}"
+    record_activities(
+        session,
+        [
+            activity_row(
+                contact_id,
+                "step_removed",
+                detail,
+                actor=actor,
+                campaign_id=step.campaign_id,
+                enrollment_id=enrollment_id,
+                created_at=now,
+            )
+            for enrollment_id, contact_id in moving
+        ],
+    )
+    return len(moving)
+
+
+def remove_step(session, step: CampaignStep, *, actor: str, confirmed: bool = False) -> str:
+    """Remove an email: its waiting contacts move to the next one on the same date, the
+    others keep their place. Returns the removed email's name."""
     campaign = step.campaign
     if "remove" not in step_actions(step):
         raise StepEditError({"step": "A campaign needs at least one email: archive it instead."})
+    _confirm(removal_impact(session, step), confirmed)
     _audit(session, step, "removed", f"removed (at version {step.version})", actor)
-    position = step.position
-    # Enrolments already past the removed email move back one place with it; those
-    # waiting for it now wait for the next one (or complete at their next tick).
-    session.execute(
-        sa.update(Enrollment)
-        .where(
-            Enrollment.campaign_id == campaign.id,
-            Enrollment.status == "active",
-            Enrollment.current_step > position,
-        )
-        .values(current_step=Enrollment.current_step - 1)
-    )
+    name, position = step_name(step), step.position
+    release_step(session, step, actor=actor)
     campaign.steps.remove(step)
     session.flush()
-    for later in sorted(campaign.steps, key=lambda s: s.position):
+    for later in _ordered(campaign):
         if later.position > position:
             later.position -= 1
             session.flush()  # one at a time: (campaign, position) is unique
     campaign.customized = True
+    return name
 
 
-def move_step(session, step: CampaignStep, direction: str, *, actor: str) -> None:
-    """Swap with the neighbouring email ("up" or "down")."""
+def _neighbour(step: CampaignStep, direction: str) -> CampaignStep:
     if direction not in MOVE_OFFSETS:
         raise StepEditError({"step": "Move a step up or down."})
     wanted = step.position + MOVE_OFFSETS[direction]
     neighbour = next((s for s in step.campaign.steps if s.position == wanted), None)
     if direction not in step_actions(step) or neighbour is None:
         raise StepEditError({"step": f"Email {step.position} cannot move {direction}."})
+    return neighbour
+
+
+def move_impact(session, step: CampaignStep, direction: str) -> Impact:
+    neighbour = _neighbour(step, direction)
+    order = _ordered(step.campaign)
+    i, j = order.index(step), order.index(neighbour)
+    order[i], order[j] = neighbour, step
+    change = f"Moving {step_name(step)} {direction}"
+    return order_change(session, step.campaign, order, change)
+
+
+def move_step(
+    session, step: CampaignStep, direction: str, *, actor: str, confirmed: bool = False
+) -> str:
+    """Swap with the neighbouring email ("up" or "down"); every contact keeps its next
+    email. Returns the moved email's name, at its new place."""
+    neighbour = _neighbour(step, direction)
+    _confirm(move_impact(session, step, direction), confirmed)
     mine, theirs = step.position, neighbour.position
     step.position = 0  # free the slot: (campaign, position) is unique
     session.flush()
@@ -179,3 +371,4 @@ def move_step(session, step: CampaignStep, direction: str, *, actor: str) -> Non
     session.flush()
     step.campaign.customized = True
     _audit(session, step, "moved", f"moved {direction} from position {mine}", actor)
+    return email_name(step.position, step.campaign.name, step.subject)

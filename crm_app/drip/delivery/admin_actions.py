@@ -71,7 +71,7 @@ def mark_sent(
     detail = f"Email #{message.id} marked sent by {actor}" + (f": {note}" if note else "")
     record_message_activity(session, message, "email_marked_sent", detail, actor)
     enrollment: Enrollment = message.enrollment
-    if enrollment.status == "active" and enrollment.current_step == message.step_position:
+    if enrollment.status == "active" and enrollment.current_step_id == message.step_id:
         advance(session, enrollment, sent_at=now, now=now)
     return message
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import object_session
 
 from crm_app.config import Settings
 from crm_app.drip.audience.unsubscribe import unsubscribe_url
+from crm_app.drip.campaigns.naming import email_name
 from crm_app.drip.campaigns.rendering import (
     build_context,
     contact_context,
@@ -23,8 +24,11 @@ from crm_app.models import Message
 
 
 def email_label(message: Message) -> str:
-    """How the timeline names this email."""
-    return f"Email {message.step_position} of {message.campaign.name}"
+    """How the timeline names this email: its subject for the sample contact (naming)."""
+    step = message.step
+    if step is None:  # removed from the campaign since
+        return email_name(None, message.campaign.name, None)
+    return email_name(step.position, message.campaign.name, step.subject)
 
 
 def compose(message: Message, settings: Settings) -> OutgoingEmail:

@@ -12,17 +12,21 @@ def skip_reason(
     session, message: Message, suppressions: dict[str, str] | None = None
 ) -> tuple[str, str] | None:
     """(reason, what to do with the enrolment: none/stop/reschedule) when this email
-    must not go out now, else None."""
+    must not go out now, else None.
+
+    Steps are compared by identity: an enrolment whose step was moved elsewhere in the
+    sequence still gets this email; one that was moved to another step does not."""
     enrollment = message.enrollment
     if enrollment.status != "active":
         return f"the enrolment has ended ({enrollment.end_reason or enrollment.status})", "none"
-    if enrollment.current_step != message.step_position:
+    if message.step_id is None:
+        # Removing a step already moved its contacts to the next one, with a date.
+        return "the step was removed from the campaign", "none"
+    if enrollment.current_step_id != message.step_id:
         return "the enrolment moved to another step", "none"
     blocked = mailing_block_reason(session, message.contact, suppressions=suppressions)
     if blocked:
         return blocked, "stop"
     if message.campaign.status != "active":
         return f"the campaign is {message.campaign.status}", "reschedule"
-    if message.step is None:
-        return "the step was removed from the campaign", "reschedule"
     return None

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import selectinload
 
 from crm_app.drip.audience.enrollment import advance, complete
+from crm_app.drip.audience.reentry import received_in_earlier_enrollments
+from crm_app.drip.campaigns.naming import step_name
 from crm_app.drip.campaigns.schedule import clamp_to_send_window, is_inside_send_window
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.sql import dialect_insert, in_values, insert_rows, is_postgres, update_rows
@@ -52,6 +53,7 @@ class TickResult:
     created: int = 0  # message rows this tick created
     deferred: int = 0  # send window closed now: moved to its next opening
     completed: int = 0  # no step left (steps removed): completed
+    not_repeated: int = 0  # a resumed contact already got this email earlier: moved past it
     requeued: int = 0  # `queued` rows past their lease (Redis lost them), enqueued again
     in_doubt: int = 0  # `sending` rows past their lease: the worker vanished mid-send
     enqueued: list[int] = field(default_factory=list)  # message ids handed to `enqueue`
@@ -109,7 +111,8 @@ def _due_query(session, now: datetime, limit: int):
             Enrollment.id,
             Enrollment.campaign_id,
             Enrollment.contact_id,
-            Enrollment.current_step,
+            Enrollment.current_step_id,
+            Enrollment.entry,
             Enrollment.next_send_at,
             Contact.timezone,
         )
@@ -138,15 +141,13 @@ def _sort_due(session, rows, now: datetime) -> _DueChunk:
     campaigns = {
         c.id: c
         for c in session.scalars(
-            sa.select(Campaign)
-            .where(Campaign.id.in_({r.campaign_id for r in rows}))
-            .options(selectinload(Campaign.steps))
+            sa.select(Campaign).where(Campaign.id.in_({r.campaign_id for r in rows}))
         )
     }
     due = _DueChunk()
     for row in rows:
         campaign = campaigns[row.campaign_id]
-        if row.current_step > len(campaign.steps):
+        if row.current_step_id is None:
             due.finished.append(row.id)
         elif not is_inside_send_window(now, campaign, row.timezone):
             opening = clamp_to_send_window(
@@ -155,7 +156,7 @@ def _sort_due(session, rows, now: datetime) -> _DueChunk:
             due.deferrals.append(
                 {
                     "id": row.id,
-                    "seen_step": row.current_step,
+                    "seen_step_id": row.current_step_id,
                     "seen_next_send_at": row.next_send_at,
                     "next_send_at": opening,
                 }
@@ -164,10 +165,9 @@ def _sort_due(session, rows, now: datetime) -> _DueChunk:
             due.to_insert.append(
                 {
                     "enrollment_id": row.id,
-                    "step_id": campaign.steps[row.current_step - 1].id,
+                    "step_id": row.current_step_id,
                     "contact_id": row.contact_id,
                     "campaign_id": row.campaign_id,
-                    "step_position": row.current_step,
                 }
             )
     return due
@@ -180,11 +180,11 @@ def _defer(session, deferrals: list[dict]) -> None:
         ENROLLMENTS,
         deferrals,
         types={
-            "seen_step": ENROLLMENTS.c.current_step.type,
+            "seen_step_id": ENROLLMENTS.c.current_step_id.type,
             "seen_next_send_at": ENROLLMENTS.c.next_send_at.type,
         },
         where=lambda r: [
-            ENROLLMENTS.c.current_step == r.seen_step,
+            ENROLLMENTS.c.current_step_id == r.seen_step_id,
             ENROLLMENTS.c.next_send_at == r.seen_next_send_at,
         ],
         values=lambda r: {"next_send_at": r.next_send_at},
@@ -202,6 +202,7 @@ def _process_due_chunk(
     due = _sort_due(session, rows, now)
     _defer(session, due.deferrals)
     result.deferred += len(due.deferrals)
+    result.not_repeated += _skip_received_earlier(session, due, rows, now)
 
     created = _insert_messages(session, due.to_insert, now)
     result.created += len(created)
@@ -218,6 +219,44 @@ def _process_due_chunk(
             complete(session, enrollment, now=now)
             result.completed += 1
     return len(rows), list(created.values()) + requeued
+
+
+def _skip_received_earlier(session, due: _DueChunk, rows, now: datetime) -> int:
+    """A resumed contact whose due step it already got in an earlier enrolment (the
+    steps were reordered since) is moved past it, never sent it twice: the step leaves
+    `due.to_insert`. Returns how many moved."""
+    resumed = {r.id for r in rows if r.entry == "resumed"}
+    received = received_in_earlier_enrollments(
+        session,
+        [
+            (r["enrollment_id"], r["contact_id"], r["step_id"])
+            for r in due.to_insert
+            if r["enrollment_id"] in resumed
+        ],
+    )
+    if not received:
+        return 0
+    due.to_insert = [r for r in due.to_insert if r["enrollment_id"] not in received]
+    seen = {r.id: r for r in rows}
+    moved = 0
+    for enrollment_id, received_at in received.items():
+        enrollment = session.get(Enrollment, enrollment_id)
+        row = seen[enrollment_id]
+        if enrollment.status != "active" or enrollment.current_step_id != row.current_step_id:
+            continue
+        record_activity(
+            session,
+            enrollment.contact,
+            "email_skipped",
+            f"{step_name(enrollment.step)} not sent again: "
+            f"{enrollment.contact.full_name} already received it in an earlier enrolment",
+            actor="system:tick",
+            campaign=enrollment.campaign,
+            enrollment=enrollment,
+        )
+        advance(session, enrollment, sent_at=received_at, now=now)
+        moved += 1
+    return moved
 
 
 def _insert_messages(session, rows: list[dict], now: datetime) -> dict[int, int]:
@@ -266,7 +305,7 @@ def _resolve_conflicts(session, conflicts: list[dict], rows, now: datetime) -> l
             sa.update(Enrollment.__table__)
             .where(
                 Enrollment.id == row.id,
-                Enrollment.current_step == row.current_step,
+                Enrollment.current_step_id == row.current_step_id,
                 Enrollment.next_send_at == row.next_send_at,
             )
             .values(next_send_at=None)
@@ -274,20 +313,15 @@ def _resolve_conflicts(session, conflicts: list[dict], rows, now: datetime) -> l
         if message.status == "sent":
             # This step's email already went out (the steps were reordered): move on.
             enrollment = session.get(Enrollment, row.id)
-            if enrollment.current_step == row.current_step and enrollment.status == "active":
+            same_step = enrollment.current_step_id == row.current_step_id
+            if same_step and enrollment.status == "active":
                 advance(session, enrollment, sent_at=message.sent_at or now, now=now)
         elif message.status == "skipped":
             # Skipped while it could not go (campaign paused, step edited); due again now.
             claimed = session.execute(
                 sa.update(Message.__table__)
                 .where(Message.id == message.id, Message.status == "skipped")
-                .values(
-                    status="queued",
-                    error="",
-                    enqueued_at=now,
-                    next_attempt_at=None,
-                    step_position=row.current_step,
-                )
+                .values(status="queued", error="", enqueued_at=now, next_attempt_at=None)
             ).rowcount
             if claimed:
                 session.execute(guard)

@@ -18,6 +18,7 @@ from datetime import date
 
 import sqlalchemy as sa
 
+from crm_app.drip.campaigns.naming import subject_title
 from crm_app.drip.reporting.date_range import DateRange
 from crm_app.models import Campaign, CampaignStep, Enrollment, Message
 from crm_app.models.tracking import ContactGoal
@@ -99,8 +100,11 @@ class CampaignSummary:
 
 @dataclass
 class StepRow:
-    position: int
-    subject: str
+    """One email's figures. Grouped by the step's identity, so a reordered email keeps
+    its history; the emails removed since share one row (position None)."""
+
+    position: int | None
+    subject: str  # readable: the subject for the sample contact (naming), never source
     counts: Counts
 
 
@@ -122,7 +126,7 @@ class CampaignReport:
     @property
     def funnel(self) -> list[tuple[int, int]]:
         """(step position, sent) in step order: how far the cohort got."""
-        return [(row.position, row.counts.sent) for row in self.steps]
+        return [(row.position, row.counts.sent) for row in self.steps if row.position]
 
 
 # --- SQL building blocks (one place for what differs between SQLite and PostgreSQL) ---
@@ -248,8 +252,9 @@ def enrollment_outcomes(
 
 def steps_and_days(
     session, campaign_id: int, period: DateRange
-) -> tuple[dict[int, Counts], list[DayPoint]]:
-    """Per-step counts and the per-day series of one campaign, from ONE scan of its messages.
+) -> tuple[dict[int | None, Counts], list[DayPoint]]:
+    """Per-step counts (by step id; None: removed steps) and the per-day series of one
+    campaign, from ONE scan of its messages.
 
     Grouping by (step, day sent, day first opened, day first clicked) gives few groups
     (steps x days x a handful), which fold into both results in Python. The series counts
@@ -263,7 +268,7 @@ def steps_and_days(
     clicked_day = day_bucket(Message.clicked_at, dialect)
     query = (
         sa.select(
-            Message.step_position,
+            Message.step_id,
             sent_day,
             opened_day,
             clicked_day,
@@ -274,12 +279,12 @@ def steps_and_days(
             _count_not_null(Message.unsubscribed_at),
         )
         .where(Message.campaign_id == campaign_id, *_sent_in(period))
-        .group_by(Message.step_position, sent_day, opened_day, clicked_day)
+        .group_by(Message.step_id, sent_day, opened_day, clicked_day)
     )
-    by_step: dict[int, Counts] = {}
+    by_step: dict[int | None, Counts] = {}
     points = {day: DayPoint(day) for day in period.days}
     for (
-        position,
+        step_id,
         sent_on,
         opened_on,
         clicked_on,
@@ -289,7 +294,7 @@ def steps_and_days(
         spam,
         unsub,
     ) in session.execute(query):
-        counts = by_step.setdefault(position, Counts())
+        counts = by_step.setdefault(step_id, Counts())
         counts += Counts(
             sent=n,
             delivered=int(delivered),
@@ -345,18 +350,21 @@ def campaigns_overview(session, period: DateRange) -> AnalyticsOverview:
 def campaign_report(session, campaign: Campaign, period: DateRange) -> CampaignReport:
     """Summary, per-step rows and the daily series of one campaign: 4 queries."""
     by_step, series = steps_and_days(session, campaign.id, period)
-    subjects = dict(
-        session.execute(
-            sa.select(CampaignStep.position, CampaignStep.subject).where(
-                CampaignStep.campaign_id == campaign.id
-            )
-        ).all()
-    )
-    # Every current step (zero if nothing went out), plus positions that have since been removed.
+    current = session.execute(
+        sa.select(CampaignStep.id, CampaignStep.position, CampaignStep.subject)
+        .where(CampaignStep.campaign_id == campaign.id)
+        .order_by(CampaignStep.position)
+    ).all()
+    # Every current step (zero if nothing went out), then one row for removed ones.
     steps = [
-        StepRow(position, subjects.get(position, "(step removed)"), by_step.get(position, Counts()))
-        for position in sorted(set(subjects) | set(by_step))
+        StepRow(position, subject_title(subject), by_step.pop(step_id, Counts()))
+        for step_id, position, subject in current
     ]
+    if by_step:
+        removed = Counts()
+        for counts in by_step.values():
+            removed += counts
+        steps.append(StepRow(None, "Emails removed from the campaign since", removed))
     totals = Counts()
     for row in steps:
         totals += row.counts

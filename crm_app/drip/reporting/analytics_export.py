@@ -56,7 +56,7 @@ def report_csv(report: CampaignReport) -> str:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
     for row in report.steps:
-        writer.writerow(_csv_row(str(row.position), row.subject, row.counts))
+        writer.writerow(_csv_row(str(row.position or "removed"), row.subject, row.counts))
     writer.writerow(_csv_row("total", "", report.summary.counts))
     return out.getvalue()
 
@@ -69,7 +69,7 @@ def chart_data(report: CampaignReport) -> dict:
         "opened": [point.opened for point in report.series],
         "clicked": [point.clicked for point in report.series],
         "funnel": {
-            "labels": [f"Step {position}" for position, _ in report.funnel],
+            "labels": [f"Email {position}" for position, _ in report.funnel],
             "sent": [sent for _, sent in report.funnel],
         },
     }

@@ -26,7 +26,9 @@ def _page(session, where, order, page: int, per_page: int) -> Page[Message]:
     return paginate(
         session,
         sa.select(Message)
-        .options(joinedload(Message.contact), joinedload(Message.campaign))
+        .options(
+            joinedload(Message.contact), joinedload(Message.campaign), joinedload(Message.step)
+        )
         .where(*where)
         .order_by(*order),
         page=page,

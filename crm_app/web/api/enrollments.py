@@ -59,7 +59,12 @@ def enroll(data, contact_id: int):
             errors={"campaign_id": [f"No campaign has the id {data['campaign_id']}."]},
         )
     enrollment = enrollment_core.enroll(
-        db.session, contact, campaign, actor=current_token().actor, source="api"
+        db.session,
+        contact,
+        campaign,
+        actor=current_token().actor,
+        source="api",
+        restart=data["restart"],
     )
     location = url_for("api.get_contact", contact_id=contact.id)
     return enrollment, 201, {"Location": location}

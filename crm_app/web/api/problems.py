@@ -12,7 +12,11 @@ from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException
 
-from crm_app.drip.audience.enrollment import EnrollmentConflict, EnrollmentError
+from crm_app.drip.audience.errors import (
+    EnrollmentConflict,
+    EnrollmentError,
+    RestartNeedsConfirmation,
+)
 from crm_app.extensions import limiter
 
 API_PREFIX = "/api/v1"
@@ -143,7 +147,8 @@ def refused(invalid) -> Response:
 
 def rule_refused(refusal: EnrollmentError) -> Response:
     """An enrolment rule said no: 409 when the state is the reason (already enrolled,
-    already ended), else 422."""
-    if isinstance(refusal, EnrollmentConflict):
+    already ended, or a restart that would repeat emails and was not confirmed with
+    `"restart": true`), else 422."""
+    if isinstance(refusal, EnrollmentConflict | RestartNeedsConfirmation):
         return problem(409, str(refusal), kind="conflict")
     return problem(422, str(refusal), kind="validation")

@@ -100,6 +100,9 @@ class ContactList(ma.Schema):
 
 class EnrollIn(ma.Schema):
     campaign_id = F.Integer(required=True)
+    # A campaign whose re-entry rule is "restart" sends again emails the contact already
+    # got only when this is true (without it: 409 listing them).
+    restart = F.Boolean(load_default=False)
 
 
 class StopIn(ma.Schema):

@@ -1,0 +1,184 @@
+"""The test harness: any email rendered for the sample contact or a real one (HTML,
+plain text, and the merge fields missing or empty for that contact), the editor's
+unsaved text rendered through the same sandbox and checks, and "send a test".
+
+A test goes through the configured backend (SendGrid or the Outbox) with its
+subject prefixed "[Test]" and is recorded as a TestSend: never a message of an
+enrolment, so it never counts in analytics and never moves a contact on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
+
+from crm_app.drip.campaigns.rendering import (
+    SAMPLE_CONTACT,
+    RenderedEmail,
+    TemplateRenderError,
+    WorkspaceSender,
+    build_context,
+    contact_context,
+    empty_merge_fields,
+    render_email,
+    sender_for_contact,
+)
+from crm_app.drip.campaigns.steps import StepInput, cleaned_texts, template_errors
+from crm_app.drip.common.errors import FieldErrors
+from crm_app.drip.delivery.backends import (
+    Backend,
+    OutgoingEmail,
+    PermanentSendError,
+    TransientSendError,
+)
+from crm_app.models import CampaignStep, Contact, TestSend, utcnow
+
+log = logging.getLogger(__name__)
+
+TEST_PREFIX = "[Test] "
+
+
+class SendTestError(FieldErrors):
+    """A test that cannot be sent (bad address, a template that does not render)."""
+
+
+@dataclass(frozen=True)
+class Preview:
+    """An email as one contact would get it, or why it cannot be rendered."""
+
+    email: RenderedEmail | None
+    errors: dict[str, str] = field(default_factory=dict)  # field (or "render") -> message
+    empty_fields: list[str] = field(default_factory=list)
+    contact: Contact | None = None  # None: the sample contact
+
+
+def preview_context(
+    contact: Contact | None, viewer_sender: dict[str, str], workspace: WorkspaceSender
+) -> dict[str, Any]:
+    """The merge fields a preview renders with: the sample contact with the viewer as
+    sender, or a real contact with the sender its real emails carry (its owner)."""
+    if contact is None:
+        return build_context(SAMPLE_CONTACT, viewer_sender)
+    return build_context(contact_context(contact), sender_for_contact(contact, workspace))
+
+
+def render_preview(
+    subject: str, html: str, text: str, context: dict[str, Any], contact: Contact | None
+) -> Preview:
+    empty = empty_merge_fields([subject, html, text], context)
+    try:
+        email = render_email(subject, html, text, context)
+    except TemplateRenderError as error:
+        return Preview(None, {"render": str(error)}, empty, contact)
+    return Preview(email, {}, empty, contact)
+
+
+def preview_step(step: CampaignStep, context: dict[str, Any], contact: Contact | None) -> Preview:
+    return render_preview(step.subject, step.body_html, step.body_text, context, contact)
+
+
+def preview_draft(
+    data: StepInput,
+    context: dict[str, Any],
+    contact: Contact | None,
+    viewer_sender: dict[str, str],
+) -> Preview:
+    """The editor's unsaved text: the checks a save runs (a message per field), then
+    the render for the chosen contact."""
+    texts = cleaned_texts(data)
+    errors = template_errors(texts, viewer_sender)
+    if errors:
+        empty = empty_merge_fields(list(texts.values()), context)
+        return Preview(None, errors, empty, contact)
+    return render_preview(
+        texts["subject"], texts["body_html"], texts["body_text"], context, contact
+    )
+
+
+# ---------------------------------------------------------------- send a test
+
+
+def recipient_for_test(to_email: str, viewer_email: str, may_choose: bool) -> str:
+    """The address a test goes to: the viewer's own, or (admins) any valid one typed."""
+    wanted = (to_email or "").strip() or viewer_email
+    if not may_choose and wanted.lower() != viewer_email.lower():
+        raise SendTestError({"to_email": "Only admins can send a test to another address."})
+    try:
+        return validate_email(wanted, check_deliverability=False).normalized
+    except EmailNotValidError as invalid:
+        raise SendTestError({"to_email": f"Not a valid email address: {invalid}"}) from None
+
+
+def _test_footer(step: CampaignStep, actor: str) -> tuple[str, str]:
+    note = (
+        f"A test of email {step.position} of {step.campaign.name} (version {step.version}),"
+        f" sent by {actor}. Real emails end with an unsubscribe link here."
+    )
+    return f'\n<p style="font-size:12px;color:#666;margin-top:24px">{note}</p>', f"\n\n--\n{note}\n"
+
+
+def send_test(
+    session,
+    step: CampaignStep,
+    recipient: str,
+    context: dict[str, Any],
+    *,
+    contact: Contact | None,
+    backend: Backend,
+    actor: str,
+    now: datetime | None = None,
+) -> TestSend:
+    """Render the saved email for `context` and send it to `recipient` now, through
+    `backend`; the TestSend row records what went and how it ended. Raises
+    SendTestError (nothing sent, nothing recorded) when the email does not render."""
+    try:
+        rendered = render_email(step.subject, step.body_html, step.body_text, context)
+    except TemplateRenderError as error:
+        raise SendTestError({"step": str(error)}) from None
+    html_note, text_note = _test_footer(step, actor)
+    row = TestSend(
+        step_id=step.id,
+        template_version=step.version,
+        contact_id=contact.id if contact is not None else None,
+        to_email=recipient,
+        subject=TEST_PREFIX + rendered.subject,
+        html=rendered.html + html_note,
+        text=rendered.text.rstrip() + text_note,
+        backend=backend.name,
+        sent_by=actor,
+        sent_at=now or utcnow(),
+    )
+    session.add(row)
+    session.flush()  # its id travels in custom_args, so an event never looks like a message's
+    outgoing = OutgoingEmail(
+        message_id=0,
+        to_email=recipient,
+        to_name="",
+        subject=row.subject,
+        html=row.html,
+        text=row.text,
+        headers={},
+        custom_args={"test_send_id": str(row.id)},
+    )
+    try:
+        row.provider_message_id = backend.send(outgoing)
+        row.status = "sent"
+    except (TransientSendError, PermanentSendError) as error:
+        row.status, row.error = "failed", str(error)
+    except Exception as error:  # a test must end with a message, whatever the backend did
+        log.exception("test send %s failed", row.id)
+        row.status, row.error = "failed", f"unexpected error: {error}"
+    return row
+
+
+def recent_test_sends(session, step: CampaignStep | None = None, limit: int = 20) -> list[TestSend]:
+    """The latest tests, newest first: of one email, or of every one (the Outbox)."""
+    query = sa.select(TestSend).order_by(TestSend.sent_at.desc(), TestSend.id.desc()).limit(limit)
+    if step is not None:
+        query = query.where(TestSend.step_id == step.id)
+    return list(session.scalars(query))

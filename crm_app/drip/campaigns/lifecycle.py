@@ -1,0 +1,242 @@
+"""Campaigns are made, not only seeded: create, edit the details (rename, trigger,
+goal, re-entry rule), clone with its emails, delete one that never sent. Pausing
+and archiving are manage.set_campaign_status. Callers commit.
+
+One campaign per contact type: the type is a campaign's trigger (a new contact of
+that type, or one switched to it, is enrolled there), so two campaigns cannot
+share one. A campaign without a type is enrolled into by hand only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+
+import sqlalchemy as sa
+
+from crm_app.default_campaigns import load_default_campaigns
+from crm_app.drip.campaigns.versions import record_version
+from crm_app.drip.common.errors import FieldErrors
+from crm_app.models import (
+    CONTACT_TYPES,
+    REENTRY_RULES,
+    Campaign,
+    CampaignStep,
+    Enrollment,
+    Message,
+)
+
+NAME_MAX = 120
+DESCRIPTION_MAX = 2000
+GOAL_DAYS_MAX = 365
+# A message in these states may have reached someone: its campaign is history.
+SENT_STATUSES = ("sent", "sending", "in_doubt")
+
+
+class CampaignDetailsError(FieldErrors):
+    """Campaign details that cannot be saved, or a delete that is refused."""
+
+
+@dataclass(frozen=True)
+class CampaignInput:
+    """What the campaign form submits, as text."""
+
+    name: str = ""
+    description: str = ""
+    contact_type: str = ""  # the trigger; empty: manual enrolment only
+    goal_contact_type: str = ""
+    goal_days: str = "60"
+    reentry: str = "resume"
+
+
+CAMPAIGN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CampaignInput))
+
+
+def details_of(campaign: Campaign | None) -> dict[str, str]:
+    """The form's values for a campaign (a new one's defaults when None)."""
+    if campaign is None:
+        return {f.name: f.default for f in fields(CampaignInput)}
+    return {
+        "name": campaign.name,
+        "description": campaign.description,
+        "contact_type": campaign.contact_type or "",
+        "goal_contact_type": campaign.goal_contact_type,
+        "goal_days": str(campaign.goal_days),
+        "reentry": campaign.reentry,
+    }
+
+
+def type_taken_by(session, contact_type: str, *, other_than: Campaign | None = None):
+    """The campaign a contact type already triggers, if another one does."""
+    taken = session.scalar(sa.select(Campaign).where(Campaign.contact_type == contact_type))
+    return None if taken is None or taken is other_than else taken
+
+
+def triggers_taken(session, *, other_than: Campaign | None = None) -> dict[str, str]:
+    """Contact type -> the name of the campaign it triggers (other than `other_than`):
+    the form says which types are taken before an admin picks one."""
+    rows = session.execute(
+        sa.select(Campaign.contact_type, Campaign.name, Campaign.id).where(
+            Campaign.contact_type.is_not(None)
+        )
+    )
+    skip = other_than.id if other_than is not None else None
+    return {contact_type: name for contact_type, name, cid in rows if cid != skip}
+
+
+def _name_taken(session, name: str, other_than: Campaign | None) -> bool:
+    found = session.scalar(sa.select(Campaign).where(sa.func.lower(Campaign.name) == name.lower()))
+    return found is not None and found is not other_than
+
+
+def validate_details(session, data: CampaignInput, *, campaign: Campaign | None = None) -> dict:
+    """Cleaned values, or CampaignDetailsError with a message per field."""
+    errors: dict[str, str] = {}
+    name, description = data.name.strip(), data.description.strip()
+    if not name:
+        errors["name"] = "Give the campaign a name."
+    elif len(name) > NAME_MAX:
+        errors["name"] = f"At most {NAME_MAX} characters."
+    elif _name_taken(session, name, campaign):
+        errors["name"] = f"Another campaign is called {name}."
+    if len(description) > DESCRIPTION_MAX:
+        errors["description"] = f"At most {DESCRIPTION_MAX} characters."
+    trigger = data.contact_type.strip()
+    if trigger and trigger not in CONTACT_TYPES:
+        errors["contact_type"] = "Choose a contact type, or manual enrolment only."
+    elif trigger and (owner := type_taken_by(session, trigger, other_than=campaign)):
+        errors["contact_type"] = (
+            f"{owner.name} already enrols every {trigger} contact: a contact type starts one "
+            f"campaign only. Choose manual enrolment only, or give {owner.name} another "
+            "trigger first."
+        )
+    goal = data.goal_contact_type.strip()
+    if goal and goal not in CONTACT_TYPES:
+        errors["goal_contact_type"] = "Choose a contact type, or no type goal."
+    try:
+        goal_days = int(data.goal_days.strip())
+        if not 1 <= goal_days <= GOAL_DAYS_MAX:
+            raise ValueError
+    except ValueError:
+        goal_days = 0
+        errors["goal_days"] = f"Enter a whole number of days from 1 to {GOAL_DAYS_MAX}."
+    if data.reentry not in REENTRY_RULES:
+        errors["reentry"] = "Choose what enrolling a contact again does."
+    if errors:
+        raise CampaignDetailsError(errors)
+    return {
+        "name": name,
+        "description": description,
+        "contact_type": trigger or None,
+        "goal_contact_type": goal,
+        "goal_days": goal_days,
+        "reentry": data.reentry,
+    }
+
+
+def _unique_slug(session, name: str) -> str:
+    base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:50] or "campaign"
+    taken = set(session.scalars(sa.select(Campaign.slug).where(Campaign.slug.startswith(base))))
+    slug, n = base, 2
+    while slug in taken:
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+def create_campaign(session, data: CampaignInput) -> Campaign:
+    """A new, active campaign with no emails yet: it takes no enrolment until it has one."""
+    values = validate_details(session, data)
+    campaign = Campaign(slug=_unique_slug(session, values["name"]), status="active", **values)
+    campaign.customized = True  # not a default campaign: `flask seed` never touches it
+    session.add(campaign)
+    session.flush()
+    return campaign
+
+
+def update_details(session, campaign: Campaign, data: CampaignInput) -> Campaign:
+    """Rename, re-describe, change the trigger, goal or re-entry rule. Contacts already
+    enrolled stay where they are: a new trigger only enrols contacts from now on."""
+    for name, value in validate_details(session, data, campaign=campaign).items():
+        setattr(campaign, name, value)
+    campaign.customized = True
+    return campaign
+
+
+def _copy_name(session, name: str) -> str:
+    candidate, n = f"Copy of {name}"[:NAME_MAX], 2
+    while _name_taken(session, candidate, None):
+        candidate, n = f"Copy of {name} ({n})"[:NAME_MAX], n + 1
+    return candidate
+
+
+def clone_campaign(session, campaign: Campaign, *, actor: str) -> Campaign:
+    """A copy with every email (each starting a new history at version 1), the same
+    window, goal and re-entry rule, and no trigger (a type starts one campaign only)."""
+    name = _copy_name(session, campaign.name)
+    copy = Campaign(
+        slug=_unique_slug(session, name),
+        name=name,
+        description=campaign.description,
+        contact_type=None,
+        status="active",
+        send_days=campaign.send_days,
+        send_start=campaign.send_start,
+        send_end=campaign.send_end,
+        goal_contact_type=campaign.goal_contact_type,
+        goal_days=campaign.goal_days,
+        reentry=campaign.reentry,
+        customized=True,
+    )
+    session.add(copy)
+    for step in sorted(campaign.steps, key=lambda s: s.position):
+        new = CampaignStep(
+            position=step.position,
+            delay_days=step.delay_days,
+            subject=step.subject,
+            body_html=step.body_html,
+            body_text=step.body_text,
+            version=1,
+        )
+        copy.steps.append(new)
+        note = f"copied from {campaign.name}, email {step.position} version {step.version}"
+        record_version(session, new, actor=actor, note=note)
+    session.flush()
+    return copy
+
+
+def deletion_refusal(session, campaign: Campaign) -> str | None:
+    """Why this campaign cannot be deleted (archive it instead), or None."""
+    if campaign.slug in {data["slug"] for data in load_default_campaigns()}:
+        return (
+            f"{campaign.name} is a default campaign (`flask seed` would bring it back): "
+            "archive it instead."
+        )
+    sent = session.scalar(
+        sa.select(sa.func.count(Message.id)).where(
+            Message.campaign_id == campaign.id, Message.status.in_(SENT_STATUSES)
+        )
+    )
+    if sent:
+        return f"{campaign.name} has sent emails: archive it instead, so its history stays."
+    active = session.scalar(
+        sa.select(sa.func.count(Enrollment.id)).where(
+            Enrollment.campaign_id == campaign.id, Enrollment.status == "active"
+        )
+    )
+    if active:
+        return f"{campaign.name} has {active} active enrolment(s): stop them first, or archive it."
+    return None
+
+
+def delete_campaign(session, campaign: Campaign) -> str:
+    """Delete a campaign that never sent (its emails, versions, tests and ended
+    enrolments go with it); returns its name. Refused otherwise: archive it."""
+    refusal = deletion_refusal(session, campaign)
+    if refusal:
+        raise CampaignDetailsError({"delete": refusal})
+    name = campaign.name
+    # One statement: the database cascades to steps, enrolments and their messages
+    # (an enrolment's step reference must go in the same statement as the step).
+    session.execute(sa.delete(Campaign).where(Campaign.id == campaign.id))
+    session.expunge(campaign)
+    return name
