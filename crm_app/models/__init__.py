@@ -5,9 +5,9 @@ from crm_app.models.campaign import CAMPAIGN_STATUSES, WEEKDAY_NAMES, Campaign, 
 from crm_app.models.contact import CONTACT_TYPES, EMAIL_STATUSES, Contact
 from crm_app.models.enrollment import ENROLLMENT_STATUSES, Enrollment
 from crm_app.models.message import MESSAGE_STATUSES, Message, SystemState
-from crm_app.models.suppression import Suppression
+from crm_app.models.suppression import HashedSuppression, Suppression
 from crm_app.models.team import AuditEntry, PasswordLink, WorkspaceSettings
-from crm_app.models.tracking import ContactGoal, EmailEvent, WebhookBatch
+from crm_app.models.tracking import ContactGoal, EmailEvent, EmailReply, WebhookBatch
 from crm_app.models.types import UTCDateTime, utcnow
 from crm_app.models.user import ROLES, User
 
@@ -21,9 +21,11 @@ __all__ = [
     "Contact",
     "ContactGoal",
     "EmailEvent",
+    "EmailReply",
     "EMAIL_STATUSES",
     "ENROLLMENT_STATUSES",
     "Enrollment",
+    "HashedSuppression",
     "MESSAGE_STATUSES",
     "Message",
     "PasswordLink",

@@ -30,6 +30,9 @@ class Contact(db.Model):
     notes: Mapped[str] = mapped_column(sa.Text, default="")
     custom_fields: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     email_status: Mapped[str] = mapped_column(sa.String(20), default="ok")
+    # Set when the person's data was erased (GDPR): the row stays, anonymised, for the
+    # figures, and is never mailed again.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
