@@ -1,9 +1,10 @@
 """Editing a campaign's emails: add, edit, remove, reorder, each checked before it is saved.
 
-A template that does not parse, uses an unknown merge field or fails to render
-for the sample contact is refused with a message per field, and nothing is
-saved. Every saved change bumps the step's version (each sent email records the
-version it used) and marks the campaign as edited, so `flask seed` keeps it.
+A template that does not parse, uses an unknown merge field, fails to render
+for the sample contact or leaves out the unsubscribe link is refused with a
+message per field, and nothing is saved. Every saved change bumps the step's
+version (each sent email records the version it used) and marks the campaign
+as edited, so `flask seed` keeps it.
 Callers commit.
 """
 
@@ -14,12 +15,14 @@ from dataclasses import dataclass, fields
 import sqlalchemy as sa
 
 from crm_app.drip.campaigns.rendering import (
+    PREVIEW_UNSUBSCRIBE_URL,
     SAMPLE_CONTACT,
     TemplateRenderError,
     build_context,
     check_template,
     render_email,
 )
+from crm_app.drip.campaigns.unsubscribe_link import unsubscribe_link_problems
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import Campaign, CampaignStep, Enrollment
@@ -74,6 +77,14 @@ def validate_step(data: StepInput, sender: dict[str, str]) -> dict:
                 render_email(parts["subject"], parts["body_html"], parts["body_text"], context)
             except TemplateRenderError as failed:
                 errors[name] = str(failed)
+        if not errors:
+            # Every email carries a visible unsubscribe link: both bodies must have it.
+            email = render_email(
+                values["subject"], values["body_html"], values["body_text"], context
+            )
+            errors.update(
+                unsubscribe_link_problems(email.html, email.text, PREVIEW_UNSUBSCRIBE_URL)
+            )
     if errors:
         raise StepEditError(errors)
     return values
