@@ -18,7 +18,6 @@ from email.parser import HeaderParser
 from email.utils import getaddresses
 from itertools import chain
 
-from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
@@ -104,12 +103,13 @@ def _json(raw: bytes | None) -> dict:
 
 
 def read_inbound_post(content_type: str, chunks: Iterable[bytes]) -> InboundEmail:
-    """The email in one Inbound Parse post, or InboundParseError."""
+    """The email in one Inbound Parse post, or InboundParseError. (RequestEntityTooLarge
+    from `chunks`, or for more than MAX_PARTS parts, goes through.)"""
     try:
         raw = _fields(content_type, chunks)
-    except (ValueError, RequestEntityTooLarge) as broken:  # werkzeug's decoder refusing
-        if isinstance(broken, InboundParseError):
-            raise
+    except InboundParseError:
+        raise
+    except ValueError as broken:  # werkzeug's decoder: not a well-formed multipart body
         raise InboundParseError(f"unreadable multipart form: {broken}") from None
     charsets = _json(raw.get("charsets"))
     text = {name: _decode(raw.get(name, b""), charsets.get(name)) for name in TEXT_FIELDS}

@@ -71,7 +71,7 @@ def automatic_reason(inbound: InboundEmail) -> str | None:
 @dataclass(frozen=True)
 class ReplyOutcome:
     status: str  # "recorded", "duplicate" or "ignored"
-    detail: str = ""
+    detail: str = ""  # why, in words (never the reply's content: it reaches the logs)
     reply: EmailReply | None = None
     stopped: Enrollment | None = None
 
@@ -129,12 +129,11 @@ def record_reply(
             session.flush()
     except IntegrityError:
         return ReplyOutcome("duplicate", "this reply was recorded before")
-    detail = _timeline_detail(message, reply)
     record_activity(
         session,
         message.contact,
         "auto_replied" if reply.is_automatic else "replied",
-        detail,
+        _timeline_detail(message, reply),
         actor=ACTOR,
         campaign=message.campaign,
         enrollment=message.enrollment,
@@ -145,4 +144,5 @@ def record_reply(
         if stopped is not None:
             stop(session, stopped, reason=STOP_REASON, actor=ACTOR, now=now)
             reply.stopped_enrollment_id = stopped.id
-    return ReplyOutcome("recorded", detail, reply, stopped)
+    kind = f"an automatic reply ({automatic})" if automatic else "a reply from a person"
+    return ReplyOutcome("recorded", f"{kind} to message {message.id}", reply, stopped)
