@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from crm_app.config import settings_of
+from crm_app.drip.audience.address_hash import erasure_key, key_id
 from crm_app.drip.reporting.health import check_health
 from crm_app.extensions import db
 
@@ -18,6 +19,7 @@ def current_health():
         db.metadata,
         redis_url=settings.redis_url,
         queue_name=settings.rq_queue,
+        erasure_key_id=key_id(erasure_key(settings)),
     )
 
 

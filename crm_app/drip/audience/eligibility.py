@@ -74,6 +74,14 @@ def mailing_block_reason(
 
 def erased_addresses(session, emails: Iterable[str], *, hash_key: bytes | None = None) -> set[str]:
     """Those of `emails` (normalised) whose hash is on the list: addresses of erased
-    people, which must not be written down again in plain text."""
-    reasons = suppression_reasons(session, emails, hash_key=hash_key)
-    return {address for address, reason in reasons.items() if reason == ERASED_REASON}
+    people, which must not be written down again in plain text. One query."""
+    key = hash_key or app_erasure_key()
+    by_hash = {address_hash(email, key): normalize_email(email) for email in emails}
+    if not by_hash:
+        return set()
+    found = session.scalars(
+        sa.select(HashedSuppression.email_hash).where(
+            in_values(session, HashedSuppression.email_hash, by_hash)
+        )
+    )
+    return {by_hash[value] for value in found}

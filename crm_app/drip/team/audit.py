@@ -33,6 +33,7 @@ AUDIT_KINDS: dict[str, str] = {
     "user": "Users",
     "import": "Imports",
     "api_token": "API tokens",
+    "gdpr": "GDPR (exports, erasures)",
 }
 AUDITED_ACTOR_PREFIXES = ("user:", "api:", "cli:")
 ENTRIES_PER_PAGE = 50

@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from crm_app.drip.audience.eligibility import erased_addresses
 from crm_app.drip.audience.suppression import (
     SuppressionRequest,
     lift_suppression,
@@ -85,6 +86,8 @@ class _Event:
     contact_id: int | None = None
     campaign_id: int | None = None
     detail: str = ""
+    # The address was erased (GDPR): the event is stored without address, payload or detail.
+    erased: bool = False
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -169,13 +172,13 @@ def _store(session, events: list[_Event], now: datetime) -> set[str]:
         {
             "sg_event_id": e.sg_event_id,
             "event": e.event,
-            "email": e.email[:254],
+            "email": "" if e.erased else e.email[:254],
             "message_id": e.message_id,
             "occurred_at": e.occurred_at,
             "received_at": now,
             "outcome": "applied",
             "detail": e.detail,
-            "payload": e.raw,
+            "payload": {} if e.erased else e.raw,
         }
         for e in events
     ]
@@ -324,8 +327,20 @@ def _resolve_in_doubt(session, events: list[_Event]) -> None:
         mark_sent(session, message, actor=ACTOR, note="SendGrid reported it", now=seen[message.id])
 
 
-def ingest_events(session, payload: Any, *, now: datetime | None = None) -> IngestResult:
-    """Record a webhook batch and apply it; the caller commits."""
+def _mark_erased(session, events: list[_Event], hash_key: bytes | None) -> None:
+    """Events about an erased address (SendGrid reports opens of old emails for months)
+    keep nothing personal: stored without address, payload or detail."""
+    erased = erased_addresses(session, {e.email for e in events}, hash_key=hash_key)
+    for event in events:
+        if event.email in erased:
+            event.erased, event.detail = True, ""
+
+
+def ingest_events(
+    session, payload: Any, *, now: datetime | None = None, hash_key: bytes | None = None
+) -> IngestResult:
+    """Record a webhook batch and apply it; the caller commits. `hash_key`: the erasure
+    key (address_hash.py), else the running app's."""
     now = now or utcnow()
     if not isinstance(payload, list):
         raise MalformedBatch("the body must be a JSON array of events")
@@ -342,6 +357,7 @@ def ingest_events(session, payload: Any, *, now: datetime | None = None) -> Inge
             valid[normalized.sg_event_id] = normalized
     events = list(valid.values())
     _resolve_messages(session, events)
+    _mark_erased(session, events, hash_key)
     new_ids = _store(session, events, now)
     fresh = [e for e in events if e.sg_event_id in new_ids]
     result.duplicates += len(events) - len(fresh)
