@@ -100,13 +100,19 @@ def _anonymise(contact: Contact, now: datetime) -> None:
     contact.erased_at = now
 
 
-def _scrubber(address: str, full_name: str, contact_id: int):
-    """Text -> text without the address or the name (whole words, any case)."""
-    words = [re.escape(address)]
-    if full_name and full_name.lower() != address:
-        words.append(rf"\b{re.escape(full_name)}\b")
-    pattern = re.compile("|".join(words), re.IGNORECASE)
-    return lambda text: pattern.sub(placeholder_name(contact_id), text or "")
+def _scrubber(contact: Contact):
+    """Text -> text without the person's address, name, phone, company, title or custom
+    field values (whole words, any case): a subject on the timeline may carry any of
+    them. Scrubbing a word too many in an erased contact's texts costs nothing."""
+    values = [contact.full_name, contact.first_name, contact.last_name, contact.phone,
+              contact.company, contact.title, *(contact.custom_fields or {}).values()]  # fmt: skip
+    words = {str(value).strip() for value in values} - {""}
+    alternatives = [re.escape(normalize_email(contact.email))] + [
+        rf"(?<!\w){re.escape(word)}(?!\w)" for word in sorted(words, key=len, reverse=True)
+    ]
+    pattern = re.compile("|".join(alternatives), re.IGNORECASE)
+    replacement = placeholder_name(contact.id)
+    return lambda text: pattern.sub(replacement, text or "")
 
 
 def _skip_queued(session, contact: Contact, actor: str) -> int:
@@ -198,8 +204,7 @@ def erase_contact(
     Raises ErasureError when it was erased already."""
     now = now or utcnow()
     key = hash_key or app_erasure_key()
-    address, full_name = normalize_email(contact.email), contact.full_name
-    scrub = _scrubber(address, full_name, contact.id)
+    address, scrub = normalize_email(contact.email), _scrubber(contact)
     _claim(session, contact, now)
     _keep_only_the_hash(session, address, key, now)
     _anonymise(contact, now)

@@ -17,8 +17,9 @@ _QUOTE_STARTS = re.compile(
     r"|(from|von|de|da|van|från|od) ?:\s|sent from my |envoyé de mon |von meinem )",
     re.IGNORECASE,
 )
+# "On <date>, <name> wrote:", "Am <date> schrieb <name>:": the verb, then the colon.
 _QUOTE_INTRO_END = re.compile(
-    r"(wrote|a écrit|schrieb|escribió|ha scritto|schreef|escreveu|skrev|napisał)\s*:\s*$",
+    r"\b(wrote|a écrit|schrieb|escribió|ha scritto|schreef|escreveu|skrev|napisał)\b.*:\s*$",
     re.IGNORECASE,
 )
 _QUOTE_INTRO = re.compile(r"^(on|le|am|el|il|op|em|den|w dniu) ", re.IGNORECASE)
