@@ -135,3 +135,20 @@ def test_a_template_without_the_link_still_gets_one_in_the_footer(
 
     assert links_visibly(html, link) and link in text
     assert "Northwind Traders" in html and "Northwind Traders" in text
+
+
+def test_a_new_email_starts_with_the_unsubscribe_link_and_saves_with_it(admin, campaigns):
+    lead = campaigns["lead"]
+    form = admin.get(f"/campaigns/{lead.id}/steps/new").get_data(as_text=True)
+    assert form.count("{{ unsubscribe_url }}") >= 3  # the hint and both bodies
+
+    response = admin.post(
+        f"/campaigns/{lead.id}/steps/new",
+        {
+            "delay_days": "3",
+            "subject": "One more idea",
+            "body_html": "<p>Hi</p>\n" + LINK_HTML,
+            "body_text": "Hi\n\n" + LINK_TEXT,
+        },
+    )
+    assert response.status_code == 302

@@ -41,8 +41,12 @@ from crm_app.web.auth import actor_name, admin_required
 from crm_app.web.htmx import action_response, render_fragment_or_page, wants_fragment
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
-# What a new email's form starts with.
-NEW_STEP_VALUES = {"delay_days": 3}
+# What a new email's form starts with (with the unsubscribe link every email needs).
+NEW_STEP_VALUES = {
+    "delay_days": 3,
+    "body_html": '\n<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>',
+    "body_text": "\n\nUnsubscribe: {{ unsubscribe_url }}",
+}
 
 
 def _sender() -> dict[str, str]:
