@@ -152,3 +152,23 @@ def test_a_new_email_starts_with_the_unsubscribe_link_and_saves_with_it(admin, c
         },
     )
     assert response.status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("html", "visible"),
+    [
+        ('<a href="L">Unsubscribe</a>', True),
+        ("<a href='L'><b>Stop</b> these emails</a>", True),
+        ("<a href=L>x</a>", True),
+        ('<a href="L"><img src="i.png" alt="Unsubscribe"></a>', True),
+        ('<a href="L"> </a><a href="L">ok</a>', True),
+        ('<a href="L">never closed', True),
+        ('<p><a href="L"></a></p>', False),
+        ('<a class="x" href="L">&nbsp;</a>', False),
+        ('<!-- <a href="L">x</a> -->', False),
+        ("<p>L</p>", False),
+        ('<a href="L-other">x</a>', False),
+    ],
+)
+def test_a_visible_link_is_an_anchor_to_the_url_with_something_inside(html, visible):
+    assert links_visibly(html, "L") is visible

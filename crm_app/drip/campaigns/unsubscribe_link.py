@@ -9,7 +9,10 @@ conditional block left it out, or a template saved before this rule lacks it).
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
+import re
+from html import unescape
+
+from markupsafe import escape
 
 HTML_MISSING = (
     "Add a visible unsubscribe link to the HTML body, such as "
@@ -21,41 +24,31 @@ TEXT_MISSING = (
 )
 
 
-class _Links(HTMLParser):
-    """Each <a href>'s target and whether it shows anything (text or an image's alt)."""
+# The HTML this rule reads: comments (hidden), <a> elements, their href, their content.
+# Regular expressions, not a parser: every email composed for sending runs this, and an
+# HTML parser cost three times the rendering of the email itself.
+_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
+_ANCHOR = re.compile(r"<a\b([^>]*)>(.*?)(?=</a\s*>|<a\b|$)", re.DOTALL | re.IGNORECASE)
+_HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]*>")
+_IMAGE_WITH_ALT = re.compile(r"""<img\b[^>]*\balt\s*=\s*(?:"[^"]*\S[^"]*"|'[^']*\S[^']*')""", re.I)
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.links: list[tuple[str, bool]] = []
-        self._open: list[list] = []  # [href, visible] of the <a> elements being read
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if tag == "a":
-            self._open.append([(values.get("href") or "").strip(), False])
-        elif tag == "img" and self._open and (values.get("alt") or "").strip():
-            self._open[-1][1] = True
-
-    def handle_data(self, data: str) -> None:
-        if self._open and data.strip():
-            self._open[-1][1] = True
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._open:
-            self.links.append(tuple(self._open.pop()))
-
-    def close(self) -> None:
-        super().close()
-        while self._open:  # an <a> never closed still links what follows it
-            self.links.append(tuple(self._open.pop()))
+def _shows_something(content: str) -> bool:
+    return bool(unescape(_TAG.sub("", content)).strip() or _IMAGE_WITH_ALT.search(content))
 
 
 def links_visibly(html: str, url: str) -> bool:
-    """True when the HTML has an <a href="url"> with something to see inside it."""
-    parser = _Links()
-    parser.feed(html)
-    parser.close()
-    return any(href == url and visible for href, visible in parser.links)
+    """True when the HTML has an <a href="url"> (outside comments) with something to see
+    inside it: text, or an image with alt text."""
+    if url not in html and str(escape(url)) not in html:
+        return False
+    for attributes, content in _ANCHOR.findall(_COMMENT.sub("", html)):
+        href = _HREF.search(attributes)
+        target = next((g for g in href.groups() if g is not None), "") if href else ""
+        if unescape(target).strip() == url and _shows_something(content):
+            return True
+    return False
 
 
 def unsubscribe_link_problems(html: str, text: str, url: str) -> dict[str, str]:
