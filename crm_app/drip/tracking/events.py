@@ -24,7 +24,7 @@ from crm_app.drip.audience.suppression import (
 )
 from crm_app.drip.common.sql import in_values, insert_rows, update_rows
 from crm_app.drip.delivery.admin_actions import mark_sent
-from crm_app.models import Activity, Message, utcnow
+from crm_app.models import Activity, Contact, Message, utcnow
 from crm_app.models.tracking import EmailEvent, WebhookBatch
 
 KNOWN_EVENTS = frozenset(
@@ -328,11 +328,24 @@ def _resolve_in_doubt(session, events: list[_Event]) -> None:
 
 
 def _mark_erased(session, events: list[_Event], hash_key: bytes | None) -> None:
-    """Events about an erased address (SendGrid reports opens of old emails for months)
-    keep nothing personal: stored without address, payload or detail."""
-    erased = erased_addresses(session, {e.email for e in events}, hash_key=hash_key)
+    """Events about an erased person (SendGrid reports opens of old emails for months)
+    keep nothing personal: stored without address, payload or detail. An event tied to a
+    message is theirs when its contact is erased (one query by primary key); only the
+    few tied to none (a group unsubscribe) need the address hashed and looked up."""
+    contact_ids = {e.contact_id for e in events if e.contact_id is not None}
+    erased_contacts = set(
+        session.scalars(
+            sa.select(Contact.id).where(
+                in_values(session, Contact.id, contact_ids), Contact.erased_at.is_not(None)
+            )
+        )
+        if contact_ids
+        else ()
+    )
+    untied = {e.email for e in events if e.contact_id is None}
+    erased_emails = erased_addresses(session, untied, hash_key=hash_key) if untied else set()
     for event in events:
-        if event.email in erased:
+        if event.contact_id in erased_contacts or event.email in erased_emails:
             event.erased, event.detail = True, ""
 
 
