@@ -49,6 +49,21 @@ def _shots(page: Page, name: str, tmp_path: Path, fits: str = "main") -> None:
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
+def _post_reply(page: Page, reply_to: str):
+    """What SendGrid's Inbound Parse posts for a person's reply (multipart/form-data)."""
+    return page.request.post(
+        f"/webhooks/inbound/{SECRET}",
+        multipart={
+            "to": reply_to,
+            "from": "Jamie Lee <jamie@acme.example>",
+            "subject": "Re: Thanks for getting in touch",
+            "text": "Yes, let's talk on Thursday.\n\nOn Mon, Alex wrote:\n> Hi Jamie",
+            "headers": "Message-ID: <abc@acme.example>\n",
+            "envelope": json.dumps({"to": [reply_to], "from": "jamie@acme.example"}),
+        },
+    )
+
+
 def test_a_posted_reply_stops_the_sequence_and_the_contact_is_exported_then_erased(
     app, page, admin_user, campaigns, make_contact, monkeypatch, tmp_path
 ):
@@ -82,17 +97,7 @@ def test_a_posted_reply_stops_the_sequence_and_the_contact_is_exported_then_eras
     expect(footer.get_by_role("link", name="Unsubscribe here")).to_be_visible()
 
     # SendGrid's Inbound Parse posts the reply.
-    answer = page.request.post(
-        f"/webhooks/inbound/{SECRET}",
-        multipart={
-            "to": reply_to,
-            "from": "Jamie Lee <jamie@acme.example>",
-            "subject": "Re: Thanks for getting in touch",
-            "text": "Yes, let's talk on Thursday.\n\nOn Mon, Alex wrote:\n> Hi Jamie",
-            "headers": "Message-ID: <abc@acme.example>\n",
-            "envelope": json.dumps({"to": [reply_to], "from": "jamie@acme.example"}),
-        },
-    )
+    answer = _post_reply(page, reply_to)
     assert answer.ok and answer.json()["stopped"] is True
 
     page.goto(f"/contacts/{contact.id}")
