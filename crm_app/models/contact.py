@@ -44,6 +44,13 @@ class Contact(db.Model):
     __table_args__ = (
         # Case-insensitive uniqueness lives in the schema, not only in the form.
         sa.Index("uq_contacts_email_lower", sa.func.lower(email), unique=True),
+        # The few erased contacts: each webhook batch asks which of its contacts are.
+        sa.Index(
+            "ix_contacts_erased",
+            "id",
+            sqlite_where=sa.text("erased_at IS NOT NULL"),
+            postgresql_where=sa.text("erased_at IS NOT NULL"),
+        ),
         sa.CheckConstraint(
             "contact_type IN ('networking', 'lead', 'prospect', 'client')", name="contact_type"
         ),

@@ -63,6 +63,11 @@ def upgrade():
     # A plain ADD COLUMN (batch mode would rebuild contacts on SQLite and lose the
     # expression index uq_contacts_email_lower, which it cannot reflect).
     op.add_column('contacts', sa.Column('erased_at', crm_app.models.types.UTCDateTime(), nullable=True))
+    # The few erased contacts: each Event Webhook batch asks which of its contacts are
+    # (a partial index, empty until the first erasure, instead of a probe per contact).
+    op.create_index('ix_contacts_erased', 'contacts', ['id'], unique=False,
+                    sqlite_where=sa.text('erased_at IS NOT NULL'),
+                    postgresql_where=sa.text('erased_at IS NOT NULL'))
 
     with op.batch_alter_table('workspace_settings', schema=None) as batch_op:
         batch_op.add_column(sa.Column('postal_address', sa.Text(), server_default='', nullable=False))
@@ -73,6 +78,7 @@ def downgrade():
         batch_op.drop_column('postal_address')
 
     # ALTER TABLE .. DROP COLUMN (SQLite 3.35+), for the same reason as above.
+    op.drop_index('ix_contacts_erased', table_name='contacts')
     op.drop_column('contacts', 'erased_at')
 
     with op.batch_alter_table('campaigns', schema=None) as batch_op:
