@@ -106,7 +106,7 @@ def _scrubber(contact: Contact):
     them. Scrubbing a word too many in an erased contact's texts costs nothing."""
     values = [contact.full_name, contact.first_name, contact.last_name, contact.phone,
               contact.company, contact.title, *(contact.custom_fields or {}).values()]  # fmt: skip
-    words = {str(value).strip() for value in values} - {""}
+    words = {str(value).strip() for value in values if len(str(value).strip()) > 1}
     alternatives = [re.escape(normalize_email(contact.email))] + [
         rf"(?<!\w){re.escape(word)}(?!\w)" for word in sorted(words, key=len, reverse=True)
     ]
