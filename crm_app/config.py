@@ -49,6 +49,16 @@ class Settings:
     mail_unsubscribe_mailto: str = "unsubscribe@example.com"
     sender_company: str = "Drip CRM"
     sender_website: str = "https://example.com"
+    # Replies (SendGrid Inbound Parse): each email's Reply-To is reply+<token>@this domain
+    # (None: no per-message Reply-To, MAIL_REPLY_TO as before); the endpoint is
+    # /webhooks/inbound/<secret> (None: the endpoint answers 404).
+    inbound_parse_domain: str | None = None
+    inbound_parse_secret: str | None = field(default=None, repr=False)
+    # SendGrid's own limit is 30 MB per email with its attachments: a genuine post fits.
+    inbound_parse_max_bytes: int = 32 * 1024 * 1024
+    # GDPR erasure: the key of the hashes that keep erased addresses suppressed (None:
+    # derived from SECRET_KEY). Changing it makes those hashes unmatchable.
+    erasure_hash_key: str | None = field(default=None, repr=False)
     # Web.
     session_hours: int = 12
     session_cookie_secure: bool = False

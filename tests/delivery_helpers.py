@@ -136,3 +136,24 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+def send_due_email(session, enrollment: Enrollment, backend, settings) -> Message:
+    """Make the enrolment due now, tick, and deliver its email through `backend`."""
+    from crm_app.drip.delivery.pipeline import deliver_messages
+    from crm_app.drip.delivery.tick import run_tick
+    from crm_app.models import utcnow
+
+    open_all_week(enrollment.campaign)
+    enrollment.next_send_at = utcnow()
+    session.commit()
+    run_tick(session, lambda ids: None)
+    message = session.scalar(
+        sa.select(Message)
+        .where(Message.enrollment_id == enrollment.id)
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
+    deliver_messages(session, [message.id], backend, settings)
+    session.refresh(message)
+    return message

@@ -83,8 +83,8 @@ def test_campaign_and_email_edits_are_logged_with_versions(admin, campaigns):
         f"/campaigns/{lead.id}/steps/{step.id}/edit",
         {
             "subject": "A new subject",
-            "body_html": "<p>Hi</p>",
-            "body_text": "Hi",
+            "body_html": '<p>Hi</p><p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>',
+            "body_text": "Hi\nUnsubscribe: {{ unsubscribe_url }}",
             "delay_days": "2",
         },
     )

@@ -22,12 +22,16 @@ _campaigns_module = importlib.import_module("crm_app.default_campaigns")
 CAMPAIGN_FILES = _campaigns_module.CAMPAIGN_FILES
 load_default_campaigns = _campaigns_module.load_default_campaigns
 validate_campaign = _campaigns_module.validate_campaign
-from crm_app.drip.campaigns.rendering import MERGE_FIELDS  # noqa: E402
-from crm_app.drip.campaigns.steps import TEMPLATE_FIELDS  # noqa: E402
+from crm_app.drip.campaigns.rendering import (  # noqa: E402
+    MERGE_FIELDS,
+    PREVIEW_UNSUBSCRIBE_URL,
+    SCALAR_MERGE_FIELDS,
+)
+from crm_app.drip.campaigns.steps import TEMPLATE_FIELDS, StepInput, validate_step  # noqa: E402
 
 EXPECTED_COUNTS = {"networking": 8, "lead": 6, "prospect": 5, "client": 4}
 # What the editor would accept: the default campaigns obey the same merge-field rule.
-ALLOWED_VARIABLES = set(MERGE_FIELDS)
+ALLOWED_VARIABLES = set(MERGE_FIELDS) | SCALAR_MERGE_FIELDS
 ALLOWED_ATTRIBUTES = MERGE_FIELDS
 
 SENDER = {
@@ -60,6 +64,7 @@ FULL_CONTEXT: dict[str, Any] = {
     },
     "company": {"name": "Acme Logistics", "industry": "logistics"},
     "sender": SENDER,
+    "unsubscribe_url": PREVIEW_UNSUBSCRIBE_URL,
 }
 
 EMPTY_CONTEXT: dict[str, Any] = {
@@ -77,6 +82,7 @@ EMPTY_CONTEXT: dict[str, Any] = {
     },
     "company": {"name": "", "industry": ""},
     "sender": SENDER,
+    "unsubscribe_url": PREVIEW_UNSUBSCRIBE_URL,
 }
 
 EMPTY_GREETING = re.compile(r"^\s*(hi|hello|hey|dear|good \w+)\s*[,!:]", re.IGNORECASE)
@@ -163,9 +169,17 @@ def test_bodies_distinct(campaigns: list[dict[str, Any]]) -> None:
         assert len(set(bodies)) == len(bodies)
 
 
-def test_no_unsubscribe_footer(campaigns: list[dict[str, Any]]) -> None:
-    for _label, _field, source in all_templates(campaigns):
-        assert "unsubscribe" not in source.lower()
+def test_every_email_links_unsubscribe_as_the_editor_requires(
+    campaigns: list[dict[str, Any]],
+) -> None:
+    for campaign in campaigns:
+        for step in campaign["steps"]:
+            assert "{{ unsubscribe_url }}" in step["body_html"], step["subject"]
+            assert "{{ unsubscribe_url }}" in step["body_text"], step["subject"]
+            data = StepInput(
+                step["subject"], step["body_html"], step["body_text"], str(step["delay_days"])
+            )
+            validate_step(data, SENDER)  # raises StepEditError when the editor would refuse
 
 
 def test_each_campaign_has_conditional(campaigns: list[dict[str, Any]]) -> None:

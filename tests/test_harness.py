@@ -60,8 +60,10 @@ def test_the_live_preview_renders_unsaved_text_through_the_same_checks(admin, se
     url = f"/campaigns/{lead.id}/steps/live-preview"
     draft = {
         "subject": "Hello {{ contact.first_name }}",
-        "body_html": "<p>From {{ sender.company }}</p>",
-        "body_text": "Hi {{ contact.company }}",
+        "body_html": (
+            '<p>From {{ sender.company }}</p><a href="{{ unsubscribe_url }}">Unsubscribe</a>'
+        ),
+        "body_text": "Hi {{ contact.company }}\nUnsubscribe: {{ unsubscribe_url }}",
         "delay_days": "2",
     }
     page = admin.post(url, draft, htmx=True).get_data(as_text=True)

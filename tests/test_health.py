@@ -57,6 +57,7 @@ def test_all_green(web, session, live_worker):
         "tables",
         "scheduler",
         "sendgrid_auth",
+        "erasure_key",
         "redis",
         "worker",
     }

@@ -29,8 +29,8 @@ from tests.delivery_helpers import open_all_week
 SENDER = {"name": "Sam", "company": "Acme"}
 NEW_EMAIL = StepInput(
     subject="A new note for {{ contact.first_name }}",
-    body_html="<p>New</p>",
-    body_text="New",
+    body_html='<p>New</p><p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>',
+    body_text="New\nUnsubscribe: {{ unsubscribe_url }}",
     delay_days="1",
 )
 LATER = datetime(2031, 3, 3, 10, 0, tzinfo=UTC)  # far enough ahead that no tick sends it

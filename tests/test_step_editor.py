@@ -11,8 +11,9 @@ from crm_app.models import Campaign, CampaignStep, Enrollment
 GOOD = {
     "delay_days": "4",
     "subject": "A note for {{ contact.company | default('your team', true) }}",
-    "body_html": "<p>Hi {{ contact.first_name | default('there', true) }},</p>",
-    "body_text": "Hi {{ contact.first_name | default('there', true) }},",
+    "body_html": "<p>Hi {{ contact.first_name | default('there', true) }},</p>"
+    '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>',
+    "body_text": "Hi {{ contact.first_name | default('there', true) }},\n{{ unsubscribe_url }}",
 }
 
 

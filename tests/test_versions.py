@@ -14,6 +14,10 @@ from tests.authoring_helpers import send_next
 SENDER = {"name": "Sam", "company": "Acme"}
 
 
+# Every email must carry the unsubscribe link (the editor refuses one without it).
+UNSUBSCRIBE_TEXT = "\nUnsubscribe: {{ unsubscribe_url }}"
+
+
 def _edit(session, step, **changes) -> None:
     values = {
         "subject": step.subject,
@@ -34,12 +38,12 @@ def test_seeded_emails_start_their_history_at_version_1(session, campaigns):
 def test_every_saved_text_is_a_version_with_who_and_when(session, campaigns):
     step = campaigns["lead"].steps[1]
     _edit(session, step, subject="Second try for {{ contact.first_name }}")
-    _edit(session, step, body_text="Short and sweet.")
+    _edit(session, step, body_text="Short and sweet." + UNSUBSCRIBE_TEXT)
     _edit(session, step, delay_days=str(step.delay_days + 1))  # a delay is not a new text
 
     history = versions_of(session, step)
     assert [v.version for v in history] == [3, 2, 1]
-    assert history[0].body_text == "Short and sweet."
+    assert history[0].body_text == "Short and sweet." + UNSUBSCRIBE_TEXT
     assert history[1].subject == "Second try for {{ contact.first_name }}"
     assert {v.saved_by for v in history[:2]} == {"user:ada@example.com"}
     assert history[0].saved_at >= history[1].saved_at
@@ -129,7 +133,7 @@ def test_a_sent_message_links_to_the_version_it_used(
 ):
     lead = campaigns["lead"]
     step = lead.steps[0]
-    _edit(session, step, body_text="Version two, {{ contact.first_name }}.")
+    _edit(session, step, body_text="Version two, {{ contact.first_name }}." + UNSUBSCRIBE_TEXT)
     contact = make_contact("lead")
     send_next(session, contact, lead, backend, settings)
     message = session.scalar(sa.select(Message).where(Message.contact_id == contact.id))

@@ -25,10 +25,10 @@ from crm_app.models.outbound import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from crm_app.models.suppression import Suppression
+from crm_app.models.suppression import HashedSuppression, Suppression
 from crm_app.models.team import AuditEntry, PasswordLink, WorkspaceSettings
 from crm_app.models.test_send import TestSend
-from crm_app.models.tracking import ContactGoal, EmailEvent, WebhookBatch
+from crm_app.models.tracking import ContactGoal, EmailEvent, EmailReply, WebhookBatch
 from crm_app.models.types import UTCDateTime, utcnow
 from crm_app.models.user import ROLES, User
 
@@ -46,12 +46,14 @@ __all__ = [
     "ContactImportFailure",
     "DELIVERY_STATUSES",
     "EmailEvent",
+    "EmailReply",
     "EMAIL_STATUSES",
     "ENROLLMENT_ENTRIES",
     "ENROLLMENT_STATUSES",
     "Enrollment",
     "IMPORT_STATUSES",
     "IdempotencyKey",
+    "HashedSuppression",
     "MESSAGE_STATUSES",
     "Message",
     "PasswordLink",

@@ -31,6 +31,9 @@ class Campaign(db.Model):
     goal_contact_type: Mapped[str] = mapped_column(sa.String(20), default="")
     goal_days: Mapped[int] = mapped_column(sa.Integer, default=60)
     reentry: Mapped[str] = mapped_column(sa.String(16), default="resume", server_default="resume")
+    # A human reply to one of its emails ends the contact's enrolment (automatic replies
+    # such as out-of-office never do).
+    stop_on_reply: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
     # Set when an admin edits the campaign: `flask seed` never overwrites it then.
     customized: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -30,6 +30,9 @@ class Contact(db.Model):
     notes: Mapped[str] = mapped_column(sa.Text, default="")
     custom_fields: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     email_status: Mapped[str] = mapped_column(sa.String(20), default="ok")
+    # Set when the person's data was erased (GDPR): the row stays, anonymised, for the
+    # figures, and is never mailed again.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -41,6 +44,13 @@ class Contact(db.Model):
     __table_args__ = (
         # Case-insensitive uniqueness lives in the schema, not only in the form.
         sa.Index("uq_contacts_email_lower", sa.func.lower(email), unique=True),
+        # The few erased contacts: each webhook batch asks which of its contacts are.
+        sa.Index(
+            "ix_contacts_erased",
+            "id",
+            sqlite_where=sa.text("erased_at IS NOT NULL"),
+            postgresql_where=sa.text("erased_at IS NOT NULL"),
+        ),
         sa.CheckConstraint(
             "contact_type IN ('networking', 'lead', 'prospect', 'client')", name="contact_type"
         ),

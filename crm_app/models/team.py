@@ -23,6 +23,8 @@ class WorkspaceSettings(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True, default=WORKSPACE_ROW_ID)
     sender_name: Mapped[str | None] = mapped_column(sa.String(120))
     sender_signature: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    # The physical postal address every email's footer carries (CAN-SPAM).
+    postal_address: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")

@@ -68,3 +68,37 @@ class ContactGoal(db.Model):
     actor: Mapped[str] = mapped_column(sa.String(120), default="system")
 
     __table_args__ = (sa.Index("ix_contact_goals_contact_name", "contact_id", "name"),)
+
+
+class EmailReply(db.Model):
+    """A reply to one of our emails, received through SendGrid's Inbound Parse and tied
+    to its message by the token in the Reply-To address."""
+
+    __tablename__ = "email_replies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    contact_id: Mapped[int] = mapped_column(sa.ForeignKey("contacts.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("campaigns.id", ondelete="SET NULL")
+    )
+    from_email: Mapped[str] = mapped_column(sa.String(254), default="")
+    subject: Mapped[str] = mapped_column(sa.Text, default="")
+    first_lines: Mapped[str] = mapped_column(sa.Text, default="")
+    # An out-of-office or other machine answer: recorded, but it stops nothing.
+    is_automatic: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    automatic_reason: Mapped[str] = mapped_column(sa.String(120), default="")
+    # The enrolment this reply ended (None: it stopped nothing).
+    stopped_enrollment_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("enrollments.id", ondelete="SET NULL")
+    )
+    # The reply's own Message-ID header: SendGrid posting the same email twice records it once.
+    email_message_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        sa.Index("ix_email_replies_contact_received", "contact_id", "received_at"),
+        sa.Index("ix_email_replies_message_id", "message_id"),
+    )

@@ -15,6 +15,7 @@ from crm_app.drip.delivery.admin_actions import (
     perform_admin_action,
 )
 from crm_app.drip.reporting.message_lists import ADMIN_LISTS, admin_message_list, outbox_page
+from crm_app.drip.tracking.reply_tokens import reply_address
 from crm_app.extensions import db
 from crm_app.models import Message
 from crm_app.queue import enqueue_messages
@@ -79,4 +80,6 @@ def outbox():
 @admin_required
 def outbox_message(message_id: int):
     message = db.get_or_404(Message, message_id)
-    return render_template("admin/outbox_message.html", message=message)
+    settings = settings_of(current_app)
+    reply_to = reply_address(message.id, settings) or settings.mail_reply_to
+    return render_template("admin/outbox_message.html", message=message, reply_to=reply_to)

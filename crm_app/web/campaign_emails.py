@@ -31,7 +31,12 @@ from crm_app.web.campaigns import bp, step_of, viewer_sender, workspace
 from crm_app.web.htmx import action_response
 
 # What a new email's form starts with.
-NEW_STEP_VALUES = {"delay_days": "3"}
+# What a new email's form starts with (with the unsubscribe link every email needs).
+NEW_STEP_VALUES = {
+    "delay_days": "3",
+    "body_html": '\n<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>',
+    "body_text": "\n\nUnsubscribe: {{ unsubscribe_url }}",
+}
 
 
 def _step_input() -> StepInput:

@@ -34,6 +34,7 @@ from crm_app.drip.campaigns.manage import (
     describe_delay,
     list_campaigns,
     set_campaign_status,
+    set_stop_on_reply,
     status_changes,
     update_send_window,
 )
@@ -245,6 +246,20 @@ def update_settings(campaign_id: int):
         return f"Send window saved: {label}. {moved} scheduled email(s) moved."
 
     return _settings_change(campaign, change, _window_form(campaign, form))
+
+
+@bp.post("/<int:campaign_id>/replies")
+@admin_required
+def update_replies(campaign_id: int):
+    campaign = db.get_or_404(Campaign, campaign_id)
+
+    def change() -> str:
+        enabled = request.form.get("stop_on_reply") == "on"
+        if not set_stop_on_reply(db.session, campaign, enabled, actor=actor_name()):
+            return "Nothing changed."
+        return f"A reply {'now stops' if enabled else 'no longer stops'} {campaign.name}."
+
+    return _settings_change(campaign, change)
 
 
 @bp.post("/<int:campaign_id>/status")

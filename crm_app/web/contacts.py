@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import wraps
 
@@ -20,6 +21,7 @@ from flask_login import current_user, login_required
 
 from crm_app.config import settings_of
 from crm_app.drip.audience import enrollment as enrollment_core
+from crm_app.drip.audience.address_hash import erasure_key
 from crm_app.drip.audience.contacts import (
     ContactValidationError,
     contact_form_values,
@@ -28,6 +30,8 @@ from crm_app.drip.audience.contacts import (
     save_contact,
     search_contacts,
 )
+from crm_app.drip.audience.data_export import export_contact
+from crm_app.drip.audience.erasure import ErasureError, check_erasure_confirmation, erase_contact
 from crm_app.drip.audience.errors import RestartNeedsConfirmation
 from crm_app.drip.audience.export import contacts_csv
 from crm_app.drip.audience.panel import (
@@ -41,7 +45,7 @@ from crm_app.drip.common.ids import database_id
 from crm_app.drip.common.timezones import TIMEZONE_CHOICES
 from crm_app.extensions import db
 from crm_app.models import CONTACT_TYPES, Contact, Enrollment, utcnow
-from crm_app.web.auth import actor_name
+from crm_app.web.auth import actor_name, admin_required
 from crm_app.web.htmx import action_response, render_fragment_or_page
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
@@ -142,6 +146,52 @@ def delete(contact_id: int):
     delete_contact(db.session, contact, actor=actor_name())
     db.session.commit()
     return action_response(url_for("contacts.index"), f"Deleted {name}.")
+
+
+# --- GDPR: the person's data, exported or erased ---
+
+
+@bp.post("/<int:contact_id>/export")
+@login_required
+def export(contact_id: int):
+    """A JSON download (a POST: handing out personal data is recorded in the audit log)."""
+    contact = db.get_or_404(Contact, contact_id)
+    document = export_contact(db.session, contact, actor=actor_name())
+    db.session.commit()
+    return Response(
+        json.dumps(document, indent=2, ensure_ascii=False),
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="contact-{contact.id}.json"'},
+    )
+
+
+def _render_erase(contact: Contact, errors=None, status: int = 200):
+    page = render_template("contacts/erase.html", contact=contact, errors=errors or {})
+    return page, status
+
+
+@bp.route("/<int:contact_id>/erase", methods=["GET", "POST"])
+@admin_required
+def erase(contact_id: int):
+    contact = db.get_or_404(Contact, contact_id)
+    if request.method == "GET":  # the confirmation page: what goes, what stays
+        return _render_erase(contact)
+    try:
+        check_erasure_confirmation(contact, request.form.get("confirm_email", ""))
+        result = erase_contact(
+            db.session,
+            contact,
+            actor=actor_name(),
+            hash_key=erasure_key(settings_of(current_app)),
+        )
+    except ErasureError as refused:
+        db.session.rollback()
+        return _render_erase(contact, {"confirm_email": str(refused)}, 422)
+    db.session.commit()
+    message = f"Erased the personal data of contact #{contact.id}."
+    if result.stopped:
+        message += f" {result.stopped} enrolment(s) stopped."
+    return action_response(url_for("contacts.detail", contact_id=contact.id), message)
 
 
 # --- detail and campaign panel ---

@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
 
 from crm_app.config import settings_of
+from crm_app.drip.audience.address_hash import erasure_key, key_id
 from crm_app.drip.reporting.health import check_health
 from crm_app.extensions import db
 
@@ -30,6 +31,7 @@ def current_health():
         db.metadata,
         redis_url=settings.redis_url,
         queue_name=settings.rq_queue,
+        erasure_key_id=key_id(erasure_key(settings)),
     )
 
 

@@ -1,13 +1,23 @@
-"""Inbound webhooks. CSRF does not apply here; SendGrid's signature does."""
+"""Inbound webhooks. CSRF does not apply here: SendGrid's signature does (Event
+Webhook), or the secret in the URL (Inbound Parse)."""
 
 from __future__ import annotations
 
+import hmac
 import json
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, abort, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from crm_app.config import settings_of
+from crm_app.drip.audience.address_hash import erasure_key
 from crm_app.drip.tracking.events import MalformedBatch, ingest_events
+from crm_app.drip.tracking.inbound_parse import (
+    MAX_PARTS,
+    InboundParseError,
+    read_inbound_post,
+)
+from crm_app.drip.tracking.replies import record_reply
 from crm_app.drip.tracking.signature import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -42,7 +52,7 @@ def sendgrid_events():
         return jsonify(error=f"signature verification failed: {refused}"), 403
     try:
         payload = json.loads(raw_body)
-        result = ingest_events(db.session, payload)
+        result = ingest_events(db.session, payload, hash_key=erasure_key(settings))
     except (ValueError, MalformedBatch) as malformed:
         db.session.rollback()
         current_app.logger.warning("SendGrid webhook body unreadable: %s", malformed)
@@ -58,3 +68,33 @@ def sendgrid_events():
         duplicates=result.duplicates,
         rejected=result.rejected,
     )
+
+
+READ_SIZE = 64 * 1024
+
+
+@bp.post("/inbound/<secret>")
+@csrf.exempt
+def inbound_parse(secret: str):
+    """SendGrid's Inbound Parse: a reply to one of our emails. Any 2xx tells SendGrid
+    it arrived (a reply to nothing of ours is ignored with a 200: retrying cannot help);
+    a 5xx makes it retry for three days."""
+    settings = settings_of(current_app)
+    expected = settings.inbound_parse_secret
+    if not expected or not hmac.compare_digest(secret.encode(), expected.encode()):
+        abort(404)  # off, or a wrong secret: nothing here to find
+    limit = settings.inbound_parse_max_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return jsonify(error=f"the post is over {limit} bytes"), 413
+    request.max_content_length = limit  # a post without Content-Length stops there too
+    try:
+        chunks = iter(lambda: request.stream.read(READ_SIZE), b"")
+        inbound = read_inbound_post(request.content_type or "", chunks)
+    except InboundParseError as broken:
+        return jsonify(error=str(broken)), 400
+    except RequestEntityTooLarge:
+        return jsonify(error=f"the post is over {limit} bytes or {MAX_PARTS} parts"), 413
+    outcome = record_reply(db.session, inbound, settings)
+    db.session.commit()
+    current_app.logger.info("Inbound Parse: %s (%s)", outcome.status, outcome.detail)
+    return jsonify(status=outcome.status, detail=outcome.detail, stopped=bool(outcome.stopped))

@@ -30,6 +30,9 @@ EMAILS = [  # (delay, subject, HTML body)
     ("3", INDUSTRY, "<p>Ideas.</p>"),
 ]
 TEMPLATE_SOURCE = re.compile(r"\{\{|\{%")
+# Every email must carry the unsubscribe link: the editor refuses one without it.
+LINK_HTML = '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>'
+LINK_TEXT = "\nUnsubscribe: {{ unsubscribe_url }}"
 
 
 def _log_in(page) -> None:
@@ -70,8 +73,8 @@ def test_authoring_a_campaign_end_to_end_sends_nothing_twice(app, page, admin_us
         page.get_by_role("link", name="Add an email").click()
         page.get_by_label("Days after").fill(delay)
         page.get_by_label("Subject").fill(subject)
-        page.get_by_label("HTML body").fill(html)
-        page.get_by_label("Plain-text body").fill("Hello {{ contact.first_name }}")
+        page.get_by_label("HTML body").fill(html + LINK_HTML)
+        page.get_by_label("Plain-text body").fill("Hello {{ contact.first_name }}" + LINK_TEXT)
         page.get_by_label("Plain-text body").press("End")
         expect(page.locator("#live-preview")).to_contain_text("Hello Alex")  # live, htmx
         page.get_by_role("button", name="Add the email").click()
@@ -100,7 +103,7 @@ def test_authoring_a_campaign_end_to_end_sends_nothing_twice(app, page, admin_us
     # Edit email 2 while the contact waits for it: the impact note says who gets it.
     page.goto(f"/campaigns/{campaign_id}")
     page.locator("ol.steps > li").nth(1).get_by_role("link", name="Edit").click()
-    page.get_by_label("HTML body").fill("<p>Week one, revised.</p>")
+    page.get_by_label("HTML body").fill("<p>Week one, revised.</p>" + LINK_HTML)
     page.get_by_label("HTML body").press("End")  # a key goes up: the live preview follows
     expect(page.locator("#live-preview .impact")).to_contain_text(
         "1 contact(s) waiting for email 2 “Your first week at Northwind Traders” will get the "

@@ -85,7 +85,7 @@ def test_upload_map_start_watch_progress_and_download_failed_rows(
     page.evaluate("window.__marker = 1")
 
     env = worker_env(app, database_url, redis_url, fake_sendgrid, tmp_path)
-    env["IMPORT_CHUNK_SIZE"] = "20"  # many small chunks: the bar moves while we watch
+    env["IMPORT_CHUNK_SIZE"] = "5"  # many small chunks: the bar moves while we watch (1 s polls)
     worker = start_worker(env)
     try:
         expect(progress).to_have_attribute("data-state", "done", timeout=120_000)

@@ -38,6 +38,7 @@ class ContactFacts:
     contact_type: str
     timezone: str
     email_status: str = "ok"
+    erased_at: datetime | None = None  # an import never writes to an erased contact
 
     # The one definition of a contact's display name (refusals quote it).
     full_name = property(Contact.full_name.fget)

@@ -226,6 +226,10 @@ def create_contact(session, data: ContactInput, *, actor: str) -> Contact:
 
 def update_contact(session, contact: Contact, data: ContactInput, *, actor: str) -> Contact:
     """Save edits; a type change stops the old type's campaign and enrols in the new one."""
+    if contact.erased_at is not None:
+        raise ContactValidationError(
+            {"email": "This contact's data was erased: it stays as it is."}
+        )
     cleaned = validate(session, data, existing=contact)
     changed = [name for name in _EDITABLE if getattr(contact, name) != getattr(cleaned, name)]
     _apply(contact, cleaned)

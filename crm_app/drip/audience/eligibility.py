@@ -1,45 +1,87 @@
-"""Who may be mailed: the one place the rule lives (the contact's email status and
-the suppression list). Enrolment refuses, and delivery skips, by this rule."""
+"""Who may be mailed: the one place the rule lives (the contact's email status, an
+erasure, and the suppression list, whose erased addresses are kept only as hashes).
+Enrolment refuses, and delivery skips, by this rule."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import sqlalchemy as sa
 
+from crm_app.drip.audience.address_hash import address_hash, app_erasure_key, normalize_email
 from crm_app.drip.common.sql import in_values
-from crm_app.models import Contact, Suppression
+from crm_app.models import Contact, HashedSuppression, Suppression
+
+# What a hashed entry's reason reads as when it blocks a contact.
+ERASED_REASON = "erased"
 
 
-def suppression_reasons(session, emails) -> dict[str, str]:
-    """{lowercased address: suppression reason} for those of `emails` on the list: one
-    query for a whole chunk of messages (pass it to `mailing_block_reason`)."""
-    wanted = {email.lower() for email in emails}
+def suppression_reasons(
+    session, emails: Iterable[str], *, hash_key: bytes | None = None
+) -> dict[str, str]:
+    """{lowercased address: suppression reason} for those of `emails` on the list, by
+    address or by the hash of an erased address ("erased"): one query for a whole chunk
+    of messages (pass it to `mailing_block_reason`). `hash_key`: the erasure key (see
+    address_hash.py), else the running app's."""
+    wanted = {normalize_email(email) for email in emails}
     if not wanted:
         return {}
-    rows = session.execute(
-        sa.select(Suppression.email, Suppression.reason).where(
-            in_values(session, Suppression.email, wanted)
-        )
+    key = hash_key or app_erasure_key()
+    by_hash = {address_hash(address, key): address for address in wanted}
+    plain = sa.select(Suppression.email, Suppression.reason).where(
+        in_values(session, Suppression.email, wanted)
     )
-    return {email: reason for email, reason in rows}
+    hashed = sa.select(HashedSuppression.email_hash, HashedSuppression.reason).where(
+        in_values(session, HashedSuppression.email_hash, by_hash)
+    )
+    reasons: dict[str, str] = {}
+    for value, reason in session.execute(sa.union_all(plain, hashed)):
+        if value in by_hash:  # a hash: 64 hex digits never look like an address
+            reasons[by_hash[value]] = reason  # an erasure outranks any other reason
+        else:
+            reasons.setdefault(value, reason)
+    return reasons
+
+
+def describe_suppression(reason: str) -> str:
+    if reason == ERASED_REASON:
+        return "the address was erased at the person's request (GDPR)"
+    return f"the address is on the suppression list ({reason})"
 
 
 def mailing_block_reason(
-    session, contact: Contact, *, suppressions: Mapping[str, str] | None = None
+    session,
+    contact: Contact,
+    *,
+    suppressions: Mapping[str, str] | None = None,
+    hash_key: bytes | None = None,
 ) -> str | None:
     """Why this contact may not be mailed, or None. The one place this rule lives.
 
     `suppressions`: the suppression list already read for this contact's address
     (`suppression_reasons`), instead of one query here."""
+    if contact.erased_at is not None:
+        return "the contact's personal data was erased"
     if contact.email_status != "ok":
         return f"the contact is {contact.email_status}"
-    if suppressions is not None:
-        suppressed = suppressions.get(contact.email.lower())
-    else:
-        suppressed = session.scalar(
-            sa.select(Suppression.reason).where(Suppression.email == contact.email.lower())
-        )
+    if suppressions is None:
+        suppressions = suppression_reasons(session, [contact.email], hash_key=hash_key)
+    suppressed = suppressions.get(normalize_email(contact.email))
     if suppressed is not None:
-        return f"the address is on the suppression list ({suppressed})"
+        return describe_suppression(suppressed)
     return None
+
+
+def erased_addresses(session, emails: Iterable[str], *, hash_key: bytes | None = None) -> set[str]:
+    """Those of `emails` (normalised) whose hash is on the list: addresses of erased
+    people, which must not be written down again in plain text. One query."""
+    key = hash_key or app_erasure_key()
+    by_hash = {address_hash(email, key): normalize_email(email) for email in emails}
+    if not by_hash:
+        return set()
+    found = session.scalars(
+        sa.select(HashedSuppression.email_hash).where(
+            in_values(session, HashedSuppression.email_hash, by_hash)
+        )
+    )
+    return {by_hash[value] for value in found}

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import selectinload
 
+from crm_app.drip.audience.address_hash import normalize_email
+from crm_app.drip.audience.eligibility import erased_addresses
 from crm_app.drip.audience.enrollment import stop
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.paging import Page, paginate
@@ -43,17 +45,15 @@ class SuppressionError(Exception):
     """A refused suppression change; the message is meant for the user."""
 
 
-def normalize_email(email: str) -> str:
-    return (email or "").strip().lower()
-
-
 def contacts_with_email(session, email: str) -> list[Contact]:
     return list(session.scalars(sa.select(Contact).where(sa.func.lower(Contact.email) == email)))
 
 
 @dataclass
 class SuppressionResult:
-    entry: Suppression
+    # None: the address was erased (GDPR); its hash already suppresses it, and it is
+    # not written down again.
+    entry: Suppression | None
     changed: bool  # False: a replay, nothing was added, marked or stopped
     stopped: int  # enrolments stopped
 
@@ -134,12 +134,19 @@ def suppress_many(
     *,
     actor: str,
     now: datetime | None = None,
+    hash_key: bytes | None = None,
 ) -> dict[str, SuppressionResult]:
     """Suppress many addresses with a fixed number of queries (a webhook batch carries
     dozens of bounces): add the new ones, mark their contacts, stop their enrolments.
-    Idempotent; the first request for an address wins. Returns results by address."""
+    Idempotent; the first request for an address wins. Returns results by address.
+
+    An erased address (its hash is listed) is already suppressed: it is left out, so a
+    late bounce never writes it down again in plain text."""
     now = now or utcnow()
     wanted = _by_address(requests)
+    if wanted:
+        for address in erased_addresses(session, wanted, hash_key=hash_key):
+            del wanted[address]
     if not wanted:
         return {}
     session.flush()
@@ -181,7 +188,8 @@ def suppress(
 ) -> SuppressionResult:
     """Add the address (idempotent), mark its contacts and stop all their enrolments."""
     request = SuppressionRequest(email, reason, source, note)
-    return suppress_many(session, [request], actor=actor, now=now)[normalize_email(email)]
+    results = suppress_many(session, [request], actor=actor, now=now)
+    return results.get(normalize_email(email)) or SuppressionResult(None, False, 0)
 
 
 def lift_suppression(
@@ -245,6 +253,11 @@ def add_manual_suppression(
     if len(note) > NOTE_MAX:
         raise SuppressionError(f"Keep the note under {NOTE_MAX} characters.")
     address = normalize_email(address)
+    if erased_addresses(session, [address]):
+        raise SuppressionError(
+            "This address was erased at the person's request (GDPR): it is never mailed "
+            "already, and it is not stored again."
+        )
     existing = session.scalar(sa.select(Suppression).where(Suppression.email == address))
     if existing is not None:
         return existing, False

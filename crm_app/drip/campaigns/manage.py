@@ -237,3 +237,19 @@ def set_campaign_status(
     summary = f"{campaign.name} {verb}"
     record_audit(session, actor, "campaign.status", "campaign", campaign.id, summary)
     return campaign
+
+
+# ---------------------------------------------------------------- replies
+
+
+def set_stop_on_reply(session, campaign: Campaign, enabled: bool, *, actor: str) -> bool:
+    """Whether a person's reply ends their enrolment in this campaign (replies.py applies
+    it); False when it already was so. `flask seed` never sets it, so this is not an
+    edit that keeps the default emails from updating (`customized` stays as it is)."""
+    if campaign.stop_on_reply == enabled:
+        return False
+    campaign.stop_on_reply = enabled
+    does = "stops" if enabled else "no longer stops"
+    summary = f"{campaign.name}: a contact's reply {does} their emails"
+    record_audit(session, actor, "campaign.stop_on_reply", "campaign", campaign.id, summary)
+    return True

@@ -35,6 +35,12 @@ MERGE_FIELDS: dict[str, frozenset[str]] = {
         {"name", "first_name", "title", "company", "email", "phone", "website", "signature"}
     ),
 }
+# Merge fields that are a value, not a group: the contact's own signed unsubscribe link,
+# which every email's body must carry (unsubscribe_link.py checks it at save).
+SCALAR_MERGE_FIELDS = frozenset({"unsubscribe_url"})
+# What `{{ unsubscribe_url }}` renders as where no real contact is mailed (previews and
+# the checks at save): a placeholder that reads as what it stands for.
+PREVIEW_UNSUBSCRIBE_URL = "https://unsubscribe.example/personal-link"
 
 
 class TemplateRenderError(Exception):
@@ -57,6 +63,7 @@ _TEXT_ENV = _environment(False)
 
 # Names a template may use besides the merge fields: loop helpers and the sandbox's globals.
 _BUILTIN_NAMES = frozenset({"loop", "caller", "varargs", "kwargs"}) | frozenset(_TEXT_ENV.globals)
+_KNOWN_NAMES = frozenset(MERGE_FIELDS) | SCALAR_MERGE_FIELDS | _BUILTIN_NAMES
 
 
 def _internal_name_error(name: str) -> str:
@@ -76,8 +83,11 @@ def check_template(source: str) -> list[str]:
             continue
         if name.name.startswith("_"):
             errors.append(_internal_name_error(name.name))
-        elif name.name not in MERGE_FIELDS and name.name not in _BUILTIN_NAMES:
-            errors.append(f"Unknown merge field {name.name!r}: use contact, company or sender.")
+        elif name.name not in _KNOWN_NAMES:
+            errors.append(
+                f"Unknown merge field {name.name!r}: use contact, company, sender or "
+                "unsubscribe_url."
+            )
     # `x.attr`, `x["attr"]` and `x|attr("attr")` all reach attributes: check all three.
     lookups: list[tuple[nodes.Node, str]] = [(a.node, a.attr) for a in tree.find_all(nodes.Getattr)]
     for item in tree.find_all(nodes.Getitem):
@@ -122,6 +132,8 @@ class WorkspaceSender:
     email: str  # the verified sender address (MAIL_FROM_EMAIL): every email's From
     company: str
     website: str
+    # The workspace's postal address, in every email's footer (CAN-SPAM); "" until set.
+    postal_address: str = ""
 
 
 class Signature(str):
@@ -207,8 +219,15 @@ def sender_for_contact(contact: Contact, workspace: WorkspaceSender) -> dict[str
     return sender_context(contact.owner, workspace)
 
 
-def build_context(contact_fields: dict[str, Any], sender: dict[str, str]) -> dict[str, Any]:
+def build_context(
+    contact_fields: dict[str, Any],
+    sender: dict[str, str],
+    *,
+    unsubscribe_url: str = PREVIEW_UNSUBSCRIBE_URL,
+) -> dict[str, Any]:
+    """The template's variables; delivery passes the contact's real unsubscribe link."""
     return {
+        "unsubscribe_url": unsubscribe_url,
         "contact": contact_fields,
         "company": {
             "name": contact_fields.get("company", ""),

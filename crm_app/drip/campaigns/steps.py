@@ -1,10 +1,11 @@
 """Editing a campaign's emails: add (at any place), edit, remove, reorder, restore a
 version, each checked before it is saved.
 
-A template that does not parse, uses an unknown merge field or fails to render
-for the sample contact is refused with a message per field, and nothing is
-saved. Every saved text is a new version (versions.py: each sent email records the
-version it used) and marks the campaign as edited, so `flask seed` keeps it.
+A template that does not parse, uses an unknown merge field, fails to render
+for the sample contact or leaves out the unsubscribe link is refused with a
+message per field, and nothing is saved. Every saved text is a new version
+(versions.py: each sent email records the version it used) and marks the campaign
+as edited, so `flask seed` keeps it.
 
 Enrolments point at a step's identity, so the live-edit rules (impact.py, and
 DELIVERY.md "Live edits") follow from the data; a change that moves contacts who
@@ -27,12 +28,14 @@ from crm_app.drip.campaigns.impact import (
 )
 from crm_app.drip.campaigns.naming import email_name, step_name, step_title
 from crm_app.drip.campaigns.rendering import (
+    PREVIEW_UNSUBSCRIBE_URL,
     SAMPLE_CONTACT,
     TemplateRenderError,
     build_context,
     check_template,
     render_email,
 )
+from crm_app.drip.campaigns.unsubscribe_link import unsubscribe_link_problems
 from crm_app.drip.campaigns.versions import record_version, version_of
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.errors import FieldErrors
@@ -67,7 +70,8 @@ STEP_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(StepInput))
 
 def template_errors(values: dict[str, str], sender: dict[str, str]) -> dict[str, str]:
     """A message per template field that cannot be saved: empty, syntax, unknown merge
-    field, or a failure rendering it for the sample contact."""
+    field, a failure rendering it for the sample contact, or no visible unsubscribe
+    link in either body."""
     errors: dict[str, str] = {}
     for name in TEMPLATE_FIELDS:
         if not values[name]:
@@ -88,6 +92,10 @@ def template_errors(values: dict[str, str], sender: dict[str, str]) -> dict[str,
             render_email(parts["subject"], parts["body_html"], parts["body_text"], context)
         except TemplateRenderError as failed:
             errors[name] = str(failed)
+    if not errors:
+        # Every email carries a visible unsubscribe link: both bodies must have it.
+        email = render_email(values["subject"], values["body_html"], values["body_text"], context)
+        errors.update(unsubscribe_link_problems(email.html, email.text, PREVIEW_UNSUBSCRIBE_URL))
     return errors
 
 

@@ -55,6 +55,9 @@ class OutgoingEmail:
     # Who the email speaks as (the contact's owner or the workspace); the address is
     # always the configured, verified sender. Empty: the backend's configured name.
     from_name: str = ""
+    # Where replies go (a per-message address when replies are parsed). Empty: the
+    # backend's configured Reply-To, if any.
+    reply_to: str = ""
 
 
 class TransientSendError(Exception):
@@ -313,8 +316,8 @@ class SendGridBackend:
         # text/plain must come before text/html (SendGrid rejects the other order).
         mail.add_content(Content("text/plain", outgoing.text))
         mail.add_content(Content("text/html", outgoing.html))
-        if self.reply_to:
-            mail.reply_to = ReplyTo(self.reply_to)
+        if outgoing.reply_to or self.reply_to:
+            mail.reply_to = ReplyTo(outgoing.reply_to or self.reply_to)
         for key, value in outgoing.custom_args.items():
             mail.add_custom_arg(CustomArg(key, str(value)))
         for key, value in outgoing.headers.items():

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
 from crm_app.config import Settings
+from crm_app.drip.audience.address_hash import erasure_key
 from crm_app.drip.audience.eligibility import suppression_reasons
 from crm_app.drip.audience.enrollment import advance_many, stop
 from crm_app.drip.campaigns.rendering import TemplateRenderError
@@ -162,7 +163,9 @@ def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
     session, decision = ctx.session, Decision()
     messages = _load(session, ids)
     suppressions = suppression_reasons(
-        session, [m.contact.email for m in messages.values() if m.status == "queued"]
+        session,
+        [m.contact.email for m in messages.values() if m.status == "queued"],
+        hash_key=erasure_key(ctx.settings),  # sending threads have no app context
     )
     for message_id in ids:
         message = messages.get(message_id)

@@ -1,6 +1,8 @@
-"""Compose one email: the step rendered for its contact, the unsubscribe footer, the
-RFC 8058 headers and the custom_args that tie SendGrid's events back to the message.
-(The SendGrid request itself is built from this in backends.py.)"""
+"""Compose one email: the step rendered for its contact, the compliance footer (the
+postal address, and the unsubscribe link unless the body already shows it), the
+RFC 8058 headers, the Reply-To that ties a reply to the message, and the custom_args
+that tie SendGrid's events back to it. (The SendGrid request itself is built from this
+in backends.py.)"""
 
 from __future__ import annotations
 
@@ -11,15 +13,18 @@ from crm_app.config import Settings
 from crm_app.drip.audience.unsubscribe import unsubscribe_url
 from crm_app.drip.campaigns.naming import email_name
 from crm_app.drip.campaigns.rendering import (
+    RenderedEmail,
     build_context,
     contact_context,
     render_email,
     sender_context,
     sender_from_name,
 )
+from crm_app.drip.campaigns.unsubscribe_link import links_visibly
 from crm_app.drip.common.headers import header_safe
 from crm_app.drip.delivery.backends import OutgoingEmail
 from crm_app.drip.team.workspace import workspace_sender
+from crm_app.drip.tracking.reply_tokens import reply_address
 from crm_app.models import Message
 
 
@@ -31,32 +36,50 @@ def email_label(message: Message) -> str:
     return email_name(step.position, message.campaign.name, step.subject)
 
 
+def _footer(
+    rendered: RenderedEmail, link: str, company: str, postal_address: str
+) -> tuple[str, str]:
+    """(html, text) with the footer every email carries: who sends it and their postal
+    address (CAN-SPAM), and the unsubscribe link when the body does not show it already
+    (a template saved before the rule, or a conditional block that left it out)."""
+    address = ", ".join(postal_address.splitlines())
+    sender = f"{company}, {address}" if address else company
+    html_link = (
+        "" if links_visibly(rendered.html, link) else f' <a href="{escape(link)}">Unsubscribe</a>'
+    )
+    html = (
+        f"{rendered.html}\n"
+        '<p style="font-size:12px;color:#666;margin-top:24px">'
+        f"You receive these emails from {escape(sender)}.{html_link}</p>"
+    )
+    text = f"{rendered.text.rstrip()}\n\n--\nYou receive these emails from {sender}.\n"
+    if link not in rendered.text:
+        text += f"To stop receiving these emails: {link}\n"
+    return html, text
+
+
 def compose(message: Message, settings: Settings) -> OutgoingEmail:
-    """Render the step for this contact, add the unsubscribe footer and headers.
+    """Render the step for this contact, add the compliance footer and the headers.
 
     Raises TemplateRenderError (the sandbox refused or the template broke)."""
     contact, step = message.contact, message.step
     # The contact's owner speaks, else the workspace (one read per session, see workspace.py).
     workspace = workspace_sender(object_session(message), settings)
     sender = sender_context(contact.owner, workspace)
-    context = build_context(contact_context(contact), sender)
-    rendered = render_email(step.subject, step.body_html, step.body_text, context)
     link = unsubscribe_url(
         settings.public_base_url, contact.id, contact.email, secret_key=settings.secret_key
     )
+    context = build_context(contact_context(contact), sender, unsubscribe_url=link)
+    rendered = render_email(step.subject, step.body_html, step.body_text, context)
     company = settings.sender_company or settings.mail_from_name
-    html = (
-        f"{rendered.html}\n"
-        '<p style="font-size:12px;color:#666;margin-top:24px">'
-        f"You receive these emails from {escape(company)}. "
-        f'<a href="{escape(link)}">Unsubscribe</a></p>'
-    )
-    text = f"{rendered.text.rstrip()}\n\n--\nTo stop receiving these emails: {link}\n"
+    html, text = _footer(rendered, link, company, workspace.postal_address)
     return OutgoingEmail(
         message_id=message.id,
         to_email=contact.email,
         to_name=header_safe(contact.full_name) if contact.full_name != contact.email else "",
         from_name=header_safe(sender_from_name(contact.owner, workspace)),
+        # A per-message address when replies are parsed, else the configured one.
+        reply_to=reply_address(message.id, settings) or settings.mail_reply_to or "",
         subject=header_safe(rendered.subject),
         html=html,
         text=text,

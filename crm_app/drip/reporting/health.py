@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from crm_app.config import PROJECT_ROOT
 from crm_app.drip.delivery.provider_health import backend_auth_failure
 from crm_app.drip.delivery.tick import last_tick_at
-from crm_app.models import Message, utcnow
+from crm_app.models import HashedSuppression, Message, utcnow
 
 
 @dataclass
@@ -136,6 +136,7 @@ def check_health(
     queue_name: str,
     now: datetime | None = None,
     max_tick_age: timedelta = timedelta(minutes=2),
+    erasure_key_id: str | None = None,
 ) -> HealthReport:
     now = now or utcnow()
     report = HealthReport()
@@ -143,6 +144,8 @@ def check_health(
         _check_scheduler(session, now, report, max_tick_age)
         _message_counts(session, report)
         _check_sender_auth(session, report)
+        if erasure_key_id is not None:
+            _check_erasure_key(session, erasure_key_id, report)
     _check_redis_and_workers(redis_url, queue_name, report)
     return report
 
@@ -153,3 +156,18 @@ def _check_sender_auth(session, report: HealthReport) -> None:
     report.checks.append(
         Check("sendgrid_auth", failure is None, "ok" if failure is None else failure)
     )
+
+
+def _check_erasure_key(session, current_key_id: str, report: HealthReport) -> None:
+    """Erased addresses stay suppressed only under the key that hashed them: a changed
+    ERASURE_HASH_KEY (or SECRET_KEY, when it is unset) would let them be mailed again."""
+    other = session.scalar(
+        sa.select(sa.func.count()).where(HashedSuppression.key_id != current_key_id)
+    )
+    detail = (
+        "ok"
+        if not other
+        else f"{other} erased address(es) were hashed with another key: restore the "
+        "ERASURE_HASH_KEY (or SECRET_KEY) they were made with, or they can be mailed again"
+    )
+    report.checks.append(Check("erasure_key", not other, detail))

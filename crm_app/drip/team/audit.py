@@ -34,6 +34,7 @@ AUDIT_KINDS: dict[str, str] = {
     "import": "Imports",
     "api_token": "API tokens",
     "webhook_endpoint": "Webhook endpoints",
+    "gdpr": "GDPR (exports, erasures)",
 }
 AUDITED_ACTOR_PREFIXES = ("user:", "api:", "cli:")
 ENTRIES_PER_PAGE = 50

@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from crm_app.drip.audience.eligibility import erased_addresses
 from crm_app.drip.audience.suppression import (
     SuppressionRequest,
     lift_suppression,
@@ -25,7 +26,7 @@ from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.ids import MAX_ID
 from crm_app.drip.common.sql import in_values, insert_rows, update_rows
 from crm_app.drip.delivery.admin_actions import mark_sent
-from crm_app.models import Message, utcnow
+from crm_app.models import Contact, Message, utcnow
 from crm_app.models.tracking import EmailEvent, WebhookBatch
 
 KNOWN_EVENTS = frozenset(
@@ -87,6 +88,8 @@ class _Event:
     contact_id: int | None = None
     campaign_id: int | None = None
     detail: str = ""
+    # The address was erased (GDPR): the event is stored without address, payload or detail.
+    erased: bool = False
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -184,13 +187,13 @@ def _store(session, events: list[_Event], now: datetime) -> set[str]:
         {
             "sg_event_id": e.sg_event_id,
             "event": e.event,
-            "email": e.email[:254],
+            "email": "" if e.erased else e.email[:254],
             "message_id": e.message_id,
             "occurred_at": e.occurred_at,
             "received_at": now,
             "outcome": "applied",
             "detail": e.detail,
-            "payload": e.raw,
+            "payload": {} if e.erased else e.raw,
         }
         for e in events
     ]
@@ -340,8 +343,33 @@ def _resolve_in_doubt(session, events: list[_Event]) -> None:
         mark_sent(session, message, actor=ACTOR, note="SendGrid reported it", now=seen[message.id])
 
 
-def ingest_events(session, payload: Any, *, now: datetime | None = None) -> IngestResult:
-    """Record a webhook batch and apply it; the caller commits."""
+def _mark_erased(session, events: list[_Event], hash_key: bytes | None) -> None:
+    """Events about an erased person (SendGrid reports opens of old emails for months)
+    keep nothing personal: stored without address, payload or detail. An event tied to a
+    message is theirs when its contact is erased (one query by primary key); only the
+    few tied to none (a group unsubscribe) need the address hashed and looked up."""
+    contact_ids = {e.contact_id for e in events if e.contact_id is not None}
+    erased_contacts = set(
+        session.scalars(
+            sa.select(Contact.id).where(
+                in_values(session, Contact.id, contact_ids), Contact.erased_at.is_not(None)
+            )
+        )
+        if contact_ids
+        else ()
+    )
+    untied = {e.email for e in events if e.contact_id is None}
+    erased_emails = erased_addresses(session, untied, hash_key=hash_key) if untied else set()
+    for event in events:
+        if event.contact_id in erased_contacts or event.email in erased_emails:
+            event.erased, event.detail = True, ""
+
+
+def ingest_events(
+    session, payload: Any, *, now: datetime | None = None, hash_key: bytes | None = None
+) -> IngestResult:
+    """Record a webhook batch and apply it; the caller commits. `hash_key`: the erasure
+    key (address_hash.py), else the running app's."""
     now = now or utcnow()
     if not isinstance(payload, list):
         raise MalformedBatch("the body must be a JSON array of events")
@@ -358,6 +386,7 @@ def ingest_events(session, payload: Any, *, now: datetime | None = None) -> Inge
             valid[normalized.sg_event_id] = normalized
     events = list(valid.values())
     _resolve_messages(session, events)
+    _mark_erased(session, events, hash_key)
     new_ids = _store(session, events, now)
     fresh = [e for e in events if e.sg_event_id in new_ids]
     result.duplicates += len(events) - len(fresh)
