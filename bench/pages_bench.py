@@ -1,0 +1,385 @@
+"""Pages at 100,000 contacts (PostgreSQL): requests/s, p50 and p99 per page.
+
+Loads N contacts (one enrolment and one activity each) with COPY into a scratch
+database, starts gunicorn (2 workers x 4 threads, as `make run`) on a free local
+port, logs in 8 clients and runs each page in a closed loop (each client sends
+its next request as soon as the previous one answered) for a few seconds, beside
+a bare Flask route on the same server. The database is dropped at the end.
+
+    python bench/pages_bench.py                       # 100,000 contacts
+    python bench/pages_bench.py --contacts 1000000    # the "stays so" check
+    python bench/pages_bench.py --contacts 20000 --seconds 2
+
+Aim (issue 12 item 7): every page p99 <= 50 ms and >= 50 % of the bare route's
+requests/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from bench.scratch import DEFAULT_URL, scratch_database  # noqa: E402
+
+AIM_P99_MS = 50.0
+AIM_SHARE_OF_BARE = 0.5
+PASSWORD = "bench-password"
+
+FIRST_NAMES = (
+    "Ada Akira Ana Anna Ben Carla Chen Dan Elena Emma Eva Felix Hana Hiro Ines Ivan James "
+    "Jin Julia Kai Kenji Lara Lea Leo Liam Lina Luis Maya Mia Mika Nina Noah Olga Omar "
+    "Paul Rosa Sara Sofia Tom Yuki Zoe"
+).split()
+# 100 family names: "tanaka" matches about 1 % of the contacts.
+LAST_NAMES = (
+    "Abe Adams Alvarez Bauer Becker Brown Castro Chen Clark Cohen Costa Cruz Davis Dubois "
+    "Evans Fischer Fontaine Garcia Gomez Gonzalez Green Hall Hansen Harris Hill Hoffmann "
+    "Horvat Ito Jackson Jansen Johnson Jones Kato Kim King Klein Koch Kowalski Kumar Lambert "
+    "Larsen Lee Lewis Lopez Martin Martinez Meyer Miller Moore Morel Moreau Muller Murphy "
+    "Nagy Nakamura Nguyen Nielsen Novak Ortiz Park Patel Perez Petit Popescu Quinn Ramos "
+    "Reyes Richter Roberts Robin Rossi Roux Russo Sanchez Sato Schmidt Schneider Schulz "
+    "Silva Singh Smith Suzuki Takahashi Tanaka Taylor Thomas Torres Varga Wagner Walker "
+    "Wang Watanabe Weber White Wilson Wright Yamamoto Young Zhang"
+).split()
+COMPANIES = (
+    "Acme Globex Initech Umbrella Stark Wayne Wonka Hooli Vehement Massive Soylent Tyrell "
+    "Cyberdyne Aperture Oscorp Gringotts Monarch Nakatomi Vandelay Pied"
+).split()
+COMPANY_KINDS = ("Ltd", "GmbH", "Inc", "Labs", "Group", "Partners", "Systems", "Studio")
+TITLES = (
+    "CEO", "CTO", "Head of Sales", "Marketing Manager", "Engineer", "Buyer", "Founder",
+    "Operations Lead", "Consultant", "Product Manager",
+)  # fmt: skip
+INDUSTRIES = (
+    "Software", "Retail", "Manufacturing", "Healthcare", "Finance", "Logistics",
+    "Education", "Energy", "Media", "Hospitality",
+)  # fmt: skip
+INTERESTS = ("automation", "reporting", "pricing", "integrations", "security", "onboarding")
+SOURCES = ("webinar", "referral", "trade show", "website", "partner")
+ZONES = ("UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Sydney")
+TYPES = ("networking", "lead", "prospect", "client")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_URL))
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--seconds", type=float, default=5.0, help="timed loop per page")
+    parser.add_argument("--warmup", type=float, default=1.0, help="untimed loop before each")
+    parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    return parser.parse_args()
+
+
+def naive(moment: datetime) -> datetime:
+    """UTCDateTime stores naive UTC."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+# --- the data ---
+
+
+def prepare_app(url: str) -> dict:
+    """Migrate, seed the four campaigns and add the bench's login; returns what the load
+    needs (campaign id and name by type, the user's id)."""
+    os.environ.setdefault("SECRET_KEY", "bench-secret-key")
+    from flask_migrate import upgrade
+
+    from crm_app import create_app
+    from crm_app.drip.campaigns.seed import seed_default_campaigns
+    from crm_app.extensions import db
+    from crm_app.models import Campaign, User
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None})
+    with app.app_context():
+        upgrade()
+        seed_default_campaigns(db.session)
+        user = User(email="bench@example.com", role="admin", name="Bench")
+        user.set_password(PASSWORD)
+        db.session.add(user)
+        db.session.commit()
+        campaigns = {
+            c.contact_type: (c.id, c.name) for c in db.session.scalars(sa.select(Campaign))
+        }
+        info = {"campaigns": campaigns, "user_id": user.id}
+        db.session.remove()
+        db.engine.dispose()
+    return info
+
+
+def contact_row(i: int, rng: random.Random, owner_id: int, now: datetime) -> tuple:
+    first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+    company = f"{rng.choice(COMPANIES)} {rng.choice(COMPANY_KINDS)}"
+    custom = {"interest": rng.choice(INTERESTS), "source": rng.choice(SOURCES)}
+    created = naive(now - timedelta(seconds=rng.uniform(0, 730 * 86400)))
+    return (
+        i, first, last, f"user{i}@example{i % 50}.com", "", company, rng.choice(TITLES),
+        rng.choice(INDUSTRIES), TYPES[i % 4], rng.choice(ZONES),
+        owner_id if i % 2 else None, "", json.dumps(custom), "ok", created, created,
+    )  # fmt: skip
+
+
+def load(conn: psycopg.Connection, count: int, info: dict, seed: int) -> None:
+    """COPY `count` contacts, each with one active enrolment in its type's campaign and
+    one "enrolled" activity."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    campaigns = info["campaigns"]
+    t0 = time.perf_counter()
+    with conn.cursor() as cur:
+        with cur.copy(
+            "COPY contacts (id, first_name, last_name, email, phone, company, title, industry,"
+            " contact_type, timezone, owner_id, notes, custom_fields, email_status, created_at,"
+            " updated_at) FROM STDIN"
+        ) as copy:
+            created = {}
+            for i in range(1, count + 1):
+                row = contact_row(i, rng, info["user_id"], now)
+                created[i] = row[-1]
+                copy.write_row(row)
+        with cur.copy(
+            "COPY enrollments (id, contact_id, campaign_id, status, current_step, next_send_at,"
+            " source, enrolled_by, enrolled_at, end_reason) FROM STDIN"
+        ) as copy:
+            for i in range(1, count + 1):
+                campaign_id = campaigns[TYPES[i % 4]][0]
+                due = naive(now + timedelta(seconds=rng.uniform(0, 30 * 86400)))
+                copy.write_row(
+                    (i, i, campaign_id, "active", 1, due, "auto", "bench", created[i], "")
+                )
+        with cur.copy(
+            "COPY activities (contact_id, kind, detail, actor, campaign_id, enrollment_id,"
+            " created_at) FROM STDIN"
+        ) as copy:
+            for i in range(1, count + 1):
+                campaign_id, name = campaigns[TYPES[i % 4]]
+                copy.write_row(
+                    (i, "enrolled", f"Enrolled in {name} (auto)", "bench", campaign_id, i,
+                     created[i])
+                )  # fmt: skip
+        for table in ("contacts", "enrollments"):
+            cur.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                f" (SELECT max(id) FROM {table}))"
+            )
+    conn.commit()
+    print(f"  {count:,} contacts, enrolments and activities copied in "
+          f"{time.perf_counter() - t0:.1f}s")  # fmt: skip
+    t0 = time.perf_counter()
+    conn.autocommit = True
+    conn.execute("VACUUM ANALYZE")  # what autovacuum does after a load: stats + visibility
+    print(f"  VACUUM ANALYZE in {time.perf_counter() - t0:.1f}s")
+
+
+# --- the server ---
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(url: str, args, port: int, log_path: Path) -> subprocess.Popen:
+    env = dict(
+        os.environ,
+        DATABASE_URL=url,
+        SECRET_KEY="bench-secret-key",
+        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
+        PYTHONPATH=str(ROOT),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "bench.pages_wsgi:app", "--bind",
+         f"127.0.0.1:{port}", "--workers", str(args.workers), "--threads", str(args.threads),
+         "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited; see {log_path}:\n{log_path.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.5):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("gunicorn did not start within 60 s")
+
+
+# --- the clients ---
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Client:
+    """One logged-in browser: a kept-alive connection and its session cookie."""
+
+    def __init__(self, port: int) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.cookie = ""
+
+    def request(self, method: str, path: str, body: str | None = None) -> tuple[int, str]:
+        headers = {"Cookie": self.cookie} if self.cookie else {}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        self.connection.request(method, path, body=body, headers=headers)
+        response = self.connection.getresponse()
+        text = response.read().decode()
+        cookie = response.getheader("Set-Cookie")
+        if cookie:
+            self.cookie = cookie.split(";", 1)[0]
+        return response.status, text
+
+    def login(self) -> None:
+        status, page = self.request("GET", "/login")
+        token = CSRF_FIELD.search(page).group(1)
+        form = {"csrf_token": token, "email": "bench@example.com", "password": PASSWORD}
+        status, _ = self.request("POST", "/login", urlencode(form))
+        assert status == 302, f"login answered {status}"
+
+
+@dataclass
+class Figures:
+    label: str
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, share: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def closed_loop(clients: list[Client], path: str, seconds: float) -> tuple[list[float], int, float]:
+    """Every client requests `path` again as soon as it has its answer, for `seconds`."""
+    latencies: list[list[float]] = [[] for _ in clients]
+    errors = [0] * len(clients)
+    start = time.perf_counter()
+    stop_at = start + seconds
+
+    def run(n: int) -> None:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            status, _ = clients[n].request("GET", path)
+            latencies[n].append((time.perf_counter() - t0) * 1000)
+            if status != 200:
+                errors[n] += 1
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    return [ms for per_client in latencies for ms in per_client], sum(errors), elapsed
+
+
+def measure(clients: list[Client], label: str, path: str, args) -> Figures:
+    closed_loop(clients, path, args.warmup)
+    latencies, errors, elapsed = closed_loop(clients, path, args.seconds)
+    return Figures(label, len(latencies), elapsed, latencies, errors)
+
+
+# --- the pages ---
+
+
+def page_2000_path(conn: psycopg.Connection) -> str:
+    """The contact list's page 2,000 (25 a page) as its own links reach it."""
+    return "/contacts/?page=2000"
+
+
+def pages(conn: psycopg.Connection, count: int) -> list[tuple[str, str]]:
+    middle = count // 2
+    return [
+        ("contacts list, page 1", "/contacts/"),
+        ("contacts list, page 2,000", page_2000_path(conn)),
+        ('search "tanaka"', "/contacts/?q=tanaka"),
+        ('search "user777"', "/contacts/?q=user777"),
+        ("dashboard", "/"),
+        ("contact page", f"/contacts/{middle}"),
+    ]
+
+
+def report(bare: Figures, results: list[Figures]) -> None:
+    print(f"\n  {'page':<28} {'requests/s':>10} {'of bare':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for figures in [bare, *results]:
+        share = figures.per_second / bare.per_second
+        misses = []
+        if figures is not bare:
+            if figures.percentile(0.99) > AIM_P99_MS:
+                misses.append(f"p99 over {AIM_P99_MS:.0f} ms")
+            if share < AIM_SHARE_OF_BARE:
+                misses.append(f"under {AIM_SHARE_OF_BARE:.0%} of bare")
+        if figures.errors:
+            misses.append(f"{figures.errors} non-200 answers")
+        print(
+            f"  {figures.label:<28} {figures.per_second:>10.1f} {share:>8.0%}"
+            f" {figures.percentile(0.5):>8.1f} {figures.percentile(0.99):>8.1f}"
+            + (f"   ({'; '.join(misses)})" if misses else "")
+        )
+
+
+def run(args, url: str) -> int:
+    info = prepare_app(url)
+    print(f"loading {args.contacts:,} contacts ...")
+    plain_url = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(plain_url) as conn:
+        load(conn, args.contacts, info, args.seed)
+        targets = pages(conn, args.contacts)
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = Path(tmp) / "gunicorn.log"
+        server = start_gunicorn(url, args, port, log_path)
+        try:
+            clients = [Client(port) for _ in range(args.clients)]
+            for client in clients:
+                client.login()
+            print(f"gunicorn {args.workers} workers x {args.threads} threads, "
+                  f"{args.clients} clients, {args.seconds:g} s per page")  # fmt: skip
+            bare = measure(clients, "bare Flask route", "/bench/bare", args)
+            results = [measure(clients, label, path, args) for label, path in targets]
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    report(bare, results)
+    return 0
+
+
+def main() -> int:
+    args = parse_args()
+    with scratch_database(args.database_url, keep=args.keep) as url:
+        print(f"scratch database {sa.make_url(url).database}")
+        return run(args, url)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
