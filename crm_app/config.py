@@ -10,6 +10,7 @@ the jobs read them typed: `settings_of(app)`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 from collections.abc import Mapping
@@ -136,12 +137,19 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def _json_text(value: Any) -> str:
+    # JSON columns as readable UTF-8 ("Zürich", not "Z\u00fcrich"): the contact list's
+    # search reads custom fields through their JSON text.
+    return json.dumps(value, ensure_ascii=False)
+
+
 def engine_options(settings: Settings) -> dict:
     """Pool and driver settings for the database the app ends up with."""
     if settings.database_url.startswith("sqlite"):
         # Worker threads queue for SQLite's single write lock: wait, don't fail.
-        return {"connect_args": {"timeout": 30}}
+        return {"connect_args": {"timeout": 30}, "json_serializer": _json_text}
     return {
+        "json_serializer": _json_text,
         "pool_pre_ping": True,
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,

@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, current_app, has_app_context
+from rq import get_current_job
 from sqlalchemy.orm import Session
 
 from crm_app import create_app
 from crm_app.config import settings_of
+from crm_app.drip.audience.bulk_actions import BulkAction, Selection, run_bulk_action
 from crm_app.drip.delivery.backends import Backend, backend_from_settings
 from crm_app.drip.delivery.pipeline import deliver_concurrently
 from crm_app.drip.delivery.tick import run_tick
@@ -84,3 +86,26 @@ def deliver_messages(ids: list[int]) -> dict:
     finally:
         db.session.remove()
     return report.as_dict()
+
+
+def bulk_contact_action(action: dict, selection: dict, actor: str, stop_reason: str) -> dict:
+    """A bulk action on more contacts than a request should handle: committed chunk by
+    chunk, its progress in the job's meta for the progress page."""
+    _ensure_app_context()
+    job = get_current_job()
+    result = None
+    try:
+        for result in run_bulk_action(
+            db.session,
+            BulkAction(**action),
+            Selection.from_dict(selection),
+            actor=actor,
+            stop_reason=stop_reason,
+        ):
+            db.session.commit()
+            if job is not None:
+                job.meta["progress"] = result.as_dict()
+                job.save_meta()
+    finally:
+        db.session.remove()
+    return result.as_dict() if result is not None else {}

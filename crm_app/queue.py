@@ -9,11 +9,14 @@ from datetime import datetime
 import redis
 from flask import Flask, current_app
 from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 
 from crm_app.config import Settings, settings_of
 
 DELIVER_JOB = "crm_app.jobs.deliver_messages"
 TICK_JOB = "crm_app.jobs.tick"
+BULK_JOB = "crm_app.jobs.bulk_contact_action"
 
 
 def _app(app: Flask | None) -> Flask:
@@ -78,3 +81,29 @@ def enqueue_messages(ids: list[int]) -> int:
 def schedule_delivery(queue: Queue, message_id: int, when: datetime) -> None:
     """A retry at `when` (RQ's scheduler, which worker.py runs, moves it to the queue)."""
     queue.enqueue_at(when, DELIVER_JOB, [message_id], result_ttl=600)
+
+
+def enqueue_bulk_action(
+    action: dict, selection: dict, *, actor: str, stop_reason: str, count: int
+) -> str:
+    """A bulk contact action too large for a request; returns the job id (its progress
+    page reads the job). Its result is kept a day, for that page."""
+    job = get_queue().enqueue(
+        BULK_JOB,
+        action,
+        selection,
+        actor,
+        stop_reason,
+        job_timeout=int(300 + count * 0.05),  # some 20 contacts/s at worst, plus margin
+        result_ttl=86400,
+        description=f"bulk {action['action']} on {count} contacts",
+    )
+    return job.id
+
+
+def fetch_job(job_id: str):
+    """The RQ job with this id, or None (expired, unknown)."""
+    try:
+        return Job.fetch(job_id, connection=get_redis())
+    except NoSuchJobError:
+        return None

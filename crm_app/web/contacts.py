@@ -11,13 +11,14 @@ from flask_login import current_user, login_required
 
 from crm_app.config import settings_of
 from crm_app.drip.audience import enrollment as enrollment_core
+from crm_app.drip.audience.bulk_actions import ACTIONS as BULK_ACTIONS
+from crm_app.drip.audience.contact_list import ListRequest, contact_list_page
 from crm_app.drip.audience.contacts import (
     ContactValidationError,
     contact_form_values,
     delete_contact,
     owner_choices,
     save_contact,
-    search_contacts,
 )
 from crm_app.drip.audience.panel import (
     campaign_panel,
@@ -34,28 +35,31 @@ from crm_app.web.htmx import action_response, render_fragment_or_page
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 
 
-@bp.get("/")
-@login_required
-def index():
-    query = request.args.get("q", "")
-    contact_type = request.args.get("type", "")
-    result = search_contacts(
-        db.session,
-        query=query,
-        contact_type=contact_type,
-        page=request.args.get("page", 1, type=int),
-        per_page=settings_of(current_app).contacts_per_page,
+def render_list(list_request: ListRequest, status: int = 200, **extra):
+    """The contact list page, or for the live search its list alone. `extra`: a refused
+    bulk action's errors and ticked rows, shown again (crm_app/web/contacts_bulk.py)."""
+    result = contact_list_page(
+        db.session, list_request, per_page=settings_of(current_app).contacts_per_page
     )
-    # The search box swaps only the list; a boosted/full request gets the page.
-    return render_fragment_or_page(
+    page = render_fragment_or_page(
         "contacts/_list.html",
         "contacts/index.html",
         target="contact-list",
         result=result,
-        q=query,
-        contact_type=contact_type,
+        listing=list_request,
         types=CONTACT_TYPES,
+        bulk_actions=BULK_ACTIONS,
+        bulk_errors=extra.get("bulk_errors", {}),
+        bulk_values=extra.get("bulk_values", {}),
+        ticked=extra.get("ticked", set()),
     )
+    return page, status
+
+
+@bp.get("/")
+@login_required
+def index():
+    return render_list(ListRequest.parse(request.args))
 
 
 # --- create / edit / delete ---

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import selectinload
 
+from crm_app.drip.audience.eligibility import SUPPRESSION_REASON_LABELS
 from crm_app.drip.audience.enrollment import stop
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.paging import Page, paginate
@@ -28,14 +29,7 @@ REASON_STATUS = {
     "spamreport": "complained",
     "manual": "unsubscribed",
 }
-REASON_LABELS = {
-    "unsubscribe": "unsubscribed",
-    "group_unsubscribe": "unsubscribed from a group",
-    "bounce": "bounced",
-    "dropped": "dropped by SendGrid",
-    "spamreport": "reported as spam",
-    "manual": "suppressed by staff",
-}
+REASON_LABELS = SUPPRESSION_REASON_LABELS
 
 
 class SuppressionError(Exception):
