@@ -21,6 +21,8 @@ from typing import Any
 
 from dotenv import load_dotenv
 
+from crm_app.embedded_redis import read_url_file
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_PATH = Path(os.environ.get("DRIP_INSTANCE_PATH", PROJECT_ROOT / "instance"))
 
@@ -32,7 +34,8 @@ class Settings:
 
     secret_key: str = field(default="", repr=False)  # empty: generated into instance/
     database_url: str = ""  # empty: SQLite under instance/
-    redis_url: str | None = None  # None: the embedded Redis the run command starts
+    # None: the embedded Redis the run command starts (instance/redis.url while it runs).
+    redis_url: str | None = None
     rq_queue: str = "drip"
     public_base_url: str = "http://127.0.0.1:5000"
     # Delivery backend: without an API key, mail goes to the Outbox (the message rows).
@@ -164,6 +167,8 @@ def load_settings() -> Settings:
     return settings.replace(
         secret_key=settings.secret_key or _persistent_secret_key(),
         database_url=normalize_database_url(database_url),
+        # Unset: the embedded Redis of a running `make run`, if any (its URL file).
+        redis_url=settings.redis_url or read_url_file(INSTANCE_PATH),
     )
 
 
