@@ -12,7 +12,9 @@ config = context.config
 
 # Interpret the config file for Python logging.
 # This line sets up loggers basically.
-fileConfig(config.config_file_name)
+# Without disabling the loggers that exist already: migrating from inside a running app
+# (the tests, a bench) must not silence the app's own logger ("crm_app").
+fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
 
 
