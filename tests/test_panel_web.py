@@ -330,8 +330,11 @@ def test_logged_out_panel_post_goes_to_login(web, make_contact, campaigns, url):
     url = url.format(id=contact.id, enrollment=enrollment.id)
     plain = web.post(url, {"campaign_id": campaigns["client"].id})
     assert plain.status_code == 302 and "/login" in plain.headers["Location"]
+    # An htmx action is answered where it was made: signed out, with a way back in.
     inline = web.post(url, {"campaign_id": campaigns["client"].id}, htmx=True)
-    assert "/login" in inline.headers["HX-Redirect"]
+    assert inline.status_code == 401 and inline.headers["X-Action-Error"]
+    assert "You were signed out" in inline.get_data(as_text=True)
+    assert "/login" in inline.get_data(as_text=True)
     assert active_names(contact.id) == ["Lead"]
 
 
