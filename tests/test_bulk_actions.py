@@ -74,7 +74,7 @@ def test_bulk_enrol_applies_the_enrolment_rules_to_each_contact(session, campaig
     assert any("Sup Pressed cannot be enrolled" in text for text in result.examples)
     assert active_campaigns(fresh.id) == {"Lead", "Prospect"}
     assert active_campaigns(blocked.id) == set()  # stopped by the suppression, not enrolled
-    assert ("enrolled", "Enrolled in Prospect (bulk)") in timeline(fresh.id)
+    assert ("enrolled", "Enrolled in Prospect (in a bulk action)") in timeline(fresh.id)
 
 
 def test_bulk_stop_in_one_campaign_or_in_every_campaign(session, campaigns, make_contact):

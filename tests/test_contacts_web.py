@@ -60,7 +60,7 @@ def test_create_contact_saves_it_and_auto_enrols_in_its_type_campaign(admin, adm
     assert "Analytical Engines" in page and "process automation" in page
     assert 'id="campaign-panel"' in page and "Lead" in page
     assert "step 1 of 6" in page
-    assert 'id="timeline"' in page and "Enrolled in Lead (auto)" in page
+    assert 'id="timeline"' in page and "Enrolled in Lead (when created)" in page
 
 
 def test_new_contact_form_renders_every_field(admin, campaigns):

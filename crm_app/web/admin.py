@@ -70,6 +70,7 @@ def outbox():
     return render_template(
         "admin/outbox.html",
         listing=outbox_page(db.session, page=request.args.get("page", 1, type=int)),
+        from_address=settings_of(current_app).mail_from_email,
     )
 
 
@@ -77,4 +78,8 @@ def outbox():
 @admin_required
 def outbox_message(message_id: int):
     message = db.get_or_404(Message, message_id)
-    return render_template("admin/outbox_message.html", message=message)
+    return render_template(
+        "admin/outbox_message.html",
+        message=message,
+        from_address=settings_of(current_app).mail_from_email,
+    )

@@ -206,6 +206,21 @@ def stop(contact: Contact, enrollment_id: int) -> str:
     return f"Stopped {enrollment.campaign.name}."
 
 
+@bp.get("/<int:contact_id>/enrollments/stop-all")
+@login_required
+def stop_all_confirm(contact_id: int):
+    """Stop all without JavaScript: this page asks first (htmx asks with a dialog)."""
+    contact = db.get_or_404(Contact, contact_id)
+    active = enrollment_core.active_enrollments(db.session, contact)
+    if not active:
+        return action_response(
+            url_for("contacts.detail", contact_id=contact.id),
+            "There is no active enrolment to stop.",
+            "info",
+        )
+    return render_template("contacts/stop_all.html", contact=contact, active=active)
+
+
 @bp.post("/<int:contact_id>/enrollments/stop-all")
 @login_required
 @panel_action

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from crm_app.drip.audience.eligibility import mailing_block_reason
 from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.common.activity import activity_row, record_activities, record_activity
+from crm_app.drip.common.labels import enrollment_source_label
 from crm_app.drip.common.sql import in_values, update_rows
 from crm_app.models import (
     Campaign,
@@ -88,7 +89,7 @@ def enroll(
         session,
         contact,
         "enrolled",
-        f"Enrolled in {campaign.name} ({source})",
+        f"Enrolled in {campaign.name} ({enrollment_source_label(source)})",
         actor=actor,
         campaign=campaign,
         enrollment=enrollment,
@@ -110,11 +111,15 @@ def enroll_by_type_or_note(
 ) -> Enrollment | None:
     """Enrol by type; a refusal (no campaign, paused, suppressed...) is recorded on the
     timeline instead of raised: the change that triggered it (a create, a type switch,
-    an import) goes through either way."""
+    an import) goes through either way. The row names the campaign: when a paused one
+    resumes, its refused contacts are enrolled (crm_app/drip/audience/waiting.py)."""
     try:
         return enroll_by_type(session, contact, actor=actor, source=source, now=now)
     except EnrollmentError as refused:
-        record_activity(session, contact, "not_enrolled", str(refused), actor=actor)
+        campaign = campaign_for_type(session, contact.contact_type)
+        record_activity(
+            session, contact, "not_enrolled", str(refused), actor=actor, campaign=campaign
+        )
         return None
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import selectinload
 from crm_app.drip.audience.eligibility import SUPPRESSION_REASON_LABELS
 from crm_app.drip.audience.enrollment import stop
 from crm_app.drip.common.activity import record_activity
+from crm_app.drip.common.labels import actor_label
 from crm_app.drip.common.paging import Page, paginate
 from crm_app.drip.common.sql import dialect_insert
 from crm_app.models import Contact, Suppression, utcnow
@@ -113,7 +114,7 @@ def _suppress_contact(
         stop(session, enrollment, reason=label, actor=actor, now=now)
         stopped += 1
     if changed or stopped:
-        detail = f"Address {label} ({request.source})" + (
+        detail = f"Address {label} ({actor_label(request.source)})" + (
             f": {request.note}" if request.note else ""
         )
         kind = ACTIVITY_KIND.get(request.reason, "suppressed")
