@@ -90,6 +90,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0, help="timed loop per page")
     parser.add_argument("--warmup", type=float, default=1.0, help="untimed loop before each")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument(
+        "--profile-requests", type=int, default=200, help="per page, for where the time goes"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     return parser.parse_args()
 
@@ -312,9 +315,15 @@ def measure(clients: list[Client], label: str, path: str, args) -> Figures:
 # --- the pages ---
 
 
-def page_2000_path(conn: psycopg.Connection) -> str:
-    """The contact list's page 2,000 (25 a page) as its own links reach it."""
-    return "/contacts/?page=2000"
+def page_2000_path(conn: psycopg.Connection, per_page: int = 25) -> str:
+    """The contact list's page 2,000 as its own Next links reach it: the page after the
+    49,975th contact in name order (keyset: ?after=<that contact's id>)."""
+    row = conn.execute(
+        "SELECT id FROM contacts ORDER BY lower(last_name), lower(first_name), id"
+        " OFFSET %s LIMIT 1",
+        (1999 * per_page - 1,),
+    ).fetchone()
+    return f"/contacts/?after={row[0]}"
 
 
 def pages(conn: psycopg.Connection, count: int) -> list[tuple[str, str]]:
@@ -327,6 +336,58 @@ def pages(conn: psycopg.Connection, count: int) -> list[tuple[str, str]]:
         ("dashboard", "/"),
         ("contact page", f"/contacts/{middle}"),
     ]
+
+
+# --- where the time goes: in-process, in CPU time (what a loaded machine does not skew) ---
+
+
+def backend_cpu_ms(pid: int) -> float:
+    """CPU time a local PostgreSQL backend has used so far (Linux /proc, 100 Hz ticks)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * 10.0
+
+
+def where_the_time_goes(url: str, targets: list[tuple[str, str]], repeat: int) -> None:
+    """Each page through the Flask test client, single-threaded: SQL statements per
+    request, and CPU ms per request in the app (Python) and in the database backend."""
+    import sqlalchemy as sa
+    from flask import Flask
+
+    from crm_app import create_app
+    from crm_app.extensions import db
+
+    app: Flask = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None})
+    app.add_url_rule("/bench/bare", "bench_bare", lambda: "ok")
+    statements: list[int] = []
+    backends: set[int] = set()
+    with app.app_context():
+        engine = db.engine
+        sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(1))
+
+        @sa.event.listens_for(engine, "connect")
+        def remember(dbapi_connection, record) -> None:
+            backends.add(dbapi_connection.info.backend_pid)
+
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    form = {"csrf_token": CSRF_FIELD.search(page).group(1), "email": "bench@example.com",
+            "password": PASSWORD}  # fmt: skip
+    client.post("/login", data=form)
+    print(f"\n  where the time goes ({repeat} requests each, one thread, CPU ms per request)")
+    print(f"  {'page':<28} {'SQL':>5} {'app CPU':>8} {'db CPU':>8}")
+    for label, path in [("bare Flask route", "/bench/bare"), *targets]:
+        for _ in range(5):
+            client.get(path)
+        statements.clear()
+        cpu, db_cpu = time.process_time(), sum(map(backend_cpu_ms, backends))
+        for _ in range(repeat):
+            client.get(path)
+        app_ms = (time.process_time() - cpu) * 1000 / repeat
+        db_ms = (sum(map(backend_cpu_ms, backends)) - db_cpu) / repeat
+        print(f"  {label:<28} {len(statements) / repeat:>5.1f} {app_ms:>8.2f} {db_ms:>8.2f}")
 
 
 def report(bare: Figures, results: list[Figures]) -> None:
@@ -371,6 +432,7 @@ def run(args, url: str) -> int:
             server.terminate()
             server.wait(timeout=30)
     report(bare, results)
+    where_the_time_goes(url, targets, args.profile_requests)
     return 0
 
 

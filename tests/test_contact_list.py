@@ -156,9 +156,45 @@ def test_every_sort_order_has_its_index(session):
         pytest.skip("plans are compared on PostgreSQL")
     session.execute(sa.text("SET LOCAL enable_seqscan = off"))
     session.execute(sa.text("SET LOCAL enable_sort = off"))
-    for keys in contact_list.SORT_KEYS.values():
+    for keys in map(contact_list.sort_keys, contact_list.SORTS):
         query = sa.select(Contact.id).order_by(*keys).limit(26)
         sql = str(query.compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
         plan = "\n".join(session.scalars(sa.text("EXPLAIN " + sql)))
         assert "Index" in plan and "Sort" not in plan, plan
     session.rollback()
+
+
+def test_a_search_lists_the_newest_matches_first(admin, session, make_contact):
+    from datetime import timedelta
+
+    from crm_app.models import utcnow
+
+    older = make_contact(first_name="Ann", last_name="Acme", company="Acme")
+    make_contact(first_name="Zed", last_name="Acme", company="Acme")
+    older.created_at = utcnow() - timedelta(days=3)
+    session.commit()
+    assert names(listed(session, **ListRequest.parse({"q": "acme"}).__dict__)) == [
+        "Zed Acme",
+        "Ann Acme",
+    ]
+    page = admin.get("/contacts/?q=acme").get_data(as_text=True)
+    added = page.split('aria-sort="descending"', 1)[1].split("</th>", 1)[0]
+    assert "Added" in added  # the heading says which order this is
+
+
+def test_a_page_of_the_list_is_one_query(session, make_contact):
+    """Rows, owners, suppressions, active campaigns and the capped count together: the
+    same single statement on page 1 of ten contacts or of a million."""
+    from sqlalchemy import event
+
+    for _ in range(3):
+        make_contact()
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(session.get_bind(), "before_cursor_execute", listener)
+    try:
+        listed(session)
+        listed(session, query="person")
+    finally:
+        event.remove(session.get_bind(), "before_cursor_execute", listener)
+    assert len(statements) == 2

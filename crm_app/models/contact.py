@@ -12,12 +12,13 @@ CONTACT_TYPES = ("networking", "lead", "prospect", "client")
 # Why a contact may no longer be mailed; "ok" is the only mailable state.
 EMAIL_STATUSES = ("ok", "unsubscribed", "bounced", "complained")
 # What the contact list's search reads: names, email, company, title, industry and the
-# custom fields (as their JSON text). A generated column, so the database keeps it right
-# whoever writes the row (the form, an import's bulk insert, a COPY); on PostgreSQL a
-# trigram index (migration 0010) serves "%tanaka%" without reading every contact.
+# custom fields (as their JSON text), lower-cased. A generated column, so the database
+# keeps it right whoever writes the row (the form, an import's bulk insert, a COPY); on
+# PostgreSQL a trigram index (migration 0010) serves "%tanaka%" without reading every
+# contact.
 SEARCH_TEXT_SQL = (
-    "first_name || ' ' || last_name || ' ' || email || ' ' || company || ' ' || title"
-    " || ' ' || industry || ' ' || CAST(custom_fields AS TEXT)"
+    "lower(first_name || ' ' || last_name || ' ' || email || ' ' || company || ' ' || title"
+    " || ' ' || industry || ' ' || CAST(custom_fields AS TEXT))"
 )
 
 

@@ -8,6 +8,7 @@ from functools import wraps
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
+from sqlalchemy.orm import joinedload
 
 from crm_app.config import settings_of
 from crm_app.drip.audience import enrollment as enrollment_core
@@ -135,7 +136,10 @@ def _panel_context(contact: Contact, **extra) -> dict:
 @bp.get("/<int:contact_id>")
 @login_required
 def detail(contact_id: int):
-    contact = db.get_or_404(Contact, contact_id)
+    # The owner comes with the contact: the page shows its name.
+    contact = db.session.get(Contact, contact_id, options=[joinedload(Contact.owner)])
+    if contact is None:
+        abort(404)
     return render_template("contacts/detail.html", **_panel_context(contact))
 
 

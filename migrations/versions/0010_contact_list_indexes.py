@@ -1,4 +1,4 @@
-"""contact list at scale: a searchable text column, an index per sort order, trigram search
+"""contact list and dashboard at scale: a searchable text column, an index per sort order, trigram search
 
 Revision ID: 0010
 Revises: 0003
@@ -13,11 +13,13 @@ Create Date: 2026-11-28 09:00:00
 - One index per order of the list, each ending in the id (keyset paging), replacing
   the single-column ix_contacts_contact_type (the type index now also gives name order).
 - A small partial index on the "not_enrolled" timeline rows, read when a paused
-  campaign resumes.
+  campaign resumes, and one on active enrolments by campaign, which the dashboard
+  counts (up to a cap).
 
 On a large PostgreSQL table, run this migration at a quiet moment: the indexes are
 built inside the migration's transaction (not CONCURRENTLY) and lock writes meanwhile.
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -30,11 +32,12 @@ depends_on = None
 
 # As in crm_app/models/contact.py (SEARCH_TEXT_SQL), copied so this file never changes.
 SEARCH_TEXT_SQL = (
-    "first_name || ' ' || last_name || ' ' || email || ' ' || company || ' ' || title"
-    " || ' ' || industry || ' ' || CAST(custom_fields AS TEXT)"
+    "lower(first_name || ' ' || last_name || ' ' || email || ' ' || company || ' ' || title"
+    " || ' ' || industry || ' ' || CAST(custom_fields AS TEXT))"
 )
 LAST, FIRST = sa.text("lower(last_name)"), sa.text("lower(first_name)")
 NOT_ENROLLED = sa.text("kind = 'not_enrolled'")
+ACTIVE = sa.text("status = 'active'")
 
 
 def _is_postgres() -> bool:
@@ -67,6 +70,13 @@ def upgrade():
             postgresql_ops={"search_text": "gin_trgm_ops"},
         )
     op.create_index(
+        "ix_enrollments_active_campaign",
+        "enrollments",
+        ["campaign_id"],
+        sqlite_where=ACTIVE,
+        postgresql_where=ACTIVE,
+    )
+    op.create_index(
         "ix_activities_not_enrolled",
         "activities",
         ["campaign_id", "contact_id"],
@@ -77,6 +87,7 @@ def upgrade():
 
 def downgrade():
     op.drop_index("ix_activities_not_enrolled", table_name="activities")
+    op.drop_index("ix_enrollments_active_campaign", table_name="enrollments")
     if _is_postgres():
         op.drop_index("ix_contacts_search_trgm", table_name="contacts")
     for name in (

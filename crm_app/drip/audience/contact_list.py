@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 
 from crm_app.drip.audience.eligibility import not_mailed_label
 from crm_app.drip.common.paging import count_up_to, keyset_page
@@ -26,18 +27,25 @@ LIST_COUNT_CAP = 1000
 # three characters, and "%ab%" would read every contact.
 SEARCH_MIN_SUBSTRING = 3
 
-_LAST = sa.func.lower(Contact.last_name)
-_FIRST = sa.func.lower(Contact.first_name)
-# Each order of the list: its key columns, each with an index of the same columns
-# (crm_app/models/contact.py), the id last so that the order is total.
-SORT_KEYS: dict[str, tuple[sa.ColumnElement, ...]] = {
-    "name": (_LAST, _FIRST, Contact.id),
-    "email": (sa.func.lower(Contact.email), Contact.id),
-    "company": (sa.func.lower(Contact.company), _LAST, _FIRST, Contact.id),
-    "type": (Contact.contact_type, _LAST, _FIRST, Contact.id),
-    "created": (Contact.created_at, Contact.id),
-}
-DEFAULT_SORT = "name"
+
+def sort_keys(sort: str, contact=Contact) -> tuple[sa.ColumnElement, ...]:
+    """The key columns of an order of the list, each order with an index of the same
+    columns (crm_app/models/contact.py), the id last so that the order is total."""
+    last, first = sa.func.lower(contact.last_name), sa.func.lower(contact.first_name)
+    return {
+        "name": (last, first, contact.id),
+        "email": (sa.func.lower(contact.email), contact.id),
+        "company": (sa.func.lower(contact.company), last, first, contact.id),
+        "type": (contact.contact_type, last, first, contact.id),
+        "created": (contact.created_at, contact.id),
+    }[sort]
+
+
+SORTS = ("name", "email", "company", "type", "created")
+# Without a search the list is in name order; a search lists the newest matches first:
+# that order is unrelated to what matches, so reading it until a page is full costs
+# about the same for any search (see contact_list_page).
+DEFAULT_SORT, DEFAULT_SEARCH_SORT = "name", "created"
 # Orders that start with the newest or largest.
 DESCENDING_BY_DEFAULT = frozenset({"created"})
 
@@ -47,29 +55,43 @@ def _like_pattern(text: str, *, prefix_only: bool) -> str:
     return f"{escaped}%" if prefix_only else f"%{escaped}%"
 
 
-def search_condition(query: str) -> sa.ColumnElement | None:
+def is_substring_search(query: str) -> bool:
+    return len(" ".join(query.split())) >= SEARCH_MIN_SUBSTRING
+
+
+def search_condition(query: str, contact=Contact) -> sa.ColumnElement | None:
     """What a search box's text matches (None: everything). Three characters or more:
-    anywhere in the name, email, company, title, industry or custom fields; fewer:
-    the start of the first or last name."""
+    anywhere in the name, email, company, title, industry or custom fields (the
+    lower-cased search_text); fewer: the start of the first or last name."""
     words = " ".join(query.split()).lower()
     if not words:
         return None
     if len(words) < SEARCH_MIN_SUBSTRING:
         pattern = _like_pattern(words, prefix_only=True)
-        return sa.or_(_LAST.like(pattern, escape="/"), _FIRST.like(pattern, escape="/"))
-    # ILIKE on PostgreSQL (the trigram index serves it), lower() LIKE lower() on SQLite.
-    return Contact.search_text.ilike(_like_pattern(words, prefix_only=False), escape="/")
+        return sa.or_(
+            sa.func.lower(contact.last_name).like(pattern, escape="/"),
+            sa.func.lower(contact.first_name).like(pattern, escape="/"),
+        )
+    # The pattern is written into the SQL (escaped by SQLAlchemy) rather than bound: the
+    # planner then sees it and estimates from the trigram statistics how many contacts
+    # match, each time; a prepared statement's generic plan would guess the same for
+    # "tanaka" and "user777". LIKE, not ILIKE: both sides are lower case already, and a
+    # case-sensitive recheck of each candidate row costs less.
+    pattern = sa.bindparam(
+        None, _like_pattern(words, prefix_only=False), sa.Text, literal_execute=True
+    )
+    return contact.search_text.like(pattern, escape="/")
 
 
-def matching(query: str = "", contact_type: str = "") -> list[sa.ColumnElement]:
+def matching(query: str = "", contact_type: str = "", contact=Contact) -> list[sa.ColumnElement]:
     """The conditions of a search and a type filter: the list shows these contacts, and
     "all that match" in a bulk action means exactly these."""
     conditions = []
-    search = search_condition(query)
+    search = search_condition(query, contact)
     if search is not None:
         conditions.append(search)
     if contact_type in CONTACT_TYPES:
-        conditions.append(Contact.contact_type == contact_type)
+        conditions.append(contact.contact_type == contact_type)
     return conditions
 
 
@@ -89,12 +111,13 @@ class ListRequest:
     def parse(cls, args) -> ListRequest:
         """From a query string's values (a dict-like of strings); unknown values fall
         back to the defaults rather than failing."""
+        query = args.get("q", "")[:200]
         sort = args.get("sort", "")
-        sort = sort if sort in SORT_KEYS else DEFAULT_SORT
+        sort = sort if sort in SORTS else default_sort(query)
         direction = args.get("dir", "")
         descending = direction == "desc" if direction else sort in DESCENDING_BY_DEFAULT
         return cls(
-            query=args.get("q", "")[:200],
+            query=query,
             contact_type=args.get("type", "") if args.get("type") in CONTACT_TYPES else "",
             sort=sort,
             descending=descending,
@@ -105,7 +128,7 @@ class ListRequest:
     def filters(self) -> dict[str, str]:
         """The query string of the search, filter and order (no page position)."""
         values = {"q": self.query, "type": self.contact_type}
-        if self.sort != DEFAULT_SORT:
+        if self.sort != default_sort(self.query):
             values["sort"] = self.sort
         if self.descending != (self.sort in DESCENDING_BY_DEFAULT):
             values["dir"] = "desc" if self.descending else "asc"
@@ -119,6 +142,10 @@ class ListRequest:
         values = {"q": self.query, "type": self.contact_type, "sort": sort}
         values["dir"] = "desc" if descending else "asc"
         return {key: value for key, value in values.items() if value}
+
+
+def default_sort(query: str) -> str:
+    return DEFAULT_SEARCH_SORT if query.strip() else DEFAULT_SORT
 
 
 def _positive_int(value: str | None) -> int | None:
@@ -173,65 +200,96 @@ def _boundary(session, keys, contact_id: int | None) -> tuple | None:
     return tuple(row) if row is not None else None
 
 
-def _rows_query(conditions) -> sa.Select:
+def _campaigns_of(contact) -> sa.ScalarSelect:
+    """The contact's active campaigns as "status:name" lines (one column, no extra query)."""
     return (
-        sa.select(
-            Contact.id,
-            Contact.first_name,
-            Contact.last_name,
-            Contact.email,
-            Contact.company,
-            Contact.contact_type,
-            Contact.created_at,
-            Contact.email_status,
-            sa.func.coalesce(sa.func.nullif(User.name, ""), User.email),
-            Suppression.reason,
-        )
-        .outerjoin(User, User.id == Contact.owner_id)
-        .outerjoin(Suppression, Suppression.email == sa.func.lower(Contact.email))
-        .where(*conditions)
+        sa.select(sa.func.aggregate_strings(Campaign.status + ":" + Campaign.name, "\n"))
+        .select_from(Enrollment)
+        .join(Campaign, Campaign.id == Enrollment.campaign_id)
+        .where(Enrollment.contact_id == contact.id, Enrollment.status == "active")
+        .correlate_except(Enrollment, Campaign)
+        .scalar_subquery()
     )
 
 
-def _active_campaigns(session, ids: list[int]) -> dict[int, list[tuple[str, str]]]:
-    campaigns: dict[int, list[tuple[str, str]]] = {contact_id: [] for contact_id in ids}
-    if ids:
-        for contact_id, name, status in session.execute(
-            sa.select(Enrollment.contact_id, Campaign.name, Campaign.status)
-            .join(Campaign, Enrollment.campaign_id == Campaign.id)
-            .where(Enrollment.contact_id.in_(ids), Enrollment.status == "active")
-            .order_by(Enrollment.enrolled_at)
-        ):
-            campaigns[contact_id].append((name, status))
-    return campaigns
+# The count reads the table under its own name, so that it does not correlate with the
+# page's rows (made once: an alias costs more to build than the rest of the statement).
+_COUNTED = sa.orm.aliased(Contact, name="counted")
+
+
+def _capped_total(request: ListRequest) -> sa.ScalarSelect:
+    """How many contacts match, counted up to LIST_COUNT_CAP + 1."""
+    counted = _COUNTED
+    matches = sa.select(counted.id).where(*matching(request.query, request.contact_type, counted))
+    return count_up_to(matches, LIST_COUNT_CAP + 1)
+
+
+def _page_source(request: ListRequest):
+    """The contacts the page reads. For a substring search in any order but "newest
+    first", the matches are read through the trigram index first and only then sorted
+    (a fenced subquery): walking an order's index until 25 rows match would read most of
+    the table when the matches sit late in that order ("tanaka" in name order)."""
+    conditions = matching(request.query, request.contact_type)
+    if request.sort == "created" or not is_substring_search(request.query):
+        return Contact, conditions
+    fenced = sa.select(Contact).where(*conditions).offset(0).subquery("matches")
+    return sa.orm.aliased(Contact, fenced), []
+
+
+def _page_statement(request: ListRequest):
+    contact, conditions = _page_source(request)
+    statement = (
+        sa.select(
+            contact.id, contact.first_name, contact.last_name, contact.email, contact.company,
+            contact.contact_type, contact.created_at, contact.email_status,
+            sa.func.coalesce(sa.func.nullif(User.name, ""), User.email),
+            Suppression.reason,
+            _campaigns_of(contact),
+            _capped_total(request),
+        )
+        .outerjoin(User, User.id == contact.owner_id)
+        .outerjoin(Suppression, Suppression.email == sa.func.lower(contact.email))
+        .where(*conditions)
+    )  # fmt: skip
+    return statement, sort_keys(request.sort, contact)
+
+
+def _row(values) -> ContactRow:
+    contact_id, first, last, email, company, kind, created, status, owner, reason = values[:10]
+    campaigns = sorted(
+        tuple(line.split(":", 1)[::-1]) for line in (values[10] or "").split("\n") if line
+    )
+    return ContactRow(
+        id=contact_id, first_name=first, last_name=last, email=email, company=company,
+        contact_type=kind, created_at=created, owner=owner or "",
+        not_mailed=not_mailed_label(status, reason), campaigns=campaigns,
+    )  # fmt: skip
 
 
 def contact_list_page(session, request: ListRequest, *, per_page: int) -> ContactListPage:
-    """One page of the list: four small queries (the boundary row, the capped count, the
-    page with owners and suppressions joined, the active campaigns), whatever the depth."""
-    conditions = matching(request.query, request.contact_type)
-    keys = SORT_KEYS[request.sort]
-    total, more = count_up_to(session, sa.select(Contact.id).where(*conditions), LIST_COUNT_CAP)
+    """One page of the list in one query (its rows, each one's owner, suppression and
+    active campaigns, and the capped count of matches), plus the boundary row's keys
+    on later pages: the same handful of index reads on page 1 and on page 2,000."""
+    statement, keys = _page_statement(request)
+    boundary_keys = sort_keys(request.sort)
     page = keyset_page(
         session,
-        _rows_query(conditions),
+        statement,
         keys,
         per_page=per_page,
         descending=request.descending,
-        after=_boundary(session, keys, request.after),
-        before=_boundary(session, keys, request.before),
+        after=_boundary(session, boundary_keys, request.after),
+        before=_boundary(session, boundary_keys, request.before),
     )
-    campaigns = _active_campaigns(session, [row[0] for row in page.rows])
-    rows = [
-        ContactRow(
-            id=contact_id, first_name=first, last_name=last, email=email, company=company,
-            contact_type=kind, created_at=created, owner=owner or "",
-            not_mailed=not_mailed_label(status, reason), campaigns=campaigns[contact_id],
-        )
-        for contact_id, first, last, email, company, kind, created, status, owner, reason
-        in page.rows
-    ]  # fmt: skip
-    return ContactListPage(request, rows, total, more, page.has_next, page.has_prev)
+    if page.rows:
+        total = page.rows[0][-1]
+    else:  # past the last row: the count still says how many match
+        total = session.scalar(sa.select(_capped_total(request)))
+    rows = [_row(values) for values in page.rows]
+    more = total > LIST_COUNT_CAP
+    return ContactListPage(
+        request, rows, min(total, LIST_COUNT_CAP), more, page.has_next, page.has_prev
+    )
 
 
 # --- the same selection for bulk actions ---

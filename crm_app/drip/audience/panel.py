@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from crm_app.drip.audience.eligibility import (
     mailing_block_reason,
@@ -20,7 +20,7 @@ from crm_app.drip.audience.eligibility import (
 from crm_app.drip.audience.enrollment import EnrollmentError, enroll, stop_all
 from crm_app.drip.audience.waiting import is_waiting
 from crm_app.drip.reporting.message_lists import ADMIN_LISTS
-from crm_app.models import Activity, Campaign, Contact, Enrollment, Message
+from crm_app.models import Activity, Campaign, CampaignStep, Contact, Enrollment, Message
 
 
 @dataclass
@@ -41,6 +41,8 @@ class CampaignPanel:
     # The campaign of the contact's type when it is paused or archived and refused this
     # contact: it enrols the contact when it is active again (waiting.py).
     waiting_for: Campaign | None = None
+    # Campaign id -> its number of emails ("step 2 of 6").
+    step_counts: dict[int, int] = field(default_factory=dict)
 
     @staticmethod
     def campaign_stopped(enrollment: Enrollment) -> str | None:
@@ -73,18 +75,32 @@ def _in_flight(session, waiting: list[Enrollment]) -> dict[int, str]:
     return {eid: status for eid, status, step in rows if current[eid] == step}
 
 
+def _campaigns_and_step_counts(session) -> tuple[list[Campaign], dict[int, int]]:
+    """Every campaign, with its number of emails, in one query (not its steps' bodies)."""
+    step_count = (
+        sa.select(sa.func.count(CampaignStep.id))
+        .where(CampaignStep.campaign_id == Campaign.id)
+        .scalar_subquery()
+    )
+    rows = session.execute(sa.select(Campaign, step_count).order_by(Campaign.name)).all()
+    return [campaign for campaign, _ in rows], {c.id: count for c, count in rows}
+
+
 def campaign_panel(session, contact: Contact) -> CampaignPanel:
+    """Four small queries: the enrolments with their campaigns, every campaign with its
+    step count, the address on the suppression list; and only when the contact's type's
+    campaign is paused or archived, whether the contact waits for it."""
     enrollments = list(
         session.scalars(
             sa.select(Enrollment)
             .where(Enrollment.contact_id == contact.id)
-            .options(selectinload(Enrollment.campaign).selectinload(Campaign.steps))
+            .options(joinedload(Enrollment.campaign))
             .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
         )
     )
     active = [e for e in enrollments if e.status == "active"]
     busy = {e.campaign_id for e in active}
-    campaigns = session.scalars(sa.select(Campaign).order_by(Campaign.name)).all()
+    campaigns, step_counts = _campaigns_and_step_counts(session)
     type_campaign = next((c for c in campaigns if c.contact_type == contact.contact_type), None)
     waiting = (
         type_campaign
@@ -102,6 +118,7 @@ def campaign_panel(session, contact: Contact) -> CampaignPanel:
         block_reason=mailing_block_reason(session, contact, suppressions=suppressions),
         not_mailed=not_mailed_label(contact.email_status, suppressions.get(contact.email.lower())),
         waiting_for=waiting,
+        step_counts=step_counts,
     )
 
 

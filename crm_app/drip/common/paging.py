@@ -46,17 +46,17 @@ def paginate(session, statement: sa.Select, *, page: int, per_page: int) -> Page
     return Page(items, total, page, per_page)
 
 
-def count_up_to(session, statement: sa.Select, cap: int) -> tuple[int, bool]:
-    """(rows of `statement`, counted up to `cap`; True when there are more than `cap`).
-    "More than 1,000" costs 1,001 index entries; an exact total would read every row."""
+def count_up_to(statement: sa.Select, limit: int) -> sa.ScalarSelect:
+    """The number of rows of `statement`, counted up to `limit` (a scalar subquery, to
+    select on its own or beside other columns). "More than 1,000" costs 1,001 index
+    entries; an exact total would read every row."""
     limited = (
         statement.order_by(None)
         .with_only_columns(sa.literal(1), maintain_column_froms=True)
-        .limit(cap + 1)
+        .limit(limit)
         .subquery()
     )
-    counted = session.scalar(sa.select(sa.func.count()).select_from(limited)) or 0
-    return min(counted, cap), counted > cap
+    return sa.select(sa.func.count()).select_from(limited).scalar_subquery()
 
 
 @dataclass
