@@ -198,3 +198,12 @@ def test_a_page_of_the_list_is_one_query(session, make_contact):
     finally:
         event.remove(session.get_bind(), "before_cursor_execute", listener)
     assert len(statements) == 2
+
+
+def test_a_substring_search_counts_up_to_its_own_cap(admin, make_contact, monkeypatch):
+    monkeypatch.setattr(contact_list, "SEARCH_COUNT_CAP", 2)
+    for _ in range(3):
+        make_contact(company="Acme")
+    page = admin.get("/contacts/?q=acme").get_data(as_text=True)
+    assert "More than 2 contacts found" in page
+    assert "More than" not in admin.get("/contacts/").get_data(as_text=True)

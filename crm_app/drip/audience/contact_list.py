@@ -3,7 +3,7 @@ No HTTP in here; the bulk actions select contacts by the same rule (`matching`).
 
 Built to stay fast at a million contacts: every order has an index that ends in the
 id, pages continue from a boundary row (keyset) instead of an OFFSET, the total is
-counted up to LIST_COUNT_CAP, and on PostgreSQL a trigram index on the generated
+counted up to a cap ("more than 1,000"), and on PostgreSQL a trigram index on the generated
 `contacts.search_text` column serves substring search (bench/pages_bench.py measures).
 """
 
@@ -23,6 +23,10 @@ from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment, Suppres
 # Beyond this many matches the list says "more than 1,000": an exact total would read
 # every matching row, on every page, for a figure nobody needs exactly.
 LIST_COUNT_CAP = 1000
+# A substring search's count stops sooner: each match it counts is a row to read (the
+# trigram index only says which rows may match), and "more than 100 found" already
+# says to narrow the search. "All that match" counts exactly, on its confirmation.
+SEARCH_COUNT_CAP = 100
 # Shorter searches match the start of a first or last name: a trigram index needs
 # three characters, and "%ab%" would read every contact.
 SEARCH_MIN_SUBSTRING = 3
@@ -178,7 +182,7 @@ class ContactRow:
 class ContactListPage:
     request: ListRequest
     rows: list[ContactRow]
-    total: int  # up to LIST_COUNT_CAP
+    total: int  # up to LIST_COUNT_CAP (SEARCH_COUNT_CAP for a substring search)
     more_than_total: bool  # there are more than `total`
     has_next: bool
     has_prev: bool
@@ -217,11 +221,15 @@ def _campaigns_of(contact) -> sa.ScalarSelect:
 _COUNTED = sa.orm.aliased(Contact, name="counted")
 
 
+def count_cap(request: ListRequest) -> int:
+    return SEARCH_COUNT_CAP if is_substring_search(request.query) else LIST_COUNT_CAP
+
+
 def _capped_total(request: ListRequest) -> sa.ScalarSelect:
-    """How many contacts match, counted up to LIST_COUNT_CAP + 1."""
+    """How many contacts match, counted up to the cap + 1."""
     counted = _COUNTED
     matches = sa.select(counted.id).where(*matching(request.query, request.contact_type, counted))
-    return count_up_to(matches, LIST_COUNT_CAP + 1)
+    return count_up_to(matches, count_cap(request) + 1)
 
 
 def _page_source(request: ListRequest):
@@ -286,9 +294,9 @@ def contact_list_page(session, request: ListRequest, *, per_page: int) -> Contac
     else:  # past the last row: the count still says how many match
         total = session.scalar(sa.select(_capped_total(request)))
     rows = [_row(values) for values in page.rows]
-    more = total > LIST_COUNT_CAP
+    cap = count_cap(request)
     return ContactListPage(
-        request, rows, min(total, LIST_COUNT_CAP), more, page.has_next, page.has_prev
+        request, rows, min(total, cap), total > cap, page.has_next, page.has_prev
     )
 
 
