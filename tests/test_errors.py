@@ -32,24 +32,26 @@ def test_a_server_error_during_an_htmx_request_is_an_alert(admin, failing_dashbo
     assert "Something went wrong on our side" in response.get_data(as_text=True)
 
 
-def _expire_session(client) -> None:
-    """What a browser does when the session cookie's lifetime is over."""
+def _post_after_the_session_expired(client, url: str, *, htmx: bool, page: str):
+    """A form (or an htmx action) on `page`, sent after the session cookie's lifetime
+    was over: the browser sends no cookie any more, the page still has its token."""
+    token = client.csrf_token()
     client.client.delete_cookie("session")
+    if htmx:
+        headers = {"HX-Request": "true", "X-CSRFToken": token, "HX-Current-URL": page}
+        data = {}
+    else:
+        headers, data = {"Referer": page}, {"csrf_token": token}
+    with client._fresh_context():
+        return client.client.post(url, data=data, headers=headers)
 
 
 def test_an_htmx_action_after_the_session_expired_says_sign_in_again(admin, make_contact):
     contact = make_contact("lead")
-    token = admin.csrf_token()
-    _expire_session(admin)
-    with admin._fresh_context():
-        response = admin.client.post(
-            f"/contacts/{contact.id}/enrollments/stop-all",
-            headers={
-                "HX-Request": "true",
-                "X-CSRFToken": token,
-                "HX-Current-URL": f"http://localhost/contacts/{contact.id}",
-            },
-        )
+    response = _post_after_the_session_expired(
+        admin, f"/contacts/{contact.id}/enrollments/stop-all", htmx=True,
+        page=f"http://localhost/contacts/{contact.id}",
+    )  # fmt: skip
     text = response.get_data(as_text=True)
     assert response.status_code == 401 and response.headers["X-Action-Error"] == "1"
     assert "You were signed out;" in text and "sign in again." in text
@@ -59,14 +61,10 @@ def test_an_htmx_action_after_the_session_expired_says_sign_in_again(admin, make
 
 def test_a_form_posted_after_the_session_expired_goes_to_sign_in(admin, make_contact):
     contact = make_contact("lead")
-    token = admin.csrf_token()
-    _expire_session(admin)
-    with admin._fresh_context():
-        response = admin.client.post(
-            f"/contacts/{contact.id}/enrollments/stop-all",
-            data={"csrf_token": token},
-            headers={"Referer": f"http://localhost/contacts/{contact.id}"},
-        )
+    response = _post_after_the_session_expired(
+        admin, f"/contacts/{contact.id}/enrollments/stop-all", htmx=False,
+        page=f"http://localhost/contacts/{contact.id}",
+    )  # fmt: skip
     assert response.status_code == 302
     assert response.headers["Location"] == f"/login?next=/contacts/{contact.id}"
     page = admin.get(response.headers["Location"]).get_data(as_text=True)

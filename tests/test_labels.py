@@ -13,7 +13,7 @@ from crm_app.drip.audience.suppression import add_manual_suppression
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.labels import actor_label, enrollment_source_label
 from crm_app.extensions import db
-from crm_app.models import Message, utcnow
+from tests.panel_helpers import sent_email
 
 INTERNAL_WORDS = ("type_change", "user:", "system:worker", "sendgrid:webhook")
 
@@ -77,15 +77,7 @@ def test_each_nav_link_says_what_its_page_title_says(admin):
 def test_the_outbox_shows_the_from_address(admin, app, make_contact, monkeypatch):
     monkeypatch.setitem(app.config, "MAIL_FROM_EMAIL", "team@sender.example")
     contact = make_contact("lead")
-    enrollment = contact.enrollments[0]
-    message = Message(
-        enrollment_id=enrollment.id, step_id=enrollment.campaign.steps[0].id,
-        contact_id=contact.id, campaign_id=enrollment.campaign_id, step_position=1,
-        status="sent", to_email=contact.email, subject="Hello", sent_at=utcnow(),
-        provider_message_id="outbox-1",
-    )  # fmt: skip
-    db.session.add(message)
-    db.session.commit()
+    message = sent_email(db.session, contact, subject="Hello", provider_message_id="outbox-1")
     listing = admin.get("/admin/outbox").get_data(as_text=True)
     assert "<td>team@sender.example</td>" in listing
     detail = admin.get(f"/admin/outbox/{message.id}").get_data(as_text=True)

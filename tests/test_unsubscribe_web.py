@@ -4,6 +4,7 @@ import sqlalchemy as sa
 
 from crm_app.drip.audience.unsubscribe import make_unsubscribe_token
 from crm_app.models import Activity, Contact, Enrollment, Suppression
+from tests.panel_helpers import sent_email
 
 
 def _token(contact):
@@ -75,22 +76,9 @@ def test_a_token_for_someone_else_cannot_be_forged_from_mine(web, session, make_
 def _sent_email(session, contact, *, step: int = 1, hours_ago: int = 1):
     from datetime import timedelta
 
-    from crm_app.models import Message, utcnow
+    from crm_app.models import utcnow
 
-    enrollment = contact.enrollments[0]
-    message = Message(
-        enrollment_id=enrollment.id,
-        step_id=enrollment.campaign.steps[step - 1].id,
-        contact_id=contact.id,
-        campaign_id=enrollment.campaign_id,
-        step_position=step,
-        status="sent",
-        to_email=contact.email,
-        sent_at=utcnow() - timedelta(hours=hours_ago),
-    )
-    session.add(message)
-    session.commit()
-    return message
+    return sent_email(session, contact, step=step, sent_at=utcnow() - timedelta(hours=hours_ago))
 
 
 def test_our_own_unsubscribes_count_in_analytics(web, admin_user, session, make_contact):

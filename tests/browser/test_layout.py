@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from crm_app.extensions import db
-from crm_app.models import Message, utcnow
+from tests.panel_helpers import sent_email
 
 pytestmark = pytest.mark.browser
 
@@ -32,16 +32,11 @@ def data(campaigns, make_contact):
         company="International Business Machines and Partners Ltd", title="Head of Procurement",
         custom_fields={"interest": "process automation"},
     )  # fmt: skip
-    enrollment = contact.enrollments[0]
-    message = Message(
-        enrollment_id=enrollment.id, step_id=enrollment.campaign.steps[0].id,
-        contact_id=contact.id, campaign_id=enrollment.campaign_id, step_position=1,
-        status="sent", to_email=contact.email, subject="A first, fairly long subject line",
+    message = sent_email(
+        db.session, contact, subject="A first, fairly long subject line",
         html="<p>Hello</p>", text="Hello", headers={"List-Unsubscribe": "<mailto:u@x.example>"},
-        sent_at=utcnow(), provider_message_id="outbox-1",
+        provider_message_id="outbox-1",
     )  # fmt: skip
-    db.session.add(message)
-    db.session.commit()
     lead = campaigns["lead"]
     return {
         "contact": contact.id, "campaign": lead.id, "step": lead.steps[0].id,
