@@ -24,8 +24,12 @@ def test_an_action_after_the_session_expired_says_so_beside_the_action(
     contact = make_contact("lead")
     log_in(page)
     page.goto(f"/contacts/{contact.id}")
+    # Every request of the page done first (its favicon too): a late answer would set
+    # the session cookie again after we clear it.
+    page.wait_for_load_state("networkidle")
     page.evaluate("window.__marker = 1")
     page.context.clear_cookies()  # the session's lifetime is over
+    assert page.context.cookies() == []
 
     stop = page.get_by_role("button", name="Stop Lead")
     stop.click()
