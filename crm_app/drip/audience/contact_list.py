@@ -3,8 +3,9 @@ No HTTP in here; the bulk actions select contacts by the same rule (`matching`).
 
 Built to stay fast at a million contacts: every order has an index that ends in the
 id, pages continue from a boundary row (keyset) instead of an OFFSET, the total is
-counted up to a cap ("more than 1,000"), and on PostgreSQL a trigram index on the generated
-`contacts.search_text` column serves substring search (bench/pages_bench.py measures).
+counted up to a cap ("more than 1,000"), and on PostgreSQL a trigram index on the
+generated `contacts.search_text` column serves substring search. A page is one
+statement (bench/pages_bench.py measures it, and where its time goes).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def sort_keys(sort: str, contact=Contact) -> tuple[sa.ColumnElement, ...]:
 SORTS = ("name", "email", "company", "type", "created")
 # Without a search the list is in name order; a search lists the newest matches first:
 # that order is unrelated to what matches, so reading it until a page is full costs
-# about the same for any search (see contact_list_page).
+# about the same for any search and any table size (see _page_source).
 DEFAULT_SORT, DEFAULT_SEARCH_SORT = "name", "created"
 # Orders that start with the newest or largest.
 DESCENDING_BY_DEFAULT = frozenset({"created"})
