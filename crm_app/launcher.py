@@ -23,7 +23,12 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 from crm_app.config import INSTANCE_PATH, PROJECT_ROOT
-from crm_app.embedded_redis import start_embedded_redis, stop_embedded_redis
+from crm_app.embedded_redis import (
+    remove_url_file,
+    start_embedded_redis,
+    stop_embedded_redis,
+    write_url_file,
+)
 
 PID_FILE = INSTANCE_PATH / "run.pid"
 STOP_TIMEOUT_SECONDS = 20  # a worker finishes its current job on SIGTERM
@@ -39,8 +44,19 @@ class Child:
     process: subprocess.Popen
 
 
+def _show(text: str) -> None:
+    """Print, and keep going if nobody reads our output any more: with `make run | tee
+    log`, SIGTERM to make's process group ends tee too, and a BrokenPipeError here
+    would abort the shutdown (a traceback, and Redis left running)."""
+    try:
+        print(text, flush=True)
+    except OSError:  # BrokenPipeError, EIO from a closed terminal
+        # Later prints, and the interpreter's last flush, go nowhere instead of failing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def say(message: str) -> None:
-    print(f"[drip] {message}", flush=True)
+    _show(f"[drip] {message}")
 
 
 def _die_with_parent() -> None:
@@ -145,6 +161,7 @@ def _check_not_running() -> None:
             while _pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
     PID_FILE.unlink(missing_ok=True)
+    remove_url_file(INSTANCE_PATH)
 
 
 def _admin_line(ensure_admin_output: str) -> str:
@@ -208,13 +225,16 @@ def _stop_all(children: list[Child], redis_process: subprocess.Popen | None) -> 
     # Ignore further Ctrl-C while stopping: a half-stopped app is worse.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if children:
-        say("stopping " + ", ".join(c.name for c in reversed(children)))
-    for child in reversed(children):  # web first: no new work while workers finish
-        _stop(child)
-    if redis_process is not None:
-        stop_embedded_redis(redis_process)
-    PID_FILE.unlink(missing_ok=True)
+    try:
+        if children:
+            say("stopping " + ", ".join(c.name for c in reversed(children)))
+        for child in reversed(children):  # web first: no new work while workers finish
+            _stop(child)
+    finally:  # whatever happened above, Redis does not outlive the launcher
+        if redis_process is not None:
+            remove_url_file(INSTANCE_PATH)
+            stop_embedded_redis(redis_process)
+        PID_FILE.unlink(missing_ok=True)
     say("stopped")
 
 
@@ -234,7 +254,15 @@ def main() -> int:
     # Unsubscribe links in the emails must point at this server's real port.
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
 
+    stopping = False
+
     def request_stop(signum: int, frame: object) -> None:
+        # Once only: a second signal (Ctrl-C pressed twice, a supervisor's repeated
+        # SIGTERM) raised while the first Shutdown unwinds would skip the clean-up.
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
         raise Shutdown(signal.Signals(signum).name)
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -254,12 +282,13 @@ def main() -> int:
     try:
         if not env.get("REDIS_URL"):
             redis_process, env["REDIS_URL"] = start_embedded_redis(INSTANCE_PATH)
+            write_url_file(INSTANCE_PATH, env["REDIS_URL"])  # for `flask health` & co.
             say(f"embedded Redis started: {env['REDIS_URL']}")
         PID_FILE.write_text(f"{os.getpid()} {redis_process.pid if redis_process else ''}\n")
         admin = _prepare(env)
         children = _start_processes(env, port)
         if _wait_for_port(port, children):
-            print(_banner(port, admin, children, redis_process is not None), flush=True)
+            _show(_banner(port, admin, children, redis_process is not None))
         exit_code = _supervise(children)
     except Shutdown:
         pass

@@ -9,6 +9,8 @@ from datetime import datetime
 import redis
 from flask import Flask, current_app
 from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 
 from crm_app.config import Settings, settings_of
 
@@ -18,6 +20,7 @@ IMPORT_JOB = "crm_app.jobs.import_contacts"
 # Generous: 100,000 rows take about a minute; a timeout marks the import failed (Resume
 # goes on from its last chunk).
 IMPORT_JOB_TIMEOUT = 3600
+BULK_JOB = "crm_app.jobs.bulk_contact_action"
 
 
 def _app(app: Flask | None) -> Flask:
@@ -96,3 +99,29 @@ def enqueue_import(import_id: int) -> None:
         result_ttl=86400,
         description=f"import contacts #{import_id}",
     )
+
+
+def enqueue_bulk_action(
+    action: dict, selection: dict, *, actor: str, stop_reason: str, count: int
+) -> str:
+    """A bulk contact action too large for a request; returns the job id (its progress
+    page reads the job). Its result is kept a day, for that page."""
+    job = get_queue().enqueue(
+        BULK_JOB,
+        action,
+        selection,
+        actor,
+        stop_reason,
+        job_timeout=int(300 + count * 0.05),  # some 20 contacts/s at worst, plus margin
+        result_ttl=86400,
+        description=f"bulk {action['action']} on {count} contacts",
+    )
+    return job.id
+
+
+def fetch_job(job_id: str):
+    """The RQ job with this id, or None (expired, unknown)."""
+    try:
+        return Job.fetch(job_id, connection=get_redis())
+    except NoSuchJobError:
+        return None

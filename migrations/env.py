@@ -4,6 +4,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from crm_app.models.types import compared_on
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -90,6 +92,8 @@ def run_migrations_online():
     # SQLite cannot ALTER most things: batch mode rebuilds the table instead.
     conf_args.setdefault("render_as_batch", connectable.dialect.name == "sqlite")
     conf_args.setdefault("compare_type", True)
+    # Indexes the models declare for PostgreSQL only are not "missing" on SQLite.
+    conf_args.setdefault("include_object", compared_on(connectable.dialect.name))
 
     with connectable.connect() as connection:
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)

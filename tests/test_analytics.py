@@ -272,3 +272,40 @@ def test_csv_neutralises_spreadsheet_formulas_in_subjects(session, staff, data):
     session.commit()
     text = staff.get(f"/analytics/campaigns/{data['A'].id}.csv?{RANGE_QS}").get_data(as_text=True)
     assert list(csv.reader(io.StringIO(text)))[1][1].startswith("'=")
+
+
+def test_conversion_never_credits_an_enrolment_stopped_before_the_goal(session, campaigns):
+    """A contact stopped by hand and converted a week later converted without the
+    campaign; one whose type change ended the enrolment converted through it."""
+    from datetime import UTC, datetime, timedelta
+
+    from crm_app.drip.audience.contacts import ContactInput, create_contact
+    from crm_app.drip.audience.enrollment import change_contact_type, record_goal, stop
+    from crm_app.drip.reporting.analytics import enrollment_outcomes
+
+    start = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+    def lead(name: str):
+        data = ContactInput(email=f"{name}@example.com", contact_type="lead", first_name=name)
+        return create_contact(session, data, actor="test")
+
+    stopped_then_goal = lead("stopped")
+    switched = lead("switched")
+    completed_then_goal = lead("completed")
+    for contact in (stopped_then_goal, switched, completed_then_goal):
+        contact.enrollments[0].enrolled_at = start
+    stop(session, stopped_then_goal.enrollments[0], reason="by hand", actor="test",
+         now=start + timedelta(days=2))  # fmt: skip
+    record_goal(session, stopped_then_goal, "demo booked", actor="test",
+                now=start + timedelta(days=9))  # fmt: skip
+    # lead -> prospect is Lead's goal; the switch stops Lead at that very moment.
+    change_contact_type(session, switched, "prospect", actor="test", now=start + timedelta(days=3))
+    completed = completed_then_goal.enrollments[0]
+    completed.status, completed.ended_at = "completed", start + timedelta(days=20)
+    record_goal(session, completed_then_goal, "demo booked", actor="test",
+                now=start + timedelta(days=25))  # fmt: skip
+    session.commit()
+
+    lead_id = campaigns["lead"].id
+    outcomes = enrollment_outcomes(session, DateRange(date(2026, 3, 1), date(2026, 3, 31)))
+    assert (outcomes[lead_id].started, outcomes[lead_id].converted) == (3, 2)

@@ -48,9 +48,16 @@ def test_logout_ends_the_session(admin):
 
 
 def test_logout_is_not_a_get_link(admin):
-    # A GET logout could be triggered by any <img> on another site.
-    assert admin.get("/logout").status_code == 405
+    # A GET logout could be triggered by any <img> on another site: GET only asks.
+    page = admin.get("/logout")
+    assert page.status_code == 200
+    assert 'method="post" action="/logout"' in page.get_data(as_text=True)
     assert admin.get("/").status_code == 200
+
+
+def test_get_logout_when_logged_out_goes_to_the_login_page(web):
+    response = web.get("/logout")
+    assert response.status_code == 302 and response.headers["Location"] == "/login"
 
 
 @pytest.mark.parametrize("path", ["/", "/campaigns/", "/campaigns/1", "/contacts/"])
@@ -116,7 +123,7 @@ def test_post_without_csrf_token_is_refused_with_an_explanation(admin, campaigns
     response = admin.post(f"/campaigns/{lead.id}/status", {"status": "paused"}, csrf=False)
     assert response.status_code == 400
     page = response.get_data(as_text=True)
-    assert "security token" in page
+    assert "out of date" in page and "CSRF session token" not in page
     assert "Nothing was saved" in page
     db.session.expire_all()
     assert db.session.get(Campaign, lead.id).status == "active"
@@ -128,9 +135,10 @@ def test_htmx_post_without_csrf_header_is_refused(admin, campaigns):
         f"/campaigns/{lead.id}/status", {"status": "paused"}, htmx=True, csrf=False
     )
     assert response.status_code == 400
-    # Shown in the page's alert area, not swapped into the panel it targeted.
-    assert response.headers["HX-Retarget"] == "#htmx-alerts"
-    assert "security token" in response.get_data(as_text=True)
+    # Never swapped into the panel it targeted: shown next to the action by
+    # static/js/app.js (X-Action-Error), else in the page's alert area.
+    assert response.headers["X-Action-Error"] and response.headers["HX-Retarget"] == "#htmx-alerts"
+    assert "out of date" in response.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(Campaign, lead.id).status == "active"
 

@@ -138,7 +138,7 @@ def test_a_suppressed_address_is_refused_by_both(session, campaigns):
     result = enroll_by_type_many(session, [facts(bulk)], actor=ACTOR, source="import", now=NOW)
 
     assert outcome(session, bulk) == outcome(session, core)
-    assert "suppression list (bounce)" in result.refused[bulk.id]
+    assert "suppression list (bounced)" in result.refused[bulk.id]
 
 
 def test_an_active_enrolment_is_refused_by_both_and_a_contact_listed_twice_enrols_once(

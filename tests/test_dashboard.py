@@ -162,3 +162,14 @@ def test_no_webhook_warning_when_mail_goes_to_the_outbox(session, fill):
     fill(NOW)
     assert home_dashboard(session, now=NOW).webhook_warning  # with SendGrid: a warning
     assert home_dashboard(session, now=NOW, expects_webhook=False).webhook_warning == ""
+
+
+def test_counts_stop_at_the_cap_and_say_so(admin, app, fill, clock_at_now, monkeypatch):
+    """At a million contacts an exact count would read every row on each visit: the
+    dashboard counts up to a cap and says "N+" beyond it (analytics has exact figures)."""
+    monkeypatch.setattr("crm_app.drip.reporting.dashboard.DASHBOARD_COUNT_CAP", 2)
+    fill(NOW)
+    html = admin.get("/").get_data(as_text=True)
+    assert '<span class="muted">Sent this week</span><strong>2+</strong>' in html
+    assert '<span class="muted">Sent today</span><strong>2</strong>' in html
+    assert ">Client</a></td><td>2</td>" in html

@@ -169,7 +169,7 @@ def test_suppressed_addresses_are_imported_but_not_enrolled_and_say_why(session,
     assert gone.enrollments == []
     assert timeline(session, gone)[-1] == (
         "not_enrolled",
-        "Gone Away cannot be enrolled: the address is on the suppression list (bounce).",
+        "Gone Away cannot be enrolled: the address is on the suppression list (bounced).",
     )
     session.refresh(contact_import)
     assert (contact_import.created_count, contact_import.enrolled_count) == (1, 0)

@@ -78,7 +78,7 @@ def test_an_edit_and_a_type_change_are_contact_updated(
         ("contact.updated", "Contact details edited"),
         ("contact.updated", "Type changed from lead to client"),
         ("enrollment.stopped", "Stopped Lead: type changed to client"),
-        ("contact.enrolled", "Enrolled in Client (type_change)"),
+        ("contact.enrolled", "Enrolled in Client (after a type change)"),
     ]
 
 

@@ -21,7 +21,7 @@ def test_a_mailable_contact_has_no_block_reason(session, make_contact):
 def test_the_block_reason_names_the_contacts_email_status(session, make_contact):
     contact = make_contact("lead")
     contact.email_status = "bounced"
-    assert campaign_panel(session, contact).block_reason == "the contact is bounced"
+    assert campaign_panel(session, contact).block_reason == "the contact's address bounced"
 
 
 def test_the_block_reason_includes_a_suppressed_address_whatever_the_contact_row_says(
@@ -34,7 +34,7 @@ def test_the_block_reason_includes_a_suppressed_address_whatever_the_contact_row
     suppress(session, "listed@example.com", reason="bounce", source="test", actor="test")
     contact.email_status = "ok"
     reason = campaign_panel(session, contact).block_reason
-    assert reason == "the address is on the suppression list (bounce)"
+    assert reason == "the address is on the suppression list (bounced)"
 
 
 def test_a_lifted_suppression_clears_the_block_reason(session, make_contact):

@@ -93,9 +93,37 @@ def test_every_panel_control_works_without_javascript(admin, make_contact):
     forms = panel.split("<form")[1:]
     assert len(forms) == 5  # stop (one active), enrol, enrol by type, stop all, record goal
     for form in forms:
-        assert 'method="post"' in form and 'action="/contacts/' in form
         assert 'hx-post="/contacts/' in form and 'hx-target="#campaign-panel"' in form
+        if "stop-all" in form:  # without JavaScript it asks first, on a page of its own
+            assert 'method="get" action="/contacts/' in form
+            continue
+        assert 'method="post"' in form and 'action="/contacts/' in form
         assert 'name="csrf_token"' in form
+
+
+def test_stop_all_without_javascript_asks_first_then_stops(admin, make_contact, campaigns):
+    contact = make_contact("lead")
+    admin.post(f"/contacts/{contact.id}/enrollments", {"campaign_id": campaigns["client"].id})
+    question = admin.get(f"/contacts/{contact.id}/enrollments/stop-all")
+    page = question.get_data(as_text=True)
+    assert question.status_code == 200
+    assert "Stop 2 enrolments of Person1 Example?" in page and "Lead" in page
+    assert sorted(active_names(contact.id)) == ["Client", "Lead"]  # asking stops nothing
+    form = page.split(f'<form method="post" action="/contacts/{contact.id}/enrollments/stop-all"')[
+        1
+    ]
+    form = form.split("</form>", 1)[0]
+    assert 'name="csrf_token"' in form
+    done = admin.post(f"/contacts/{contact.id}/enrollments/stop-all")
+    assert done.status_code == 302 and active_names(contact.id) == []
+
+
+def test_stop_all_page_with_nothing_to_stop_goes_back_to_the_contact(admin, make_contact):
+    contact = make_contact("lead")
+    admin.post(f"/contacts/{contact.id}/enrollments/stop-all")
+    response = admin.get(f"/contacts/{contact.id}/enrollments/stop-all")
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/contacts/{contact.id}"
 
 
 def test_panel_says_why_a_bounced_contact_is_not_mailed(admin, make_contact):
@@ -103,7 +131,7 @@ def test_panel_says_why_a_bounced_contact_is_not_mailed(admin, make_contact):
     contact.email_status = "bounced"
     db.session.commit()
     page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
-    assert "The contact is bounced: it is never mailed and cannot be enrolled." in page
+    assert "The contact&#39;s address bounced: it is never mailed and cannot be enrolled." in page
 
 
 def test_panel_says_a_suppressed_address_is_not_mailed_even_if_the_contact_says_ok(
@@ -117,7 +145,7 @@ def test_panel_says_a_suppressed_address_is_not_mailed_even_if_the_contact_says_
     db.session.commit()
     page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
     panel = page.split('<section id="campaign-panel"', 1)[1].split("</section>", 1)[0]
-    assert "The address is on the suppression list (bounce): it is never mailed" in panel
+    assert "The address is on the suppression list (bounced): it is never mailed" in panel
 
 
 # --- manual enrolment ---
@@ -132,7 +160,7 @@ def test_enrol_from_dropdown_with_htmx_returns_panel_and_timeline(admin, make_co
     )
     page = assert_panel_partial(response)
     assert "Enrolled in Networking." in page
-    assert "Enrolled in Networking (manual)" in page.split(TIMELINE_OOB, 1)[1]
+    assert "Enrolled in Networking (by hand)" in page.split(TIMELINE_OOB, 1)[1]
     assert active_names(contact.id) == ["Lead", "Networking"]
 
 
@@ -183,7 +211,7 @@ def test_unsubscribed_contact_cannot_be_enrolled(admin, make_contact, campaigns)
     response = admin.post(
         f"/contacts/{contact.id}/enrollments", {"campaign_id": campaigns["lead"].id}, htmx=True
     )
-    assert "cannot be enrolled: the contact is unsubscribed" in assert_panel_partial(response)
+    assert "cannot be enrolled: the contact unsubscribed" in assert_panel_partial(response)
     assert active_names(contact.id) == []
 
 
@@ -242,7 +270,8 @@ def test_stop_with_htmx_records_who_stopped_it(admin, make_contact):
     assert stopped.next_send_at is None
     timeline = page.split(TIMELINE_OOB, 1)[1]
     assert "Stopped Lead: stopped by admin@example.com" in timeline
-    assert "user:admin@example.com" in timeline
+    # Who did it, as a person reads it (the stored actor is "user:admin@example.com").
+    assert "admin@example.com ·" in timeline and "user:" not in timeline
 
 
 def test_stop_without_js(admin, make_contact):
@@ -330,8 +359,11 @@ def test_logged_out_panel_post_goes_to_login(web, make_contact, campaigns, url):
     url = url.format(id=contact.id, enrollment=enrollment.id)
     plain = web.post(url, {"campaign_id": campaigns["client"].id})
     assert plain.status_code == 302 and "/login" in plain.headers["Location"]
+    # An htmx action is answered where it was made: signed out, with a way back in.
     inline = web.post(url, {"campaign_id": campaigns["client"].id}, htmx=True)
-    assert "/login" in inline.headers["HX-Redirect"]
+    assert inline.status_code == 401 and inline.headers["X-Action-Error"]
+    assert "You were signed out" in inline.get_data(as_text=True)
+    assert "/login" in inline.get_data(as_text=True)
     assert active_names(contact.id) == ["Lead"]
 
 

@@ -215,7 +215,7 @@ def test_every_enrolment_records_how_it_began(session, make_contact, campaigns):
         .where(Activity.enrollment_id == again.id, Activity.kind == "enrolled")
         .limit(1)
     )
-    assert detail.startswith("Enrolled in Lead (manual), resuming at Email 1 of Lead “")
+    assert detail.startswith("Enrolled in Lead (by hand), resuming at Email 1 of Lead “")
     assert session.scalar(sa.select(sa.func.count(Enrollment.id))) == 2
 
 

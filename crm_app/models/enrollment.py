@@ -63,6 +63,13 @@ class Enrollment(db.Model):
         sa.Index("ix_enrollments_contact_id", "contact_id"),
         # Who waits for a step: live-edit impact notes, and the step's removal.
         sa.Index("ix_enrollments_current_step_id", "current_step_id"),
+        # The dashboard's active enrolments per campaign (counted up to a cap).
+        sa.Index(
+            "ix_enrollments_active_campaign",
+            "campaign_id",
+            sqlite_where=sa.text("status = 'active'"),
+            postgresql_where=sa.text("status = 'active'"),
+        ),
         # Analytics: completion by end date, conversion by enrolment date.
         sa.Index("ix_enrollments_enrolled_at", "enrolled_at"),
         sa.Index("ix_enrollments_ended_at", "ended_at"),

@@ -33,3 +33,21 @@ class UTCDateTime(TypeDecorator):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def postgresql_only(index: sa.Index) -> sa.Index:
+    """An index only PostgreSQL gets (a trigram GIN index means nothing to SQLite):
+    create_all skips it elsewhere, and so do migration comparisons (`compared_on`)."""
+    index.info["only_on"] = "postgresql"
+    return index.ddl_if(dialect="postgresql")
+
+
+def compared_on(dialect_name: str):
+    """Alembic's `include_object` for a database of `dialect_name`: leaves out the
+    model's objects that only another database has (`postgresql_only`)."""
+
+    def include_object(obj, name, type_, reflected, compare_to) -> bool:
+        only_on = getattr(obj, "info", {}).get("only_on")
+        return only_on is None or only_on == dialect_name
+
+    return include_object

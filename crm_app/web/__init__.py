@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from flask import Flask, render_template, request
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
-from crm_app.extensions import login_manager
+from crm_app.extensions import db, login_manager
 from crm_app.web.api.problems import is_api_request, problem_for
 from crm_app.web.htmx import htmx_alert
 
@@ -23,6 +24,7 @@ def register_web(app: Flask) -> None:
         campaign_versions,
         campaigns,
         contacts,
+        contacts_bulk,
         health,
         imports,
         integrations,
@@ -45,6 +47,7 @@ def register_web(app: Flask) -> None:
         main.bp,
         contacts.bp,
         imports.bp,
+        contacts_bulk.bp,
         campaigns.bp,
         analytics.bp,
         suppressions.bp,
@@ -71,16 +74,18 @@ def register_web(app: Flask) -> None:
 def _register_error_pages(app: Flask) -> None:
     """Refusals as pages, or for htmx as an alert (a page swapped into a fragment would
     break the layout)."""
+    from crm_app.web.auth import signed_out
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
+        # The token lives in the session: no session (expired, logged out elsewhere) is
+        # the usual cause, and the person needs to hear that, not about tokens.
+        if not current_user.is_authenticated and request.endpoint != "auth.login":
+            return signed_out()
+        message = "This page is out of date, so nothing was saved. Reload it and try again."
         if request.htmx:
-            return htmx_alert(
-                f"Refused: the security token was missing or wrong ({error.description}). "
-                "Nothing was saved. Reload the page and try again.",
-                400,
-            )
-        return render_template("errors/csrf.html", reason=error.description), 400
+            return htmx_alert(message, 400)
+        return render_template("errors/csrf.html", message=message), 400
 
     @app.errorhandler(403)
     def forbidden(error):
@@ -95,3 +100,15 @@ def _register_error_pages(app: Flask) -> None:
         if is_api_request():  # an unknown URL under /api: no blueprint handler applies
             return problem_for(error)
         return render_template("errors/404.html"), 404
+
+    @app.errorhandler(500)
+    def server_error(error):
+        # A failed statement leaves the session unusable; the page must not depend on
+        # it either (500.html is standalone: no user, no database).
+        db.session.rollback()
+        if request.htmx:
+            return htmx_alert(
+                "Something went wrong on our side, so nothing was saved. Please try again.",
+                500,
+            )
+        return render_template("errors/500.html"), 500

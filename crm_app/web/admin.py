@@ -73,6 +73,7 @@ def outbox():
         "admin/outbox.html",
         listing=outbox_page(db.session, page=request.args.get("page", 1, type=int)),
         tests=recent_test_sends(db.session),
+        from_address=settings_of(current_app).mail_from_email,
     )
 
 
@@ -82,4 +83,9 @@ def outbox_message(message_id: int):
     message = db.get_or_404(Message, message_id)
     settings = settings_of(current_app)
     reply_to = reply_address(message.id, settings) or settings.mail_reply_to
-    return render_template("admin/outbox_message.html", message=message, reply_to=reply_to)
+    return render_template(
+        "admin/outbox_message.html",
+        message=message,
+        reply_to=reply_to,
+        from_address=settings.mail_from_email,
+    )

@@ -12,7 +12,7 @@ from crm_app.drip.team.accounts import user_for_session
 from crm_app.extensions import db, login_manager
 from crm_app.models import User
 from crm_app.web.body_limits import body_limit
-from crm_app.web.htmx import action_response, hx_redirect
+from crm_app.web.htmx import action_response, htmx_alert, hx_redirect
 from crm_app.web.login_throttle import throttle_failed_logins
 
 bp = Blueprint("auth", __name__)
@@ -102,9 +102,41 @@ def logout():
     return action_response(url_for("auth.login"), "You are logged out.", "info")
 
 
+@bp.get("/logout")
+def logout_page():
+    """A typed or bookmarked /logout: a page that asks (logging out is a POST)."""
+    if not current_user.is_authenticated:
+        return redirect(url_for("auth.login"))
+    return render_template("auth/logout.html")
+
+
+def _page_path() -> str | None:
+    """This site's page the request came from (htmx names it; a form post's Referer)."""
+    url = request.headers.get("HX-Current-URL") or request.referrer
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.netloc and parts.netloc != request.host:
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def signed_out(status: int = 401):
+    """An action from a page whose session has ended (expired, or logged out in another
+    tab): said next to the action for htmx, else on the login page; either way with a
+    way back to the page."""
+    login_url = url_for("auth.login", next=_page_path())
+    if request.htmx:
+        return htmx_alert("You were signed out;", status, link=("sign in again.", login_url))
+    flash("You were signed out; sign in again.", "info")
+    return redirect(login_url)
+
+
 @login_manager.unauthorized_handler
 def unauthorized():
     """Expired or missing session: back to the login page, also from an HTMX request."""
+    if request.htmx and request.method != "GET":
+        return signed_out()
     # full_path ends in "?" when there is no query string.
     back_to = request.full_path.rstrip("?") if request.method == "GET" else None
     login_url = url_for("auth.login", next=back_to)

@@ -7,7 +7,7 @@ from flask import current_app, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from crm_app.config import settings_of
-from crm_app.drip.audience.contacts import search_contacts
+from crm_app.drip.audience.contact_list import find_contacts
 from crm_app.drip.campaigns.harness import (
     SendTestError,
     preview_context,
@@ -40,7 +40,7 @@ def preview(campaign_id: int, step_id: int):
     step = step_of(campaign_id, step_id)
     contact = _chosen_contact()
     query = request.args.get("q", "").strip()
-    found = search_contacts(db.session, query=query, per_page=PICKER_SIZE).items if query else []
+    found = find_contacts(db.session, query, limit=PICKER_SIZE) if query else []
     context = preview_context(contact, viewer_sender(), workspace())
     return render_fragment_or_page(
         "campaigns/_contact_picker.html",

@@ -269,7 +269,6 @@ def update_status(campaign_id: int):
 
     def change() -> str:
         status = request.form.get("status", "")
-        set_campaign_status(db.session, campaign, status, actor=actor_name())
-        return f"{campaign.name} is now {campaign.status}."
+        return set_campaign_status(db.session, campaign, status, actor=actor_name()).notice
 
     return _settings_change(campaign, change)

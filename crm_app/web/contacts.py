@@ -18,17 +18,19 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
+from sqlalchemy.orm import joinedload
 
 from crm_app.config import settings_of
 from crm_app.drip.audience import enrollment as enrollment_core
 from crm_app.drip.audience.address_hash import erasure_key
+from crm_app.drip.audience.bulk_actions import ACTIONS as BULK_ACTIONS
+from crm_app.drip.audience.contact_list import ListRequest, contact_list_page
 from crm_app.drip.audience.contacts import (
     ContactValidationError,
     contact_form_values,
     delete_contact,
     owner_choices,
     save_contact,
-    search_contacts,
 )
 from crm_app.drip.audience.data_export import export_contact
 from crm_app.drip.audience.erasure import ErasureError, check_erasure_confirmation, erase_contact
@@ -51,28 +53,31 @@ from crm_app.web.htmx import action_response, render_fragment_or_page
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 
 
-@bp.get("/")
-@login_required
-def index():
-    query = request.args.get("q", "")
-    contact_type = request.args.get("type", "")
-    result = search_contacts(
-        db.session,
-        query=query,
-        contact_type=contact_type,
-        page=request.args.get("page", 1, type=int),
-        per_page=settings_of(current_app).contacts_per_page,
+def render_list(list_request: ListRequest, status: int = 200, **extra):
+    """The contact list page, or for the live search its list alone. `extra`: a refused
+    bulk action's errors and ticked rows, shown again (crm_app/web/contacts_bulk.py)."""
+    result = contact_list_page(
+        db.session, list_request, per_page=settings_of(current_app).contacts_per_page
     )
-    # The search box swaps only the list; a boosted/full request gets the page.
-    return render_fragment_or_page(
+    page = render_fragment_or_page(
         "contacts/_list.html",
         "contacts/index.html",
         target="contact-list",
         result=result,
-        q=query,
-        contact_type=contact_type,
+        listing=list_request,
         types=CONTACT_TYPES,
+        bulk_actions=BULK_ACTIONS,
+        bulk_errors=extra.get("bulk_errors", {}),
+        bulk_values=extra.get("bulk_values", {}),
+        ticked=extra.get("ticked", set()),
     )
+    return page, status
+
+
+@bp.get("/")
+@login_required
+def index():
+    return render_list(ListRequest.parse(request.args))
 
 
 @bp.get("/export.csv")
@@ -209,7 +214,10 @@ def _panel_context(contact: Contact, **extra) -> dict:
 @bp.get("/<int:contact_id>")
 @login_required
 def detail(contact_id: int):
-    contact = db.get_or_404(Contact, contact_id)
+    # The owner comes with the contact: the page shows its name.
+    contact = db.session.get(Contact, contact_id, options=[joinedload(Contact.owner)])
+    if contact is None:
+        abort(404)
     return render_template("contacts/detail.html", **_panel_context(contact))
 
 
@@ -303,6 +311,21 @@ def stop(contact: Contact, enrollment_id: int) -> str:
         abort(404)
     enrollment_core.stop(db.session, enrollment, reason=_stop_reason(), actor=actor_name())
     return f"Stopped {enrollment.campaign.name}."
+
+
+@bp.get("/<int:contact_id>/enrollments/stop-all")
+@login_required
+def stop_all_confirm(contact_id: int):
+    """Stop all without JavaScript: this page asks first (htmx asks with a dialog)."""
+    contact = db.get_or_404(Contact, contact_id)
+    active = enrollment_core.active_enrollments(db.session, contact)
+    if not active:
+        return action_response(
+            url_for("contacts.detail", contact_id=contact.id),
+            "There is no active enrolment to stop.",
+            "info",
+        )
+    return render_template("contacts/stop_all.html", contact=contact, active=active)
 
 
 @bp.post("/<int:contact_id>/enrollments/stop-all")

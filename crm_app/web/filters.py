@@ -1,5 +1,6 @@
-"""Dates for people: the one Jinja filter that shows a UTC moment in a time zone, and
-the viewer's zone, which every template gets as `viewer_tz`."""
+"""Dates and words for people: the one Jinja filter that shows a UTC moment in a time
+zone, the viewer's zone (every template gets it as `viewer_tz`), and the labels of
+crm_app/drip/common/labels.py (`actor`, `enrollment_source`, `activity_kind`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from flask import Flask
 from flask_login import current_user
 
 from crm_app.drip.campaigns.naming import step_title, subject_title
+from crm_app.drip.common.labels import activity_kind_label, actor_label, enrollment_source_label
 from crm_app.drip.common.timezones import zone_or_utc
 
 
@@ -33,4 +35,7 @@ def register_filters(app: Flask) -> None:
     # An email's readable name: its subject for the sample contact, never template source.
     app.add_template_filter(step_title, "step_title")
     app.add_template_filter(subject_title, "subject_title")
+    app.add_template_filter(actor_label, "actor")
+    app.add_template_filter(enrollment_source_label, "enrollment_source")
+    app.add_template_filter(activity_kind_label, "activity_kind")
     app.context_processor(lambda: {"viewer_tz": viewer_timezone()})

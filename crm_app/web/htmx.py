@@ -32,11 +32,15 @@ def hx_redirect(url: str, status: int = 204) -> Response:
     return htmx_response("", status, redirect=url)
 
 
-def htmx_alert(message: str, status: int) -> Response:
-    """An error for an htmx request, swapped into the page's alert area rather than into
-    the fragment the request targeted (which would be lost or half replaced)."""
-    alert = render_template("errors/_alert.html", message=message)
-    return htmx_response(alert, status, retarget="#htmx-alerts", reswap="innerHTML")
+def htmx_alert(message: str, status: int, *, link: tuple[str, str] | None = None) -> Response:
+    """An error for an htmx request, never swapped into the fragment the request targeted
+    (which would be lost or half replaced): static/js/app.js shows it next to the action
+    (X-Action-Error); without that script it lands in the page's alert area. `link`:
+    (text, url) of a way out, such as signing in again."""
+    alert = render_template("errors/_alert.html", message=message, link=link)
+    response = htmx_response(alert, status, retarget="#htmx-alerts", reswap="innerHTML")
+    response.headers["X-Action-Error"] = "1"
+    return response
 
 
 def action_response(

@@ -6,6 +6,7 @@ from flask import Blueprint, render_template
 
 from crm_app.drip.audience.unsubscribe import (
     InvalidUnsubscribeToken,
+    is_suppressed,
     read_unsubscribe_token,
     unsubscribe,
 )
@@ -26,6 +27,8 @@ def confirm(token: str):
     data, error = _read(token)
     if error:
         return render_template("unsubscribe/invalid.html", error=error), 400
+    if is_suppressed(db.session, data[1]):  # the link opened again after unsubscribing
+        return render_template("unsubscribe/done.html", email=data[1], already=True)
     return render_template("unsubscribe/confirm.html", email=data[1], token=token)
 
 

@@ -49,7 +49,7 @@ def test_contact_lifecycle_with_inline_campaign_panel(page, admin_user, campaign
     panel.get_by_role("button", name="Enrol", exact=True).click()
     expect(panel).to_contain_text("Enrolled in Lead again: resuming at Email 1 of Lead")
     expect(panel.locator('tr.enrollment-active[data-campaign="Lead"]')).to_be_visible()
-    expect(page.locator("#timeline")).to_contain_text("Enrolled in Lead (manual)")
+    expect(page.locator("#timeline")).to_contain_text("Enrolled in Lead (by hand)")
     assert page.evaluate("window.__marker") == 1, "the page reloaded instead of swapping"
 
     # Change the type to client through the edit form.

@@ -104,7 +104,7 @@ def test_htmx_actions_swap_under_the_csp(watched, admin_user, campaigns, make_co
     # Live search: the list swaps as you type, the page stays.
     visit(page, "/contacts/")
     page.evaluate("window.__marker = 1")
-    page.get_by_label("Search").fill("Alma")
+    page.get_by_role("searchbox", name="Search").fill("Alma")
     expect(page.locator("#contact-list")).not_to_contain_text("Bo Panel")
     expect(page.locator("#contact-list")).to_contain_text("Alma Search")
 

@@ -21,6 +21,7 @@ from crm_app.drip.audience.errors import EnrollmentError
 from crm_app.drip.audience.reentry import EntryPlan, plan_entry
 from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.common.activity import activity_row, record_activities
+from crm_app.drip.common.labels import enrollment_source_label
 from crm_app.drip.common.sql import in_values, insert_rows, update_rows
 from crm_app.models import Campaign, Contact, ContactGoal, Enrollment, utcnow
 
@@ -213,19 +214,20 @@ def _activity(
     """The timeline row `enroll` ("enrolled") or `enroll_by_type_or_note`
     ("not_enrolled") writes."""
     if isinstance(outcome, str):
+        # Named, as enroll_by_type_or_note does: a paused campaign enrols these on resume.
         return activity_row(
             contact.id,
             "not_enrolled",
             outcome,
             actor=actor,
-            campaign_id=None,
+            campaign_id=campaign.id if campaign is not None else None,
             enrollment_id=None,
             created_at=now,
         )
     return activity_row(
         contact.id,
         "enrolled",
-        f"Enrolled in {campaign.name} ({source}){entry_note(outcome)}",
+        f"Enrolled in {campaign.name} ({enrollment_source_label(source)}){entry_note(outcome)}",
         actor=actor,
         campaign_id=campaign.id,
         enrollment_id=enrolled[contact.id],

@@ -8,16 +8,14 @@ from dataclasses import dataclass, field, fields
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
 
 from crm_app.drip.audience.enrollment import auto_enroll, change_contact_type
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.common.ids import id_or_none
-from crm_app.drip.common.paging import Page, paginate
 from crm_app.drip.common.timezones import is_known_timezone
 from crm_app.drip.team.audit import record_audit
-from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment, User
+from crm_app.models import CONTACT_TYPES, Contact, User
 
 
 @dataclass
@@ -250,64 +248,6 @@ def delete_contact(session, contact: Contact, *, actor: str) -> None:
 
 
 # --- Read helpers for the contact pages (queries only, nothing written) ---
-
-
-def contact_filter(*, query: str = "", contact_type: str = "") -> list[sa.ColumnElement]:
-    """The list's search (name, email, company; case-insensitive) and type filter: the
-    page and the CSV export select the same contacts."""
-    conditions = []
-    words = query.strip()
-    if words:
-        full_name = Contact.first_name + " " + Contact.last_name
-        conditions.append(
-            sa.or_(
-                *(
-                    column.icontains(words, autoescape=True)
-                    for column in (full_name, Contact.email, Contact.company)
-                )
-            )
-        )
-    if contact_type in CONTACT_TYPES:
-        conditions.append(Contact.contact_type == contact_type)
-    return conditions
-
-
-@dataclass
-class ContactPage(Page[Contact]):
-    """One page of the contact list, with each contact's active campaign names."""
-
-    active_campaigns: dict[int, list[str]] = field(default_factory=dict)
-
-
-def search_contacts(
-    session, *, query: str = "", contact_type: str = "", page: int = 1, per_page: int = 25
-) -> ContactPage:
-    """Search name, email and company (case-insensitive), filter by type, paginate.
-
-    Three queries whatever the page size (count, page, active campaigns), never one per row.
-    """
-    conditions = contact_filter(query=query, contact_type=contact_type)
-    result = paginate(
-        session,
-        sa.select(Contact)
-        .options(selectinload(Contact.owner))
-        .where(*conditions)
-        .order_by(sa.func.lower(Contact.last_name), sa.func.lower(Contact.first_name), Contact.id),
-        page=page,
-        per_page=per_page,
-    )
-    contacts = result.items
-    active: dict[int, list[str]] = {c.id: [] for c in contacts}
-    if contacts:
-        rows = session.execute(
-            sa.select(Enrollment.contact_id, Campaign.name)
-            .join(Campaign, Enrollment.campaign_id == Campaign.id)
-            .where(Enrollment.contact_id.in_(list(active)), Enrollment.status == "active")
-            .order_by(Enrollment.enrolled_at)
-        )
-        for contact_id, name in rows:
-            active[contact_id].append(name)
-    return ContactPage(contacts, result.total, result.page, result.per_page, active)
 
 
 def owner_choices(session) -> list[User]:

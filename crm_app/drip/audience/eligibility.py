@@ -15,6 +15,27 @@ from crm_app.models import Contact, HashedSuppression, Suppression
 # What a hashed entry's reason reads as when it blocks a contact.
 ERASED_REASON = "erased"
 
+# Why an address is on the suppression list, as people say it.
+SUPPRESSION_REASON_LABELS = {
+    "unsubscribe": "unsubscribed",
+    "group_unsubscribe": "unsubscribed from a group",
+    "bounce": "bounced",
+    "dropped": "dropped by SendGrid",
+    "spamreport": "reported as spam",
+    "manual": "suppressed by staff",
+}
+# A contact's email status other than "ok": a short label, and the reason as a sentence.
+EMAIL_STATUS_LABELS = {
+    "unsubscribed": "unsubscribed",
+    "bounced": "bounced",
+    "complained": "reported as spam",
+}
+EMAIL_STATUS_REASONS = {
+    "unsubscribed": "the contact unsubscribed",
+    "bounced": "the contact's address bounced",
+    "complained": "the contact reported an email as spam",
+}
+
 
 def suppression_reasons(
     session, emails: Iterable[str], *, hash_key: bytes | None = None
@@ -46,7 +67,8 @@ def suppression_reasons(
 def describe_suppression(reason: str) -> str:
     if reason == ERASED_REASON:
         return "the address was erased at the person's request (GDPR)"
-    return f"the address is on the suppression list ({reason})"
+    label = SUPPRESSION_REASON_LABELS.get(reason, reason)
+    return f"the address is on the suppression list ({label})"
 
 
 def mailing_block_reason(
@@ -59,16 +81,28 @@ def mailing_block_reason(
     """Why this contact may not be mailed, or None. The one place this rule lives.
 
     `suppressions`: the suppression list already read for this contact's address
-    (`suppression_reasons`), instead of one query here."""
+    (`suppression_reasons`), instead of one query here. The list's reason comes first:
+    an address an admin suppressed reads "suppressed by staff", not "unsubscribed"."""
     if contact.erased_at is not None:
         return "the contact's personal data was erased"
-    if contact.email_status != "ok":
-        return f"the contact is {contact.email_status}"
     if suppressions is None:
         suppressions = suppression_reasons(session, [contact.email], hash_key=hash_key)
     suppressed = suppressions.get(normalize_email(contact.email))
     if suppressed is not None:
         return describe_suppression(suppressed)
+    if contact.email_status != "ok":
+        return EMAIL_STATUS_REASONS.get(contact.email_status, contact.email_status)
+    return None
+
+
+def not_mailed_label(email_status: str, suppression_reason: str | None) -> str | None:
+    """Why a contact is not mailed, in a word or two (the contact list's marker, the
+    contact page's status), or None when it may be mailed: the same rule as
+    `mailing_block_reason`, from values a list query has already read."""
+    if suppression_reason is not None:
+        return SUPPRESSION_REASON_LABELS.get(suppression_reason, suppression_reason)
+    if email_status != "ok":
+        return EMAIL_STATUS_LABELS.get(email_status, email_status)
     return None
 
 

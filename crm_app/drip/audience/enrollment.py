@@ -17,6 +17,7 @@ from crm_app.drip.audience.reentry import EntryPlan, plan_entry
 from crm_app.drip.campaigns.naming import step_name
 from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.common.activity import activity_row, record_activities, record_activity
+from crm_app.drip.common.labels import enrollment_source_label
 from crm_app.drip.common.sql import in_values, update_rows
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import (
@@ -97,7 +98,7 @@ def enroll(
         session,
         contact,
         "enrolled",
-        f"Enrolled in {campaign.name} ({source}){entry_note(plan)}",
+        f"Enrolled in {campaign.name} ({enrollment_source_label(source)}){entry_note(plan)}",
         actor=actor,
         campaign=campaign,
         enrollment=enrollment,
@@ -142,13 +143,18 @@ def enroll_by_type_or_note(
 ) -> Enrollment | None:
     """Enrol by type; a refusal (no campaign, paused, suppressed, a restart nobody
     confirmed...) is recorded on the timeline instead of raised: the change that
-    triggered it (a create, a type switch, an import) goes through either way."""
+    triggered it (a create, a type switch, an import) goes through either way. The row
+    names the campaign: when a paused one resumes, its refused contacts are enrolled
+    (crm_app/drip/audience/waiting.py)."""
     try:
         return enroll_by_type(
             session, contact, actor=actor, source=source, restart=restart, now=now
         )
     except EnrollmentError as refused:
-        record_activity(session, contact, "not_enrolled", str(refused), actor=actor)
+        campaign = campaign_for_type(session, contact.contact_type)
+        record_activity(
+            session, contact, "not_enrolled", str(refused), actor=actor, campaign=campaign
+        )
         return None
 
 

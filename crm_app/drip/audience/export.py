@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import sqlalchemy as sa
 
-from crm_app.drip.audience.contacts import contact_filter
+from crm_app.drip.audience.contact_list import matching
 from crm_app.drip.common.csv_safe import csv_safe
 from crm_app.drip.common.sql import is_postgres
 from crm_app.models import Contact, User
@@ -74,7 +74,7 @@ def _cell(value) -> str | int:
 def contacts_csv(session, *, query: str = "", contact_type: str = "") -> Iterator[str]:
     """The selected contacts as CSV text, in pieces of ROWS_PER_WRITE rows. Reads with a
     server-side cursor on PostgreSQL (yield_per), so memory stays flat."""
-    conditions = contact_filter(query=query, contact_type=contact_type)
+    conditions = matching(query, contact_type)
     keys = custom_field_keys(session, conditions)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")

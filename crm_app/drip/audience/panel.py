@@ -10,12 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
-from crm_app.drip.audience.eligibility import mailing_block_reason
+from crm_app.drip.audience.eligibility import (
+    mailing_block_reason,
+    not_mailed_label,
+    suppression_reasons,
+)
 from crm_app.drip.audience.enrollment import EnrollmentError, enroll, stop_all
+from crm_app.drip.audience.waiting import is_waiting
 from crm_app.drip.reporting.message_lists import ADMIN_LISTS
-from crm_app.models import Activity, Campaign, Contact, Enrollment, Message
+from crm_app.models import Activity, Campaign, CampaignStep, Contact, Enrollment, Message
 
 
 @dataclass
@@ -31,6 +36,24 @@ class CampaignPanel:
     in_flight: dict[int, str] = field(default_factory=dict)
     # Why the contact is never mailed and cannot be enrolled (mailing_block_reason), or None.
     block_reason: str | None = None
+    # The same in a word or two ("suppressed by staff"), or None.
+    not_mailed: str | None = None
+    # The campaign of the contact's type when it is paused or archived and refused this
+    # contact: it enrols the contact when it is active again (waiting.py).
+    waiting_for: Campaign | None = None
+    # Campaign id -> its number of emails ("step 2 of 6").
+    step_counts: dict[int, int] = field(default_factory=dict)
+
+    @staticmethod
+    def campaign_stopped(enrollment: Enrollment) -> str | None:
+        """Why an active enrolment sends nothing whatever its next date says: its campaign
+        is paused or archived (the tick sends only for active campaigns)."""
+        campaign = enrollment.campaign
+        if campaign.status == "paused":
+            return f"{campaign.name} is paused: no email until it resumes"
+        if campaign.status == "archived":
+            return f"{campaign.name} is archived: no more emails unless it is restored"
+        return None
 
     def delivery_problem(self, enrollment: Enrollment) -> str | None:
         """The state of the enrolment's current email when it waits for an admin
@@ -52,30 +75,50 @@ def _in_flight(session, waiting: list[Enrollment]) -> dict[int, str]:
     return {eid: status for eid, status, step_id in rows if current[eid] == step_id}
 
 
+def _campaigns_and_step_counts(session) -> tuple[list[Campaign], dict[int, int]]:
+    """Every campaign, with its number of emails, in one query (not its steps' bodies)."""
+    step_count = (
+        sa.select(sa.func.count(CampaignStep.id))
+        .where(CampaignStep.campaign_id == Campaign.id)
+        .scalar_subquery()
+    )
+    rows = session.execute(sa.select(Campaign, step_count).order_by(Campaign.name)).all()
+    return [campaign for campaign, _ in rows], {c.id: count for c, count in rows}
+
+
 def campaign_panel(session, contact: Contact) -> CampaignPanel:
+    """Four small queries: the enrolments with their campaigns, every campaign with its
+    step count, the address on the suppression list; and only when the contact's type's
+    campaign is paused or archived, whether the contact waits for it."""
     enrollments = list(
         session.scalars(
             sa.select(Enrollment)
             .where(Enrollment.contact_id == contact.id)
-            .options(selectinload(Enrollment.campaign).selectinload(Campaign.steps))
+            .options(joinedload(Enrollment.campaign))
             .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
         )
     )
     active = [e for e in enrollments if e.status == "active"]
     busy = {e.campaign_id for e in active}
-    available = [
-        c
-        for c in session.scalars(
-            sa.select(Campaign).where(Campaign.status == "active").order_by(Campaign.name)
-        )
-        if c.id not in busy
-    ]
+    campaigns, step_counts = _campaigns_and_step_counts(session)
+    type_campaign = next((c for c in campaigns if c.contact_type == contact.contact_type), None)
+    waiting = (
+        type_campaign
+        if type_campaign is not None
+        and type_campaign.status != "active"
+        and is_waiting(session, contact, type_campaign)
+        else None
+    )
+    suppressions = suppression_reasons(session, [contact.email])
     return CampaignPanel(
         active=active,
         finished=[e for e in enrollments if e.status != "active"],
-        available=available,
+        available=[c for c in campaigns if c.status == "active" and c.id not in busy],
         in_flight=_in_flight(session, [e for e in active if e.next_send_at is None]),
-        block_reason=mailing_block_reason(session, contact),
+        block_reason=mailing_block_reason(session, contact, suppressions=suppressions),
+        not_mailed=not_mailed_label(contact.email_status, suppressions.get(contact.email.lower())),
+        waiting_for=waiting,
+        step_counts=step_counts,
     )
 
 

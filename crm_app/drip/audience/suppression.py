@@ -14,9 +14,10 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import selectinload
 
 from crm_app.drip.audience.address_hash import normalize_email
-from crm_app.drip.audience.eligibility import erased_addresses
+from crm_app.drip.audience.eligibility import SUPPRESSION_REASON_LABELS, erased_addresses
 from crm_app.drip.audience.enrollment import stop
 from crm_app.drip.common.activity import record_activity
+from crm_app.drip.common.labels import actor_label
 from crm_app.drip.common.paging import Page, paginate
 from crm_app.drip.common.sql import dialect_insert
 from crm_app.drip.team.audit import record_audit
@@ -31,14 +32,7 @@ REASON_STATUS = {
     "spamreport": "complained",
     "manual": "unsubscribed",
 }
-REASON_LABELS = {
-    "unsubscribe": "unsubscribed",
-    "group_unsubscribe": "unsubscribed from a group",
-    "bounce": "bounced",
-    "dropped": "dropped by SendGrid",
-    "spamreport": "reported as spam",
-    "manual": "suppressed by staff",
-}
+REASON_LABELS = SUPPRESSION_REASON_LABELS
 
 
 class SuppressionError(Exception):
@@ -120,7 +114,7 @@ def _suppress_contact(
         stop(session, enrollment, reason=label, actor=actor, now=now)
         stopped += 1
     if changed or stopped:
-        detail = f"Address {label} ({request.source})" + (
+        detail = f"Address {label} ({actor_label(request.source)})" + (
             f": {request.note}" if request.note else ""
         )
         kind = ACTIVITY_KIND.get(request.reason, "suppressed")

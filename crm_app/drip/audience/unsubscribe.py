@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from crm_app.drip.audience.suppression import suppress
-from crm_app.models import Contact, utcnow
+from crm_app.models import Contact, Enrollment, Message, Suppression, utcnow
 
 _SALT = "unsubscribe"
 
@@ -75,19 +75,54 @@ def unsubscribe(
     source: str,
     now: datetime | None = None,
 ) -> UnsubscribeResult:
-    """Suppress the address, mark the contact unsubscribed, stop every enrolment.
+    """Suppress the address, mark the contact unsubscribed, stop every enrolment, and
+    count it in analytics as SendGrid's unsubscribe events are counted: on the email it
+    came from (`unsubscribed_from`).
 
     Idempotent: a second call changes nothing and records nothing. Callers commit.
     """
+    now = now or utcnow()
     if isinstance(contact_or_email, Contact):
         contact: Contact | None = contact_or_email
         email = contact_or_email.email.lower()
     else:
         email = contact_or_email.strip().lower()
         contact = session.scalar(sa.select(Contact).where(sa.func.lower(Contact.email) == email))
-    result = suppress(
-        session, email, reason="unsubscribe", source=source, actor=source, now=now or utcnow()
-    )
+    # Read before the suppression stops the enrolments that point at them.
+    emails_from = unsubscribed_from(session, contact) if contact is not None else []
+    result = suppress(session, email, reason="unsubscribe", source=source, actor=source, now=now)
+    if result.changed and emails_from:
+        session.execute(
+            sa.update(Message)
+            .where(Message.id.in_(emails_from), Message.unsubscribed_at.is_(None))
+            .values(unsubscribed_at=now)
+        )
     return UnsubscribeResult(
         email=email, contact=contact, already=not result.changed, stopped=result.stopped
     )
+
+
+def is_suppressed(session, email: str) -> bool:
+    """The address gets no more email (unsubscribed, or on the list for another reason):
+    the link's page says so instead of asking again."""
+    address = email.strip().lower()
+    return session.scalar(sa.select(Suppression.id).where(Suppression.email == address)) is not None
+
+
+def unsubscribed_from(session, contact: Contact) -> list[int]:
+    """The emails an unsubscribe through our own link is counted on: the contact's latest
+    sent email in each campaign it is walking through (the link does not say which email
+    it came from), or, with none active, its latest sent email."""
+    active = sa.select(Enrollment.campaign_id).where(
+        Enrollment.contact_id == contact.id, Enrollment.status == "active"
+    )
+    sent = sa.select(Message.id).where(
+        Message.contact_id == contact.id, Message.status == "sent", Message.sent_at.is_not(None)
+    )
+    latest = sent.order_by(Message.sent_at.desc(), Message.id.desc()).limit(1)
+    ids = []
+    for campaign_id in session.scalars(active):
+        ids += session.scalars(latest.where(Message.campaign_id == campaign_id)).all()
+    if not ids:
+        ids = list(session.scalars(latest))
+    return ids

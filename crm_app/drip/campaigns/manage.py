@@ -14,6 +14,7 @@ from datetime import datetime, time
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
+from crm_app.drip.audience.waiting import enroll_waiting
 from crm_app.drip.campaigns.schedule import reschedule_campaign
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.errors import FieldErrors
@@ -202,14 +203,35 @@ def status_changes(campaign: Campaign) -> tuple[tuple[str, str], ...]:
     return _STATUS_CHANGES[campaign.status]
 
 
+@dataclass(frozen=True)
+class StatusChange:
+    campaign: Campaign
+    # Contacts refused while it was paused or archived, enrolled now that it is active.
+    enrolled_waiting: int = 0
+    refused_waiting: int = 0
+
+    @property
+    def notice(self) -> str:
+        text = f"{self.campaign.name} is now {self.campaign.status}."
+        if self.enrolled_waiting:
+            count = self.enrolled_waiting
+            text += (
+                f" Enrolled {count} contact{'' if count == 1 else 's'} added while it was stopped."
+            )
+        if self.refused_waiting:
+            text += f" {self.refused_waiting} could not be enrolled (see their timelines)."
+        return text
+
+
 def set_campaign_status(
     session, campaign: Campaign, status: str, *, actor: str, now: datetime | None = None
-) -> Campaign:
+) -> StatusChange:
     """Pause, resume (or restore) or archive a campaign.
 
     Only an active campaign sends and takes enrolments (enroll() and the tick check the
     status). Paused and archived both keep their enrolments where they are, so either can
-    be undone; archived also leaves the campaign list's main section.
+    be undone; archived also leaves the campaign list's main section. Back to active, it
+    enrols the contacts of its type that it refused meanwhile (audience/waiting.py).
     """
     if status not in CAMPAIGN_STATUSES:
         raise CampaignSettingsError({"status": f"{status!r} is not a campaign status."})
@@ -236,7 +258,10 @@ def set_campaign_status(
         )
     summary = f"{campaign.name} {verb}"
     record_audit(session, actor, "campaign.status", "campaign", campaign.id, summary)
-    return campaign
+    if status != "active":
+        return StatusChange(campaign)
+    waiting = enroll_waiting(session, campaign, actor=actor, now=now)
+    return StatusChange(campaign, waiting.enrolled, len(waiting.refused))
 
 
 # ---------------------------------------------------------------- replies

@@ -1,7 +1,9 @@
-"""One page of a list: two queries (count, page), whatever the page size."""
+"""Pages of a list: by number (count, then OFFSET) for short lists, or from a boundary
+row (keyset) with a capped count for lists that grow without limit."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -42,3 +44,57 @@ def paginate(session, statement: sa.Select, *, page: int, per_page: int) -> Page
     page = min(max(1, page), max(1, -(-total // per_page)))
     items = list(session.scalars(statement.offset((page - 1) * per_page).limit(per_page)))
     return Page(items, total, page, per_page)
+
+
+def count_up_to(statement: sa.Select, limit: int) -> sa.ScalarSelect:
+    """The number of rows of `statement`, counted up to `limit` (a scalar subquery, to
+    select on its own or beside other columns). "More than 1,000" costs 1,001 index
+    entries; an exact total would read every row."""
+    limited = (
+        statement.order_by(None)
+        .with_only_columns(sa.literal(1), maintain_column_froms=True)
+        .limit(limit)
+        .subquery()
+    )
+    return sa.select(sa.func.count()).select_from(limited).scalar_subquery()
+
+
+@dataclass
+class KeysetPage:
+    """One page read from a boundary row on (keyset paging): rows, and whether there
+    are pages on either side."""
+
+    rows: list[sa.Row]
+    has_next: bool
+    has_prev: bool
+
+
+def keyset_page(
+    session,
+    statement: sa.Select,
+    keys: Sequence[sa.ColumnElement],
+    *,
+    per_page: int,
+    descending: bool = False,
+    after: Sequence | None = None,
+    before: Sequence | None = None,
+) -> KeysetPage:
+    """The page of `statement` in the order of `keys` (the last key unique: an id) that
+    follows the row whose key values are `after`, or precedes `before` (the first page
+    with neither). Reads per_page + 1 rows from an index on `keys`, however deep the
+    page: OFFSET would read and drop every row before it."""
+    backwards = before is not None
+    ascending = descending == backwards  # the direction the rows are read in
+    statement = statement.order_by(*(k.asc() if ascending else k.desc() for k in keys))
+    boundary = before if backwards else after
+    if boundary is not None:
+        row = sa.tuple_(*keys)
+        values = sa.tuple_(*(sa.literal(v, k.type) for k, v in zip(keys, boundary, strict=True)))
+        statement = statement.where(row > values if ascending else row < values)
+    rows = list(session.execute(statement.limit(per_page + 1)))
+    more = len(rows) > per_page
+    rows = rows[:per_page]
+    if backwards:
+        rows.reverse()
+        return KeysetPage(rows, has_next=True, has_prev=more)
+    return KeysetPage(rows, has_next=more, has_prev=after is not None)

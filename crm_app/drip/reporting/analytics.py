@@ -199,7 +199,9 @@ def enrollment_outcomes(
     """Completion (ended in range) and conversion (started in range), per campaign: 2 queries.
 
     Converted: the contact has a ContactGoal between enrolment and enrolment + goal_days:
-    "type:<goal_contact_type>" when the campaign names one, or any "goal:..." event.
+    "type:<goal_contact_type>" when the campaign names one, or any "goal:..." event; and
+    a stopped enrolment only if the goal came by the moment it stopped (a type change
+    stops it at the very moment of its goal: that counts), never for a goal after it.
     The conversions are a query of their own so that EXISTS sits in the WHERE clause,
     where PostgreSQL runs it as a semi-join rather than once per enrolment.
     """
@@ -232,6 +234,7 @@ def enrollment_outcomes(
         ContactGoal.contact_id == Enrollment.contact_id,
         ContactGoal.occurred_at >= Enrollment.enrolled_at,
         ContactGoal.occurred_at <= add_days(Enrollment.enrolled_at, Campaign.goal_days, dialect),
+        sa.or_(Enrollment.status != "stopped", ContactGoal.occurred_at <= Enrollment.ended_at),
         sa.or_(
             ContactGoal.name.startswith("goal:", autoescape=True),
             sa.and_(

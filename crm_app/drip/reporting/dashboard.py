@@ -1,7 +1,10 @@
 """The home page's figures: what went out, what is coming, what needs a look.
 
-Five small aggregate queries, each served by an index (sent_at, the due index
-on enrolments, messages' status index, webhook_batches.received_at).
+Two queries whatever the volume: one row of counts and the active enrolments per
+campaign, each count served by an index (sent_at, the due index on enrolments,
+messages' status index, the active-enrolments-by-campaign index) and capped at
+DASHBOARD_COUNT_CAP: "1,000+" reads a thousand index entries, an exact figure at a
+million contacts would read them all on every visit. Analytics has the exact numbers.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ from datetime import datetime, time, timedelta
 
 import sqlalchemy as sa
 
+from crm_app.drip.common.paging import count_up_to
 from crm_app.drip.common.timezones import zone_or_utc
 from crm_app.models import Campaign, Enrollment, Message, utcnow
 from crm_app.models.tracking import WebhookBatch
 
 # A webhook silent for this long while mail goes out probably means it is broken.
 WEBHOOK_SILENCE_WARNING = timedelta(hours=24)
+# Counts stop here and read "1,000+".
+DASHBOARD_COUNT_CAP = 1000
 
 
 @dataclass
@@ -35,6 +41,17 @@ class Dashboard:
     def active_total(self) -> int:
         return sum(count for _, _, count in self.active_by_campaign)
 
+    @staticmethod
+    def label(count: int) -> str:
+        """A count as the page shows it: exact up to the cap, then "1,000+"."""
+        return f"{DASHBOARD_COUNT_CAP:,}+" if count > DASHBOARD_COUNT_CAP else f"{count:,}"
+
+    @property
+    def active_total_label(self) -> str:
+        capped = any(count > DASHBOARD_COUNT_CAP for _, _, count in self.active_by_campaign)
+        total = sum(min(count, DASHBOARD_COUNT_CAP) for _, _, count in self.active_by_campaign)
+        return f"{total:,}+" if capped else f"{total:,}"
+
 
 def _local_midnights(now: datetime, tz_name: str) -> tuple[datetime, datetime]:
     """Start of today and of this week (Monday) in the viewer's zone, as aware datetimes."""
@@ -45,31 +62,47 @@ def _local_midnights(now: datetime, tz_name: str) -> tuple[datetime, datetime]:
     return today, week
 
 
-def _sent_counts(session, now: datetime, since: tuple[datetime, datetime]) -> tuple[int, int]:
-    """Emails sent since each of two moments (today's and this week's local midnight)."""
+def _capped(row_id, *conditions) -> sa.ScalarSelect:
+    """How many rows match, counted up to DASHBOARD_COUNT_CAP + 1."""
+    return count_up_to(sa.select(row_id).where(*conditions), DASHBOARD_COUNT_CAP + 1)
 
-    def sent_since(moment: datetime):
-        return sa.func.coalesce(sa.func.sum(sa.case((Message.sent_at >= moment, 1), else_=0)), 0)
 
-    first, second = since
-    counts = session.execute(
-        sa.select(sent_since(first), sent_since(second)).where(
-            Message.sent_at >= min(first, second), Message.sent_at <= now
+def _figures(session, now: datetime, today: datetime, week: datetime):
+    """One row: sent today, sent this week, due in 24 h, failed, in doubt, last webhook."""
+    scheduled = (
+        Enrollment.status == "active",
+        Enrollment.next_send_at.is_not(None),
+        Enrollment.next_send_at < now + timedelta(hours=24),
+    )  # overdue ones count too: the next tick sends them
+    return session.execute(
+        sa.select(
+            _capped(Message.id, Message.sent_at >= today, Message.sent_at <= now),
+            _capped(Message.id, Message.sent_at >= week, Message.sent_at <= now),
+            _capped(Enrollment.id, *scheduled),
+            _capped(Message.id, Message.status == "failed"),
+            _capped(Message.id, Message.status == "in_doubt"),
+            sa.select(WebhookBatch.id)
+            .order_by(WebhookBatch.received_at.desc())
+            .limit(1)
+            .scalar_subquery(),
         )
     ).one()
-    return int(counts[0] or 0), int(counts[1] or 0)
 
 
 def _active_by_campaign(session) -> list[tuple[int, str, int]]:
+    """(campaign id, name, active enrolments capped) for campaigns with any."""
+    active = (
+        sa.select(Enrollment.id)
+        .where(Enrollment.campaign_id == Campaign.id, Enrollment.status == "active")
+        .correlate(Campaign)
+    )
+    counted = count_up_to(active, DASHBOARD_COUNT_CAP + 1)
     return [
         (campaign_id, name, int(count))
         for campaign_id, name, count in session.execute(
-            sa.select(Campaign.id, Campaign.name, sa.func.count(Enrollment.id))
-            .join(Enrollment, Enrollment.campaign_id == Campaign.id)
-            .where(Enrollment.status == "active")
-            .group_by(Campaign.id, Campaign.name)
-            .order_by(Campaign.name)
+            sa.select(Campaign.id, Campaign.name, counted).order_by(Campaign.name)
         )
+        if count
     ]
 
 
@@ -93,34 +126,20 @@ def home_dashboard(
 ) -> Dashboard:
     """`expects_webhook`: mail goes through SendGrid (with the Outbox no webhook ever calls)."""
     now = now or utcnow()
-    sent_today, sent_week = _sent_counts(session, now, _local_midnights(now, tz_name))
-    # Overdue ones count too: the next tick sends them.
-    scheduled = session.scalar(
-        sa.select(sa.func.count(Enrollment.id)).where(
-            Enrollment.status == "active",
-            Enrollment.next_send_at.is_not(None),
-            Enrollment.next_send_at < now + timedelta(hours=24),
-        )
+    today, week = _local_midnights(now, tz_name)
+    sent_today, sent_week, scheduled, failed, in_doubt, webhook_id = _figures(
+        session, now, today, week
     )
-    by_status = dict(
-        session.execute(
-            sa.select(Message.status, sa.func.count(Message.id))
-            .where(Message.status.in_(("failed", "in_doubt")))
-            .group_by(Message.status)
-        ).all()
-    )
-    last_webhook = session.scalar(
-        sa.select(WebhookBatch).order_by(WebhookBatch.received_at.desc()).limit(1)
-    )
+    last_webhook = session.get(WebhookBatch, webhook_id) if webhook_id else None
     warning = _webhook_warning(last_webhook, now, sent_today, sent_week) if expects_webhook else ""
     return Dashboard(
         now=now,
         sent_today=sent_today,
         sent_this_week=sent_week,
-        scheduled_next_24h=int(scheduled or 0),
+        scheduled_next_24h=scheduled,
         active_by_campaign=_active_by_campaign(session),
-        failed=int(by_status.get("failed", 0)),
-        in_doubt=int(by_status.get("in_doubt", 0)),
+        failed=failed,
+        in_doubt=in_doubt,
         last_webhook=last_webhook,
         webhook_warning=warning,
     )

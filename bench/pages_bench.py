@@ -1,0 +1,313 @@
+"""Pages at 100,000 contacts (PostgreSQL): requests/s, p50 and p99 per page.
+
+Loads N contacts (one enrolment and one activity each, bench/pages_data.py) with
+COPY into a scratch database, starts gunicorn (2 workers x 4 threads, as `make run`)
+on a free local port, logs in 8 clients and runs each page in a closed loop (each
+client sends its next request as soon as the previous one answered) for a few
+seconds, beside a bare Flask route on the same server. Then, in-process, where the
+time goes: SQL statements and CPU ms per request in the app and in the database
+(CPU time is what a machine shared with other work skews least). The database is
+dropped at the end.
+
+    python bench/pages_bench.py                       # 100,000 contacts
+    python bench/pages_bench.py --contacts 1000000    # the "stays so" check
+    python bench/pages_bench.py --contacts 20000 --seconds 2
+
+Aim (issue 12 item 7): every page p99 <= 50 ms and >= 50 % of the bare route's
+requests/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from bench.pages_data import PASSWORD, load, prepare_app  # noqa: E402
+from bench.scratch import DEFAULT_URL, scratch_database  # noqa: E402
+
+AIM_P99_MS = 50.0
+AIM_SHARE_OF_BARE = 0.5
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_URL))
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--seconds", type=float, default=5.0, help="timed loop per page")
+    parser.add_argument("--warmup", type=float, default=1.0, help="untimed loop before each")
+    parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument(
+        "--profile-requests", type=int, default=200, help="per page, for where the time goes"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    return parser.parse_args()
+
+
+# --- the server ---
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(url: str, args, port: int, log_path: Path) -> subprocess.Popen:
+    env = dict(
+        os.environ,
+        DATABASE_URL=url,
+        SECRET_KEY="bench-secret-key",
+        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
+        PYTHONPATH=str(ROOT),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "bench.pages_wsgi:app", "--bind",
+         f"127.0.0.1:{port}", "--workers", str(args.workers), "--threads", str(args.threads),
+         "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited; see {log_path}:\n{log_path.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.5):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("gunicorn did not start within 60 s")
+
+
+# --- the clients ---
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Client:
+    """One logged-in browser: a kept-alive connection and its session cookie."""
+
+    def __init__(self, port: int) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.cookie = ""
+
+    def request(self, method: str, path: str, body: str | None = None) -> tuple[int, str]:
+        headers = {"Cookie": self.cookie} if self.cookie else {}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        self.connection.request(method, path, body=body, headers=headers)
+        response = self.connection.getresponse()
+        text = response.read().decode()
+        cookie = response.getheader("Set-Cookie")
+        if cookie:
+            self.cookie = cookie.split(";", 1)[0]
+        return response.status, text
+
+    def login(self) -> None:
+        status, page = self.request("GET", "/login")
+        token = CSRF_FIELD.search(page).group(1)
+        form = {"csrf_token": token, "email": "bench@example.com", "password": PASSWORD}
+        status, _ = self.request("POST", "/login", urlencode(form))
+        assert status == 302, f"login answered {status}"
+
+
+@dataclass
+class Figures:
+    label: str
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, share: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def closed_loop(clients: list[Client], path: str, seconds: float) -> tuple[list[float], int, float]:
+    """Every client requests `path` again as soon as it has its answer, for `seconds`."""
+    latencies: list[list[float]] = [[] for _ in clients]
+    errors = [0] * len(clients)
+    start = time.perf_counter()
+    stop_at = start + seconds
+
+    def run(n: int) -> None:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            status, _ = clients[n].request("GET", path)
+            latencies[n].append((time.perf_counter() - t0) * 1000)
+            if status != 200:
+                errors[n] += 1
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    return [ms for per_client in latencies for ms in per_client], sum(errors), elapsed
+
+
+def measure(clients: list[Client], label: str, path: str, args) -> Figures:
+    closed_loop(clients, path, args.warmup)
+    latencies, errors, elapsed = closed_loop(clients, path, args.seconds)
+    return Figures(label, len(latencies), elapsed, latencies, errors)
+
+
+# --- the pages ---
+
+
+def page_2000_path(conn: psycopg.Connection, per_page: int = 25) -> str:
+    """The contact list's page 2,000 as its own Next links reach it: the page after the
+    49,975th contact in name order (keyset: ?after=<that contact's id>)."""
+    row = conn.execute(
+        "SELECT id FROM contacts ORDER BY lower(last_name), lower(first_name), id"
+        " OFFSET %s LIMIT 1",
+        (1999 * per_page - 1,),
+    ).fetchone()
+    return f"/contacts/?after={row[0]}"
+
+
+def pages(conn: psycopg.Connection, count: int) -> list[tuple[str, str]]:
+    middle = count // 2
+    return [
+        ("contacts list, page 1", "/contacts/"),
+        ("contacts list, page 2,000", page_2000_path(conn)),
+        ('search "tanaka"', "/contacts/?q=tanaka"),
+        ('search "user777"', "/contacts/?q=user777"),
+        ("dashboard", "/"),
+        ("contact page", f"/contacts/{middle}"),
+    ]
+
+
+# --- where the time goes: in-process, in CPU time (what a loaded machine does not skew) ---
+
+
+def backend_cpu_ms(pid: int) -> float:
+    """CPU time a local PostgreSQL backend has used so far (Linux /proc, 100 Hz ticks)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * 10.0
+
+
+def where_the_time_goes(url: str, targets: list[tuple[str, str]], repeat: int) -> None:
+    """Each page through the Flask test client, single-threaded: SQL statements per
+    request, and CPU ms per request in the app (Python) and in the database backend."""
+    import sqlalchemy as sa
+    from flask import Flask
+
+    from crm_app import create_app
+    from crm_app.extensions import db
+
+    app: Flask = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None})
+    app.add_url_rule("/bench/bare", "bench_bare", lambda: "ok")
+    statements: list[int] = []
+    backends: set[int] = set()
+    with app.app_context():
+        engine = db.engine
+        sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(1))
+
+        @sa.event.listens_for(engine, "connect")
+        def remember(dbapi_connection, record) -> None:
+            backends.add(dbapi_connection.info.backend_pid)
+
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    form = {"csrf_token": CSRF_FIELD.search(page).group(1), "email": "bench@example.com",
+            "password": PASSWORD}  # fmt: skip
+    client.post("/login", data=form)
+    print(f"\n  where the time goes ({repeat} requests each, one thread, CPU ms per request)")
+    print(f"  {'page':<28} {'SQL':>5} {'app CPU':>8} {'db CPU':>8}")
+    for label, path in [("bare Flask route", "/bench/bare"), *targets]:
+        for _ in range(5):
+            client.get(path)
+        statements.clear()
+        cpu, db_cpu = time.process_time(), sum(map(backend_cpu_ms, backends))
+        for _ in range(repeat):
+            client.get(path)
+        app_ms = (time.process_time() - cpu) * 1000 / repeat
+        db_ms = (sum(map(backend_cpu_ms, backends)) - db_cpu) / repeat
+        print(f"  {label:<28} {len(statements) / repeat:>5.1f} {app_ms:>8.2f} {db_ms:>8.2f}")
+
+
+def report(bare: Figures, results: list[Figures]) -> None:
+    print(f"\n  {'page':<28} {'requests/s':>10} {'of bare':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for figures in [bare, *results]:
+        share = figures.per_second / bare.per_second
+        misses = []
+        if figures is not bare:
+            if figures.percentile(0.99) > AIM_P99_MS:
+                misses.append(f"p99 over {AIM_P99_MS:.0f} ms")
+            if share < AIM_SHARE_OF_BARE:
+                misses.append(f"under {AIM_SHARE_OF_BARE:.0%} of bare")
+        if figures.errors:
+            misses.append(f"{figures.errors} non-200 answers")
+        print(
+            f"  {figures.label:<28} {figures.per_second:>10.1f} {share:>8.0%}"
+            f" {figures.percentile(0.5):>8.1f} {figures.percentile(0.99):>8.1f}"
+            + (f"   ({'; '.join(misses)})" if misses else "")
+        )
+
+
+def run(args, url: str) -> int:
+    info = prepare_app(url)
+    print(f"loading {args.contacts:,} contacts ...")
+    plain_url = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(plain_url) as conn:
+        load(conn, args.contacts, info, args.seed)
+        targets = pages(conn, args.contacts)
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = Path(tmp) / "gunicorn.log"
+        server = start_gunicorn(url, args, port, log_path)
+        try:
+            clients = [Client(port) for _ in range(args.clients)]
+            for client in clients:
+                client.login()
+            print(f"gunicorn {args.workers} workers x {args.threads} threads, "
+                  f"{args.clients} clients, {args.seconds:g} s per page")  # fmt: skip
+            bare = measure(clients, "bare Flask route", "/bench/bare", args)
+            results = [measure(clients, label, path, args) for label, path in targets]
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    report(bare, results)
+    where_the_time_goes(url, targets, args.profile_requests)
+    return 0
+
+
+def main() -> int:
+    args = parse_args()
+    with scratch_database(args.database_url, keep=args.keep) as url:
+        print(f"scratch database {sa.make_url(url).database}")
+        return run(args, url)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,14 @@
+"""gunicorn entry point for bench/pages_bench.py: the real app plus one bare route.
+
+The bare route answers from Flask without a session, a query or a template: the
+ceiling the pages are compared with, on the same server and the same settings.
+"""
+
+from crm_app import create_app
+
+app = create_app()
+
+
+@app.get("/bench/bare")
+def bare() -> str:
+    return "ok"

@@ -1,0 +1,345 @@
+"""The contact list: which contacts match a search, in which order, one page at a time.
+No HTTP in here; the bulk actions select contacts by the same rule (`matching`).
+
+Built to stay fast at a million contacts: every order has an index that ends in the
+id, pages continue from a boundary row (keyset) instead of an OFFSET, the total is
+counted up to a cap ("more than 1,000"), and on PostgreSQL a trigram index on the
+generated `contacts.search_text` column serves substring search. A page is one
+statement (bench/pages_bench.py measures it, and where its time goes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+import sqlalchemy.orm
+
+from crm_app.drip.audience.eligibility import not_mailed_label
+from crm_app.drip.common.paging import count_up_to, keyset_page
+from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment, Suppression, User
+
+# Beyond this many matches the list says "more than 1,000": an exact total would read
+# every matching row, on every page, for a figure nobody needs exactly.
+LIST_COUNT_CAP = 1000
+# A substring search's count stops sooner: each match it counts is a row to read (the
+# trigram index only says which rows may match), and "more than 100 found" already
+# says to narrow the search. "All that match" counts exactly, on its confirmation.
+SEARCH_COUNT_CAP = 100
+# Shorter searches match the start of a first or last name: a trigram index needs
+# three characters, and "%ab%" would read every contact.
+SEARCH_MIN_SUBSTRING = 3
+
+
+def sort_keys(sort: str, contact=Contact) -> tuple[sa.ColumnElement, ...]:
+    """The key columns of an order of the list, each order with an index of the same
+    columns (crm_app/models/contact.py), the id last so that the order is total."""
+    last, first = sa.func.lower(contact.last_name), sa.func.lower(contact.first_name)
+    return {
+        "name": (last, first, contact.id),
+        "email": (sa.func.lower(contact.email), contact.id),
+        "company": (sa.func.lower(contact.company), last, first, contact.id),
+        "type": (contact.contact_type, last, first, contact.id),
+        "created": (contact.created_at, contact.id),
+    }[sort]
+
+
+SORTS = ("name", "email", "company", "type", "created")
+# Without a search the list is in name order; a search lists the newest matches first:
+# that order is unrelated to what matches, so reading it until a page is full costs
+# about the same for any search and any table size (see _page_source).
+DEFAULT_SORT, DEFAULT_SEARCH_SORT = "name", "created"
+# Orders that start with the newest or largest.
+DESCENDING_BY_DEFAULT = frozenset({"created"})
+
+
+def _like_pattern(text: str, *, prefix_only: bool) -> str:
+    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"{escaped}%" if prefix_only else f"%{escaped}%"
+
+
+def is_substring_search(query: str) -> bool:
+    return len(" ".join(query.split())) >= SEARCH_MIN_SUBSTRING
+
+
+def search_condition(query: str, contact=Contact) -> sa.ColumnElement | None:
+    """What a search box's text matches (None: everything). Three characters or more:
+    anywhere in the name, email, company, title, industry or custom fields (the
+    lower-cased search_text); fewer: the start of the first or last name."""
+    words = " ".join(query.split()).lower()
+    if not words:
+        return None
+    if len(words) < SEARCH_MIN_SUBSTRING:
+        pattern = _like_pattern(words, prefix_only=True)
+        return sa.or_(
+            sa.func.lower(contact.last_name).like(pattern, escape="/"),
+            sa.func.lower(contact.first_name).like(pattern, escape="/"),
+        )
+    # The pattern is written into the SQL (escaped by SQLAlchemy) rather than bound: the
+    # planner then sees it and estimates from the trigram statistics how many contacts
+    # match, each time; a prepared statement's generic plan would guess the same for
+    # "tanaka" and "user777". LIKE, not ILIKE: both sides are lower case already, and a
+    # case-sensitive recheck of each candidate row costs less.
+    pattern = sa.bindparam(
+        None, _like_pattern(words, prefix_only=False), sa.Text, literal_execute=True
+    )
+    return contact.search_text.like(pattern, escape="/")
+
+
+def matching(query: str = "", contact_type: str = "", contact=Contact) -> list[sa.ColumnElement]:
+    """The conditions of a search and a type filter: the list shows these contacts, and
+    "all that match" in a bulk action means exactly these."""
+    conditions = []
+    search = search_condition(query, contact)
+    if search is not None:
+        conditions.append(search)
+    if contact_type in CONTACT_TYPES:
+        conditions.append(contact.contact_type == contact_type)
+    return conditions
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    """What the list was asked for: the filters, the order and where the page starts
+    (after or before the contact with that id; neither: the first page)."""
+
+    query: str = ""
+    contact_type: str = ""
+    sort: str = DEFAULT_SORT
+    descending: bool = False
+    after: int | None = None
+    before: int | None = None
+
+    @classmethod
+    def parse(cls, args) -> ListRequest:
+        """From a query string's values (a dict-like of strings); unknown values fall
+        back to the defaults rather than failing."""
+        query = args.get("q", "")[:200]
+        sort = args.get("sort", "")
+        sort = sort if sort in SORTS else default_sort(query)
+        direction = args.get("dir", "")
+        descending = direction == "desc" if direction else sort in DESCENDING_BY_DEFAULT
+        return cls(
+            query=query,
+            contact_type=args.get("type", "") if args.get("type") in CONTACT_TYPES else "",
+            sort=sort,
+            descending=descending,
+            after=_positive_int(args.get("after")),
+            before=_positive_int(args.get("before")),
+        )
+
+    def filters(self) -> dict[str, str]:
+        """The query string of the search, filter and order (no page position)."""
+        values = {"q": self.query, "type": self.contact_type}
+        if self.sort != default_sort(self.query):
+            values["sort"] = self.sort
+        if self.descending != (self.sort in DESCENDING_BY_DEFAULT):
+            values["dir"] = "desc" if self.descending else "asc"
+        return {key: value for key, value in values.items() if value}
+
+    def sorted_by(self, sort: str) -> dict[str, str]:
+        """The query string for a column heading: that order, or the same one reversed."""
+        descending = sort in DESCENDING_BY_DEFAULT
+        if sort == self.sort:
+            descending = not self.descending
+        values = {"q": self.query, "type": self.contact_type, "sort": sort}
+        values["dir"] = "desc" if descending else "asc"
+        return {key: value for key, value in values.items() if value}
+
+
+def default_sort(query: str) -> str:
+    return DEFAULT_SEARCH_SORT if query.strip() else DEFAULT_SORT
+
+
+def _positive_int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() and 0 < int(value) < 2**63 else None
+
+
+@dataclass
+class ContactRow:
+    """One line of the list (plain values, not a loaded Contact)."""
+
+    id: int
+    first_name: str
+    last_name: str
+    email: str
+    company: str
+    contact_type: str
+    created_at: datetime
+    owner: str
+    # Why the contact is never mailed ("suppressed by staff", "bounced"...), or None.
+    not_mailed: str | None
+    # (campaign name, campaign status) of each active enrolment.
+    campaigns: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(p for p in (self.first_name, self.last_name) if p) or self.email
+
+
+@dataclass
+class ContactListPage:
+    request: ListRequest
+    rows: list[ContactRow]
+    total: int  # up to LIST_COUNT_CAP (SEARCH_COUNT_CAP for a substring search)
+    more_than_total: bool  # there are more than `total`
+    has_next: bool
+    has_prev: bool
+
+    @property
+    def next_after(self) -> int | None:
+        return self.rows[-1].id if self.has_next and self.rows else None
+
+    @property
+    def prev_before(self) -> int | None:
+        return self.rows[0].id if self.has_prev and self.rows else None
+
+
+def _boundary(session, keys, contact_id: int | None) -> tuple | None:
+    """The sort key values of the contact a page starts after (or ends before)."""
+    if contact_id is None:
+        return None
+    row = session.execute(sa.select(*keys).where(Contact.id == contact_id)).first()
+    return tuple(row) if row is not None else None
+
+
+def _campaigns_of(contact) -> sa.ScalarSelect:
+    """The contact's active campaigns as "status:name" lines (one column, no extra query)."""
+    return (
+        sa.select(sa.func.aggregate_strings(Campaign.status + ":" + Campaign.name, "\n"))
+        .select_from(Enrollment)
+        .join(Campaign, Campaign.id == Enrollment.campaign_id)
+        .where(Enrollment.contact_id == contact.id, Enrollment.status == "active")
+        .correlate_except(Enrollment, Campaign)
+        .scalar_subquery()
+    )
+
+
+# The count reads the table under its own name, so that it does not correlate with the
+# page's rows (made once: an alias costs more to build than the rest of the statement).
+_COUNTED = sa.orm.aliased(Contact, name="counted")
+
+
+def count_cap(request: ListRequest) -> int:
+    return SEARCH_COUNT_CAP if is_substring_search(request.query) else LIST_COUNT_CAP
+
+
+def _capped_total(request: ListRequest) -> sa.ScalarSelect:
+    """How many contacts match, counted up to the cap + 1."""
+    counted = _COUNTED
+    matches = sa.select(counted.id).where(*matching(request.query, request.contact_type, counted))
+    return count_up_to(matches, count_cap(request) + 1)
+
+
+def _page_source(request: ListRequest):
+    """The contacts the page reads. For a substring search in any order but "newest
+    first", the matches are read through the trigram index first and only then sorted
+    (a fenced subquery): walking an order's index until 25 rows match would read most of
+    the table when the matches sit late in that order ("tanaka" in name order)."""
+    conditions = matching(request.query, request.contact_type)
+    if request.sort == "created" or not is_substring_search(request.query):
+        return Contact, conditions
+    fenced = sa.select(Contact).where(*conditions).offset(0).subquery("matches")
+    return sa.orm.aliased(Contact, fenced), []
+
+
+def _page_statement(request: ListRequest):
+    contact, conditions = _page_source(request)
+    statement = (
+        sa.select(
+            contact.id, contact.first_name, contact.last_name, contact.email, contact.company,
+            contact.contact_type, contact.created_at, contact.email_status,
+            sa.func.coalesce(sa.func.nullif(User.name, ""), User.email),
+            Suppression.reason,
+            _campaigns_of(contact),
+            _capped_total(request),
+        )
+        .outerjoin(User, User.id == contact.owner_id)
+        .outerjoin(Suppression, Suppression.email == sa.func.lower(contact.email))
+        .where(*conditions)
+    )  # fmt: skip
+    return statement, sort_keys(request.sort, contact)
+
+
+def _row(values) -> ContactRow:
+    contact_id, first, last, email, company, kind, created, status, owner, reason = values[:10]
+    campaigns = sorted(
+        tuple(line.split(":", 1)[::-1]) for line in (values[10] or "").split("\n") if line
+    )
+    return ContactRow(
+        id=contact_id, first_name=first, last_name=last, email=email, company=company,
+        contact_type=kind, created_at=created, owner=owner or "",
+        not_mailed=not_mailed_label(status, reason), campaigns=campaigns,
+    )  # fmt: skip
+
+
+def contact_list_page(session, request: ListRequest, *, per_page: int) -> ContactListPage:
+    """One page of the list in one query (its rows, each one's owner, suppression and
+    active campaigns, and the capped count of matches), plus the boundary row's keys
+    on later pages: the same handful of index reads on page 1 and on page 2,000."""
+    statement, keys = _page_statement(request)
+    boundary_keys = sort_keys(request.sort)
+    page = keyset_page(
+        session,
+        statement,
+        keys,
+        per_page=per_page,
+        descending=request.descending,
+        after=_boundary(session, boundary_keys, request.after),
+        before=_boundary(session, boundary_keys, request.before),
+    )
+    if page.rows:
+        total = page.rows[0][-1]
+    else:  # past the last row: the count still says how many match
+        total = session.scalar(sa.select(_capped_total(request)))
+    rows = [_row(values) for values in page.rows]
+    cap = count_cap(request)
+    return ContactListPage(
+        request, rows, min(total, cap), total > cap, page.has_next, page.has_prev
+    )
+
+
+# --- the same selection for bulk actions ---
+
+
+def count_matching(session, query: str = "", contact_type: str = "") -> int:
+    """The exact number of contacts a search selects (a bulk action's confirmation)."""
+    return session.scalar(
+        sa.select(sa.func.count(Contact.id)).where(*matching(query, contact_type))
+    )
+
+
+def matching_ids(
+    session, query: str = "", contact_type: str = "", *, chunk_size: int = 1000
+) -> Iterator[list[int]]:
+    """The ids a search selects, in chunks, in id order (each chunk one indexed query
+    continuing after the last id, so contacts deleted meanwhile shift nothing)."""
+    conditions = matching(query, contact_type)
+    last_id = 0
+    while True:
+        ids = list(
+            session.scalars(
+                sa.select(Contact.id)
+                .where(*conditions, Contact.id > last_id)
+                .order_by(Contact.id)
+                .limit(chunk_size)
+            )
+        )
+        if not ids:
+            return
+        yield ids
+        last_id = ids[-1]
+
+
+def find_contacts(session, query: str, *, limit: int) -> list[Contact]:
+    """The first contacts a search finds, newest first (a picker's few results)."""
+    return list(
+        session.scalars(
+            sa.select(Contact)
+            .where(*matching(query))
+            .order_by(Contact.created_at.desc(), Contact.id.desc())
+            .limit(limit)
+        )
+    )

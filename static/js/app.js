@@ -1,0 +1,79 @@
+// Page behaviour shared by every page (loaded by templates/base.html; no inline script,
+// so a strict Content-Security-Policy can forbid it).
+//
+// 1. After a refused form, the focus moves to its error summary (`data-focus-on-load`),
+//    so a keyboard or screen-reader user starts from what went wrong.
+// 2. An htmx action that fails (signed out, refused, server error, no network) shows its
+//    message next to the button that was pressed, in an alert that screen readers
+//    announce, instead of at the top of the page where nobody looks.
+(function () {
+  "use strict";
+
+  function focusFirst(root) {
+    var target = root.querySelector ? root.querySelector("[data-focus-on-load]") : null;
+    if (target) {
+      target.focus();
+    }
+  }
+
+  // The element the message belongs next to: the action's form, else the element itself.
+  function actionAnchor(element) {
+    if (!element || !element.closest) return null;
+    return element.closest("form") || element;
+  }
+
+  function feedbackFor(anchor) {
+    var next = anchor.nextElementSibling;
+    if (next && next.classList.contains("action-feedback")) return next;
+    var box = document.createElement("div");
+    box.className = "action-feedback";
+    box.setAttribute("role", "alert"); // announced when its content changes
+    anchor.insertAdjacentElement("afterend", box);
+    return box;
+  }
+
+  function showNextTo(element, html) {
+    var anchor = actionAnchor(element);
+    if (!anchor || !anchor.isConnected) return false;
+    var box = feedbackFor(anchor);
+    box.innerHTML = "";
+    // A new child after the region exists: screen readers announce the change.
+    window.setTimeout(function () { box.innerHTML = html; }, 50);
+    return true;
+  }
+
+  function textAlert(message) {
+    var alert = document.createElement("div");
+    alert.className = "flash flash-error";
+    alert.textContent = message;
+    return alert.outerHTML;
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { focusFirst(document); });
+  document.addEventListener("htmx:afterSettle", function (event) { focusFirst(event.target); });
+
+  // Our refusals carry X-Action-Error (crm_app/web/htmx.py htmx_alert): shown by the action.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    if (!xhr || !xhr.getResponseHeader("X-Action-Error")) return;
+    if (showNextTo(event.detail.requestConfig ? event.detail.requestConfig.elt : event.detail.elt,
+                   xhr.responseText)) {
+      event.detail.shouldSwap = false;
+      event.detail.isError = false; // handled here: no second message below
+    }
+  });
+
+  // An error answer without our alert (a proxy's 502, a crash before our handler).
+  document.addEventListener("htmx:responseError", function (event) {
+    var xhr = event.detail.xhr;
+    if (xhr && xhr.getResponseHeader("X-Action-Error")) return;
+    showNextTo(event.detail.elt, textAlert(
+      "Something went wrong on our side (" + (xhr ? xhr.status : "?") + "). " +
+      "Nothing was saved; please try again."));
+  });
+
+  document.addEventListener("htmx:sendError", function (event) {
+    showNextTo(event.detail.elt, textAlert(
+      "The server could not be reached. Check your connection and try again."));
+  });
+})();

@@ -1,0 +1,110 @@
+"""Every main page fits a 390 px phone, as staff and as admin (the document is never
+wider than the screen: wide tables scroll inside their own box), and the suppression
+list keeps room for its reason box and dates at 1,280 px."""
+
+from __future__ import annotations
+
+import pytest
+
+from crm_app.extensions import db
+from tests.panel_helpers import sent_email
+
+pytestmark = pytest.mark.browser
+
+PHONE = {"width": 390, "height": 844}
+PASSWORDS = {"admin@example.com": "admin-password", "staff@example.com": "staff-password"}
+
+
+def log_in(page, email: str) -> None:
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORDS[email])
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/")
+
+
+@pytest.fixture
+def data(campaigns, make_contact):
+    """A contact with an enrolment, and one email in the Outbox."""
+    contact = make_contact(
+        "lead", first_name="Maximilian-Alexander", last_name="Oppenheimer-Wittgenstein",
+        email="maximilian.alexander.oppenheimer@a-very-long-company-domain.example",
+        company="International Business Machines and Partners Ltd", title="Head of Procurement",
+        custom_fields={"interest": "process automation"},
+    )  # fmt: skip
+    message = sent_email(
+        db.session, contact, subject="A first, fairly long subject line",
+        html="<p>Hello</p>", text="Hello", headers={"List-Unsubscribe": "<mailto:u@x.example>"},
+        provider_message_id="outbox-1",
+    )  # fmt: skip
+    lead = campaigns["lead"]
+    return {
+        "contact": contact.id, "campaign": lead.id, "step": lead.steps[0].id,
+        "message": message.id,
+    }  # fmt: skip
+
+
+def main_pages(ids: dict, admin: bool) -> list[str]:
+    pages = [
+        "/",
+        "/contacts/",
+        "/contacts/?q=oppenheimer",
+        "/contacts/new",
+        f"/contacts/{ids['contact']}",
+        f"/contacts/{ids['contact']}/edit",
+        "/campaigns/",
+        f"/campaigns/{ids['campaign']}",
+        f"/campaigns/{ids['campaign']}/steps/{ids['step']}/preview",
+        "/analytics/",
+        f"/analytics/campaigns/{ids['campaign']}",
+        "/logout",
+    ]
+    if admin:
+        pages += [
+            f"/campaigns/{ids['campaign']}/steps/{ids['step']}/edit",
+            "/suppressions/",
+            "/admin/messages?status=failed",
+            "/admin/messages?status=in_doubt",
+            "/admin/outbox",
+            f"/admin/outbox/{ids['message']}",
+        ]
+    return pages
+
+
+@pytest.mark.parametrize("role", ["staff", "admin"])
+def test_every_main_page_fits_a_390_px_phone(browser, live_server, data, role, request):
+    request.getfixturevalue(f"{role}_user")
+    context = browser.new_context(base_url=live_server, viewport=PHONE)
+    page = context.new_page()
+    try:
+        log_in(page, f"{role}@example.com")
+        too_wide = {}
+        for path in main_pages(data, admin=role == "admin"):
+            response = page.goto(path)
+            assert response.status == 200, path
+            width = page.evaluate("document.documentElement.scrollWidth")
+            if width > PHONE["width"]:
+                too_wide[path] = width
+        # The navigation wraps onto more lines instead of running off the screen.
+        nav = page.locator("header.topbar nav").bounding_box()
+        assert nav["x"] + nav["width"] <= PHONE["width"]
+    finally:
+        context.close()
+    assert too_wide == {}
+
+
+def test_the_suppression_list_keeps_its_reason_box_and_dates_readable(page, admin_user):
+    from crm_app.drip.audience.suppression import suppress
+
+    suppress(db.session, "someone@example.com", reason="manual", source="user:admin@example.com",
+             actor="user:admin@example.com")  # fmt: skip
+    db.session.commit()
+    log_in(page, "admin@example.com")
+    page.goto("/suppressions/")
+    reason_box = page.get_by_label("Reason for removing someone@example.com").bounding_box()
+    assert reason_box["width"] >= 150  # it was 25 px beside the add form
+    date_cell = page.locator(".suppression-table tbody td.nowrap").first
+    line_height = page.evaluate(
+        "(cell) => parseFloat(getComputedStyle(cell).lineHeight)", date_cell.element_handle()
+    )
+    assert date_cell.bounding_box()["height"] < 2 * line_height + 16  # one line, not four

@@ -1,0 +1,88 @@
+"""Errors as people meet them: a 500 page, an action after the session ended (said
+next to the action, in words about signing in, not about tokens), the skip link."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def failing_dashboard(app, monkeypatch):
+    """The home page's query fails as a database outage would; Flask answers as in
+    production (no exception propagated to the test client)."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("crm_app.web.main.home_dashboard", broken)
+    monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)
+
+
+def test_a_server_error_shows_our_500_page(admin, failing_dashboard):
+    response = admin.get("/")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 500
+    assert "Something went wrong (500)" in page and "Nothing was saved" in page
+    assert "Internal Server Error" not in page  # not Werkzeug's page
+
+
+def test_a_server_error_during_an_htmx_request_is_an_alert(admin, failing_dashboard):
+    response = admin.get("/", htmx=True)
+    assert response.status_code == 500 and response.headers["X-Action-Error"] == "1"
+    assert "Something went wrong on our side" in response.get_data(as_text=True)
+
+
+def _post_after_the_session_expired(client, url: str, *, htmx: bool, page: str):
+    """A form (or an htmx action) on `page`, sent after the session cookie's lifetime
+    was over: the browser sends no cookie any more, the page still has its token."""
+    token = client.csrf_token()
+    client.client.delete_cookie("session")
+    if htmx:
+        headers = {"HX-Request": "true", "X-CSRFToken": token, "HX-Current-URL": page}
+        data = {}
+    else:
+        headers, data = {"Referer": page}, {"csrf_token": token}
+    with client._fresh_context():
+        return client.client.post(url, data=data, headers=headers)
+
+
+def test_an_htmx_action_after_the_session_expired_says_sign_in_again(admin, make_contact):
+    contact = make_contact("lead")
+    response = _post_after_the_session_expired(
+        admin, f"/contacts/{contact.id}/enrollments/stop-all", htmx=True,
+        page=f"http://localhost/contacts/{contact.id}",
+    )  # fmt: skip
+    text = response.get_data(as_text=True)
+    assert response.status_code == 401 and response.headers["X-Action-Error"] == "1"
+    assert "You were signed out;" in text and "sign in again." in text
+    assert f"/login?next=/contacts/{contact.id}" in text
+    assert "CSRF" not in text and "token" not in text
+
+
+def test_a_form_posted_after_the_session_expired_goes_to_sign_in(admin, make_contact):
+    contact = make_contact("lead")
+    response = _post_after_the_session_expired(
+        admin, f"/contacts/{contact.id}/enrollments/stop-all", htmx=False,
+        page=f"http://localhost/contacts/{contact.id}",
+    )  # fmt: skip
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/login?next=/contacts/{contact.id}"
+    page = admin.get(response.headers["Location"]).get_data(as_text=True)
+    assert "You were signed out; sign in again." in page
+
+
+def test_every_page_starts_with_a_skip_link_to_the_content(admin):
+    page = admin.get("/contacts/").get_data(as_text=True)
+    body = page.split("<body", 1)[1]
+    first_link = body.split("<a ", 1)[1]
+    assert first_link.startswith('class="skip-link" href="#main"')
+    assert '<main class="container" id="main" tabindex="-1">' in page
+
+
+def test_a_refused_form_has_an_error_summary_that_takes_the_focus(admin, campaigns):
+    response = admin.post("/contacts/new", {"email": "not-an-email", "contact_type": "lead"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    summary = page.split('<div class="error-summary"', 1)[1].split("</div>", 1)[0]
+    assert 'role="alert"' in summary and "data-focus-on-load" in summary
+    assert 'href="#field-email"' in summary
