@@ -57,6 +57,9 @@ def main_pages(ids: dict, admin: bool) -> list[str]:
         f"/campaigns/{ids['campaign']}/steps/{ids['step']}/preview",
         "/analytics/",
         f"/analytics/campaigns/{ids['campaign']}",
+        "/imports/",
+        "/profile",
+        "/profile/password",
         "/logout",
     ]
     if admin:
@@ -67,6 +70,13 @@ def main_pages(ids: dict, admin: bool) -> list[str]:
             "/admin/messages?status=in_doubt",
             "/admin/outbox",
             f"/admin/outbox/{ids['message']}",
+            "/campaigns/new",
+            f"/campaigns/{ids['campaign']}/edit",
+            f"/campaigns/{ids['campaign']}/steps/{ids['step']}/versions",
+            "/users/",
+            "/settings",
+            "/audit",
+            "/admin/integrations/",
         ]
     return pages
 
