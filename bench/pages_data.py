@@ -75,7 +75,8 @@ def prepare_app(url: str) -> dict:
         db.session.add(user)
         db.session.commit()
         campaigns = {
-            c.contact_type: (c.id, c.name) for c in db.session.scalars(sa.select(Campaign))
+            c.contact_type: (c.id, c.name, c.steps[0].id)
+            for c in db.session.scalars(sa.select(Campaign))
         }
         info = {"campaigns": campaigns, "user_id": user.id}
         db.session.remove()
@@ -114,21 +115,20 @@ def load(conn: psycopg.Connection, count: int, info: dict, seed: int) -> None:
                 created[i] = row[-1]
                 copy.write_row(row)
         with cur.copy(
-            "COPY enrollments (id, contact_id, campaign_id, status, current_step, next_send_at,"
+            "COPY enrollments (id, contact_id, campaign_id, status, current_step_id, next_send_at,"
             " source, enrolled_by, enrolled_at, end_reason) FROM STDIN"
         ) as copy:
             for i in range(1, count + 1):
-                campaign_id = campaigns[TYPES[i % 4]][0]
+                campaign_id, _, first_step_id = campaigns[TYPES[i % 4]]
                 due = naive(now + timedelta(seconds=rng.uniform(0, 30 * 86400)))
-                copy.write_row(
-                    (i, i, campaign_id, "active", 1, due, "auto", "bench", created[i], "")
-                )
+                row = (i, i, campaign_id, "active", first_step_id, due, "auto", "bench")
+                copy.write_row((*row, created[i], ""))
         with cur.copy(
             "COPY activities (contact_id, kind, detail, actor, campaign_id, enrollment_id,"
             " created_at) FROM STDIN"
         ) as copy:
             for i in range(1, count + 1):
-                campaign_id, name = campaigns[TYPES[i % 4]]
+                campaign_id, name, _ = campaigns[TYPES[i % 4]]
                 copy.write_row(
                     (i, "enrolled", f"Enrolled in {name} (auto)", "bench", campaign_id, i,
                      created[i])
