@@ -112,6 +112,14 @@ def test_the_count_stops_at_the_cap_and_says_more(admin, make_contact, monkeypat
     assert "All more than 3 contacts" in page  # the bulk choice says it too
 
 
+def test_the_bulk_choice_for_a_single_match_reads_as_one_contact(admin, make_contact):
+    make_contact(first_name="Solo", last_name="Person")
+    page = admin.get("/contacts/").get_data(as_text=True)
+    assert "The one contact there is" in page and "All 1 contacts" not in page
+    found = admin.get("/contacts/?q=Solo").get_data(as_text=True)
+    assert "The one contact that matches" in found
+
+
 def test_suppressed_contacts_are_marked_in_the_list(admin, session, make_contact):
     make_contact(first_name="Sue", last_name="Pressed", email="sue@example.com")
     make_contact(first_name="Bo", last_name="Unce", email="bo@example.com")
