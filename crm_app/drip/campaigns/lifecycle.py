@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from crm_app.default_campaigns import load_default_campaigns
 from crm_app.drip.campaigns.versions import record_version
 from crm_app.drip.common.errors import FieldErrors
+from crm_app.drip.experiments.goals import parse_goal_events
 from crm_app.models import (
     CONTACT_TYPES,
     REENTRY_RULES,
@@ -47,6 +48,7 @@ class CampaignInput:
     goal_contact_type: str = ""
     goal_days: str = "60"
     reentry: str = "resume"
+    goal_events: str = ""  # exit goals: goal event names, one per line
 
 
 CAMPAIGN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CampaignInput))
@@ -63,6 +65,7 @@ def details_of(campaign: Campaign | None) -> dict[str, str]:
         "goal_contact_type": campaign.goal_contact_type,
         "goal_days": str(campaign.goal_days),
         "reentry": campaign.reentry,
+        "goal_events": campaign.goal_events,
     }
 
 
@@ -122,6 +125,9 @@ def validate_details(session, data: CampaignInput, *, campaign: Campaign | None 
         errors["goal_days"] = f"Enter a whole number of days from 1 to {GOAL_DAYS_MAX}."
     if data.reentry not in REENTRY_RULES:
         errors["reentry"] = "Choose what enrolling a contact again does."
+    goal_events, problem = parse_goal_events(data.goal_events)
+    if problem:
+        errors["goal_events"] = problem
     if errors:
         raise CampaignDetailsError(errors)
     return {
@@ -131,6 +137,7 @@ def validate_details(session, data: CampaignInput, *, campaign: Campaign | None 
         "goal_contact_type": goal,
         "goal_days": goal_days,
         "reentry": data.reentry,
+        "goal_events": goal_events,
     }
 
 
@@ -184,6 +191,7 @@ def clone_campaign(session, campaign: Campaign, *, actor: str) -> Campaign:
         send_end=campaign.send_end,
         goal_contact_type=campaign.goal_contact_type,
         goal_days=campaign.goal_days,
+        goal_events=campaign.goal_events,
         reentry=campaign.reentry,
         customized=True,
     )
