@@ -82,6 +82,10 @@ def z_test(successes_a: int, n_a: int, successes_b: int, n_b: int) -> tuple[floa
     return z, math.erfc(abs(z) / math.sqrt(2))
 
 
+def _p(value: float) -> str:
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
+
+
 @dataclass
 class Verdict:
     metric: str
@@ -137,11 +141,11 @@ def verdict(
         result.winner_id = leader.id
         result.text = (
             f"{leader.key} wins on {label}: {lead.rate(metric)} % "
-            f"(p = {worst:.3g}, significant at 95 %)."
+            f"({_p(worst)}, significant at 95 %)."
         )
     else:
         result.text = (
             f"No clear winner on {label} yet: {leader.key} leads at {lead.rate(metric)} % but "
-            f"the difference could be chance (p = {worst:.2g}; needs p < {threshold:.3g})."
+            f"the difference could be chance ({_p(worst)}; needs p < {threshold:.3g})."
         )
     return result
