@@ -25,8 +25,6 @@ from crm_app.drip.reporting.variants import VariantCounts, variant_counts, verdi
 from crm_app.models import Enrollment, Message, StepVariant, StepVersion, utcnow
 from tests.delivery_helpers import open_all_week
 
-pytest_plugins = ["tests.conftest_delivery"]
-
 SENDER = {"name": "Sam", "first_name": "Sam", "email": "sam@example.com"}
 
 

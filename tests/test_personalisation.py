@@ -25,8 +25,6 @@ from crm_app.drip.experiments.conditions import ConditionError, set_condition
 from crm_app.models import Activity, Enrollment, Message, utcnow
 from tests.delivery_helpers import open_all_week
 
-pytest_plugins = ["tests.conftest_delivery"]
-
 WORKSPACE = WorkspaceSender("Drip", "", "hello@example.com", "Drip", "https://example.com")
 UNSUB = '<a href="{{ unsubscribe_url }}">Unsubscribe</a>'
 

@@ -7,6 +7,8 @@ from flask import current_app, render_template, request, url_for
 from flask_login import login_required
 
 from crm_app.config import settings_of
+from crm_app.drip.campaigns.harness import preview_context, render_preview
+from crm_app.drip.experiments.blocks import all_blocks
 from crm_app.drip.experiments.conditions import ENGAGEMENT, ConditionError, set_condition
 from crm_app.drip.experiments.rules import CONTACT_FIELDS, OPS
 from crm_app.drip.experiments.summary import step_experiment
@@ -16,21 +18,33 @@ from crm_app.drip.experiments.variants import (
     promote,
     start_test,
     stop_test,
+    variant_texts,
 )
 from crm_app.extensions import db
 from crm_app.models import VARIANT_KEYS, StepVariant
 from crm_app.web.auth import actor_name, admin_required
-from crm_app.web.campaigns import bp, step_of, viewer_sender
+from crm_app.web.campaigns import bp, step_of, viewer_sender, workspace
 from crm_app.web.htmx import action_response
+
+
+def _previews(experiment) -> dict[int, object]:
+    """Each running variant rendered for the sample contact, with you as the sender."""
+    sample = preview_context(None, viewer_sender(), workspace(), blocks=all_blocks(db.session))
+    return {
+        row.variant.id: render_preview(*variant_texts(experiment.step, row.variant), sample, None)
+        for row in experiment.running
+    }
 
 
 def _page(step, errors=None, status: int = 200, form=None):
     settings = settings_of(current_app)
+    experiment = step_experiment(db.session, step, min_sends=settings.ab_min_sends_per_variant)
     return render_template(
         "campaigns/experiment.html",
         campaign=step.campaign,
         step=step,
-        experiment=step_experiment(db.session, step, min_sends=settings.ab_min_sends_per_variant),
+        experiment=experiment,
+        previews=_previews(experiment),
         errors=errors or {},
         form=form if form is not None else {},
         keys=VARIANT_KEYS,

@@ -178,7 +178,8 @@ def _copy_name(session, name: str) -> str:
 
 def clone_campaign(session, campaign: Campaign, *, actor: str) -> Campaign:
     """A copy with every email (each starting a new history at version 1), the same
-    window, goal and re-entry rule, and no trigger (a type starts one campaign only)."""
+    window, goals, conditions and re-entry rule, and no trigger (a type starts one
+    campaign only). A/B tests are not copied: they belong to the emails that ran them."""
     name = _copy_name(session, campaign.name)
     copy = Campaign(
         slug=_unique_slug(session, name),
@@ -203,6 +204,7 @@ def clone_campaign(session, campaign: Campaign, *, actor: str) -> Campaign:
             subject=step.subject,
             body_html=step.body_html,
             body_text=step.body_text,
+            condition=step.condition,
             version=1,
         )
         copy.steps.append(new)
