@@ -116,6 +116,21 @@ def test_ab_test_blocks_and_goals_end_to_end(
     expect(page.get_by_text("Earlier tests")).to_be_visible()
     db.session.expire_all()
     assert campaign.steps[0].subject == "A 5-minute idea for {{ contact.company }}"
+    page.goto(f"/analytics/campaigns/{campaign.id}")
+    expect(page.locator("#ab-tests tr[data-variant=B] td").first).to_have_text("promoted")
+    _shots(page, "ab-analytics", tmp_path)
+
+    # A condition on email 2, shown on the campaign page.
+    page.goto(f"/campaigns/{campaign.id}/steps/{campaign.steps[1].id}/experiment")
+    page.get_by_label("Kind").select_option("engagement")
+    page.get_by_label("Previous email").select_option("not_opened")
+    page.get_by_role("button", name="Save the condition").click()
+    expect(page.get_by_text("Condition saved.")).to_be_visible()
+    page.goto(f"/campaigns/{campaign.id}")
+    expect(page.locator(f"#step-{campaign.steps[1].id} .step-experiment")).to_contain_text(
+        "not opened within this email's delay"
+    )
+    _shots(page, "campaign-condition", tmp_path)
 
     # 5. An industry block; two contacts preview differently.
     page.goto("/blocks/new")

@@ -159,6 +159,7 @@ def save_block(
     block.name, block.default_content = values["name"], values["default_content"]
     block.rules = values["rules"]
     session.flush()
+    forget_blocks(session)  # this session's later renders see the change
     record_audit(session, actor, "content_block.saved", "content_block", block.id, block.name)
     return block
 
@@ -199,6 +200,7 @@ def delete_block(session, block: ContentBlock, *, actor: str) -> None:
         )
     record_audit(session, actor, "content_block.deleted", "content_block", block.id, block.name)
     session.delete(block)
+    forget_blocks(session)
 
 
 def unknown_blocks(session, texts: dict[str, str]) -> dict[str, str]:
