@@ -15,7 +15,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from crm_app.drip.common.activity import record_activity
+from crm_app.drip.common.activity import activity_row, record_activities, record_activity
+from crm_app.drip.common.sql import in_values, update_rows
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import Campaign, Contact, Enrollment, utcnow
 
@@ -105,4 +106,68 @@ def exit_on_type(
         if enrollment.campaign.goal_contact_type == new_type:
             reason = f"became a {new_type}"
             ended.append(convert(session, enrollment, reason, actor=actor, now=now))
+    return ended
+
+
+def exit_on_type_many(
+    session, reached: list[tuple[int, str]], *, actor: str, now: datetime
+) -> set[int]:
+    """`exit_on_type` for many contacts at once (a bulk type change, an import): each
+    (contact id, new type); one UPDATE and one INSERT. Returns the enrolments ended."""
+    if not reached:
+        return set()
+    new_type = dict(reached)
+    campaigns = {
+        c.id: c
+        for c in session.scalars(
+            sa.select(Campaign).where(Campaign.goal_contact_type.in_(set(new_type.values())))
+        )
+    }
+    if not campaigns:
+        return set()
+    candidates = session.execute(
+        sa.select(Enrollment.id, Enrollment.contact_id, Enrollment.campaign_id).where(
+            in_values(session, Enrollment.contact_id, set(new_type)),
+            Enrollment.status == "active",
+            Enrollment.campaign_id.in_(set(campaigns)),
+        )
+    ).all()
+    ending = {
+        eid: (contact_id, campaigns[campaign_id])
+        for eid, contact_id, campaign_id in candidates
+        if campaigns[campaign_id].goal_contact_type == new_type[contact_id]
+    }
+    table = Enrollment.__table__
+    ended = update_rows(
+        session,
+        table,
+        [
+            {"id": eid, "end_reason": f"converted: became a {new_type[cid]}", "ended_at": now}
+            for eid, (cid, _) in ending.items()
+        ],
+        where=lambda r: [table.c.status == "active"],
+        values=lambda r: {
+            "status": "stopped",
+            "end_reason": r.end_reason,
+            "ended_at": r.ended_at,
+            "converted_at": r.ended_at,
+            "next_send_at": None,
+        },
+    )
+    record_activities(
+        session,
+        [
+            activity_row(
+                cid,
+                "converted",
+                f"Left {campaign.name}: converted (became a {new_type[cid]})",
+                actor=actor,
+                campaign_id=campaign.id,
+                enrollment_id=eid,
+                created_at=now,
+            )
+            for eid, (cid, campaign) in ending.items()
+            if eid in ended
+        ],
+    )
     return ended
