@@ -160,7 +160,6 @@ def test_goal_events_on_the_campaign_form_and_a_goal_from_the_api_converts(
         "description": campaign.description,
         "contact_type": "lead",
         "goal_contact_type": "prospect",
-        "goal_days": "60",
         "reentry": "resume",
         "goal_events": "x" * 91,
     }

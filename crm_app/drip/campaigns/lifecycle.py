@@ -29,7 +29,6 @@ from crm_app.models import (
 
 NAME_MAX = 120
 DESCRIPTION_MAX = 2000
-GOAL_DAYS_MAX = 365
 # A message in these states may have reached someone: its campaign is history.
 SENT_STATUSES = ("sent", "sending", "in_doubt")
 
@@ -46,7 +45,6 @@ class CampaignInput:
     description: str = ""
     contact_type: str = ""  # the trigger; empty: manual enrolment only
     goal_contact_type: str = ""
-    goal_days: str = "60"
     reentry: str = "resume"
     goal_events: str = ""  # exit goals: goal event names, one per line
 
@@ -63,7 +61,6 @@ def details_of(campaign: Campaign | None) -> dict[str, str]:
         "description": campaign.description,
         "contact_type": campaign.contact_type or "",
         "goal_contact_type": campaign.goal_contact_type,
-        "goal_days": str(campaign.goal_days),
         "reentry": campaign.reentry,
         "goal_events": campaign.goal_events,
     }
@@ -116,13 +113,6 @@ def validate_details(session, data: CampaignInput, *, campaign: Campaign | None 
     goal = data.goal_contact_type.strip()
     if goal and goal not in CONTACT_TYPES:
         errors["goal_contact_type"] = "Choose a contact type, or no type goal."
-    try:
-        goal_days = int(data.goal_days.strip())
-        if not 1 <= goal_days <= GOAL_DAYS_MAX:
-            raise ValueError
-    except ValueError:
-        goal_days = 0
-        errors["goal_days"] = f"Enter a whole number of days from 1 to {GOAL_DAYS_MAX}."
     if data.reentry not in REENTRY_RULES:
         errors["reentry"] = "Choose what enrolling a contact again does."
     goal_events, problem = parse_goal_events(data.goal_events)
@@ -135,7 +125,6 @@ def validate_details(session, data: CampaignInput, *, campaign: Campaign | None 
         "description": description,
         "contact_type": trigger or None,
         "goal_contact_type": goal,
-        "goal_days": goal_days,
         "reentry": data.reentry,
         "goal_events": goal_events,
     }
