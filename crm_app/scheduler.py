@@ -49,9 +49,13 @@ def build_scheduler(app: Flask, connection: Redis | None = None) -> CronSchedule
     for job, interval in (
         (sweep_webhooks, WEBHOOK_SWEEP_INTERVAL_SECONDS),
         (purge_idempotency_keys, IDEMPOTENCY_PURGE_INTERVAL_SECONDS),
-        (auto_promote_variants, AUTO_PROMOTION_INTERVAL_SECONDS),
     ):
         scheduler.register(job, settings_of(app).rq_queue, interval=interval, ttl=interval)
+    if settings_of(app).ab_auto_promote_after > 0:  # A/B auto-promotion: off by default
+        interval = AUTO_PROMOTION_INTERVAL_SECONDS
+        scheduler.register(
+            auto_promote_variants, settings_of(app).rq_queue, interval=interval, ttl=interval
+        )
     return scheduler
 
 
