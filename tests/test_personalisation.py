@@ -228,3 +228,25 @@ def test_reaching_the_goal_type_converts(session, make_contact, campaigns):
     assert lead_enrollment.end_reason == "converted: became a prospect"
     assert any(e.campaign_id == campaigns["prospect"].id and e.status == "active"
                for e in contact.enrollments)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("event", "engaged", "goes"),
+    [("opened", "opened_at", True), ("opened", None, False), ("clicked", "clicked_at", True)],
+)
+def test_opened_and_clicked_conditions(
+    session, make_contact, campaigns, backend, settings, event, engaged, goes
+):
+    second = campaigns["lead"].steps[1]
+    set_condition(session, second, "engagement", "", "", "", event, actor="test")
+    session.commit()
+    contact = make_contact("lead")
+    deliver_messages(session, [_due(session, contact).id], backend, settings)
+    first = session.scalar(sa.select(Message).where(Message.contact_id == contact.id))
+    if engaged:
+        setattr(first, engaged, first.sent_at + timedelta(minutes=5))
+    session.commit()
+    following = _due(session, contact)
+    deliver_messages(session, [following.id], backend, settings)
+    session.refresh(following)
+    assert following.status == ("sent" if goes else "skipped")
