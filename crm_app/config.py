@@ -114,6 +114,10 @@ class Settings:
     webhook_lease_seconds: int = 120
     # An endpoint whose every delivery failed for this long is disabled.
     webhook_disable_after_days: float = 5.0
+    # A/B tests: no verdict until every variant has this many emails sent; automatic
+    # promotion of a significant winner once every variant has this many (0: off).
+    ab_min_sends_per_variant: int = 100
+    ab_auto_promote_after: int = 0
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:

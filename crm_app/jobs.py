@@ -22,6 +22,7 @@ from crm_app.drip.audience.import_run import run_import
 from crm_app.drip.delivery.backends import Backend, backend_from_settings
 from crm_app.drip.delivery.pipeline import deliver_concurrently
 from crm_app.drip.delivery.tick import run_tick
+from crm_app.drip.experiments.auto_promotion import auto_promote
 from crm_app.drip.outbound.addresses import CheckedTransport
 from crm_app.drip.outbound.deliveries import sweep
 from crm_app.drip.outbound.sending import SendOptions, deliver_many
@@ -162,6 +163,23 @@ def sweep_webhooks() -> dict:
         db.session.remove()
     jobs = enqueue_webhook_deliveries(get_queue(), ids) if ids else 0
     return {"deliveries": len(ids), "jobs": jobs}
+
+
+def auto_promote_variants() -> list[int]:
+    """Every 5 minutes: promote the winners of A/B tests that are due (AB_AUTO_PROMOTE_AFTER;
+    0, the default, does nothing)."""
+    _ensure_app_context()
+    settings = settings_of(current_app)
+    try:
+        promoted = auto_promote(
+            db.session,
+            after=settings.ab_auto_promote_after,
+            min_sends=settings.ab_min_sends_per_variant,
+        )
+        db.session.commit()
+    finally:
+        db.session.remove()
+    return promoted
 
 
 def purge_idempotency_keys() -> int:

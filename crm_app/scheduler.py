@@ -17,7 +17,7 @@ from rq.cron import CronScheduler
 
 from crm_app import create_app
 from crm_app.config import settings_of
-from crm_app.jobs import purge_idempotency_keys, sweep_webhooks, tick
+from crm_app.jobs import auto_promote_variants, purge_idempotency_keys, sweep_webhooks, tick
 
 TICK_INTERVAL_SECONDS = 60
 # A tick that has not started within a few minutes is stale: the next one replaces it.
@@ -26,6 +26,7 @@ TICK_TIMEOUT_SECONDS = 10 * 60
 # Outbound webhooks whose job or worker was lost are found within a minute of their lease.
 WEBHOOK_SWEEP_INTERVAL_SECONDS = 60
 IDEMPOTENCY_PURGE_INTERVAL_SECONDS = 3600
+AUTO_PROMOTION_INTERVAL_SECONDS = 300
 
 
 def build_scheduler(app: Flask, connection: Redis | None = None) -> CronScheduler:
@@ -50,6 +51,11 @@ def build_scheduler(app: Flask, connection: Redis | None = None) -> CronSchedule
         (purge_idempotency_keys, IDEMPOTENCY_PURGE_INTERVAL_SECONDS),
     ):
         scheduler.register(job, settings_of(app).rq_queue, interval=interval, ttl=interval)
+    if settings_of(app).ab_auto_promote_after > 0:  # A/B auto-promotion: off by default
+        interval = AUTO_PROMOTION_INTERVAL_SECONDS
+        scheduler.register(
+            auto_promote_variants, settings_of(app).rq_queue, interval=interval, ttl=interval
+        )
     return scheduler
 
 

@@ -125,13 +125,12 @@ def test_completion_counts_enrollments_ended_in_range(session, data):
     assert (outcomes_b.ended, outcomes_b.completed, outcomes_b.completion_rate) == (1, 1, 100.0)
 
 
-def test_conversion_needs_the_goal_type_or_a_goal_event_within_goal_days(session, data):
+def test_conversion_counts_exactly_the_enrolments_an_exit_goal_ended(session, data):
     outcomes = campaign_report(session, data["A"], PERIOD).summary.outcomes
-    # Only c1 became a prospect in time; c2's goal came after 30 days, c3's type was client.
+    # Only eA2 ended as converted; goal rows that ended no enrolment do not count.
     assert (outcomes.started, outcomes.converted, outcomes.conversion_rate) == (3, 1, 33.3)
     outcomes_b = campaign_report(session, data["B"], PERIOD).summary.outcomes
-    # B names no goal type: c1's new type does not count, c4's goal event does.
-    assert (outcomes_b.started, outcomes_b.converted, outcomes_b.conversion_rate) == (2, 1, 50.0)
+    assert (outcomes_b.started, outcomes_b.converted, outcomes_b.conversion_rate) == (2, 0, 0.0)
 
 
 def test_overview_has_one_row_per_campaign_with_the_same_figures(session, data):
@@ -276,7 +275,8 @@ def test_csv_neutralises_spreadsheet_formulas_in_subjects(session, staff, data):
 
 def test_conversion_never_credits_an_enrolment_stopped_before_the_goal(session, campaigns):
     """A contact stopped by hand and converted a week later converted without the
-    campaign; one whose type change ended the enrolment converted through it."""
+    campaign; one whose type change reached the campaign's goal type converted through
+    it; a goal the campaign does not name ends nothing."""
     from datetime import UTC, datetime, timedelta
 
     from crm_app.drip.audience.contacts import ContactInput, create_contact
@@ -308,4 +308,5 @@ def test_conversion_never_credits_an_enrolment_stopped_before_the_goal(session, 
 
     lead_id = campaigns["lead"].id
     outcomes = enrollment_outcomes(session, DateRange(date(2026, 3, 1), date(2026, 3, 31)))
-    assert (outcomes[lead_id].started, outcomes[lead_id].converted) == (3, 2)
+    assert (outcomes[lead_id].started, outcomes[lead_id].converted) == (3, 1)
+    assert switched.enrollments[0].converted_at is not None

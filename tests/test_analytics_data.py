@@ -16,11 +16,12 @@ A's messages (step, sent, then first events):
 => A: sent 6, delivered 5, opened 4, clicked 2, bounced 1, spam 1, unsubscribed 1.
 Enrolments of A: eA1 completed 03-05, eA2 stopped 03-04, eA3 active, eA0 (enrolled in
 January) completed 03-06 => ended 3, completed 2 (66.7%). Started in range: eA1, eA2, eA3;
-converted: eA1 only (c1 became a prospect 03-10) => 1/3 (33.3%). c2's goal came too late,
-c3's was the wrong type (client) or before its enrolment.
+converted: eA2 only (an exit goal ended it 03-04, converted_at set) => 1/3 (33.3%); the
+goal rows of c1, c2 and c3 end nothing by themselves: conversion counts exactly the
+enrolments an exit goal ended.
 B: n1 (c1) sent 03-02 delivered opened 03-09; n2 (c4) sent 03-02 delivered.
-Enrolments of B: eB1 active, eB2 completed 03-08 => completion 1/1; started 2; converted 1
-(c4's "goal:demo_booked" 03-05, 3 days after enrolling).
+Enrolments of B: eB1 active, eB2 completed 03-08 => completion 1/1; started 2; converted 0
+(c4's "goal:demo_booked" 03-05 ended no enrolment).
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def build_analytics_fixture(session, campaigns) -> dict:
 
     e_a1 = enrol(contacts[1], a, at(3, 1, 9), "completed", at(3, 5, 12))
     e_a2 = enrol(contacts[2], a, at(3, 2, 9), "stopped", at(3, 4, 12))
+    e_a2.converted_at, e_a2.end_reason = at(3, 4, 12), "converted: goal demo booked"
     e_a3 = enrol(contacts[3], a, at(3, 3, 9))
     e_a0 = enrol(contacts[4], a, at(1, 1, 9), "completed", at(3, 6, 12))
     e_b1 = enrol(contacts[1], b, at(3, 2, 9))

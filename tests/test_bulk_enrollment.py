@@ -64,6 +64,7 @@ def outcome(session, contact: Contact) -> dict:
             Enrollment.enrolled_by,
             Enrollment.end_reason,
             Enrollment.ended_at,
+            Enrollment.converted_at,
         )
         .where(Enrollment.contact_id == contact.id)
         .order_by(Enrollment.id)

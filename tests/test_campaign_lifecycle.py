@@ -16,7 +16,6 @@ NEW = {
     "description": "After our November webinar.",
     "contact_type": "",
     "goal_contact_type": "client",
-    "goal_days": "30",
     "reentry": "never",
 }
 
@@ -34,7 +33,7 @@ def test_an_admin_creates_a_campaign_that_waits_for_its_first_email(
     campaign = _by_name(session, "Webinar follow-up")
     assert response.headers["Location"] == f"/campaigns/{campaign.id}"
     assert (campaign.contact_type, campaign.status, campaign.reentry) == (None, "active", "never")
-    assert (campaign.goal_contact_type, campaign.goal_days) == ("client", 30)
+    assert campaign.goal_contact_type == "client"
     assert campaign.slug == "webinar-follow-up" and campaign.steps == []
     page = admin.get(f"/campaigns/{campaign.id}").get_data(as_text=True)
     assert "takes no enrolment until it has one" in page  # the page says so
@@ -63,7 +62,7 @@ def test_a_type_that_starts_another_campaign_is_refused_with_the_rule(admin, ses
     [
         ("name", "", "Give the campaign a name."),
         ("name", "lead", "Another campaign is called lead."),
-        ("goal_days", "0", "from 1 to 365"),
+        ("goal_events", "x" * 91, "at most 90 characters"),
         ("reentry", "sometimes", "what enrolling a contact again does"),
         ("contact_type", "alien", "Choose a contact type"),
     ],
@@ -81,7 +80,6 @@ def test_editing_renames_and_hands_a_type_over(admin, session, campaigns):
         "description": lead.description,
         "contact_type": "",
         "goal_contact_type": lead.goal_contact_type,
-        "goal_days": str(lead.goal_days),
         "reentry": "restart",
     }
     assert admin.post(f"/campaigns/{lead.id}/edit", details).status_code == 302

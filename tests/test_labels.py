@@ -66,7 +66,7 @@ def test_a_contact_an_admin_suppressed_is_not_called_unsubscribed(admin, session
 def test_each_nav_link_says_what_its_page_title_says(admin):
     nav = admin.get("/").get_data(as_text=True).split('<nav aria-label="Main">', 1)[1]
     links = re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', nav.split("</nav>", 1)[0])
-    assert len(links) == 13
+    assert len(links) == 14
     for href, text in links:
         page = admin.get(href.replace("&amp;", "&"))
         assert page.status_code == 200, href

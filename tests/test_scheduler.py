@@ -20,6 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK = "crm_app.jobs.tick"
 SWEEP = "crm_app.jobs.sweep_webhooks"
 PURGE = "crm_app.jobs.purge_idempotency_keys"
+AUTO = "crm_app.jobs.auto_promote_variants"
 
 
 @pytest.fixture
@@ -42,6 +43,13 @@ def test_first_cycle_enqueues_the_tick_and_the_webhook_jobs_on_the_apps_queue(
     assert [job.func_name for job in enqueued] == [TICK, SWEEP, PURGE]
     assert [job.func_name for job in queue.get_jobs()] == [TICK, SWEEP, PURGE]
     assert {job.origin for job in queue.get_jobs()} == {app.config["RQ_QUEUE"]}
+
+
+def test_auto_promotion_is_scheduled_only_when_switched_on(app, connection, monkeypatch):
+    assert AUTO not in [job.func_name for job in build_scheduler(app, connection).get_jobs()]
+    monkeypatch.setitem(app.config, "AB_AUTO_PROMOTE_AFTER", 500)
+    enqueued = build_scheduler(app, connection).enqueue_jobs()
+    assert [job.func_name for job in enqueued] == [TICK, SWEEP, PURGE, AUTO]
 
 
 def test_no_second_tick_before_the_interval_has_passed(app, connection, queue):

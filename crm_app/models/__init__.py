@@ -18,6 +18,7 @@ from crm_app.models.contact_import import (
     ContactImportFailure,
 )
 from crm_app.models.enrollment import ENROLLMENT_ENTRIES, ENROLLMENT_STATUSES, Enrollment
+from crm_app.models.experiment import VARIANT_KEYS, ContentBlock, StepVariant
 from crm_app.models.message import MESSAGE_STATUSES, Message, SystemState
 from crm_app.models.outbound import (
     DELIVERY_STATUSES,
@@ -41,6 +42,7 @@ __all__ = [
     "Campaign",
     "CampaignStep",
     "Contact",
+    "ContentBlock",
     "ContactGoal",
     "ContactImport",
     "ContactImportFailure",
@@ -61,11 +63,13 @@ __all__ = [
     "REENTRY_RULES",
     "ROLES",
     "StepVersion",
+    "StepVariant",
     "Suppression",
     "SystemState",
     "TOKEN_SCOPES",
     "TestSend",
     "UTCDateTime",
+    "VARIANT_KEYS",
     "User",
     "WebhookAttempt",
     "WebhookBatch",

@@ -34,6 +34,9 @@ class Campaign(db.Model):
     # A human reply to one of its emails ends the contact's enrolment (automatic replies
     # such as out-of-office never do).
     stop_on_reply: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
+    # Exit goals: recorded goal events (names, one per line) that end an enrolment as
+    # converted; with goal_contact_type (the contact reaching that type) the other way.
+    goal_events: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     # Set when an admin edits the campaign: `flask seed` never overwrites it then.
     customized: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -75,6 +78,8 @@ class CampaignStep(db.Model):
     # Bumped on every saved change (each one is a StepVersion row); each sent message
     # records the one it used (messages.step_id + template_version).
     version: Mapped[int] = mapped_column(sa.Integer, default=1)
+    # "Send only if" (crm_app/drip/experiments/conditions.py): None sends always.
+    condition: Mapped[dict | None] = mapped_column(sa.JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     campaign = relationship("Campaign", back_populates="steps")

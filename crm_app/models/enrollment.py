@@ -36,6 +36,9 @@ class Enrollment(db.Model):
     last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_reason: Mapped[str] = mapped_column(sa.String(200), default="")
+    # Set when an exit goal ended it (status "stopped", end_reason "converted: ..."):
+    # what analytics counts as a conversion.
+    converted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     contact = relationship("Contact", back_populates="enrollments")
     campaign = relationship("Campaign")

@@ -32,6 +32,11 @@ class Message(db.Model):
     # The step's version this email was rendered from (set at send): with step_id, the
     # StepVersion row (campaign_step_versions) the message page links to.
     template_version: Mapped[int | None] = mapped_column(sa.Integer)
+    # The A/B variant it was rendered from, chosen once (the first claim) and kept on
+    # every retry; NULL: the email had no test running. A plain id, not a foreign key:
+    # SQLite's ALTER TABLE cannot add one with ON DELETE, and rebuilding `messages` is
+    # not an option; a variant row goes only with its removed step.
+    variant_id: Mapped[int | None] = mapped_column(sa.Integer)
     to_email: Mapped[str] = mapped_column(sa.String(254), default="")
     subject: Mapped[str] = mapped_column(sa.Text, default="")
     html: Mapped[str] = mapped_column(sa.Text, default="")
@@ -74,6 +79,8 @@ class Message(db.Model):
         sa.Index("ix_messages_campaign_sent", "campaign_id", "sent_at"),
         # The dashboard's "sent today/this week" and the all-campaigns table.
         sa.Index("ix_messages_sent_at", "sent_at"),
+        # Per-variant results.
+        sa.Index("ix_messages_variant_id", "variant_id"),
     )
 
     @property

@@ -19,12 +19,14 @@ def register_web(app: Flask) -> None:
         admin,
         analytics,
         auth,
+        blocks,
         campaign_emails,
         campaign_tests,
         campaign_versions,
         campaigns,
         contacts,
         contacts_bulk,
+        experiments,
         health,
         imports,
         integrations,
@@ -59,6 +61,7 @@ def register_web(app: Flask) -> None:
         account.bp,
         workspace.bp,
         integrations.bp,
+        blocks.bp,
     ):
         app.register_blueprint(blueprint)
     register_api(app)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, current_app, render_template, request
 from flask_login import login_required
 from werkzeug.http import dump_options_header
 
+from crm_app.config import settings_of
 from crm_app.drip.common.headers import header_safe
+from crm_app.drip.experiments.summary import campaign_tests
 from crm_app.drip.reporting.analytics import campaign_report, campaigns_overview
 from crm_app.drip.reporting.analytics_export import chart_data, report_csv
 from crm_app.drip.reporting.date_range import (
@@ -53,6 +55,11 @@ def campaign(campaign_id: int):
         period=period,
         range_error=range_error,
         charts=chart_data(report),
+        ab_tests=campaign_tests(
+            db.session,
+            campaign,
+            min_sends=settings_of(current_app).ab_min_sends_per_variant,
+        ),
     )
 
 

@@ -24,6 +24,7 @@ from crm_app.drip.campaigns.steps import (
     remove_step,
     update_step,
 )
+from crm_app.drip.experiments.blocks import all_blocks
 from crm_app.extensions import db
 from crm_app.models import Campaign, CampaignStep
 from crm_app.web.auth import actor_name, admin_required
@@ -56,7 +57,7 @@ def _draft_impact(campaign: Campaign, step: CampaignStep | None, data: StepInput
 
 
 def _sample_context() -> dict:
-    return preview_context(None, viewer_sender(), workspace())
+    return preview_context(None, viewer_sender(), workspace(), blocks=all_blocks(db.session))
 
 
 def _live_parts(campaign: Campaign, step: CampaignStep | None, data: StepInput) -> dict:

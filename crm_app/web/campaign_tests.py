@@ -18,6 +18,7 @@ from crm_app.drip.campaigns.harness import (
 )
 from crm_app.drip.campaigns.manage import describe_delay
 from crm_app.drip.delivery.backends import backend_from_settings
+from crm_app.drip.experiments.blocks import all_blocks
 from crm_app.extensions import db
 from crm_app.models import Contact, TestSend
 from crm_app.web.auth import actor_name
@@ -41,7 +42,7 @@ def preview(campaign_id: int, step_id: int):
     contact = _chosen_contact()
     query = request.args.get("q", "").strip()
     found = find_contacts(db.session, query, limit=PICKER_SIZE) if query else []
-    context = preview_context(contact, viewer_sender(), workspace())
+    context = preview_context(contact, viewer_sender(), workspace(), blocks=all_blocks(db.session))
     return render_fragment_or_page(
         "campaigns/_contact_picker.html",
         "campaigns/preview.html",
@@ -79,7 +80,7 @@ def test_send(campaign_id: int, step_id: int):
             db.session,
             step,
             recipient,
-            preview_context(contact, viewer_sender(), workspace()),
+            preview_context(contact, viewer_sender(), workspace(), blocks=all_blocks(db.session)),
             contact=contact,
             backend=backend_from_settings(settings),
             actor=actor_name(),

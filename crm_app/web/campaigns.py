@@ -40,6 +40,9 @@ from crm_app.drip.campaigns.manage import (
 )
 from crm_app.drip.campaigns.rendering import WorkspaceSender, sender_context
 from crm_app.drip.campaigns.steps import step_actions
+from crm_app.drip.experiments.blocks import all_blocks
+from crm_app.drip.experiments.conditions import describe_condition
+from crm_app.drip.experiments.summary import campaign_experiments
 from crm_app.drip.team.workspace import workspace_sender
 from crm_app.extensions import db
 from crm_app.models import CONTACT_TYPES, WEEKDAY_NAMES, Campaign, CampaignStep
@@ -97,9 +100,11 @@ def _render_settings(campaign: Campaign, status: int = 200, **extra: Any):
     if wants_fragment():
         return render_template("campaigns/_settings.html", oob_badge=True, **context), status
     waiting = {group.step.id: group for group in waiting_for_steps(db.session, campaign)}
-    sample = preview_context(None, viewer_sender(), workspace())
+    sample = preview_context(None, viewer_sender(), workspace(), blocks=all_blocks(db.session))
     return render_template(
         "campaigns/detail.html",
+        experiments=campaign_experiments(db.session, campaign),
+        describe_condition=describe_condition,
         steps=sorted(campaign.steps, key=lambda step: step.position),
         previews={step.id: preview_step(step, sample, None) for step in campaign.steps},
         waiting=waiting,

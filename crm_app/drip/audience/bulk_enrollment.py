@@ -23,6 +23,7 @@ from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.labels import enrollment_source_label
 from crm_app.drip.common.sql import in_values, insert_rows, update_rows
+from crm_app.drip.experiments.goals import exit_on_type_many
 from crm_app.models import Campaign, Contact, ContactGoal, Enrollment, utcnow
 
 ENROLLMENTS = Enrollment.__table__
@@ -269,6 +270,8 @@ def switch_types_many(
         for c, _ in switches
     ]
     insert_rows(session, ContactGoal.__table__, goals)
+    # Campaigns aiming at the new type end as converted first (as change_contact_type).
+    exit_on_type_many(session, [(c.id, c.contact_type) for c, _ in switches], actor=actor, now=now)
     _stop_old_type_campaigns(session, switches, actor=actor, now=now)
     contacts = [contact for contact, _ in switches]
     return enroll_by_type_many(session, contacts, actor=actor, source="type_change", now=now)

@@ -19,6 +19,7 @@ from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.common.activity import activity_row, record_activities, record_activity
 from crm_app.drip.common.labels import enrollment_source_label
 from crm_app.drip.common.sql import in_values, update_rows
+from crm_app.drip.experiments.goals import exit_on_goal_event, exit_on_type
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import (
     CONTACT_TYPES,
@@ -263,6 +264,8 @@ def change_contact_type(
     session.add(
         ContactGoal(contact_id=contact.id, name=f"type:{new_type}", occurred_at=now, actor=actor)
     )
+    # Campaigns aiming at this type end as converted first (then nothing is left to stop).
+    exit_on_type(session, contact, new_type, actor=actor, now=now)
     old_campaign = campaign_for_type(session, old_type)
     if old_campaign is not None:
         current = active_enrollment(session, contact, old_campaign)
@@ -283,6 +286,7 @@ def record_goal(
     )
     session.add(goal)
     record_activity(session, contact, "goal", f"Goal reached: {label}", actor=actor)
+    exit_on_goal_event(session, contact, label, actor=actor, now=goal.occurred_at)
     return goal
 
 
@@ -311,6 +315,20 @@ def advance(
         return complete(session, enrollment, now=now or sent_at)
     enrollment.next_send_at = send_time_for_step(
         enrollment.campaign, enrollment.contact, following.delay_days, sent_at
+    )
+    return enrollment
+
+
+def skip_step(session, enrollment: Enrollment, *, now: datetime) -> Enrollment:
+    """The current step was skipped ("send only if" did not hold): move to the step
+    after it, due its delay after now (inside the send window), or complete after
+    the last. Unlike `advance`, nothing was sent: last_sent_at stays."""
+    following = step_after(enrollment.campaign.steps, enrollment.current_step_id)
+    enrollment.step = following
+    if following is None:
+        return complete(session, enrollment, now=now)
+    enrollment.next_send_at = send_time_for_step(
+        enrollment.campaign, enrollment.contact, following.delay_days, now
     )
     return enrollment
 

@@ -36,7 +36,8 @@ from crm_app.drip.delivery.backends import (
     PermanentSendError,
     TransientSendError,
 )
-from crm_app.models import CampaignStep, Contact, TestSend, utcnow
+from crm_app.drip.experiments.blocks import BlockChooser, with_blocks
+from crm_app.models import CampaignStep, Contact, ContentBlock, TestSend, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +56,25 @@ class Preview:
     errors: dict[str, str] = field(default_factory=dict)  # field (or "render") -> message
     empty_fields: list[str] = field(default_factory=list)
     contact: Contact | None = None  # None: the sample contact
+    # Each content block the email used -> which rule gave its text ("default").
+    blocks: dict[str, str] = field(default_factory=dict)
 
 
 def preview_context(
-    contact: Contact | None, viewer_sender: dict[str, str], workspace: WorkspaceSender
+    contact: Contact | None,
+    viewer_sender: dict[str, str],
+    workspace: WorkspaceSender,
+    *,
+    blocks: dict[str, ContentBlock] | None = None,
 ) -> dict[str, Any]:
     """The merge fields a preview renders with: the sample contact with the viewer as
-    sender, or a real contact with the sender its real emails carry (its owner)."""
+    sender, or a real contact with the sender its real emails carry (its owner); with
+    `blocks`, `block("name")` chooses among them for that contact."""
     if contact is None:
-        return build_context(SAMPLE_CONTACT, viewer_sender)
-    return build_context(contact_context(contact), sender_for_contact(contact, workspace))
+        context = build_context(SAMPLE_CONTACT, viewer_sender)
+    else:
+        context = build_context(contact_context(contact), sender_for_contact(contact, workspace))
+    return with_blocks(context, blocks) if blocks is not None else context
 
 
 def render_preview(
@@ -75,7 +85,9 @@ def render_preview(
         email = render_email(subject, html, text, context)
     except TemplateRenderError as error:
         return Preview(None, {"render": str(error)}, empty, contact)
-    return Preview(email, {}, empty, contact)
+    chooser = context.get("block")
+    applied = dict(chooser.applied) if isinstance(chooser, BlockChooser) else {}
+    return Preview(email, {}, empty, contact, applied)
 
 
 def preview_step(step: CampaignStep, context: dict[str, Any], contact: Contact | None) -> Preview:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from crm_app.default_campaigns import load_default_campaigns
 from crm_app.drip.campaigns.versions import record_version
 from crm_app.drip.common.errors import FieldErrors
+from crm_app.drip.experiments.goals import parse_goal_events
 from crm_app.models import (
     CONTACT_TYPES,
     REENTRY_RULES,
@@ -28,7 +29,6 @@ from crm_app.models import (
 
 NAME_MAX = 120
 DESCRIPTION_MAX = 2000
-GOAL_DAYS_MAX = 365
 # A message in these states may have reached someone: its campaign is history.
 SENT_STATUSES = ("sent", "sending", "in_doubt")
 
@@ -45,8 +45,8 @@ class CampaignInput:
     description: str = ""
     contact_type: str = ""  # the trigger; empty: manual enrolment only
     goal_contact_type: str = ""
-    goal_days: str = "60"
     reentry: str = "resume"
+    goal_events: str = ""  # exit goals: goal event names, one per line
 
 
 CAMPAIGN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CampaignInput))
@@ -61,8 +61,8 @@ def details_of(campaign: Campaign | None) -> dict[str, str]:
         "description": campaign.description,
         "contact_type": campaign.contact_type or "",
         "goal_contact_type": campaign.goal_contact_type,
-        "goal_days": str(campaign.goal_days),
         "reentry": campaign.reentry,
+        "goal_events": campaign.goal_events,
     }
 
 
@@ -113,15 +113,11 @@ def validate_details(session, data: CampaignInput, *, campaign: Campaign | None 
     goal = data.goal_contact_type.strip()
     if goal and goal not in CONTACT_TYPES:
         errors["goal_contact_type"] = "Choose a contact type, or no type goal."
-    try:
-        goal_days = int(data.goal_days.strip())
-        if not 1 <= goal_days <= GOAL_DAYS_MAX:
-            raise ValueError
-    except ValueError:
-        goal_days = 0
-        errors["goal_days"] = f"Enter a whole number of days from 1 to {GOAL_DAYS_MAX}."
     if data.reentry not in REENTRY_RULES:
         errors["reentry"] = "Choose what enrolling a contact again does."
+    goal_events, problem = parse_goal_events(data.goal_events)
+    if problem:
+        errors["goal_events"] = problem
     if errors:
         raise CampaignDetailsError(errors)
     return {
@@ -129,8 +125,8 @@ def validate_details(session, data: CampaignInput, *, campaign: Campaign | None 
         "description": description,
         "contact_type": trigger or None,
         "goal_contact_type": goal,
-        "goal_days": goal_days,
         "reentry": data.reentry,
+        "goal_events": goal_events,
     }
 
 
@@ -171,7 +167,8 @@ def _copy_name(session, name: str) -> str:
 
 def clone_campaign(session, campaign: Campaign, *, actor: str) -> Campaign:
     """A copy with every email (each starting a new history at version 1), the same
-    window, goal and re-entry rule, and no trigger (a type starts one campaign only)."""
+    window, goals, conditions and re-entry rule, and no trigger (a type starts one
+    campaign only). A/B tests are not copied: they belong to the emails that ran them."""
     name = _copy_name(session, campaign.name)
     copy = Campaign(
         slug=_unique_slug(session, name),
@@ -184,6 +181,7 @@ def clone_campaign(session, campaign: Campaign, *, actor: str) -> Campaign:
         send_end=campaign.send_end,
         goal_contact_type=campaign.goal_contact_type,
         goal_days=campaign.goal_days,
+        goal_events=campaign.goal_events,
         reentry=campaign.reentry,
         customized=True,
     )
@@ -195,6 +193,7 @@ def clone_campaign(session, campaign: Campaign, *, actor: str) -> Campaign:
             subject=step.subject,
             body_html=step.body_html,
             body_text=step.body_text,
+            condition=step.condition,
             version=1,
         )
         copy.steps.append(new)

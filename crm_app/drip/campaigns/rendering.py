@@ -63,7 +63,10 @@ _TEXT_ENV = _environment(False)
 
 # Names a template may use besides the merge fields: loop helpers and the sandbox's globals.
 _BUILTIN_NAMES = frozenset({"loop", "caller", "varargs", "kwargs"}) | frozenset(_TEXT_ENV.globals)
-_KNOWN_NAMES = frozenset(MERGE_FIELDS) | SCALAR_MERGE_FIELDS | _BUILTIN_NAMES
+# Functions a template may call: block("name"), a content block chosen for the contact
+# (crm_app/drip/experiments/blocks.py).
+FUNCTION_NAMES = frozenset({"block"})
+_KNOWN_NAMES = frozenset(MERGE_FIELDS) | SCALAR_MERGE_FIELDS | _BUILTIN_NAMES | FUNCTION_NAMES
 
 
 def _internal_name_error(name: str) -> str:
@@ -225,8 +228,10 @@ def build_context(
     *,
     unsubscribe_url: str = PREVIEW_UNSUBSCRIBE_URL,
 ) -> dict[str, Any]:
-    """The template's variables; delivery passes the contact's real unsubscribe link."""
+    """The template's variables; delivery passes the contact's real unsubscribe link.
+    `block` renders nothing here: blocks.with_blocks gives it the blocks to choose from."""
     return {
+        "block": _no_block,
         "unsubscribe_url": unsubscribe_url,
         "contact": contact_fields,
         "company": {
@@ -235,6 +240,11 @@ def build_context(
         },
         "sender": {key: sender.get(key, "") for key in MERGE_FIELDS["sender"]},
     }
+
+
+def _no_block(name: str) -> str:
+    """`block` where no blocks were given (a save's checks, readable names)."""
+    return ""
 
 
 @dataclass(frozen=True)

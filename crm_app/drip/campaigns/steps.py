@@ -39,6 +39,7 @@ from crm_app.drip.campaigns.unsubscribe_link import unsubscribe_link_problems
 from crm_app.drip.campaigns.versions import record_version, version_of
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.errors import FieldErrors
+from crm_app.drip.experiments.blocks import unknown_blocks
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import Campaign, CampaignStep, Enrollment, utcnow
 
@@ -115,10 +116,13 @@ def cleaned_texts(data: StepInput) -> dict[str, str]:
     }
 
 
-def validate_step(data: StepInput, sender: dict[str, str]) -> dict:
-    """Cleaned values, or StepEditError with one message per field."""
+def validate_step(data: StepInput, sender: dict[str, str], session=None) -> dict:
+    """Cleaned values, or StepEditError with one message per field (with a session: a
+    content block the text calls must exist)."""
     values = cleaned_texts(data)
     errors = template_errors(values, sender)
+    if session is not None:
+        errors = unknown_blocks(session, values) | errors
     delay = parse_delay(data.delay_days)
     if delay is None:
         errors["delay_days"] = f"Enter a whole number of days from 0 to {MAX_DELAY_DAYS}."
@@ -195,7 +199,7 @@ def add_step(
 ) -> CampaignStep:
     """Insert an email at the place asked (after the last by default). Contacts already
     past that place never get it; the others get it when they reach it."""
-    values = validate_step(data, sender)
+    values = validate_step(data, sender, session)
     position = insert_position(campaign, data.position)
     step = CampaignStep(version=1, **values)
     _confirm(insert_impact(session, campaign, step, position), confirmed)
@@ -229,7 +233,7 @@ def update_step(
 ) -> bool:
     """Save an edit; returns False when nothing changed. A new text is a new version;
     a new delay with contacts waiting for the email needs a confirmation."""
-    values = validate_step(data, sender)
+    values = validate_step(data, sender, session)
     content_changed = any(getattr(step, name) != values[name] for name in TEMPLATE_FIELDS)
     delay_changed = step.delay_days != values["delay_days"]
     if not (content_changed or delay_changed):
@@ -262,7 +266,7 @@ def restore_version(
     ):
         raise StepEditError({"version": f"Version {number} is the text saved now."})
     data = StepInput(old.subject, old.body_html, old.body_text, str(step.delay_days))
-    values = validate_step(data, sender)
+    values = validate_step(data, sender, session)
     for name in TEMPLATE_FIELDS:
         setattr(step, name, values[name])
     step.version += 1

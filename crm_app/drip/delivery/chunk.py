@@ -24,7 +24,7 @@ from sqlalchemy.orm import joinedload
 from crm_app.config import Settings
 from crm_app.drip.audience.address_hash import erasure_key
 from crm_app.drip.audience.eligibility import suppression_reasons
-from crm_app.drip.audience.enrollment import advance_many, stop
+from crm_app.drip.audience.enrollment import advance_many, skip_step, stop
 from crm_app.drip.campaigns.rendering import TemplateRenderError
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.delivery import transitions
@@ -38,6 +38,7 @@ from crm_app.drip.delivery.compose import compose, email_label
 from crm_app.drip.delivery.provider_health import set_backend_auth_failure
 from crm_app.drip.delivery.report import BatchControl, DeliveryReport
 from crm_app.drip.delivery.skip_rules import skip_reason
+from crm_app.drip.experiments.variants import variants_for_messages
 from crm_app.models import Contact, Enrollment, Message, utcnow
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class Claim:
     message: Message
     outgoing: OutgoingEmail
     attempt: int  # the attempts value the claim writes
+    variant_id: int | None = None  # the A/B variant rendered (kept on the row from then on)
     # Set by the send: "sent", "transient", "permanent", "error"; None: not sent.
     result: str | None = None
     provider_id: str | None = None
@@ -167,6 +169,9 @@ def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
         [m.contact.email for m in messages.values() if m.status == "queued"],
         hash_key=erasure_key(ctx.settings),  # sending threads have no app context
     )
+    variants = variants_for_messages(
+        session, [m for m in messages.values() if m.status == "queued"]
+    )
     for message_id in ids:
         message = messages.get(message_id)
         if message is None or message.status != "queued":
@@ -178,13 +183,15 @@ def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
             continue
         started = time.perf_counter()
         try:
-            outgoing = compose(message, ctx.settings)
+            variant = variants.get(message.id)
+            outgoing = compose(message, ctx.settings, variant=variant)
         except TemplateRenderError as error:
             decision.decided.append((_fail_render(session, message, error), message_id))
             continue
         finally:
             decision.render_seconds += time.perf_counter() - started
-        decision.claims.append(Claim(message, outgoing, message.attempts + 1))
+        variant_id = variant.id if variant is not None else None
+        decision.claims.append(Claim(message, outgoing, message.attempts + 1, variant_id))
     if ctx.control.stop.is_set():
         # A 401/403 elsewhere meanwhile: claim nothing; these stay `queued` (the lease
         # brings them back), as the rest of the batch does.
@@ -202,6 +209,8 @@ def _skip(ctx: ChunkContext, message: Message, reason: str, action: str) -> str:
     elif action == "reschedule":
         # Due again once it can go; the tick then re-queues this same row.
         message.enrollment.next_send_at = ctx.now()
+    elif action == "advance":  # "send only if" did not hold: on to the next email
+        skip_step(session, message.enrollment, now=ctx.now())
     detail = f"{email_label(message)} skipped: {reason}"
     transitions.record_message_activity(session, message, "email_skipped", detail, WORKER)
     return "skipped"
@@ -232,6 +241,7 @@ def claim(ctx: ChunkContext, decision: Decision, outcomes: _Outcomes) -> list[Cl
             text=c.outgoing.text,
             headers=c.outgoing.headers,
             template_version=c.message.step.version,
+            variant_id=c.variant_id,
         )
         for c in claims
     ]

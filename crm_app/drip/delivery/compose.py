@@ -23,9 +23,11 @@ from crm_app.drip.campaigns.rendering import (
 from crm_app.drip.campaigns.unsubscribe_link import links_visibly
 from crm_app.drip.common.headers import header_safe
 from crm_app.drip.delivery.backends import OutgoingEmail
+from crm_app.drip.experiments.blocks import session_blocks, with_blocks
+from crm_app.drip.experiments.variants import variant_texts
 from crm_app.drip.team.workspace import workspace_sender
 from crm_app.drip.tracking.reply_tokens import reply_address
-from crm_app.models import Message
+from crm_app.models import Message, StepVariant
 
 
 def email_label(message: Message) -> str:
@@ -58,19 +60,24 @@ def _footer(
     return html, text
 
 
-def compose(message: Message, settings: Settings) -> OutgoingEmail:
-    """Render the step for this contact, add the compliance footer and the headers.
+def compose(
+    message: Message, settings: Settings, variant: StepVariant | None = None
+) -> OutgoingEmail:
+    """Render the step (or its A/B `variant`) for this contact, with its content blocks,
+    add the compliance footer and the headers.
 
     Raises TemplateRenderError (the sandbox refused or the template broke)."""
     contact, step = message.contact, message.step
     # The contact's owner speaks, else the workspace (one read per session, see workspace.py).
-    workspace = workspace_sender(object_session(message), settings)
+    session = object_session(message)
+    workspace = workspace_sender(session, settings)
     sender = sender_context(contact.owner, workspace)
     link = unsubscribe_url(
         settings.public_base_url, contact.id, contact.email, secret_key=settings.secret_key
     )
     context = build_context(contact_context(contact), sender, unsubscribe_url=link)
-    rendered = render_email(step.subject, step.body_html, step.body_text, context)
+    context = with_blocks(context, session_blocks(session))
+    rendered = render_email(*variant_texts(step, variant), context)
     company = settings.sender_company or settings.mail_from_name
     html, text = _footer(rendered, link, company, workspace.postal_address)
     return OutgoingEmail(

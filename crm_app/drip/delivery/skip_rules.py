@@ -5,18 +5,22 @@ this email go" reads them)."""
 from __future__ import annotations
 
 from crm_app.drip.audience.eligibility import mailing_block_reason
+from crm_app.drip.experiments.conditions import condition_failure
 from crm_app.models import Message
 
 
 def skip_reason(
     session, message: Message, suppressions: dict[str, str] | None = None
 ) -> tuple[str, str] | None:
-    """(reason, what to do with the enrolment: none/stop/reschedule) when this email
-    must not go out now, else None.
+    """(reason, what to do with the enrolment: none/stop/reschedule/advance) when this
+    email must not go out now, else None ("advance": its condition does not hold, the
+    enrolment moves on to the next email).
 
     Steps are compared by identity: an enrolment whose step was moved elsewhere in the
     sequence still gets this email; one that was moved to another step does not."""
     enrollment = message.enrollment
+    if enrollment.converted_at is not None:  # an exit goal (experiments/goals.py)
+        return f"the contact reached a goal of the campaign ({enrollment.end_reason})", "none"
     if enrollment.status != "active":
         return f"the enrolment has ended ({enrollment.end_reason or enrollment.status})", "none"
     if message.step_id is None:
@@ -29,4 +33,7 @@ def skip_reason(
         return blocked, "stop"
     if message.campaign.status != "active":
         return f"the campaign is {message.campaign.status}", "reschedule"
+    failed = condition_failure(session, message)
+    if failed:
+        return failed, "advance"
     return None

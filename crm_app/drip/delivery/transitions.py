@@ -44,6 +44,7 @@ class ClaimRow:
     text: str
     headers: dict
     template_version: int
+    variant_id: int | None = None  # the A/B variant; a row keeps the first one recorded
 
 
 def claim(session, rows: list[ClaimRow], claimed_at: datetime) -> set[int]:
@@ -63,6 +64,7 @@ def claim(session, rows: list[ClaimRow], claimed_at: datetime) -> set[int]:
                 "text": row.text,
                 "headers": row.headers,
                 "template_version": row.template_version,
+                "variant_id": row.variant_id,
             }
             for row in rows
         ],
@@ -78,6 +80,7 @@ def claim(session, rows: list[ClaimRow], claimed_at: datetime) -> set[int]:
             "text": r.text,
             "headers": r.headers,
             "template_version": r.template_version,
+            "variant_id": sa.func.coalesce(MESSAGES.c.variant_id, r.variant_id),
         },
     )
 

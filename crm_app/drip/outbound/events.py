@@ -46,6 +46,7 @@ EVENT_FOR_KIND = {
     "type_changed": "contact.updated",
     "enrolled": "contact.enrolled",
     "stopped": "enrollment.stopped",
+    "converted": "enrollment.stopped",  # an exit goal ended it (experiments/goals.py)
     "completed": "enrollment.completed",
     "email_sent": "email.sent",
     "email_marked_sent": "email.sent",

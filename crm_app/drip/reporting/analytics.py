@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from crm_app.drip.campaigns.naming import subject_title
 from crm_app.drip.reporting.date_range import DateRange
 from crm_app.models import Campaign, CampaignStep, Enrollment, Message
-from crm_app.models.tracking import ContactGoal
 
 
 def _pct(part: int, whole: int) -> float | None:
@@ -78,7 +77,7 @@ class EnrollmentOutcomes:
     ended: int = 0  # completed or stopped in the range
     completed: int = 0
     started: int = 0  # enrolled in the range
-    converted: int = 0  # of those started, reached the goal within goal_days
+    converted: int = 0  # of those started, ended by an exit goal (converted_at)
 
     @property
     def completion_rate(self) -> float | None:
@@ -198,12 +197,8 @@ def enrollment_outcomes(
 ) -> dict[int, EnrollmentOutcomes]:
     """Completion (ended in range) and conversion (started in range), per campaign: 2 queries.
 
-    Converted: the contact has a ContactGoal between enrolment and enrolment + goal_days:
-    "type:<goal_contact_type>" when the campaign names one, or any "goal:..." event; and
-    a stopped enrolment only if the goal came by the moment it stopped (a type change
-    stops it at the very moment of its goal: that counts), never for a goal after it.
-    The conversions are a query of their own so that EXISTS sits in the WHERE clause,
-    where PostgreSQL runs it as a semi-join rather than once per enrolment.
+    Converted: exactly the enrolments an exit goal ended (converted_at set: a goal event
+    the campaign names, or the contact reaching its goal type; experiments/goals.py).
     """
     ended = sa.and_(
         Enrollment.status.in_(("completed", "stopped")),
@@ -229,24 +224,9 @@ def enrollment_outcomes(
     ):
         outcomes[campaign] = EnrollmentOutcomes(int(n_ended), int(n_completed), int(n_started))
 
-    dialect = session.get_bind().dialect.name
-    reached_goal = sa.exists().where(
-        ContactGoal.contact_id == Enrollment.contact_id,
-        ContactGoal.occurred_at >= Enrollment.enrolled_at,
-        ContactGoal.occurred_at <= add_days(Enrollment.enrolled_at, Campaign.goal_days, dialect),
-        sa.or_(Enrollment.status != "stopped", ContactGoal.occurred_at <= Enrollment.ended_at),
-        sa.or_(
-            ContactGoal.name.startswith("goal:", autoescape=True),
-            sa.and_(
-                Campaign.goal_contact_type != "",
-                ContactGoal.name == sa.literal("type:") + Campaign.goal_contact_type,
-            ),
-        ),
-    )
     for campaign, converted in session.execute(
         sa.select(Enrollment.campaign_id, sa.func.count(Enrollment.id))
-        .join(Campaign, Campaign.id == Enrollment.campaign_id)
-        .where(started, reached_goal, *scope)
+        .where(started, Enrollment.converted_at.is_not(None), *scope)
         .group_by(Enrollment.campaign_id)
     ):
         outcomes.setdefault(campaign, EnrollmentOutcomes()).converted = int(converted)

@@ -1,0 +1,115 @@
+"""'Send only if': a condition on an email, checked by the worker just before it goes.
+
+A condition is either a rule on the contact's fields (rules.py) or on engagement with
+the previous email of the same enrolment (the last one sent): "opened", "clicked", or
+"not_opened" (not opened within this email's delay, i.e. by the time this one is due).
+When it does not hold, the email is skipped with the reason on the timeline and the
+enrolment moves on to the next email (delivery/skip_rules.py, chunk.py).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from crm_app.drip.campaigns.rendering import contact_context
+from crm_app.drip.common.errors import FieldErrors
+from crm_app.drip.experiments.rules import describe, matches, rule_errors
+from crm_app.drip.team.audit import record_audit
+from crm_app.models import CampaignStep, Message
+
+ENGAGEMENT = {
+    "opened": "the previous email was opened",
+    "clicked": "a link in the previous email was clicked",
+    "not_opened": "the previous email was not opened within this email's delay",
+}
+
+
+class ConditionError(FieldErrors):
+    """A condition that cannot be saved."""
+
+
+def describe_condition(condition: dict | None) -> str:
+    if not condition:
+        return "always"
+    if condition.get("kind") == "engagement":
+        return ENGAGEMENT.get(condition.get("event", ""), condition.get("event", ""))
+    return describe(condition)
+
+
+def set_condition(
+    session,
+    step: CampaignStep,
+    kind: str,
+    field: str,
+    op: str,
+    value: str,
+    event: str,
+    *,
+    actor: str,
+) -> None:
+    """Save (kind "field" or "engagement") or clear (kind "none") the step's condition."""
+    if kind == "none":
+        step.condition = None
+    elif kind == "engagement":
+        if event not in ENGAGEMENT:
+            raise ConditionError({"event": "Choose opened, clicked or not opened."})
+        if step.position == 1:
+            raise ConditionError({"event": "The first email has no previous email."})
+        step.condition = {"kind": "engagement", "event": event}
+    elif kind == "field":
+        errors = rule_errors(field, op, value)
+        if errors:
+            raise ConditionError(errors)
+        step.condition = {"kind": "field", "field": field.strip(), "op": op, "value": value.strip()}
+    else:
+        raise ConditionError({"kind": "Choose a kind of condition."})
+    step.campaign.customized = True
+    summary = (
+        f"Email {step.position} of {step.campaign.name}: send only if "
+        f"{describe_condition(step.condition)}"
+    )
+    record_audit(session, actor, "step.condition", "campaign_step", step.id, summary)
+
+
+def _previous_sent(session, message: Message) -> Message | None:
+    return session.scalar(
+        sa.select(Message)
+        .where(
+            Message.enrollment_id == message.enrollment_id,
+            Message.id != message.id,
+            Message.status == "sent",
+        )
+        .order_by(Message.sent_at.desc(), Message.id.desc())
+        .limit(1)
+    )
+
+
+def condition_failure(session, message: Message) -> str | None:
+    """Why this email's condition does not hold for its contact (None: it holds, or
+    there is none). Reads only when the step has a condition."""
+    condition = message.step.condition if message.step is not None else None
+    if not condition:
+        return None
+    label = describe_condition(condition)
+    if condition.get("kind") != "engagement":
+        if matches(condition, contact_context(message.contact)):
+            return None
+        return f"its condition does not hold ({label})"
+    previous = _previous_sent(session, message)
+    if previous is None or previous.sent_at is None:
+        return f"its condition does not hold ({label}): no previous email was sent"
+    event = condition["event"]
+    if event == "opened":
+        holds = previous.opened_at is not None
+    elif event == "clicked":
+        holds = previous.clicked_at is not None
+    else:
+        window_end = previous.sent_at + timedelta(days=message.step.delay_days)
+        holds = previous.opened_at is None or previous.opened_at > window_end
+    return None if holds else f"its condition does not hold ({label})"
+
+
+def condition_fields(steps: list[CampaignStep]) -> set[str]:
+    return {s.condition["field"] for s in steps if s.condition and s.condition.get("field")}
