@@ -34,6 +34,16 @@ class Campaign(db.Model):
     # A human reply to one of its emails ends the contact's enrolment (automatic replies
     # such as out-of-office never do).
     stop_on_reply: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
+    # Circuit breaker (drip/delivery/breaker.py): over its last `breaker_sends` sends
+    # (0: off), a bounce share above breaker_bounce_pct or a spam-report share above
+    # breaker_spam_pct (Gmail's line for bulk senders) pauses the campaign by itself.
+    breaker_sends: Mapped[int] = mapped_column(sa.Integer, default=200, server_default="200")
+    breaker_bounce_pct: Mapped[float] = mapped_column(sa.Float, default=5.0, server_default="5")
+    breaker_spam_pct: Mapped[float] = mapped_column(sa.Float, default=0.3, server_default="0.3")
+    # Why, by whom and when it was last paused (cleared when it is active again).
+    paused_reason: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    paused_by: Mapped[str] = mapped_column(sa.String(120), default="", server_default="")
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when an admin edits the campaign: `flask seed` never overwrites it then.
     customized: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -54,6 +54,13 @@ class Message(db.Model):
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     spam_reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The first open / click a person made (not Apple's privacy proxy, not a link
+    # scanner: tracking/engagement.py): analytics shows them beside the raw ones.
+    human_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    human_clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How an in-doubt email was settled: "sendgrid" (an event proved it went),
+    # "requeued" (no trace while the webhook was healthy: sent again), "admin".
+    in_doubt_resolution: Mapped[str | None] = mapped_column(sa.String(16))
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     enrollment = relationship("Enrollment")
@@ -74,6 +81,13 @@ class Message(db.Model):
         sa.Index("ix_messages_campaign_sent", "campaign_id", "sent_at"),
         # The dashboard's "sent today/this week" and the all-campaigns table.
         sa.Index("ix_messages_sent_at", "sent_at"),
+        # The dashboard's "in doubt, resolved each way" (empty for most messages).
+        sa.Index(
+            "ix_messages_in_doubt_resolution",
+            "in_doubt_resolution",
+            sqlite_where=sa.text("in_doubt_resolution IS NOT NULL"),
+            postgresql_where=sa.text("in_doubt_resolution IS NOT NULL"),
+        ),
     )
 
     @property
