@@ -26,6 +26,7 @@ from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.ids import MAX_ID
 from crm_app.drip.common.sql import in_values, insert_rows, update_rows
 from crm_app.drip.delivery.admin_actions import mark_sent
+from crm_app.drip.tracking.engagement import flag_machine_events, human_column
 from crm_app.models import Contact, Message, utcnow
 from crm_app.models.tracking import EmailEvent, WebhookBatch
 
@@ -90,6 +91,8 @@ class _Event:
     detail: str = ""
     # The address was erased (GDPR): the event is stored without address, payload or detail.
     erased: bool = False
+    # Apple's privacy proxy opened it, or a link scanner clicked (engagement.py).
+    machine: bool = False
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -151,7 +154,14 @@ def _resolve_messages(session, events: list[_Event]) -> None:
     """Tie each event to its message: custom_args first, then sg_message_id."""
     custom_ids = [_message_id(e.raw.get("message_id")) for e in events]
     wanted_ids = {mid for mid in custom_ids if mid is not None}
-    columns = (Message.id, Message.contact_id, Message.campaign_id, Message.provider_message_id)
+    columns = (
+        Message.id,
+        Message.contact_id,
+        Message.campaign_id,
+        Message.provider_message_id,
+        Message.delivered_at,
+        Message.sent_at,
+    )
     rows = []
     if wanted_ids:
         rows += session.execute(
@@ -171,6 +181,8 @@ def _resolve_messages(session, events: list[_Event]) -> None:
             )
         ).all()
     by_provider = {r.provider_message_id: r for r in rows if r.provider_message_id}
+    delivered_at: dict[int, datetime | None] = {}
+    sent_at: dict[int, datetime | None] = {}
     for event, custom_id in zip(events, custom_ids, strict=True):
         row = by_id.get(custom_id) or by_provider.get(_provider_id(event.raw))
         if row is not None:
@@ -179,6 +191,9 @@ def _resolve_messages(session, events: list[_Event]) -> None:
                 row.contact_id,
                 row.campaign_id,
             )
+            delivered_at[row.id], sent_at[row.id] = row.delivered_at, row.sent_at
+    # Opens by Apple's proxy and scanners' clicks, from the times just read (no query).
+    flag_machine_events(events, delivered_at, sent_at)
 
 
 def _store(session, events: list[_Event], now: datetime) -> set[str]:
@@ -194,6 +209,7 @@ def _store(session, events: list[_Event], now: datetime) -> set[str]:
             "outcome": "applied",
             "detail": e.detail,
             "payload": {} if e.erased else e.raw,
+            "machine": e.machine,
         }
         for e in events
     ]
@@ -228,12 +244,14 @@ def _record_first_seen(session, events: list[_Event]) -> None:
     """Per message and column keep the earliest time: replays and late events change nothing."""
     earliest: dict[tuple[str, int], datetime] = {}
     for e in events:
-        column = FIRST_SEEN_COLUMN.get(e.event)
-        if column is None or e.message_id is None:
+        if e.message_id is None:
             continue
-        key = (column, e.message_id)
-        if key not in earliest or e.occurred_at < earliest[key]:
-            earliest[key] = e.occurred_at
+        for column in (FIRST_SEEN_COLUMN.get(e.event), human_column(e)):
+            if column is None:
+                continue
+            key = (column, e.message_id)
+            if key not in earliest or e.occurred_at < earliest[key]:
+                earliest[key] = e.occurred_at
     by_column: dict[str, list[dict]] = defaultdict(list)
     for (column, message_id), at in earliest.items():
         by_column[column].append({"id": message_id, "at": at})
@@ -270,7 +288,9 @@ def _record_timeline(session, events: list[_Event], now: datetime) -> None:
         activity_row(
             e.contact_id,
             f"email_{e.event}",
-            labels[e.event] + (f": {e.detail}" if e.detail else ""),
+            labels[e.event]
+            + (" (by a machine, not counted as a person's)" if e.machine else "")
+            + (f": {e.detail}" if e.detail else ""),
             actor=ACTOR,
             campaign_id=e.campaign_id,
             enrollment_id=None,
