@@ -44,6 +44,9 @@ class Campaign(db.Model):
     paused_reason: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     paused_by: Mapped[str] = mapped_column(sa.String(120), default="", server_default="")
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The breaker counts sends from here on: set when an admin resumes a campaign it
+    # paused, so the bounces that tripped it do not trip it again at the next event.
+    breaker_counts_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when an admin edits the campaign: `flask seed` never overwrites it then.
     customized: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

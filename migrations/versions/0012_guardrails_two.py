@@ -45,13 +45,14 @@ def upgrade():
     op.add_column('campaigns', sa.Column('paused_reason', sa.Text(), server_default='', nullable=False))
     op.add_column('campaigns', sa.Column('paused_by', sa.String(length=120), server_default='', nullable=False))
     op.add_column('campaigns', sa.Column('paused_at', crm_app.models.types.UTCDateTime(), nullable=True))
+    op.add_column('campaigns', sa.Column('breaker_counts_from', crm_app.models.types.UTCDateTime(), nullable=True))
     op.add_column('enrollments', sa.Column('cap_held_until', crm_app.models.types.UTCDateTime(), nullable=True))
 
 
 def downgrade():
     # ALTER TABLE .. DROP COLUMN (SQLite 3.35+), never batch mode (see the docstring).
     op.drop_column('enrollments', 'cap_held_until')
-    for column in ('paused_at', 'paused_by', 'paused_reason', 'breaker_spam_pct',
+    for column in ('breaker_counts_from', 'paused_at', 'paused_by', 'paused_reason', 'breaker_spam_pct',
                    'breaker_bounce_pct', 'breaker_sends'):
         op.drop_column('campaigns', column)
     op.drop_index('ix_messages_in_doubt_resolution', table_name='messages')

@@ -26,6 +26,7 @@ from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.ids import MAX_ID
 from crm_app.drip.common.sql import in_values, insert_rows, update_rows
 from crm_app.drip.delivery.admin_actions import mark_sent
+from crm_app.drip.tracking.breaker import check_campaigns, tripping_campaigns
 from crm_app.drip.tracking.engagement import flag_machine_events, human_column
 from crm_app.models import Contact, Message, utcnow
 from crm_app.models.tracking import EmailEvent, WebhookBatch
@@ -417,6 +418,8 @@ def ingest_events(
     _record_first_seen(session, fresh)
     _record_timeline(session, fresh, now)
     _apply_consequences(session, fresh, now)
+    # After the first-seen times: the breaker counts bounced_at / spam_reported_at.
+    check_campaigns(session, tripping_campaigns(fresh), now=now)
     session.add(
         WebhookBatch(
             received_at=now,
