@@ -35,6 +35,7 @@ from crm_app.drip.delivery.backends import (
     TransientSendError,
 )
 from crm_app.drip.delivery.compose import compose, email_label
+from crm_app.drip.delivery.in_doubt import settle_requeued, traced_requeued
 from crm_app.drip.delivery.provider_health import set_backend_auth_failure
 from crm_app.drip.delivery.report import BatchControl, DeliveryReport
 from crm_app.drip.delivery.skip_rules import skip_reason
@@ -167,9 +168,16 @@ def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
         [m.contact.email for m in messages.values() if m.status == "queued"],
         hash_key=erasure_key(ctx.settings),  # sending threads have no app context
     )
+    # An in-doubt email queued again for lack of a trace, that SendGrid reported after
+    # all: sent, never claimed again (one query, only when the chunk has any).
+    traced = traced_requeued(session, [m for m in messages.values() if m.status == "queued"])
     for message_id in ids:
         message = messages.get(message_id)
         if message is None or message.status != "queued":
+            decision.decided.append(("not_claimed", message_id))
+            continue
+        if message_id in traced:
+            settle_requeued(session, message, at=traced[message_id], actor=WORKER)
             decision.decided.append(("not_claimed", message_id))
             continue
         skip = skip_reason(session, message, suppressions)

@@ -24,6 +24,7 @@ from crm_app.drip.campaigns.naming import step_name
 from crm_app.drip.campaigns.schedule import clamp_to_send_window, is_inside_send_window
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.sql import dialect_insert, in_values, insert_rows, is_postgres, update_rows
+from crm_app.drip.delivery.in_doubt import AutoResolve, requeue_untraced
 from crm_app.models import Campaign, Contact, Enrollment, Message, SystemState, utcnow
 
 LAST_TICK_KEY = "last_tick_at"
@@ -56,6 +57,8 @@ class TickResult:
     not_repeated: int = 0  # a resumed contact already got this email earlier: moved past it
     requeued: int = 0  # `queued` rows past their lease (Redis lost them), enqueued again
     in_doubt: int = 0  # `sending` rows past their lease: the worker vanished mid-send
+    # in-doubt rows SendGrid has no trace of while its webhook is healthy: queued again
+    in_doubt_requeued: int = 0
     enqueued: list[int] = field(default_factory=list)  # message ids handed to `enqueue`
 
     def as_dict(self) -> dict:
@@ -71,6 +74,7 @@ def run_tick(
     *,
     lease_seconds: int = 600,
     chunk_size: int = 5000,
+    auto_resolve: AutoResolve | None = None,
 ) -> TickResult:
     """One tick. Commits its own transactions, because the order matters:
     rows are committed before their ids reach `enqueue` (Redis)."""
@@ -90,6 +94,13 @@ def run_tick(
 
     # Housekeeping: vanished workers and lost jobs (cheap: the status index).
     result.in_doubt = _mark_in_doubt(session, now, cutoff)
+    if auto_resolve is not None:
+        untraced = requeue_untraced(session, now, auto_resolve)
+        session.commit()  # before Redis hears of them, as every enqueue
+        if untraced:
+            enqueue(untraced)
+            result.enqueued.extend(untraced)
+            result.in_doubt_requeued = len(untraced)
     while True:
         requeued = _release_expired_queued(session, now, cutoff, chunk_size)
         session.commit()

@@ -26,6 +26,7 @@ from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.ids import MAX_ID
 from crm_app.drip.common.sql import in_values, insert_rows, update_rows
 from crm_app.drip.delivery.admin_actions import mark_sent
+from crm_app.drip.delivery.in_doubt import settle_requeued
 from crm_app.drip.tracking.breaker import check_campaigns, tripping_campaigns
 from crm_app.drip.tracking.engagement import flag_machine_events, human_column
 from crm_app.models import Contact, Message, utcnow
@@ -350,18 +351,37 @@ def _apply_consequences(session, events: list[_Event], now: datetime) -> None:
 
 
 def _resolve_in_doubt(session, events: list[_Event]) -> None:
-    """SendGrid has the message: an in-doubt row was in fact sent (one query to find them)."""
+    """SendGrid has the message: an in-doubt row was in fact sent (one query to find
+    them). So was one the tick queued again for lack of a trace, when any event of it
+    arrives before a worker claims it again (delivery/in_doubt.py)."""
     seen: dict[int, datetime] = {}
     for e in events:
-        if e.event in ("processed", "delivered") and e.message_id is not None:
+        if e.message_id is not None:
             seen[e.message_id] = min(e.occurred_at, seen.get(e.message_id, e.occurred_at))
     if not seen:
         return
-    in_doubt = session.scalars(
-        sa.select(Message).where(Message.id.in_(seen), Message.status == "in_doubt")
+    proving = {e.message_id for e in events if e.event in ("processed", "delivered")}
+    candidates = session.scalars(
+        sa.select(Message).where(
+            in_values(session, Message.id, seen),
+            sa.or_(
+                Message.status == "in_doubt",
+                sa.and_(Message.status == "queued", Message.in_doubt_resolution == "requeued"),
+            ),
+        )
     )
-    for message in in_doubt:
-        mark_sent(session, message, actor=ACTOR, note="SendGrid reported it", now=seen[message.id])
+    for message in candidates:
+        if message.status == "queued":
+            settle_requeued(session, message, at=seen[message.id], actor=ACTOR)
+        elif message.id in proving:
+            mark_sent(
+                session,
+                message,
+                actor=ACTOR,
+                note="SendGrid reported it",
+                now=seen[message.id],
+                resolution="sendgrid",
+            )
 
 
 def _mark_erased(session, events: list[_Event], hash_key: bytes | None) -> None:
