@@ -173,6 +173,6 @@ def test_dashboard_counts_each_way(admin, session, make_contact):
     session.refresh(requeued)
     assert requeued.in_doubt_resolution == "requeued"
     html = admin.get("/").get_data(as_text=True)
-    assert '<span data-resolved="sendgrid">1</span>' in html
-    assert '<span data-resolved="requeued">1</span>' in html
-    assert '<span data-resolved="admin">1</span>' in html
+    assert '<b data-resolved="sendgrid">1</b>' in html
+    assert '<b data-resolved="requeued">1</b>' in html
+    assert '<b data-resolved="admin">1</b>' in html
