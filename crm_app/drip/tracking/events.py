@@ -354,13 +354,17 @@ def _resolve_in_doubt(session, events: list[_Event]) -> None:
     """SendGrid has the message: an in-doubt row was in fact sent (one query to find
     them). So was one the tick queued again for lack of a trace, when any event of it
     arrives before a worker claims it again (delivery/in_doubt.py)."""
-    seen: dict[int, datetime] = {}
+    seen: dict[int, datetime] = {}  # any event: the first one's time
+    proving: dict[int, datetime] = {}  # processed / delivered: the first one's time
     for e in events:
-        if e.message_id is not None:
-            seen[e.message_id] = min(e.occurred_at, seen.get(e.message_id, e.occurred_at))
+        if e.message_id is None:
+            continue
+        seen[e.message_id] = min(e.occurred_at, seen.get(e.message_id, e.occurred_at))
+        if e.event in ("processed", "delivered"):
+            first = proving.get(e.message_id, e.occurred_at)
+            proving[e.message_id] = min(e.occurred_at, first)
     if not seen:
         return
-    proving = {e.message_id for e in events if e.event in ("processed", "delivered")}
     candidates = session.scalars(
         sa.select(Message).where(
             in_values(session, Message.id, seen),
@@ -379,7 +383,7 @@ def _resolve_in_doubt(session, events: list[_Event]) -> None:
                 message,
                 actor=ACTOR,
                 note="SendGrid reported it",
-                now=seen[message.id],
+                now=proving[message.id],
                 resolution="sendgrid",
             )
 
