@@ -157,3 +157,23 @@ def test_next_allowed_counts_a_rolling_window():
     assert next_allowed(FrequencyCap(2, timedelta(hours=24)), sends, WEDNESDAY_10) == WEDNESDAY_10
     # A send exactly one window ago no longer counts.
     assert next_allowed(DAILY, [WEDNESDAY_10 - timedelta(hours=24)], WEDNESDAY_10) == WEDNESDAY_10
+
+
+def test_two_queued_emails_of_one_contact_in_one_batch_one_goes(
+    session, make_contact, campaigns, backend, settings, fake_sendgrid
+):
+    now = utcnow()
+    contact, enrollments = _in_two_campaigns(session, make_contact, campaigns, None)
+    for enrollment in enrollments:
+        open_all_week(enrollment.campaign)
+        enrollment.next_send_at = now - timedelta(minutes=1)
+    session.commit()
+    run_tick(session, lambda ids: None, now=now)  # no cap in this tick: both queued
+    ids = [m.id for m in _messages(session, contact)]
+    assert len(ids) == 2
+
+    capped = settings.replace(frequency_cap_count=1, frequency_cap_window_hours=24)
+    deliver_messages(session, ids, backend, capped)
+    statuses = sorted(m.status for m in _messages(session, contact))
+    assert statuses == ["sent", "skipped"]
+    assert sum(fake_sendgrid.deliveries.values()) == 1

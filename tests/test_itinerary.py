@@ -124,3 +124,25 @@ def test_contact_page_shows_the_itinerary_on_both_clocks(
     assert " EST</td>" in section or " EDT</td>" in section  # the contact's clock
     assert " JST</td>" in section  # the viewer's
     assert "frequency cap (1 email per day" in section
+
+
+def test_the_itinerary_is_what_the_tick_then_does(session, make_contact, campaigns):
+    """Walk the projected dates: at each one the tick creates exactly that email (and
+    nothing before it), under the same cap."""
+    from crm_app.drip.audience.enrollment import advance
+    from crm_app.drip.delivery.tick import run_tick
+    from crm_app.models import Message
+
+    contact = _two_campaigns(session, make_contact, campaigns, timezone="Europe/Paris")
+    planned = contact_itinerary(session, contact, cap=DAILY, now=WEDNESDAY_10).items[:5]
+    for item in planned:
+        early = run_tick(
+            session, lambda ids: None, now=item.at - timedelta(minutes=1), frequency_cap=DAILY
+        )
+        assert early.created == 0, item.title
+        assert run_tick(session, lambda ids: None, now=item.at, frequency_cap=DAILY).created == 1
+        message = session.scalar(sa.select(Message).order_by(Message.id.desc()).limit(1))
+        assert message.step_id == item.step.id
+        message.status, message.sent_at = "sent", item.at
+        advance(session, message.enrollment, sent_at=item.at, now=item.at)
+        session.commit()
