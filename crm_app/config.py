@@ -46,6 +46,13 @@ class Settings:
     # Event Webhook: accepted clock skew, and when an in-doubt email counts as lost.
     sendgrid_webhook_tolerance_seconds: int = 600
     in_doubt_no_trace_hours: float = 2.0
+    # With the Event Webhook configured and healthy, an in-doubt email with no SendGrid
+    # event after this many minutes was never accepted: it is queued again (0: never).
+    in_doubt_auto_resolve_minutes: float = 30.0
+    # At most this many emails to one contact per rolling window, across all campaigns
+    # (0: no cap); a held email waits for the next allowed moment inside its window.
+    frequency_cap_count: int = 1
+    frequency_cap_window_hours: float = 24.0
     # Sender identity.
     mail_from_email: str = "hello@example.com"
     mail_from_name: str = "Drip CRM"

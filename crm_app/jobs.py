@@ -20,6 +20,8 @@ from crm_app.drip.api.idempotency import purge_expired
 from crm_app.drip.audience.bulk_actions import BulkAction, Selection, run_bulk_action
 from crm_app.drip.audience.import_run import run_import
 from crm_app.drip.delivery.backends import Backend, backend_from_settings
+from crm_app.drip.delivery.frequency_cap import FrequencyCap
+from crm_app.drip.delivery.in_doubt import AutoResolve
 from crm_app.drip.delivery.pipeline import deliver_concurrently
 from crm_app.drip.delivery.tick import run_tick
 from crm_app.drip.experiments.auto_promotion import auto_promote
@@ -64,6 +66,11 @@ def tick() -> dict:
             lambda ids: enqueue_deliveries(queue, ids),
             lease_seconds=settings.delivery_lease_seconds,
             chunk_size=settings.delivery_tick_chunk,
+            frequency_cap=FrequencyCap.from_settings(settings),
+            auto_resolve=AutoResolve(
+                webhook_configured=bool(settings.sendgrid_webhook_public_key),
+                after_minutes=settings.in_doubt_auto_resolve_minutes,
+            ),
         )
     finally:
         db.session.remove()

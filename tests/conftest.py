@@ -86,6 +86,10 @@ def _migrated_app(database_url, redis_url, rq_queue, tmp_path_factory):
             "SECRET_KEY": "test-secret-key",
             "SERVER_NAME": None,
             "PUBLIC_BASE_URL": "http://localhost",
+            # The frequency cap (1 email a day by default) is off for the suite, whose
+            # tests walk one contact through several emails at once; its own tests
+            # (test_frequency_cap.py, the itinerary's, "why"'s) turn it on.
+            "FREQUENCY_CAP_COUNT": 0,
         }
     )
     from flask_migrate import upgrade

@@ -101,6 +101,7 @@ def worker_env(app, database_url: str, redis_url: str, fake: FakeSendGrid, tmp_p
             "SENDGRID_API_HOST": fake.url,
             "SENDGRID_TIMEOUT": "5",
             "PUBLIC_BASE_URL": "http://localhost",
+            "FREQUENCY_CAP_COUNT": "0",  # as the suite's app (tests/conftest.py)
             "DRIP_INSTANCE_PATH": str(tmp_path / "instance"),
             "RQ_QUEUE": app.config["RQ_QUEUE"],  # the run's own queue, never a shared default
             "PYTHONPATH": str(ROOT),

@@ -183,8 +183,10 @@ def test_per_variant_results_count_sends_opens_clicks_and_conversions(
     now = utcnow()
     opened = [m for m in messages if m.id % 2 == 0]
     for message in opened:
-        message.opened_at = now
-    messages[0].clicked_at = now
+        message.opened_at = message.human_opened_at = now
+    messages[0].clicked_at = messages[0].human_clicked_at = now
+    machine_opened = next(m for m in messages if m not in opened)
+    machine_opened.opened_at = now  # Apple's proxy opened it, no person: not counted
     session.commit()
     record_goal(session, messages[0].contact, "Demo booked", actor="test")
     session.commit()
@@ -240,7 +242,7 @@ def test_auto_promotion_is_off_by_default_and_promotes_a_clear_winner(
     for message in messages:  # B: 4 in 5 opened; A: 1 in 4
         opened = message.id % 5 != 0 if message.variant_id == b.id else message.id % 4 == 0
         if opened:
-            message.opened_at = now
+            message.opened_at = message.human_opened_at = now
     session.commit()
     assert settings.ab_auto_promote_after == 0
     assert auto_promote(session, after=settings.ab_auto_promote_after, min_sends=5) == []

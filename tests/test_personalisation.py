@@ -180,6 +180,7 @@ def test_engagement_conditions_read_the_previous_email(
         sa.select(Message).where(Message.contact_id == opener.id, Message.status == "sent")
     )
     first_of_opener.opened_at = first_of_opener.sent_at + timedelta(hours=1)
+    first_of_opener.human_opened_at = first_of_opener.opened_at
     session.commit()
 
     to_opener, to_ignorer = _due(session, opener), _due(session, ignorer)
@@ -232,7 +233,13 @@ def test_reaching_the_goal_type_converts(session, make_contact, campaigns):
 
 @pytest.mark.parametrize(
     ("event", "engaged", "goes"),
-    [("opened", "opened_at", True), ("opened", None, False), ("clicked", "clicked_at", True)],
+    [
+        ("opened", "human_opened_at", True),
+        ("opened", None, False),
+        ("opened", "opened_at", False),  # a machine open only: no sign of a person
+        ("clicked", "human_clicked_at", True),
+        ("clicked", "clicked_at", False),  # a link scanner's click only
+    ],
 )
 def test_opened_and_clicked_conditions(
     session, make_contact, campaigns, backend, settings, event, engaged, goes
@@ -245,6 +252,8 @@ def test_opened_and_clicked_conditions(
     first = session.scalar(sa.select(Message).where(Message.contact_id == contact.id))
     if engaged:
         setattr(first, engaged, first.sent_at + timedelta(minutes=5))
+        if engaged.startswith("human_"):  # a person's open is an open too
+            setattr(first, engaged.removeprefix("human_"), first.sent_at + timedelta(minutes=5))
     session.commit()
     following = _due(session, contact)
     deliver_messages(session, [following.id], backend, settings)

@@ -37,6 +37,19 @@ class Campaign(db.Model):
     # Exit goals: recorded goal events (names, one per line) that end an enrolment as
     # converted; with goal_contact_type (the contact reaching that type) the other way.
     goal_events: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    # Circuit breaker (drip/delivery/breaker.py): over its last `breaker_sends` sends
+    # (0: off), a bounce share above breaker_bounce_pct or a spam-report share above
+    # breaker_spam_pct (Gmail's line for bulk senders) pauses the campaign by itself.
+    breaker_sends: Mapped[int] = mapped_column(sa.Integer, default=200, server_default="200")
+    breaker_bounce_pct: Mapped[float] = mapped_column(sa.Float, default=5.0, server_default="5")
+    breaker_spam_pct: Mapped[float] = mapped_column(sa.Float, default=0.3, server_default="0.3")
+    # Why, by whom and when it was last paused (cleared when it is active again).
+    paused_reason: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    paused_by: Mapped[str] = mapped_column(sa.String(120), default="", server_default="")
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The breaker counts sends from here on: set when an admin resumes a campaign it
+    # paused, so the bounces that tripped it do not trip it again at the next event.
+    breaker_counts_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when an admin edits the campaign: `flask seed` never overwrites it then.
     customized: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -30,6 +30,9 @@ class Enrollment(db.Model):
     current_step_id: Mapped[int | None] = mapped_column(sa.ForeignKey("campaign_steps.id"))
     entry: Mapped[str] = mapped_column(sa.String(16), default="first", server_default="first")
     next_send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The frequency cap moved next_send_at to this moment (None: not held); kept until
+    # the step goes out, so "why?" and the itinerary can say so.
+    cap_held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     source: Mapped[str] = mapped_column(sa.String(20), default="manual")
     enrolled_by: Mapped[str] = mapped_column(sa.String(120), default="")
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

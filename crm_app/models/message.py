@@ -59,6 +59,13 @@ class Message(db.Model):
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     spam_reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The first open / click a person made (not Apple's privacy proxy, not a link
+    # scanner: tracking/engagement.py): analytics shows them beside the raw ones.
+    human_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    human_clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How an in-doubt email was settled: "sendgrid" (an event proved it went),
+    # "requeued" (no trace while the webhook was healthy: sent again), "admin".
+    in_doubt_resolution: Mapped[str | None] = mapped_column(sa.String(16))
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     enrollment = relationship("Enrollment")
@@ -81,6 +88,13 @@ class Message(db.Model):
         sa.Index("ix_messages_sent_at", "sent_at"),
         # Per-variant results.
         sa.Index("ix_messages_variant_id", "variant_id"),
+        # The dashboard's "in doubt, resolved each way" (empty for most messages).
+        sa.Index(
+            "ix_messages_in_doubt_resolution",
+            "in_doubt_resolution",
+            sqlite_where=sa.text("in_doubt_resolution IS NOT NULL"),
+            postgresql_where=sa.text("in_doubt_resolution IS NOT NULL"),
+        ),
     )
 
     @property

@@ -27,6 +27,8 @@ class EmailEvent(db.Model):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     outcome: Mapped[str] = mapped_column(sa.String(16), default="applied")
     detail: Mapped[str] = mapped_column(sa.Text, default="")  # reason, url or rejection cause
+    # An open by Apple's privacy proxy or a click by a link scanner: kept, counted apart.
+    machine: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
     payload: Mapped[dict] = mapped_column(sa.JSON, default=dict)
 
     # Few indexes on purpose: every one is paid on each of thousands of inserts per

@@ -44,6 +44,7 @@ from crm_app.drip.experiments.blocks import all_blocks
 from crm_app.drip.experiments.conditions import describe_condition
 from crm_app.drip.experiments.summary import campaign_experiments
 from crm_app.drip.team.workspace import workspace_sender
+from crm_app.drip.tracking.breaker import breaker_form, update_breaker
 from crm_app.extensions import db
 from crm_app.models import CONTACT_TYPES, WEEKDAY_NAMES, Campaign, CampaignStep
 from crm_app.web.auth import actor_name, admin_required
@@ -95,6 +96,7 @@ def _render_settings(campaign: Campaign, status: int = 200, **extra: Any):
         "weekday_names": WEEKDAY_NAMES,
         "status_changes": status_changes(campaign),
         "reentry_label": RULE_LABELS[campaign.reentry],
+        "breaker": extra.pop("breaker", None) or breaker_form(campaign),
         **extra,
     }
     if wants_fragment():
@@ -215,7 +217,10 @@ def delete(campaign_id: int):
 
 
 def _settings_change(
-    campaign: Campaign, change: Callable[[], str], submitted_window: dict | None = None
+    campaign: Campaign,
+    change: Callable[[], str],
+    submitted_window: dict | None = None,
+    submitted_breaker: dict | None = None,
 ) -> ResponseReturnValue:
     """Apply one settings change (it returns its notice) and answer with the settings
     panel or the page; a refused change is shown next to its field with a 422."""
@@ -223,7 +228,9 @@ def _settings_change(
         notice = change()
     except CampaignSettingsError as error:
         db.session.rollback()
-        return _render_settings(campaign, 422, errors=error.errors, form=submitted_window)
+        return _render_settings(
+            campaign, 422, errors=error.errors, form=submitted_window, breaker=submitted_breaker
+        )
     db.session.commit()
     return action_response(
         url_for("campaigns.detail", campaign_id=campaign.id),
@@ -265,6 +272,18 @@ def update_replies(campaign_id: int):
         return f"A reply {'now stops' if enabled else 'no longer stops'} {campaign.name}."
 
     return _settings_change(campaign, change)
+
+
+@bp.post("/<int:campaign_id>/breaker")
+@admin_required
+def update_breaker_settings(campaign_id: int):
+    campaign = db.get_or_404(Campaign, campaign_id)
+    form = request.form
+
+    def change() -> str:
+        return update_breaker(db.session, campaign, form, actor=actor_name())
+
+    return _settings_change(campaign, change, submitted_breaker=breaker_form(campaign, form))
 
 
 @bp.post("/<int:campaign_id>/status")

@@ -36,18 +36,22 @@ from crm_app.drip.audience.data_export import export_contact
 from crm_app.drip.audience.erasure import ErasureError, check_erasure_confirmation, erase_contact
 from crm_app.drip.audience.errors import RestartNeedsConfirmation
 from crm_app.drip.audience.export import contacts_csv
+from crm_app.drip.audience.itinerary import contact_itinerary
 from crm_app.drip.audience.panel import (
     campaign_panel,
     contact_timeline,
     enroll_chosen,
     stop_all_or_refuse,
 )
+from crm_app.drip.audience.why import emails_to_explain, why_email
 from crm_app.drip.campaigns.naming import step_name
 from crm_app.drip.common.ids import database_id
 from crm_app.drip.common.timezones import TIMEZONE_CHOICES
+from crm_app.drip.delivery.frequency_cap import FrequencyCap
 from crm_app.extensions import db
-from crm_app.models import CONTACT_TYPES, Contact, Enrollment, utcnow
+from crm_app.models import CONTACT_TYPES, CampaignStep, Contact, Enrollment, utcnow
 from crm_app.web.auth import actor_name, admin_required
+from crm_app.web.filters import local_time, viewer_timezone
 from crm_app.web.htmx import action_response, render_fragment_or_page
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
@@ -202,11 +206,17 @@ def erase(contact_id: int):
 # --- detail and campaign panel ---
 
 
+def _frequency_cap() -> FrequencyCap:
+    return FrequencyCap.from_settings(settings_of(current_app))
+
+
 def _panel_context(contact: Contact, **extra) -> dict:
     return dict(
         contact=contact,
         panel=campaign_panel(db.session, contact),
         activities=contact_timeline(db.session, contact),
+        itinerary=contact_itinerary(db.session, contact, cap=_frequency_cap()),
+        why_choices=emails_to_explain(db.session, contact),
         **extra,
     )
 
@@ -219,6 +229,27 @@ def detail(contact_id: int):
     if contact is None:
         abort(404)
     return render_template("contacts/detail.html", **_panel_context(contact))
+
+
+@bp.get("/<int:contact_id>/why")
+@login_required
+def why(contact_id: int):
+    """Why one email of the contact's campaigns was or was not sent (read-only: a GET).
+    htmx swaps the answer in under the itinerary; without JavaScript, the page."""
+    contact = db.get_or_404(Contact, contact_id)
+    step_id = request.args.get("step", type=database_id)
+    step = db.session.get(CampaignStep, step_id) if step_id is not None else None
+    choices = emails_to_explain(db.session, contact)
+    if step is None or step.id not in {c.step_id for c in choices}:
+        abort(404)
+    zone = viewer_timezone()
+    answer = why_email(
+        db.session, contact, step, cap=_frequency_cap(), fmt=lambda at: local_time(at, zone)
+    )
+    context = dict(why_step=step, why_answer=answer)
+    if request.htmx:
+        return render_template("contacts/_why_answer.html", contact=contact, **context)
+    return render_template("contacts/detail.html", **_panel_context(contact, **context))
 
 
 def panel_action(view: Callable[..., str]) -> Callable[..., ResponseReturnValue]:
@@ -251,7 +282,10 @@ def panel_action(view: Callable[..., str]) -> Callable[..., ResponseReturnValue]
         def panel_and_timeline() -> str:
             context = _panel_context(contact, **extra)
             panel = render_template("contacts/_campaign_panel.html", **context)
-            return panel + render_template("contacts/_timeline.html", oob=True, **context)
+            itinerary = render_template("contacts/_itinerary.html", oob=True, **context)
+            return (
+                panel + itinerary + render_template("contacts/_timeline.html", oob=True, **context)
+            )
 
         return action_response(
             url_for("contacts.detail", contact_id=contact.id),

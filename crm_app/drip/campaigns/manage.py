@@ -224,7 +224,13 @@ class StatusChange:
 
 
 def set_campaign_status(
-    session, campaign: Campaign, status: str, *, actor: str, now: datetime | None = None
+    session,
+    campaign: Campaign,
+    status: str,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    reason: str = "",
 ) -> StatusChange:
     """Pause, resume (or restore) or archive a campaign.
 
@@ -240,6 +246,7 @@ def set_campaign_status(
     previous = campaign.status
     campaign.status = status
     campaign.customized = True
+    _record_pause(campaign, status, actor=actor, reason=reason, now=now or utcnow())
     enrollments = _active_enrollments(session, campaign)
     if status == "active":
         # Emails that fell due while it was stopped go out at the next window opening,
@@ -262,6 +269,17 @@ def set_campaign_status(
         return StatusChange(campaign)
     waiting = enroll_waiting(session, campaign, actor=actor, now=now)
     return StatusChange(campaign, waiting.enrolled, len(waiting.refused))
+
+
+def _record_pause(campaign: Campaign, status: str, *, actor: str, reason: str, now) -> None:
+    """Who paused it, when and why (the dashboard and the campaign page say so); back to
+    active, the circuit breaker counts only the sends from now on."""
+    if status == "paused":
+        campaign.paused_reason, campaign.paused_by, campaign.paused_at = reason, actor, now
+    elif status == "active":
+        if campaign.paused_reason:
+            campaign.breaker_counts_from = now
+        campaign.paused_reason, campaign.paused_by, campaign.paused_at = "", "", None
 
 
 # ---------------------------------------------------------------- replies

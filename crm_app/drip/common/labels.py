@@ -20,6 +20,9 @@ SYSTEM_ACTORS = {
     "system:worker": "the delivery worker",
     "system:scheduler": "the scheduler",
     "sendgrid:webhook": "SendGrid",
+    "system:tick": "the scheduler",
+    "system:circuit-breaker": "the circuit breaker",
+    "system:in-doubt": "the in-doubt check",
     "anonymous": "someone signed out",
 }
 # Timeline kinds whose name does not read well with "_" turned into a space.
@@ -36,6 +39,8 @@ ACTIVITY_KINDS = {
     "email_group_unsubscribe": "unsubscribed from a group",
     "email_group_resubscribe": "resubscribed to a group",
     "goal": "goal reached",
+    "email_held": "held by the frequency cap",
+    "email_requeued_no_trace": "queued again (no trace at SendGrid)",
 }
 
 

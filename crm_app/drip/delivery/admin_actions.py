@@ -52,19 +52,34 @@ def resend_in_doubt(
     session, message: Message, *, actor: str, now: datetime | None = None
 ) -> Message:
     """in_doubt -> queued: the admin accepts the risk of a second copy."""
-    return _requeue(session, message, ("in_doubt",), "email_resent", actor, now or utcnow())
+    _requeue(session, message, ("in_doubt",), "email_resent", actor, now or utcnow())
+    message.in_doubt_resolution = "admin"
+    return message
 
 
 def mark_sent(
-    session, message: Message, *, actor: str, note: str = "", now: datetime | None = None
+    session,
+    message: Message,
+    *,
+    actor: str,
+    note: str = "",
+    now: datetime | None = None,
+    resolution: str = "admin",
 ) -> Message:
     """in_doubt -> sent (an admin knows it went out, or SendGrid reported it): the
-    enrolment moves on. `note` says how we know, on the timeline."""
+    enrolment moves on. `note` says how we know, on the timeline; `resolution` who
+    settled it (in_doubt.RESOLUTIONS)."""
     now = now or utcnow()
     if message.status != "in_doubt":
         raise DeliveryActionError(f"Message #{message.id} is {message.status}, not in doubt.")
     if not update_if(
-        session, message.id, MESSAGES.c.status == "in_doubt", status="sent", sent_at=now, error=""
+        session,
+        message.id,
+        MESSAGES.c.status == "in_doubt",
+        status="sent",
+        sent_at=now,
+        error="",
+        in_doubt_resolution=resolution,
     ):
         raise DeliveryActionError(f"Message #{message.id} changed meanwhile; reload the page.")
     session.refresh(message)

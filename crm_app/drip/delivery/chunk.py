@@ -35,6 +35,8 @@ from crm_app.drip.delivery.backends import (
     TransientSendError,
 )
 from crm_app.drip.delivery.compose import compose, email_label
+from crm_app.drip.delivery.frequency_cap import FrequencyCap, hold_message, worker_holds
+from crm_app.drip.delivery.in_doubt import settle_requeued, traced_requeued
 from crm_app.drip.delivery.provider_health import set_backend_auth_failure
 from crm_app.drip.delivery.report import BatchControl, DeliveryReport
 from crm_app.drip.delivery.skip_rules import skip_reason
@@ -169,17 +171,29 @@ def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
         [m.contact.email for m in messages.values() if m.status == "queued"],
         hash_key=erasure_key(ctx.settings),  # sending threads have no app context
     )
-    variants = variants_for_messages(
-        session, [m for m in messages.values() if m.status == "queued"]
-    )
+    queued = [m for m in messages.values() if m.status == "queued"]
+    variants = variants_for_messages(session, queued)
+    # An in-doubt email queued again for lack of a trace, that SendGrid reported after
+    # all: sent, never claimed again (one query, only when the chunk has any).
+    traced = traced_requeued(session, queued)
+    # The frequency cap, on what was sent meanwhile (retries, resends; one query).
+    holds = worker_holds(session, FrequencyCap.from_settings(ctx.settings), queued, ctx.now())
     for message_id in ids:
         message = messages.get(message_id)
         if message is None or message.status != "queued":
             decision.decided.append(("not_claimed", message_id))
             continue
+        if message_id in traced:
+            settle_requeued(session, message, at=traced[message_id], actor=WORKER)
+            decision.decided.append(("not_claimed", message_id))
+            continue
         skip = skip_reason(session, message, suppressions)
         if skip is not None:
             decision.decided.append((_skip(ctx, message, *skip), message_id))
+            continue
+        if message_id in holds:
+            held = hold_message(session, message, holds[message_id], WORKER)
+            decision.decided.append(("skipped" if held else "not_claimed", message_id))
             continue
         started = time.perf_counter()
         try:

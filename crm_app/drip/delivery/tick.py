@@ -24,6 +24,13 @@ from crm_app.drip.campaigns.naming import step_name
 from crm_app.drip.campaigns.schedule import clamp_to_send_window, is_inside_send_window
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.sql import dialect_insert, in_values, insert_rows, is_postgres, update_rows
+from crm_app.drip.delivery.frequency_cap import (
+    FrequencyCap,
+    apply_cap_in_tick,
+    clear_holds,
+    record_holds,
+)
+from crm_app.drip.delivery.in_doubt import AutoResolve, requeue_untraced
 from crm_app.models import Campaign, Contact, Enrollment, Message, SystemState, utcnow
 
 LAST_TICK_KEY = "last_tick_at"
@@ -52,10 +59,13 @@ class TickResult:
     due: int = 0  # due enrolments this tick looked at
     created: int = 0  # message rows this tick created
     deferred: int = 0  # send window closed now: moved to its next opening
+    held: int = 0  # the contact had its share of emails (frequency cap): moved on
     completed: int = 0  # no step left (steps removed): completed
     not_repeated: int = 0  # a resumed contact already got this email earlier: moved past it
     requeued: int = 0  # `queued` rows past their lease (Redis lost them), enqueued again
     in_doubt: int = 0  # `sending` rows past their lease: the worker vanished mid-send
+    # in-doubt rows SendGrid has no trace of while its webhook is healthy: queued again
+    in_doubt_requeued: int = 0
     enqueued: list[int] = field(default_factory=list)  # message ids handed to `enqueue`
 
     def as_dict(self) -> dict:
@@ -71,6 +81,8 @@ def run_tick(
     *,
     lease_seconds: int = 600,
     chunk_size: int = 5000,
+    auto_resolve: AutoResolve | None = None,
+    frequency_cap: FrequencyCap | None = None,
 ) -> TickResult:
     """One tick. Commits its own transactions, because the order matters:
     rows are committed before their ids reach `enqueue` (Redis)."""
@@ -80,7 +92,7 @@ def run_tick(
 
     # Due enrolments, a chunk per transaction, until none is left.
     for _ in range(10_000):  # a bound, in case a chunk made no progress
-        seen, created_ids = _process_due_chunk(session, now, chunk_size, result)
+        seen, created_ids = _process_due_chunk(session, now, chunk_size, result, frequency_cap)
         session.commit()
         if created_ids:
             enqueue(created_ids)
@@ -90,6 +102,13 @@ def run_tick(
 
     # Housekeeping: vanished workers and lost jobs (cheap: the status index).
     result.in_doubt = _mark_in_doubt(session, now, cutoff)
+    if auto_resolve is not None:
+        untraced = requeue_untraced(session, now, auto_resolve)
+        session.commit()  # before Redis hears of them, as every enqueue
+        if untraced:
+            enqueue(untraced)
+            result.enqueued.extend(untraced)
+            result.in_doubt_requeued = len(untraced)
     while True:
         requeued = _release_expired_queued(session, now, cutoff, chunk_size)
         session.commit()
@@ -135,6 +154,7 @@ class _DueChunk:
     to_insert: list[dict] = field(default_factory=list)  # a message row for the step
     deferrals: list[dict] = field(default_factory=list)  # window closed: next opening
     finished: list[int] = field(default_factory=list)  # no step left: complete
+    campaigns: dict[int, Campaign] = field(default_factory=dict)  # the chunk's, by id
 
 
 def _sort_due(session, rows, now: datetime) -> _DueChunk:
@@ -144,7 +164,7 @@ def _sort_due(session, rows, now: datetime) -> _DueChunk:
             sa.select(Campaign).where(Campaign.id.in_({r.campaign_id for r in rows}))
         )
     }
-    due = _DueChunk()
+    due = _DueChunk(campaigns=campaigns)
     for row in rows:
         campaign = campaigns[row.campaign_id]
         if row.current_step_id is None:
@@ -193,7 +213,7 @@ def _defer(session, deferrals: list[dict]) -> None:
 
 
 def _process_due_chunk(
-    session, now: datetime, limit: int, result: TickResult
+    session, now: datetime, limit: int, result: TickResult, cap: FrequencyCap | None = None
 ) -> tuple[int, list[int]]:
     rows = session.execute(_due_query(session, now, limit)).all()
     if not rows:
@@ -203,6 +223,12 @@ def _process_due_chunk(
     _defer(session, due.deferrals)
     result.deferred += len(due.deferrals)
     result.not_repeated += _skip_received_earlier(session, due, rows, now)
+    if cap is not None:
+        # Last, on what would otherwise get a message row now (frequency_cap.py).
+        due.to_insert, holds = apply_cap_in_tick(
+            session, cap, due.to_insert, rows, due.campaigns, now
+        )
+        result.held += record_holds(session, holds, now)
 
     created = _insert_messages(session, due.to_insert, now)
     result.created += len(created)
@@ -212,6 +238,8 @@ def _process_due_chunk(
         _clear_next_send_at(session, list(created))
     conflicts = [r for r in due.to_insert if r["enrollment_id"] not in created]
     requeued = _resolve_conflicts(session, conflicts, rows, now) if conflicts else []
+    # Each of these has its email on the way (or sent): a cap hold on it is over.
+    clear_holds(session, [r["enrollment_id"] for r in due.to_insert])
 
     for enrollment_id in due.finished:
         enrollment = session.get(Enrollment, enrollment_id)

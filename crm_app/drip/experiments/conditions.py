@@ -100,14 +100,17 @@ def condition_failure(session, message: Message) -> str | None:
     previous = _previous_sent(session, message)
     if previous is None or previous.sent_at is None:
         return f"its condition does not hold ({label}): no previous email was sent"
+    # A person's engagement only: a machine open (Apple's privacy proxy) or a scanner's
+    # click is no sign of interest (tracking/engagement.py).
     event = condition["event"]
     if event == "opened":
-        holds = previous.opened_at is not None
+        holds = previous.human_opened_at is not None
     elif event == "clicked":
-        holds = previous.clicked_at is not None
+        holds = previous.human_clicked_at is not None
     else:
         window_end = previous.sent_at + timedelta(days=message.step.delay_days)
-        holds = previous.opened_at is None or previous.opened_at > window_end
+        opened = previous.human_opened_at
+        holds = opened is None or opened > window_end
     return None if holds else f"its condition does not hold ({label})"
 
 

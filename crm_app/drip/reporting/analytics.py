@@ -37,6 +37,10 @@ class Counts:
     bounced: int = 0
     spam_reports: int = 0
     unsubscribed: int = 0
+    # Opens and clicks by people: not Apple's privacy proxy, not link scanners
+    # (tracking/engagement.py), shown beside the raw ones.
+    human_opened: int = 0
+    human_clicked: int = 0
 
     def __iadd__(self, other: Counts) -> Counts:
         for name in COUNT_FIELDS:
@@ -61,6 +65,14 @@ class Counts:
         return _pct(self.clicked, self.delivered)
 
     @property
+    def human_open_rate(self) -> float | None:
+        return _pct(self.human_opened, self.delivered)
+
+    @property
+    def human_click_rate(self) -> float | None:
+        return _pct(self.human_clicked, self.delivered)
+
+    @property
     def spam_rate(self) -> float | None:
         return _pct(self.spam_reports, self.delivered)
 
@@ -69,7 +81,17 @@ class Counts:
         return _pct(self.unsubscribed, self.delivered)
 
 
-COUNT_FIELDS = ("sent", "delivered", "opened", "clicked", "bounced", "spam_reports", "unsubscribed")
+COUNT_FIELDS = (
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "bounced",
+    "spam_reports",
+    "unsubscribed",
+    "human_opened",
+    "human_clicked",
+)
 
 
 @dataclass
@@ -165,6 +187,8 @@ def _count_columns():
         _count_not_null(Message.bounced_at),
         _count_not_null(Message.spam_reported_at),
         _count_not_null(Message.unsubscribed_at),
+        _count_not_null(Message.human_opened_at),
+        _count_not_null(Message.human_clicked_at),
     )
 
 
@@ -260,6 +284,8 @@ def steps_and_days(
             _count_not_null(Message.bounced_at),
             _count_not_null(Message.spam_reported_at),
             _count_not_null(Message.unsubscribed_at),
+            _count_not_null(Message.human_opened_at),
+            _count_not_null(Message.human_clicked_at),
         )
         .where(Message.campaign_id == campaign_id, *_sent_in(period))
         .group_by(Message.step_id, sent_day, opened_day, clicked_day)
@@ -276,6 +302,8 @@ def steps_and_days(
         bounced,
         spam,
         unsub,
+        human_opened,
+        human_clicked,
     ) in session.execute(query):
         counts = by_step.setdefault(step_id, Counts())
         counts += Counts(
@@ -286,6 +314,8 @@ def steps_and_days(
             bounced=int(bounced),
             spam_reports=int(spam),
             unsubscribed=int(unsub),
+            human_opened=int(human_opened),
+            human_clicked=int(human_clicked),
         )
         for day, kind in ((sent_on, "sent"), (opened_on, "opened"), (clicked_on, "clicked")):
             point = points.get(_as_date(day)) if day is not None else None

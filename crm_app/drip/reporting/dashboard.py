@@ -9,13 +9,15 @@ million contacts would read them all on every visit. Analytics has the exact num
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
 import sqlalchemy as sa
 
 from crm_app.drip.common.paging import count_up_to
 from crm_app.drip.common.timezones import zone_or_utc
+from crm_app.drip.delivery.in_doubt import resolution_counts
+from crm_app.drip.tracking.breaker import breaker_paused
 from crm_app.models import Campaign, Enrollment, Message, utcnow
 from crm_app.models.tracking import WebhookBatch
 
@@ -36,6 +38,10 @@ class Dashboard:
     in_doubt: int
     last_webhook: WebhookBatch | None
     webhook_warning: str = ""
+    # Campaigns the circuit breaker paused, with the reason (tracking/breaker.py).
+    paused_by_breaker: list[Campaign] = field(default_factory=list)
+    # In-doubt emails settled each way (delivery/in_doubt.py RESOLUTIONS), all time.
+    in_doubt_resolved: dict[str, int] = field(default_factory=dict)
 
     @property
     def active_total(self) -> int:
@@ -142,4 +148,6 @@ def home_dashboard(
         in_doubt=in_doubt,
         last_webhook=last_webhook,
         webhook_warning=warning,
+        paused_by_breaker=breaker_paused(session),
+        in_doubt_resolved=resolution_counts(session),
     )

@@ -1,8 +1,8 @@
 """Per-variant results of an A/B test, and an honest verdict.
 
-`variant_counts` is the ONE place that counts a variant's engagement: when opens and
-clicks are split into human and machine ones (Apple's privacy proxy, link scanners),
-only it changes.
+`variant_counts` is the ONE place that counts a variant's engagement. It counts human
+opens and clicks only (tracking/engagement.py): an open by Apple's privacy proxy or a
+link scanner's click says nothing about which subject a person preferred.
 
 The verdict is a two-proportion z-test (pooled, two-sided) of the leader against each
 other variant, on unique opens (or clicks) per email sent, at 95 % with a Bonferroni
@@ -43,7 +43,7 @@ def _count(column):
 
 
 def variant_counts(session, variant_ids: list[int]) -> dict[int, VariantCounts]:
-    """Sent, delivered, unique opens and clicks, conversions per variant: one query.
+    """Sent, delivered, unique human opens and clicks, conversions per variant: one query.
     Counted over the emails that went out (sent_at set), opens and clicks once per email;
     a conversion is the email's enrolment ending as converted after the email was sent."""
     if not variant_ids:
@@ -56,8 +56,8 @@ def variant_counts(session, variant_ids: list[int]) -> dict[int, VariantCounts]:
             Message.variant_id,
             sa.func.count(Message.id),
             _count(Message.delivered_at),
-            _count(Message.opened_at),
-            _count(Message.clicked_at),
+            _count(Message.human_opened_at),
+            _count(Message.human_clicked_at),
             sa.func.coalesce(sa.func.sum(sa.case((converted, 1), else_=0)), 0),
         )
         .join(Enrollment, Enrollment.id == Message.enrollment_id)

@@ -26,6 +26,9 @@ from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.ids import MAX_ID
 from crm_app.drip.common.sql import in_values, insert_rows, update_rows
 from crm_app.drip.delivery.admin_actions import mark_sent
+from crm_app.drip.delivery.in_doubt import settle_requeued
+from crm_app.drip.tracking.breaker import check_campaigns, tripping_campaigns
+from crm_app.drip.tracking.engagement import flag_machine_events, human_column
 from crm_app.models import Contact, Message, utcnow
 from crm_app.models.tracking import EmailEvent, WebhookBatch
 
@@ -90,6 +93,8 @@ class _Event:
     detail: str = ""
     # The address was erased (GDPR): the event is stored without address, payload or detail.
     erased: bool = False
+    # Apple's privacy proxy opened it, or a link scanner clicked (engagement.py).
+    machine: bool = False
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -151,7 +156,14 @@ def _resolve_messages(session, events: list[_Event]) -> None:
     """Tie each event to its message: custom_args first, then sg_message_id."""
     custom_ids = [_message_id(e.raw.get("message_id")) for e in events]
     wanted_ids = {mid for mid in custom_ids if mid is not None}
-    columns = (Message.id, Message.contact_id, Message.campaign_id, Message.provider_message_id)
+    columns = (
+        Message.id,
+        Message.contact_id,
+        Message.campaign_id,
+        Message.provider_message_id,
+        Message.delivered_at,
+        Message.sent_at,
+    )
     rows = []
     if wanted_ids:
         rows += session.execute(
@@ -171,6 +183,8 @@ def _resolve_messages(session, events: list[_Event]) -> None:
             )
         ).all()
     by_provider = {r.provider_message_id: r for r in rows if r.provider_message_id}
+    delivered_at: dict[int, datetime | None] = {}
+    sent_at: dict[int, datetime | None] = {}
     for event, custom_id in zip(events, custom_ids, strict=True):
         row = by_id.get(custom_id) or by_provider.get(_provider_id(event.raw))
         if row is not None:
@@ -179,6 +193,9 @@ def _resolve_messages(session, events: list[_Event]) -> None:
                 row.contact_id,
                 row.campaign_id,
             )
+            delivered_at[row.id], sent_at[row.id] = row.delivered_at, row.sent_at
+    # Opens by Apple's proxy and scanners' clicks, from the times just read (no query).
+    flag_machine_events(events, delivered_at, sent_at)
 
 
 def _store(session, events: list[_Event], now: datetime) -> set[str]:
@@ -194,6 +211,7 @@ def _store(session, events: list[_Event], now: datetime) -> set[str]:
             "outcome": "applied",
             "detail": e.detail,
             "payload": {} if e.erased else e.raw,
+            "machine": e.machine,
         }
         for e in events
     ]
@@ -228,12 +246,14 @@ def _record_first_seen(session, events: list[_Event]) -> None:
     """Per message and column keep the earliest time: replays and late events change nothing."""
     earliest: dict[tuple[str, int], datetime] = {}
     for e in events:
-        column = FIRST_SEEN_COLUMN.get(e.event)
-        if column is None or e.message_id is None:
+        if e.message_id is None:
             continue
-        key = (column, e.message_id)
-        if key not in earliest or e.occurred_at < earliest[key]:
-            earliest[key] = e.occurred_at
+        for column in (FIRST_SEEN_COLUMN.get(e.event), human_column(e)):
+            if column is None:
+                continue
+            key = (column, e.message_id)
+            if key not in earliest or e.occurred_at < earliest[key]:
+                earliest[key] = e.occurred_at
     by_column: dict[str, list[dict]] = defaultdict(list)
     for (column, message_id), at in earliest.items():
         by_column[column].append({"id": message_id, "at": at})
@@ -270,7 +290,9 @@ def _record_timeline(session, events: list[_Event], now: datetime) -> None:
         activity_row(
             e.contact_id,
             f"email_{e.event}",
-            labels[e.event] + (f": {e.detail}" if e.detail else ""),
+            labels[e.event]
+            + (" (by a machine, not counted as a person's)" if e.machine else "")
+            + (f": {e.detail}" if e.detail else ""),
             actor=ACTOR,
             campaign_id=e.campaign_id,
             enrollment_id=None,
@@ -329,18 +351,41 @@ def _apply_consequences(session, events: list[_Event], now: datetime) -> None:
 
 
 def _resolve_in_doubt(session, events: list[_Event]) -> None:
-    """SendGrid has the message: an in-doubt row was in fact sent (one query to find them)."""
-    seen: dict[int, datetime] = {}
+    """SendGrid has the message: an in-doubt row was in fact sent (one query to find
+    them). So was one the tick queued again for lack of a trace, when any event of it
+    arrives before a worker claims it again (delivery/in_doubt.py)."""
+    seen: dict[int, datetime] = {}  # any event: the first one's time
+    proving: dict[int, datetime] = {}  # processed / delivered: the first one's time
     for e in events:
-        if e.event in ("processed", "delivered") and e.message_id is not None:
-            seen[e.message_id] = min(e.occurred_at, seen.get(e.message_id, e.occurred_at))
+        if e.message_id is None:
+            continue
+        seen[e.message_id] = min(e.occurred_at, seen.get(e.message_id, e.occurred_at))
+        if e.event in ("processed", "delivered"):
+            first = proving.get(e.message_id, e.occurred_at)
+            proving[e.message_id] = min(e.occurred_at, first)
     if not seen:
         return
-    in_doubt = session.scalars(
-        sa.select(Message).where(Message.id.in_(seen), Message.status == "in_doubt")
+    candidates = session.scalars(
+        sa.select(Message).where(
+            in_values(session, Message.id, seen),
+            sa.or_(
+                Message.status == "in_doubt",
+                sa.and_(Message.status == "queued", Message.in_doubt_resolution == "requeued"),
+            ),
+        )
     )
-    for message in in_doubt:
-        mark_sent(session, message, actor=ACTOR, note="SendGrid reported it", now=seen[message.id])
+    for message in candidates:
+        if message.status == "queued":
+            settle_requeued(session, message, at=seen[message.id], actor=ACTOR)
+        elif message.id in proving:
+            mark_sent(
+                session,
+                message,
+                actor=ACTOR,
+                note="SendGrid reported it",
+                now=proving[message.id],
+                resolution="sendgrid",
+            )
 
 
 def _mark_erased(session, events: list[_Event], hash_key: bytes | None) -> None:
@@ -397,6 +442,8 @@ def ingest_events(
     _record_first_seen(session, fresh)
     _record_timeline(session, fresh, now)
     _apply_consequences(session, fresh, now)
+    # After the first-seen times: the breaker counts bounced_at / spam_reported_at.
+    check_campaigns(session, tripping_campaigns(fresh), now=now)
     session.add(
         WebhookBatch(
             received_at=now,

@@ -1,0 +1,176 @@
+"""A contact's itinerary: the emails it will get next across all its campaigns, with
+their dates, as delivery will actually send them.
+
+The projection follows the same rules as the tick and the worker, in the same order:
+each active enrolment's next email at its `next_send_at` (an overdue one at the next
+moment its send window is open), each later email `delay_days` after the one before
+on the contact's wall clock (so DST never shifts 10:00) and inside the campaign's send
+window (`schedule.send_time_for_step`, what `advance` uses); a paused or archived
+campaign has no date; and the frequency cap (`frequency_cap.held_until`, the tick's
+own rule) over the contact's recent sends and the projected ones, in time order across
+campaigns. Dates are UTC here; the page shows them on the contact's and the viewer's
+clocks. No HTTP, no writes.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
+from crm_app.drip.audience.eligibility import mailing_block_reason
+from crm_app.drip.campaigns.naming import step_title
+from crm_app.drip.campaigns.schedule import clamp_to_send_window, send_time_for_step
+from crm_app.drip.delivery.frequency_cap import FrequencyCap, held_until, recent_sends
+from crm_app.models import Campaign, CampaignStep, Contact, Enrollment, Message, utcnow
+
+# How far ahead, and how many emails, the page lists.
+HORIZON = timedelta(days=366)
+MAX_ITEMS = 12
+
+
+@dataclass
+class ItineraryItem:
+    campaign: Campaign
+    step: CampaignStep
+    at: datetime | None  # UTC; None: no date (campaign stopped, or waiting for an admin)
+    # Why the date is what it is, beyond the step's delay: "held by the frequency cap
+    # (due ...)", "in the send window's next opening", "on its way now".
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return step_title(self.step)
+
+
+@dataclass
+class Itinerary:
+    items: list[ItineraryItem]
+    # Why nothing will be sent at all (suppressed, erased), or None.
+    blocked: str | None = None
+    cap: FrequencyCap | None = None
+
+
+@dataclass(order=True)
+class _Next:
+    at: datetime
+    order: int
+    enrollment: Enrollment = field(compare=False)
+    step: CampaignStep = field(compare=False)
+    due: datetime = field(compare=False)  # when it was due before the cap moved it
+    notes: list[str] = field(compare=False, default_factory=list)
+
+
+def _in_flight(session, enrollments: list[Enrollment]) -> dict[int, str]:
+    """Enrolment id -> status of its current step's email, for those without a date."""
+    waiting = [e for e in enrollments if e.next_send_at is None and e.current_step_id]
+    if not waiting:
+        return {}
+    rows = session.execute(
+        sa.select(Message.enrollment_id, Message.step_id, Message.status).where(
+            Message.enrollment_id.in_([e.id for e in waiting])
+        )
+    )
+    current = {e.id: e.current_step_id for e in waiting}
+    return {eid: status for eid, step_id, status in rows if current[eid] == step_id}
+
+
+def _steps_after(enrollment: Enrollment, step: CampaignStep) -> CampaignStep | None:
+    steps = sorted(enrollment.campaign.steps, key=lambda s: s.position)
+    ids = [s.id for s in steps]
+    index = ids.index(step.id) if step.id in ids else None
+    return steps[index + 1] if index is not None and index + 1 < len(steps) else None
+
+
+def contact_itinerary(
+    session,
+    contact: Contact,
+    *,
+    cap: FrequencyCap,
+    now: datetime | None = None,
+    limit: int = MAX_ITEMS,
+) -> Itinerary:
+    """The contact's next emails across its campaigns, soonest first (three queries:
+    enrolments with campaigns and steps, in-flight emails, recent sends)."""
+    now = now or utcnow()
+    blocked = mailing_block_reason(session, contact)
+    if blocked:
+        return Itinerary([], blocked, cap)
+    enrollments = list(
+        session.scalars(
+            sa.select(Enrollment)
+            .where(Enrollment.contact_id == contact.id, Enrollment.status == "active")
+            .options(selectinload(Enrollment.campaign).selectinload(Campaign.steps))
+            .order_by(Enrollment.id)
+        )
+    )
+    items: list[ItineraryItem] = []
+    queue: list[_Next] = []
+    in_flight = _in_flight(session, enrollments)
+    sends = (
+        recent_sends(session, [contact.id], now - cap.window, now=now, include_queued=True).get(
+            contact.id, []
+        )
+        if cap.enabled
+        else []
+    )
+    cap_note = f"held by the frequency cap ({cap.label()})"
+    for order, enrollment in enumerate(enrollments):
+        step = enrollment.step
+        if step is None:
+            continue
+        campaign = enrollment.campaign
+        if campaign.status != "active":
+            items.append(
+                ItineraryItem(campaign, step, None, [f"{campaign.name} is {campaign.status}"])
+            )
+            continue
+        if enrollment.next_send_at is None:
+            state = in_flight.get(enrollment.id)
+            if state in ("queued", "sending"):
+                # On its way now; already among the recent sends the cap counts.
+                items.append(ItineraryItem(campaign, step, now, ["on its way now"]))
+                following = _steps_after(enrollment, step)
+                if following is not None:
+                    at = send_time_for_step(campaign, contact, following.delay_days, now)
+                    heapq.heappush(queue, _Next(at, order, enrollment, following, at))
+            else:
+                note = f"waiting for an admin (the email is {state})" if state else "no date"
+                items.append(ItineraryItem(campaign, step, None, [note]))
+            continue
+        due = enrollment.next_send_at
+        notes = []
+        at = clamp_to_send_window(
+            max(due, now), contact.timezone, campaign.send_weekdays, campaign.send_start,
+            campaign.send_end,
+        )  # fmt: skip
+        if enrollment.cap_held_until is not None and enrollment.cap_held_until == due:
+            notes.append(cap_note)
+        elif at > max(due, now):
+            notes.append("at the send window's next opening")
+        heapq.heappush(queue, _Next(at, order, enrollment, step, due, notes))
+
+    while queue and len(items) < limit:
+        nxt = heapq.heappop(queue)
+        if nxt.at > now + HORIZON:
+            break
+        campaign = nxt.enrollment.campaign
+        if cap.enabled:
+            until = held_until(cap, sends, nxt.at, campaign, contact.timezone)
+            if until is not None:
+                notes = nxt.notes if cap_note in nxt.notes else [*nxt.notes, cap_note]
+                heapq.heappush(
+                    queue, _Next(until, nxt.order, nxt.enrollment, nxt.step, nxt.due, notes)
+                )
+                continue
+            sends.append(nxt.at)
+        items.append(ItineraryItem(campaign, nxt.step, nxt.at, nxt.notes))
+        following = _steps_after(nxt.enrollment, nxt.step)
+        if following is not None:
+            at = send_time_for_step(campaign, contact, following.delay_days, nxt.at)
+            heapq.heappush(queue, _Next(at, nxt.order, nxt.enrollment, following, at))
+    items.sort(key=lambda item: (item.at is None, item.at or now))
+    return Itinerary(items, None, cap)

@@ -1,0 +1,148 @@
+"""Every contact's itinerary (issue 15 item 5): its next emails across campaigns, with
+dates on the contact's and the viewer's clocks, after send windows, DST, pauses and
+the frequency cap."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from crm_app.drip.audience.enrollment import enroll
+from crm_app.drip.audience.itinerary import contact_itinerary
+from crm_app.drip.audience.suppression import suppress
+from crm_app.drip.delivery.frequency_cap import FrequencyCap
+from crm_app.models import Enrollment
+from tests.delivery_helpers import WEDNESDAY_10
+
+DAILY = FrequencyCap(1, timedelta(hours=24))
+OFF = FrequencyCap(0, timedelta(hours=24))
+THURSDAY_10 = WEDNESDAY_10 + timedelta(days=1)
+
+
+def _two_campaigns(session, make_contact, campaigns, **fields):
+    contact = make_contact("lead", **fields)
+    enroll(session, contact, campaigns["networking"], actor="test")
+    lead, networking = session.scalars(
+        sa.select(Enrollment).where(Enrollment.contact_id == contact.id).order_by(Enrollment.id)
+    )
+    lead.next_send_at = THURSDAY_10
+    networking.next_send_at = THURSDAY_10 + timedelta(hours=1)
+    session.commit()
+    return contact
+
+
+def _rows(itinerary):
+    return [(i.campaign.contact_type, i.step.position, i.at, i.notes) for i in itinerary.items]
+
+
+def test_two_campaigns_interleave_under_the_cap_and_the_window(session, make_contact, campaigns):
+    contact = _two_campaigns(session, make_contact, campaigns)
+    rows = _rows(contact_itinerary(session, contact, cap=DAILY, now=WEDNESDAY_10))
+    held = ["held by the frequency cap (1 email per day)"]
+    assert rows[:4] == [
+        ("lead", 1, THURSDAY_10, []),
+        ("networking", 1, datetime(2026, 11, 27, 10, 0, tzinfo=UTC), held),
+        # Lead email 2: 2 days after Thursday is Saturday: Monday's opening.
+        ("lead", 2, datetime(2026, 11, 30, 9, 0, tzinfo=UTC), []),
+        ("networking", 2, datetime(2026, 12, 1, 9, 0, tzinfo=UTC), held),
+    ]
+    times = [at for _, _, at, _ in rows]
+    assert all(b - a >= timedelta(hours=24) for a, b in zip(times, times[1:], strict=False))
+
+
+def test_without_the_cap_both_go_on_their_own_dates(session, make_contact, campaigns):
+    contact = _two_campaigns(session, make_contact, campaigns)
+    rows = _rows(contact_itinerary(session, contact, cap=OFF, now=WEDNESDAY_10))
+    assert rows[1] == ("networking", 1, THURSDAY_10 + timedelta(hours=1), [])
+
+
+def test_dates_keep_the_wall_clock_across_a_dst_change(session, make_contact, campaigns):
+    lead = campaigns["lead"]
+    lead.steps[1].delay_days = 4
+    contact = make_contact("lead", timezone="America/New_York")
+    enrollment = contact.enrollments[0]
+    # Thursday 29 October 2026, 10:00 EDT; New York leaves DST on Sunday 1 November.
+    enrollment.next_send_at = datetime(2026, 10, 29, 14, 0, tzinfo=UTC)
+    session.commit()
+    items = contact_itinerary(
+        session, contact, cap=DAILY, now=datetime(2026, 10, 27, 12, 0, tzinfo=UTC)
+    ).items
+    # Four days later is Monday 2 November, 10:00 EST: 15:00 UTC, not 14:00.
+    assert items[1].at == datetime(2026, 11, 2, 15, 0, tzinfo=UTC)
+
+
+def test_an_overdue_email_outside_the_window_waits_for_the_opening(
+    session, make_contact, campaigns
+):
+    contact = make_contact("lead")
+    contact.enrollments[0].next_send_at = WEDNESDAY_10 - timedelta(days=1)
+    session.commit()
+    evening = WEDNESDAY_10 + timedelta(hours=8)  # 18:00, after the window
+    first = contact_itinerary(session, contact, cap=DAILY, now=evening).items[0]
+    assert first.at == THURSDAY_10 - timedelta(hours=1)
+    assert first.notes == ["at the send window's next opening"]
+
+
+def test_a_paused_campaign_has_no_date_and_a_suppressed_contact_no_emails(
+    session, make_contact, campaigns
+):
+    contact = _two_campaigns(session, make_contact, campaigns)
+    campaigns["networking"].status = "paused"
+    session.commit()
+    rows = _rows(contact_itinerary(session, contact, cap=DAILY, now=WEDNESDAY_10))
+    assert ("networking", 1, None, ["Networking is paused"]) in rows
+    assert all(kind == "lead" for kind, _, at, _ in rows if at is not None)
+
+    suppress(session, contact.email, reason="bounce", source="test", actor="test")
+    session.commit()
+    itinerary = contact_itinerary(session, contact, cap=DAILY, now=WEDNESDAY_10)
+    assert itinerary.items == [] and "bounced" in itinerary.blocked
+
+
+def test_contact_page_shows_the_itinerary_on_both_clocks(
+    app, monkeypatch, admin, session, make_contact, campaigns
+):
+    from crm_app.models import User
+
+    monkeypatch.setitem(app.config, "FREQUENCY_CAP_COUNT", 1)
+    viewer = session.scalar(sa.select(User).where(User.email == "admin@example.com"))
+    viewer.timezone = "Asia/Tokyo"
+    session.commit()
+    contact = _two_campaigns(session, make_contact, campaigns, timezone="America/New_York")
+    lead = session.scalar(
+        sa.select(Enrollment).where(
+            Enrollment.contact_id == contact.id, Enrollment.campaign_id == campaigns["lead"].id
+        )
+    )
+    lead.next_send_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=40)
+    session.commit()
+    html = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    assert 'id="itinerary-table"' in html
+    section = html.split('id="itinerary"')[1].split("</section>")[0]
+    assert "Lead" in section and "Networking" in section
+    assert " EST</td>" in section or " EDT</td>" in section  # the contact's clock
+    assert " JST</td>" in section  # the viewer's
+    assert "frequency cap (1 email per day" in section
+
+
+def test_the_itinerary_is_what_the_tick_then_does(session, make_contact, campaigns):
+    """Walk the projected dates: at each one the tick creates exactly that email (and
+    nothing before it), under the same cap."""
+    from crm_app.drip.audience.enrollment import advance
+    from crm_app.drip.delivery.tick import run_tick
+    from crm_app.models import Message
+
+    contact = _two_campaigns(session, make_contact, campaigns, timezone="Europe/Paris")
+    planned = contact_itinerary(session, contact, cap=DAILY, now=WEDNESDAY_10).items[:5]
+    for item in planned:
+        early = run_tick(
+            session, lambda ids: None, now=item.at - timedelta(minutes=1), frequency_cap=DAILY
+        )
+        assert early.created == 0, item.title
+        assert run_tick(session, lambda ids: None, now=item.at, frequency_cap=DAILY).created == 1
+        message = session.scalar(sa.select(Message).order_by(Message.id.desc()).limit(1))
+        assert message.step_id == item.step.id
+        message.status, message.sent_at = "sent", item.at
+        advance(session, message.enrollment, sent_at=item.at, now=item.at)
+        session.commit()
