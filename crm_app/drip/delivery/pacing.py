@@ -7,8 +7,8 @@ worker slows down) and holds all sends for its Retry-After. With no rate configu
 the bucket is skipped, but a 429 still holds and slows everyone.
 
 Tokens are taken BEFORE a claim: a claimed message never waits for the pace, so what a
-kill leaves `sending` is only what was in flight. Redis down: take() waits and retries
-(nothing is claimed meanwhile), it never sends unpaced.
+kill leaves `sending` is only what was in flight. Redis down: with a rate, take() waits
+and retries (nothing is claimed meanwhile), never sending unpaced; without one, sends go.
 """
 
 from __future__ import annotations
@@ -100,6 +100,8 @@ class Pacer:
         try:
             granted, wait_ms = self._take(keys=self._keys, args=[self.rate, wanted, BURST_SECONDS])
         except REDIS_ERRORS as error:
+            if self.rate <= 0:
+                return Grant(wanted, 0.0)  # no pace to keep: only a 429's hold is lost
             wait = self._redis_wait
             self._redis_wait = min(self._redis_wait * 2, 10.0)
             log.warning("send pace: Redis unreachable (%s); waiting %.1f s", error, wait)
