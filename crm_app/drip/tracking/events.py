@@ -26,6 +26,7 @@ from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.ids import MAX_ID
 from crm_app.drip.common.sql import in_values, insert_rows, update_rows
 from crm_app.drip.delivery.admin_actions import mark_sent
+from crm_app.drip.reporting.daily_counts import count_first_seen
 from crm_app.models import Contact, Message, utcnow
 from crm_app.models.tracking import EmailEvent, WebhookBatch
 
@@ -240,13 +241,24 @@ def _record_first_seen(session, events: list[_Event]) -> None:
     messages = Message.__table__
     for column, rows in by_column.items():
         first_seen = messages.c[column]
-        # One statement per column whatever the batch size.
-        update_rows(
+        # Two statements per column whatever the batch size: the first time (counted in
+        # the analytics rollup, same transaction), then an earlier time for a later one.
+        first = update_rows(
             session,
             messages,
             rows,
             types={"at": first_seen.type},
-            where=lambda r, col=first_seen: [sa.or_(col.is_(None), col > r.at)],
+            where=lambda r, col=first_seen: [col.is_(None)],
+            values=lambda r, name=column: {name: r.at},
+        )
+        count_first_seen(session, column, first)
+        earlier = [row for row in rows if row["id"] not in first]
+        update_rows(
+            session,
+            messages,
+            earlier,
+            types={"at": first_seen.type},
+            where=lambda r, col=first_seen: [col > r.at],
             values=lambda r, name=column: {name: r.at},
             returning=False,
         )
