@@ -28,7 +28,7 @@ import sqlalchemy as sa  # noqa: E402
 from tests.scratch_db import scratch_database  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-TARGET_MS = 200.0
+TARGET_MS = 100.0
 # Proposed for the migration: the dashboard's "sent today/this week" and the all-campaign
 # overview filter on sent_at alone; completion and conversion on ended_at / enrolled_at.
 PROPOSED_INDEXES = (
@@ -256,6 +256,17 @@ def run(args, url: sa.URL) -> int:
     print(f"loading {args.messages:,} messages and {args.events:,} events ...")
     with psycopg.connect(url.set(drivername="postgresql").render_as_string(False)) as conn:
         counts = load(conn, args, campaigns, now)
+    # COPY wrote the messages behind the app's back: fill the rollups from them, as the
+    # migration does for the messages already sent (from then on, each write keeps them).
+    t0 = time.perf_counter()
+    with app.app_context():
+        from crm_app.drip.reporting.daily_counts import rebuild
+
+        rebuild(db.session)
+        db.session.commit()
+        db.session.remove()
+    print(f"  analytics rollups built from the messages in {time.perf_counter() - t0:.1f}s")
+    with psycopg.connect(url.set(drivername="postgresql").render_as_string(False)) as conn:
         conn.autocommit = True
         if args.proposed_indexes:
             for statement in PROPOSED_INDEXES:

@@ -90,7 +90,7 @@ class Settings:
     # Delivery (see crm_app/drip/delivery/DELIVERY.md for what each one guards).
     delivery_lease_seconds: int = 600
     delivery_max_attempts: int = 5
-    delivery_batch_size: int = 200
+    delivery_batch_size: int = 1000
     # Requests in flight to SendGrid per delivery job (one event loop, one database
     # connection); claims of up to DELIVERY_CLAIM_CHUNK messages, results recorded every
     # DELIVERY_RECORD_MS milliseconds (or every DELIVERY_CLAIM_CHUNK answers).
