@@ -57,10 +57,12 @@ def _tally(column):
     return sa.func.coalesce(sa.func.sum(sa.case((column.is_not(None), 1), else_=0)), 0)
 
 
-def _counts_select(dialect: str, fields: Iterable[str], scope: list) -> sa.Select:
+def _counts_select(
+    dialect: str, fields: Iterable[str], scope: list, tallies: list | None = None
+) -> sa.Select:
     fields = list(fields)
     key = (Message.campaign_id, step_key(), day_of(Message.sent_at, dialect))
-    columns = [_tally(Message.__table__.c[COUNTED_COLUMNS[name]]) for name in fields]
+    columns = tallies or [_tally(Message.__table__.c[COUNTED_COLUMNS[name]]) for name in fields]
     return sa.select(*key, *columns).where(Message.sent_at.is_not(None), *scope).group_by(*key)
 
 
@@ -106,6 +108,38 @@ def count_first_seen(session, column: str, message_ids: Iterable[int]) -> None:
     ids = list(message_ids)
     if ids:
         _add(session, ids, [FIELD_OF_COLUMN[column]])
+
+
+def count_first_seen_many(session, first: dict[str, Iterable[int]]) -> None:
+    """count_first_seen for several columns at once (a webhook batch): one statement for
+    campaign_daily_counts whatever the columns, one per first opens / first clicks."""
+    first = {column: list(ids) for column, ids in first.items() if ids}
+    if not first:
+        return
+    dialect = session.get_bind().dialect.name
+    fields = [FIELD_OF_COLUMN[column] for column in first]
+    everyone = {i for ids in first.values() for i in ids}
+    tallies = [
+        sa.func.sum(sa.case((in_values(session, Message.id, ids), 1), else_=0))
+        for ids in first.values()
+    ]
+    add_counts(
+        session,
+        COUNTS,
+        _counts_select(dialect, fields, [in_values(session, Message.id, everyone)], tallies),
+        key=("campaign_id", "step_id", "day"),
+        counts=fields,
+    )
+    for column, ids in first.items():
+        field = FIELD_OF_COLUMN[column]
+        if field in FIRSTS_FIELDS:
+            add_counts(
+                session,
+                FIRSTS,
+                _firsts_select(dialect, field, [in_values(session, Message.id, ids)]),
+                key=("campaign_id", "sent_day", "day"),
+                counts=(field,),
+            )
 
 
 def rebuild(session) -> None:

@@ -26,7 +26,7 @@ from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.ids import MAX_ID
 from crm_app.drip.common.sql import in_values, insert_rows, update_rows
 from crm_app.drip.delivery.admin_actions import mark_sent
-from crm_app.drip.reporting.daily_counts import count_first_seen
+from crm_app.drip.reporting.daily_counts import count_first_seen_many
 from crm_app.models import Contact, Message, utcnow
 from crm_app.models.tracking import EmailEvent, WebhookBatch
 
@@ -239,6 +239,7 @@ def _record_first_seen(session, events: list[_Event]) -> None:
     for (column, message_id), at in earliest.items():
         by_column[column].append({"id": message_id, "at": at})
     messages = Message.__table__
+    first_by_column: dict[str, set] = {}
     for column, rows in by_column.items():
         first_seen = messages.c[column]
         # Two statements per column whatever the batch size: the first time (counted in
@@ -251,7 +252,7 @@ def _record_first_seen(session, events: list[_Event]) -> None:
             where=lambda r, col=first_seen: [col.is_(None)],
             values=lambda r, name=column: {name: r.at},
         )
-        count_first_seen(session, column, first)
+        first_by_column[column] = first
         earlier = [row for row in rows if row["id"] not in first]
         update_rows(
             session,
@@ -262,6 +263,8 @@ def _record_first_seen(session, events: list[_Event]) -> None:
             values=lambda r, name=column: {name: r.at},
             returning=False,
         )
+    # Counted in the analytics rollups in the same transaction: one statement for all.
+    count_first_seen_many(session, first_by_column)
 
 
 def _record_timeline(session, events: list[_Event], now: datetime) -> None:
