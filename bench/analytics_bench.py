@@ -221,7 +221,13 @@ def run(args, url: sa.URL) -> int:
 
     from crm_app import create_app
     from crm_app.drip.campaigns.seed import seed_default_campaigns
-    from crm_app.drip.reporting.analytics import campaign_report, campaigns_overview
+    from crm_app.drip.reporting.analytics import (
+        campaign_report,
+        campaigns_overview,
+        enrollment_outcomes,
+        message_counts_by_campaign,
+        steps_and_days,
+    )
     from crm_app.drip.reporting.dashboard import home_dashboard
     from crm_app.drip.reporting.date_range import DateRange, default_range
     from crm_app.extensions import db
@@ -319,12 +325,19 @@ def run(args, url: sa.URL) -> int:
              lambda: campaigns_overview(session, year)),
             (f"core  campaign_report ({args.days} days)",
              lambda: campaign_report(session, campaign, year)),
+            (f"  of which message counts, all campaigns ({args.days} days, rollup)",
+             lambda: message_counts_by_campaign(session, year)),
+            (f"  of which per step and per day, one campaign ({args.days} days, rollups)",
+             lambda: steps_and_days(session, campaign_id, year)),
+            (f"  of which enrolment outcomes, all campaigns ({args.days} days, enrollments)",
+             lambda: enrollment_outcomes(session, year)),
         ]  # fmt: skip
         for label, fn in figures:
             ms = timed(fn, args.repeat)
             session.rollback()
             results.append((label, ms))
-            flag = "" if ms < TARGET_MS else f"  (over the {TARGET_MS:.0f} ms aim)"
+            part = label.startswith("  of which")
+            flag = "" if ms < TARGET_MS or part else f"  (over the {TARGET_MS:.0f} ms aim)"
             print(f"  {ms:8.1f} ms  {label}{flag}")
     return 0
 

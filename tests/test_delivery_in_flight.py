@@ -95,3 +95,46 @@ def test_a_worker_killed_with_many_in_flight_leaves_in_doubt_only_the_unanswered
     assert len(by_status["sent"]) == 120 - len(held)
     assert fake_sendgrid.duplicates() == {}
     assert set(fake_sendgrid.deliveries) == by_status["sent"]
+
+
+class JobTimeout(Exception):
+    """What RQ's death penalty raises in the job's thread (SIGALRM)."""
+
+
+def test_a_batch_interrupted_by_its_job_timeout_keeps_every_answer_it_had(
+    session, campaigns, backend, settings, fake_sendgrid
+):
+    import signal
+
+    from crm_app.drip.delivery.pipeline import deliver_messages
+
+    campaign = campaigns["client"]
+    open_all_week(campaign)
+    session.commit()
+    bulk_due(session, campaign, 10, utcnow() - timedelta(minutes=1))
+    ids = run_tick(session, lambda ids: None, now=utcnow()).enqueued
+    backend.answered_ok = True
+    backend.timeout = 5
+    fake_sendgrid.hang_seconds = 3
+    fake_sendgrid.script("hang")  # the first request gets no answer; the other nine do
+    slow_slices = settings.replace(delivery_record_ms=60_000)  # nothing recorded on time
+
+    def timeout(signum, frame):
+        raise JobTimeout()
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    try:
+        deliver_messages(session, ids, backend, slow_slices, concurrency=20, claim_chunk=20)
+        raise AssertionError("the job timeout did not interrupt the batch")
+    except JobTimeout:
+        pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    session.rollback()
+    session.expire_all()
+    by_status = _ids_by_status(session)
+    assert len(by_status["sent"]) == 9 and by_status["sent"] == set(fake_sendgrid.deliveries)
+    assert len(by_status["sending"]) == 1  # only the one without an answer

@@ -97,8 +97,27 @@ class _Batch:
                 self._wait_for_answers()
                 if self._slice_due():
                     self._record()
+        except BaseException:
+            # RQ's job timeout or a shutdown: keep what was already answered (those
+            # 202s are `sent`, not in doubt); what is still in flight stays `sending`.
+            self._record_on_the_way_out()
+            raise
         finally:
             self.events.close(self.ctx.backend)
+
+    def _record_on_the_way_out(self) -> None:
+        try:
+            while True:
+                self.answered.append(self.answers.get_nowait())
+        except queue.Empty:
+            pass
+        if not self.answered:
+            return
+        try:
+            self.ctx.session.rollback()
+            self._record()
+        except Exception:
+            log.exception("recording the answers of an interrupted batch failed")
 
     def _more_to_do(self) -> bool:
         stopping = self.ctx.control.stop.is_set()
