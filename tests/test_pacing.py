@@ -97,7 +97,10 @@ def test_a_429_halves_the_pace_for_every_worker_and_holds_sends_for_retry_after(
     assert other_worker.current_factor() == 0.5
     assert other_worker.take(5).granted == 0  # held for Retry-After, in every worker
     assert _connection(app).ttl("drip:pace:factor") > 25
-    pacer.slow_down(None)
+    pacer.slow_down(None)  # another 429 of the same burst: the pace is not halved again
+    assert other_worker.current_factor() == 0.5
+    _connection(app).delete("drip:pace:hold")  # Retry-After is over
+    pacer.slow_down(None)  # a 429 after it: halved again
     assert other_worker.current_factor() == 0.25
 
 

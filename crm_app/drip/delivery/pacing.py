@@ -4,7 +4,8 @@ One Lua script takes tokens atomically (Redis' own clock, so workers on several
 machines agree), refilled at the configured rate times the back-off factor. A 429
 from SendGrid halves that factor for SEND_BACKOFF_SECONDS (kept in Redis, so every
 worker slows down) and holds all sends for its Retry-After. With no rate configured
-the bucket is skipped, but a 429 still holds and slows everyone.
+the bucket is skipped, but a 429 still holds and slows everyone. The 429s of one burst
+(every request in flight may get one) halve the pace once, not once each.
 
 Tokens are taken BEFORE a claim: a claimed message never waits for the pace, so what a
 kill leaves `sending` is only what was in flight. Redis down: with a rate, take() waits
@@ -59,13 +60,17 @@ return {granted, math.max(wait, 0)}
 
 # KEYS: factor, hold. ARGV: backoff seconds, hold seconds, min factor.
 _SLOW_DOWN = """
-local factor = tonumber(redis.call('GET', KEYS[1]) or '1') / 2
-factor = math.max(factor, tonumber(ARGV[3]))
-redis.call('SET', KEYS[1], tostring(factor), 'EX', tonumber(ARGV[1]))
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
-local hold = now + tonumber(ARGV[2])
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+local factor = tonumber(redis.call('GET', KEYS[1]) or '1')
+if current <= now then
+  -- The first 429 of a burst halves the pace; the others of the same hold (every
+  -- request in flight may answer 429) do not halve it again.
+  factor = math.max(factor / 2, tonumber(ARGV[3]))
+  redis.call('SET', KEYS[1], tostring(factor), 'EX', tonumber(ARGV[1]))
+end
+local hold = now + tonumber(ARGV[2])
 if hold > current then
   redis.call('SET', KEYS[2], tostring(hold), 'PX', math.ceil(tonumber(ARGV[2]) * 1000) + 1)
 end
