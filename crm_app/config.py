@@ -84,7 +84,8 @@ class Settings:
     # (Authorization: Bearer ...) or comes from one of these networks (comma-separated CIDRs).
     health_token: str | None = field(default=None, repr=False)
     health_networks: str = ""
-    # Database pool (PostgreSQL): each sending thread holds a connection while it writes.
+    # Database pool (PostgreSQL): a delivery job holds one connection (its writes); the web
+    # threads and outbound webhook threads one each.
     db_pool_size: int = 10
     db_max_overflow: int = 20
     # Delivery (see crm_app/drip/delivery/DELIVERY.md for what each one guards).

@@ -65,7 +65,7 @@ def payload_errors(payload: object) -> list[dict]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 256  # many sending threads connect at once (the default is 5)
+    request_queue_size = 512  # hundreds of requests in flight connect at once (the default is 5)
 
     def handle_error(self, request, client_address) -> None:
         # A client killed between two requests on a kept connection resets it: not news.

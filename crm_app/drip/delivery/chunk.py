@@ -146,7 +146,7 @@ def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
     suppressions = suppression_reasons(
         session,
         [m.contact.email for m in messages.values() if m.status == "queued"],
-        hash_key=erasure_key(ctx.settings),  # sending threads have no app context
+        hash_key=erasure_key(ctx.settings),  # a delivery job's session has no app context
     )
     for message_id in ids:
         message = messages.get(message_id)
