@@ -5,24 +5,49 @@ reuse its database pool, Redis connection and SendGrid client. The worker
 runs jobs in-process (no fork per job: a fork costs more than a job) and
 clears the database session after every job so a broken one never leaks
 into the next. It also runs RQ's scheduler, which moves delayed retries
-(`enqueue_at`) onto the queue when they are due. A delivery job sends its
-batch with DELIVERY_THREADS threads (default 8; see crm_app/drip/DELIVERY.md).
+(`enqueue_at`) onto the queue when they are due. A delivery job keeps up to
+DELIVERY_CONCURRENCY requests in flight (see crm_app/drip/delivery/DELIVERY.md).
+
+Redis going away (a restart, a dropped connection) at any moment, idle, mid-job or
+while RQ finishes a job, never ends the process: RQ's work loop gives up, this
+one waits for Redis with backoff and starts it again under the same name. A
+thread refreshes the worker's heartbeat key (what /health counts), and the
+worker registers itself again when a FLUSHALL emptied RQ's registry.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import threading
+import time
+import uuid
 
+import redis
 from rq.worker import SimpleWorker
 
 from crm_app import create_app
+from crm_app.config import settings_of
+from crm_app.drip.common import heartbeats
 from crm_app.extensions import db
 from crm_app.queue import get_queue, get_redis
 
+log = logging.getLogger("worker")
+
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# RQ blocks on the queue for worker_ttl - 15 s between heartbeats: 35 s keeps its
+# registry (and our re-registration after a FLUSHALL) within 20 s.
+WORKER_TTL_SECONDS = 35
+FIRST_WAIT_SECONDS = 0.5
+MAX_WAIT_SECONDS = 15.0
+
 
 class AppWorker(SimpleWorker):
-    """SimpleWorker that hands every job a clean database session."""
+    """SimpleWorker that hands every job a clean database session, knows when it was
+    asked to stop, and registers again when its registry entry vanished."""
+
+    stop_asked = False
 
     def perform_job(self, job, queue, execution):  # type: ignore[override]
         try:
@@ -30,19 +55,119 @@ class AppWorker(SimpleWorker):
         finally:
             db.session.remove()
 
+    def request_stop(self, signum, frame):  # type: ignore[override]
+        self.stop_asked = True
+        try:
+            super().request_stop(signum, frame)
+        except REDIS_ERRORS:
+            # RQ reads the worker's state from Redis first; Redis is away: stop now.
+            from rq.exceptions import StopRequested
+
+            raise StopRequested() from None
+
+    def register_birth(self) -> None:
+        # Our own earlier life under this name (RQ's loop gave up when Redis went away,
+        # so it never registered its death): replace it.
+        if self.connection.exists(self.key) and not self.connection.hexists(self.key, "death"):
+            self.connection.delete(self.key)
+        super().register_birth()
+
+    def heartbeat(self, timeout=None, pipeline=None):  # type: ignore[override]
+        if pipeline is None and not self.connection.hexists(self.key, "birth"):
+            # A FLUSHALL (or a Redis restart without persistence) emptied the registry.
+            log.warning("worker %s: not in RQ's registry any more, registering again", self.name)
+            self.register_birth()
+            self.set_state(self.get_state())
+        return super().heartbeat(timeout, pipeline)
+
+
+class Heartbeat(threading.Thread):
+    """Refreshes this worker's heartbeat key every few seconds, Redis willing."""
+
+    def __init__(self, connection: redis.Redis, queue_name: str, worker_name: str):
+        super().__init__(name="drip-heartbeat", daemon=True)
+        self.connection, self.queue_name, self.worker_name = connection, queue_name, worker_name
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                heartbeats.beat(self.connection, self.queue_name, self.worker_name)
+            except REDIS_ERRORS:
+                pass  # the main loop reports the outage; the next beat tries again
+            self.stopped.wait(heartbeats.BEAT_SECONDS)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        try:
+            self.connection.delete(heartbeats.worker_key(self.queue_name, self.worker_name))
+        except REDIS_ERRORS:
+            pass  # it expires by itself
+
+
+def wait_for_redis(connection: redis.Redis, stopping: threading.Event) -> bool:
+    """Until Redis answers (True) or a stop is asked (False), with growing waits."""
+    wait = FIRST_WAIT_SECONDS
+    while not stopping.is_set():
+        try:
+            connection.ping()
+            return True
+        except REDIS_ERRORS as error:
+            log.warning("Redis unreachable (%s); trying again in %.1f s", error, wait)
+        stopping.wait(wait)
+        wait = min(wait * 2, MAX_WAIT_SECONDS)
+    return False
+
+
+def _queue_empty(queue) -> bool:
+    try:
+        return queue.count == 0
+    except REDIS_ERRORS:
+        return False
+
+
+def run(app, *, burst: bool, name: str | None, with_scheduler: bool) -> None:
+    """RQ's work loop, started again after every Redis outage, until a stop is asked
+    (or, with burst, until the queue is empty)."""
+    connection, queue = get_redis(app), get_queue(app)
+    name = name or uuid.uuid4().hex
+    stopping = threading.Event()
+    heartbeat = Heartbeat(connection, settings_of(app).rq_queue, name)
+    heartbeat.start()
+    try:
+        while not stopping.is_set():
+            worker = AppWorker(
+                [queue], connection=connection, name=name, worker_ttl=WORKER_TTL_SECONDS
+            )
+            try:
+                worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
+            except REDIS_ERRORS as error:
+                log.warning("worker %s: Redis went away (%s)", name, error)
+            if worker.stop_asked:
+                break
+            # RQ's loop installs its signal handlers; between two loops, ours.
+            signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+            signal.signal(signal.SIGINT, lambda *_: stopping.set())
+            if not wait_for_redis(connection, stopping):
+                break
+            if burst and _queue_empty(queue):
+                break
+            time.sleep(0.1)
+    finally:
+        heartbeat.stop()
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burst", action="store_true", help="stop when the queue is empty")
-    parser.add_argument("--name", default=None, help="worker name (default: RQ's)")
+    parser.add_argument("--name", default=None, help="worker name (default: a random one)")
     parser.add_argument("--no-scheduler", action="store_true", help="do not run RQ's scheduler")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = create_app()
     app.app_context().push()
-    worker = AppWorker([get_queue(app)], connection=get_redis(app), name=args.name)
-    worker.work(burst=args.burst, with_scheduler=not args.no_scheduler, logging_level="WARNING")
+    run(app, burst=args.burst, name=args.name, with_scheduler=not args.no_scheduler)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import sqlalchemy as sa  # noqa: E402
 from tests.scratch_db import scratch_database  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-TARGET_MS = 200.0
+TARGET_MS = 100.0
 # Proposed for the migration: the dashboard's "sent today/this week" and the all-campaign
 # overview filter on sent_at alone; completion and conversion on ended_at / enrolled_at.
 PROPOSED_INDEXES = (
@@ -221,7 +221,13 @@ def run(args, url: sa.URL) -> int:
 
     from crm_app import create_app
     from crm_app.drip.campaigns.seed import seed_default_campaigns
-    from crm_app.drip.reporting.analytics import campaign_report, campaigns_overview
+    from crm_app.drip.reporting.analytics import (
+        campaign_report,
+        campaigns_overview,
+        enrollment_outcomes,
+        message_counts_by_campaign,
+        steps_and_days,
+    )
     from crm_app.drip.reporting.dashboard import home_dashboard
     from crm_app.drip.reporting.date_range import DateRange, default_range
     from crm_app.extensions import db
@@ -256,6 +262,17 @@ def run(args, url: sa.URL) -> int:
     print(f"loading {args.messages:,} messages and {args.events:,} events ...")
     with psycopg.connect(url.set(drivername="postgresql").render_as_string(False)) as conn:
         counts = load(conn, args, campaigns, now)
+    # COPY wrote the messages behind the app's back: fill the rollups from them, as the
+    # migration does for the messages already sent (from then on, each write keeps them).
+    t0 = time.perf_counter()
+    with app.app_context():
+        from crm_app.drip.reporting.daily_counts import rebuild
+
+        rebuild(db.session)
+        db.session.commit()
+        db.session.remove()
+    print(f"  analytics rollups built from the messages in {time.perf_counter() - t0:.1f}s")
+    with psycopg.connect(url.set(drivername="postgresql").render_as_string(False)) as conn:
         conn.autocommit = True
         if args.proposed_indexes:
             for statement in PROPOSED_INDEXES:
@@ -308,12 +325,19 @@ def run(args, url: sa.URL) -> int:
              lambda: campaigns_overview(session, year)),
             (f"core  campaign_report ({args.days} days)",
              lambda: campaign_report(session, campaign, year)),
+            (f"  of which message counts, all campaigns ({args.days} days, rollup)",
+             lambda: message_counts_by_campaign(session, year)),
+            (f"  of which per step and per day, one campaign ({args.days} days, rollups)",
+             lambda: steps_and_days(session, campaign_id, year)),
+            (f"  of which enrolment outcomes, all campaigns ({args.days} days, enrollments)",
+             lambda: enrollment_outcomes(session, year)),
         ]  # fmt: skip
         for label, fn in figures:
             ms = timed(fn, args.repeat)
             session.rollback()
             results.append((label, ms))
-            flag = "" if ms < TARGET_MS else f"  (over the {TARGET_MS:.0f} ms aim)"
+            part = label.startswith("  of which")
+            flag = "" if ms < TARGET_MS or part else f"  (over the {TARGET_MS:.0f} ms aim)"
             print(f"  {ms:8.1f} ms  {label}{flag}")
     return 0
 

@@ -28,7 +28,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from bench.scratch import DEFAULT_URL, migrated_app, scratch_database  # noqa: E402
 
-TARGET_EVENTS_PER_SECOND = 10_000
+TARGET_EVENTS_PER_SECOND = 20_000
 MIX = [("processed", 20), ("delivered", 30), ("open", 30), ("click", 12), ("deferred", 4),
        ("bounce", 2), ("spamreport", 1), ("unsubscribe", 1)]  # fmt: skip
 
@@ -97,6 +97,36 @@ def make_batches(messages, batches: int, per_batch: int, seed: int) -> list[byte
     return out
 
 
+class StatementTimes:
+    """Where the time goes: database time per kind of statement (the first 100 characters)."""
+
+    def __init__(self) -> None:
+        self.by_statement: dict[str, list] = {}
+
+    def install(self) -> None:
+        from sqlalchemy import event
+
+        @event.listens_for(sa.engine.Engine, "before_cursor_execute")
+        def before(conn, cursor, statement, params, context, executemany):
+            conn.info["bench_t0"] = time.perf_counter()
+
+        @event.listens_for(sa.engine.Engine, "after_cursor_execute")
+        def after(conn, cursor, statement, params, context, executemany):
+            key = " ".join(statement.split())[:100]
+            entry = self.by_statement.setdefault(key, [0, 0.0])
+            entry[0] += 1
+            entry[1] += time.perf_counter() - conn.info.pop("bench_t0", time.perf_counter())
+
+    def print(self, elapsed: float, top: int = 12) -> None:
+        total = sum(t for _, t in self.by_statement.values())
+        print(f"where the time goes: {total:.2f} s of {elapsed:.2f} s waiting for the database "
+              f"({len(self.by_statement)} kinds of statement); the rest is Python (parse, "
+              f"signature, build rows). Top statements:")  # fmt: skip
+        ranked = sorted(self.by_statement.items(), key=lambda kv: -kv[1][1])[:top]
+        for statement, (count, spent) in ranked:
+            print(f"  {spent * 1000:8.1f} ms {count:5d}x  {statement}")
+
+
 def post_all(client, signer, bodies) -> tuple[float, list[float], dict]:
     totals = {"received": 0, "applied": 0, "duplicates": 0, "rejected": 0}
     latencies = []
@@ -137,6 +167,8 @@ def main() -> int:
         client = app.test_client()
         total_events = args.batches * args.events
 
+        times = StatementTimes()
+        times.install()
         elapsed, latencies, totals = post_all(client, signer, bodies)
         rate = total_events / elapsed
         print(f"ingest: {total_events:,} events in {args.batches} batches: {elapsed:.2f} s, "
@@ -144,6 +176,8 @@ def main() -> int:
               f"batch median {statistics.median(latencies) * 1000:.0f} ms, "
               f"max {max(latencies) * 1000:.0f} ms")  # fmt: skip
         print(f"        {totals}")
+        if rate < TARGET_EVENTS_PER_SECOND:
+            times.print(elapsed)
 
         elapsed, latencies, replay = post_all(client, signer, bodies)
         verdict = "nothing applied twice" if replay["applied"] == 0 else "APPLIED TWICE"

@@ -91,15 +91,24 @@ class Settings:
     # (Authorization: Bearer ...) or comes from one of these networks (comma-separated CIDRs).
     health_token: str | None = field(default=None, repr=False)
     health_networks: str = ""
-    # Database pool (PostgreSQL): each sending thread holds a connection while it writes.
+    # Database pool (PostgreSQL): a delivery job holds one connection (its writes); the web
+    # threads and outbound webhook threads one each.
     db_pool_size: int = 10
     db_max_overflow: int = 20
     # Delivery (see crm_app/drip/delivery/DELIVERY.md for what each one guards).
     delivery_lease_seconds: int = 600
     delivery_max_attempts: int = 5
-    delivery_batch_size: int = 200
-    delivery_threads: int = 8
-    delivery_claim_chunk: int = 10
+    delivery_batch_size: int = 1000
+    # Requests in flight to SendGrid per delivery job (one event loop, one database
+    # connection); claims of up to DELIVERY_CLAIM_CHUNK messages, results recorded every
+    # DELIVERY_RECORD_MS milliseconds (or every DELIVERY_CLAIM_CHUNK answers).
+    delivery_concurrency: int = 200
+    delivery_claim_chunk: int = 100
+    delivery_record_ms: int = 50
+    # Messages per second across all workers (a Redis token bucket); 0: no limit. A 429
+    # halves it for SEND_BACKOFF_SECONDS.
+    send_rate_per_second: float = 0.0
+    send_backoff_seconds: int = 60
     delivery_tick_chunk: int = 5000
     delivery_retry_base_seconds: float = 30.0
     delivery_retry_max_seconds: float = 3600.0

@@ -22,6 +22,7 @@ from crm_app.drip.audience.import_run import run_import
 from crm_app.drip.delivery.backends import Backend, backend_from_settings
 from crm_app.drip.delivery.frequency_cap import FrequencyCap
 from crm_app.drip.delivery.in_doubt import AutoResolve
+from crm_app.drip.delivery.pacing import Pacer
 from crm_app.drip.delivery.pipeline import deliver_concurrently
 from crm_app.drip.delivery.tick import run_tick
 from crm_app.drip.experiments.auto_promotion import auto_promote
@@ -30,7 +31,7 @@ from crm_app.drip.outbound.deliveries import sweep
 from crm_app.drip.outbound.sending import SendOptions, deliver_many
 from crm_app.extensions import db
 from crm_app.outbound_dispatch import enqueue_webhook_deliveries, schedule_webhook_retry
-from crm_app.queue import enqueue_deliveries, get_queue, schedule_delivery
+from crm_app.queue import enqueue_deliveries, get_queue, get_redis, schedule_delivery
 
 log = logging.getLogger(__name__)
 
@@ -85,19 +86,22 @@ def deliver_messages(ids: list[int]) -> dict:
     engine = db.engine
 
     def make_session() -> Session:
-        # One session (one pooled connection) per sending thread. Objects stay loaded
+        # One session (one pooled connection) for the whole batch. Objects stay loaded
         # across the commits: every write that matters is a conditional UPDATE, so a
         # stale attribute cannot cause a second send, and each chunk is loaded afresh
         # (populate_existing) just before its claim.
         return Session(engine, expire_on_commit=False)
 
+    settings = settings_of(current_app)
+    pacer = Pacer(get_redis(), settings.send_rate_per_second, settings.send_backoff_seconds)
     try:
         report = deliver_concurrently(
             make_session,
             list(ids),
             _backend(),
-            settings_of(current_app),
+            settings,
             schedule_retry=lambda message_id, when: schedule_delivery(queue, message_id, when),
+            pacer=pacer,
         )
     finally:
         db.session.remove()

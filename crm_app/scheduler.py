@@ -4,16 +4,23 @@ and the outbound webhook sweep and the Idempotency-Key clean-up.
 Run it with `python -m crm_app.scheduler` (the run command starts one). It only
 enqueues; a worker runs the tick inside the app context. Running two schedulers
 is safe because the tick itself is idempotent, so production may run a spare.
+
+Redis going away (a restart, a dropped connection), even while a tick is being
+enqueued, never ends it: it waits with backoff and carries on; a job whose enqueue
+failed is still due and goes at the next pass (`run_forever`).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 
+import redis
 from flask import Flask
 from redis import Redis
 from rq.cron import CronScheduler
+from rq.exceptions import StopRequested
 
 from crm_app import create_app
 from crm_app.config import settings_of
@@ -59,6 +66,48 @@ def build_scheduler(app: Flask, connection: Redis | None = None) -> CronSchedule
     return scheduler
 
 
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+FIRST_WAIT_SECONDS = 0.5
+MAX_WAIT_SECONDS = 15.0
+
+log = logging.getLogger("scheduler")
+
+
+def run_forever(scheduler: CronScheduler, *, passes: int | None = None, sleep=time.sleep) -> None:
+    """CronScheduler.start, riding out Redis: enqueue what is due, heartbeat, sleep;
+    on a Redis error, wait (growing, capped) and go on, registering again (a restarted
+    or flushed Redis forgot it). `passes` bounds the loop (tests)."""
+    scheduler._install_signal_handlers()
+    registered, wait, done = False, FIRST_WAIT_SECONDS, 0
+    try:
+        while passes is None or done < passes:
+            done += 1
+            try:
+                if not registered:
+                    scheduler.register_birth()
+                    registered = True
+                if scheduler.enqueue_jobs():
+                    scheduler.save()
+                scheduler.heartbeat()
+            except REDIS_ERRORS as error:
+                log.warning("Redis unreachable (%s); trying again in %.1f s", error, wait)
+                registered = False
+                sleep(wait)
+                wait = min(wait * 2, MAX_WAIT_SECONDS)
+                continue
+            wait = FIRST_WAIT_SECONDS
+            pause = scheduler.calculate_sleep_interval()
+            if pause > 0:
+                sleep(pause)
+    except (KeyboardInterrupt, StopRequested):
+        log.info("stop requested")
+    finally:
+        try:
+            scheduler.register_death()
+        except REDIS_ERRORS:
+            pass  # its registry entry expires by itself
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(message)s")
     try:
@@ -66,8 +115,7 @@ def main() -> int:
     except RuntimeError as exc:
         print(f"scheduler: {exc}", file=sys.stderr)
         return 2
-    # start() installs its own SIGINT/SIGTERM handlers and unregisters on exit.
-    scheduler.start()
+    run_forever(scheduler)
     return 0
 
 

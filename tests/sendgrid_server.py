@@ -10,6 +10,8 @@ Run it alone (`python tests/sendgrid_server.py [PORT [DELAY_SECONDS]]`) for the 
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import sys
 import threading
 import time
@@ -63,7 +65,7 @@ def payload_errors(payload: object) -> list[dict]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 256  # many sending threads connect at once (the default is 5)
+    request_queue_size = 512  # hundreds of requests in flight connect at once (the default is 5)
 
     def handle_error(self, request, client_address) -> None:
         # A client killed between two requests on a kept connection resets it: not news.
@@ -84,6 +86,11 @@ class FakeSendGrid:
         self.retry_after = "1"
         self.keep_requests = True
         self.in_flight = 0  # requests being answered right now
+        # Answer this many 202s, then hold every later request unanswered (until
+        # `release` is set): a kill then lands with a known set answered and in flight.
+        self.answer_limit: int | None = None
+        self.release = threading.Event()
+        self.held: list[str] = []  # message ids of the requests held unanswered
         self.connections = 0  # TCP connections accepted (keep-alive: fewer than requests)
         server = self
 
@@ -149,7 +156,7 @@ class FakeSendGrid:
         self.httpd.server_close()
 
     def script(self, *answers: str) -> None:
-        """Queue the next answers: "429", "500", "400", "401", "403", "413", "hang"."""
+        """Queue the next answers: "429", "500", "400", "401", "403", "413", "hang", "reset"."""
         with self.lock:
             self._script.extend(answers)
 
@@ -161,6 +168,10 @@ class FakeSendGrid:
             self._script.clear()
             self.delay = 0.0
             self.connections = 0
+            self.answer_limit = None
+            self.held.clear()
+            self.release.set()
+            self.release = threading.Event()
 
     def duplicates(self) -> dict[str, int]:
         return {k: v for k, v in list(self.deliveries.items()) if v > 1}
@@ -204,6 +215,13 @@ class FakeSendGrid:
         message_id = payload.get("custom_args", {}).get("message_id") or "?"
         provider_id = uuid.uuid4().hex[:22]
         with self.lock:
+            held = self.answer_limit is not None and len(self.answers) >= self.answer_limit
+            if held:
+                self.held.append(message_id)
+        if held:
+            self.release.wait(self.hang_seconds)
+            return
+        with self.lock:
             self.deliveries[message_id] += 1
             self.answers.append("202")
             if self.keep_requests:
@@ -213,6 +231,14 @@ class FakeSendGrid:
     def _scripted_answer(self, handler, scripted: str) -> None:
         if scripted == "hang":
             time.sleep(self.hang_seconds)
+            return
+        if scripted == "reset":
+            # The request was read; the connection is reset instead of answered (RST).
+            handler.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            handler.connection.close()
+            handler.close_connection = True
             return
         if scripted == "429":
             handler._answer(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from crm_app.drip.reporting.daily_counts import rebuild as rebuild_daily_counts
 from crm_app.models import Contact, Enrollment, Message
 from crm_app.models.tracking import ContactGoal
 
@@ -135,5 +136,8 @@ def build_analytics_fixture(session, campaigns) -> dict:
             ContactGoal(contact_id=contacts[4].id, name="goal:demo_booked", occurred_at=at(3, 5)),
         ]
     )
+    session.flush()
+    # Written behind the app's back (exact timestamps): the rollups from these rows.
+    rebuild_daily_counts(session)
     session.commit()
     return {"A": a, "B": b}

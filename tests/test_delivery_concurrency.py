@@ -1,9 +1,8 @@
-"""Delivery at speed: sending threads, kept connections to SendGrid, compiled templates
-reused. None of it may weaken "never twice, never lost"."""
+"""Delivery at speed: many requests in flight on one event loop, kept connections to
+SendGrid, compiled templates reused. None of it may weaken "never twice, never lost"."""
 
 from __future__ import annotations
 
-import socket
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -11,7 +10,6 @@ from sqlalchemy.orm import Session
 
 from crm_app.drip.audience.enrollment import advance_many
 from crm_app.drip.campaigns.schedule import send_time_for_step
-from crm_app.drip.delivery.backends import SendGridBackend, _dropped
 from crm_app.drip.delivery.compose import email_label
 from crm_app.drip.delivery.pipeline import deliver_concurrently, deliver_messages
 from crm_app.drip.delivery.tick import run_tick
@@ -33,12 +31,15 @@ def _sessions():
     return lambda: Session(engine, expire_on_commit=False)
 
 
-def test_sending_threads_deliver_each_message_once_and_advance_each_enrollment(
+def test_many_in_flight_deliver_each_message_once_and_advance_each_enrollment(
     session, campaigns, backend, settings, fake_sendgrid
 ):
     ids = _queued_bulk(session, campaigns, 60)
+    fake_sendgrid.delay = 0.05
 
-    report = deliver_concurrently(_sessions(), ids, backend, settings, threads=4)
+    report = deliver_concurrently(
+        _sessions(), ids, backend, settings, concurrency=20, claim_chunk=10
+    )
 
     assert sorted(report.sent) == sorted(ids)
     assert fake_sendgrid.duplicates() == {} and len(fake_sendgrid.deliveries) == 60
@@ -52,41 +53,43 @@ def test_sending_threads_deliver_each_message_once_and_advance_each_enrollment(
     assert sent_rows == 60
 
 
-def test_the_same_ids_in_every_thread_are_still_sent_once(
+def test_the_same_ids_many_times_in_a_batch_are_still_sent_once(
     session, campaigns, backend, settings, fake_sendgrid
 ):
     ids = _queued_bulk(session, campaigns, 20)
 
-    report = deliver_concurrently(_sessions(), ids + ids + ids, backend, settings, threads=6)
+    report = deliver_concurrently(_sessions(), ids + ids + ids, backend, settings, concurrency=6)
 
     assert sorted(report.sent) == sorted(ids) and len(report.not_claimed) == 40
     assert fake_sendgrid.duplicates() == {} and len(fake_sendgrid.deliveries) == 20
 
 
-def test_a_revoked_key_stops_every_thread_and_keeps_the_rest_queued(
+def test_a_key_revoked_mid_run_stops_the_batch_and_keeps_the_rest_queued(
     session, campaigns, backend, settings, fake_sendgrid
 ):
     ids = _queued_bulk(session, campaigns, 40)
+    backend.answered_ok = True  # it worked until now: requests go out 4 at a time
     fake_sendgrid.script(*["401"] * 40)
 
-    report = deliver_concurrently(_sessions(), ids, backend, settings, threads=4)
+    report = deliver_concurrently(_sessions(), ids, backend, settings, concurrency=4, claim_chunk=4)
 
-    assert report.auth_failure
-    assert 1 <= len(report.failed) <= 4  # at most the one each thread had in flight
+    assert report.auth_failure and backend.answered_ok is False
+    assert 1 <= len(report.failed) <= 4  # at most what was in flight
     session.expire_all()
     assert statuses(session) == {"failed": len(report.failed), "queued": 40 - len(report.failed)}
     assert fake_sendgrid.deliveries == {}
 
 
-def test_one_kept_connection_carries_every_send_of_a_thread(
+def test_a_new_key_is_tried_alone_then_a_few_kept_connections_carry_every_send(
     session, campaigns, backend, settings, fake_sendgrid
 ):
-    ids = _queued_bulk(session, campaigns, 5)
+    ids = _queued_bulk(session, campaigns, 30)
+    fake_sendgrid.delay = 0.02
 
-    deliver_messages(session, ids, backend, settings)
+    report = deliver_messages(session, ids, backend, settings, concurrency=5, claim_chunk=5)
 
-    assert len(fake_sendgrid.deliveries) == 5
-    assert fake_sendgrid.connections == 1
+    assert sorted(report.sent) == sorted(ids) and len(fake_sendgrid.deliveries) == 30
+    assert fake_sendgrid.connections <= 5  # kept and reused, never one per request
 
 
 def test_errors_on_a_kept_connection_map_as_before_and_the_next_send_goes_out(
@@ -99,32 +102,6 @@ def test_errors_on_a_kept_connection_map_as_before_and_the_next_send_goes_out(
 
     assert report.retrying == [ids[0]] and report.failed == [ids[1]] and report.sent == [ids[2]]
     assert fake_sendgrid.deliveries == {str(ids[2]): 1}
-
-
-def test_a_kept_connection_the_server_closed_is_noticed_before_it_is_reused():
-    ours, theirs = socket.socketpair()
-    try:
-        assert not _dropped(ours)
-        theirs.close()  # the server's idle timeout
-        assert _dropped(ours)
-    finally:
-        ours.close()
-
-
-def test_a_broken_kept_connection_is_replaced_before_the_next_send(
-    session, campaigns, settings, fake_sendgrid
-):
-    backend = SendGridBackend("SG.k", fake_sendgrid.url, "a@example.com", timeout=2)
-    ids = _queued_bulk(session, campaigns, 3)
-    first = deliver_messages(session, ids[:1], backend, settings)
-    # Break the kept connection: it reads EOF, as one the server closed when idle does.
-    kept = backend._client.client._connections.connection
-    kept.sock.shutdown(socket.SHUT_RDWR)
-
-    rest = deliver_messages(session, ids[1:], backend, settings)
-
-    assert first.sent + rest.sent == ids
-    assert fake_sendgrid.duplicates() == {} and fake_sendgrid.connections == 2
 
 
 def test_an_edited_step_is_rendered_from_its_new_text(

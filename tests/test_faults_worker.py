@@ -153,9 +153,9 @@ def test_worker_killed_mid_send_then_a_new_worker_never_sends_twice(
     run_tick(session, lambda ids: enqueue_deliveries(queue, ids, 10), now=utcnow())
     fake_sendgrid.delay = 0.3  # each send takes a while: the kill lands inside one
     env = worker_env(sendgrid_app, database_url, redis_url, fake_sendgrid, tmp_path)
-    # One thread claiming one message at a time: exactly one email in flight. Chunks and
-    # threads are the next test.
-    env.update({"DELIVERY_THREADS": "1", "DELIVERY_CLAIM_CHUNK": "1"})
+    # One request in flight at a time: exactly one email in flight. Many in flight is
+    # tests/test_delivery_in_flight.py.
+    env.update({"DELIVERY_CONCURRENCY": "1", "DELIVERY_CLAIM_CHUNK": "1"})
 
     worker = start_worker(env)
     try:
@@ -188,50 +188,6 @@ def test_worker_killed_mid_send_then_a_new_worker_never_sends_twice(
     _assert_each_sent_message_delivered_once(session, fake_sendgrid)
     in_doubt = session.scalar(sa.select(Message.id).where(Message.status == "in_doubt"))
     assert fake_sendgrid.deliveries.get(str(in_doubt), 0) <= 1
-
-
-def test_threaded_worker_killed_mid_batch_leaves_at_most_a_chunk_per_thread_in_doubt(
-    session, sendgrid_app, campaigns, fake_sendgrid, database_url, redis_url, tmp_path
-):
-    _due_campaign(session, campaigns, 40)
-    queue = get_queue()
-    run_tick(session, lambda ids: enqueue_deliveries(queue, ids, 20), now=utcnow())
-    fake_sendgrid.delay = 0.3
-    env = worker_env(sendgrid_app, database_url, redis_url, fake_sendgrid, tmp_path)
-    threads, chunk = 4, 3
-    env.update({"DELIVERY_THREADS": str(threads), "DELIVERY_CLAIM_CHUNK": str(chunk)})
-
-    worker = start_worker(env)
-    try:
-        assert wait_for(
-            lambda: sum(fake_sendgrid.deliveries.values()) >= 4 and fake_sendgrid.in_flight >= 2,
-            timeout=60,
-        ), worker.stdout.read1().decode() if worker.poll() is not None else "no progress"
-        kill_worker(worker)
-    finally:
-        kill_worker(worker)
-    wait_for(lambda: fake_sendgrid.in_flight == 0, timeout=5)
-    fake_sendgrid.delay = 0
-    session.expire_all()
-    in_flight = statuses(session).get("sending", 0)
-    # At most the chunk each sending thread had claimed (sent or not yet): in doubt.
-    assert 1 <= in_flight <= threads * chunk
-
-    result = run_tick(
-        session,
-        lambda ids: enqueue_deliveries(queue, ids, 20),
-        now=_past_the_lease(),
-        lease_seconds=LEASE_SECONDS,
-    )
-    assert result.in_doubt == in_flight
-
-    second = start_worker(env, "--burst")
-    output = second.communicate(timeout=120)[0].decode()
-    assert second.returncode == 0, output
-
-    session.expire_all()
-    assert statuses(session) == {"sent": 40 - in_flight, "in_doubt": in_flight}
-    _assert_each_sent_message_delivered_once(session, fake_sendgrid)
 
 
 def test_redis_flushed_between_tick_and_work_still_delivers_everything_once(

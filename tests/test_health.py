@@ -9,6 +9,7 @@ import redis
 import sqlalchemy as sa
 from rq import Queue, Worker
 
+from crm_app.drip.common.heartbeats import beat, worker_key
 from crm_app.drip.delivery.provider_health import set_backend_auth_failure
 from crm_app.drip.delivery.tick import LAST_TICK_KEY
 from crm_app.models import SystemState, utcnow
@@ -16,11 +17,11 @@ from crm_app.models import SystemState, utcnow
 
 @pytest.fixture
 def live_worker(app):
+    """A worker's heartbeat key, as worker.py refreshes it."""
     connection = redis.Redis.from_url(app.config["REDIS_URL"])
-    worker = Worker([Queue(app.config["RQ_QUEUE"], connection=connection)], connection=connection)
-    worker.register_birth()
-    yield worker
-    worker.register_death()
+    beat(connection, app.config["RQ_QUEUE"], "worker-1")
+    yield "worker-1"
+    connection.delete(worker_key(app.config["RQ_QUEUE"], "worker-1"))
 
 
 HEALTH_TOKEN = "monitor-token-for-tests"
@@ -69,6 +70,27 @@ def test_no_worker_is_red(web, session):
     response = get_health(web)
     assert response.status_code == 503
     assert checks(response)["worker"] is False
+
+
+def test_a_worker_in_rqs_registry_but_without_a_heartbeat_is_not_live(app, web, session):
+    connection = redis.Redis.from_url(app.config["REDIS_URL"])
+    queue = Queue(app.config["RQ_QUEUE"], connection=connection)
+    gone = Worker([queue], connection=connection)
+    gone.register_birth()  # registered at its start, then killed: no heartbeat since
+    try:
+        tick_at(session, utcnow())
+        assert checks(get_health(web))["worker"] is False
+    finally:
+        gone.register_death()
+
+
+def test_a_heartbeat_after_a_flushall_makes_the_worker_live_again(app, web, session, live_worker):
+    connection = redis.Redis.from_url(app.config["REDIS_URL"])
+    tick_at(session, utcnow())
+    connection.flushdb()
+    assert checks(get_health(web))["worker"] is False
+    beat(connection, app.config["RQ_QUEUE"], live_worker)  # its next beat
+    assert checks(get_health(web))["worker"] is True
 
 
 def test_stale_scheduler_is_red(web, session, live_worker):

@@ -40,10 +40,10 @@ def test_the_last_email_sent_by_the_worker_threads_emits_sent_and_completed_and_
     message = message_for(session, contact)
     queued_before = get_queue().count
 
-    # Two sending threads, each with a session of its own and no app context.
+    # A delivery job's own session, no app context (its event loop is another thread).
     report = deliver_concurrently(
         lambda: Session(db.engine, expire_on_commit=False), [message.id], backend, settings,
-        threads=2,
+        concurrency=2,
     )  # fmt: skip
 
     assert report.sent == [message.id]

@@ -17,6 +17,7 @@ from crm_app.models.contact_import import (
     ContactImport,
     ContactImportFailure,
 )
+from crm_app.models.daily_counts import CampaignDailyCounts, CampaignDailyFirsts
 from crm_app.models.enrollment import ENROLLMENT_ENTRIES, ENROLLMENT_STATUSES, Enrollment
 from crm_app.models.experiment import VARIANT_KEYS, ContentBlock, StepVariant
 from crm_app.models.message import MESSAGE_STATUSES, Message, SystemState
@@ -34,6 +35,8 @@ from crm_app.models.types import UTCDateTime, utcnow
 from crm_app.models.user import ROLES, User
 
 __all__ = [
+    "CampaignDailyCounts",
+    "CampaignDailyFirsts",
     "Activity",
     "AuditEntry",
     "ApiToken",

@@ -14,7 +14,7 @@ EMAIL_STATUSES = ("ok", "unsubscribed", "bounced", "complained")
 # What the contact list's search reads: names, email, company, title, industry and the
 # custom fields (as their JSON text), lower-cased. A generated column, so the database
 # keeps it right whoever writes the row (the form, an import's bulk insert, a COPY); on
-# PostgreSQL a trigram index (migration 0010) serves "%tanaka%" without reading every
+# PostgreSQL a trigram index (migration 0009) serves "%tanaka%" without reading every
 # contact.
 SEARCH_TEXT_SQL = (
     "lower(first_name || ' ' || last_name || ' ' || email || ' ' || company || ' ' || title"

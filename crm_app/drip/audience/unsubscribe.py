@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from crm_app.drip.audience.suppression import suppress
+from crm_app.drip.reporting.daily_counts import count_first_seen
 from crm_app.models import Contact, Enrollment, Message, Suppression, utcnow
 
 _SALT = "unsubscribe"
@@ -92,11 +93,13 @@ def unsubscribe(
     emails_from = unsubscribed_from(session, contact) if contact is not None else []
     result = suppress(session, email, reason="unsubscribe", source=source, actor=source, now=now)
     if result.changed and emails_from:
-        session.execute(
+        first = session.scalars(
             sa.update(Message)
             .where(Message.id.in_(emails_from), Message.unsubscribed_at.is_(None))
             .values(unsubscribed_at=now)
-        )
+            .returning(Message.id)
+        ).all()
+        count_first_seen(session, "unsubscribed_at", first)
     return UnsubscribeResult(
         email=email, contact=contact, already=not result.changed, stopped=result.stopped
     )

@@ -35,6 +35,8 @@ from crm_app.drip.delivery.backends import (
     OutgoingEmail,
     PermanentSendError,
     TransientSendError,
+    UnknownOutcomeError,
+    send_one,
 )
 from crm_app.drip.experiments.blocks import BlockChooser, with_blocks
 from crm_app.models import CampaignStep, Contact, ContentBlock, TestSend, utcnow
@@ -178,9 +180,9 @@ def send_test(
         custom_args={"test_send_id": str(row.id)},
     )
     try:
-        row.provider_message_id = backend.send(outgoing)
+        row.provider_message_id = send_one(backend, outgoing)
         row.status = "sent"
-    except (TransientSendError, PermanentSendError) as error:
+    except (TransientSendError, PermanentSendError, UnknownOutcomeError) as error:
         row.status, row.error = "failed", str(error)
     except Exception as error:  # a test must end with a message, whatever the backend did
         log.exception("test send %s failed", row.id)

@@ -1,5 +1,5 @@
 """The few SQL helpers the core needs on both databases: one helper per kind of
-set-based write (insert_rows, update_rows), the dialect's insert, and IN lists."""
+set-based write (insert_rows, update_rows, add_counts), the dialect's insert, and IN lists."""
 
 from __future__ import annotations
 
@@ -196,6 +196,21 @@ def _cached(shape: tuple, build: Callable[[], Any]) -> Any:
 def _function_key(function: Callable) -> tuple:
     closure = tuple(cell.cell_contents for cell in function.__closure__ or ())
     return (function.__code__, function.__defaults__, closure)
+
+
+def add_counts(
+    session, table: sa.Table, source: sa.Select, *, key: Sequence[str], counts: Sequence[str]
+) -> None:
+    """Add the counts of `source` (a SELECT of the `key` columns, then the `counts`
+    columns, in that order) to `table`'s rows, creating the rows that are missing: one
+    INSERT .. SELECT .. ON CONFLICT DO UPDATE SET n = n + excluded.n. Counters kept this
+    way never lose an increment to a concurrent writer (the row lock serialises them)."""
+    insert = dialect_insert(session)(table).from_select([*key, *counts], source)
+    insert = insert.on_conflict_do_update(
+        index_elements=list(key),
+        set_={name: table.c[name] + insert.excluded[name] for name in counts},
+    )
+    session.execute(insert)
 
 
 def in_values(session, column: sa.ColumnElement, values) -> sa.ColumnElement:

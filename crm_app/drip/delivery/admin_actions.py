@@ -14,6 +14,7 @@ from typing import Any
 
 from crm_app.drip.audience.enrollment import advance
 from crm_app.drip.delivery.transitions import MESSAGES, record_message_activity, update_if
+from crm_app.drip.reporting.daily_counts import count_sent
 from crm_app.models import Enrollment, Message, utcnow
 
 
@@ -36,6 +37,7 @@ def _requeue(session, message: Message, allowed: tuple[str, ...], kind: str, act
         next_attempt_at=None,
     ):
         raise DeliveryActionError(f"Message #{message.id} changed meanwhile; reload the page.")
+    count_sent(session, [message.id])
     session.refresh(message)
     record_message_activity(
         session, message, kind, f"Email #{message.id} queued again by {actor}", actor
@@ -82,6 +84,7 @@ def mark_sent(
         in_doubt_resolution=resolution,
     ):
         raise DeliveryActionError(f"Message #{message.id} changed meanwhile; reload the page.")
+    count_sent(session, [message.id])
     session.refresh(message)
     detail = f"Email #{message.id} marked sent by {actor}" + (f": {note}" if note else "")
     record_message_activity(session, message, "email_marked_sent", detail, actor)

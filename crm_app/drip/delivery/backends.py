@@ -1,29 +1,24 @@
 """Delivery backends: SendGrid (the official client) and the local Outbox.
 
-A backend sends one OutgoingEmail and returns the provider's message id, or
-raises TransientSendError (retry later) or PermanentSendError (never retry).
-A backend may be shared by several sending threads: SendGridBackend keeps one
-keep-alive connection per thread.
+A backend sends one OutgoingEmail (`await backend.asend(...)`, many at once from one
+event loop; `send_one` from synchronous code) and returns the provider's message id,
+or raises TransientSendError (nothing went out, or a 429/5xx: retry later),
+PermanentSendError (never retry) or UnknownOutcomeError (the request left and no
+answer came: in doubt, never retried by itself).
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
-import http.client
-import io
 import json
-import select
-import socket
 import threading
 import time
-import urllib.error
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import python_http_client
+import aiohttp
 import sendgrid
-from python_http_client.exceptions import HTTPError, handle_error
 from sendgrid.helpers.mail import (
     Category,
     Content,
@@ -61,12 +56,17 @@ class OutgoingEmail:
 
 
 class TransientSendError(Exception):
-    """429, 5xx, timeout, connection refused: try again later."""
+    """429, 5xx, or the request never left (connection refused, DNS): try again later."""
 
-    def __init__(self, detail: str, retry_after: float | None = None):
+    def __init__(self, detail: str, retry_after: float | None = None, status: int | None = None):
         super().__init__(detail)
         self.detail = detail
         self.retry_after = retry_after
+        self.status = status
+
+    @property
+    def is_rate_limit(self) -> bool:
+        return self.status == 429
 
 
 class PermanentSendError(Exception):
@@ -85,7 +85,9 @@ class PermanentSendError(Exception):
 class Backend(Protocol):
     name: str
 
-    def send(self, outgoing: OutgoingEmail) -> str: ...
+    async def asend(self, outgoing: OutgoingEmail) -> str: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass
@@ -94,8 +96,11 @@ class OutboxBackend:
 
     name: str = "outbox"
 
-    def send(self, outgoing: OutgoingEmail) -> str:
+    async def asend(self, outgoing: OutgoingEmail) -> str:
         return f"outbox-{outgoing.message_id}"
+
+    async def aclose(self) -> None:
+        return None
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -146,166 +151,46 @@ def sendgrid_error_text(body: bytes | str | None) -> str:
     return raw.strip()[:1000]
 
 
-# A kept connection idle longer than this is replaced rather than reused: servers and
-# load balancers drop idle connections, and a request written into a half-closed one
-# would fail with an unknown outcome.
-KEEPALIVE_IDLE_SECONDS = 20.0
+class UnknownOutcomeError(Exception):
+    """The request left, and no answer came back (a timeout, a reset, a closed
+    connection): SendGrid may have accepted it. Never retried by itself: in doubt."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
 
 
-class _Connections(threading.local):
-    """This thread's kept HTTP connection (one host), and when it was last used."""
-
-    connection: http.client.HTTPConnection | None = None
-    key: tuple[str, str] | None = None
-    last_used: float = 0.0
-
-
-class _Answer:
-    """What python_http_client's Response reads from a urllib answer."""
-
-    def __init__(self, status: int, body: bytes, headers: http.client.HTTPMessage):
-        self.status, self.body, self.headers = status, body, headers
-
-    def getcode(self) -> int:
-        return self.status
-
-    def read(self) -> bytes:
-        return self.body
-
-    def info(self) -> http.client.HTTPMessage:
-        return self.headers
-
-
-def _dropped(sock: socket.socket | None) -> bool:
-    """True when an idle kept connection was closed by the server (readable = EOF or junk)."""
-    if sock is None:
-        return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-class KeepAliveClient(python_http_client.Client):
-    """python_http_client's Client (so the official sendgrid client still builds the
-    URL, headers and JSON body) that sends over one kept HTTP/1.1 connection per
-    thread instead of a new connection per request. Timeouts and HTTP errors surface
-    exactly as with urllib: TimeoutError / OSError, and python_http_client's HTTPError."""
-
-    def __init__(self, *args: Any, connections: _Connections | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._connections = connections if connections is not None else _Connections()
-
-    def _build_client(self, name: str | None = None) -> KeepAliveClient:
-        url_path = self._url_path + [name] if name else self._url_path
-        return KeepAliveClient(
-            host=self.host,
-            version=self._version,
-            request_headers=self.request_headers,
-            url_path=url_path,
-            append_slash=self.append_slash,
-            timeout=self.timeout,
-            connections=self._connections,
-        )
-
-    def _connection(self, scheme: str, netloc: str, timeout: float | None):
-        kept = self._connections
-        key = (scheme, netloc)
-        conn = kept.connection
-        stale = time.monotonic() - kept.last_used > KEEPALIVE_IDLE_SECONDS
-        if conn is not None and (kept.key != key or stale or _dropped(conn.sock)):
-            conn.close()
-            conn = None
-        if conn is None:
-            factory = (
-                http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-            )
-            conn = factory(netloc, timeout=timeout)
-            kept.connection, kept.key = conn, key
-        conn.timeout = timeout
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
-        return conn
-
-    def close(self) -> None:
-        if self._connections.connection is not None:
-            self._connections.connection.close()
-            self._connections.connection = None
-
-    def __getattr__(self, name: str) -> Any:
-        if name not in self.methods:
-            return super().__getattr__(name)  # a URL segment, or .version(n)
-        method = name.upper()
-
-        def http_request(
-            request_body: Any = None,
-            query_params: dict | None = None,
-            request_headers: dict | None = None,
-            timeout: float | None = None,
-            **_: Any,
-        ) -> python_http_client.client.Response:
-            # The body and headers exactly as python_http_client builds them, without
-            # its per-request urllib opener (costly, and it cannot keep a connection).
-            if request_headers:
-                self._update_headers(request_headers)
-            if request_body is None:
-                data = None
-            elif self.request_headers.get("Content-Type", "application/json") != "application/json":
-                data = request_body.encode("utf-8")
-            else:
-                self.request_headers.setdefault("Content-Type", "application/json")
-                data = json.dumps(request_body).encode("utf-8")
-            url = self._build_url(query_params)
-            answer = self._send(method, url, data, timeout or self.timeout)
-            return python_http_client.client.Response(answer)
-
-        return http_request
-
-    def _send(self, method: str, url: str, data: bytes | None, timeout: float | None) -> _Answer:
-        parts = urllib.parse.urlsplit(url)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        conn = self._connection(parts.scheme, parts.netloc, timeout)
-        try:
-            conn.request(method, path, body=data, headers=self.request_headers)
-            response = conn.getresponse()
-            body = response.read()
-        except BaseException:
-            # Whatever happened, this connection's state is unknown: never reuse it.
-            self.close()
-            raise
-        self._connections.last_used = time.monotonic()
-        if response.will_close:
-            self.close()
-        if response.status >= 400:
-            # python_http_client's own error classes, built from a urllib HTTPError as it does.
-            error = urllib.error.HTTPError(
-                url, response.status, response.reason, response.headers, io.BytesIO(body)
-            )
-            exc = handle_error(error)
-            exc.__cause__ = None
-            raise exc
-        return _Answer(response.status, body, response.headers)
+# aiohttp closes a pooled connection idle this long, before servers and load balancers
+# drop it: a request written into a half-closed connection has an unknown outcome.
+KEEPALIVE_IDLE_SECONDS = 15.0
 
 
 @dataclass
 class SendGridBackend:
+    """The official client builds the request (URL, headers, the `Mail` body); aiohttp
+    sends it, many at once from one event loop over a pool of kept connections (the
+    official client's urllib transport sends one request per thread at a time)."""
+
     api_key: str
     host: str
     from_email: str
     from_name: str = ""
     reply_to: str | None = None
     timeout: float = 10.0
+    max_connections: int = 200
     name: str = "sendgrid"
-    _client: Any = field(default=None, repr=False)
+    # False until SendGrid answered 2xx (and again after a 401/403): the pipeline then
+    # sends one request at a time, so a revoked key fails one email, not hundreds.
+    answered_ok: bool = False
+    _url: str = field(default="", repr=False)
+    _headers: dict[str, str] = field(default_factory=dict, repr=False)
+    _session: Any = field(default=None, repr=False)
+    _session_loop: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self._client = sendgrid.SendGridAPIClient(self.api_key, host=self.host)
-        # Same host, headers and API version, but a kept connection per thread.
-        plain = self._client.client
-        self._client.client = KeepAliveClient(
-            host=plain.host, request_headers=plain.request_headers, version=plain._version
-        )
+        official = sendgrid.SendGridAPIClient(self.api_key, host=self.host).client
+        self._url = official.mail.send._build_url(None)
+        self._headers = dict(official.request_headers) | {"Content-Type": "application/json"}
 
     def build_mail(self, outgoing: OutgoingEmail) -> Mail:
         mail = Mail(
@@ -326,29 +211,92 @@ class SendGridBackend:
             mail.add_category(Category(outgoing.category))
         return mail
 
-    def send(self, outgoing: OutgoingEmail) -> str:
-        body = self.build_mail(outgoing).get()
+    def _new_session(self, limit: int) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=limit, keepalive_timeout=KEEPALIVE_IDLE_SECONDS, ttl_dns_cache=300
+        )
+        # `connect` covers waiting for a pooled connection and opening one: nothing has
+        # left yet, so its timeout is safe to retry; `sock_read` is the wait for the answer.
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.timeout, sock_connect=self.timeout, sock_read=self.timeout
+        )
+        return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
+
+    def _loop_session(self) -> aiohttp.ClientSession:
+        """This event loop's session (a delivery job runs one loop; a session is bound to it)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            self._session = self._new_session(self.max_connections)
+            self._session_loop = loop
+        return self._session
+
+    async def asend(self, outgoing: OutgoingEmail, session: Any = None) -> str:
+        """Send one email; returns SendGrid's message id. Raises TransientSendError (nothing
+        was sent, or SendGrid said 429/5xx), PermanentSendError (4xx) or UnknownOutcomeError
+        (the request left and no answer came: it may have gone out)."""
+        body = json.dumps(self.build_mail(outgoing).get()).encode("utf-8")
+        session = session or self._loop_session()
         try:
-            response = self._client.client.mail.send.post(request_body=body, timeout=self.timeout)
-        except HTTPError as error:
-            status = int(error.status_code)
-            detail = sendgrid_error_text(error.body) or str(error.reason)
-            if status == 429 or status >= 500:
-                raise TransientSendError(
-                    f"SendGrid answered {status}: {detail}", retry_after_seconds(error.headers)
-                ) from None
-            raise PermanentSendError(status, detail) from None
-        except TimeoutError as error:
-            raise TransientSendError(f"SendGrid did not answer in {self.timeout:g} s") from error
-        except (urllib.error.URLError, ConnectionError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            if isinstance(reason, TimeoutError | socket.timeout):
-                raise TransientSendError(
-                    f"SendGrid did not answer in {self.timeout:g} s"
-                ) from error
-            raise TransientSendError(f"Cannot reach SendGrid: {reason}") from error
-        provider_id = _header(response.headers, "X-Message-Id")
-        return provider_id or ""
+            async with session.post(self._url, data=body, headers=self._headers) as response:
+                status = response.status
+                answer = await response.read()
+                headers = response.headers
+        except aiohttp.ConnectionTimeoutError as error:
+            raise TransientSendError(
+                f"Cannot reach SendGrid: no connection in {self.timeout:g} s"
+            ) from error
+        except aiohttp.ClientConnectorError as error:
+            # Refused, DNS, unreachable: the request never left.
+            raise TransientSendError(f"Cannot reach SendGrid: {error.os_error}") from error
+        except (TimeoutError, aiohttp.ServerTimeoutError) as error:
+            raise UnknownOutcomeError(
+                f"SendGrid did not answer in {self.timeout:g} s (it may have sent it)"
+            ) from error
+        except (aiohttp.ClientError, OSError) as error:
+            raise UnknownOutcomeError(
+                f"the connection to SendGrid broke before its answer (it may have sent it): "
+                f"{error.__class__.__name__}: {error}"
+            ) from error
+        if status == 429 or status >= 500:
+            detail = sendgrid_error_text(answer) or str(status)
+            raise TransientSendError(
+                f"SendGrid answered {status}: {detail}", retry_after_seconds(headers), status
+            )
+        if status >= 400:
+            raise PermanentSendError(status, sendgrid_error_text(answer) or str(status))
+        return headers.get("X-Message-Id") or ""
+
+    async def aclose(self) -> None:
+        """Close this loop's connections (the end of a delivery job)."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = self._session_loop = None
+
+
+def send_one(backend: Backend, outgoing: OutgoingEmail) -> str:
+    """One email, from synchronous code (a test send): its own thread, event loop and
+    connection, so it works whether or not the caller runs an event loop itself."""
+    outcome: dict[str, Any] = {}
+
+    async def run() -> None:
+        if isinstance(backend, SendGridBackend):
+            async with backend._new_session(1) as session:
+                outcome["id"] = await backend.asend(outgoing, session=session)
+        else:
+            outcome["id"] = await backend.asend(outgoing)
+
+    def in_thread() -> None:
+        try:
+            asyncio.run(run())
+        except BaseException as error:  # handed to the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=in_thread, name="drip-send-one", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["id"]
 
 
 def backend_from_settings(settings: Settings) -> Backend:
@@ -362,4 +310,5 @@ def backend_from_settings(settings: Settings) -> Backend:
         from_name=settings.mail_from_name,
         reply_to=settings.mail_reply_to,
         timeout=settings.sendgrid_timeout,
+        max_connections=settings.delivery_concurrency,
     )

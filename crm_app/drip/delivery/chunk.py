@@ -1,12 +1,14 @@
-"""One chunk of messages through four named steps: decide, claim, send, record.
+"""One chunk of messages through four named steps: decide, claim, send, record
+(pipeline.py drives them: many chunks in flight, answers recorded as they arrive).
 
 1. decide: load the chunk fresh (one query) and decide each message: skip it (with
    the reason), fail it (its template broke), or render it for a claim;
 2. claim: one conditional UPDATE for the claims, committed BEFORE any send, so a
    kill during the sends leaves `sending` (then in doubt), never `queued` (resent);
-3. send: each claimed email to the backend; a 401/403 stops the batch;
-4. record: every result in one commit, conditional on the attempt (an admin may
-   have resent it meanwhile).
+3. send: each claimed email to the backend, all at once on the job's event loop;
+   `settle` turns the answer into a result; a 401/403 stops the batch;
+4. record: the results that arrived in a time slice, in one commit, conditional on
+   the attempt (an admin may have resent it meanwhile).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from crm_app.drip.delivery.backends import (
     OutgoingEmail,
     PermanentSendError,
     TransientSendError,
+    UnknownOutcomeError,
 )
 from crm_app.drip.delivery.compose import compose, email_label
 from crm_app.drip.delivery.frequency_cap import FrequencyCap, hold_message, worker_holds
@@ -99,7 +102,7 @@ class ChunkContext:
 
 
 @dataclass
-class _Outcomes:
+class Outcomes:
     """Outcomes of one chunk: reported only once committed (`reported` then lists them)."""
 
     report: DeliveryReport
@@ -108,28 +111,6 @@ class _Outcomes:
     def add(self, kind: str, message_id: int) -> None:
         getattr(self.report, kind).append(message_id)
         self.reported.add(message_id)
-
-
-def deliver_chunk(ctx: ChunkContext, chunk: list[int], reported: set[int]) -> None:
-    """Deliver one chunk; the ids whose outcome is committed and reported go to `reported`."""
-    outcomes = _Outcomes(ctx.report, reported)
-    unique = list(dict.fromkeys(chunk))
-    repeats = list(chunk)
-    for message_id in unique:
-        repeats.remove(message_id)
-    ctx.report.not_claimed.extend(repeats)  # the same id twice in a chunk: one claim at most
-
-    mark = time.perf_counter()
-    decision = decide(ctx, unique)
-    ctx.report.seconds["render"] += decision.render_seconds
-    mark = ctx.report.timed("load", mark)
-    ctx.report.seconds["load"] -= decision.render_seconds
-    claims = claim(ctx, decision, outcomes)
-    mark = ctx.report.timed("claim", mark)
-    send(ctx, claims)
-    mark = ctx.report.timed("send", mark)
-    record(ctx, claims, outcomes)
-    ctx.report.timed("record", mark)
 
 
 # -- 1. decide ------------------------------------------------------------------------
@@ -169,7 +150,7 @@ def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
     suppressions = suppression_reasons(
         session,
         [m.contact.email for m in messages.values() if m.status == "queued"],
-        hash_key=erasure_key(ctx.settings),  # sending threads have no app context
+        hash_key=erasure_key(ctx.settings),  # a delivery job's session has no app context
     )
     queued = [m for m in messages.values() if m.status == "queued"]
     variants = variants_for_messages(session, queued)
@@ -242,7 +223,7 @@ def _fail_render(session, message: Message, error: TemplateRenderError) -> str:
 # -- 2. claim -------------------------------------------------------------------------
 
 
-def claim(ctx: ChunkContext, decision: Decision, outcomes: _Outcomes) -> list[Claim]:
+def claim(ctx: ChunkContext, decision: Decision, outcomes: Outcomes) -> list[Claim]:
     """Commit the decisions and the claims; returns the claims this thread won."""
     claims = decision.claims
     rows = [
@@ -271,25 +252,41 @@ def claim(ctx: ChunkContext, decision: Decision, outcomes: _Outcomes) -> list[Cl
 # -- 3. send --------------------------------------------------------------------------
 
 
-def send(ctx: ChunkContext, claims: list[Claim]) -> None:
-    """Each claimed email to the backend. A 401/403 (here or in another thread) sends
-    nothing more."""
-    for claimed in claims:
-        if ctx.control.stop.is_set():
-            break
-        try:
-            claimed.provider_id = ctx.backend.send(claimed.outgoing)
-            claimed.result, claimed.sent_at = "sent", ctx.now()
-        except TransientSendError as error:
-            claimed.result, claimed.error = "transient", error
-        except PermanentSendError as error:
-            claimed.result, claimed.error = "permanent", error
-            if error.is_auth_failure:
-                ctx.control.stop.set()
-        except Exception as error:
-            # Unknown outcome: it may have gone out. Not resent by itself.
-            log.exception("backend error for message %s", claimed.message.id)
-            claimed.result, claimed.error = "error", error
+async def send_claimed(ctx: ChunkContext, claimed: Claim) -> Claim:
+    """One claimed email to the backend (many run at once on the job's event loop);
+    its answer is settled on the claim, for `record`."""
+    try:
+        provider_id = await ctx.backend.asend(claimed.outgoing)
+    except Exception as error:
+        settle(ctx, claimed, error=error)
+    else:
+        settle(ctx, claimed, provider_id=provider_id)
+    return claimed
+
+
+def settle(
+    ctx: ChunkContext,
+    claimed: Claim,
+    *,
+    provider_id: str | None = None,
+    error: Exception | None = None,
+) -> None:
+    """What the backend answered, as the result `record` writes. A 401/403 stops the batch."""
+    if error is None:
+        claimed.provider_id = provider_id
+        claimed.result, claimed.sent_at = "sent", ctx.now()
+    elif isinstance(error, TransientSendError):
+        claimed.result, claimed.error = "transient", error
+    elif isinstance(error, PermanentSendError):
+        claimed.result, claimed.error = "permanent", error
+        if error.is_auth_failure:
+            ctx.control.stop.set()
+    else:
+        # Unknown outcome (no answer after the request left, or a bug): it may have
+        # gone out. In doubt, never resent by itself.
+        if not isinstance(error, UnknownOutcomeError):
+            log.error("backend error for message %s: %r", claimed.message.id, error)
+        claimed.result, claimed.error = "error", error
 
 
 # -- 4. record ------------------------------------------------------------------------
@@ -306,7 +303,7 @@ class _Records:
     results: list[tuple[str, int]] = field(default_factory=list)
 
 
-def record(ctx: ChunkContext, claims: list[Claim], outcomes: _Outcomes) -> None:
+def record(ctx: ChunkContext, claims: list[Claim], outcomes: Outcomes) -> None:
     """Every result in one transaction, then the retries onto Redis, then the outcomes."""
     session, records = ctx.session, _Records(created_at=utcnow())
     sent = [c for c in claims if c.result == "sent"]

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from crm_app.drip.audience.enrollment import advance
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.delivery.transitions import MESSAGES, record_message_activity, update_if
+from crm_app.drip.reporting.daily_counts import count_sent
 from crm_app.models import Message
 from crm_app.models.tracking import EmailEvent, WebhookBatch
 
@@ -125,6 +126,7 @@ def settle_requeued(session, message: Message, *, at: datetime, actor: str) -> b
         in_doubt_resolution="sendgrid",
     ):
         return False
+    count_sent(session, [message.id])  # the analytics rollups, in this transaction
     session.refresh(message)
     detail = f"Email #{message.id} marked sent: SendGrid reported it after all"
     record_message_activity(session, message, "email_marked_sent", detail, actor)

@@ -1,54 +1,262 @@
-"""Deliver a batch of messages: sending threads that take chunks until none is left.
+"""Deliver a batch of messages: many requests in flight, one database connection.
 
-SendGrid answers in 100-300 ms: one thread at a time would idle most of that, so a
-batch runs `threads` sending threads, each with its own session (so its own
-database connection) and its own kept connection to the provider. Each thread
-takes a chunk at a time through chunk.deliver_chunk (decide, claim, send, record):
-a kill leaves at most a chunk per thread `sending`, for the tick to mark in doubt
-rather than send again. See DELIVERY.md.
+SendGrid answers in 100-300 ms. A batch keeps up to DELIVERY_CONCURRENCY requests in
+flight on ONE asyncio event loop (its own thread, aiohttp's connection pool), while
+the calling thread does every database write with ONE session:
+
+- claim: as soon as there is room in flight (and tokens in the shared pace), up to
+  DELIVERY_CLAIM_CHUNK messages are decided and claimed in one commit, then all of
+  them are sent at once. Nothing claimed waits for anything but its answer.
+- record: answers are written as they arrive, every DELIVERY_RECORD_MS (or every
+  DELIVERY_CLAIM_CHUNK answers), in one commit each. A SIGKILL at any moment leaves
+  `sending` (then in doubt) only the requests in flight and the answers of the last
+  slice; every 202 recorded before it is `sent`.
+
+The first request of a backend that has not been answered 2xx yet goes alone: a
+revoked key then fails one email and the rest stay `queued`, as before. See DELIVERY.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import queue
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
 from crm_app.config import Settings
-from crm_app.drip.delivery.backends import Backend
-from crm_app.drip.delivery.chunk import ChunkContext, ScheduleRetry, deliver_chunk
+from crm_app.drip.delivery.backends import Backend, TransientSendError
+from crm_app.drip.delivery.chunk import (
+    ChunkContext,
+    Claim,
+    Outcomes,
+    ScheduleRetry,
+    claim,
+    decide,
+    record,
+    send_claimed,
+    settle,
+)
+from crm_app.drip.delivery.pacing import Pacer
 from crm_app.drip.delivery.provider_health import auth_failure_flag_set
 from crm_app.drip.delivery.report import BatchControl, DeliveryReport
 from crm_app.models import utcnow
 
 log = logging.getLogger(__name__)
 
-TakeChunk = Callable[[], list[int] | None]
 
+class _EventLoop:
+    """One asyncio event loop in its own thread: where the requests wait for answers."""
 
-def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="drip-send", daemon=True)
+        self.thread.start()
 
+    def submit(self, coroutine) -> Future:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
-def _work_chunks(ctx: ChunkContext, take: TakeChunk) -> DeliveryReport:
-    """One sending thread: take chunks until none is left or the batch stops."""
-    while not ctx.control.stop.is_set():
-        chunk = take()
-        if not chunk:
-            break
-        reported: set[int] = set()
+    def close(self, backend: Backend) -> None:
         try:
-            deliver_chunk(ctx, chunk, reported)
+            self.submit(backend.aclose()).result(timeout=10)
+        except Exception:  # closing connections must not hide the batch's outcome
+            log.exception("closing the backend's connections failed")
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+class _Batch:
+    """One batch's state, driven by the calling thread (the only one touching the DB)."""
+
+    def __init__(self, ctx: ChunkContext, ids: list[int], pacer: Pacer | None) -> None:
+        self.ctx, self.pacer = ctx, pacer
+        settings = ctx.settings
+        self.concurrency = max(1, settings.delivery_concurrency)
+        self.chunk = max(1, settings.delivery_claim_chunk)
+        self.slice_seconds = max(0, settings.delivery_record_ms) / 1000
+        self.pending: deque[int] = deque(ids)
+        self.answers: queue.SimpleQueue[Claim] = queue.SimpleQueue()
+        self.in_flight = 0
+        self.answered: list[Claim] = []
+        self.first_answer_at = 0.0
+        self.pace_until = 0.0
+        self.outcomes = Outcomes(ctx.report)
+        self.events = _EventLoop()
+
+    # -- the loop -------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            while self._more_to_do():
+                self._claim_and_send()
+                self._wait_for_answers()
+                if self._slice_due():
+                    self._record()
+        except BaseException:
+            # RQ's job timeout or a shutdown: keep what was already answered (those
+            # 202s are `sent`, not in doubt); what is still in flight stays `sending`.
+            self._record_on_the_way_out()
+            raise
+        finally:
+            self.events.close(self.ctx.backend)
+
+    def _record_on_the_way_out(self) -> None:
+        try:
+            while True:
+                self.answered.append(self.answers.get_nowait())
+        except queue.Empty:
+            pass
+        if not self.answered:
+            return
+        try:
+            self.ctx.session.rollback()
+            self._record()
         except Exception:
-            # A bug or a lost database must not take the rest of the batch with it:
-            # whatever these rows' states are, the lease and the tick take it from there.
+            log.exception("recording the answers of an interrupted batch failed")
+
+    def _more_to_do(self) -> bool:
+        stopping = self.ctx.control.stop.is_set()
+        return bool((self.pending and not stopping) or self.in_flight or self.answered)
+
+    def _window(self) -> int:
+        if not getattr(self.ctx.backend, "answered_ok", True):
+            # Never answered 2xx yet: one at a time, until the key is proven to work.
+            return 1
+        return self.concurrency
+
+    def _claim_and_send(self) -> None:
+        ctx = self.ctx
+        while self.pending and not ctx.control.stop.is_set():
+            window = self._window()
+            room = window - self.in_flight
+            # Claim in chunks: wait for room for a whole one (or for what is left).
+            if room <= 0 or room < min(self.chunk, len(self.pending), window):
+                return
+            wanted = min(room, self.chunk, len(self.pending))
+            if self.pacer is not None:
+                if time.monotonic() < self.pace_until:
+                    return
+                grant = self.pacer.take(wanted)
+                if grant.granted == 0:
+                    self.pace_until = time.monotonic() + grant.wait_seconds
+                    return
+                wanted = grant.granted
+            ids = [self.pending.popleft() for _ in range(wanted)]
+            self._claim_chunk(ids)
+
+    def _claim_chunk(self, ids: list[int]) -> None:
+        ctx, report = self.ctx, self.ctx.report
+        unique = list(dict.fromkeys(ids))
+        repeats = list(ids)
+        for message_id in unique:
+            repeats.remove(message_id)
+        report.not_claimed.extend(repeats)  # the same id twice: one claim at most
+        mark = time.perf_counter()
+        decision = decide(ctx, unique)
+        report.seconds["render"] += decision.render_seconds
+        mark = report.timed("load", mark)
+        report.seconds["load"] -= decision.render_seconds
+        try:
+            claims = claim(ctx, decision, self.outcomes)
+        except Exception:
             ctx.session.rollback()
-            log.exception("delivering messages %s failed", chunk)
-            ctx.report.in_doubt.extend(i for i in dict.fromkeys(chunk) if i not in reported)
-    return ctx.report
+            log.exception("claiming messages %s failed", unique)
+            report.in_doubt.extend(i for i in unique if i not in self.outcomes.reported)
+            return
+        report.timed("claim", mark)
+        for claimed in claims:
+            if ctx.control.stop.is_set():
+                # A 401/403 arrived meanwhile: never sent, back to `queued` as it was.
+                self.answered.append(claimed)
+                continue
+            self.in_flight += 1
+            future = self.events.submit(send_claimed(ctx, claimed))
+            future.add_done_callback(self._answered(claimed))
+
+    def _answered(self, claimed: Claim) -> Callable[[Future], None]:
+        def done(future: Future) -> None:
+            error = future.exception()
+            if error is not None and claimed.result is None:
+                settle(self.ctx, claimed, error=error)
+            self.answers.put(claimed)
+
+        return done
+
+    def _wait_for_answers(self) -> None:
+        """Take the answers that arrived; block until one does (or the slice, or the
+        pace, is due) when nothing else can be done now."""
+        mark = time.perf_counter()
+        timeout = self._wait_timeout()
+        try:
+            got = self.answers.get(timeout=timeout) if timeout > 0 else self.answers.get_nowait()
+        except queue.Empty:
+            got = None
+        while got is not None:
+            self._take_answer(got)
+            try:
+                got = self.answers.get_nowait()
+            except queue.Empty:
+                got = None
+        self.ctx.report.timed("send", mark)
+
+    def _wait_timeout(self) -> float:
+        if not self.in_flight:
+            if self.answered:
+                return 0.0
+            if self.pending and not self.ctx.control.stop.is_set():
+                return max(0.0, self.pace_until - time.monotonic())
+            return 0.0
+        now = time.monotonic()
+        waits = [1.0]
+        if self.answered:
+            waits.append(self.first_answer_at + self.slice_seconds - now)
+        if self.pending and self.pace_until > now:
+            waits.append(self.pace_until - now)
+        return max(0.0, min(waits))
+
+    def _take_answer(self, claimed: Claim) -> None:
+        self.in_flight -= 1
+        if not self.answered:
+            self.first_answer_at = time.monotonic()
+        self.answered.append(claimed)
+        backend = self.ctx.backend
+        if claimed.result == "sent" and hasattr(backend, "answered_ok"):
+            backend.answered_ok = True
+        elif claimed.result == "permanent" and claimed.error.is_auth_failure:
+            if hasattr(backend, "answered_ok"):
+                backend.answered_ok = False
+        if isinstance(claimed.error, TransientSendError) and claimed.error.is_rate_limit:
+            if self.pacer is not None:
+                self.pacer.slow_down(claimed.error.retry_after)
+
+    def _slice_due(self) -> bool:
+        if not self.answered:
+            return False
+        if len(self.answered) >= self.chunk or not self.in_flight:
+            return True
+        return time.monotonic() - self.first_answer_at >= self.slice_seconds
+
+    def _record(self) -> None:
+        ctx, answered = self.ctx, self.answered
+        self.answered = []
+        mark = time.perf_counter()
+        try:
+            record(ctx, answered, self.outcomes)
+        except Exception:
+            # A bug or a lost database: these rows stay `sending`; the lease takes them
+            # to in doubt (the Event Webhook resolves those that went out).
+            ctx.session.rollback()
+            log.exception("recording messages %s failed", [c.message.id for c in answered])
+            reported = self.outcomes.reported
+            ctx.report.in_doubt.extend(
+                c.message.id for c in answered if c.message.id not in reported
+            )
+        ctx.report.timed("record", mark)
 
 
 def deliver_messages(
@@ -60,22 +268,22 @@ def deliver_messages(
     now: Callable[[], datetime] = utcnow,
     schedule_retry: ScheduleRetry | None = None,
     claim_chunk: int | None = None,
+    concurrency: int | None = None,
+    pacer: Pacer | None = None,
 ) -> DeliveryReport:
-    """Deliver each message in `ids` that is still `queued`, in order, in this session,
-    `claim_chunk` at a time (claim committed before the sends, results after them)."""
+    """Deliver each message in `ids` that is still `queued`, in this session: claims
+    committed before their sends, results recorded as the answers arrive."""
+    if claim_chunk or concurrency:
+        settings = settings.replace(
+            delivery_claim_chunk=claim_chunk or settings.delivery_claim_chunk,
+            delivery_concurrency=concurrency or settings.delivery_concurrency,
+        )
     control = BatchControl(auth_failure_flag_set(session))
-    pending = _chunks(list(ids), max(1, claim_chunk or settings.delivery_claim_chunk))
+    session.rollback()
     ctx = ChunkContext(session, backend, settings, control, now, schedule_retry, DeliveryReport())
-    return _work_chunks(ctx, lambda: next(pending, None))
-
-
-def _even_chunks(ids: list[int], threads: int, claim_chunk: int) -> Iterator[list[int]]:
-    """Chunks of equal size, at most `claim_chunk`, in whole rounds of `threads` (two at
-    least): the threads then finish together (with SendGrid's latency a thread left with
-    one chunk more than the others would make the job last a round longer)."""
-    rounds = max(2, -(-len(ids) // (threads * claim_chunk)))
-    size = max(1, -(-len(ids) // (threads * rounds)))
-    return _chunks(ids, size)
+    if ids:
+        _Batch(ctx, list(ids), pacer).run()
+    return ctx.report
 
 
 def deliver_concurrently(
@@ -83,74 +291,11 @@ def deliver_concurrently(
     ids: list[int],
     backend: Backend,
     settings: Settings,
-    *,
-    threads: int | None = None,
-    now: Callable[[], datetime] = utcnow,
-    schedule_retry: ScheduleRetry | None = None,
-    claim_chunk: int | None = None,
+    **options: Any,
 ) -> DeliveryReport:
-    """Deliver `ids` with `threads` sending threads (DELIVERY_THREADS), each claiming
-    `claim_chunk` messages at a time (DELIVERY_CLAIM_CHUNK): a kill leaves at most
-    `threads x claim_chunk` messages `sending` (then in doubt), never one sent twice.
-    `backend` must be safe to share between threads (SendGridBackend and OutboxBackend are)."""
-    ids = list(ids)
-    claim_chunk = max(1, claim_chunk or settings.delivery_claim_chunk)
-    threads = max(1, min(threads or settings.delivery_threads, len(ids)))
-    first = make_session()
+    """deliver_messages with a session of its own (a delivery job)."""
+    session = make_session()
     try:
-        control = BatchControl(auth_failure_flag_set(first))
-        first.rollback()
-        if threads == 1:
-            pending = _chunks(ids, claim_chunk)
-            ctx = ChunkContext(
-                first, backend, settings, control, now, schedule_retry, DeliveryReport()
-            )
-            return _work_chunks(ctx, lambda: next(pending, None))
+        return deliver_messages(session, ids, backend, settings, **options)
     finally:
-        first.close()
-
-    pending = _even_chunks(ids, threads, claim_chunk)
-    take_lock = threading.Lock()
-    reports: list[DeliveryReport] = []
-
-    def take() -> list[int] | None:
-        with take_lock:
-            return next(pending, None)
-
-    def work() -> None:
-        report, session = DeliveryReport(), None
-        try:
-            session = make_session()
-            ctx = ChunkContext(session, backend, settings, control, now, schedule_retry, report)
-            _work_chunks(ctx, take)
-        except Exception:  # _work_chunks catches per chunk; this is a last resort
-            # Its claimed rows (if any) stay `sending` and the lease takes them to in doubt.
-            log.exception("a sending thread failed")
-            control.stop.set()
-        finally:
-            if session is not None:
-                session.close()
-            with take_lock:
-                reports.append(report)
-
-    _run_threads(work, threads, control)
-    total = DeliveryReport()
-    for report in reports:
-        total.merge(report)
-    return total
-
-
-def _run_threads(work: Callable[[], None], count: int, control: BatchControl) -> None:
-    workers = [
-        threading.Thread(target=work, name=f"drip-send-{n}", daemon=True) for n in range(count)
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        for worker in workers:
-            worker.join()
-    except BaseException:
-        # RQ's job timeout (or a shutdown) interrupts the join: let each thread finish
-        # the message it has in flight, and start no other.
-        control.stop.set()
-        raise
+        session.close()

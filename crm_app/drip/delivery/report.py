@@ -1,4 +1,4 @@
-"""What a delivery batch reports, and what its sending threads share while it runs."""
+"""What a delivery batch reports, and the stop signal its sends share while it runs."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class DeliveryReport:
 
 
 class BatchControl:
-    """What the sending threads of one batch share: the stop signal (a 401/403, a
+    """What the sends of one batch share: the stop signal (a 401/403, a
     timeout, a shutdown) and whether the provider's auth-failure flag still stands."""
 
     def __init__(self, auth_flag_set: bool):

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.sql import update_rows
+from crm_app.drip.reporting.daily_counts import count_sent
 from crm_app.models import Message
 
 MESSAGES = Message.__table__
@@ -87,8 +88,8 @@ def claim(session, rows: list[ClaimRow], claimed_at: datetime) -> set[int]:
 
 def record_sent(session, sent: list[tuple[int, int, str | None, datetime]]) -> set[int]:
     """(message id, attempt, provider id, sent at) -> `sent`, for each message still at
-    that attempt (`in_doubt` included); returns the ids recorded."""
-    return update_rows(
+    that attempt (`in_doubt` included); returns the ids recorded (counted in analytics)."""
+    recorded = update_rows(
         session,
         MESSAGES,
         [
@@ -108,6 +109,8 @@ def record_sent(session, sent: list[tuple[int, int, str | None, datetime]]) -> s
             "error": "",
         },
     )
+    count_sent(session, recorded)
+    return recorded
 
 
 def release_unsent(session, message_id: int, attempt: int) -> bool:

@@ -2,13 +2,14 @@
 
 Every figure is a cohort of messages *sent* in [start, end): opens, clicks,
 bounces ... are the first-event columns on those same messages (set by the
-webhook), so "unique opens" is a count of messages with `opened_at`. Enrolment
+webhook), so "unique opens" is a count of messages with `opened_at`. They are read
+from the daily rollups (campaign_daily_counts, campaign_daily_firsts), which every
+write keeps equal to those counts (crm_app/drip/reporting/daily_counts.py). Enrolment
 figures use the enrolments table: completion over enrolments that *ended* in the
 range, conversion over enrolments that *started* in it.
 
-Indexes used: messages(campaign_id, sent_at) for one campaign, messages(sent_at)
-for all of them, enrollments(enrolled_at) and enrollments(ended_at) for the
-outcomes (bench/analytics_bench.py measures with and without them).
+Indexes used: the rollups' primary keys (campaign, then day), enrollments(enrolled_at)
+and enrollments(ended_at) for the outcomes (bench/analytics_bench.py measures).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import sqlalchemy as sa
 
 from crm_app.drip.campaigns.naming import subject_title
 from crm_app.drip.reporting.date_range import DateRange
-from crm_app.models import Campaign, CampaignStep, Enrollment, Message
+from crm_app.models import Campaign, CampaignStep, Enrollment
+from crm_app.models.daily_counts import NO_STEP, CampaignDailyCounts, CampaignDailyFirsts
 
 
 def _pct(part: int, whole: int) -> float | None:
@@ -153,14 +155,6 @@ class CampaignReport:
 # --- SQL building blocks (one place for what differs between SQLite and PostgreSQL) ---
 
 
-def day_bucket(column, dialect_name: str):
-    """The UTC calendar day of a UTCDateTime column (stored naive UTC on both databases)."""
-    if dialect_name == "postgresql":
-        return sa.cast(column, sa.Date)
-    # SQLite: CAST(... AS DATE) would yield a number; date() yields 'YYYY-MM-DD'.
-    return sa.func.date(column)
-
-
 def add_days(column, days, dialect_name: str):
     """column + `days` days, where `days` may itself be a column."""
     if dialect_name == "postgresql":
@@ -173,31 +167,16 @@ def _as_date(value) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
-def _count_not_null(column):
-    return sa.func.coalesce(sa.func.sum(sa.case((column.is_not(None), 1), else_=0)), 0)
-
-
-def _count_columns():
-    """The SELECT list behind Counts, in COUNT_FIELDS order."""
-    return (
-        sa.func.count(Message.id),
-        _count_not_null(Message.delivered_at),
-        _count_not_null(Message.opened_at),
-        _count_not_null(Message.clicked_at),
-        _count_not_null(Message.bounced_at),
-        _count_not_null(Message.spam_reported_at),
-        _count_not_null(Message.unsubscribed_at),
-        _count_not_null(Message.human_opened_at),
-        _count_not_null(Message.human_clicked_at),
-    )
-
-
 def _counts(values) -> Counts:
     return Counts(*(int(v or 0) for v in values))
 
 
-def _sent_in(period: DateRange):
-    return (Message.sent_at >= period.start, Message.sent_at < period.end)
+def _days_in(column, period: DateRange):
+    return (column >= period.first, column <= period.last)
+
+
+def _sums(table: sa.Table, names=COUNT_FIELDS):
+    return [sa.func.coalesce(sa.func.sum(table.c[name]), 0) for name in names]
 
 
 # --- the queries ---
@@ -206,13 +185,15 @@ def _sent_in(period: DateRange):
 def message_counts_by_campaign(
     session, period: DateRange, campaign_id: int | None = None
 ) -> dict[int, Counts]:
+    """Per campaign, from the daily rollup (a year: a few thousand rows, not every message)."""
+    table = CampaignDailyCounts.__table__
     query = (
-        sa.select(Message.campaign_id, *_count_columns())
-        .where(*_sent_in(period))
-        .group_by(Message.campaign_id)
+        sa.select(table.c.campaign_id, *_sums(table))
+        .where(*_days_in(table.c.day, period))
+        .group_by(table.c.campaign_id)
     )
     if campaign_id is not None:
-        query = query.where(Message.campaign_id == campaign_id)
+        query = query.where(table.c.campaign_id == campaign_id)
     return {row[0]: _counts(row[1:]) for row in session.execute(query)}
 
 
@@ -261,66 +242,39 @@ def steps_and_days(
     session, campaign_id: int, period: DateRange
 ) -> tuple[dict[int | None, Counts], list[DayPoint]]:
     """Per-step counts (by step id; None: removed steps) and the per-day series of one
-    campaign, from ONE scan of its messages.
+    campaign, from the rollups (crm_app/drip/reporting/daily_counts.py): 2 small queries.
 
-    Grouping by (step, day sent, day first opened, day first clicked) gives few groups
-    (steps x days x a handful), which fold into both results in Python. The series counts
-    sends, first opens and first clicks on the UTC day each happened, over the messages
-    sent in the range like every other figure, so it adds up to the table; an open after
-    the range's end is counted in the table but not plotted.
+    The series counts sends, first opens and first clicks on the UTC day each happened,
+    over the messages sent in the range like every other figure, so it adds up to the
+    table; an open after the range's end is counted in the table but not plotted.
     """
-    dialect = session.get_bind().dialect.name
-    sent_day = day_bucket(Message.sent_at, dialect)
-    opened_day = day_bucket(Message.opened_at, dialect)
-    clicked_day = day_bucket(Message.clicked_at, dialect)
-    query = (
-        sa.select(
-            Message.step_id,
-            sent_day,
-            opened_day,
-            clicked_day,
-            sa.func.count(Message.id),
-            _count_not_null(Message.delivered_at),
-            _count_not_null(Message.bounced_at),
-            _count_not_null(Message.spam_reported_at),
-            _count_not_null(Message.unsubscribed_at),
-            _count_not_null(Message.human_opened_at),
-            _count_not_null(Message.human_clicked_at),
-        )
-        .where(Message.campaign_id == campaign_id, *_sent_in(period))
-        .group_by(Message.step_id, sent_day, opened_day, clicked_day)
-    )
+    counts, firsts = CampaignDailyCounts.__table__, CampaignDailyFirsts.__table__
     by_step: dict[int | None, Counts] = {}
     points = {day: DayPoint(day) for day in period.days}
-    for (
-        step_id,
-        sent_on,
-        opened_on,
-        clicked_on,
-        n,
-        delivered,
-        bounced,
-        spam,
-        unsub,
-        human_opened,
-        human_clicked,
-    ) in session.execute(query):
-        counts = by_step.setdefault(step_id, Counts())
-        counts += Counts(
-            sent=n,
-            delivered=int(delivered),
-            opened=n if opened_on is not None else 0,
-            clicked=n if clicked_on is not None else 0,
-            bounced=int(bounced),
-            spam_reports=int(spam),
-            unsubscribed=int(unsub),
-            human_opened=int(human_opened),
-            human_clicked=int(human_clicked),
+    for step_id, day, *values in session.execute(
+        sa.select(counts.c.step_id, counts.c.day, *_sums(counts))
+        .where(counts.c.campaign_id == campaign_id, *_days_in(counts.c.day, period))
+        .group_by(counts.c.step_id, counts.c.day)
+    ):
+        row = _counts(values)
+        key = None if step_id == NO_STEP else step_id
+        by_step.setdefault(key, Counts()).__iadd__(row)
+        point = points.get(_as_date(day))
+        if point is not None:
+            point.sent += row.sent
+    for day, opened, clicked in session.execute(
+        sa.select(firsts.c.day, *_sums(firsts, ("opened", "clicked")))
+        .where(
+            firsts.c.campaign_id == campaign_id,
+            *_days_in(firsts.c.sent_day, period),
+            *_days_in(firsts.c.day, period),
         )
-        for day, kind in ((sent_on, "sent"), (opened_on, "opened"), (clicked_on, "clicked")):
-            point = points.get(_as_date(day)) if day is not None else None
-            if point is not None:
-                setattr(point, kind, getattr(point, kind) + n)
+        .group_by(firsts.c.day)
+    ):
+        point = points.get(_as_date(day))
+        if point is not None:
+            point.opened += int(opened)
+            point.clicked += int(clicked)
     return by_step, list(points.values())
 
 

@@ -86,7 +86,9 @@ def _check_redis_and_workers(redis_url: str | None, queue_name: str, report: Hea
         report.checks.append(Check("redis", False, "REDIS_URL is not set"))
         return
     import redis
-    from rq import Queue, Worker
+    from rq import Queue
+
+    from crm_app.drip.common.heartbeats import live_workers
 
     try:
         connection = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
@@ -97,7 +99,9 @@ def _check_redis_and_workers(redis_url: str | None, queue_name: str, report: Hea
     report.checks.append(Check("redis", True, "reachable"))
     queue = Queue(queue_name, connection=connection)
     report.figures["queue_depth"] = queue.count
-    workers = Worker.all(queue=queue)
+    # From each worker's own heartbeat key, not RQ's registry (written only at start,
+    # so empty after a FLUSHALL while every worker runs).
+    workers = live_workers(connection, queue_name)
     report.checks.append(
         Check("worker", bool(workers), f"{len(workers)} live" if workers else "no live worker")
     )

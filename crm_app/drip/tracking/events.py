@@ -24,11 +24,12 @@ from crm_app.drip.audience.suppression import (
 )
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.ids import MAX_ID
-from crm_app.drip.common.sql import in_values, insert_rows, update_rows
+from crm_app.drip.common.sql import in_values, insert_rows, is_postgres, update_rows
 from crm_app.drip.delivery.admin_actions import mark_sent
 from crm_app.drip.delivery.in_doubt import settle_requeued
+from crm_app.drip.reporting.daily_counts import count_first_seen_many
 from crm_app.drip.tracking.breaker import check_campaigns, tripping_campaigns
-from crm_app.drip.tracking.engagement import flag_machine_events, human_column
+from crm_app.drip.tracking.engagement import HUMAN_FIRST_SEEN, flag_machine_events, human_column
 from crm_app.models import Contact, Message, utcnow
 from crm_app.models.tracking import EmailEvent, WebhookBatch
 
@@ -57,6 +58,8 @@ FIRST_SEEN_COLUMN = {
     "unsubscribe": "unsubscribed_at",
     "group_unsubscribe": "unsubscribed_at",
 }
+# With a person's first open and click (machine ones are kept apart: engagement.py).
+FIRST_SEEN_COLUMNS = tuple(dict.fromkeys([*FIRST_SEEN_COLUMN.values(), *HUMAN_FIRST_SEEN.values()]))
 # Drop reasons that say the address itself is bad or unwilling.
 SUPPRESSING_DROP_REASONS = {
     "bounced address": "bounce",
@@ -254,22 +257,45 @@ def _record_first_seen(session, events: list[_Event]) -> None:
             key = (column, e.message_id)
             if key not in earliest or e.occurred_at < earliest[key]:
                 earliest[key] = e.occurred_at
-    by_column: dict[str, list[dict]] = defaultdict(list)
-    for (column, message_id), at in earliest.items():
-        by_column[column].append({"id": message_id, "at": at})
+    if not earliest:
+        return
+    # The current first-seen times of these messages, locked (PostgreSQL; SQLite's write
+    # lock is ours since the events were stored), then ONE update of every column that
+    # moves: first times (counted in the analytics rollups, same transaction) and
+    # earlier times for events that arrived late.
     messages = Message.__table__
-    for column, rows in by_column.items():
-        first_seen = messages.c[column]
-        # One statement per column whatever the batch size.
-        update_rows(
-            session,
-            messages,
-            rows,
-            types={"at": first_seen.type},
-            where=lambda r, col=first_seen: [sa.or_(col.is_(None), col > r.at)],
-            values=lambda r, name=column: {name: r.at},
-            returning=False,
-        )
+    ids = {message_id for _, message_id in earliest}
+    query = (
+        sa.select(messages.c.id, *(messages.c[c] for c in FIRST_SEEN_COLUMNS))
+        .where(in_values(session, messages.c.id, ids))
+        .order_by(messages.c.id)
+    )
+    if is_postgres(session):
+        query = query.with_for_update()
+    current = {
+        row[0]: dict(zip(FIRST_SEEN_COLUMNS, row[1:], strict=True))
+        for row in session.execute(query)
+    }
+    moved: dict[int, dict[str, datetime]] = defaultdict(dict)
+    first_by_column: dict[str, set[int]] = defaultdict(set)
+    for (column, message_id), at in earliest.items():
+        if message_id not in current:
+            continue
+        seen = current[message_id][column]
+        if seen is None:
+            first_by_column[column].add(message_id)
+        elif at >= seen:
+            continue
+        moved[message_id][column] = at
+    rows = [{"id": i, **(current[i] | changes)} for i, changes in moved.items()]
+    update_rows(
+        session,
+        messages,
+        rows,
+        values=lambda r: {name: getattr(r, name) for name in FIRST_SEEN_COLUMNS},
+        returning=False,
+    )
+    count_first_seen_many(session, first_by_column)
 
 
 def _record_timeline(session, events: list[_Event], now: datetime) -> None:

@@ -1,0 +1,165 @@
+"""The analytics rollups, maintained on write: campaign_daily_counts (per campaign, step
+and UTC day sent: sent, delivered, opened...) and campaign_daily_firsts (first opens and
+clicks per day they happened, by the day their email was sent).
+
+A rollup row always equals the GROUP BY over `messages` it stands for (`rebuild` computes
+that, and the tests compare). Every write that changes a counted column adds its share in
+the same transaction, computed from the rows it just changed:
+
+- a message recorded `sent` (delivery, an admin's "mark sent", the webhook's `processed`
+  for an in-doubt one) adds itself with whatever first events it already has;
+- a first-seen column set from NULL (the webhook; our own unsubscribe link) adds to the
+  day its email was sent, if it was (an event before the send is counted with the send).
+
+So a range of a year reads a few thousand rollup rows instead of a million messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from crm_app.drip.common.sql import add_counts, in_values
+from crm_app.models import Message
+from crm_app.models.daily_counts import CampaignDailyCounts, CampaignDailyFirsts
+
+COUNTS = CampaignDailyCounts.__table__
+FIRSTS = CampaignDailyFirsts.__table__
+# The rollup's count -> the messages column whose first value it counts (sent: sent_at).
+COUNTED_COLUMNS = {
+    "sent": "sent_at",
+    "delivered": "delivered_at",
+    "opened": "opened_at",
+    "clicked": "clicked_at",
+    "bounced": "bounced_at",
+    "spam_reports": "spam_reported_at",
+    "unsubscribed": "unsubscribed_at",
+    "human_opened": "human_opened_at",
+    "human_clicked": "human_clicked_at",
+}
+FIELD_OF_COLUMN = {column: name for name, column in COUNTED_COLUMNS.items()}
+FIRSTS_FIELDS = ("opened", "clicked")
+
+
+def day_of(column, dialect_name: str):
+    """The UTC calendar day of a UTCDateTime column (stored naive UTC on both databases)."""
+    if dialect_name == "postgresql":
+        return sa.cast(column, sa.Date)
+    return sa.func.date(column)  # SQLite: 'YYYY-MM-DD', how its Date columns are stored
+
+
+def step_key():
+    # NULL (a removed step) as 0: a key column cannot be NULL, and on PostgreSQL a GROUP
+    # BY over the bare nullable column would not match ON CONFLICT's key.
+    return sa.func.coalesce(Message.step_id, sa.literal_column("0"))
+
+
+def _tally(column):
+    return sa.func.coalesce(sa.func.sum(sa.case((column.is_not(None), 1), else_=0)), 0)
+
+
+def _counts_select(
+    dialect: str, fields: Iterable[str], scope: list, tallies: list | None = None
+) -> sa.Select:
+    fields = list(fields)
+    key = (Message.campaign_id, step_key(), day_of(Message.sent_at, dialect))
+    columns = tallies or [_tally(Message.__table__.c[COUNTED_COLUMNS[name]]) for name in fields]
+    return sa.select(*key, *columns).where(Message.sent_at.is_not(None), *scope).group_by(*key)
+
+
+def _firsts_select(dialect: str, field: str, scope: list) -> sa.Select:
+    column = Message.__table__.c[COUNTED_COLUMNS[field]]
+    key = (Message.campaign_id, day_of(Message.sent_at, dialect), day_of(column, dialect))
+    return (
+        sa.select(*key, sa.func.count())
+        .where(Message.sent_at.is_not(None), column.is_not(None), *scope)
+        .group_by(*key)
+    )
+
+
+def _add(session, message_ids: list[int], fields: list[str]) -> None:
+    dialect = session.get_bind().dialect.name
+    scope = [in_values(session, Message.id, message_ids)]
+    add_counts(
+        session,
+        COUNTS,
+        _counts_select(dialect, fields, scope),
+        key=("campaign_id", "step_id", "day"),
+        counts=fields,
+    )
+    for field in (f for f in fields if f in FIRSTS_FIELDS):
+        add_counts(
+            session,
+            FIRSTS,
+            _firsts_select(dialect, field, scope),
+            key=("campaign_id", "sent_day", "day"),
+            counts=(field,),
+        )
+
+
+def count_sent(session, message_ids: Iterable[int]) -> None:
+    """These messages were just recorded `sent`: each adds itself, with its first events."""
+    ids = list(message_ids)
+    if ids:
+        _add(session, ids, list(COUNTED_COLUMNS))
+
+
+def count_first_seen(session, column: str, message_ids: Iterable[int]) -> None:
+    """`column` (delivered_at, opened_at...) was just set from NULL on these messages."""
+    ids = list(message_ids)
+    if ids:
+        _add(session, ids, [FIELD_OF_COLUMN[column]])
+
+
+def count_first_seen_many(session, first: dict[str, Iterable[int]]) -> None:
+    """count_first_seen for several columns at once (a webhook batch): one statement for
+    campaign_daily_counts whatever the columns, one per first opens / first clicks."""
+    first = {column: list(ids) for column, ids in first.items() if ids}
+    if not first:
+        return
+    dialect = session.get_bind().dialect.name
+    fields = [FIELD_OF_COLUMN[column] for column in first]
+    everyone = {i for ids in first.values() for i in ids}
+    tallies = [
+        sa.func.sum(sa.case((in_values(session, Message.id, ids), 1), else_=0))
+        for ids in first.values()
+    ]
+    add_counts(
+        session,
+        COUNTS,
+        _counts_select(dialect, fields, [in_values(session, Message.id, everyone)], tallies),
+        key=("campaign_id", "step_id", "day"),
+        counts=fields,
+    )
+    for column, ids in first.items():
+        field = FIELD_OF_COLUMN[column]
+        if field in FIRSTS_FIELDS:
+            add_counts(
+                session,
+                FIRSTS,
+                _firsts_select(dialect, field, [in_values(session, Message.id, ids)]),
+                key=("campaign_id", "sent_day", "day"),
+                counts=(field,),
+            )
+
+
+def rebuild(session) -> None:
+    """Both rollups again from `messages` (after data was written behind the app's back)."""
+    dialect = session.get_bind().dialect.name
+    session.execute(sa.delete(COUNTS))
+    session.execute(sa.delete(FIRSTS))
+    fields = list(COUNTED_COLUMNS)
+    session.execute(
+        COUNTS.insert().from_select(
+            ["campaign_id", "step_id", "day", *fields], _counts_select(dialect, fields, [])
+        )
+    )
+    for field in FIRSTS_FIELDS:
+        add_counts(
+            session,
+            FIRSTS,
+            _firsts_select(dialect, field, []),
+            key=("campaign_id", "sent_day", "day"),
+            counts=(field,),
+        )

@@ -1,0 +1,54 @@
+"""The analytics rollups: per campaign, step and UTC day, maintained on every write that
+changes a counted column (crm_app/drip/reporting/daily_counts.py keeps them)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm_app.extensions import db
+
+# step_id 0: a message whose step was removed (messages.step_id NULL).
+NO_STEP = 0
+
+
+class CampaignDailyCounts(db.Model):
+    """Messages SENT on `day` (UTC) for a campaign's step, and how many of those were
+    delivered, opened, clicked... so far: the analytics cohort, summed over days."""
+
+    __tablename__ = "campaign_daily_counts"
+
+    campaign_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    # The step's identity, not its position (positions change with live edits); no
+    # foreign key: a removed step's history stays.
+    step_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    sent: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    delivered: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    opened: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    clicked: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    bounced: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    spam_reports: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    unsubscribed: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    # Opened and clicked by a person (tracking/engagement.py keeps machines apart).
+    human_opened: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    human_clicked: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+
+
+class CampaignDailyFirsts(db.Model):
+    """First opens and first clicks that happened on `day` (UTC) of a campaign's messages
+    sent on `sent_day`: the daily series of a range counts those with both days in it."""
+
+    __tablename__ = "campaign_daily_firsts"
+
+    campaign_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    sent_day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    opened: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    clicked: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")

@@ -1,0 +1,193 @@
+"""Workers and the scheduler ride out Redis: a real redis-server of the test's own is
+stopped and started again while a job is finishing and while the scheduler enqueues;
+nothing exits, and the worker delivers afterwards."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from datetime import timedelta
+
+import pytest
+import redis as redis_lib
+from rq import Queue, Worker
+from rq.cron import CronJob, CronScheduler
+
+from crm_app.drip.common.heartbeats import live_workers
+from crm_app.drip.delivery.tick import run_tick
+from crm_app.embedded_redis import redis_server_binary
+from crm_app.models import utcnow
+from crm_app.scheduler import build_scheduler, run_forever
+from tests.delivery_helpers import (
+    bulk_due,
+    kill_worker,
+    open_all_week,
+    start_worker,
+    statuses,
+    wait_for,
+    worker_env,
+)
+
+pytestmark = pytest.mark.slow
+pytest_plugins = ["tests.conftest_delivery"]
+
+
+class RedisServer:
+    """A redis-server on a port of its own, without persistence: a restart loses all."""
+
+    def __init__(self, tmp_path):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.dir = tmp_path
+        self.process: subprocess.Popen | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        connection = redis_lib.Redis.from_url(self.url)
+        assert wait_for(lambda: _answers(connection), timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()  # as when its machine dies: no goodbye to clients
+            self.process.wait(10)
+            self.process = None
+
+
+def _statuses(session) -> dict[str, int]:
+    session.rollback()
+    session.expire_all()
+    return statuses(session)
+
+
+def _answers(connection) -> bool:
+    try:
+        return bool(connection.ping())
+    except redis_lib.exceptions.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sendgrid_app(app, fake_sendgrid, monkeypatch):
+    monkeypatch.setitem(app.config, "SENDGRID_API_KEY", "SG.test-key")
+    monkeypatch.setitem(app.config, "SENDGRID_API_HOST", fake_sendgrid.url)
+    app.extensions.pop("drip_backend", None)
+    yield app
+    app.extensions.pop("drip_backend", None)
+
+
+def _due(session, campaigns, count: int) -> list[int]:
+    campaign = campaigns["client"]
+    open_all_week(campaign)
+    session.commit()
+    return bulk_due(session, campaign, count, utcnow() - timedelta(minutes=1))
+
+
+def _enqueue(queue: Queue, ids: list[int]) -> None:
+    queue.enqueue("crm_app.jobs.deliver_messages", ids, job_timeout=120)
+
+
+def test_a_worker_rides_out_a_redis_restart_while_a_job_finishes_then_delivers(
+    session, sendgrid_app, campaigns, fake_sendgrid, database_url, own_redis, tmp_path
+):
+    _due(session, campaigns, 10)
+    tick = run_tick(session, lambda ids: None, now=utcnow())
+    connection = redis_lib.Redis.from_url(own_redis.url)
+    queue = Queue(sendgrid_app.config["RQ_QUEUE"], connection=connection)
+    env = worker_env(sendgrid_app, database_url, own_redis.url, fake_sendgrid, tmp_path)
+    fake_sendgrid.delay = 1.5  # Redis dies while these answers are awaited
+    worker = start_worker(env, "--name", "rider")
+    try:
+        assert wait_for(lambda: live_workers(connection, queue.name) == ["rider"], timeout=30)
+        _enqueue(queue, tick.enqueued[:5])
+        assert wait_for(lambda: fake_sendgrid.in_flight >= 1, timeout=30)
+        own_redis.stop()  # the job finishes without Redis: RQ's bookkeeping fails
+        assert wait_for(lambda: _statuses(session).get("sent") == 5, timeout=30)
+        time.sleep(1.0)
+        assert worker.poll() is None, worker.stdout.read1().decode()
+        own_redis.start()
+        fake_sendgrid.delay = 0
+
+        # Back: it beats again, registers in RQ again, and delivers new work.
+        assert wait_for(lambda: live_workers(connection, queue.name) == ["rider"], timeout=30)
+        _enqueue(queue, tick.enqueued[5:])
+        assert wait_for(lambda: _statuses(session) == {"sent": 10}, timeout=60)
+        assert worker.poll() is None
+        # In RQ's registry again too (the dashboard's list), after its next heartbeat.
+        assert wait_for(lambda: "rider" in [w.name for w in Worker.all(queue=queue)], timeout=40)
+    finally:
+        kill_worker(worker)
+    assert fake_sendgrid.duplicates() == {} and len(fake_sendgrid.deliveries) == 10
+
+
+def test_a_worker_idle_through_a_restart_and_a_flushall_is_live_and_registered_again(
+    session, sendgrid_app, campaigns, fake_sendgrid, database_url, own_redis, tmp_path
+):
+    _due(session, campaigns, 3)
+    tick = run_tick(session, lambda ids: None, now=utcnow())
+    connection = redis_lib.Redis.from_url(own_redis.url)
+    queue = Queue(sendgrid_app.config["RQ_QUEUE"], connection=connection)
+    env = worker_env(sendgrid_app, database_url, own_redis.url, fake_sendgrid, tmp_path)
+    worker = start_worker(env, "--name", "idler")
+    try:
+        assert wait_for(lambda: live_workers(connection, queue.name) == ["idler"], timeout=30)
+        own_redis.stop()
+        time.sleep(2.0)
+        own_redis.start()
+        connection.flushall()
+        assert wait_for(lambda: live_workers(connection, queue.name) == ["idler"], timeout=30)
+        _enqueue(queue, tick.enqueued)
+        assert wait_for(lambda: _statuses(session) == {"sent": 3}, timeout=60)
+        assert worker.poll() is None
+    finally:
+        kill_worker(worker)
+
+
+def test_the_scheduler_rides_out_redis_dying_while_it_enqueues_the_tick(
+    app, own_redis, monkeypatch
+):
+    connection = redis_lib.Redis.from_url(own_redis.url)
+    scheduler = build_scheduler(app, connection)
+    queue = Queue(app.config["RQ_QUEUE"], connection=connection)
+    original = CronJob.enqueue
+    calls = {"n": 0}
+
+    def enqueue_while_redis_dies(self, conn):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            own_redis.stop()  # the server goes away in the middle of the enqueue
+        return original(self, conn)
+
+    monkeypatch.setattr(CronJob, "enqueue", enqueue_while_redis_dies)
+    waits: list[float] = []
+
+    registered: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            own_redis.start()  # back after two failed passes
+        elif len(waits) == 3:  # the pass after: done, and registered on the new server
+            registered.extend(s.name for s in CronScheduler.all(connection))
+
+    run_forever(scheduler, passes=4, sleep=sleep)
+
+    assert waits[:2] == [0.5, 1.0]  # it waited, growing, and never raised
+    jobs = [job.func_name for job in queue.get_jobs()]
+    assert jobs == ["crm_app.jobs.tick", "crm_app.jobs.sweep_webhooks",
+                    "crm_app.jobs.purge_idempotency_keys"]  # fmt: skip
+    assert registered == [scheduler.name]

@@ -1,0 +1,67 @@
+"""An unknown outcome is in doubt, never a retry: once the request has left, a timeout
+or a reset may hide an email SendGrid accepted. Only failures before the request left
+(connection refused, DNS) are retried blindly."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from crm_app.drip.delivery.backends import SendGridBackend
+from crm_app.drip.delivery.pipeline import deliver_messages
+from crm_app.drip.delivery.tick import run_tick
+from crm_app.models import Activity, Enrollment, Message, utcnow
+from tests.delivery_helpers import message_for, open_all_week
+
+pytest_plugins = ["tests.conftest_delivery"]
+
+
+def _queued(session, contact) -> Message:
+    enrollment = session.scalar(sa.select(Enrollment).where(Enrollment.contact_id == contact.id))
+    open_all_week(enrollment.campaign)
+    enrollment.next_send_at = utcnow() - timedelta(seconds=1)
+    session.commit()
+    run_tick(session, lambda ids: None, now=utcnow())
+    return message_for(session, contact)
+
+
+class Retries:
+    def __init__(self):
+        self.scheduled: list[int] = []
+
+    def __call__(self, message_id, when):
+        self.scheduled.append(message_id)
+
+
+@pytest.mark.parametrize("answer", ["hang", "reset"])
+def test_a_request_sent_but_never_answered_is_in_doubt_and_never_sent_again(
+    session, make_contact, settings, fake_sendgrid, answer
+):
+    fake_sendgrid.hang_seconds = 3
+    fake_sendgrid.script(answer)
+    backend = SendGridBackend("SG.k", fake_sendgrid.url, "a@example.com", timeout=0.5)
+    contact = make_contact("lead")
+    message = _queued(session, contact)
+    retries = Retries()
+
+    report = deliver_messages(session, [message.id], backend, settings, schedule_retry=retries)
+    again = deliver_messages(session, [message.id], backend, settings, schedule_retry=retries)
+    later = run_tick(session, lambda ids: None, now=utcnow() + timedelta(hours=2))
+
+    session.refresh(message)
+    assert report.in_doubt == [message.id] and report.retrying == []
+    assert again.not_claimed == [message.id] and later.enqueued == []
+    assert message.status == "in_doubt" and message.attempts == 1
+    assert "may have sent it" in message.error
+    assert retries.scheduled == []
+    assert fake_sendgrid.answers == [answer]  # one request reached the server, only one
+    assert (
+        session.scalar(
+            sa.select(sa.func.count(Activity.id)).where(
+                Activity.contact_id == contact.id, Activity.kind == "email_retry"
+            )
+        )
+        == 0
+    )
