@@ -16,7 +16,7 @@ from sqlalchemy.orm import joinedload
 
 from crm_app.drip.audience.waiting import enroll_waiting
 from crm_app.drip.campaigns.schedule import reschedule_campaign
-from crm_app.drip.common.activity import record_activity
+from crm_app.drip.common.activity import activity_row, record_activities, record_activity
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import (
@@ -247,22 +247,36 @@ def set_campaign_status(
     campaign.status = status
     campaign.customized = True
     _record_pause(campaign, status, actor=actor, reason=reason, now=now or utcnow())
-    enrollments = _active_enrollments(session, campaign)
     if status == "active":
+        enrollments = [(e.id, e.contact_id) for e in _active_enrollments(session, campaign)]
         # Emails that fell due while it was stopped go out at the next window opening,
         # not all at once outside it.
         reschedule_campaign(session, campaign, now or utcnow())
+    else:
+        enrollments = session.execute(
+            sa.select(Enrollment.id, Enrollment.contact_id).where(
+                Enrollment.campaign_id == campaign.id, Enrollment.status == "active"
+            )
+        ).all()
     verb = "restored" if previous == "archived" and status == "active" else _STATUS_VERBS[status]
-    for enrollment in enrollments:
-        record_activity(
-            session,
-            enrollment.contact,
-            f"campaign_{verb}",
-            f"{campaign.name} was {verb}",
-            actor=actor,
-            campaign=campaign,
-            enrollment=enrollment,
-        )
+    # One INSERT for every contact's timeline row: the circuit breaker pauses a campaign
+    # inside a webhook request, whatever its size.
+    written = utcnow()
+    record_activities(
+        session,
+        [
+            activity_row(
+                contact_id,
+                f"campaign_{verb}",
+                f"{campaign.name} was {verb}",
+                actor=actor,
+                campaign_id=campaign.id,
+                enrollment_id=enrollment_id,
+                created_at=written,
+            )
+            for enrollment_id, contact_id in enrollments
+        ],
+    )
     summary = f"{campaign.name} {verb}"
     record_audit(session, actor, "campaign.status", "campaign", campaign.id, summary)
     if status != "active":
