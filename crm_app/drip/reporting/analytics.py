@@ -200,7 +200,8 @@ def message_counts_by_campaign(
 def enrollment_outcomes(
     session, period: DateRange, campaign_id: int | None = None
 ) -> dict[int, EnrollmentOutcomes]:
-    """Completion (ended in range) and conversion (started in range), per campaign: 2 queries.
+    """Completion (ended in range) and conversion (started in range), per campaign: ONE
+    scan of the enrolments in either range (a year's range is every enrolment).
 
     Converted: exactly the enrolments an exit goal ended (converted_at set: a goal event
     the campaign names, or the contact reaching its goal type; experiments/goals.py).
@@ -211,31 +212,24 @@ def enrollment_outcomes(
         Enrollment.ended_at < period.end,
     )
     started = sa.and_(Enrollment.enrolled_at >= period.start, Enrollment.enrolled_at < period.end)
+    converted = sa.and_(started, Enrollment.converted_at.is_not(None))
     scope = [Enrollment.campaign_id == campaign_id] if campaign_id is not None else []
 
     def tally(condition):
         return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
-    outcomes: dict[int, EnrollmentOutcomes] = {}
-    for campaign, n_ended, n_completed, n_started in session.execute(
+    rows = session.execute(
         sa.select(
             Enrollment.campaign_id,
             tally(ended),
             tally(sa.and_(ended, Enrollment.status == "completed")),
             tally(started),
+            tally(converted),
         )
         .where(sa.or_(ended, started), *scope)
         .group_by(Enrollment.campaign_id)
-    ):
-        outcomes[campaign] = EnrollmentOutcomes(int(n_ended), int(n_completed), int(n_started))
-
-    for campaign, converted in session.execute(
-        sa.select(Enrollment.campaign_id, sa.func.count(Enrollment.id))
-        .where(started, Enrollment.converted_at.is_not(None), *scope)
-        .group_by(Enrollment.campaign_id)
-    ):
-        outcomes.setdefault(campaign, EnrollmentOutcomes()).converted = int(converted)
-    return outcomes
+    )
+    return {campaign: EnrollmentOutcomes(*(int(n) for n in counts)) for campaign, *counts in rows}
 
 
 def steps_and_days(
