@@ -5,10 +5,7 @@ sequence. With SCREENSHOT_DIR set, the pages are saved there at 1280 and 390 px.
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -20,35 +17,11 @@ from crm_app.drip.delivery.pipeline import deliver_messages
 from crm_app.drip.delivery.tick import run_tick
 from crm_app.extensions import db
 from crm_app.models import Message, StepVariant, utcnow
+from tests.browser.pages import log_in_as_admin, screenshots
 from tests.delivery_helpers import bulk_due, open_all_week
 from tests.webhook_signing import WebhookSigner, encode
 
 pytestmark = pytest.mark.browser
-
-
-def _log_in(page: Page) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill("admin@example.com")
-    page.get_by_label("Password").fill("admin-password")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("button", name="Log out")).to_be_visible()
-
-
-def _shots(page: Page, name: str, tmp_path: Path, fits: str = "main") -> None:
-    for width in (1280, 390):
-        page.set_viewport_size({"width": width, "height": 900 if width > 400 else 844})
-        path = tmp_path / f"{name}-{width}.png"
-        page.screenshot(path=path, full_page=True)
-        if os.environ.get("SCREENSHOT_DIR"):
-            shutil.copy(path, Path(os.environ["SCREENSHOT_DIR"]) / path.name)
-        if width == 390:
-            right = page.evaluate(
-                "s => Math.max(...[...document.querySelectorAll(s)].map("
-                "e => e.getBoundingClientRect().right))",
-                fits,
-            )
-            assert right <= 390, name
-    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def test_ab_test_blocks_and_goals_end_to_end(
@@ -60,7 +33,7 @@ def test_ab_test_blocks_and_goals_end_to_end(
     campaign = campaigns["lead"]
     open_all_week(campaign)
     db.session.commit()
-    _log_in(page)
+    log_in_as_admin(page)
 
     # 1. Two subject variants on email 1.
     page.goto(f"/campaigns/{campaign.id}")
@@ -109,7 +82,7 @@ def test_ab_test_blocks_and_goals_end_to_end(
     sent_b = int(page.locator("tr[data-variant=B] [data-figure=sent]").inner_text())
     assert sent_a + sent_b == 200
     expect(page.locator("#verdicts [data-metric=opened]")).to_contain_text("B wins on opens")
-    _shots(page, "ab-results", tmp_path)
+    screenshots(page, "ab-results", tmp_path)
     page.get_by_role("button", name="Promote B").click()
     expect(page.get_by_text("Variant B promoted")).to_be_visible()
     expect(page.get_by_text("No test is running")).to_be_visible()
@@ -118,7 +91,7 @@ def test_ab_test_blocks_and_goals_end_to_end(
     assert campaign.steps[0].subject == "A 5-minute idea for {{ contact.company }}"
     page.goto(f"/analytics/campaigns/{campaign.id}")
     expect(page.locator("#ab-tests tr[data-variant=B] td").first).to_have_text("promoted")
-    _shots(page, "ab-analytics", tmp_path)
+    screenshots(page, "ab-analytics", tmp_path)
 
     # A condition on email 2, shown on the campaign page.
     page.goto(f"/campaigns/{campaign.id}/steps/{campaign.steps[1].id}/experiment")
@@ -130,7 +103,7 @@ def test_ab_test_blocks_and_goals_end_to_end(
     expect(page.locator(f"#step-{campaign.steps[1].id} .step-experiment")).to_contain_text(
         "not opened within this email's delay"
     )
-    _shots(page, "campaign-condition", tmp_path)
+    screenshots(page, "campaign-condition", tmp_path)
 
     # 5. An industry block; two contacts preview differently.
     page.goto("/blocks/new")
@@ -143,7 +116,7 @@ def test_ab_test_blocks_and_goals_end_to_end(
     page.get_by_label("Default text (no rule matches)").fill("We help teams like yours grow.")
     page.get_by_role("button", name="Save block").click()
     expect(page.get_by_text("Block intro saved.")).to_be_visible()
-    _shots(page, "blocks", tmp_path)
+    screenshots(page, "blocks", tmp_path)
     step = campaign.steps[1]
     step.body_text = "{{ block('intro') }}\n" + step.body_text
     step.body_html = "<p>{{ block('intro') }}</p>\n" + step.body_html
@@ -154,7 +127,7 @@ def test_ab_test_blocks_and_goals_end_to_end(
     page.goto(f"{base}?contact_id={maker.id}")
     expect(page.locator(".text-preview")).to_contain_text("We help plants like Acme Steel")
     expect(page.locator(".blocks-applied")).to_contain_text('rule 1: industry is "Manufacturing"')
-    _shots(page, "block-preview", tmp_path)
+    screenshots(page, "block-preview", tmp_path)
     page.goto(f"{base}?contact_id={shop.id}")
     expect(page.locator(".text-preview")).to_contain_text("We help teams like yours grow.")
     expect(page.locator(".blocks-applied")).to_contain_text("default")
@@ -168,6 +141,6 @@ def test_ab_test_blocks_and_goals_end_to_end(
     page.get_by_role("button", name="Record goal").click()
     expect(page.get_by_text("converted: goal demo booked").first).to_be_visible()
     expect(page.locator(".enrollment-finished .badge-converted")).to_have_text("converted")
-    _shots(page, "goal", tmp_path)
+    screenshots(page, "goal", tmp_path)
     db.session.expire_all()
     assert maker.enrollments[0].converted_at is not None

@@ -5,8 +5,6 @@ With SCREENSHOT_DIR set, the pages are saved there at 1280 and 390 px to look at
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,38 +13,13 @@ from playwright.sync_api import Page, expect
 from crm_app.config import settings_of
 from crm_app.drip.delivery.backends import OutboxBackend
 from crm_app.extensions import db
+from tests.browser.pages import log_in_as_admin, screenshots
 from tests.delivery_helpers import send_due_email
 
 pytestmark = pytest.mark.browser
 
 DOMAIN = "parse.example.com"
 SECRET = "browser-parse-secret"
-
-
-def _log_in(page: Page) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill("admin@example.com")
-    page.get_by_label("Password").fill("admin-password")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("button", name="Log out")).to_be_visible()
-
-
-def _shots(page: Page, name: str, tmp_path: Path, fits: str = "main") -> None:
-    """Both widths; the page's own content (`fits`) must fit a phone."""
-    for width in (1280, 390):
-        page.set_viewport_size({"width": width, "height": 900 if width > 400 else 844})
-        path = tmp_path / f"{name}-{width}.png"
-        page.screenshot(path=path, full_page=True)
-        if os.environ.get("SCREENSHOT_DIR"):
-            shutil.copy(path, Path(os.environ["SCREENSHOT_DIR"]) / path.name)
-        if width == 390:
-            right = page.evaluate(
-                "s => Math.max(...[...document.querySelectorAll(s)].map("
-                "e => e.getBoundingClientRect().right))",
-                fits,
-            )
-            assert right <= 390, name
-    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def _post_reply(page: Page, reply_to: str):
@@ -69,7 +42,7 @@ def test_a_posted_reply_stops_the_sequence_and_the_contact_is_exported_then_eras
 ):
     monkeypatch.setitem(app.config, "INBOUND_PARSE_DOMAIN", DOMAIN)
     monkeypatch.setitem(app.config, "INBOUND_PARSE_SECRET", SECRET)
-    _log_in(page)
+    log_in_as_admin(page)
 
     # The postal address, set on the Settings page.
     page.goto("/settings")
@@ -77,14 +50,14 @@ def test_a_posted_reply_stops_the_sequence_and_the_contact_is_exported_then_eras
     page.get_by_label("Postal address").fill("Northwind Traders\n1 Harbour Street\nSpringfield")
     page.get_by_role("button", name="Save settings").click()
     expect(page.get_by_text("Settings saved.")).to_be_visible()
-    _shots(page, "settings", tmp_path)
+    screenshots(page, "settings", tmp_path)
 
     # Lead stops on reply (the default), shown on its settings panel.
     page.goto(f"/campaigns/{campaigns['lead'].id}")
     expect(
         page.get_by_label("Stop a contact's emails from this campaign when they reply")
     ).to_be_checked()
-    _shots(page, "campaign", tmp_path)
+    screenshots(page, "campaign", tmp_path)
 
     # A lead gets its first email (the Outbox), which replies to a token of its own.
     contact = make_contact("lead", first_name="Jamie", last_name="Lee", email="jamie@acme.example")
@@ -107,7 +80,7 @@ def test_a_posted_reply_stops_the_sequence_and_the_contact_is_exported_then_eras
     )
     expect(page.locator("#timeline")).to_contain_text("”: “Yes, let's talk on Thursday.”")
     # (The campaign panel's goal form is measured by its own page test.)
-    _shots(page, "contact-replied", tmp_path, fits=".contact-actions, #timeline, .flash")
+    screenshots(page, "contact-replied", tmp_path, fits=".contact-actions, #timeline, .flash")
 
     # Export: a JSON download.
     with page.expect_download() as download:
@@ -121,10 +94,10 @@ def test_a_posted_reply_stops_the_sequence_and_the_contact_is_exported_then_eras
     expect(
         page.get_by_role("heading", name="Erase the personal data of Jamie Lee?")
     ).to_be_visible()
-    _shots(page, "erase", tmp_path)
+    screenshots(page, "erase", tmp_path)
     page.get_by_label("Type jamie@acme.example to confirm").fill("jamie@acme.example")
     page.get_by_role("button", name="Erase personal data").click()
     expect(page.get_by_role("heading", name=f"Erased contact #{contact.id}")).to_be_visible()
     expect(page.get_by_text("This contact's personal data was erased on")).to_be_visible()
     expect(page.locator("main")).not_to_contain_text("jamie")
-    _shots(page, "contact-erased", tmp_path, fits=".contact-actions, #timeline, .flash")
+    screenshots(page, "contact-erased", tmp_path, fits=".contact-actions, #timeline, .flash")

@@ -5,14 +5,11 @@ resumes it. With SCREENSHOT_DIR set, the pages are saved there at 1280 and 390 p
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from crm_app.config import settings_of
 from crm_app.drip.audience.enrollment import enroll
@@ -21,36 +18,11 @@ from crm_app.drip.delivery.frequency_cap import FrequencyCap
 from crm_app.drip.delivery.tick import run_tick
 from crm_app.extensions import db
 from crm_app.models import Enrollment, Message, utcnow
+from tests.browser.pages import log_in_as_admin, screenshots
 from tests.delivery_helpers import open_all_week
 from tests.webhook_signing import WebhookSigner, encode
 
 pytestmark = pytest.mark.browser
-
-
-def _log_in(page: Page) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill("admin@example.com")
-    page.get_by_label("Password").fill("admin-password")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("button", name="Log out")).to_be_visible()
-
-
-def _shots(page: Page, name: str, tmp_path: Path, fits: str = "main") -> None:
-    """Both widths; the page's own content (`fits`) must fit a phone."""
-    for width in (1280, 390):
-        page.set_viewport_size({"width": width, "height": 900 if width > 400 else 844})
-        path = tmp_path / f"{name}-{width}.png"
-        page.screenshot(path=path, full_page=True)
-        if os.environ.get("SCREENSHOT_DIR"):
-            shutil.copy(path, Path(os.environ["SCREENSHOT_DIR"]) / path.name)
-        if width == 390:
-            right = page.evaluate(
-                "s => Math.max(...[...document.querySelectorAll(s)].map("
-                "e => e.getBoundingClientRect().right))",
-                fits,
-            )
-            assert right <= 390, name
-    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def test_itinerary_across_two_campaigns_and_why_a_held_email(
@@ -78,7 +50,7 @@ def test_itinerary_across_two_campaigns_and_why_a_held_email(
         )
     )
 
-    _log_in(page)
+    log_in_as_admin(page)
     page.goto(f"/contacts/{contact.id}")
     table = page.locator("#itinerary-table")
     expect(table).to_contain_text("Lead")
@@ -94,7 +66,7 @@ def test_itinerary_across_two_campaigns_and_why_a_held_email(
     expect(answer).to_contain_text("Held by the frequency cap until")
     expect(answer).to_contain_text("across all campaigns")
     # The itinerary and the answer, every element of them, fit a phone.
-    _shots(page, "itinerary-why", tmp_path, fits="#itinerary, #itinerary *")
+    screenshots(page, "itinerary-why", tmp_path, fits="#itinerary, #itinerary *")
 
 
 def test_a_burst_of_bounces_pauses_the_campaign_with_the_reason_on_the_dashboard(
@@ -118,7 +90,7 @@ def test_a_burst_of_bounces_pauses_the_campaign_with_the_reason_on_the_dashboard
     ids = insert_rows(session, Message.__table__, rows, constants=constants, returning="id")
     session.commit()
 
-    _log_in(page)
+    log_in_as_admin(page)
     events = [
         {"event": "bounce", "email": f"r{n}@example.com", "timestamp": int(now.timestamp()),
          "sg_event_id": f"bounce-{mid}", "message_id": str(mid), "type": "bounce",
@@ -133,12 +105,12 @@ def test_a_burst_of_bounces_pauses_the_campaign_with_the_reason_on_the_dashboard
     panel = page.locator("#breaker-paused")
     expect(panel).to_contain_text("Lead")
     expect(panel).to_contain_text("8 bounces over its last 100 sends (8.0 %, above 5 %)")
-    _shots(page, "dashboard-breaker", tmp_path, fits="main, main *")
+    screenshots(page, "dashboard-breaker", tmp_path, fits="main, main *")
 
     panel.get_by_role("link", name="Lead").click()
     expect(page.locator("#campaign-status")).to_have_text("paused")
     expect(page.locator("#paused-reason")).to_contain_text("8 bounces")
-    _shots(page, "campaign-breaker", tmp_path, fits="#campaign-settings, #campaign-settings *")
+    screenshots(page, "campaign-breaker", tmp_path, fits="#campaign-settings, #campaign-settings *")
     page.get_by_role("button", name="Resume").click()
     expect(page.locator("#campaign-status")).to_have_text("active")
     page.goto("/")
