@@ -107,9 +107,6 @@ def contact_itinerary(
             .order_by(Enrollment.id)
         )
     )
-    items: list[ItineraryItem] = []
-    queue: list[_Next] = []
-    in_flight = _in_flight(session, enrollments)
     sends = (
         recent_sends(session, [contact.id], now - cap.window, now=now, include_queued=True).get(
             contact.id, []
@@ -117,60 +114,84 @@ def contact_itinerary(
         if cap.enabled
         else []
     )
-    cap_note = f"held by the frequency cap ({cap.label()})"
+    projection = _Projection(contact, cap, now, sends)
+    in_flight = _in_flight(session, enrollments)
     for order, enrollment in enumerate(enrollments):
-        step = enrollment.step
+        projection.start(order, enrollment, in_flight)
+    projection.run(limit)
+    items = projection.items
+    items.sort(key=lambda item: (item.at is None, item.at or now))
+    return Itinerary(items, None, cap)
+
+
+class _Projection:
+    """The emails listed so far, and the ones still to place in time order (a heap)."""
+
+    def __init__(self, contact: Contact, cap: FrequencyCap, now: datetime, sends: list):
+        self.contact, self.cap, self.now, self.sends = contact, cap, now, sends
+        self.items: list[ItineraryItem] = []
+        self.queue: list[_Next] = []
+        self.cap_note = f"held by the frequency cap ({cap.label()})"
+
+    def start(self, order: int, enrollment: Enrollment, in_flight: dict[int, str]) -> None:
+        """An enrolment's current email: listed now when it has no date of its own,
+        else queued at its due time inside the send window."""
+        step, campaign, now = enrollment.step, enrollment.campaign, self.now
         if step is None:
-            continue
-        campaign = enrollment.campaign
+            return
         if campaign.status != "active":
-            items.append(
+            self.items.append(
                 ItineraryItem(campaign, step, None, [f"{campaign.name} is {campaign.status}"])
             )
-            continue
+            return
         if enrollment.next_send_at is None:
             state = in_flight.get(enrollment.id)
             if state in ("queued", "sending"):
                 # On its way now; already among the recent sends the cap counts.
-                items.append(ItineraryItem(campaign, step, now, ["on its way now"]))
-                following = _steps_after(enrollment, step)
-                if following is not None:
-                    at = send_time_for_step(campaign, contact, following.delay_days, now)
-                    heapq.heappush(queue, _Next(at, order, enrollment, following, at))
+                self.items.append(ItineraryItem(campaign, step, now, ["on its way now"]))
+                self._queue_following(order, enrollment, step, now)
             else:
                 note = f"waiting for an admin (the email is {state})" if state else "no date"
-                items.append(ItineraryItem(campaign, step, None, [note]))
-            continue
+                self.items.append(ItineraryItem(campaign, step, None, [note]))
+            return
         due = enrollment.next_send_at
         notes = []
         at = clamp_to_send_window(
-            max(due, now), contact.timezone, campaign.send_weekdays, campaign.send_start,
+            max(due, now), self.contact.timezone, campaign.send_weekdays, campaign.send_start,
             campaign.send_end,
         )  # fmt: skip
         if enrollment.cap_held_until is not None and enrollment.cap_held_until == due:
-            notes.append(cap_note)
+            notes.append(self.cap_note)
         elif at > max(due, now):
             notes.append("at the send window's next opening")
-        heapq.heappush(queue, _Next(at, order, enrollment, step, due, notes))
+        heapq.heappush(self.queue, _Next(at, order, enrollment, step, due, notes))
 
-    while queue and len(items) < limit:
-        nxt = heapq.heappop(queue)
-        if nxt.at > now + HORIZON:
-            break
-        campaign = nxt.enrollment.campaign
-        if cap.enabled:
-            until = held_until(cap, sends, nxt.at, campaign, contact.timezone)
-            if until is not None:
-                notes = nxt.notes if cap_note in nxt.notes else [*nxt.notes, cap_note]
-                heapq.heappush(
-                    queue, _Next(until, nxt.order, nxt.enrollment, nxt.step, nxt.due, notes)
-                )
-                continue
-            sends.append(nxt.at)
-        items.append(ItineraryItem(campaign, nxt.step, nxt.at, nxt.notes))
-        following = _steps_after(nxt.enrollment, nxt.step)
+    def run(self, limit: int) -> None:
+        """Place the queued emails soonest first, each held by the cap as the tick would,
+        each followed by its campaign's next email."""
+        while self.queue and len(self.items) < limit:
+            nxt = heapq.heappop(self.queue)
+            if nxt.at > self.now + HORIZON:
+                break
+            campaign = nxt.enrollment.campaign
+            if self.cap.enabled:
+                until = held_until(self.cap, self.sends, nxt.at, campaign, self.contact.timezone)
+                if until is not None:
+                    notes = nxt.notes if self.cap_note in nxt.notes else [*nxt.notes, self.cap_note]
+                    heapq.heappush(
+                        self.queue,
+                        _Next(until, nxt.order, nxt.enrollment, nxt.step, nxt.due, notes),
+                    )
+                    continue
+                self.sends.append(nxt.at)
+            self.items.append(ItineraryItem(campaign, nxt.step, nxt.at, nxt.notes))
+            self._queue_following(nxt.order, nxt.enrollment, nxt.step, nxt.at)
+
+    def _queue_following(
+        self, order: int, enrollment: Enrollment, step: CampaignStep, after: datetime
+    ) -> None:
+        following = _steps_after(enrollment, step)
         if following is not None:
-            at = send_time_for_step(campaign, contact, following.delay_days, nxt.at)
-            heapq.heappush(queue, _Next(at, nxt.order, nxt.enrollment, following, at))
-    items.sort(key=lambda item: (item.at is None, item.at or now))
-    return Itinerary(items, None, cap)
+            campaign = enrollment.campaign
+            at = send_time_for_step(campaign, self.contact, following.delay_days, after)
+            heapq.heappush(self.queue, _Next(at, order, enrollment, following, at))
