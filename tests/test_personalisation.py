@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from crm_app.drip.audience.enrollment import change_contact_type, record_goal
+from crm_app.drip.audience.enrollment import change_contact_type, enroll, record_goal, stop_all
 from crm_app.drip.campaigns.harness import preview_context, render_preview
 from crm_app.drip.campaigns.rendering import SAMPLE_SENDER, WorkspaceSender
 from crm_app.drip.delivery.pipeline import deliver_messages
@@ -259,3 +259,26 @@ def test_opened_and_clicked_conditions(
     deliver_messages(session, [following.id], backend, settings)
     session.refresh(following)
     assert following.status == ("sent" if goes else "skipped")
+
+
+def test_a_resumed_contact_s_opened_condition_reads_the_email_of_its_earlier_enrolment(
+    session, make_contact, campaigns, backend, settings
+):
+    campaign = campaigns["lead"]
+    set_condition(session, campaign.steps[1], "engagement", "", "", "", "opened", actor="test")
+    session.commit()
+    contact = make_contact("lead")
+    deliver_messages(session, [_due(session, contact).id], backend, settings)
+    first = session.scalar(sa.select(Message).where(Message.contact_id == contact.id))
+    first.opened_at = first.human_opened_at = first.sent_at + timedelta(minutes=5)
+    stop_all(session, contact, reason="paused by hand", actor="test")
+    session.commit()
+    enrollment = enroll(session, contact, campaign, actor="test")  # resumes at email 2
+    session.commit()
+    assert enrollment.entry == "resumed"
+
+    second = _due(session, contact)
+    assert second.step_id == campaign.steps[1].id
+    deliver_messages(session, [second.id], backend, settings)
+    session.refresh(second)
+    assert second.status == "sent"  # opened email 1 (in the first enrolment): it goes

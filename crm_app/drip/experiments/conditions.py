@@ -74,10 +74,18 @@ def set_condition(
 
 
 def _previous_sent(session, message: Message) -> Message | None:
+    # A resumed enrolment goes on with the emails the contact got in its earlier
+    # enrolments of the campaign: the previous email may be one of theirs.
+    if message.enrollment.entry == "resumed":
+        same_sequence = sa.and_(
+            Message.contact_id == message.contact_id, Message.campaign_id == message.campaign_id
+        )
+    else:
+        same_sequence = Message.enrollment_id == message.enrollment_id
     return session.scalar(
         sa.select(Message)
         .where(
-            Message.enrollment_id == message.enrollment_id,
+            same_sequence,
             Message.id != message.id,
             Message.status == "sent",
         )
