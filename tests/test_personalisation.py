@@ -282,3 +282,30 @@ def test_a_resumed_contact_s_opened_condition_reads_the_email_of_its_earlier_enr
     deliver_messages(session, [second.id], backend, settings)
     session.refresh(second)
     assert second.status == "sent"  # opened email 1 (in the first enrolment): it goes
+
+
+def test_an_email_whose_condition_reads_the_previous_one_cannot_become_the_first(
+    session, campaigns
+):
+    from crm_app.drip.campaigns.steps import StepEditError, move_step, remove_step
+
+    campaign = campaigns["lead"]
+    first, second = campaign.steps[0], campaign.steps[1]
+    set_condition(session, second, "engagement", "", "", "", "opened", actor="test")
+    session.commit()
+    with pytest.raises(StepEditError, match="first email has no previous email"):
+        move_step(session, second, "up", actor="test", confirmed=True)
+    with pytest.raises(StepEditError, match="first email has no previous email"):
+        move_step(session, first, "down", actor="test", confirmed=True)
+    with pytest.raises(StepEditError, match="first email has no previous email"):
+        remove_step(session, first, actor="test", confirmed=True)
+    session.rollback()
+    assert [s.id for s in sorted(campaign.steps, key=lambda s: s.position)][:2] == [
+        first.id,
+        second.id,
+    ]
+    # Once the condition is cleared, the move goes through.
+    set_condition(session, second, "none", "", "", "", "", actor="test")
+    move_step(session, second, "up", actor="test", confirmed=True)
+    session.commit()
+    assert second.position == 1

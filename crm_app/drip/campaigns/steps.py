@@ -40,6 +40,7 @@ from crm_app.drip.campaigns.versions import record_version, version_of
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.experiments.blocks import unknown_blocks
+from crm_app.drip.experiments.conditions import FIRST_HAS_NO_PREVIOUS, needs_a_previous_email
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import Campaign, CampaignStep, Enrollment, utcnow
 
@@ -334,6 +335,8 @@ def remove_step(session, step: CampaignStep, *, actor: str, confirmed: bool = Fa
     campaign = step.campaign
     if "remove" not in step_actions(step):
         raise StepEditError({"step": "A campaign needs at least one email: archive it instead."})
+    remaining = [s for s in _ordered(campaign) if s is not step]
+    _refuse_a_first_email_that_needs_a_previous_one(remaining)
     _confirm(removal_impact(session, step), confirmed)
     _audit(session, step, "removed", f"removed (at version {step.version})", actor)
     name, position = step_name(step), step.position
@@ -346,6 +349,15 @@ def remove_step(session, step: CampaignStep, *, actor: str, confirmed: bool = Fa
             session.flush()  # one at a time: (campaign, position) is unique
     campaign.customized = True
     return name
+
+
+def _refuse_a_first_email_that_needs_a_previous_one(order: list[CampaignStep]) -> None:
+    # Else every contact enrolled from then on would have its first email skipped.
+    if order and needs_a_previous_email(order[0]):
+        raise StepEditError(
+            {"step": f"{FIRST_HAS_NO_PREVIOUS} Clear the 'send only if' of "
+                     f"{step_name(order[0])} before it becomes the first."}
+        )  # fmt: skip
 
 
 def _neighbour(step: CampaignStep, direction: str) -> CampaignStep:
@@ -373,6 +385,8 @@ def move_step(
     """Swap with the neighbouring email ("up" or "down"); every contact keeps its next
     email. Returns the moved email's name, at its new place."""
     neighbour = _neighbour(step, direction)
+    first = step if neighbour.position == 1 else neighbour if step.position == 1 else None
+    _refuse_a_first_email_that_needs_a_previous_one([first] if first is not None else [])
     _confirm(move_impact(session, step, direction), confirmed)
     mine, theirs = step.position, neighbour.position
     step.position = 0  # free the slot: (campaign, position) is unique

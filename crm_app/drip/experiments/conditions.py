@@ -56,7 +56,7 @@ def set_condition(
         if event not in ENGAGEMENT:
             raise ConditionError({"event": "Choose opened, clicked or not opened."})
         if step.position == 1:
-            raise ConditionError({"event": "The first email has no previous email."})
+            raise ConditionError({"event": FIRST_HAS_NO_PREVIOUS})
         step.condition = {"kind": "engagement", "event": event}
     elif kind == "field":
         errors = rule_errors(field, op, value)
@@ -71,6 +71,14 @@ def set_condition(
         f"{describe_condition(step.condition)}"
     )
     record_audit(session, actor, "step.condition", "campaign_step", step.id, summary)
+
+
+FIRST_HAS_NO_PREVIOUS = "The first email has no previous email."
+
+
+def needs_a_previous_email(step: CampaignStep) -> bool:
+    """Whether the step's condition reads the email before it (so it cannot be first)."""
+    return bool(step.condition) and step.condition.get("kind") == "engagement"
 
 
 def _previous_sent(session, message: Message) -> Message | None:
