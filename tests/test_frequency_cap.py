@@ -177,3 +177,29 @@ def test_two_queued_emails_of_one_contact_in_one_batch_one_goes(
     statuses = sorted(m.status for m in _messages(session, contact))
     assert statuses == ["sent", "skipped"]
     assert sum(fake_sendgrid.deliveries.values()) == 1
+
+
+def test_a_queued_email_skipped_at_send_takes_no_cap_slot_from_the_other(
+    session, make_contact, campaigns, backend, settings, fake_sendgrid
+):
+    now = utcnow()
+    contact, enrollments = _in_two_campaigns(session, make_contact, campaigns, None)
+    for enrollment in enrollments:
+        open_all_week(enrollment.campaign)
+        enrollment.next_send_at = now - timedelta(minutes=1)
+    session.commit()
+    run_tick(session, lambda ids: None, now=now)  # no cap in this tick: both queued
+    # The cap would let the first one through and hold the other; the first one's
+    # campaign is paused, so it will be set aside at send.
+    going, other = sorted(_messages(session, contact), key=lambda m: m.id)
+    going.campaign.status = "paused"
+    session.commit()
+
+    capped = settings.replace(frequency_cap_count=1, frequency_cap_window_hours=24)
+    backend.answered_ok = True  # a key known good: both are decided in one chunk
+    deliver_messages(session, [other.id, going.id], backend, capped)
+    session.refresh(going)
+    session.refresh(other)
+    assert going.status == "skipped" and "paused" in going.error
+    assert other.status == "sent"  # the cap's one slot was free for it
+    assert sum(fake_sendgrid.deliveries.values()) == 1

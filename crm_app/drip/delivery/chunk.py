@@ -157,8 +157,11 @@ def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
     # An in-doubt email queued again for lack of a trace, that SendGrid reported after
     # all: sent, never claimed again (one query, only when the chunk has any).
     traced = traced_requeued(session, queued)
-    # The frequency cap, on what was sent meanwhile (retries, resends; one query).
-    holds = worker_holds(session, FrequencyCap.from_settings(ctx.settings), queued, ctx.now())
+    skips = {m.id: skip_reason(session, m, suppressions) for m in queued if m.id not in traced}
+    # The frequency cap over the emails that would go (a skipped one takes no slot from
+    # the contact's next), and what was sent meanwhile (retries, resends; one query).
+    going = [m for m in queued if m.id in skips and skips[m.id] is None]
+    holds = worker_holds(session, FrequencyCap.from_settings(ctx.settings), going, ctx.now())
     for message_id in ids:
         message = messages.get(message_id)
         if message is None or message.status != "queued":
@@ -168,7 +171,7 @@ def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
             settle_requeued(session, message, at=traced[message_id], actor=WORKER)
             decision.decided.append(("not_claimed", message_id))
             continue
-        skip = skip_reason(session, message, suppressions)
+        skip = skips[message_id]
         if skip is not None:
             decision.decided.append((_skip(ctx, message, *skip), message_id))
             continue
@@ -346,7 +349,7 @@ def _record_sent(claimed: Claim, recorded: bool, records: _Records) -> None:
     detail = f"Sent {email_label(message)}: {claimed.outgoing.subject}"
     records.timeline.append(claimed.activity("email_sent", detail, records.created_at))
     enrollment = message.enrollment
-    if enrollment.status == "active" and enrollment.current_step == message.step_position:
+    if enrollment.status == "active" and enrollment.current_step_id == message.step_id:
         records.advancing.append((enrollment, claimed.sent_at))
 
 
