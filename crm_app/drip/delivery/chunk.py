@@ -38,7 +38,7 @@ from crm_app.drip.delivery.backends import (
     UnknownOutcomeError,
 )
 from crm_app.drip.delivery.compose import compose, email_label
-from crm_app.drip.delivery.frequency_cap import FrequencyCap, hold_message, worker_holds
+from crm_app.drip.delivery.frequency_cap import FrequencyCap, WorkerCap, hold_message
 from crm_app.drip.delivery.in_doubt import settle_requeued, traced_requeued
 from crm_app.drip.delivery.provider_health import set_backend_auth_failure
 from crm_app.drip.delivery.report import BatchControl, DeliveryReport
@@ -157,11 +157,8 @@ def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
     # An in-doubt email queued again for lack of a trace, that SendGrid reported after
     # all: sent, never claimed again (one query, only when the chunk has any).
     traced = traced_requeued(session, queued)
-    skips = {m.id: skip_reason(session, m, suppressions) for m in queued if m.id not in traced}
-    # The frequency cap over the emails that would go (a skipped one takes no slot from
-    # the contact's next), and what was sent meanwhile (retries, resends; one query).
-    going = [m for m in queued if m.id in skips and skips[m.id] is None]
-    holds = worker_holds(session, FrequencyCap.from_settings(ctx.settings), going, ctx.now())
+    # The frequency cap, on what was sent meanwhile (retries, resends; one query).
+    cap = WorkerCap(session, FrequencyCap.from_settings(ctx.settings), queued, ctx.now())
     for message_id in ids:
         message = messages.get(message_id)
         if message is None or message.status != "queued":
@@ -171,12 +168,13 @@ def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
             settle_requeued(session, message, at=traced[message_id], actor=WORKER)
             decision.decided.append(("not_claimed", message_id))
             continue
-        skip = skips[message_id]
+        skip = skip_reason(session, message, suppressions)
         if skip is not None:
             decision.decided.append((_skip(ctx, message, *skip), message_id))
             continue
-        if message_id in holds:
-            held = hold_message(session, message, holds[message_id], WORKER)
+        held_until = cap.held_until(message)
+        if held_until is not None:
+            held = hold_message(session, message, held_until, WORKER)
             decision.decided.append(("skipped" if held else "not_claimed", message_id))
             continue
         started = time.perf_counter()
@@ -349,7 +347,7 @@ def _record_sent(claimed: Claim, recorded: bool, records: _Records) -> None:
     detail = f"Sent {email_label(message)}: {claimed.outgoing.subject}"
     records.timeline.append(claimed.activity("email_sent", detail, records.created_at))
     enrollment = message.enrollment
-    if enrollment.status == "active" and enrollment.current_step_id == message.step_id:
+    if enrollment.status == "active" and enrollment.current_step == message.step_position:
         records.advancing.append((enrollment, claimed.sent_at))
 
 

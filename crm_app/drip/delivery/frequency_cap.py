@@ -226,29 +226,29 @@ def record_holds(session, holds: list[CapHold], now: datetime) -> int:
 # -- the worker -------------------------------------------------------------------------
 
 
-def worker_holds(
-    session, cap: FrequencyCap, messages: list[Message], now: datetime
-) -> dict[int, datetime]:
-    """Message id -> until when the cap holds it, for the queued messages of a chunk
-    about to be claimed (one query). Two of one contact in the chunk: the first goes."""
-    if not cap.enabled or not messages:
-        return {}
-    sends = recent_sends(
-        session,
-        {m.contact_id for m in messages},
-        now - cap.window,
-        now=now,
-        include_queued=False,
-    )
-    holds: dict[int, datetime] = {}
-    for message in messages:
-        contact_sends = sends[message.contact_id]
-        until = held_until(cap, contact_sends, now, message.campaign, message.contact.timezone)
+class WorkerCap:
+    """The cap as a chunk's worker applies it: the contacts' recent sends read once (one
+    query), then asked email by email, in order, only for the emails that would go (a
+    skipped one takes no slot). Two of one contact in the chunk: the first goes."""
+
+    def __init__(self, session, cap: FrequencyCap, messages: list[Message], now: datetime):
+        self.cap, self.now = cap, now
+        contacts = {m.contact_id for m in messages} if cap.enabled else set()
+        self.sends = recent_sends(
+            session, contacts, now - cap.window, now=now, include_queued=False
+        )
+
+    def held_until(self, message: Message) -> datetime | None:
+        """Until when the cap holds this email, or None: it goes (and takes its slot)."""
+        if not self.cap.enabled:
+            return None
+        contact_sends = self.sends.setdefault(message.contact_id, [])
+        until = held_until(
+            self.cap, contact_sends, self.now, message.campaign, message.contact.timezone
+        )
         if until is None:
-            contact_sends.append(now)
-        else:
-            holds[message.id] = until
-    return holds
+            contact_sends.append(self.now)
+        return until
 
 
 def hold_message(session, message: Message, until: datetime, actor: str) -> bool:
