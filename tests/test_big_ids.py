@@ -81,3 +81,14 @@ def test_a_signed_event_with_a_huge_message_id_is_rejected_and_the_batch_still_a
     assert response.get_json() == {"received": 2, "applied": 1, "duplicates": 0, "rejected": 1}
     rejected = session.scalar(sa.select(EmailEvent).where(EmailEvent.outcome == "rejected"))
     assert rejected.detail == "message_id out of range"
+
+
+def test_huge_ids_in_query_strings_and_forms_are_ignored_not_a_500(admin, campaigns):
+    campaign = campaigns["lead"]
+    step = campaign.steps[0]
+    base = f"/campaigns/{campaign.id}/steps/{step.id}"
+    for huge in (PAST_POSTGRESQL, HUGE, HUGER):
+        assert admin.get(f"{base}/preview?contact_id={huge}").status_code == 200
+        compare = admin.get(f"{base}/versions/compare?a=1&b={huge}")
+        assert compare.status_code in (302, 404)
+        assert compare.status_code != 500

@@ -24,6 +24,7 @@ from crm_app.drip.campaigns.steps import (
     remove_step,
     update_step,
 )
+from crm_app.drip.common.ids import database_id
 from crm_app.drip.experiments.blocks import all_blocks
 from crm_app.extensions import db
 from crm_app.models import Campaign, CampaignStep
@@ -178,7 +179,7 @@ def edit_step(campaign_id: int, step_id: int):
 def live_preview(campaign_id: int):
     """The editor's live preview (htmx, as the admin types): nothing is saved."""
     campaign = db.get_or_404(Campaign, campaign_id)
-    step_id = request.form.get("step_id", type=int)
+    step_id = request.form.get("step_id", type=database_id)
     step = step_of(campaign_id, step_id) if step_id else None
     return render_template(
         "campaigns/_live_preview.html",

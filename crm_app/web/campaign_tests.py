@@ -17,6 +17,7 @@ from crm_app.drip.campaigns.harness import (
     send_test,
 )
 from crm_app.drip.campaigns.manage import describe_delay
+from crm_app.drip.common.ids import database_id
 from crm_app.drip.delivery.backends import backend_from_settings
 from crm_app.drip.experiments.blocks import all_blocks
 from crm_app.extensions import db
@@ -29,7 +30,7 @@ PICKER_SIZE = 8
 
 
 def _chosen_contact() -> Contact | None:
-    contact_id = request.values.get("contact_id", type=int)
+    contact_id = request.values.get("contact_id", type=database_id)
     return db.session.get(Contact, contact_id) if contact_id else None
 
 

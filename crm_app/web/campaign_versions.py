@@ -8,6 +8,7 @@ from flask_login import login_required
 from crm_app.drip.campaigns.naming import step_name
 from crm_app.drip.campaigns.steps import StepEditError, restore_version
 from crm_app.drip.campaigns.versions import diff_versions, version_of, versions_of
+from crm_app.drip.common.ids import database_id
 from crm_app.extensions import db
 from crm_app.web.auth import actor_name, admin_required
 from crm_app.web.campaigns import bp, step_of, viewer_sender
@@ -39,7 +40,9 @@ def version(campaign_id: int, step_id: int, number: int):
 def compare(campaign_id: int, step_id: int):
     """Two versions side by side (the older on the left, whichever order was asked)."""
     step = step_of(campaign_id, step_id)
-    numbers = sorted({request.args.get("a", type=int), request.args.get("b", type=int)} - {None})
+    numbers = sorted(
+        {request.args.get("a", type=database_id), request.args.get("b", type=database_id)} - {None}
+    )
     if len(numbers) != 2:
         back = url_for("campaigns.versions", campaign_id=campaign_id, step_id=step_id)
         return action_response(back, "Pick two different versions to compare.", "error")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.orm import joinedload
 
 from crm_app.drip.common.activity import activity_row, record_activities, record_activity
 from crm_app.drip.common.sql import in_values, update_rows
@@ -78,7 +79,7 @@ def _active(session, contact: Contact) -> list[Enrollment]:
     return list(
         session.scalars(
             sa.select(Enrollment)
-            .join(Campaign, Campaign.id == Enrollment.campaign_id)
+            .options(joinedload(Enrollment.campaign))  # exits read each one's goals
             .where(Enrollment.contact_id == contact.id, Enrollment.status == "active")
             .order_by(Enrollment.enrolled_at)
         )
