@@ -147,6 +147,20 @@ def test_the_confirmation_says_how_many_and_changes_nothing(admin, campaigns, ma
     assert all(active_campaigns(c.id) == {"Lead"} for c in contacts)
 
 
+def test_the_confirming_button_keeps_a_campaign_name_with_a_question_mark(
+    admin, session, campaigns, make_contact
+):
+    campaign = campaigns["client"]
+    campaign.name = "Ready? Go"
+    session.commit()
+    make_contact("lead", company="Acme")
+    page = admin.post(
+        "/contacts/bulk/confirm",
+        {"scope": "matching", "q": "acme", "action": "enroll", "campaign_id": campaign.id},
+    ).get_data(as_text=True)
+    assert ">Enrol 1 contact in Ready? Go</button>" in page
+
+
 @pytest.mark.parametrize(
     ("form", "field", "message"),
     [

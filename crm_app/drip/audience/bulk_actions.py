@@ -146,19 +146,25 @@ def check_action(session, action: BulkAction, *, final: bool) -> Campaign | None
     return campaign
 
 
-def question(action: BulkAction, count: int, campaign: Campaign | None) -> str:
-    """The confirmation's question, which says how many: "Enrol 3 contacts in Lead?"."""
+def button_label(action: BulkAction, count: int, campaign: Campaign | None) -> str:
+    """What the confirming button says: "Enrol 3 contacts in Lead"."""
     contacts = f"{count:,} contact{'' if count == 1 else 's'}"
     if action.action == "enroll":
         where = f" in {campaign.name}" if campaign else ""
-        return f"Enrol {contacts}{where}?"
+        return f"Enrol {contacts}{where}"
     if action.action == "stop":
         which = campaign.name if campaign else "every campaign"
-        return f"Stop {which} for {contacts}?"
+        return f"Stop {which} for {contacts}"
     if action.action == "change_type":
         to = f" to {action.new_type}" if action.new_type else ""
-        return f"Change the type of {contacts}{to}?"
-    return f"Delete {contacts}? This cannot be undone."
+        return f"Change the type of {contacts}{to}"
+    return f"Delete {contacts}"
+
+
+def question(action: BulkAction, count: int, campaign: Campaign | None) -> str:
+    """The confirmation's question, which says how many: "Enrol 3 contacts in Lead?"."""
+    asked = f"{button_label(action, count, campaign)}?"
+    return f"{asked} This cannot be undone." if action.action == "delete" else asked
 
 
 @dataclass
