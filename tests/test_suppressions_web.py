@@ -137,3 +137,27 @@ def test_logged_out_goes_to_login_and_csrf_is_required(web, admin):
     assert response.status_code == 400
     admin.logout()
     assert admin.get("/suppressions/").status_code == 302
+
+
+def test_a_suppression_is_seen_at_once_by_objects_already_loaded(session, make_contact):
+    """The contacts and enrolments are changed set-based: what the session loaded before
+    reads the new state in the same transaction, and each stop has its audit entry."""
+    from crm_app.models import AuditEntry
+
+    contact = make_contact("lead", email="seen@example.com", first_name="Sam", last_name="Seen")
+    enrollment = session.scalar(sa.select(Enrollment).where(Enrollment.contact_id == contact.id))
+    assert (contact.email_status, enrollment.status) == ("ok", "active")
+    result = suppress(
+        session, "seen@example.com", reason="manual", source="staff", actor="user:admin@example.com"
+    )
+    assert (result.changed, result.stopped) == (True, 1)
+    assert contact.email_status == "unsubscribed"
+    assert (enrollment.status, enrollment.next_send_at) == ("stopped", None)
+    summaries = session.scalars(
+        sa.select(AuditEntry.summary).where(AuditEntry.action == "enrollment.stopped")
+    ).all()
+    assert summaries == [f"Stopped {enrollment.campaign.name} for Sam Seen: suppressed by staff"]
+    kinds = session.scalars(
+        sa.select(Activity.kind).where(Activity.contact_id == contact.id).order_by(Activity.id)
+    ).all()
+    assert kinds[-2:] == ["stopped", "suppressed"]

@@ -16,13 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from crm_app.drip.audience.eligibility import mailing_block_reason, suppression_reasons
-from crm_app.drip.audience.enrollment import entry_note
+from crm_app.drip.audience.enrollment import StopOrder, entry_note, stop_many
 from crm_app.drip.audience.errors import EnrollmentError
 from crm_app.drip.audience.reentry import EntryPlan, plan_entry
 from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.labels import enrollment_source_label
-from crm_app.drip.common.sql import in_values, insert_rows, update_rows
+from crm_app.drip.common.sql import in_values, insert_rows
 from crm_app.drip.experiments.goals import exit_on_type_many
 from crm_app.models import Campaign, Contact, ContactGoal, Enrollment, utcnow
 
@@ -287,41 +287,14 @@ def _stop_old_type_campaigns(
         for contact, old_type in switches
         if old_type in old_campaigns
     }
-    stops = {
-        enrollment_id: wanted[(contact_id, campaign_id)]
-        for enrollment_id, contact_id, campaign_id in _active_enrollments(
-            session, [contact.id for contact, _ in switches]
-        )
-        if (contact_id, campaign_id) in wanted
-    }
-    reasons = {
-        eid: f"type changed to {contact.contact_type}" for eid, (contact, _) in stops.items()
-    }
-    stopped = update_rows(
-        session,
-        ENROLLMENTS,
-        [{"id": eid, "end_reason": reason, "ended_at": now} for eid, reason in reasons.items()],
-        where=lambda r: [ENROLLMENTS.c.status == "active"],
-        values=lambda r: {
-            "status": "stopped",
-            "end_reason": r.end_reason,
-            "ended_at": r.ended_at,
-            "next_send_at": None,
-        },
-    )
-    record_activities(
-        session,
-        [
-            activity_row(
-                contact.id,
-                "stopped",
-                f"Stopped {campaign.name}: {reasons[eid]}",
-                actor=actor,
-                campaign_id=campaign.id,
-                enrollment_id=eid,
-                created_at=now,
-            )
-            for eid, (contact, campaign) in stops.items()
-            if eid in stopped
-        ],
-    )
+    orders = []
+    active = _active_enrollments(session, [contact.id for contact, _ in switches])
+    for enrollment_id, contact_id, campaign_id in active:
+        if (contact_id, campaign_id) in wanted:
+            contact, campaign = wanted[(contact_id, campaign_id)]
+            reason = f"type changed to {contact.contact_type}"
+            orders.append(
+                StopOrder(enrollment_id, contact.id, contact.full_name, campaign.id,
+                          campaign.name, reason)
+            )  # fmt: skip
+    stop_many(session, orders, actor=actor, now=now)

@@ -11,15 +11,14 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy.orm import selectinload
 
 from crm_app.drip.audience.address_hash import normalize_email
 from crm_app.drip.audience.eligibility import SUPPRESSION_REASON_LABELS, erased_addresses
-from crm_app.drip.audience.enrollment import stop
-from crm_app.drip.common.activity import record_activity
+from crm_app.drip.audience.enrollment import active_stop_orders, stop_many
+from crm_app.drip.common.activity import activity_row, record_activities, record_activity
 from crm_app.drip.common.labels import actor_label
 from crm_app.drip.common.paging import Page, paginate
-from crm_app.drip.common.sql import dialect_insert
+from crm_app.drip.common.sql import dialect_insert, expire_updated, update_rows
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import Contact, Suppression, utcnow
 
@@ -33,6 +32,7 @@ REASON_STATUS = {
     "manual": "unsubscribed",
 }
 REASON_LABELS = SUPPRESSION_REASON_LABELS
+CONTACTS = Contact.__table__
 
 
 class SuppressionError(Exception):
@@ -94,32 +94,53 @@ def _insert_new(session, wanted: dict[str, SuppressionRequest], now: datetime) -
     )  # fmt: skip
 
 
-def _suppress_contact(
-    session,
-    contact: Contact,
-    request: SuppressionRequest,
-    *,
-    newly_listed: bool,
-    actor: str,
-    now: datetime,
-) -> tuple[bool, int]:
-    """Mark the contact and stop its enrolments; (changed anything, enrolments stopped)."""
-    label = REASON_LABELS[request.reason]
-    changed = newly_listed
-    if contact.email_status == "ok":
-        contact.email_status = REASON_STATUS[request.reason]
-        changed = True
-    stopped = 0
-    for enrollment in [e for e in contact.enrollments if e.status == "active"]:
-        stop(session, enrollment, reason=label, actor=actor, now=now)
-        stopped += 1
-    if changed or stopped:
-        detail = f"Address {label} ({actor_label(request.source)})" + (
+def _mark_contacts(
+    session, wanted: dict[str, SuppressionRequest], added: set[str], *, actor: str, now: datetime
+) -> tuple[dict[str, bool], dict[str, int]]:
+    """Mark the contacts of `wanted` and stop their active enrolments, a few statements
+    for the whole batch; (changed anything, enrolments stopped) by address."""
+    contacts = session.execute(
+        sa.select(Contact.id, Contact.email, Contact.email_status, Contact.first_name,
+                  Contact.last_name)
+        .where(sa.func.lower(Contact.email).in_(wanted))
+    ).all()  # fmt: skip
+    address_of = {c.id: c.email.lower() for c in contacts}
+    marked = {c.id: REASON_STATUS[wanted[address_of[c.id]].reason] for c in contacts
+              if c.email_status == "ok"}  # fmt: skip
+    update_rows(
+        session,
+        CONTACTS,
+        [{"id": cid, "email_status": status, "updated_at": now} for cid, status in marked.items()],
+        where=lambda r: [CONTACTS.c.email_status == "ok"],
+        values=lambda r: {"email_status": r.email_status, "updated_at": r.updated_at},
+        returning=False,
+    )
+    expire_updated(session, Contact, marked)
+    orders = active_stop_orders(
+        session,
+        {c.id: Contact.full_name.fget(c) for c in contacts},
+        {cid: REASON_LABELS[wanted[address].reason] for cid, address in address_of.items()},
+    )
+    stopped = stop_many(session, orders, actor=actor, now=now)
+    stopped_by_address = dict.fromkeys(wanted, 0)
+    for order in orders:
+        if order.enrollment_id in stopped:
+            stopped_by_address[address_of[order.contact_id]] += 1
+    changed = {address: address in added for address in wanted}
+    rows = []
+    for cid, address in address_of.items():
+        if not (address in added or cid in marked or stopped_by_address[address]):
+            continue
+        changed[address] = True
+        request = wanted[address]
+        detail = f"Address {REASON_LABELS[request.reason]} ({actor_label(request.source)})" + (
             f": {request.note}" if request.note else ""
         )
         kind = ACTIVITY_KIND.get(request.reason, "suppressed")
-        record_activity(session, contact, kind, detail, actor=actor)
-    return changed, stopped
+        rows.append(activity_row(cid, kind, detail, actor=actor, campaign_id=None,
+                                 enrollment_id=None, created_at=now))  # fmt: skip
+    record_activities(session, rows)
+    return changed, stopped_by_address
 
 
 def suppress_many(
@@ -149,21 +170,7 @@ def suppress_many(
         e.email: e
         for e in session.scalars(sa.select(Suppression).where(Suppression.email.in_(wanted)))
     }
-    contacts = session.scalars(
-        sa.select(Contact)
-        .options(selectinload(Contact.enrollments))
-        .where(sa.func.lower(Contact.email).in_(wanted))
-    )
-    changed = dict.fromkeys(wanted, False) | dict.fromkeys(added, True)
-    stopped_by_address = dict.fromkeys(wanted, 0)
-    for contact in contacts:
-        address = contact.email.lower()
-        contact_changed, stopped = _suppress_contact(
-            session, contact, wanted[address], newly_listed=address in added, actor=actor, now=now
-        )
-        changed[address] = changed[address] or contact_changed or bool(stopped)
-        stopped_by_address[address] += stopped
-    session.flush()
+    changed, stopped_by_address = _mark_contacts(session, wanted, added, actor=actor, now=now)
     return {
         address: SuppressionResult(entries[address], changed[address], stopped_by_address[address])
         for address in wanted
