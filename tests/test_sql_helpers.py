@@ -63,3 +63,28 @@ def test_insert_rows_returns_several_columns_and_skips_conflicts(session):
         returning=("key", "value"),
     )
     assert created == [("k9", "v")]
+
+
+def test_times_in_any_zone_are_stored_as_the_same_instant_whatever_the_session_zone(session):
+    """The rows travel as JSON with their offsets; the column keeps naive UTC, on
+    PostgreSQL even when the connection's time zone is not UTC."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("SET LOCAL TIME ZONE 'Asia/Tokyo'"))
+    tokyo = datetime(2026, 12, 2, 9, 30, tzinfo=ZoneInfo("Asia/Tokyo"))
+    insert_rows(session, STATE, [{"key": "t", "value": "v", "updated_at": tokyo}])
+    stored = session.execute(sa.select(STATE.c.updated_at).where(STATE.c.key == "t")).scalar()
+    assert stored == datetime(2026, 12, 2, 0, 30, tzinfo=UTC)
+    later = tokyo + timedelta(hours=1)
+    update_rows(
+        session,
+        STATE,
+        [{"key": "t", "updated_at": later}],
+        key="key",
+        values=lambda r: {"updated_at": r.updated_at},
+        returning=False,
+    )
+    stored = session.execute(sa.select(STATE.c.updated_at).where(STATE.c.key == "t")).scalar()
+    assert stored == datetime(2026, 12, 2, 1, 30, tzinfo=UTC)
