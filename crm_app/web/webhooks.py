@@ -4,8 +4,8 @@ Webhook), or the secret in the URL (Inbound Parse)."""
 from __future__ import annotations
 
 import hmac
-import json
 
+import orjson
 from flask import Blueprint, abort, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -51,7 +51,7 @@ def sendgrid_events():
         )
         return jsonify(error=f"signature verification failed: {refused}"), 403
     try:
-        payload = json.loads(raw_body)
+        payload = orjson.loads(raw_body)
         result = ingest_events(db.session, payload, hash_key=erasure_key(settings))
     except (ValueError, MalformedBatch) as malformed:
         db.session.rollback()
