@@ -212,6 +212,10 @@ def test_a_stalled_import_offers_resume_which_goes_on_after_the_last_chunk(
     session.commit()
     page = staff.get(f"/imports/{contact_import.id}").get_data(as_text=True)
     assert 'data-state="stalled"' in page and "Resume the import" in page
+    # The list says the same, not "running".
+    listed = staff.get("/imports/").get_data(as_text=True)
+    assert '<span class="badge badge-import-stalled">Stalled</span>' in listed
+    assert "badge-import-running" not in listed
 
     response = staff.post(f"/imports/{contact_import.id}/resume")
 

@@ -45,14 +45,20 @@ bp = Blueprint("imports", __name__, url_prefix="/imports")
 
 
 def _index(errors: dict | None = None, status: int = 200):
-    result = recent_imports(db.session, page=request.args.get("page", 1, type=int))
+    settings = settings_of(current_app)
+    result = recent_imports(
+        db.session,
+        page=request.args.get("page", 1, type=int),
+        now=utcnow(),
+        stall_seconds=settings.import_stall_seconds,
+    )
     page = render_fragment_or_page(
         "imports/_upload.html",
         "imports/index.html",
         target="upload-form",
         result=result,
         errors=errors or {},
-        max_mb=settings_of(current_app).import_max_bytes // (1024 * 1024),
+        max_mb=settings.import_max_bytes // (1024 * 1024),
     )
     return page, status
 
