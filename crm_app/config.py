@@ -135,6 +135,12 @@ class Settings:
     ab_min_sends_per_variant: int = 100
     ab_auto_promote_after: int = 0
 
+    @property
+    def import_upload_max_bytes(self) -> int:
+        """The largest import upload request: room for the multipart envelope around a
+        file of exactly IMPORT_MAX_BYTES (the file itself is checked by the core)."""
+        return self.import_max_bytes + 64 * 1024
+
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ

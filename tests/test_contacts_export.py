@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import io
 
+import sqlalchemy as sa
+
 from crm_app.drip.audience import export
-from crm_app.models import Contact
+from crm_app.models import AuditEntry, Contact
 from tests.import_helpers import queued_import, run, totals
 
 
@@ -93,6 +95,27 @@ def test_an_exported_file_imported_back_in_update_mode_changes_nothing(
 
     assert (report.counts.updated, report.counts.skipped, report.counts.failed) == (0, 2, 0)
     assert totals(session) == before
+
+
+def test_each_export_is_in_the_audit_log_without_personal_data(staff, session, make_contact):
+    make_contact("lead", email="ada@example.com", company="Engines")
+    make_contact("lead", email="bob@example.com", company="Engines")
+    make_contact("client", email="cy@example.com", company="Other")
+
+    exported(staff)
+    exported(staff, "?q=ada@example.com&type=lead")
+
+    session.expire_all()
+    entries = session.scalars(sa.select(AuditEntry).order_by(AuditEntry.id)).all()
+    assert [(e.actor, e.action, e.target_type, e.summary) for e in entries[-2:]] == [
+        ("staff@example.com", "contact.exported", "contact", "Exported 3 contacts as CSV (all)"),
+        (
+            "staff@example.com",
+            "contact.exported",
+            "contact",
+            "Exported 1 contact as CSV (by a search and type lead)",
+        ),
+    ]
 
 
 def test_the_export_needs_a_login(web):

@@ -79,6 +79,27 @@ def test_every_page_starts_with_a_skip_link_to_the_content(admin):
     assert '<main class="container" id="main" tabindex="-1">' in page
 
 
+@pytest.mark.parametrize(
+    ("url", "form", "field"),
+    [
+        ("/campaigns/new", {"name": "", "reentry": "never"}, "name"),
+        ("/campaigns/{lead}/steps/{step}/edit", {"subject": "", "delay_days": "x"}, "delay_days"),
+        ("/settings", {"postal_address": "x" * 501}, "postal_address"),
+        ("/users/", {"email": "not-an-email", "role": "staff"}, "email"),
+        ("/profile", {"name": "x" * 500}, "name"),
+        ("/profile/password", {"current_password": "wrong"}, "current_password"),
+    ],
+)
+def test_every_refused_form_has_the_shared_error_summary(admin, campaigns, url, form, field):
+    lead = campaigns["lead"]
+    response = admin.post(url.format(lead=lead.id, step=lead.steps[0].id), form)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert page.count('<div class="error-summary"') == 1, page
+    summary = page.split('<div class="error-summary"', 1)[1].split("</div>", 1)[0]
+    assert "data-focus-on-load" in summary and f'href="#field-{field}"' in summary
+
+
 def test_a_refused_form_has_an_error_summary_that_takes_the_focus(admin, campaigns):
     response = admin.post("/contacts/new", {"email": "not-an-email", "contact_type": "lead"})
     page = response.get_data(as_text=True)

@@ -128,6 +128,48 @@ def test_block_pages_refuse_bad_input_and_a_delete_while_live(admin, campaigns):
     assert _count(ContentBlock) == 1
 
 
+def test_the_blocks_page_finds_every_use_reading_each_live_email_once(
+    admin, campaigns, monkeypatch
+):
+    from crm_app.drip.experiments import blocks as blocks_core
+
+    for name in ("intro", "outro", "unused"):
+        db.session.add(ContentBlock(name=name, rules=[], default_content=name))
+    lead, client = campaigns["lead"], campaigns["client"]
+    lead.steps[0].subject = "{{ block('intro') }}"
+    lead.steps[1].body_text += "{{ block('intro') }} {{ block('outro') }}"
+    db.session.add(
+        StepVariant(step_id=lead.steps[1].id, key="B", weight=50, subject="{{ block('outro') }}")
+    )
+    client.steps[0].subject = "{{ block('unused') }}"
+    client.status = "archived"  # an archived campaign's email is not a live use
+    db.session.commit()
+    live_texts = (
+        3
+        * db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Campaign)
+            .join(Campaign.steps)
+            .where(Campaign.status != "archived")
+        )
+        + 3
+    )  # and the variant's subject and bodies
+    parsed = []
+    real_block_names = blocks_core.block_names
+    monkeypatch.setattr(
+        blocks_core, "block_names", lambda text: parsed.append(text) or real_block_names(text)
+    )
+
+    page = admin.get("/blocks/").get_data(as_text=True)
+
+    assert len(parsed) == live_texts  # not once per block
+    cards = {name: page.split(f'id="block-{name}"', 1)[1].split("</li>", 1)[0] for name in
+             ("intro", "outro", "unused")}  # fmt: skip
+    assert "Used by: Lead, email 1; Lead, email 2." in cards["intro"]
+    assert "Used by: Lead, email 2; Lead, email 2 (variant B)." in cards["outro"]
+    assert "Not used by a live email." in cards["unused"]
+
+
 def test_condition_form_and_the_warning_for_a_vanished_custom_field(admin, campaigns, make_contact):
     campaign = campaigns["lead"]
     step = campaign.steps[1]

@@ -14,6 +14,7 @@ from crm_app.models import Contact, ContactImport, utcnow
 from crm_app.queue import get_queue, get_redis
 from tests.conftest import ROOT
 from tests.import_helpers import count, csv_text, queued_import, run
+from tests.test_body_limits import UnreadableBody
 
 GOOD_AND_BAD = csv_text(
     [
@@ -79,11 +80,36 @@ def test_a_file_over_the_limit_is_refused_before_anything_is_stored(
     assert count(session, ContactImport) == 0
 
 
-def test_a_body_far_over_the_limit_is_refused_without_being_read(staff, session, app, monkeypatch):
+def test_a_body_far_over_the_limit_is_refused_next_to_the_field(staff, session, app, monkeypatch):
     monkeypatch.setitem(app.config, "IMPORT_MAX_BYTES", 1000)
     response = upload(staff, b"email\n" + b"x@example.com\n" * 10_000)
-    assert response.status_code == 422
-    assert "larger than the limit" in response.get_data(as_text=True)
+    assert response.status_code == 413
+    page = response.get_data(as_text=True)
+    assert 'id="error-file"' in page and "larger than the limit" in page
+    assert count(session, ContactImport) == 0
+
+
+def test_an_oversized_upload_is_refused_by_content_length_before_csrf_reads_it(
+    staff, session, app, monkeypatch
+):
+    monkeypatch.setitem(app.config, "IMPORT_MAX_BYTES", 1000)
+    token = staff.csrf_token()
+    oversized = {
+        "content_type": "multipart/form-data; boundary=x",
+        "environ_overrides": {"wsgi.input": UnreadableBody(), "CONTENT_LENGTH": "5000000"},
+    }
+
+    with app.app_context():
+        response = staff.client.post("/imports/", headers={"X-CSRFToken": token}, **oversized)
+    staff.logout()
+    with app.app_context():
+        visitor = staff.client.post("/imports/", **oversized)
+
+    assert response.status_code == 413
+    assert 'id="error-file"' in response.get_data(as_text=True)
+    # A visitor (login_required has not run yet) gets the generic page, not the imports.
+    assert visitor.status_code == 413
+    assert "Too large (413)" in visitor.get_data(as_text=True)
     assert count(session, ContactImport) == 0
 
 
@@ -186,6 +212,10 @@ def test_a_stalled_import_offers_resume_which_goes_on_after_the_last_chunk(
     session.commit()
     page = staff.get(f"/imports/{contact_import.id}").get_data(as_text=True)
     assert 'data-state="stalled"' in page and "Resume the import" in page
+    # The list says the same, not "running".
+    listed = staff.get("/imports/").get_data(as_text=True)
+    assert '<span class="badge badge-import-stalled">Stalled</span>' in listed
+    assert "badge-import-running" not in listed
 
     response = staff.post(f"/imports/{contact_import.id}/resume")
 

@@ -11,7 +11,7 @@ from crm_app.drip.experiments.blocks import (
     RuleInput,
     all_blocks,
     delete_block,
-    live_uses,
+    live_uses_by_block,
     save_block,
 )
 from crm_app.drip.experiments.rules import CONTACT_FIELDS, OPS
@@ -28,7 +28,7 @@ RULE_ROWS = 5
 @admin_required
 def index():
     blocks = list(all_blocks(db.session).values())
-    uses = {block.id: live_uses(db.session, block.name) for block in blocks}
+    uses = live_uses_by_block(db.session)
     return render_template("blocks/index.html", blocks=blocks, uses=uses)
 
 

@@ -72,7 +72,8 @@ def _read_chunked_body_within_limit() -> None:
     request.stream.read(1)
 
 
-def _too_large(error: RequestEntityTooLarge):
+def too_large(error: RequestEntityTooLarge):
+    """The app's answer to a body over its limit (a blueprint may say it its own way)."""
     limit = request.max_content_length
     message = (
         f"The request is too large ({_megabytes(limit)} at most here). Nothing was saved."
@@ -95,4 +96,4 @@ def _megabytes(size: int) -> str:
 def init_body_limits(app: Flask) -> None:
     """Register before any extension that reads the body (CSRFProtect, Flask-Limiter)."""
     app.before_request(_apply_body_limit)
-    app.register_error_handler(RequestEntityTooLarge, _too_large)
+    app.register_error_handler(RequestEntityTooLarge, too_large)

@@ -153,12 +153,12 @@ def _save_details(campaign: Campaign | None) -> ResponseReturnValue:
     data = _campaign_input()
     try:
         if campaign is None:
-            campaign = create_campaign(db.session, data)
+            campaign = create_campaign(db.session, data, actor=actor_name())
             notice = (
                 f"{campaign.name} created. Add its first email: it takes no enrolment until then."
             )
         else:
-            update_details(db.session, campaign, data)
+            update_details(db.session, campaign, data, actor=actor_name())
             notice = f"{campaign.name} saved."
     except CampaignDetailsError as refused:
         db.session.rollback()
@@ -204,7 +204,7 @@ def delete(campaign_id: int):
         refusal = deletion_refusal(db.session, campaign)
         return render_template("campaigns/delete.html", campaign=campaign, refusal=refusal)
     try:
-        name = delete_campaign(db.session, campaign)
+        name = delete_campaign(db.session, campaign, actor=actor_name())
     except CampaignDetailsError as refused:
         db.session.rollback()
         back = url_for("campaigns.detail", campaign_id=campaign_id)

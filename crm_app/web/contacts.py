@@ -35,7 +35,7 @@ from crm_app.drip.audience.contacts import (
 from crm_app.drip.audience.data_export import export_contact
 from crm_app.drip.audience.erasure import ErasureError, check_erasure_confirmation, erase_contact
 from crm_app.drip.audience.errors import RestartNeedsConfirmation
-from crm_app.drip.audience.export import contacts_csv
+from crm_app.drip.audience.export import export_contacts
 from crm_app.drip.audience.itinerary import contact_itinerary
 from crm_app.drip.audience.panel import (
     campaign_panel,
@@ -88,9 +88,13 @@ def index():
 @login_required
 def export_csv():
     """The list's current search and filter as CSV, streamed (crm_app/drip/audience/export.py)."""
-    rows = contacts_csv(
-        db.session, query=request.args.get("q", ""), contact_type=request.args.get("type", "")
+    rows = export_contacts(
+        db.session,
+        actor=actor_name(),
+        query=request.args.get("q", ""),
+        contact_type=request.args.get("type", ""),
     )
+    db.session.commit()  # the audit entry, before any row leaves
     filename = f"contacts-{utcnow():%Y-%m-%d}.csv"
     return Response(
         stream_with_context(rows),

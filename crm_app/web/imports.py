@@ -37,25 +37,44 @@ from crm_app.extensions import db
 from crm_app.models import CONTACT_TYPES, ContactImport, utcnow
 from crm_app.queue import enqueue_import
 from crm_app.web.auth import actor_name
+from crm_app.web.body_limits import body_limit
+from crm_app.web.body_limits import too_large as generic_too_large
 from crm_app.web.htmx import action_response, render_fragment_or_page
 
 bp = Blueprint("imports", __name__, url_prefix="/imports")
 
-# Room for the multipart envelope around a file of exactly IMPORT_MAX_BYTES.
-MULTIPART_SLACK = 64 * 1024
-
 
 def _index(errors: dict | None = None, status: int = 200):
-    result = recent_imports(db.session, page=request.args.get("page", 1, type=int))
+    settings = settings_of(current_app)
+    result = recent_imports(
+        db.session,
+        page=request.args.get("page", 1, type=int),
+        now=utcnow(),
+        stall_seconds=settings.import_stall_seconds,
+    )
     page = render_fragment_or_page(
         "imports/_upload.html",
         "imports/index.html",
         target="upload-form",
         result=result,
         errors=errors or {},
-        max_mb=settings_of(current_app).import_max_bytes // (1024 * 1024),
+        max_mb=settings.import_max_bytes // (1024 * 1024),
     )
     return page, status
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _upload_too_large(error: RequestEntityTooLarge):
+    """body_limits refused the upload by its Content-Length, before CSRF or the view read
+    a byte of it: say so next to the file field rather than on the generic 413 page.
+    The view's login_required has not run yet: a visitor gets the generic page, not the
+    list of imports."""
+    if request.endpoint != "imports.upload" or not current_user.is_authenticated:
+        return generic_too_large(error)
+    limit = settings_of(current_app).import_max_bytes
+    too_large = f"The file is larger than the limit of {limit / (1024 * 1024):.0f} MB. "
+    too_large += "Split it into smaller files and import them one after the other."
+    return _index({"file": too_large}, 413)
 
 
 @bp.get("/")
@@ -65,19 +84,10 @@ def index():
 
 
 @bp.post("/")
+@body_limit("import_upload_max_bytes")
 @login_required
 def upload():
-    limit = settings_of(current_app).import_max_bytes
-    # The size is refused before the body is read, and nothing is stored.
-    request.max_content_length = limit + MULTIPART_SLACK
-    too_large = f"The file is larger than the limit of {limit / (1024 * 1024):.0f} MB. "
-    too_large += "Split it into smaller files and import them one after the other."
-    if (request.content_length or 0) > request.max_content_length:
-        return _index({"file": too_large}, 422)
-    try:
-        upload = request.files.get("file")
-    except RequestEntityTooLarge:
-        return _index({"file": too_large}, 422)
+    upload = request.files.get("file")
     if upload is None or not upload.filename:
         return _index({"file": "Choose a CSV file to upload."}, 422)
     try:
@@ -86,7 +96,7 @@ def upload():
             filename=upload.filename,
             content=upload.read(),
             actor=actor_name(),
-            max_bytes=limit,
+            max_bytes=settings_of(current_app).import_max_bytes,
             default_owner_id=current_user.id,
         )
     except ImportFileError as refused:

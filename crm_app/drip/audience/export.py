@@ -2,7 +2,8 @@
 field, streamed a thousand rows at a time so 100,000 contacts are never all in memory.
 
 The columns are named as the import guesses them (custom fields as `custom.<key>`),
-so an exported file can be edited and imported again in "update" mode.
+so an exported file can be edited and imported again in "update" mode. Every export
+is in the audit log: personal data leaving the system (export_contacts).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import sqlalchemy as sa
 from crm_app.drip.audience.contact_list import matching
 from crm_app.drip.common.csv_safe import csv_safe
 from crm_app.drip.common.sql import is_postgres
-from crm_app.models import Contact, User
+from crm_app.drip.team.audit import record_audit
+from crm_app.models import CONTACT_TYPES, Contact, User
 
 CONTACTS = Contact.__table__
 FIELD_COLUMNS = (
@@ -69,6 +71,23 @@ def _cell(value) -> str | int:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return csv_safe(str(value))
+
+
+def export_contacts(
+    session, *, actor: str, query: str = "", contact_type: str = ""
+) -> Iterator[str]:
+    """contacts_csv, recorded in the audit log before the first row is read: the caller
+    commits, then streams (an export cut short has still let data out). The summary says
+    how many and how they were chosen, never the search text (a name or an address)."""
+    conditions = matching(query, contact_type)
+    count = session.scalar(sa.select(sa.func.count()).select_from(CONTACTS).where(*conditions))
+    chosen = [f"type {contact_type}"] if contact_type in CONTACT_TYPES else []
+    if query.strip():
+        chosen.insert(0, "a search")
+    summary = f"Exported {count} contact{'' if count == 1 else 's'} as CSV"
+    summary += f" (by {' and '.join(chosen)})" if chosen else " (all)"
+    record_audit(session, actor, "contact.exported", "contact", None, summary)
+    return contacts_csv(session, query=query, contact_type=contact_type)
 
 
 def contacts_csv(session, *, query: str = "", contact_type: str = "") -> Iterator[str]:

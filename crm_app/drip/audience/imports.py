@@ -229,13 +229,19 @@ def resume_import(
     return contact_import
 
 
-def recent_imports(session, *, page: int, per_page: int = 20) -> Page[ContactImport]:
-    return paginate(
+def recent_imports(
+    session, *, page: int, now: datetime, stall_seconds: int, per_page: int = 20
+) -> Page[tuple[ContactImport, str]]:
+    """A page of imports, newest first, each with its import_state: the list says
+    "stalled" exactly when the import's own page does."""
+    result = paginate(
         session,
         sa.select(ContactImport).order_by(ContactImport.created_at.desc(), ContactImport.id.desc()),
         page=page,
         per_page=per_page,
     )
+    states = [import_state(item, now=now, stall_seconds=stall_seconds) for item in result.items]
+    return Page(list(zip(result.items, states, strict=True)), result.total, result.page, per_page)
 
 
 def first_failures(session, contact_import: ContactImport, limit: int = 100) -> list:

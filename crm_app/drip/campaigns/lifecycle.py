@@ -1,6 +1,6 @@
 """Campaigns are made, not only seeded: create, edit the details (rename, trigger,
 goal, re-entry rule), clone with its emails, delete one that never sent. Pausing
-and archiving are manage.set_campaign_status. Callers commit.
+and archiving are manage.set_campaign_status. Each is in the audit log. Callers commit.
 
 One campaign per contact type: the type is a campaign's trigger (a new contact of
 that type, or one switched to it, is enrolled there), so two campaigns cannot
@@ -18,6 +18,7 @@ from crm_app.default_campaigns import load_default_campaigns
 from crm_app.drip.campaigns.versions import record_version
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.experiments.goals import parse_goal_events
+from crm_app.drip.team.audit import record_audit
 from crm_app.models import (
     CONTACT_TYPES,
     REENTRY_RULES,
@@ -50,6 +51,15 @@ class CampaignInput:
 
 
 CAMPAIGN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CampaignInput))
+# How the audit log names each detail an edit changed.
+FIELD_LABELS = {
+    "name": "name",
+    "description": "description",
+    "contact_type": "trigger",
+    "goal_contact_type": "goal type",
+    "reentry": "re-entry rule",
+    "goal_events": "goal events",
+}
 
 
 def details_of(campaign: Campaign | None) -> dict[str, str]:
@@ -139,22 +149,43 @@ def _unique_slug(session, name: str) -> str:
     return slug
 
 
-def create_campaign(session, data: CampaignInput) -> Campaign:
+def _trigger_label(campaign: Campaign) -> str:
+    return f"trigger: {campaign.contact_type}" if campaign.contact_type else "manual enrolment only"
+
+
+def _emails(campaign: Campaign) -> str:
+    count = len(campaign.steps)
+    return f"{count} email{'' if count == 1 else 's'}"
+
+
+def create_campaign(session, data: CampaignInput, *, actor: str) -> Campaign:
     """A new, active campaign with no emails yet: it takes no enrolment until it has one."""
     values = validate_details(session, data)
     campaign = Campaign(slug=_unique_slug(session, values["name"]), status="active", **values)
     campaign.customized = True  # not a default campaign: `flask seed` never touches it
     session.add(campaign)
     session.flush()
+    summary = f"Created campaign {campaign.name} ({_trigger_label(campaign)})"
+    record_audit(session, actor, "campaign.created", "campaign", campaign.id, summary)
     return campaign
 
 
-def update_details(session, campaign: Campaign, data: CampaignInput) -> Campaign:
+def update_details(session, campaign: Campaign, data: CampaignInput, *, actor: str) -> Campaign:
     """Rename, re-describe, change the trigger, goal or re-entry rule. Contacts already
     enrolled stay where they are: a new trigger only enrols contacts from now on."""
-    for name, value in validate_details(session, data, campaign=campaign).items():
-        setattr(campaign, name, value)
+    cleaned = validate_details(session, data, campaign=campaign)
+    changed = [name for name, value in cleaned.items() if getattr(campaign, name) != value]
+    old_name = campaign.name
+    for name in changed:
+        setattr(campaign, name, cleaned[name])
     campaign.customized = True
+    if changed:
+        summary = f"Edited campaign {old_name}: {', '.join(FIELD_LABELS[n] for n in changed)}"
+        if "name" in changed:
+            summary += f"; now called {campaign.name}"
+        if "contact_type" in changed:
+            summary += f"; {_trigger_label(campaign)}"
+        record_audit(session, actor, "campaign.edited", "campaign", campaign.id, summary)
     return campaign
 
 
@@ -200,6 +231,8 @@ def clone_campaign(session, campaign: Campaign, *, actor: str) -> Campaign:
         note = f"copied from {campaign.name}, email {step.position} version {step.version}"
         record_version(session, new, actor=actor, note=note)
     session.flush()
+    summary = f"Cloned campaign {campaign.name} as {copy.name} ({_emails(copy)})"
+    record_audit(session, actor, "campaign.cloned", "campaign", copy.id, summary)
     return copy
 
 
@@ -227,13 +260,15 @@ def deletion_refusal(session, campaign: Campaign) -> str | None:
     return None
 
 
-def delete_campaign(session, campaign: Campaign) -> str:
+def delete_campaign(session, campaign: Campaign, *, actor: str) -> str:
     """Delete a campaign that never sent (its emails, versions, tests and ended
     enrolments go with it); returns its name. Refused otherwise: archive it."""
     refusal = deletion_refusal(session, campaign)
     if refusal:
         raise CampaignDetailsError({"delete": refusal})
     name = campaign.name
+    summary = f"Deleted campaign {name} ({_emails(campaign)})"
+    record_audit(session, actor, "campaign.deleted", "campaign", campaign.id, summary)
     # One statement: the database cascades to steps, enrolments and their messages
     # (an enrolment's step reference must go in the same statement as the step).
     session.execute(sa.delete(Campaign).where(Campaign.id == campaign.id))

@@ -164,31 +164,41 @@ def save_block(
     return block
 
 
-def live_uses(session, name: str) -> list[str]:
-    """The live emails that use block `name`: "Campaign, email 2" (a step of a campaign
-    that is not archived, or a running variant of one)."""
-    uses = []
-    live_steps = session.scalars(
-        sa.select(CampaignStep)
+def live_uses_by_block(session) -> dict[str, list[str]]:
+    """Block name -> the live emails that use it: "Campaign, email 2" (a step of a
+    campaign that is not archived) or "..., email 2 (variant B)" (a running variant of
+    one). One pass: each live template is parsed once, whatever the number of blocks."""
+    uses: dict[str, list[str]] = {}
+
+    def note(texts: tuple[str, ...], where: str) -> None:
+        for name in sorted(set().union(*(block_names(text) for text in texts))):
+            uses.setdefault(name, []).append(where)
+
+    live_steps = session.execute(
+        sa.select(CampaignStep, Campaign.name)
         .join(Campaign, Campaign.id == CampaignStep.campaign_id)
         .where(Campaign.status != "archived")
         .order_by(Campaign.name, CampaignStep.position)
     )
-    for step in live_steps:
-        if any(name in block_names(t) for t in (step.subject, step.body_html, step.body_text)):
-            uses.append(f"{step.campaign.name}, email {step.position}")
-    variants = session.scalars(
-        sa.select(StepVariant)
+    for step, campaign_name in live_steps:
+        where = f"{campaign_name}, email {step.position}"
+        note((step.subject, step.body_html, step.body_text), where)
+    variants = session.execute(
+        sa.select(StepVariant, CampaignStep.position, Campaign.name)
         .join(CampaignStep, CampaignStep.id == StepVariant.step_id)
         .join(Campaign, Campaign.id == CampaignStep.campaign_id)
         .where(StepVariant.retired_at.is_(None), Campaign.status != "archived")
+        .order_by(Campaign.name, CampaignStep.position, StepVariant.key)
     )
-    for variant in variants:
-        texts = (variant.subject, variant.body_html, variant.body_text)
-        if any(name in block_names(t) for t in texts):
-            step = variant.step
-            uses.append(f"{step.campaign.name}, email {step.position} (variant {variant.key})")
+    for variant, position, campaign_name in variants:
+        where = f"{campaign_name}, email {position} (variant {variant.key})"
+        note((variant.subject, variant.body_html, variant.body_text), where)
     return uses
+
+
+def live_uses(session, name: str) -> list[str]:
+    """The live emails that use block `name` (see live_uses_by_block)."""
+    return live_uses_by_block(session).get(name, [])
 
 
 def delete_block(session, block: ContentBlock, *, actor: str) -> None:

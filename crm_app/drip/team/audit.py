@@ -28,6 +28,8 @@ AUDIT_KINDS: dict[str, str] = {
     "enrollment": "Enrolments",
     "campaign": "Campaigns",
     "email": "Campaign emails",
+    "campaign_step": "A/B tests and send conditions",
+    "content_block": "Content blocks",
     "suppression": "Suppressions",
     "settings": "Settings",
     "user": "Users",
