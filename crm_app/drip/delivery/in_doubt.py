@@ -55,9 +55,9 @@ def last_webhook_at(session) -> datetime | None:
     return session.scalar(sa.select(sa.func.max(WebhookBatch.received_at)))
 
 
-def webhook_is_healthy(session, now: datetime) -> bool:
-    """Events arrived recently (any batch within WEBHOOK_HEALTHY_WITHIN)."""
-    last = last_webhook_at(session)
+def webhook_is_healthy(last: datetime | None, now: datetime) -> bool:
+    """Events arrived recently: the last batch (`last_webhook_at`) within
+    WEBHOOK_HEALTHY_WITHIN."""
     return last is not None and last >= now - WEBHOOK_HEALTHY_WITHIN
 
 
@@ -67,7 +67,7 @@ def requeue_untraced(session, now: datetime, policy: AutoResolve) -> list[int]:
     if not policy.enabled:
         return []
     last = last_webhook_at(session)
-    if last is None or last < now - WEBHOOK_HEALTHY_WITHIN:
+    if not webhook_is_healthy(last, now):
         return []
     after = timedelta(minutes=policy.after_minutes)
     # Claimed long enough ago, AND a webhook batch arrived at least `after` later.

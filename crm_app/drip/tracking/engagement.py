@@ -4,8 +4,8 @@ Apple Mail Privacy Protection fetches every image of every email (SendGrid marks
 those opens `sg_machine_open`), and corporate link scanners click every link of an
 email seconds after it arrives. Such events are kept (the raw figures stay what
 SendGrid reported) but flagged `machine` on their `email_events` row, and only the
-others set a message's `human_opened_at` / `human_clicked_at`. Analytics shows both,
-and `human_counts` gives the human figures per step for A/B verdicts and conditions.
+others set a message's `human_opened_at` / `human_clicked_at`. Analytics shows both;
+A/B verdicts and "send only if" conditions read the human ones.
 
 The flagging runs on a whole webhook batch in memory (the ingest is a hot path): no
 query of its own, it reads the send and delivery times the batch's message lookup
@@ -16,13 +16,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
-
-import sqlalchemy as sa
-
-from crm_app.models import Message
 
 # A click this soon after delivery (or before it) is a scanner's: nobody reads that fast.
 EARLY_CLICK = timedelta(seconds=5)
@@ -100,53 +95,3 @@ HUMAN_FIRST_SEEN = {"open": "human_opened_at", "click": "human_clicked_at"}
 def human_column(event: EngagementEvent) -> str | None:
     """The Message column a person's open or click sets (None for a machine's)."""
     return None if event.machine else HUMAN_FIRST_SEEN.get(event.event)
-
-
-@dataclass
-class HumanCounts:
-    """One step's engagement, raw and by people (unique: messages, not events)."""
-
-    sent: int = 0
-    opened: int = 0
-    clicked: int = 0
-    human_opened: int = 0
-    human_clicked: int = 0
-
-
-def _not_null(column):
-    return sa.func.coalesce(sa.func.sum(sa.case((column.is_not(None), 1), else_=0)), 0)
-
-
-def human_counts(
-    session,
-    campaign_id: int,
-    *,
-    step_ids: Iterable[int] | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> dict[int | None, HumanCounts]:
-    """Step id -> sent, raw and human unique opens and clicks of one campaign's sent
-    emails (sent in [since, until) when given): one grouped query. A/B verdicts and
-    engagement conditions should read the human figures."""
-    query = (
-        sa.select(
-            Message.step_id,
-            sa.func.count(Message.id),
-            _not_null(Message.opened_at),
-            _not_null(Message.clicked_at),
-            _not_null(Message.human_opened_at),
-            _not_null(Message.human_clicked_at),
-        )
-        .where(Message.campaign_id == campaign_id, Message.sent_at.is_not(None))
-        .group_by(Message.step_id)
-    )
-    if step_ids is not None:
-        query = query.where(Message.step_id.in_(list(step_ids)))
-    if since is not None:
-        query = query.where(Message.sent_at >= since)
-    if until is not None:
-        query = query.where(Message.sent_at < until)
-    return {
-        step_id: HumanCounts(*(int(v) for v in values))
-        for step_id, *values in session.execute(query)
-    }
