@@ -146,3 +146,34 @@ def test_the_itinerary_is_what_the_tick_then_does(session, make_contact, campaig
         message.status, message.sent_at = "sent", item.at
         advance(session, message.enrollment, sent_at=item.at, now=item.at)
         session.commit()
+
+
+def test_the_contact_page_reuses_the_panels_reads_and_says_the_same(
+    session, make_contact, campaigns
+):
+    """The page hands the campaign panel to the itinerary and the "Why?" list: the
+    answers are those each gives on its own, with one statement less for each."""
+    from crm_app.drip.audience.panel import campaign_panel
+    from crm_app.drip.audience.why import emails_to_explain
+
+    contact = _two_campaigns(session, make_contact, campaigns)
+    networking = session.scalars(
+        sa.select(Enrollment).where(Enrollment.contact_id == contact.id).order_by(Enrollment.id)
+    ).all()[1]
+    networking.status, networking.next_send_at = "stopped", None  # a finished one too
+    session.commit()
+    alone = _rows(contact_itinerary(session, contact, cap=DAILY, now=WEDNESDAY_10))
+    choices = emails_to_explain(session, contact)
+    session.expire_all()
+    panel = campaign_panel(session, contact)
+    statements = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731
+    sa.event.listen(session.get_bind(), "before_cursor_execute", listen)
+    try:
+        shared = contact_itinerary(session, contact, cap=DAILY, now=WEDNESDAY_10, panel=panel)
+        shared_choices = emails_to_explain(session, contact, campaigns=panel.enrolled_campaigns)
+    finally:
+        sa.event.remove(session.get_bind(), "before_cursor_execute", listen)
+    assert _rows(shared) == alone
+    assert shared_choices == choices and len(choices) > 6  # both campaigns' emails
+    assert len(statements) == 1, statements  # only the recent sends, for the cap

@@ -215,12 +215,13 @@ def _frequency_cap() -> FrequencyCap:
 
 
 def _panel_context(contact: Contact, **extra) -> dict:
+    panel = campaign_panel(db.session, contact)
     return dict(
         contact=contact,
-        panel=campaign_panel(db.session, contact),
+        panel=panel,
         activities=contact_timeline(db.session, contact),
-        itinerary=contact_itinerary(db.session, contact, cap=_frequency_cap()),
-        why_choices=emails_to_explain(db.session, contact),
+        itinerary=contact_itinerary(db.session, contact, cap=_frequency_cap(), panel=panel),
+        why_choices=emails_to_explain(db.session, contact, campaigns=panel.enrolled_campaigns),
         **extra,
     )
 

@@ -22,10 +22,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from crm_app.drip.audience.eligibility import mailing_block_reason
+from crm_app.drip.audience.panel import CampaignPanel, in_flight_emails
 from crm_app.drip.campaigns.naming import step_title
 from crm_app.drip.campaigns.schedule import clamp_to_send_window, send_time_for_step
 from crm_app.drip.delivery.frequency_cap import FrequencyCap, held_until, recent_sends
-from crm_app.models import Campaign, CampaignStep, Contact, Enrollment, Message, utcnow
+from crm_app.models import Campaign, CampaignStep, Contact, Enrollment, utcnow
 
 # How far ahead, and how many emails, the page lists.
 HORIZON = timedelta(days=366)
@@ -64,20 +65,6 @@ class _Next:
     notes: list[str] = field(compare=False, default_factory=list)
 
 
-def _in_flight(session, enrollments: list[Enrollment]) -> dict[int, str]:
-    """Enrolment id -> status of its current step's email, for those without a date."""
-    waiting = [e for e in enrollments if e.next_send_at is None and e.current_step_id]
-    if not waiting:
-        return {}
-    rows = session.execute(
-        sa.select(Message.enrollment_id, Message.step_id, Message.status).where(
-            Message.enrollment_id.in_([e.id for e in waiting])
-        )
-    )
-    current = {e.id: e.current_step_id for e in waiting}
-    return {eid: status for eid, step_id, status in rows if current[eid] == step_id}
-
-
 def _steps_after(enrollment: Enrollment, step: CampaignStep) -> CampaignStep | None:
     steps = sorted(enrollment.campaign.steps, key=lambda s: s.position)
     ids = [s.id for s in steps]
@@ -92,21 +79,20 @@ def contact_itinerary(
     cap: FrequencyCap,
     now: datetime | None = None,
     limit: int = MAX_ITEMS,
+    panel: CampaignPanel | None = None,
 ) -> Itinerary:
-    """The contact's next emails across its campaigns, soonest first (three queries:
-    enrolments with campaigns and steps, in-flight emails, recent sends)."""
+    """The contact's next emails across its campaigns, soonest first. `panel`: the
+    contact page's campaign panel, whose active enrolments (campaigns and steps loaded),
+    in-flight emails and block reason are reused; then one query (recent sends)."""
     now = now or utcnow()
-    blocked = mailing_block_reason(session, contact)
+    if panel is None:
+        blocked = mailing_block_reason(session, contact)
+        enrollments = [] if blocked else _active_enrollments(session, contact)
+        in_flight = in_flight_emails(session, enrollments)
+    else:
+        blocked, enrollments, in_flight = panel.block_reason, panel.active, panel.in_flight
     if blocked:
         return Itinerary([], blocked, cap)
-    enrollments = list(
-        session.scalars(
-            sa.select(Enrollment)
-            .where(Enrollment.contact_id == contact.id, Enrollment.status == "active")
-            .options(selectinload(Enrollment.campaign).selectinload(Campaign.steps))
-            .order_by(Enrollment.id)
-        )
-    )
     sends = (
         recent_sends(session, [contact.id], now - cap.window, now=now, include_queued=True).get(
             contact.id, []
@@ -115,13 +101,22 @@ def contact_itinerary(
         else []
     )
     projection = _Projection(contact, cap, now, sends)
-    in_flight = _in_flight(session, enrollments)
-    for order, enrollment in enumerate(enrollments):
+    for order, enrollment in enumerate(sorted(enrollments, key=lambda e: e.id)):
         projection.start(order, enrollment, in_flight)
     projection.run(limit)
     items = projection.items
     items.sort(key=lambda item: (item.at is None, item.at or now))
     return Itinerary(items, None, cap)
+
+
+def _active_enrollments(session, contact: Contact) -> list[Enrollment]:
+    return list(
+        session.scalars(
+            sa.select(Enrollment)
+            .where(Enrollment.contact_id == contact.id, Enrollment.status == "active")
+            .options(selectinload(Enrollment.campaign).selectinload(Campaign.steps))
+        )
+    )
 
 
 class _Projection:

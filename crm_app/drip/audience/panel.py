@@ -44,6 +44,11 @@ class CampaignPanel:
     # Campaign id -> its number of emails ("step 2 of 6").
     step_counts: dict[int, int] = field(default_factory=dict)
 
+    @property
+    def enrolled_campaigns(self) -> list[Campaign]:
+        """Every campaign the contact was ever enrolled in, with its steps loaded."""
+        return list({e.campaign_id: e.campaign for e in self.active + self.finished}.values())
+
     @staticmethod
     def campaign_stopped(enrollment: Enrollment) -> str | None:
         """Why an active enrolment sends nothing whatever its next date says: its campaign
@@ -62,8 +67,10 @@ class CampaignPanel:
         return state if state in ADMIN_LISTS else None
 
 
-def _in_flight(session, waiting: list[Enrollment]) -> dict[int, str]:
-    """Status of the current step's email of each enrolment that has no next date."""
+def in_flight_emails(session, enrollments: list[Enrollment]) -> dict[int, str]:
+    """Enrolment id -> status of its current step's email, for the active enrolments
+    without a next date (their email is on its way, or waits for an admin)."""
+    waiting = [e for e in enrollments if e.next_send_at is None and e.current_step_id]
     if not waiting:
         return {}
     rows = session.execute(
@@ -94,7 +101,8 @@ def campaign_panel(session, contact: Contact) -> CampaignPanel:
         session.scalars(
             sa.select(Enrollment)
             .where(Enrollment.contact_id == contact.id)
-            .options(joinedload(Enrollment.campaign))
+            # With the campaigns' steps: the itinerary reads them (contact_itinerary).
+            .options(joinedload(Enrollment.campaign).selectinload(Campaign.steps))
             .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
         )
     )
@@ -114,7 +122,7 @@ def campaign_panel(session, contact: Contact) -> CampaignPanel:
         active=active,
         finished=[e for e in enrollments if e.status != "active"],
         available=[c for c in campaigns if c.status == "active" and c.id not in busy],
-        in_flight=_in_flight(session, [e for e in active if e.next_send_at is None]),
+        in_flight=in_flight_emails(session, active),
         block_reason=mailing_block_reason(session, contact, suppressions=suppressions),
         not_mailed=not_mailed_label(contact.email_status, suppressions.get(contact.email.lower())),
         waiting_for=waiting,

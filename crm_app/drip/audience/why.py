@@ -13,7 +13,7 @@ writes them on the viewer's clock).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -364,8 +364,18 @@ class EmailChoice:
     label: str
 
 
-def emails_to_explain(session, contact: Contact) -> list[EmailChoice]:
-    """Every email of every campaign the contact was ever enrolled in (the "Why?" list)."""
+def emails_to_explain(
+    session, contact: Contact, *, campaigns: Iterable[Campaign] | None = None
+) -> list[EmailChoice]:
+    """Every email of every campaign the contact was ever enrolled in (the "Why?" list).
+    `campaigns`: those campaigns, their steps loaded (the contact page's panel has them)."""
+    if campaigns is not None:
+        ordered = sorted(set(campaigns), key=lambda c: (c.name, c.id))
+        return [
+            EmailChoice(step.id, step_name(step))
+            for campaign in ordered
+            for step in sorted(campaign.steps, key=lambda s: s.position)
+        ]
     campaign_ids = sa.select(Enrollment.campaign_id).where(Enrollment.contact_id == contact.id)
     steps = session.scalars(
         sa.select(CampaignStep)
