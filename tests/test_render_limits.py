@@ -86,7 +86,7 @@ def test_templates_that_build_huge_values_or_work_endlessly_are_refused(source):
 def test_a_render_that_runs_out_of_time_is_stopped(monkeypatch):
     monkeypatch.setattr(sandbox, "MAX_RENDER_SECONDS", 0.0)  # the deadline: now
     with pytest.raises(TemplateRenderError, match="took over 0 s to render"):
-        render("{% for i in range(3) %}{{ i }}{% endfor %}")
+        render("{% for i in range(1000) %}{{ i }}{% endfor %}")
 
 
 def test_ordinary_templates_still_render():

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
+import orjson
 import sendgrid
 from sendgrid.helpers.mail import (
     Category,
@@ -234,7 +235,7 @@ class SendGridBackend:
         """Send one email; returns SendGrid's message id. Raises TransientSendError (nothing
         was sent, or SendGrid said 429/5xx), PermanentSendError (4xx) or UnknownOutcomeError
         (the request left and no answer came: it may have gone out)."""
-        body = json.dumps(self.build_mail(outgoing).get()).encode("utf-8")
+        body = orjson.dumps(self.build_mail(outgoing).get())
         session = session or self._loop_session()
         try:
             async with session.post(self._url, data=body, headers=self._headers) as response:
