@@ -320,3 +320,37 @@ def test_a_large_batch_is_one_request(web, signer, session, sent_message):
     assert count(session, EmailEvent) == 2000
     batch_row = session.scalars(sa.select(WebhookBatch)).one()
     assert batch_row.event_count == 2000
+
+
+# --- concurrent batches (SendGrid posts several at once) ---------------------
+
+
+def test_a_batch_never_waits_on_the_foreign_key_locks_of_another_in_flight(
+    web, signer, session, sent_message
+):
+    """Another request still in its transaction has stored events of the same message
+    (KEY SHARE on the message) and timeline rows of the same campaign (KEY SHARE on the
+    campaign). This batch's first-seen lock on the message and breaker lock on the
+    campaign must not wait for it: waiting both ways is a deadlock, a 500, and SendGrid
+    retrying the batch (seen with 4 senders in bench/webhook_bench.py)."""
+    from sqlalchemy.orm import Session
+
+    from crm_app.extensions import db
+
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL only (SQLite has a single writer)")
+    other = Session(db.engine)
+    try:
+        other.add(EmailEvent(sg_event_id="other-1", event="delivered",
+                             message_id=sent_message.id, payload={}))  # fmt: skip
+        other.add(Activity(contact_id=sent_message.contact_id, kind="email_delivered",
+                           campaign_id=sent_message.campaign_id))  # fmt: skip
+        other.flush()  # the other request's locks are held from here to its commit
+        db.session.execute(sa.text("SET lock_timeout = '2s'"))
+        response = post(web, signer, [event("open", sent_message), event("bounce", sent_message)])
+        assert response.status_code == 200, response.get_data(as_text=True)
+    finally:
+        other.rollback()
+        other.close()
+    session.expire_all()
+    assert session.get(Message, sent_message.id).bounced_at is not None

@@ -215,6 +215,8 @@ def add_counts(
     columns, in that order) to `table`'s rows, creating the rows that are missing: one
     INSERT .. SELECT .. ON CONFLICT DO UPDATE SET n = n + excluded.n. Counters kept this
     way never lose an increment to a concurrent writer (the row lock serialises them)."""
+    # In key order: two writers lock the counters they share in the same order (no deadlock).
+    source = source.order_by(*(sa.literal_column(str(n + 1)) for n in range(len(key))))
     insert = dialect_insert(session)(table).from_select([*key, *counts], source)
     insert = insert.on_conflict_do_update(
         index_elements=list(key),

@@ -93,11 +93,12 @@ def check_campaigns(session, campaign_ids: Iterable[int], *, now: datetime) -> l
     tripped = []
     for campaign_id in sorted(set(campaign_ids)):
         # Locked (PostgreSQL) so two webhook requests do not both pause it; SQLite's
-        # single writer does the same.
+        # single writer does the same. NO KEY UPDATE: the batch's timeline rows hold KEY
+        # SHARE locks on the campaign (their foreign key), as another request's may.
         campaign = session.scalar(
             sa.select(Campaign)
             .where(Campaign.id == campaign_id)
-            .with_for_update()
+            .with_for_update(key_share=True)
             .execution_options(populate_existing=True)
         )
         if campaign is None or campaign.status != "active" or campaign.breaker_sends <= 0:

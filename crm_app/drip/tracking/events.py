@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from crm_app.drip.audience.eligibility import erased_addresses
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.sql import in_values, insert_rows
+from crm_app.drip.reporting.daily_counts import count_first_seen_many
 from crm_app.drip.tracking.breaker import check_campaigns, tripping_campaigns
 from crm_app.drip.tracking.engagement import flag_machine_events
 from crm_app.drip.tracking.event_consequences import apply_consequences
@@ -108,7 +109,8 @@ def _store(session, events: list[WebhookEvent], now: datetime) -> set[str]:
             "payload": {} if e.erased else e.raw,
             "machine": e.machine,
         }
-        for e in events
+        # By id: two requests carrying the same events (a retry) insert them in one order.
+        for e in sorted(events, key=lambda e: e.sg_event_id)
     ]
     table = EmailEvent.__table__
     return set(
@@ -220,10 +222,12 @@ def ingest_events(
     result.rejected = len(rejected)
     result.rejections = [reason for _, reason in rejected[:20]]
     result.applied = len(fresh)
-    record_first_seen(session, fresh)
+    first_seen = record_first_seen(session, fresh)
     _record_timeline(session, fresh, now)
     apply_consequences(session, fresh, now)
-    # After the first-seen times: the breaker counts bounced_at / spam_reported_at.
+    # Last, as the locks they take are shared by every request (held until the commit):
+    # the rollup counters, and the breaker (it counts bounced_at / spam_reported_at).
+    count_first_seen_many(session, first_seen)
     check_campaigns(session, tripping_campaigns(fresh), now=now)
     session.add(
         WebhookBatch(

@@ -10,7 +10,6 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from crm_app.drip.common.sql import in_values, is_postgres, update_rows
-from crm_app.drip.reporting.daily_counts import count_first_seen_many
 from crm_app.drip.tracking.engagement import HUMAN_FIRST_SEEN, human_column
 from crm_app.drip.tracking.event_parsing import WebhookEvent
 from crm_app.models import Message
@@ -29,8 +28,11 @@ FIRST_SEEN_COLUMN = {
 FIRST_SEEN_COLUMNS = tuple(dict.fromkeys([*FIRST_SEEN_COLUMN.values(), *HUMAN_FIRST_SEEN.values()]))
 
 
-def record_first_seen(session, events: list[WebhookEvent]) -> None:
-    """Per message and column keep the earliest time: replays and late events change nothing."""
+def record_first_seen(session, events: list[WebhookEvent]) -> dict[str, set[int]]:
+    """Per message and column keep the earliest time: replays and late events change
+    nothing. Returns the messages seen for the first time, by column, for the analytics
+    rollups (`count_first_seen_many`, which the caller runs last: its counters are shared
+    by every request, and their row locks are held until the commit)."""
     earliest: dict[tuple[str, int], datetime] = {}
     for e in events:
         if e.message_id is None:
@@ -42,10 +44,10 @@ def record_first_seen(session, events: list[WebhookEvent]) -> None:
             if key not in earliest or e.occurred_at < earliest[key]:
                 earliest[key] = e.occurred_at
     if not earliest:
-        return
+        return {}
     # The current first-seen times of these messages, locked (PostgreSQL; SQLite's write
     # lock is ours since the events were stored), then ONE update of every column that
-    # moves: first times (counted in the analytics rollups, same transaction) and
+    # moves: first times (the caller counts them in the analytics rollups) and
     # earlier times for events that arrived late.
     messages = Message.__table__
     ids = {message_id for _, message_id in earliest}
@@ -55,7 +57,10 @@ def record_first_seen(session, events: list[WebhookEvent]) -> None:
         .order_by(messages.c.id)
     )
     if is_postgres(session):
-        query = query.with_for_update()
+        # NO KEY UPDATE: the batch's email_events rows already hold KEY SHARE locks on
+        # these messages (their foreign key); FOR UPDATE would wait on another request's
+        # and deadlock with it (SendGrid posts several batches at once).
+        query = query.with_for_update(key_share=True)
     current = {
         row[0]: dict(zip(FIRST_SEEN_COLUMNS, row[1:], strict=True))
         for row in session.execute(query)
@@ -79,4 +84,4 @@ def record_first_seen(session, events: list[WebhookEvent]) -> None:
         values=lambda r: {name: getattr(r, name) for name in FIRST_SEEN_COLUMNS},
         returning=False,
     )
-    count_first_seen_many(session, first_by_column)
+    return first_by_column
