@@ -88,7 +88,7 @@ def _insert_new(session, wanted: dict[str, SuppressionRequest], now: datetime) -
             [
                 {"email": address, "reason": r.reason, "source": r.source[:120],
                  "note": r.note, "created_at": now}
-                for address, r in wanted.items()
+                for address, r in sorted(wanted.items())  # one order for concurrent writers
             ],
         )
     )  # fmt: skip

@@ -129,6 +129,8 @@ def update_rows(
     runs it for every chunk of every delivery)."""
     if not rows:
         return set()
+    # In key order: two writers lock the rows they share in the same order (no deadlock).
+    rows = sorted(rows, key=lambda row: row[key])
     names, types = list(rows[0]), dict(types or {})
     shape = (table, names, types, key, returning, values, where)
     if is_postgres(session):
