@@ -92,6 +92,21 @@ def test_a_new_key_is_tried_alone_then_a_few_kept_connections_carry_every_send(
     assert fake_sendgrid.connections <= 5  # kept and reused, never one per request
 
 
+def test_the_next_delivery_job_sends_over_the_connections_the_last_one_kept(
+    session, campaigns, backend, settings, fake_sendgrid
+):
+    """The sending loop outlives a job: the second batch opens no connection (against
+    SendGrid, each new one is a TLS handshake; a loop per job opened them every time)."""
+    ids = _queued_bulk(session, campaigns, 40)
+    fake_sendgrid.delay = 0.02
+    first = deliver_messages(session, ids[:20], backend, settings, concurrency=5, claim_chunk=5)
+    opened = fake_sendgrid.connections
+    second = deliver_messages(session, ids[20:], backend, settings, concurrency=5, claim_chunk=5)
+
+    assert len(first.sent) == len(second.sent) == 20 and len(fake_sendgrid.deliveries) == 40
+    assert 1 <= opened <= 5 and fake_sendgrid.connections == opened
+
+
 def test_errors_on_a_kept_connection_map_as_before_and_the_next_send_goes_out(
     session, make_contact, campaigns, backend, settings, fake_sendgrid
 ):

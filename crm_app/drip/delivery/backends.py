@@ -268,7 +268,7 @@ class SendGridBackend:
         return headers.get("X-Message-Id") or ""
 
     async def aclose(self) -> None:
-        """Close this loop's connections (the end of a delivery job)."""
+        """Close the kept connections (a backend no batch uses any more, or the exit)."""
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = self._session_loop = None

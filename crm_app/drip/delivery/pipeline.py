@@ -19,7 +19,9 @@ revoked key then fails one email and the rest stay `queued`, as before. See DELI
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
+import os
 import queue
 import threading
 import time
@@ -27,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from crm_app.config import Settings
 from crm_app.drip.delivery.backends import Backend, TransientSendError
@@ -51,24 +53,68 @@ log = logging.getLogger(__name__)
 
 
 class _EventLoop:
-    """One asyncio event loop in its own thread: where the requests wait for answers."""
+    """The process's asyncio event loop, in a thread of its own, where the requests wait
+    for their answers. It outlives each batch, so a backend's kept-alive connections to
+    SendGrid serve the next delivery job too: a loop per job opened up to
+    DELIVERY_CONCURRENCY new connections (TLS handshakes included) for every 1,000 emails."""
+
+    _shared: ClassVar[_EventLoop | None] = None
+    _guard = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> _EventLoop:
+        """This process's loop, started on first use (again in a forked child)."""
+        with cls._guard:
+            current = cls._shared
+            if current is None or current.pid != os.getpid() or not current.thread.is_alive():
+                current = cls._shared = cls()
+                atexit.register(current.shutdown)
+            return current
 
     def __init__(self) -> None:
+        self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="drip-send", daemon=True)
         self.thread.start()
+        self.users: dict[int, int] = {}  # id(backend) -> batches sending with it now
+        self.idle: dict[int, Backend] = {}  # backends no batch uses: connections kept
 
     def submit(self, coroutine) -> Future:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
-    def close(self, backend: Backend) -> None:
+    def acquire(self, backend: Backend) -> None:
+        """A batch starts sending with `backend`. An idle backend that is not this one
+        (other settings, an earlier test's) has its connections closed."""
+        with self._guard:
+            stale = [b for b in self.idle.values() if b is not backend]
+            self.idle = {key: b for key, b in self.idle.items() if b is backend}
+            self.users[id(backend)] = self.users.get(id(backend), 0) + 1
+        for old in stale:
+            self._close(old)
+
+    def release(self, backend: Backend) -> None:
+        """The batch is done: the backend's connections stay open for the next one."""
+        with self._guard:
+            left = self.users.pop(id(backend)) - 1
+            if left:
+                self.users[id(backend)] = left
+            else:
+                self.idle[id(backend)] = backend
+
+    def shutdown(self) -> None:
+        """The process exits: close the idle connections and stop the loop."""
+        for backend in list(self.idle.values()):
+            self._close(backend)
+        self.idle.clear()
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
+
+    def _close(self, backend: Backend) -> None:
         try:
             self.submit(backend.aclose()).result(timeout=10)
-        except Exception:  # closing connections must not hide the batch's outcome
+        except Exception:  # closing connections must not hide a batch's outcome
             log.exception("closing the backend's connections failed")
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
 
 
 class _Batch:
@@ -87,7 +133,8 @@ class _Batch:
         self.first_answer_at = 0.0
         self.pace_until = 0.0
         self.outcomes = Outcomes(ctx.report)
-        self.events = _EventLoop()
+        self.events = _EventLoop.shared()
+        self.events.acquire(ctx.backend)
 
     # -- the loop -------------------------------------------------------------------
     def run(self) -> None:
@@ -103,7 +150,7 @@ class _Batch:
             self._record_on_the_way_out()
             raise
         finally:
-            self.events.close(self.ctx.backend)
+            self.events.release(self.ctx.backend)
 
     def _record_on_the_way_out(self) -> None:
         try:
