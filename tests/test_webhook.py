@@ -8,7 +8,15 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from crm_app.models import Activity, EmailEvent, Enrollment, Message, Suppression, WebhookBatch
+from crm_app.models import (
+    Activity,
+    Campaign,
+    EmailEvent,
+    Enrollment,
+    Message,
+    Suppression,
+    WebhookBatch,
+)
 from tests.webhook_signing import WebhookSigner, encode
 
 URL = "/webhooks/sendgrid"
@@ -339,6 +347,9 @@ def test_a_batch_never_waits_on_the_foreign_key_locks_of_another_in_flight(
 
     if session.get_bind().dialect.name != "postgresql":
         pytest.skip("row locks: PostgreSQL only (SQLite has a single writer)")
+    campaign = session.get(Campaign, sent_message.campaign_id)
+    campaign.breaker_sends = 1  # this batch's bounce trips it: the breaker takes its lock
+    session.commit()
     other = Session(db.engine)
     try:
         other.add(EmailEvent(sg_event_id="other-1", event="delivered",
@@ -354,3 +365,4 @@ def test_a_batch_never_waits_on_the_foreign_key_locks_of_another_in_flight(
         other.close()
     session.expire_all()
     assert session.get(Message, sent_message.id).bounced_at is not None
+    assert session.get(Campaign, sent_message.campaign_id).status == "paused"

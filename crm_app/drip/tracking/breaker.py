@@ -92,18 +92,21 @@ def check_campaigns(session, campaign_ids: Iterable[int], *, now: datetime) -> l
     ones paused now. The caller commits (with the events that tripped it)."""
     tripped = []
     for campaign_id in sorted(set(campaign_ids)):
-        # Locked (PostgreSQL) so two webhook requests do not both pause it; SQLite's
-        # single writer does the same. NO KEY UPDATE: the batch's timeline rows hold KEY
-        # SHARE locks on the campaign (their foreign key), as another request's may.
+        # Read without a lock first: most batches cross nothing, and a lock held to the
+        # commit would queue every concurrent webhook request behind this one.
+        if _crossing(session, session.get(Campaign, campaign_id)) is None:
+            continue
+        # Crossing: locked (PostgreSQL) and decided again, so two requests do not both
+        # pause it; SQLite's single writer does the same. NO KEY UPDATE: the batch's
+        # timeline rows hold KEY SHARE locks on the campaign (their foreign key), as
+        # another request's may.
         campaign = session.scalar(
             sa.select(Campaign)
             .where(Campaign.id == campaign_id)
             .with_for_update(key_share=True)
             .execution_options(populate_existing=True)
         )
-        if campaign is None or campaign.status != "active" or campaign.breaker_sends <= 0:
-            continue
-        reason = trip_reason(campaign, read_breaker(session, campaign))
+        reason = _crossing(session, campaign)
         if reason is None:
             continue
         set_campaign_status(
@@ -111,6 +114,13 @@ def check_campaigns(session, campaign_ids: Iterable[int], *, now: datetime) -> l
         )
         tripped.append(campaign)
     return tripped
+
+
+def _crossing(session, campaign: Campaign | None) -> str | None:
+    """Why this campaign should pause now, or None (not active, no breaker, clean)."""
+    if campaign is None or campaign.status != "active" or campaign.breaker_sends <= 0:
+        return None
+    return trip_reason(campaign, read_breaker(session, campaign))
 
 
 def tripping_campaigns(events: Iterable) -> set[int]:
