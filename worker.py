@@ -82,7 +82,7 @@ class AppWorker(SimpleWorker):
 
 
 class Heartbeat(threading.Thread):
-    """Refreshes this worker's heartbeat key every few seconds, Redis willing."""
+    """Refreshes this worker's heartbeat every few seconds, Redis willing."""
 
     def __init__(self, connection: redis.Redis, queue_name: str, worker_name: str):
         super().__init__(name="drip-heartbeat", daemon=True)
@@ -100,7 +100,7 @@ class Heartbeat(threading.Thread):
     def stop(self) -> None:
         self.stopped.set()
         try:
-            self.connection.delete(heartbeats.worker_key(self.queue_name, self.worker_name))
+            heartbeats.forget(self.connection, self.queue_name, self.worker_name)
         except REDIS_ERRORS:
             pass  # it expires by itself
 

@@ -9,7 +9,7 @@ import redis
 import sqlalchemy as sa
 from rq import Queue, Worker
 
-from crm_app.drip.common.heartbeats import beat, worker_key
+from crm_app.drip.common.heartbeats import beat, forget
 from crm_app.drip.delivery.provider_health import set_backend_auth_failure
 from crm_app.drip.delivery.tick import LAST_TICK_KEY
 from crm_app.models import SystemState, utcnow
@@ -17,11 +17,11 @@ from crm_app.models import SystemState, utcnow
 
 @pytest.fixture
 def live_worker(app):
-    """A worker's heartbeat key, as worker.py refreshes it."""
+    """A worker's heartbeat, as worker.py refreshes it."""
     connection = redis.Redis.from_url(app.config["REDIS_URL"])
     beat(connection, app.config["RQ_QUEUE"], "worker-1")
     yield "worker-1"
-    connection.delete(worker_key(app.config["RQ_QUEUE"], "worker-1"))
+    forget(connection, app.config["RQ_QUEUE"], "worker-1")
 
 
 HEALTH_TOKEN = "monitor-token-for-tests"
@@ -91,6 +91,27 @@ def test_a_heartbeat_after_a_flushall_makes_the_worker_live_again(app, web, sess
     assert checks(get_health(web))["worker"] is False
     beat(connection, app.config["RQ_QUEUE"], live_worker)  # its next beat
     assert checks(get_health(web))["worker"] is True
+
+
+def test_a_worker_whose_beat_is_older_than_the_ttl_is_dead_and_forgotten(app, monkeypatch):
+    """The beats are one sorted set per queue: a worker killed without a word is dropped
+    once its last beat is TTL_SECONDS old; one that stops says so at once."""
+    from crm_app.drip.common import heartbeats
+
+    connection = redis.Redis.from_url(app.config["REDIS_URL"])
+    queue_name = app.config["RQ_QUEUE"]
+    start = 1_800_000_000.0
+    monkeypatch.setattr(heartbeats.time, "time", lambda: start)
+    beat(connection, queue_name, "killed")
+    beat(connection, queue_name, "stopping")
+    monkeypatch.setattr(heartbeats.time, "time", lambda: start + heartbeats.TTL_SECONDS - 1)
+    beat(connection, queue_name, "alive")
+    forget(connection, queue_name, "stopping")
+    assert heartbeats.live_workers(connection, queue_name) == ["alive", "killed"]
+    monkeypatch.setattr(heartbeats.time, "time", lambda: start + heartbeats.TTL_SECONDS + 1)
+    assert heartbeats.live_workers(connection, queue_name) == ["alive"]
+    assert connection.zcard(heartbeats.alive_key(queue_name)) == 1  # the dead one is gone
+    assert 0 < connection.ttl(heartbeats.alive_key(queue_name)) <= heartbeats.TTL_SECONDS
 
 
 def test_stale_scheduler_is_red(web, session, live_worker):
