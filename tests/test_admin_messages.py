@@ -9,7 +9,8 @@ import redis
 import sqlalchemy as sa
 from rq import Queue
 
-from crm_app.models import Activity, EmailEvent, Message, utcnow
+from crm_app.extensions import db
+from crm_app.models import Activity, EmailEvent, Message, StepVariant, utcnow
 
 
 @pytest.fixture
@@ -109,6 +110,39 @@ def test_outbox_lists_and_shows_the_rendered_email(admin, message):
     assert "List-Unsubscribe" in detail
     assert "Hi Reader" in detail
     assert 'sandbox=""' in detail  # the email's HTML is shown in a sandboxed frame
+
+
+def test_outbox_says_which_variant_each_email_was_in_the_list_query(admin, session, message):
+    # Two emails of A/B tests (variants A and B), one of no test.
+    rows = {}
+    kept = [
+        message("sent", step=n, sent_at=utcnow(), provider_message_id=f"outbox-{n}")
+        for n in (1, 2, 3)
+    ]
+    for row, key in zip(kept[:2], "AB", strict=True):
+        variant = StepVariant(step_id=row.step_id, key=key, weight=50, subject=f"Option {key}")
+        session.add(variant)
+        session.flush()
+        row.variant_id = variant.id
+        rows[key] = row
+    session.commit()
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        page = admin.get("/admin/outbox").get_data(as_text=True)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+    assert page.count('class="variant-key"') == 2
+    assert 'email 1 · <span class="variant-key">variant A</span>' in page
+    assert 'email 2 · <span class="variant-key">variant B</span>' in page
+    # Loaded with the list's query, not once per row.
+    assert len([s for s in statements if "step_variants" in s]) == 1, statements
+    detail = admin.get(f"/admin/outbox/{rows['B'].id}").get_data(as_text=True)
+    assert "variant B" in detail
 
 
 @pytest.mark.parametrize(

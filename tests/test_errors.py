@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from crm_app.models import ContentBlock
+
 
 @pytest.fixture
 def failing_dashboard(app, monkeypatch):
@@ -88,16 +90,39 @@ def test_every_page_starts_with_a_skip_link_to_the_content(admin):
         ("/users/", {"email": "not-an-email", "role": "staff"}, "email"),
         ("/profile", {"name": "x" * 500}, "name"),
         ("/profile/password", {"current_password": "wrong"}, "current_password"),
+        ("/blocks/{block}/edit", {"name": "intro", "default_content": ""}, "default_content"),
+        ("/admin/integrations/webhooks", {"url": "", "event_types": "contact.created"}, "url"),
+        ("/admin/integrations/webhooks", {"url": "https://example.com/h"}, "event_types"),
+        ("/admin/integrations/tokens", {"name": "", "scope": "read_write"}, "name"),
     ],
 )
-def test_every_refused_form_has_the_shared_error_summary(admin, campaigns, url, form, field):
+def test_every_refused_form_has_the_shared_error_summary(
+    admin, session, campaigns, url, form, field
+):
     lead = campaigns["lead"]
-    response = admin.post(url.format(lead=lead.id, step=lead.steps[0].id), form)
+    block = ContentBlock(name="intro", default_content="Hello")
+    session.add(block)
+    session.commit()
+    response = admin.post(url.format(lead=lead.id, step=lead.steps[0].id, block=block.id), form)
     page = response.get_data(as_text=True)
     assert response.status_code == 422
     assert page.count('<div class="error-summary"') == 1, page
     summary = page.split('<div class="error-summary"', 1)[1].split("</div>", 1)[0]
     assert "data-focus-on-load" in summary and f'href="#field-{field}"' in summary
+    assert f'id="field-{field}"' in page  # the link lands on the field
+
+
+def test_a_refused_token_swapped_by_htmx_keeps_its_error_summary(admin):
+    response = admin.post(
+        "/admin/integrations/tokens",
+        {"name": "", "scope": "read_write"},
+        htmx=True,
+        headers={"HX-Target": "api-tokens"},
+    )
+    fragment = response.get_data(as_text=True)
+    assert response.status_code == 422 and "<h1>" not in fragment
+    assert fragment.count('<div class="error-summary"') == 1
+    assert "No token was created" in fragment and 'href="#field-name"' in fragment
 
 
 def test_a_refused_form_has_an_error_summary_that_takes_the_focus(admin, campaigns):

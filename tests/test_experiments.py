@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 
+from crm_app.drip.campaigns.lifecycle import clone_campaign
 from crm_app.drip.delivery.pipeline import deliver_messages
 from crm_app.drip.delivery.tick import run_tick
 from crm_app.drip.experiments.auto_promotion import auto_promote
@@ -20,9 +21,10 @@ from crm_app.drip.experiments.variants import (
     promote,
     running_variants,
     start_test,
+    stop_test,
 )
 from crm_app.drip.reporting.variants import VariantCounts, variant_counts, verdict, z_test
-from crm_app.models import Enrollment, Message, StepVariant, StepVersion, utcnow
+from crm_app.models import AuditEntry, Enrollment, Message, StepVariant, StepVersion, utcnow
 from tests.delivery_helpers import open_all_week
 
 SENDER = {"name": "Sam", "first_name": "Sam", "email": "sam@example.com"}
@@ -253,3 +255,39 @@ def test_auto_promotion_is_off_by_default_and_promotes_a_clear_winner(
     assert auto_promote(session, after=min(c.sent for c in counts.values()), min_sends=5) == [b.id]
     session.commit()
     assert b.outcome == "promoted" and campaign.steps[0].subject.startswith("Option B")
+
+
+def test_clone_carries_running_tests_as_fresh_variants_and_leaves_ended_ones(
+    session, make_contact, campaigns, backend, settings
+):
+    campaign = campaigns["lead"]
+    first, second = campaign.steps[0], campaign.steps[1]
+    a, b = _start(session, first)
+    b.weight, a.weight = 70, 30
+    b.body_text = first.body_text + "\nA P.S. only B has."
+    _start(session, second)
+    stop_test(session, second, actor="test")  # ended: stays with the email that ran it
+    session.commit()
+    _send_all(session, campaign, [make_contact("lead") for _ in range(4)], backend, settings)
+
+    copy = clone_campaign(session, campaign, actor="user:admin@example.com")
+    session.commit()
+
+    running = running_variants(session, copy.steps[0])
+    assert [(v.key, v.weight, v.subject, v.body_html, v.body_text) for v in running] == [
+        (v.key, v.weight, v.subject, v.body_html, v.body_text) for v in (a, b)
+    ]
+    assert {v.id for v in running}.isdisjoint({a.id, b.id})
+    assert all(v.retired_at is None and v.outcome == "" for v in running)
+    assert all(c.sent == 0 for c in variant_counts(session, [v.id for v in running]).values())
+    assert running_variants(session, copy.steps[1]) == []
+    copied = sa.select(sa.func.count(StepVariant.id)).where(StepVariant.step_id == copy.steps[1].id)
+    assert session.scalar(copied) == 0
+    # The source's test runs on, untouched.
+    assert running_variants(session, first) == [a, b]
+    started = session.scalar(
+        sa.select(AuditEntry).where(
+            AuditEntry.action == "ab_test.started", AuditEntry.target_id == copy.steps[0].id
+        )
+    )
+    assert "copied from email 1 of Lead" in started.summary

@@ -9,6 +9,10 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from crm_app.drip.campaigns.harness import SendTestError, send_test, variant_of_test
+from crm_app.drip.campaigns.rendering import SAMPLE_CONTACT, build_context
+from crm_app.drip.delivery.backends import OutboxBackend
+from crm_app.drip.experiments.variants import VariantInput, start_test, stop_test
 from crm_app.drip.reporting.analytics import campaign_report, campaigns_overview
 from crm_app.drip.reporting.date_range import DateRange
 from crm_app.models import Enrollment, Message, TestSend, utcnow
@@ -180,3 +184,79 @@ def test_a_refused_test_says_why(
     )
     assert "The test to admin@example.com failed" in response.get_data(as_text=True)
     assert session.scalar(sa.select(TestSend.status)) == "failed"
+
+
+SENDER = {"name": "Sam", "first_name": "Sam", "email": "sam@example.com"}
+
+
+def _ab_test(session, step):
+    inputs = [
+        VariantInput("A", "50", subject="Option A for {{ contact.first_name }}"),
+        VariantInput("B", "50", body_text=step.body_text + "\nOnly variant B says this."),
+    ]
+    variants = start_test(session, step, inputs, SENDER, actor="test")
+    session.commit()
+    return variants
+
+
+def test_a_test_sends_the_variant_chosen_and_says_which(session, campaigns):
+    step = campaigns["lead"].steps[0]
+    _ab_test(session, step)
+    context = build_context(SAMPLE_CONTACT, SENDER)
+
+    def send(key: str):
+        return send_test(
+            session,
+            step,
+            "qa@example.com",
+            context,
+            contact=None,
+            backend=OutboxBackend(),
+            actor="test",
+            variant_key=key,
+        )
+
+    a, b, base = send("A"), send("B"), send("")
+    session.commit()
+    assert a.subject.startswith("[Test A] Option A for ") and variant_of_test(a) == "A"
+    assert b.subject == "[Test B] " + base.subject.removeprefix("[Test] ")
+    assert "Only variant B says this." in b.text and "variant B" in b.text
+    assert "Only variant B says this." not in base.text and variant_of_test(base) == ""
+    with pytest.raises(SendTestError) as refused:
+        send("C")
+    assert refused.value.errors == {
+        "variant": "Choose Base or a variant of the running A/B test (A, B)."
+    }
+    stop_test(session, step, actor="test")  # an ended test's variants are not sent
+    with pytest.raises(SendTestError) as refused:
+        send("A")
+    assert "runs no A/B test now" in refused.value.errors["variant"]
+    assert session.scalar(sa.select(sa.func.count(TestSend.id))) == 3  # nothing recorded
+
+
+def test_the_test_form_offers_each_running_variant_and_refuses_an_unknown_one(
+    admin, session, campaigns
+):
+    step = campaigns["lead"].steps[0]
+    url = f"/campaigns/{step.campaign_id}/steps/{step.id}"
+    assert 'name="variant"' not in admin.get(f"{url}/preview").get_data(as_text=True)
+    _ab_test(session, step)
+    page = admin.get(f"{url}/preview").get_data(as_text=True)
+    assert '<option value="" selected>Base</option>' in page
+    assert '<option value="B">Variant B</option>' in page
+
+    refused = admin.post(f"{url}/test-send", {"variant": "Z"})
+    assert refused.status_code == 422
+    body = refused.get_data(as_text=True)
+    assert 'class="error-summary"' in body
+    assert 'id="error-variant">Choose Base or a variant of the running A/B test (A, B).' in body
+    assert session.scalar(sa.select(sa.func.count(TestSend.id))) == 0
+
+    response = admin.post(f"{url}/test-send", {"variant": "B"})
+    assert "“[Test B] " in admin.get(response.headers["Location"]).get_data(as_text=True)
+    sent = session.scalar(sa.select(TestSend))
+    assert "Only variant B says this." in sent.text
+    page = admin.get(f"{url}/preview").get_data(as_text=True)
+    assert f"(version {step.version}, variant B, outbox)" in page
+    detail = admin.get(f"/campaigns/test-sends/{sent.id}").get_data(as_text=True)
+    assert "variant B of its A/B test" in detail

@@ -72,6 +72,12 @@ class Message(db.Model):
     contact = relationship("Contact")
     campaign = relationship("Campaign")
     step = relationship("CampaignStep")
+    # Read-only (variant_id is a plain id, see above): lists load it with their query.
+    variant = relationship(
+        "StepVariant",
+        primaryjoin="foreign(Message.variant_id) == StepVariant.id",
+        viewonly=True,
+    )
 
     __table_args__ = (
         sa.UniqueConstraint("enrollment_id", "step_id", name="uq_messages_enrollment_step"),

@@ -15,11 +15,13 @@ from crm_app.drip.campaigns.harness import (
     recent_test_sends,
     recipient_for_test,
     send_test,
+    variant_of_test,
 )
 from crm_app.drip.campaigns.manage import describe_delay
 from crm_app.drip.common.ids import database_id
 from crm_app.drip.delivery.backends import backend_from_settings
 from crm_app.drip.experiments.blocks import all_blocks
+from crm_app.drip.experiments.variants import running_variants
 from crm_app.extensions import db
 from crm_app.models import Contact, TestSend
 from crm_app.web.auth import actor_name
@@ -34,16 +36,11 @@ def _chosen_contact() -> Contact | None:
     return db.session.get(Contact, contact_id) if contact_id else None
 
 
-@bp.get("/<int:campaign_id>/steps/<int:step_id>/preview")
-@login_required
-def preview(campaign_id: int, step_id: int):
-    """The email for the sample contact or the contact picked; `q` searches contacts
-    (htmx swaps only the picker's results)."""
-    step = step_of(campaign_id, step_id)
-    contact = _chosen_contact()
+def _preview_page(step, contact: Contact | None, errors=None, form=None, status: int = 200):
     query = request.args.get("q", "").strip()
     found = find_contacts(db.session, query, limit=PICKER_SIZE) if query else []
     context = preview_context(contact, viewer_sender(), workspace(), blocks=all_blocks(db.session))
+    tests = recent_test_sends(db.session, step)
     return render_fragment_or_page(
         "campaigns/_contact_picker.html",
         "campaigns/preview.html",
@@ -54,16 +51,29 @@ def preview(campaign_id: int, step_id: int):
         contact=contact,
         q=query,
         found=found,
-        tests=recent_test_sends(db.session, step),
+        tests=tests,
+        tested_variants={sent.id: variant_of_test(sent) for sent in tests},
+        variants=running_variants(db.session, step),
         describe_delay=describe_delay,
         may_choose_recipient=current_user.is_admin,
-    )
+        errors=errors or {},
+        form=form if form is not None else {},
+    ), status
+
+
+@bp.get("/<int:campaign_id>/steps/<int:step_id>/preview")
+@login_required
+def preview(campaign_id: int, step_id: int):
+    """The email for the sample contact or the contact picked; `q` searches contacts
+    (htmx swaps only the picker's results)."""
+    return _preview_page(step_of(campaign_id, step_id), _chosen_contact())
 
 
 @bp.post("/<int:campaign_id>/steps/<int:step_id>/test-send")
 @login_required
 def test_send(campaign_id: int, step_id: int):
-    """Send the saved email now, as a test, through the configured backend."""
+    """Send the saved email (its base text or a running variant) now, as a test, through
+    the configured backend. Refused: the page again, each message next to its field."""
     step = step_of(campaign_id, step_id)
     contact = _chosen_contact()
     back = url_for(
@@ -85,10 +95,11 @@ def test_send(campaign_id: int, step_id: int):
             contact=contact,
             backend=backend_from_settings(settings),
             actor=actor_name(),
+            variant_key=request.form.get("variant", ""),
         )
     except SendTestError as refused:
         db.session.rollback()
-        return action_response(back, " ".join(refused.errors.values()), "error")
+        return _preview_page(step, contact, refused.errors, request.form, 422)
     db.session.commit()
     if sent.status == "failed":
         return action_response(back, f"The test to {recipient} failed: {sent.error}", "error")
@@ -100,4 +111,9 @@ def test_send(campaign_id: int, step_id: int):
 @login_required
 def test_send_detail(test_id: int):
     sent = db.get_or_404(TestSend, test_id)
-    return render_template("campaigns/test_send.html", sent=sent, campaign=sent.step.campaign)
+    return render_template(
+        "campaigns/test_send.html",
+        sent=sent,
+        campaign=sent.step.campaign,
+        variant=variant_of_test(sent),
+    )

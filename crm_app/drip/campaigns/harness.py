@@ -4,12 +4,15 @@ unsaved text rendered through the same sandbox and checks, and "send a test".
 
 A test goes through the configured backend (SendGrid or the Outbox) with its
 subject prefixed "[Test]" and is recorded as a TestSend: never a message of an
-enrolment, so it never counts in analytics and never moves a contact on.
+enrolment, so it never counts in analytics and never moves a contact on. While the
+email runs an A/B test, a test sends the base text or one variant's, chosen by key;
+a variant's test is prefixed "[Test B]" (the TestSend row keeps no other trace of it).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,11 +42,13 @@ from crm_app.drip.delivery.backends import (
     send_one,
 )
 from crm_app.drip.experiments.blocks import BlockChooser, with_blocks
-from crm_app.models import CampaignStep, Contact, ContentBlock, TestSend, utcnow
+from crm_app.drip.experiments.variants import running_variants, variant_texts
+from crm_app.models import CampaignStep, Contact, ContentBlock, StepVariant, TestSend, utcnow
 
 log = logging.getLogger(__name__)
 
 TEST_PREFIX = "[Test] "
+_VARIANT_PREFIX = re.compile(r"\[Test ([A-Z])\] ")
 
 
 class SendTestError(FieldErrors):
@@ -128,10 +133,40 @@ def recipient_for_test(to_email: str, viewer_email: str, may_choose: bool) -> st
         raise SendTestError({"to_email": f"Not a valid email address: {invalid}"}) from None
 
 
-def _test_footer(step: CampaignStep, actor: str) -> tuple[str, str]:
+def subject_prefix(variant_key: str = "") -> str:
+    """The subject prefix: "[Test] " for the base text, "[Test B] " for variant B's."""
+    return f"[Test {variant_key}] " if variant_key else TEST_PREFIX
+
+
+def variant_of_test(sent: TestSend) -> str:
+    """The variant key a test sent ("" for the base text), read from its subject prefix."""
+    found = _VARIANT_PREFIX.match(sent.subject or "")
+    return found.group(1) if found else ""
+
+
+def variant_to_test(session, step: CampaignStep, variant_key: str) -> StepVariant | None:
+    """The running variant a test asks for by key (None: the base text); SendTestError
+    when the email runs no such variant (a test that ended, a key typed by hand)."""
+    key = (variant_key or "").strip()
+    if not key:
+        return None
+    running = running_variants(session, step)
+    for variant in running:
+        if variant.key == key:
+            return variant
+    if not running:
+        problem = "This email runs no A/B test now: send the base text."
+    else:
+        keys = ", ".join(v.key for v in running)
+        problem = f"Choose Base or a variant of the running A/B test ({keys})."
+    raise SendTestError({"variant": problem})
+
+
+def _test_footer(step: CampaignStep, actor: str, variant: StepVariant | None) -> tuple[str, str]:
+    which = f", variant {variant.key}" if variant is not None else ""
     note = (
-        f"A test of email {step.position} of {step.campaign.name} (version {step.version}),"
-        f" sent by {actor}. Real emails end with an unsubscribe link here."
+        f"A test of email {step.position} of {step.campaign.name} (version {step.version}"
+        f"{which}), sent by {actor}. Real emails end with an unsubscribe link here."
     )
     return f'\n<p style="font-size:12px;color:#666;margin-top:24px">{note}</p>', f"\n\n--\n{note}\n"
 
@@ -145,22 +180,25 @@ def send_test(
     contact: Contact | None,
     backend: Backend,
     actor: str,
+    variant_key: str = "",
     now: datetime | None = None,
 ) -> TestSend:
-    """Render the saved email for `context` and send it to `recipient` now, through
-    `backend`; the TestSend row records what went and how it ended. Raises
-    SendTestError (nothing sent, nothing recorded) when the email does not render."""
+    """Render the saved email (or its running variant `variant_key`) for `context` and
+    send it to `recipient` now, through `backend`; the TestSend row records what went
+    and how it ended. Raises SendTestError (nothing sent, nothing recorded) when the
+    variant is not one the email runs or the email does not render."""
+    variant = variant_to_test(session, step, variant_key)
     try:
-        rendered = render_email(step.subject, step.body_html, step.body_text, context)
+        rendered = render_email(*variant_texts(step, variant), context)
     except TemplateRenderError as error:
         raise SendTestError({"step": str(error)}) from None
-    html_note, text_note = _test_footer(step, actor)
+    html_note, text_note = _test_footer(step, actor, variant)
     row = TestSend(
         step_id=step.id,
         template_version=step.version,
         contact_id=contact.id if contact is not None else None,
         to_email=recipient,
-        subject=TEST_PREFIX + rendered.subject,
+        subject=subject_prefix(variant.key if variant else "") + rendered.subject,
         html=rendered.html + html_note,
         text=rendered.text.rstrip() + text_note,
         backend=backend.name,

@@ -18,6 +18,7 @@ from crm_app.default_campaigns import load_default_campaigns
 from crm_app.drip.campaigns.versions import record_version
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.experiments.goals import parse_goal_events
+from crm_app.drip.experiments.variants import copy_running_test
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import (
     CONTACT_TYPES,
@@ -199,7 +200,8 @@ def _copy_name(session, name: str) -> str:
 def clone_campaign(session, campaign: Campaign, *, actor: str) -> Campaign:
     """A copy with every email (each starting a new history at version 1), the same
     window, goals, conditions and re-entry rule, and no trigger (a type starts one
-    campaign only). A/B tests are not copied: they belong to the emails that ran them."""
+    campaign only). Each email's running A/B test is copied as a fresh test (no sends
+    counted); ended tests are not: their results belong to the emails that ran them."""
     name = _copy_name(session, campaign.name)
     copy = Campaign(
         slug=_unique_slug(session, name),
@@ -217,6 +219,7 @@ def clone_campaign(session, campaign: Campaign, *, actor: str) -> Campaign:
         customized=True,
     )
     session.add(copy)
+    copies: list[tuple[CampaignStep, CampaignStep]] = []
     for step in sorted(campaign.steps, key=lambda s: s.position):
         new = CampaignStep(
             position=step.position,
@@ -230,7 +233,10 @@ def clone_campaign(session, campaign: Campaign, *, actor: str) -> Campaign:
         copy.steps.append(new)
         note = f"copied from {campaign.name}, email {step.position} version {step.version}"
         record_version(session, new, actor=actor, note=note)
+        copies.append((step, new))
     session.flush()
+    for step, new in copies:  # after the flush: a variant needs its step's id
+        copy_running_test(session, step, new, actor=actor)
     summary = f"Cloned campaign {campaign.name} as {copy.name} ({_emails(copy)})"
     record_audit(session, actor, "campaign.cloned", "campaign", copy.id, summary)
     return copy

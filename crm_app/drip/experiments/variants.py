@@ -185,14 +185,50 @@ def start_test(
     if running_variants(session, step):
         raise VariantError({"variants": "A test is running: promote a winner or stop it first."})
     cleaned = validate_variants(session, step, inputs, sender)
+    return open_test(session, step, cleaned, actor=actor, now=now)
+
+
+def open_test(
+    session,
+    step: CampaignStep,
+    cleaned: list[dict],
+    *,
+    actor: str,
+    now: datetime | None = None,
+    note: str = "",
+) -> list[StepVariant]:
+    """Write a test's variants, already validated (validate_variants), and audit it."""
     variants = [StepVariant(step_id=step.id, created_at=now or utcnow(), **c) for c in cleaned]
     session.add_all(variants)
     session.flush()
     summary = f"A/B test started on email {step.position} of {step.campaign.name}: " + ", ".join(
         f"{v.key} {v.weight}%" for v in variants
     )
-    record_audit(session, actor, "ab_test.started", "campaign_step", step.id, summary)
+    record_audit(session, actor, "ab_test.started", "campaign_step", step.id, summary + note)
     return variants
+
+
+def copy_running_test(
+    session, source: CampaignStep, target: CampaignStep, *, actor: str
+) -> list[StepVariant]:
+    """Start `source`'s running test again on `target` (a copy of it with the same text):
+    fresh variants, so no send of the source's counts for them. Not validated again: they
+    were when the source's test started, and a clone is not refused for a later change
+    (a deleted block) that the source's running test already lives with."""
+    cleaned = [
+        {
+            "key": v.key,
+            "weight": v.weight,
+            "subject": v.subject,
+            "body_html": v.body_html,
+            "body_text": v.body_text,
+        }
+        for v in running_variants(session, source)
+    ]
+    if not cleaned:
+        return []
+    note = f" (copied from email {source.position} of {source.campaign.name})"
+    return open_test(session, target, cleaned, actor=actor, note=note)
 
 
 def promote(

@@ -27,7 +27,10 @@ def _page(session, where, order, page: int, per_page: int) -> Page[Message]:
         session,
         sa.select(Message)
         .options(
-            joinedload(Message.contact), joinedload(Message.campaign), joinedload(Message.step)
+            joinedload(Message.contact),
+            joinedload(Message.campaign),
+            joinedload(Message.step),
+            joinedload(Message.variant),  # its key beside the email's name, in the same query
         )
         .where(*where)
         .order_by(*order),
