@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from crm_app.drip.campaigns.harness import SendTestError, send_test, variant_of_test
+from crm_app.drip.campaigns.harness import SendTestError, send_test
 from crm_app.drip.campaigns.rendering import SAMPLE_CONTACT, build_context
 from crm_app.drip.delivery.backends import OutboxBackend
 from crm_app.drip.experiments.variants import VariantInput, start_test, stop_test
@@ -218,10 +218,10 @@ def test_a_test_sends_the_variant_chosen_and_says_which(session, campaigns):
 
     a, b, base = send("A"), send("B"), send("")
     session.commit()
-    assert a.subject.startswith("[Test A] Option A for ") and variant_of_test(a) == "A"
+    assert a.subject.startswith("[Test A] Option A for ") and a.variant_key == "A"
     assert b.subject == "[Test B] " + base.subject.removeprefix("[Test] ")
     assert "Only variant B says this." in b.text and "variant B" in b.text
-    assert "Only variant B says this." not in base.text and variant_of_test(base) == ""
+    assert "Only variant B says this." not in base.text and base.variant_key == ""
     with pytest.raises(SendTestError) as refused:
         send("C")
     assert refused.value.errors == {

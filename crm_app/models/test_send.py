@@ -25,6 +25,8 @@ class TestSend(db.Model):
     )
     to_email: Mapped[str] = mapped_column(sa.String(254))
     subject: Mapped[str] = mapped_column(sa.Text, default="")
+    # The running A/B variant it sent ("" for the base text).
+    variant_key: Mapped[str] = mapped_column(sa.String(1), default="", server_default="")
     html: Mapped[str] = mapped_column(sa.Text, default="")
     text: Mapped[str] = mapped_column(sa.Text, default="")
     backend: Mapped[str] = mapped_column(sa.String(20), default="")

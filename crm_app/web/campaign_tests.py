@@ -15,7 +15,6 @@ from crm_app.drip.campaigns.harness import (
     recent_test_sends,
     recipient_for_test,
     send_test,
-    variant_of_test,
 )
 from crm_app.drip.campaigns.manage import describe_delay
 from crm_app.drip.common.ids import database_id
@@ -52,7 +51,6 @@ def _preview_page(step, contact: Contact | None, errors=None, form=None, status:
         q=query,
         found=found,
         tests=tests,
-        tested_variants={sent.id: variant_of_test(sent) for sent in tests},
         variants=running_variants(db.session, step),
         describe_delay=describe_delay,
         may_choose_recipient=current_user.is_admin,
@@ -115,5 +113,4 @@ def test_send_detail(test_id: int):
         "campaigns/test_send.html",
         sent=sent,
         campaign=sent.step.campaign,
-        variant=variant_of_test(sent),
     )

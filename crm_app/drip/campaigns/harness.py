@@ -6,13 +6,12 @@ A test goes through the configured backend (SendGrid or the Outbox) with its
 subject prefixed "[Test]" and is recorded as a TestSend: never a message of an
 enrolment, so it never counts in analytics and never moves a contact on. While the
 email runs an A/B test, a test sends the base text or one variant's, chosen by key;
-a variant's test is prefixed "[Test B]" (the TestSend row keeps no other trace of it).
+a variant's test is prefixed "[Test B]" and its TestSend row keeps the key.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,7 +47,6 @@ from crm_app.models import CampaignStep, Contact, ContentBlock, StepVariant, Tes
 log = logging.getLogger(__name__)
 
 TEST_PREFIX = "[Test] "
-_VARIANT_PREFIX = re.compile(r"\[Test ([A-Z])\] ")
 
 
 class SendTestError(FieldErrors):
@@ -138,12 +136,6 @@ def subject_prefix(variant_key: str = "") -> str:
     return f"[Test {variant_key}] " if variant_key else TEST_PREFIX
 
 
-def variant_of_test(sent: TestSend) -> str:
-    """The variant key a test sent ("" for the base text), read from its subject prefix."""
-    found = _VARIANT_PREFIX.match(sent.subject or "")
-    return found.group(1) if found else ""
-
-
 def variant_to_test(session, step: CampaignStep, variant_key: str) -> StepVariant | None:
     """The running variant a test asks for by key (None: the base text); SendTestError
     when the email runs no such variant (a test that ended, a key typed by hand)."""
@@ -199,6 +191,7 @@ def send_test(
         contact_id=contact.id if contact is not None else None,
         to_email=recipient,
         subject=subject_prefix(variant.key if variant else "") + rendered.subject,
+        variant_key=variant.key if variant else "",
         html=rendered.html + html_note,
         text=rendered.text.rstrip() + text_note,
         backend=backend.name,
