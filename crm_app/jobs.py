@@ -31,7 +31,7 @@ from crm_app.drip.outbound.deliveries import sweep
 from crm_app.drip.outbound.sending import SendOptions, deliver_many
 from crm_app.extensions import db
 from crm_app.outbound_dispatch import enqueue_webhook_deliveries, schedule_webhook_retry
-from crm_app.queue import enqueue_deliveries, get_queue, get_redis, schedule_delivery
+from crm_app.queue import enqueue_deliveries, get_queue, get_redis, schedule_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,9 @@ def deliver_messages(ids: list[int]) -> dict:
             list(ids),
             _backend(),
             settings,
-            schedule_retry=lambda message_id, when: schedule_delivery(queue, message_id, when),
+            schedule_retry=lambda ids, when: schedule_deliveries(
+                queue, ids, when, batch_size=settings.delivery_batch_size
+            ),
             pacer=pacer,
         )
     finally:

@@ -82,9 +82,14 @@ def enqueue_messages(ids: list[int]) -> int:
     return enqueue_deliveries(get_queue(), ids)
 
 
-def schedule_delivery(queue: Queue, message_id: int, when: datetime) -> None:
-    """A retry at `when` (RQ's scheduler, which worker.py runs, moves it to the queue)."""
-    queue.enqueue_at(when, DELIVER_JOB, [message_id], result_ttl=600)
+def schedule_deliveries(
+    queue: Queue, message_ids: list[int], when: datetime, *, batch_size: int
+) -> None:
+    """Their retry at `when` (RQ's scheduler, which worker.py runs, moves it to the
+    queue): one job per `batch_size` messages (DELIVERY_BATCH_SIZE)."""
+    size = max(1, batch_size)
+    for start in range(0, len(message_ids), size):
+        queue.enqueue_at(when, DELIVER_JOB, message_ids[start : start + size], result_ttl=600)
 
 
 def enqueue_import(import_id: int) -> None:

@@ -31,8 +31,8 @@ class Retries:
     def __init__(self):
         self.scheduled: list[tuple[int, object]] = []
 
-    def __call__(self, message_id, when):
-        self.scheduled.append((message_id, when))
+    def __call__(self, message_ids, when):
+        self.scheduled.extend((message_id, when) for message_id in message_ids)
 
 
 def test_429_is_retried_after_retry_after_then_delivered_once(
@@ -50,7 +50,9 @@ def test_429_is_retried_after_retry_after_then_delivered_once(
     assert first.retrying == [message.id]
     assert message.status == "queued" and message.attempts == 1 and "429" in message.error
     assert message.next_attempt_at >= before + timedelta(seconds=7)  # Retry-After honoured
-    assert retries.scheduled == [(message.id, message.next_attempt_at)]
+    [(scheduled_id, when)] = retries.scheduled  # at the end of that second, not before
+    assert scheduled_id == message.id
+    assert message.next_attempt_at <= when < message.next_attempt_at + timedelta(seconds=1)
 
     second = deliver_messages(session, [message.id], backend, settings, schedule_retry=retries)
 
@@ -160,3 +162,44 @@ def test_retry_lost_by_redis_comes_back_through_the_lease(
     assert enqueued == [message.id]
     deliver_messages(session, enqueued, backend, settings)
     assert fake_sendgrid.deliveries == {str(message.id): 1}
+
+
+def test_a_burst_of_429s_is_retried_by_a_job_per_second_not_one_per_email(
+    session, make_contact, backend, settings, fake_sendgrid
+):
+    """Each email keeps its own next attempt; the scheduler gets one job per second of
+    retry time with every email due in it (a thousand 429s were a thousand jobs)."""
+    messages = [_queued(session, make_contact("lead")) for _ in range(12)]
+    fake_sendgrid.retry_after = "7"
+    fake_sendgrid.script(*["429"] * 12)
+    backend.answered_ok = True  # a key proven earlier: the twelve go out at once
+    retries = Retries()
+    calls = []
+    one_slice = settings.replace(delivery_record_ms=60_000)  # recorded once all answered
+    report = deliver_messages(
+        session, [m.id for m in messages], backend, one_slice,
+        schedule_retry=lambda ids, when: (calls.append(ids), retries(ids, when)),
+    )  # fmt: skip
+    assert len(report.retrying) == 12
+    assert sorted(i for i, _ in retries.scheduled) == sorted(report.retrying)  # each once
+    assert len(calls) <= 2  # Retry-After 7 for all: one second (two at its edge)
+    assert len({when for _, when in retries.scheduled}) == len(calls)  # a job per second
+    for message_id, when in retries.scheduled:
+        next_attempt = session.get(Message, message_id).next_attempt_at
+        assert next_attempt <= when < next_attempt + timedelta(seconds=1)
+
+
+def test_retries_go_to_rqs_scheduler_one_job_per_batch_of_messages(app):
+    """What the worker hands RQ: the ids due at one time, DELIVERY_BATCH_SIZE a job."""
+    from rq.job import Job
+    from rq.registry import ScheduledJobRegistry
+
+    from crm_app.queue import get_queue, schedule_deliveries
+
+    queue = get_queue()
+    when = utcnow() + timedelta(minutes=5)
+    schedule_deliveries(queue, list(range(1, 2501)), when, batch_size=1000)
+    job_ids = ScheduledJobRegistry(queue=queue).get_job_ids()
+    jobs = Job.fetch_many(job_ids, connection=queue.connection)
+    assert sorted(len(job.args[0]) for job in jobs) == [500, 1000, 1000]
+    assert sorted(i for job in jobs for i in job.args[0]) == list(range(1, 2501))

@@ -31,8 +31,8 @@ class Retries:
     def __init__(self):
         self.scheduled: list[int] = []
 
-    def __call__(self, message_id, when):
-        self.scheduled.append(message_id)
+    def __call__(self, message_ids, when):
+        self.scheduled.extend(message_ids)
 
 
 @pytest.mark.parametrize("answer", ["hang", "reset"])

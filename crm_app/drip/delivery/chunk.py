@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -49,8 +50,8 @@ from crm_app.models import Contact, Enrollment, Message, utcnow
 log = logging.getLogger(__name__)
 
 WORKER = "system:worker"
-# (message id, when) -> None: puts a retry on Redis once the row is committed.
-ScheduleRetry = Callable[[int, datetime], None]
+# (message ids, when) -> None: puts their retry on Redis once the rows are committed.
+ScheduleRetry = Callable[[list[int], datetime], None]
 
 
 def retry_delay(attempt: int, settings: Settings, retry_after: float | None = None) -> float:
@@ -412,10 +413,17 @@ def _record_unknown(session, claimed: Claim, records: _Records) -> None:
 
 
 def _schedule_retries(ctx: ChunkContext, retries: list[tuple[int, datetime]]) -> None:
+    """One job per second of retry time, not one per message: a burst of 429s on a batch
+    of a thousand would put a thousand jobs on the scheduler. Each goes at the end of
+    its second, never before a message's own next attempt."""
     if ctx.schedule_retry is None:
         return
+    by_second: dict[datetime, list[int]] = defaultdict(list)
     for message_id, when in retries:
+        due = when.replace(microsecond=0)
+        by_second[due + timedelta(seconds=1) if due < when else due].append(message_id)
+    for due, message_ids in sorted(by_second.items()):
         try:
-            ctx.schedule_retry(message_id, when)
-        except Exception:  # Redis down: the lease brings the row back anyway
-            log.exception("could not schedule the retry of message %s", message_id)
+            ctx.schedule_retry(message_ids, due)
+        except Exception:  # Redis down: the lease brings the rows back anyway
+            log.exception("could not schedule the retry of messages %s", message_ids)
