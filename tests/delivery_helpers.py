@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from crm_app.models import Campaign, Contact, Enrollment, Message
+from crm_app.models import Campaign, Contact, Enrollment, Message, utcnow
 from tests.sendgrid_server import FakeSendGrid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,3 +158,29 @@ def send_due_email(session, enrollment: Enrollment, backend, settings) -> Messag
     deliver_messages(session, [message.id], backend, settings)
     session.refresh(message)
     return message
+
+
+def queued_now(session, contact: Contact) -> Message:
+    """The contact's first email, due a second ago and queued by a tick."""
+    from crm_app.drip.delivery.tick import run_tick
+
+    enrollment = session.scalar(sa.select(Enrollment).where(Enrollment.contact_id == contact.id))
+    open_all_week(enrollment.campaign)
+    enrollment.next_send_at = utcnow() - timedelta(seconds=1)
+    session.commit()
+    run_tick(session, lambda ids: None, now=utcnow())
+    return message_for(session, contact)
+
+
+class Retries:
+    """A `schedule_retry` that remembers (message id, when) instead of calling RQ."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[int, datetime]] = []
+
+    def __call__(self, message_ids: list[int], when: datetime) -> None:
+        self.scheduled.extend((message_id, when) for message_id in message_ids)
+
+    @property
+    def ids(self) -> list[int]:
+        return [message_id for message_id, _ in self.scheduled]

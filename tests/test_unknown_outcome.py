@@ -12,27 +12,10 @@ import sqlalchemy as sa
 from crm_app.drip.delivery.backends import SendGridBackend
 from crm_app.drip.delivery.pipeline import deliver_messages
 from crm_app.drip.delivery.tick import run_tick
-from crm_app.models import Activity, Enrollment, Message, utcnow
-from tests.delivery_helpers import message_for, open_all_week
+from crm_app.models import Activity, utcnow
+from tests.delivery_helpers import Retries, queued_now
 
 pytest_plugins = ["tests.conftest_delivery"]
-
-
-def _queued(session, contact) -> Message:
-    enrollment = session.scalar(sa.select(Enrollment).where(Enrollment.contact_id == contact.id))
-    open_all_week(enrollment.campaign)
-    enrollment.next_send_at = utcnow() - timedelta(seconds=1)
-    session.commit()
-    run_tick(session, lambda ids: None, now=utcnow())
-    return message_for(session, contact)
-
-
-class Retries:
-    def __init__(self):
-        self.scheduled: list[int] = []
-
-    def __call__(self, message_ids, when):
-        self.scheduled.extend(message_ids)
 
 
 @pytest.mark.parametrize("answer", ["hang", "reset"])
@@ -43,7 +26,7 @@ def test_a_request_sent_but_never_answered_is_in_doubt_and_never_sent_again(
     fake_sendgrid.script(answer)
     backend = SendGridBackend("SG.k", fake_sendgrid.url, "a@example.com", timeout=0.5)
     contact = make_contact("lead")
-    message = _queued(session, contact)
+    message = queued_now(session, contact)
     retries = Retries()
 
     report = deliver_messages(session, [message.id], backend, settings, schedule_retry=retries)
