@@ -309,3 +309,44 @@ def test_an_email_whose_condition_reads_the_previous_one_cannot_become_the_first
     move_step(session, second, "up", actor="test", confirmed=True)
     session.commit()
     assert second.position == 1
+
+
+def test_a_chunks_engagement_conditions_read_the_previous_emails_in_one_query(
+    session, make_contact, campaigns, backend, settings
+):
+    """Each email's previous one is read for the whole chunk at once (not one query per
+    email), and each decision is the one the single-email rule gives."""
+    from crm_app.drip.experiments.conditions import condition_failure, previous_sent_many
+
+    campaign = campaigns["lead"]
+    set_condition(session, campaign.steps[1], "engagement", "", "", "", "opened", actor="test")
+    session.commit()
+    contacts = [make_contact("lead") for _ in range(4)]
+    firsts = [_due(session, contact) for contact in contacts]
+    deliver_messages(session, [m.id for m in firsts], backend, settings)
+    for opened in firsts[:2]:  # two of the four opened their first email
+        session.refresh(opened)
+        opened.opened_at = opened.human_opened_at = opened.sent_at + timedelta(minutes=5)
+    session.commit()
+    seconds = [_due(session, contact) for contact in contacts]
+    for message in seconds:  # loaded with the chunk by the worker (chunk._load)
+        assert message.step is not None and message.enrollment is not None
+
+    statements = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731
+    sa.event.listen(session.get_bind(), "before_cursor_execute", listen)
+    try:
+        previous = previous_sent_many(session, seconds)
+    finally:
+        sa.event.remove(session.get_bind(), "before_cursor_execute", listen)
+    assert len(statements) == 1
+    assert {m.id: previous[m.id].id for m in seconds} == {
+        s.id: f.id for s, f in zip(seconds, firsts, strict=True)
+    }
+    assert [condition_failure(session, m, previous) for m in seconds] == [
+        condition_failure(session, m) for m in seconds
+    ]
+    deliver_messages(session, [m.id for m in seconds], backend, settings)
+    for message in seconds:
+        session.refresh(message)
+    assert [m.status for m in seconds] == ["sent", "sent", "skipped", "skipped"]

@@ -44,6 +44,7 @@ from crm_app.drip.delivery.in_doubt import settle_requeued, traced_requeued
 from crm_app.drip.delivery.provider_health import set_backend_auth_failure
 from crm_app.drip.delivery.report import BatchControl, DeliveryReport
 from crm_app.drip.delivery.skip_rules import skip_reason
+from crm_app.drip.experiments.conditions import previous_sent_many
 from crm_app.drip.experiments.variants import variants_for_messages
 from crm_app.models import Contact, Enrollment, Message, utcnow
 
@@ -160,6 +161,8 @@ def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
     traced = traced_requeued(session, queued)
     # The frequency cap, on what was sent meanwhile (retries, resends; one query).
     cap = WorkerCap(session, FrequencyCap.from_settings(ctx.settings), queued, ctx.now())
+    # The previous emails that "send only if" conditions read (one query, not one each).
+    previous = previous_sent_many(session, queued)
     for message_id in ids:
         message = messages.get(message_id)
         if message is None or message.status != "queued":
@@ -169,7 +172,7 @@ def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
             settle_requeued(session, message, at=traced[message_id], actor=WORKER)
             decision.decided.append(("not_claimed", message_id))
             continue
-        skip = skip_reason(session, message, suppressions)
+        skip = skip_reason(session, message, suppressions, previous)
         if skip is not None:
             decision.decided.append((_skip(ctx, message, *skip), message_id))
             continue

@@ -4,13 +4,18 @@ this email go" reads them)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from crm_app.drip.audience.eligibility import mailing_block_reason
 from crm_app.drip.experiments.conditions import condition_failure
 from crm_app.models import Message
 
 
 def skip_reason(
-    session, message: Message, suppressions: dict[str, str] | None = None
+    session,
+    message: Message,
+    suppressions: dict[str, str] | None = None,
+    previous: Mapping[int, Message | None] | None = None,
 ) -> tuple[str, str] | None:
     """(reason, what to do with the enrolment: none/stop/reschedule/advance) when this
     email must not go out now, else None ("advance": its condition does not hold, the
@@ -33,7 +38,7 @@ def skip_reason(
         return blocked, "stop"
     if message.campaign.status != "active":
         return f"the campaign is {message.campaign.status}", "reschedule"
-    failed = condition_failure(session, message)
+    failed = condition_failure(session, message, previous)
     if failed:
         return failed, "advance"
     return None
