@@ -20,7 +20,7 @@ from crm_app.models.contact_import import (
 from crm_app.models.daily_counts import CampaignDailyCounts, CampaignDailyFirsts
 from crm_app.models.enrollment import ENROLLMENT_ENTRIES, ENROLLMENT_STATUSES, Enrollment
 from crm_app.models.experiment import VARIANT_KEYS, ContentBlock, StepVariant
-from crm_app.models.message import MESSAGE_STATUSES, Message, SystemState
+from crm_app.models.message import MESSAGE_STATUSES, REACHED_STATUSES, Message, SystemState
 from crm_app.models.outbound import (
     DELIVERY_STATUSES,
     WebhookAttempt,
@@ -60,6 +60,7 @@ __all__ = [
     "IdempotencyKey",
     "HashedSuppression",
     "MESSAGE_STATUSES",
+    "REACHED_STATUSES",
     "Message",
     "PasswordLink",
     "ON_EXISTING",

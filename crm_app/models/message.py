@@ -12,6 +12,10 @@ from crm_app.models.types import UTCDateTime, utcnow
 # queued -> sending -> sent | queued (transient, retry) | failed | skipped
 # sending -> in_doubt (worker vanished past the lease); failed/in_doubt -> queued (admin).
 MESSAGE_STATUSES = ("queued", "sending", "sent", "failed", "in_doubt", "skipped")
+# The states of an email that may have reached its contact (sent, on its way, or sent
+# for all we know): re-entry treats it as received, the frequency cap counts it, and a
+# campaign with one has a history (it cannot be deleted).
+REACHED_STATUSES = ("sent", "sending", "in_doubt")
 
 
 class Message(db.Model):

@@ -27,9 +27,8 @@ from crm_app.drip.campaigns.naming import step_title
 from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.common.sql import in_values
 from crm_app.drip.common.timezones import zone_or_utc
-from crm_app.models import Campaign, CampaignStep, Contact, Enrollment, Message
+from crm_app.models import REACHED_STATUSES, Campaign, CampaignStep, Contact, Enrollment, Message
 
-RECEIVED_STATUSES = ("sent", "sending", "in_doubt")
 RULE_LABELS = {
     "resume": "Resume: a contact enrolled again continues at the first email it was not sent",
     "restart": "Restart: a contact enrolled again starts at email 1, after a confirmation "
@@ -56,7 +55,7 @@ def received_steps(session, contact_id: int, campaign_id: int) -> dict[int, date
         .where(
             Message.contact_id == contact_id,
             Message.campaign_id == campaign_id,
-            Message.status.in_(RECEIVED_STATUSES),
+            Message.status.in_(REACHED_STATUSES),
             Message.step_id.is_not(None),
         )
         .group_by(Message.step_id)
@@ -80,7 +79,7 @@ def received_in_earlier_enrollments(
         sa.select(Message.contact_id, Message.step_id, Message.enrollment_id, when).where(
             in_values(session, Message.contact_id, {contact for _, contact, _ in resumed}),
             in_values(session, Message.step_id, {step for _, _, step in resumed}),
-            Message.status.in_(RECEIVED_STATUSES),
+            Message.status.in_(REACHED_STATUSES),
         )
     ):
         found.setdefault((contact_id, step_id), []).append((enrollment_id, at))

@@ -22,6 +22,7 @@ from crm_app.drip.experiments.variants import copy_running_test
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import (
     CONTACT_TYPES,
+    REACHED_STATUSES,
     REENTRY_RULES,
     Campaign,
     CampaignStep,
@@ -31,8 +32,6 @@ from crm_app.models import (
 
 NAME_MAX = 120
 DESCRIPTION_MAX = 2000
-# A message in these states may have reached someone: its campaign is history.
-SENT_STATUSES = ("sent", "sending", "in_doubt")
 
 
 class CampaignDetailsError(FieldErrors):
@@ -251,7 +250,7 @@ def deletion_refusal(session, campaign: Campaign) -> str | None:
         )
     sent = session.scalar(
         sa.select(sa.func.count(Message.id)).where(
-            Message.campaign_id == campaign.id, Message.status.in_(SENT_STATUSES)
+            Message.campaign_id == campaign.id, Message.status.in_(REACHED_STATUSES)
         )
     )
     if sent:

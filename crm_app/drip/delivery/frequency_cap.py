@@ -30,10 +30,8 @@ from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.sql import in_values, update_rows
 from crm_app.drip.delivery.compose import email_label
 from crm_app.drip.delivery.transitions import MESSAGES, record_message_activity, update_if
-from crm_app.models import Campaign, Enrollment, Message
+from crm_app.models import REACHED_STATUSES, Campaign, Enrollment, Message
 
-# A message in these states took (or is taking) a place in the window.
-COUNTED_STATUSES = ("sent", "sending", "in_doubt")
 ENROLLMENTS = Enrollment.__table__
 
 
@@ -97,7 +95,7 @@ def recent_sends(
     contact_ids = set(contact_ids)
     if not contact_ids:
         return {}
-    statuses = COUNTED_STATUSES + (("queued",) if include_queued else ())
+    statuses = REACHED_STATUSES + (("queued",) if include_queued else ())
     rows = session.execute(
         sa.select(
             Message.id, Message.contact_id, Message.status, Message.sent_at, Message.claimed_at
