@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from crm_app.drip.audience.enrollment import advance
+from crm_app.drip.delivery.in_doubt import settle_as_sent
 from crm_app.drip.delivery.transitions import MESSAGES, record_message_activity, update_if
 from crm_app.drip.reporting.daily_counts import count_sent
-from crm_app.models import Enrollment, Message, utcnow
+from crm_app.models import Message, utcnow
 
 
 class DeliveryActionError(Exception):
@@ -74,23 +74,12 @@ def mark_sent(
     now = now or utcnow()
     if message.status != "in_doubt":
         raise DeliveryActionError(f"Message #{message.id} is {message.status}, not in doubt.")
-    if not update_if(
-        session,
-        message.id,
-        MESSAGES.c.status == "in_doubt",
-        status="sent",
-        sent_at=now,
-        error="",
-        in_doubt_resolution=resolution,
+    detail = f"Email #{message.id} marked sent by {actor}" + (f": {note}" if note else "")
+    in_doubt = MESSAGES.c.status == "in_doubt"
+    if not settle_as_sent(
+        session, message, in_doubt, at=now, resolution=resolution, detail=detail, actor=actor
     ):
         raise DeliveryActionError(f"Message #{message.id} changed meanwhile; reload the page.")
-    count_sent(session, [message.id])
-    session.refresh(message)
-    detail = f"Email #{message.id} marked sent by {actor}" + (f": {note}" if note else "")
-    record_message_activity(session, message, "email_marked_sent", detail, actor)
-    enrollment: Enrollment = message.enrollment
-    if enrollment.status == "active" and enrollment.current_step_id == message.step_id:
-        advance(session, enrollment, sent_at=now, now=now)
     return message
 
 

@@ -116,19 +116,35 @@ def settle_requeued(session, message: Message, *, at: datetime, actor: str) -> b
     """A requeued in-doubt message that SendGrid turns out to have (an event arrived
     late): queued -> sent, before any worker claims it again. False if it was claimed
     meanwhile (or is no longer such a message)."""
-    if not update_if(
-        session,
-        message.id,
-        sa.and_(MESSAGES.c.status == "queued", MESSAGES.c.in_doubt_resolution == "requeued"),
-        status="sent",
-        sent_at=at,
-        error="",
-        in_doubt_resolution="sendgrid",
-    ):
+    requeued = sa.and_(MESSAGES.c.status == "queued", MESSAGES.c.in_doubt_resolution == "requeued")
+    detail = f"Email #{message.id} marked sent: SendGrid reported it after all"
+    return settle_as_sent(
+        session, message, requeued, at=at, resolution="sendgrid", detail=detail, actor=actor
+    )
+
+
+def settle_as_sent(
+    session,
+    message: Message,
+    condition: sa.ColumnElement[bool],
+    *,
+    at: datetime,
+    resolution: str,
+    detail: str,
+    actor: str,
+) -> bool:
+    """An email not recorded as sent went out after all (an admin knows, SendGrid
+    reported it): sent at `at` if `condition` still holds on its row, counted in the
+    analytics rollups, on the timeline, and its enrolment moves on. False when the row
+    changed meanwhile."""
+    settled = update_if(
+        session, message.id, condition,
+        status="sent", sent_at=at, error="", in_doubt_resolution=resolution,
+    )  # fmt: skip
+    if not settled:
         return False
     count_sent(session, [message.id])  # the analytics rollups, in this transaction
     session.refresh(message)
-    detail = f"Email #{message.id} marked sent: SendGrid reported it after all"
     record_message_activity(session, message, "email_marked_sent", detail, actor)
     enrollment = message.enrollment
     if enrollment.status == "active" and enrollment.current_step_id == message.step_id:
