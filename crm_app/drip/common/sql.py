@@ -227,6 +227,12 @@ def add_counts(
     session.execute(insert)
 
 
+def count_where(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+    """How many rows of the group meet `condition` (0, not NULL, for an empty group): the
+    aggregate every count-by-condition of the reports uses, on both databases."""
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+
 def in_values(session, column: sa.ColumnElement, values) -> sa.ColumnElement:
     """`column IN values`; on PostgreSQL one array parameter (= ANY) instead of one per value."""
     values = list(values)

@@ -20,6 +20,7 @@ from datetime import date
 import sqlalchemy as sa
 
 from crm_app.drip.campaigns.naming import subject_title
+from crm_app.drip.common.sql import count_where
 from crm_app.drip.reporting.date_range import DateRange
 from crm_app.models import Campaign, CampaignStep, Enrollment
 from crm_app.models.daily_counts import NO_STEP, CampaignDailyCounts, CampaignDailyFirsts
@@ -215,16 +216,13 @@ def enrollment_outcomes(
     converted = sa.and_(started, Enrollment.converted_at.is_not(None))
     scope = [Enrollment.campaign_id == campaign_id] if campaign_id is not None else []
 
-    def tally(condition):
-        return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
-
     rows = session.execute(
         sa.select(
             Enrollment.campaign_id,
-            tally(ended),
-            tally(sa.and_(ended, Enrollment.status == "completed")),
-            tally(started),
-            tally(converted),
+            count_where(ended),
+            count_where(sa.and_(ended, Enrollment.status == "completed")),
+            count_where(started),
+            count_where(converted),
         )
         .where(sa.or_(ended, started), *scope)
         .group_by(Enrollment.campaign_id)

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
-from crm_app.drip.common.sql import add_counts, in_values
+from crm_app.drip.common.sql import add_counts, count_where, in_values
 from crm_app.models import Message
 from crm_app.models.daily_counts import CampaignDailyCounts, CampaignDailyFirsts
 
@@ -55,16 +55,14 @@ def step_key():
     return sa.func.coalesce(Message.step_id, sa.literal_column("0"))
 
 
-def _tally(column):
-    return sa.func.coalesce(sa.func.sum(sa.case((column.is_not(None), 1), else_=0)), 0)
-
-
 def _counts_select(
     dialect: str, fields: Iterable[str], scope: list, tallies: list | None = None
 ) -> sa.Select:
     fields = list(fields)
     key = (Message.campaign_id, step_key(), day_of(Message.sent_at, dialect))
-    columns = tallies or [_tally(Message.__table__.c[COUNTED_COLUMNS[name]]) for name in fields]
+    columns = tallies or [
+        count_where(Message.__table__.c[COUNTED_COLUMNS[name]].is_not(None)) for name in fields
+    ]
     return sa.select(*key, *columns).where(Message.sent_at.is_not(None), *scope).group_by(*key)
 
 
@@ -121,10 +119,7 @@ def count_first_seen_many(session, first: dict[str, Iterable[int]]) -> None:
     dialect = session.get_bind().dialect.name
     fields = [FIELD_OF_COLUMN[column] for column in first]
     everyone = {i for ids in first.values() for i in ids}
-    tallies = [
-        sa.func.sum(sa.case((in_values(session, Message.id, ids), 1), else_=0))
-        for ids in first.values()
-    ]
+    tallies = [count_where(in_values(session, Message.id, ids)) for ids in first.values()]
     add_counts(
         session,
         COUNTS,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from crm_app.drip.common.sql import count_where
 from crm_app.models import Enrollment, Message, StepVariant
 
 ALPHA = 0.05
@@ -38,10 +39,6 @@ class VariantCounts:
         return round(100.0 * value / self.sent, 1) if self.sent else None
 
 
-def _count(column):
-    return sa.func.coalesce(sa.func.sum(sa.case((column.is_not(None), 1), else_=0)), 0)
-
-
 def variant_counts(session, variant_ids: list[int]) -> dict[int, VariantCounts]:
     """Sent, delivered, unique human opens and clicks, conversions per variant: one query.
     Counted over the emails that went out (sent_at set), opens and clicks once per email;
@@ -55,10 +52,10 @@ def variant_counts(session, variant_ids: list[int]) -> dict[int, VariantCounts]:
         sa.select(
             Message.variant_id,
             sa.func.count(Message.id),
-            _count(Message.delivered_at),
-            _count(Message.human_opened_at),
-            _count(Message.human_clicked_at),
-            sa.func.coalesce(sa.func.sum(sa.case((converted, 1), else_=0)), 0),
+            count_where(Message.delivered_at.is_not(None)),
+            count_where(Message.human_opened_at.is_not(None)),
+            count_where(Message.human_clicked_at.is_not(None)),
+            count_where(converted),
         )
         .join(Enrollment, Enrollment.id == Message.enrollment_id)
         .where(Message.variant_id.in_(variant_ids), Message.sent_at.is_not(None))
