@@ -30,17 +30,15 @@ from rq.worker import SimpleWorker
 from crm_app import create_app
 from crm_app.config import settings_of
 from crm_app.drip.common import heartbeats
+from crm_app.drip.common.redis_outages import REDIS_ERRORS, RedisBackoff
 from crm_app.extensions import db
 from crm_app.queue import get_queue, get_redis
 
 log = logging.getLogger("worker")
 
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 # RQ blocks on the queue for worker_ttl - 15 s between heartbeats: 35 s keeps its
 # registry (and our re-registration after a FLUSHALL) within 20 s.
 WORKER_TTL_SECONDS = 35
-FIRST_WAIT_SECONDS = 0.5
-MAX_WAIT_SECONDS = 15.0
 
 
 class AppWorker(SimpleWorker):
@@ -107,15 +105,15 @@ class Heartbeat(threading.Thread):
 
 def wait_for_redis(connection: redis.Redis, stopping: threading.Event) -> bool:
     """Until Redis answers (True) or a stop is asked (False), with growing waits."""
-    wait = FIRST_WAIT_SECONDS
+    backoff = RedisBackoff()
     while not stopping.is_set():
         try:
             connection.ping()
             return True
         except REDIS_ERRORS as error:
+            wait = backoff.next_wait()
             log.warning("Redis unreachable (%s); trying again in %.1f s", error, wait)
         stopping.wait(wait)
-        wait = min(wait * 2, MAX_WAIT_SECONDS)
     return False
 
 

@@ -16,7 +16,6 @@ import logging
 import sys
 import time
 
-import redis
 from flask import Flask
 from redis import Redis
 from rq.cron import CronScheduler
@@ -24,6 +23,7 @@ from rq.exceptions import StopRequested
 
 from crm_app import create_app
 from crm_app.config import settings_of
+from crm_app.drip.common.redis_outages import REDIS_ERRORS, RedisBackoff
 from crm_app.jobs import auto_promote_variants, purge_idempotency_keys, sweep_webhooks, tick
 
 TICK_INTERVAL_SECONDS = 60
@@ -66,10 +66,6 @@ def build_scheduler(app: Flask, connection: Redis | None = None) -> CronSchedule
     return scheduler
 
 
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-FIRST_WAIT_SECONDS = 0.5
-MAX_WAIT_SECONDS = 15.0
-
 log = logging.getLogger("scheduler")
 
 
@@ -78,7 +74,7 @@ def run_forever(scheduler: CronScheduler, *, passes: int | None = None, sleep=ti
     on a Redis error, wait (growing, capped) and go on, registering again (a restarted
     or flushed Redis forgot it). `passes` bounds the loop (tests)."""
     scheduler._install_signal_handlers()
-    registered, wait, done = False, FIRST_WAIT_SECONDS, 0
+    registered, backoff, done = False, RedisBackoff(), 0
     try:
         while passes is None or done < passes:
             done += 1
@@ -90,12 +86,12 @@ def run_forever(scheduler: CronScheduler, *, passes: int | None = None, sleep=ti
                     scheduler.save()
                 scheduler.heartbeat()
             except REDIS_ERRORS as error:
+                wait = backoff.next_wait()
                 log.warning("Redis unreachable (%s); trying again in %.1f s", error, wait)
                 registered = False
                 sleep(wait)
-                wait = min(wait * 2, MAX_WAIT_SECONDS)
                 continue
-            wait = FIRST_WAIT_SECONDS
+            backoff.reset()
             pause = scheduler.calculate_sleep_interval()
             if pause > 0:
                 sleep(pause)

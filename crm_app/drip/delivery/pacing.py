@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import redis
 
+from crm_app.drip.common.redis_outages import REDIS_ERRORS
+
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "drip:pace"
@@ -76,8 +78,6 @@ if hold > current then
 end
 return tostring(factor)
 """
-
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 @dataclass
