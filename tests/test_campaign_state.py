@@ -129,3 +129,34 @@ def test_resuming_on_the_campaign_page_says_who_was_enrolled(admin, campaigns, m
     page = admin.get(response.headers["Location"]).get_data(as_text=True)
     assert "Client is now active. Enrolled 1 contact added while it was stopped." in page
     assert active_in(db.session, contact, client) is not None
+
+
+def test_a_resume_enrols_its_waiting_contacts_a_chunk_at_a_time_with_a_few_statements(
+    session, campaigns, make_contact, monkeypatch
+):
+    """An import made while the campaign was paused can leave thousands waiting: they
+    are enrolled set-based, a chunk at a time, not with a round of queries each."""
+    from crm_app.drip.audience import waiting
+
+    client = campaigns["client"]
+    set_campaign_status(session, client, "paused", actor="test")
+    session.commit()
+    contacts = [make_contact("client") for _ in range(7)]
+    monkeypatch.setattr(waiting, "RESUME_CHUNK", 3)  # three rounds: 3, 3 and 1
+    statements = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731
+    sa.event.listen(session.get_bind(), "before_cursor_execute", listen)
+    try:
+        change = set_campaign_status(session, client, "active", actor="user:admin@example.com")
+    finally:
+        sa.event.remove(session.get_bind(), "before_cursor_execute", listen)
+    session.commit()
+    assert (change.enrolled_waiting, change.refused_waiting) == (7, 0)
+    assert all(active_in(session, contact, client) is not None for contact in contacts)
+    enrolled = session.scalars(
+        sa.select(Activity.detail).where(
+            Activity.kind == "enrolled", Activity.campaign_id == client.id
+        )
+    ).all()
+    assert len([d for d in enrolled if "resume" in d.lower()]) == 7
+    assert len(statements) <= 40  # one contact at a time took about ten each

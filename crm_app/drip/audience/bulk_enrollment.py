@@ -46,6 +46,13 @@ class ContactFacts:
     full_name = property(Contact.full_name.fget)
 
 
+# The Contact columns a ContactFacts is read from, in the order of its fields.
+FACT_COLUMNS = (
+    Contact.id, Contact.email, Contact.first_name, Contact.last_name, Contact.contact_type,
+    Contact.timezone, Contact.email_status, Contact.erased_at,
+)  # fmt: skip
+
+
 @dataclass
 class BulkEnrollment:
     enrolled: dict[int, int] = field(default_factory=dict)  # contact id -> enrolment id
@@ -133,9 +140,12 @@ def enroll_by_type_many(
     actor: str,
     source: str,
     now: datetime | None = None,
+    note_refusals: bool = True,
 ) -> BulkEnrollment:
     """`enroll_by_type_or_note` for each contact: enrol it in its type's campaign, or
-    write a "not_enrolled" row saying why not. Five statements whatever the count."""
+    write a "not_enrolled" row saying why not (unless `note_refusals` is False: a
+    contact refused again on a resume was noted already). Five statements whatever the
+    count."""
     now = now or utcnow()
     if not contacts:
         return BulkEnrollment()
@@ -166,6 +176,7 @@ def enroll_by_type_many(
         [
             _activity(*decision, enrolled, actor=actor, source=source, now=now)
             for decision in decisions
+            if note_refusals or isinstance(decision[2], EntryPlan)
         ],
     )
     refused = {

@@ -16,8 +16,11 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
-from crm_app.drip.audience.enrollment import EnrollmentError, enroll
+from crm_app.drip.audience.bulk_enrollment import FACT_COLUMNS, ContactFacts, enroll_by_type_many
 from crm_app.models import Activity, Campaign, Contact, Enrollment, utcnow
+
+# Contacts enrolled per round of a resume (a few statements each).
+RESUME_CHUNK = 1000
 
 
 def _waiting_for(campaign: Campaign) -> list[sa.ColumnElement]:
@@ -30,8 +33,10 @@ def _waiting_for(campaign: Campaign) -> list[sa.ColumnElement]:
             Activity.contact_id == Contact.id,
             Activity.campaign_id == campaign.id,
             Activity.kind == "not_enrolled",
+            # Correlated through the activity: naming Contact here, two levels down, made
+            # SQLAlchemy add its own FROM contacts (anyone's later enrolment counted).
             ~sa.exists().where(
-                later.contact_id == Contact.id,
+                later.contact_id == Activity.contact_id,
                 later.campaign_id == campaign.id,
                 later.enrolled_at >= Activity.created_at,
             ),
@@ -67,20 +72,30 @@ class ResumeEnrolment:
 def enroll_waiting(
     session, campaign: Campaign, *, actor: str, now: datetime | None = None
 ) -> ResumeEnrolment:
-    """Enrol every contact waiting for `campaign` (now active) through the usual rules;
-    one that cannot be mailed any more is refused again and counted, not noted twice."""
+    """Enrol every contact waiting for `campaign` (now active) through the usual rules,
+    RESUME_CHUNK contacts at a time with a few statements each (an import of 50,000 made
+    while it was paused waits for the resume); one that cannot be mailed any more is
+    refused again and counted, not noted twice."""
     result = ResumeEnrolment()
     if campaign.contact_type is None or campaign.status != "active":
         return result
     now = now or utcnow()
-    contacts = session.scalars(
-        sa.select(Contact).where(*_waiting_for(campaign)).order_by(Contact.id)
-    ).all()
-    for contact in contacts:
-        try:
-            enroll(session, contact, campaign, actor=actor, source="resume", now=now)
-        except EnrollmentError as refused:
-            result.refused.append(str(refused))
-        else:
-            result.enrolled += 1
-    return result
+    last_id = 0
+    while True:
+        chunk = [
+            ContactFacts(*row)
+            for row in session.execute(
+                sa.select(*FACT_COLUMNS)
+                .where(*_waiting_for(campaign), Contact.id > last_id)
+                .order_by(Contact.id)
+                .limit(RESUME_CHUNK)
+            )
+        ]
+        if not chunk:
+            return result
+        bulk = enroll_by_type_many(
+            session, chunk, actor=actor, source="resume", now=now, note_refusals=False
+        )
+        result.enrolled += len(bulk.enrolled)
+        result.refused += list(bulk.refused.values())
+        last_id = chunk[-1].id
