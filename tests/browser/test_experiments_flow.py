@@ -74,6 +74,17 @@ def test_ab_test_blocks_and_goals_end_to_end(
     answer = page.request.post("/webhooks/sendgrid", data=body, headers=signer.headers(body))
     assert answer.ok, answer.text()
 
+    # A test of variant B from the preview page; the Outbox names each email's variant.
+    page.goto(f"/campaigns/{campaign.id}/steps/{campaign.steps[0].id}/preview")
+    page.get_by_label("Version").select_option("B")
+    page.get_by_role("button", name="Send a test").click()
+    expect(page.get_by_text("variant B").first).to_be_visible()
+    screenshots(page, "ab-test-send", tmp_path)
+    page.goto("/admin/outbox")
+    expect(page.locator(".variant-key").first).to_be_visible()
+    screenshots(page, "outbox-variants", tmp_path)
+    page.goto(f"/campaigns/{campaign.id}/steps/{campaign.steps[0].id}/experiment")
+
     # 4. Per-variant results and a verdict; promote B.
     page.reload()
     rows = page.locator("#variant-results tbody tr")
