@@ -222,11 +222,13 @@ def ingest_events(
     result.rejected = len(rejected)
     result.rejections = [reason for _, reason in rejected[:20]]
     result.applied = len(fresh)
-    first_seen = record_first_seen(session, fresh)
     _record_timeline(session, fresh, now)
     apply_consequences(session, fresh, now)
-    # Last, as the locks they take are shared by every request (held until the commit):
-    # the rollup counters, and the breaker (it counts bounced_at / spam_reported_at).
+    # Last, as the locks they take are held until the commit and wanted by concurrent
+    # requests (SendGrid posts several batches at once): the messages' first-seen times,
+    # the rollup counters every request adds to, and the breaker (it counts bounced_at
+    # and spam_reported_at, so after the first-seen times).
+    first_seen = record_first_seen(session, fresh)
     count_first_seen_many(session, first_seen)
     check_campaigns(session, tripping_campaigns(fresh), now=now)
     session.add(
