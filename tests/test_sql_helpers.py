@@ -88,3 +88,23 @@ def test_times_in_any_zone_are_stored_as_the_same_instant_whatever_the_session_z
     )
     stored = session.execute(sa.select(STATE.c.updated_at).where(STATE.c.key == "t")).scalar()
     assert stored == datetime(2026, 12, 2, 1, 30, tzinfo=UTC)
+
+
+def test_in_values_selects_the_same_rows_for_ids_strings_and_nothing(session):
+    """Ids travel as one array literal on PostgreSQL, strings as an array parameter."""
+    from crm_app.drip.common.sql import in_values
+    from crm_app.models import Contact
+
+    for n in range(3):
+        session.add(Contact(email=f"in{n}@example.com", contact_type="lead", custom_fields={}))
+    session.flush()
+    ids = sorted(session.scalars(sa.select(Contact.id)))
+
+    def found(column, values):
+        query = sa.select(Contact.id).where(in_values(session, column, values))
+        return sorted(session.scalars(query))
+
+    assert found(Contact.id, ids[:2]) == ids[:2]
+    assert found(Contact.id, {ids[2]}) == [ids[2]]
+    assert found(Contact.id, []) == []
+    assert found(Contact.email, ["in1@example.com", "o'brien@example.com"]) == [ids[1]]
