@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from crm_app.drip.campaigns.rendering import (  # noqa: E402
     SAMPLE_CONTACT,
+    WorkspaceSender,
     build_context,
     render_email,
     sender_context,
@@ -38,9 +39,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
-    sender = sender_context(
-        None, fallback_name="Sam", fallback_email="sam@example.com", company="Acme", website=""
+    workspace = WorkspaceSender(
+        name="Sam", signature="", email="sam@example.com", company="Acme", website=""
     )
+    sender = sender_context(None, workspace)
     context = build_context(SAMPLE_CONTACT, sender)
     steps = default_steps()
     for step in steps:  # compile once (cached), as a worker does after its first email
