@@ -27,11 +27,13 @@ import argparse
 import json
 import os
 import random
+import re
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -243,7 +245,10 @@ def phase_seconds(queue) -> dict[str, float]:
     return total
 
 
-def run_workers(env: dict, count: int) -> None:
+def run_workers(env: dict, count: int) -> float:
+    """Run `count` burst workers to the end; returns their peak RSS in MB (VmHWM, read
+    while they run: getrusage's ru_maxrss counts the moment between fork and exec, when
+    a child still maps this process's pages, a million rows' worth of them)."""
     workers = [
         subprocess.Popen(
             [sys.executable, str(ROOT / "worker.py"), "--burst", "--no-scheduler"],
@@ -254,11 +259,33 @@ def run_workers(env: dict, count: int) -> None:
         )
         for _ in range(count)
     ]
-    for worker in workers:
-        _, err = worker.communicate(timeout=3600)
-        if worker.returncode != 0:
-            print(err.decode()[-2000:])
-            raise SystemExit("a worker failed")
+    peak_kib = {worker.pid: 0 for worker in workers}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for pid in peak_kib:
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                found = re.search(r"VmHWM:\s+(\d+)", status)
+                if found:
+                    peak_kib[pid] = max(peak_kib[pid], int(found.group(1)))
+            done.wait(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        for worker in workers:
+            _, err = worker.communicate(timeout=3600)
+            if worker.returncode != 0:
+                print(err.decode()[-2000:])
+                raise SystemExit("a worker failed")
+    finally:
+        done.set()
+        watcher.join()
+    return max(peak_kib.values()) / 1024
 
 
 def bench_delivery(app, args, queue, db_url: str) -> None:
@@ -289,11 +316,9 @@ def bench_delivery(app, args, queue, db_url: str) -> None:
             enqueue_deliveries(queue, ids, args.batch)
             fake_cpu, workers_cpu = cpu_seconds(fake.pid), children_cpu()
             wall = time.perf_counter()
-            run_workers(env, args.workers)
+            peak_rss_mb = run_workers(env, args.workers)
             wall = time.perf_counter() - wall
             workers_cpu = children_cpu() - workers_cpu
-            # ru_maxrss of waited children: the workers (the fake is still running), in KiB.
-            peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             fake_cpu = cpu_seconds(fake.pid) - fake_cpu
             phases = phase_seconds(queue)
             with db.engine.connect() as conn:

@@ -280,7 +280,9 @@ def main() -> int:
             times.print(elapsed)
         db.session.remove()
         db.engine.dispose()
-    return 0 if rate >= TARGET_EVENTS_PER_SECOND and replay["applied"] == 0 else 1
+    # Like the other benchmarks, a figure short of its aim is printed, not a failure of
+    # `make bench`; an event applied twice is.
+    return 0 if replay["applied"] == 0 else 1
 
 
 if __name__ == "__main__":
