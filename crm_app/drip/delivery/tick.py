@@ -165,11 +165,17 @@ def _sort_due(session, rows, now: datetime) -> _DueChunk:
         )
     }
     due = _DueChunk(campaigns=campaigns)
+    # A chunk's 5,000 enrolments share a few campaigns and time zones: each window is
+    # checked once per pair, not once per enrolment.
+    inside: dict[tuple[int, str], bool] = {}
     for row in rows:
         campaign = campaigns[row.campaign_id]
+        window = (row.campaign_id, row.timezone)
+        if window not in inside:
+            inside[window] = is_inside_send_window(now, campaign, row.timezone)
         if row.current_step_id is None:
             due.finished.append(row.id)
-        elif not is_inside_send_window(now, campaign, row.timezone):
+        elif not inside[window]:
             opening = clamp_to_send_window(
                 now, row.timezone, campaign.send_weekdays, campaign.send_start, campaign.send_end
             )
