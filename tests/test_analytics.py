@@ -280,7 +280,8 @@ def test_conversion_never_credits_an_enrolment_stopped_before_the_goal(session, 
     from datetime import UTC, datetime, timedelta
 
     from crm_app.drip.audience.contacts import ContactInput, create_contact
-    from crm_app.drip.audience.enrollment import change_contact_type, record_goal, stop
+    from crm_app.drip.audience.ending import stop
+    from crm_app.drip.audience.enrollment import change_contact_type, record_goal
     from crm_app.drip.reporting.analytics import enrollment_outcomes
 
     start = datetime(2026, 3, 2, 9, tzinfo=UTC)

@@ -133,7 +133,7 @@ def test_re_entry_a_restart_needs_restart_true_and_resume_never_repeats(
     api, session, campaigns, make_contact
 ):
     """The campaign's re-entry rule applies to the API as to the pages."""
-    from crm_app.drip.audience.enrollment import stop
+    from crm_app.drip.audience.ending import stop
     from crm_app.models import Message, utcnow
 
     contact = make_contact("lead")  # enrolled in Lead on creation

@@ -201,7 +201,7 @@ def test_bulk_type_switch_does_what_change_contact_type_does(session, campaigns,
 
 def _received_lead_email_1_then_stopped(session, campaigns, contact) -> None:
     """An earlier Lead enrolment whose first email went out, then stopped."""
-    from crm_app.drip.audience.enrollment import stop
+    from crm_app.drip.audience.ending import stop
     from crm_app.models import Message
 
     enrollment = enroll(session, contact, campaigns["lead"], actor="earlier", now=NOW)

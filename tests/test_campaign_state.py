@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from crm_app.drip.audience.enrollment import change_contact_type, stop
+from crm_app.drip.audience.ending import stop
+from crm_app.drip.audience.enrollment import change_contact_type
 from crm_app.drip.audience.panel import campaign_panel
 from crm_app.drip.audience.suppression import suppress
 from crm_app.drip.campaigns.manage import set_campaign_status

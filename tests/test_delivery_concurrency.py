@@ -8,7 +8,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from crm_app.drip.audience.enrollment import advance_many
+from crm_app.drip.audience.progress import advance_many
 from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.delivery.compose import email_label
 from crm_app.drip.delivery.pipeline import deliver_concurrently, deliver_messages

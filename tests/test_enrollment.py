@@ -7,13 +7,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from crm_app.drip.audience.contacts import ContactInput, update_contact
+from crm_app.drip.audience.ending import stop, stop_all
 from crm_app.drip.audience.enrollment import (
     EnrollmentError,
     change_contact_type,
     enroll,
     enroll_by_type,
-    stop,
-    stop_all,
 )
 from crm_app.models import Activity, Enrollment, Suppression
 

@@ -129,7 +129,7 @@ def test_contact_page_shows_the_itinerary_on_both_clocks(
 def test_the_itinerary_is_what_the_tick_then_does(session, make_contact, campaigns):
     """Walk the projected dates: at each one the tick creates exactly that email (and
     nothing before it), under the same cap."""
-    from crm_app.drip.audience.enrollment import advance
+    from crm_app.drip.audience.progress import advance
     from crm_app.drip.delivery.tick import run_tick
     from crm_app.models import Message
 

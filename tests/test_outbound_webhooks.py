@@ -11,7 +11,7 @@ from rq.registry import ScheduledJobRegistry
 
 from crm_app.config import settings_of
 from crm_app.drip.audience.contacts import ContactInput, create_contact
-from crm_app.drip.audience.enrollment import stop
+from crm_app.drip.audience.ending import stop
 from crm_app.drip.outbound.addresses import CheckedTransport
 from crm_app.drip.outbound.deliveries import sweep
 from crm_app.drip.outbound.sending import MAX_ATTEMPTS, RETRY_DELAYS, SendOptions, deliver_one

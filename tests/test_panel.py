@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from crm_app.drip.audience.enrollment import EnrollmentError, stop_all
+from crm_app.drip.audience.ending import stop_all
+from crm_app.drip.audience.enrollment import EnrollmentError
 from crm_app.drip.audience.panel import (
     campaign_panel,
     enroll_chosen,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from crm_app.drip.audience.enrollment import stop_all
+from crm_app.drip.audience.ending import stop_all
 from crm_app.drip.audience.suppression import suppress
 from crm_app.extensions import db
 from crm_app.models import Contact, Enrollment

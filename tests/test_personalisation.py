@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from crm_app.drip.audience.enrollment import change_contact_type, enroll, record_goal, stop_all
+from crm_app.drip.audience.ending import stop_all
+from crm_app.drip.audience.enrollment import change_contact_type, enroll, record_goal
 from crm_app.drip.campaigns.harness import preview_context, render_preview
 from crm_app.drip.campaigns.rendering import SAMPLE_SENDER, WorkspaceSender
 from crm_app.drip.delivery.pipeline import deliver_messages

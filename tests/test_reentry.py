@@ -9,12 +9,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from crm_app.drip.audience.ending import stop_all
 from crm_app.drip.audience.enrollment import (
     EnrollmentError,
     change_contact_type,
     enroll,
     enroll_by_type,
-    stop_all,
 )
 from crm_app.drip.audience.errors import RestartNeedsConfirmation
 from crm_app.drip.campaigns.schedule import send_time_for_step

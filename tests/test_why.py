@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from crm_app.drip.audience.enrollment import stop
+from crm_app.drip.audience.ending import stop
 from crm_app.drip.audience.suppression import suppress
 from crm_app.drip.audience.why import EXPLAINERS, why_email
 from crm_app.drip.campaigns.manage import set_campaign_status

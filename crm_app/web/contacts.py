@@ -21,6 +21,7 @@ from flask_login import current_user, login_required
 from sqlalchemy.orm import joinedload
 
 from crm_app.config import settings_of
+from crm_app.drip.audience import ending
 from crm_app.drip.audience import enrollment as enrollment_core
 from crm_app.drip.audience.address_hash import erasure_key
 from crm_app.drip.audience.bulk_actions import ACTIONS as BULK_ACTIONS
@@ -348,7 +349,7 @@ def stop(contact: Contact, enrollment_id: int) -> str:
     enrollment = db.session.get(Enrollment, enrollment_id)
     if enrollment is None or enrollment.contact_id != contact.id:
         abort(404)
-    enrollment_core.stop(db.session, enrollment, reason=_stop_reason(), actor=actor_name())
+    ending.stop(db.session, enrollment, reason=_stop_reason(), actor=actor_name())
     return f"Stopped {enrollment.campaign.name}."
 
 
@@ -357,7 +358,7 @@ def stop(contact: Contact, enrollment_id: int) -> str:
 def stop_all_confirm(contact_id: int):
     """Stop all without JavaScript: this page asks first (htmx asks with a dialog)."""
     contact = db.get_or_404(Contact, contact_id)
-    active = enrollment_core.active_enrollments(db.session, contact)
+    active = ending.active_enrollments(db.session, contact)
     if not active:
         return action_response(
             url_for("contacts.detail", contact_id=contact.id),

@@ -2,8 +2,8 @@
 the list or for every contact a search matches. No HTTP in here.
 
 Each contact goes through the same core functions as the contact page (enrollment.py,
-contacts.py), so the same rules refuse the same things and the same timeline rows are
-written. Contacts are processed in chunks; `run_bulk_action` yields after each one so
+ending.py, contacts.py), so the same rules refuse the same things and the same timeline
+rows are written. Contacts are processed in chunks; `run_bulk_action` yields after each one so
 that the caller commits it: a large selection never becomes one huge transaction, and
 a job stopped halfway keeps what it finished.
 """
@@ -17,13 +17,12 @@ import sqlalchemy as sa
 
 from crm_app.drip.audience.contact_list import count_matching, matching_ids
 from crm_app.drip.audience.contacts import delete_contact
+from crm_app.drip.audience.ending import stop, stop_all
 from crm_app.drip.audience.enrollment import (
     EnrollmentError,
     active_enrollment,
     change_contact_type,
     enroll,
-    stop,
-    stop_all,
 )
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.models import CONTACT_TYPES, Campaign, Contact

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from crm_app.drip.audience.eligibility import mailing_block_reason, suppression_reasons
-from crm_app.drip.audience.enrollment import StopOrder, entry_note, stop_many
+from crm_app.drip.audience.ending import StopOrder, stop_many
+from crm_app.drip.audience.enrollment import entry_note
 from crm_app.drip.audience.errors import EnrollmentError
 from crm_app.drip.audience.reentry import EntryPlan, plan_entry
 from crm_app.drip.campaigns.schedule import send_time_for_step

@@ -30,7 +30,7 @@ from crm_app.drip.audience.address_hash import (
     normalize_email,
 )
 from crm_app.drip.audience.eligibility import ERASED_REASON
-from crm_app.drip.audience.enrollment import stop_all
+from crm_app.drip.audience.ending import stop_all
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.sql import dialect_insert
 from crm_app.drip.delivery import transitions

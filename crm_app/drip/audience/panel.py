@@ -17,7 +17,8 @@ from crm_app.drip.audience.eligibility import (
     not_mailed_label,
     suppression_reasons,
 )
-from crm_app.drip.audience.enrollment import EnrollmentError, enroll, stop_all
+from crm_app.drip.audience.ending import stop_all
+from crm_app.drip.audience.enrollment import EnrollmentError, enroll
 from crm_app.drip.audience.waiting import is_waiting
 from crm_app.drip.reporting.message_lists import ADMIN_LISTS
 from crm_app.models import Activity, Campaign, CampaignStep, Contact, Enrollment, Message

@@ -14,7 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from crm_app.drip.audience.address_hash import normalize_email
 from crm_app.drip.audience.eligibility import SUPPRESSION_REASON_LABELS, erased_addresses
-from crm_app.drip.audience.enrollment import active_stop_orders, stop_many
+from crm_app.drip.audience.ending import active_stop_orders, stop_many
 from crm_app.drip.common.activity import activity_row, record_activities, record_activity
 from crm_app.drip.common.labels import actor_label
 from crm_app.drip.common.paging import Page, paginate

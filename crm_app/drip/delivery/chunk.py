@@ -27,7 +27,8 @@ from sqlalchemy.orm import joinedload
 from crm_app.config import Settings
 from crm_app.drip.audience.address_hash import erasure_key
 from crm_app.drip.audience.eligibility import suppression_reasons
-from crm_app.drip.audience.enrollment import advance_many, skip_step, stop
+from crm_app.drip.audience.ending import stop
+from crm_app.drip.audience.progress import advance_many, skip_step
 from crm_app.drip.campaigns.rendering import TemplateRenderError
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.delivery import transitions

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from crm_app.drip.audience.enrollment import advance
+from crm_app.drip.audience.progress import advance
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.delivery.transitions import MESSAGES, record_message_activity, update_if
 from crm_app.drip.reporting.daily_counts import count_sent

@@ -18,7 +18,8 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from crm_app.drip.audience.enrollment import advance, complete
+from crm_app.drip.audience.ending import complete
+from crm_app.drip.audience.progress import advance
 from crm_app.drip.audience.reentry import received_in_earlier_enrollments
 from crm_app.drip.campaigns.naming import step_name
 from crm_app.drip.campaigns.schedule import clamp_to_send_window, is_inside_send_window

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from crm_app.config import Settings
-from crm_app.drip.audience.enrollment import active_enrollment, stop
+from crm_app.drip.audience.ending import stop
+from crm_app.drip.audience.enrollment import active_enrollment
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.delivery.compose import email_label
 from crm_app.drip.tracking.inbound_parse import InboundEmail

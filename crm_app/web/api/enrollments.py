@@ -8,6 +8,7 @@ from functools import wraps
 
 from flask import abort, url_for
 
+from crm_app.drip.audience import ending
 from crm_app.drip.audience import enrollment as enrollment_core
 from crm_app.drip.audience.enrollment import EnrollmentError
 from crm_app.extensions import db
@@ -81,7 +82,7 @@ def stop(data, enrollment_id: int):
     enrollment = db.session.get(Enrollment, enrollment_id)
     if enrollment is None:
         abort(404, description=f"No enrolment has the id {enrollment_id}.")
-    enrollment_core.stop(db.session, enrollment, reason=data["reason"], actor=current_token().actor)
+    ending.stop(db.session, enrollment, reason=data["reason"], actor=current_token().actor)
     return enrollment
 
 
@@ -93,9 +94,7 @@ def stop(data, enrollment_id: int):
 def stop_all(data, contact_id: int):
     """Stop every active enrolment of the contact (none active: stopped is 0)."""
     contact = contact_or_404(contact_id)
-    count = enrollment_core.stop_all(
-        db.session, contact, reason=data["reason"], actor=current_token().actor
-    )
+    count = ending.stop_all(db.session, contact, reason=data["reason"], actor=current_token().actor)
     return {"stopped": count}
 
 
