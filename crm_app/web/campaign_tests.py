@@ -39,7 +39,6 @@ def _preview_page(step, contact: Contact | None, errors=None, form=None, status:
     query = request.args.get("q", "").strip()
     found = find_contacts(db.session, query, limit=PICKER_SIZE) if query else []
     context = preview_context(contact, viewer_sender(), workspace(), blocks=all_blocks(db.session))
-    tests = recent_test_sends(db.session, step)
     return render_fragment_or_page(
         "campaigns/_contact_picker.html",
         "campaigns/preview.html",
@@ -50,7 +49,7 @@ def _preview_page(step, contact: Contact | None, errors=None, form=None, status:
         contact=contact,
         q=query,
         found=found,
-        tests=tests,
+        tests=recent_test_sends(db.session, step),
         variants=running_variants(db.session, step),
         describe_delay=describe_delay,
         may_choose_recipient=current_user.is_admin,
@@ -109,8 +108,4 @@ def test_send(campaign_id: int, step_id: int):
 @login_required
 def test_send_detail(test_id: int):
     sent = db.get_or_404(TestSend, test_id)
-    return render_template(
-        "campaigns/test_send.html",
-        sent=sent,
-        campaign=sent.step.campaign,
-    )
+    return render_template("campaigns/test_send.html", sent=sent, campaign=sent.step.campaign)
