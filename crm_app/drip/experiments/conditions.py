@@ -83,43 +83,25 @@ def needs_a_previous_email(step: CampaignStep) -> bool:
     return bool(step.condition) and step.condition.get("kind") == "engagement"
 
 
-def _same_sequence(message: Message) -> sa.ColumnElement[bool]:
-    # A resumed enrolment goes on with the emails the contact got in its earlier
-    # enrolments of the campaign: the previous email may be one of theirs.
-    if message.enrollment.entry == "resumed":
-        return sa.and_(
-            Message.contact_id == message.contact_id, Message.campaign_id == message.campaign_id
-        )
-    return Message.enrollment_id == message.enrollment_id
-
-
-def _previous_sent(session, message: Message) -> Message | None:
-    return session.scalar(
-        sa.select(Message)
-        .where(_same_sequence(message), Message.id != message.id, Message.status == "sent")
-        .order_by(Message.sent_at.desc(), Message.id.desc())
-        .limit(1)
-    )
-
-
 def previous_sent_many(session, messages: list[Message]) -> dict[int, Message | None]:
-    """The previous email sent of each of these (queued) messages whose condition reads
-    it, by message id: for a delivery chunk, at most two queries (the last sent email of
-    each enrolment, and of each contact and campaign for resumed enrolments) instead of
-    one per email."""
+    """The previous email sent of each of these messages whose condition reads it, by
+    message id: the last one sent in its sequence (its enrolment; for a resumed enrolment,
+    every enrolment of the contact in the campaign, whose emails it goes on with), other
+    than the message itself. At most two queries for a whole delivery chunk."""
     wanted = [m for m in messages if m.step is not None and needs_a_previous_email(m.step)]
     plain = {m.enrollment_id for m in wanted if m.enrollment.entry != "resumed"}
     resumed = {(m.contact_id, m.campaign_id) for m in wanted if m.enrollment.entry == "resumed"}
+    itself = ~in_values(session, Message.id, {m.id for m in wanted})
     by_enrollment: dict[int, Message] = {}
     if plain:
-        scope = in_values(session, Message.enrollment_id, plain)
+        scope = sa.and_(in_values(session, Message.enrollment_id, plain), itself)
         by_enrollment = {
             last.enrollment_id: last for last in _last_sent(session, [Message.enrollment_id], scope)
         }
     by_pair: dict[tuple[int, int], Message] = {}
     if resumed:
         pair = (Message.contact_id, Message.campaign_id)
-        scope = sa.tuple_(*pair).in_(sorted(resumed))
+        scope = sa.and_(sa.tuple_(*pair).in_(sorted(resumed)), itself)
         by_pair = {(m.contact_id, m.campaign_id): m for m in _last_sent(session, list(pair), scope)}
     return {
         m.id: by_pair.get((m.contact_id, m.campaign_id))
@@ -158,10 +140,9 @@ def condition_failure(
         if matches(condition, contact_context(message.contact)):
             return None
         return f"its condition does not hold ({label})"
-    if previous is not None and message.id in previous:
-        previous = previous[message.id]
-    else:
-        previous = _previous_sent(session, message)
+    if previous is None or message.id not in previous:
+        previous = previous_sent_many(session, [message])
+    previous = previous.get(message.id)
     if previous is None or previous.sent_at is None:
         return f"its condition does not hold ({label}): no previous email was sent"
     # A person's engagement only: a machine open (Apple's privacy proxy) or a scanner's
