@@ -3,7 +3,7 @@
 (a) One tick over N enrolments with M due: seconds to create and enqueue every
     message; then a tick with nothing due, in ms (median).
 (b) Two `worker.py` processes deliver K messages to the local fake SendGrid
-    (tests/sendgrid_server.py, the real sendgrid client talking to it): messages/s,
+    (bench/fake_sendgrid.py, the real sendgrid client talking to it): messages/s,
     beside RQ's own floor (no-op jobs through the same worker class) as a ratio,
     then where the time went: per phase (the job's database thread: load, render,
     claim, waiting for answers, record), the CPU each process spent per message, and
@@ -195,7 +195,7 @@ def bench_tick(app, args, queue) -> None:
 
 def start_fake_sendgrid(latency_ms: float = 0.0) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "sendgrid_server.py"), "0", str(latency_ms / 1000)],
+        [sys.executable, str(ROOT / "bench" / "fake_sendgrid.py"), "0", str(latency_ms / 1000)],
         stdout=subprocess.PIPE,
         cwd=str(ROOT),
     )
