@@ -10,6 +10,7 @@ from crm_app.config import (
     INSTANCE_PATH,
     PROJECT_ROOT,
     Settings,
+    VersionedConfig,
     engine_options,
     load_settings,
     rate_limit_storage_uri,
@@ -19,8 +20,12 @@ from crm_app.extensions import csrf, db, htmx, limiter, login_manager, migrate
 from crm_app.instance_files import protect_instance
 
 
+class DripFlask(Flask):
+    config_class = VersionedConfig
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(
+    app = DripFlask(
         __name__,
         instance_path=str(INSTANCE_PATH),
         template_folder=str(PROJECT_ROOT / "templates"),
