@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from crm_app.drip.campaigns.harness import SendTestError, send_test
 from crm_app.drip.campaigns.rendering import SAMPLE_CONTACT, build_context
 from crm_app.drip.delivery.backends import OutboxBackend
-from crm_app.drip.experiments.variants import VariantInput, start_test, stop_test
+from crm_app.drip.experiments.variants import VariantInput, choose, start_test, stop_test
 from crm_app.drip.reporting.analytics import campaign_report, campaigns_overview
 from crm_app.drip.reporting.date_range import DateRange
 from crm_app.models import Enrollment, Message, TestSend, utcnow
@@ -260,3 +260,33 @@ def test_the_test_form_offers_each_running_variant_and_refuses_an_unknown_one(
     assert f"(version {step.version}, variant B, outbox)" in page
     detail = admin.get(f"/campaigns/test-sends/{sent.id}").get_data(as_text=True)
     assert "variant B of its A/B test" in detail
+
+
+def test_the_preview_shows_the_variant_chosen_or_the_one_the_contact_gets(
+    admin, session, campaigns, make_contact
+):
+    step = campaigns["lead"].steps[0]
+    url = f"/campaigns/{step.campaign_id}/steps/{step.id}/preview"
+    variants = {v.key: v for v in _ab_test(session, step)}
+    only_b = "Only variant B says this."
+
+    base = admin.get(url).get_data(as_text=True)  # the sample contact: the base text
+    assert only_b not in base and '<option value="" selected>Base</option>' in base
+    shown_b = admin.get(url, query_string={"variant": "B"}).get_data(as_text=True)
+    assert only_b in shown_b and '<option value="B" selected>Variant B</option>' in shown_b
+
+    # A real contact, without a choice: the variant the running test gives it.
+    contact = make_contact(first_name="Ann", last_name="Lee")
+    session.commit()
+    own = choose(list(variants.values()), step.id, contact.id)
+    page = admin.get(url, query_string={"contact_id": contact.id}).get_data(as_text=True)
+    assert (only_b in page) == (own.key == "B")
+    assert f"Variant {own.key} (Ann Lee’s)</option>" in page
+    # ... and its base text when asked for it.
+    asked = admin.get(url, query_string={"contact_id": contact.id, "variant": ""})
+    assert only_b not in asked.get_data(as_text=True)
+
+    refused = admin.get(url, query_string={"variant": "Z"})
+    body = refused.get_data(as_text=True)
+    assert refused.status_code == 200 and only_b not in body
+    assert 'id="preview-variant-error">Choose Base or a variant' in body

@@ -15,6 +15,7 @@ from crm_app.drip.campaigns.harness import (
     recent_test_sends,
     recipient_for_test,
     send_test,
+    variant_to_preview,
 )
 from crm_app.drip.campaigns.manage import describe_delay
 from crm_app.drip.common.ids import database_id
@@ -35,17 +36,30 @@ def _chosen_contact() -> Contact | None:
     return db.session.get(Contact, contact_id) if contact_id else None
 
 
+def _previewed_variant(step, contact: Contact | None, requested: str | None):
+    """(the variant shown, errors): an unknown key shows the base text and says why."""
+    try:
+        return variant_to_preview(db.session, step, contact, requested), {}
+    except SendTestError as refused:
+        return None, refused.errors
+
+
 def _preview_page(step, contact: Contact | None, errors=None, form=None, status: int = 200):
     query = request.args.get("q", "").strip()
     found = find_contacts(db.session, query, limit=PICKER_SIZE) if query else []
     context = preview_context(contact, viewer_sender(), workspace(), blocks=all_blocks(db.session))
+    requested = (form or {}).get("variant", request.args.get("variant"))
+    variant, variant_errors = _previewed_variant(step, contact, requested)
     return render_fragment_or_page(
         "campaigns/_contact_picker.html",
         "campaigns/preview.html",
         target="contact-picker",
         campaign=step.campaign,
         step=step,
-        preview=preview_step(step, context, contact),
+        preview=preview_step(step, context, contact, variant),
+        shown_variant=variant.key if variant else "",
+        variant_chosen=requested is not None,
+        variant_errors=variant_errors,
         contact=contact,
         q=query,
         found=found,
@@ -61,8 +75,9 @@ def _preview_page(step, contact: Contact | None, errors=None, form=None, status:
 @bp.get("/<int:campaign_id>/steps/<int:step_id>/preview")
 @login_required
 def preview(campaign_id: int, step_id: int):
-    """The email for the sample contact or the contact picked; `q` searches contacts
-    (htmx swaps only the picker's results)."""
+    """The email for the sample contact or the contact picked, in the version `variant`
+    names (default: the picked contact's own); `q` searches contacts (htmx swaps only
+    the picker's results)."""
     return _preview_page(step_of(campaign_id, step_id), _chosen_contact())
 
 

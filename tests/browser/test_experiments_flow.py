@@ -75,10 +75,15 @@ def test_ab_test_blocks_and_goals_end_to_end(
     assert answer.ok, answer.text()
 
     # A test of variant B from the preview page; the Outbox names each email's variant.
+    # The preview shows variant B's subject once chosen; the test form then sends it.
     page.goto(f"/campaigns/{campaign.id}/steps/{campaign.steps[0].id}/preview")
-    page.get_by_label("Version").select_option("B")
+    page.get_by_label("Version shown").select_option("B")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator(".preview-subject")).to_contain_text("A 5-minute idea for")
+    screenshots(page, "ab-preview-variant", tmp_path)
+    expect(page.get_by_label("Version", exact=True)).to_have_value("B")
     page.get_by_role("button", name="Send a test").click()
-    expect(page.get_by_text("variant B").first).to_be_visible()
+    expect(page.get_by_text("variant B, outbox").first).to_be_visible()
     screenshots(page, "ab-test-send", tmp_path)
     page.goto("/admin/outbox")
     expect(page.locator(".variant-key").first).to_be_visible()

@@ -41,7 +41,7 @@ from crm_app.drip.delivery.backends import (
     send_one,
 )
 from crm_app.drip.experiments.blocks import BlockChooser, with_blocks
-from crm_app.drip.experiments.variants import running_variants, variant_texts
+from crm_app.drip.experiments.variants import choose, running_variants, variant_texts
 from crm_app.models import CampaignStep, Contact, ContentBlock, StepVariant, TestSend, utcnow
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,27 @@ def render_preview(
     return Preview(email, {}, empty, contact, applied)
 
 
-def preview_step(step: CampaignStep, context: dict[str, Any], contact: Contact | None) -> Preview:
-    return render_preview(step.subject, step.body_html, step.body_text, context, contact)
+def preview_step(
+    step: CampaignStep,
+    context: dict[str, Any],
+    contact: Contact | None,
+    variant: StepVariant | None = None,
+) -> Preview:
+    """The saved email, or one variant of its running A/B test, for `context`."""
+    return render_preview(*variant_texts(step, variant), context, contact)
+
+
+def variant_to_preview(
+    session, step: CampaignStep, contact: Contact | None, requested: str | None
+) -> StepVariant | None:
+    """The version a preview shows: the variant asked for by key ("" is the base text),
+    else the one a real contact gets from the running test, else the base text.
+    SendTestError for a key the email does not run."""
+    if requested is not None:
+        return variant_to_test(session, step, requested)
+    if contact is None:
+        return None
+    return choose(running_variants(session, step), step.id, contact.id)
 
 
 def preview_draft(
