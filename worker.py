@@ -32,13 +32,16 @@ from crm_app.config import settings_of
 from crm_app.drip.common import heartbeats
 from crm_app.drip.common.redis_outages import REDIS_ERRORS, RedisBackoff
 from crm_app.extensions import db
-from crm_app.queue import get_queue, get_redis
+from crm_app.queue import get_queue, use_blocking_redis
 
 log = logging.getLogger("worker")
 
 # RQ blocks on the queue for worker_ttl - 15 s between heartbeats: 35 s keeps its
 # registry (and our re-registration after a FLUSHALL) within 20 s.
 WORKER_TTL_SECONDS = 35
+# RQ's own rule for a connection of a worker with this ttl (Worker.connection_timeout):
+# longer than the wait on the queue, so that the wait ends by itself, not by a timeout.
+SOCKET_TIMEOUT_SECONDS = (WORKER_TTL_SECONDS - 15) + 10
 
 
 class AppWorker(SimpleWorker):
@@ -127,7 +130,8 @@ def _queue_empty(queue) -> bool:
 def run(app, *, burst: bool, name: str | None, with_scheduler: bool) -> None:
     """RQ's work loop, started again after every Redis outage, until a stop is asked
     (or, with burst, until the queue is empty)."""
-    connection, queue = get_redis(app), get_queue(app)
+    connection = use_blocking_redis(app, SOCKET_TIMEOUT_SECONDS)
+    queue = get_queue(app)
     name = name or uuid.uuid4().hex
     stopping = threading.Event()
     heartbeat = Heartbeat(connection, settings_of(app).rq_queue, name)

@@ -31,14 +31,28 @@ def get_redis(app: Flask | None = None) -> redis.Redis:
     app = _app(app)
     connection = app.extensions.get("drip_redis")
     if connection is None:
-        url = settings_of(app).redis_url
-        if not url:
-            raise RuntimeError(
-                "REDIS_URL is not set: start the app with the run command (it starts the "
-                "embedded Redis) or point REDIS_URL at a Redis server."
-            )
-        connection = redis.Redis.from_url(url)
+        connection = redis.Redis.from_url(_redis_url(app))
         app.extensions["drip_redis"] = connection
+    return connection
+
+
+def _redis_url(app: Flask) -> str:
+    url = settings_of(app).redis_url
+    if not url:
+        raise RuntimeError(
+            "REDIS_URL is not set: start the app with the run command (it starts the "
+            "embedded Redis) or point REDIS_URL at a Redis server."
+        )
+    return url
+
+
+def use_blocking_redis(app: Flask, socket_timeout: float) -> redis.Redis:
+    """A connection whose reads may block for up to `socket_timeout` s, made the one
+    `get_redis` returns in this process (a worker: its jobs share it). RQ blocks on the
+    queue for its worker_ttl - 15 s; redis-py's default socket timeout (5 s) cut each
+    such wait short, and RQ then slept 1, 2, 4 ... 60 s "reconnecting" while jobs waited."""
+    connection = redis.Redis.from_url(_redis_url(app), socket_timeout=socket_timeout)
+    app.extensions["drip_redis"] = connection
     return connection
 
 

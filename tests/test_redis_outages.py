@@ -157,6 +157,29 @@ def test_a_worker_idle_through_a_restart_and_a_flushall_is_live_and_registered_a
         kill_worker(worker)
 
 
+def test_an_idle_worker_waits_on_the_queue_quietly_and_takes_new_work_at_once(
+    session, sendgrid_app, campaigns, fake_sendgrid, database_url, own_redis, tmp_path
+):
+    """RQ blocks on the queue for 20 s between heartbeats; redis-py's default socket
+    timeout (5 s) cut each wait short, RQ logged "could not connect to Redis" and slept
+    1, 2, 4 ... 60 s before listening again, while new jobs waited."""
+    _due(session, campaigns, 2)
+    tick = run_tick(session, lambda ids: None, now=utcnow())
+    connection = redis_lib.Redis.from_url(own_redis.url)
+    queue = Queue(sendgrid_app.config["RQ_QUEUE"], connection=connection)
+    env = worker_env(sendgrid_app, database_url, own_redis.url, fake_sendgrid, tmp_path)
+    worker = start_worker(env, "--name", "waiter")
+    try:
+        assert wait_for(lambda: live_workers(connection, queue.name) == ["waiter"], timeout=30)
+        time.sleep(7.0)  # idle past redis-py's default socket timeout
+        _enqueue(queue, tick.enqueued)
+        assert wait_for(lambda: _statuses(session) == {"sent": 2}, timeout=3)
+    finally:
+        kill_worker(worker)
+    output = worker.stdout.read().decode()
+    assert "could not connect to Redis" not in output, output
+
+
 def test_the_scheduler_rides_out_redis_dying_while_it_enqueues_the_tick(
     app, own_redis, monkeypatch
 ):
