@@ -190,22 +190,66 @@ def test_a_search_lists_the_newest_matches_first(admin, session, make_contact):
     assert "Added" in added  # the heading says which order this is
 
 
-def test_a_page_of_the_list_is_one_query(session, make_contact):
-    """Rows, owners, suppressions, active campaigns and the capped count together: the
-    same single statement on page 1 of ten contacts or of a million."""
+def _statements_of(session, action) -> list[str]:
     from sqlalchemy import event
 
-    for _ in range(3):
-        make_contact()
     statements: list[str] = []
     listener = lambda *args: statements.append(args[2])  # noqa: E731
     event.listen(session.get_bind(), "before_cursor_execute", listener)
     try:
-        listed(session)
-        listed(session, query="person")
+        action()
     finally:
         event.remove(session.get_bind(), "before_cursor_execute", listener)
+    return statements
+
+
+def test_a_page_of_the_list_is_one_query(session, make_contact):
+    """Rows, owners, suppressions, active campaigns and the capped count together: the
+    same single statement on page 1 of ten contacts or of a million."""
+    for _ in range(3):
+        make_contact()
+    assert len(_statements_of(session, lambda: listed(session))) == 1
+    assert len(_statements_of(session, lambda: listed(session, query="pe"))) == 1
+
+
+def test_a_substring_search_with_few_matches_sorts_their_ids_whatever_the_planner_guesses(
+    session, make_contact
+):
+    """The ids first (one read through the trigram index), then the page sorted from
+    exactly those: no plan that walks the whole "newest first" index on a bad guess."""
+    for _ in range(3):
+        make_contact(company="Fewco")
+    statements = _statements_of(session, lambda: listed(session, query="fewco"))
     assert len(statements) == 2
+    ids_read, page_read = statements
+    assert "LIMIT" in ids_read.upper() and "search_text" in ids_read
+    assert "search_text" not in page_read  # the page reads by id only
+
+
+@pytest.mark.parametrize("sort", contact_list.SORTS)
+def test_few_and_many_matches_list_the_same_pages(session, make_contact, monkeypatch, sort):
+    """Both ways of reading a search's matches give the same rows, order, totals and
+    page boundaries, forwards and backwards."""
+    for n in range(7):
+        make_contact(first_name=f"P{n}", last_name=f"Same{n % 3}", company=f"Pageco {n % 2}")
+    make_contact(company="Other")
+    session.commit()
+
+    def walk() -> list[tuple]:
+        seen, after = [], None
+        while True:
+            page = listed(session, per_page=3, query="pageco", sort=sort, after=after)
+            seen.append((names(page), page.total, page.more_than_total, page.has_prev))
+            if not page.has_next:
+                back = listed(session, per_page=3, query="pageco", sort=sort,
+                              before=page.rows[0].id)  # fmt: skip
+                return seen + [(names(back), back.has_next)]
+            after = page.next_after
+
+    few = walk()
+    monkeypatch.setattr(contact_list, "SEARCH_FEW_MATCHES", 2)  # 7 matches: "many"
+    assert walk() == few
+    assert sum(len(rows) for rows, *_ in few[:-1]) == 7
 
 
 def test_a_substring_search_counts_up_to_its_own_cap(admin, make_contact, monkeypatch):
