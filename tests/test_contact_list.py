@@ -259,3 +259,22 @@ def test_a_substring_search_counts_up_to_its_own_cap(admin, make_contact, monkey
     page = admin.get("/contacts/?q=acme").get_data(as_text=True)
     assert "More than 2 contacts found" in page
     assert "More than" not in admin.get("/contacts/").get_data(as_text=True)
+
+
+def test_the_picker_and_the_api_read_a_rare_search_by_its_ids(session, make_contact):
+    from crm_app.drip.api.records import list_contacts
+
+    made = [make_contact(company="Rareco") for _ in range(3)]
+    make_contact(company="Elsewhere")
+    session.commit()
+    found: list = []
+    statements = _statements_of(
+        session, lambda: found.extend(contact_list.find_contacts(session, "rareco", limit=8))
+    )
+    assert len(statements) == 2 and "search_text" not in statements[1]
+    assert {c.id for c in found} == {c.id for c in made}
+
+    first = list_contacts(session, query="rareco", limit=2)
+    rest = list_contacts(session, query="rareco", limit=2, after_id=first.next_cursor)
+    assert [c.id for c in first.items + rest.items] == sorted(c.id for c in made)
+    assert rest.next_cursor is None

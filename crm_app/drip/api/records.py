@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
-from crm_app.drip.audience.contact_list import matching
+from crm_app.drip.audience.contact_list import matching_for_a_page
 from crm_app.drip.audience.contacts import (
     CONTACT_FIELDS,
     ContactInput,
@@ -73,7 +73,7 @@ def list_contacts(
     """Contacts by id, after `after_id` (keyset: a page costs the same however deep, and
     rows added meanwhile are neither skipped nor repeated)."""
     limit = max(1, min(limit, LIST_LIMIT_MAX))
-    conditions = matching(query, contact_type)
+    conditions = matching_for_a_page(session, query, contact_type)
     if email:
         conditions.append(sa.func.lower(Contact.email) == email.strip().lower())
     if updated_since is not None:

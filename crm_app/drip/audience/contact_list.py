@@ -257,6 +257,16 @@ def few_matches(session, request: ListRequest) -> list[int] | None:
     return ids if len(ids) <= SEARCH_FEW_MATCHES else None
 
 
+def matching_for_a_page(session, query: str = "", contact_type: str = "") -> list:
+    """`matching` for a read that orders and stops after a few rows (a picker, an API
+    page): a substring search with few matches becomes those ids, so that no plan walks
+    an order's index on a bad guess (SEARCH_FEW_MATCHES)."""
+    few = few_matches(session, ListRequest(query=query, contact_type=contact_type))
+    if few is None:
+        return matching(query, contact_type)
+    return [in_values(session, Contact.id, few)]
+
+
 def _page_source(session, request: ListRequest, few: list[int] | None):
     """The contacts the page reads: a few matches by id, whatever the order. Many matches
     of a substring search in any order but "newest first" are read through the trigram
@@ -373,7 +383,7 @@ def find_contacts(session, query: str, *, limit: int) -> list[Contact]:
     return list(
         session.scalars(
             sa.select(Contact)
-            .where(*matching(query))
+            .where(*matching_for_a_page(session, query))
             .order_by(Contact.created_at.desc(), Contact.id.desc())
             .limit(limit)
         )
