@@ -7,6 +7,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -101,60 +104,73 @@ def _enqueue(queue: Queue, ids: list[int]) -> None:
     queue.enqueue("crm_app.jobs.deliver_messages", ids, job_timeout=120)
 
 
+@dataclass
+class LiveWorker:
+    due: list[int]  # message ids the tick created, not enqueued yet
+    connection: redis_lib.Redis
+    queue: Queue
+    process: subprocess.Popen
+
+
+@contextmanager
+def _live_worker(name: str, due: int, session, app, campaigns, fake_sendgrid, database_url,
+                 own_redis, tmp_path) -> Iterator[LiveWorker]:  # fmt: skip
+    """`due` emails ready to enqueue, and a worker on the test's Redis, seen live; it is
+    killed at the end."""
+    _due(session, campaigns, due)
+    tick = run_tick(session, lambda ids: None, now=utcnow())
+    connection = redis_lib.Redis.from_url(own_redis.url)
+    queue = Queue(app.config["RQ_QUEUE"], connection=connection)
+    env = worker_env(app, database_url, own_redis.url, fake_sendgrid, tmp_path)
+    process = start_worker(env, "--name", name)
+    try:
+        assert wait_for(lambda: live_workers(connection, queue.name) == [name], timeout=30)
+        yield LiveWorker(tick.enqueued, connection, queue, process)
+    finally:
+        kill_worker(process)
+
+
 def test_a_worker_rides_out_a_redis_restart_while_a_job_finishes_then_delivers(
     session, sendgrid_app, campaigns, fake_sendgrid, database_url, own_redis, tmp_path
 ):
-    _due(session, campaigns, 10)
-    tick = run_tick(session, lambda ids: None, now=utcnow())
-    connection = redis_lib.Redis.from_url(own_redis.url)
-    queue = Queue(sendgrid_app.config["RQ_QUEUE"], connection=connection)
-    env = worker_env(sendgrid_app, database_url, own_redis.url, fake_sendgrid, tmp_path)
     fake_sendgrid.delay = 1.5  # Redis dies while these answers are awaited
-    worker = start_worker(env, "--name", "rider")
-    try:
-        assert wait_for(lambda: live_workers(connection, queue.name) == ["rider"], timeout=30)
-        _enqueue(queue, tick.enqueued[:5])
+    with _live_worker("rider", 10, session, sendgrid_app, campaigns, fake_sendgrid,
+                      database_url, own_redis, tmp_path) as live:  # fmt: skip
+        _enqueue(live.queue, live.due[:5])
         assert wait_for(lambda: fake_sendgrid.in_flight >= 1, timeout=30)
         own_redis.stop()  # the job finishes without Redis: RQ's bookkeeping fails
         assert wait_for(lambda: _statuses(session).get("sent") == 5, timeout=30)
         time.sleep(1.0)
-        assert worker.poll() is None, worker.stdout.read1().decode()
+        assert live.process.poll() is None, live.process.stdout.read1().decode()
         own_redis.start()
         fake_sendgrid.delay = 0
 
         # Back: it beats again, registers in RQ again, and delivers new work.
-        assert wait_for(lambda: live_workers(connection, queue.name) == ["rider"], timeout=30)
-        _enqueue(queue, tick.enqueued[5:])
+        names = lambda: live_workers(live.connection, live.queue.name)  # noqa: E731
+        assert wait_for(lambda: names() == ["rider"], timeout=30)
+        _enqueue(live.queue, live.due[5:])
         assert wait_for(lambda: _statuses(session) == {"sent": 10}, timeout=60)
-        assert worker.poll() is None
+        assert live.process.poll() is None
         # In RQ's registry again too (the dashboard's list), after its next heartbeat.
-        assert wait_for(lambda: "rider" in [w.name for w in Worker.all(queue=queue)], timeout=40)
-    finally:
-        kill_worker(worker)
+        registered = lambda: [w.name for w in Worker.all(queue=live.queue)]  # noqa: E731
+        assert wait_for(lambda: "rider" in registered(), timeout=40)
     assert fake_sendgrid.duplicates() == {} and len(fake_sendgrid.deliveries) == 10
 
 
 def test_a_worker_idle_through_a_restart_and_a_flushall_is_live_and_registered_again(
     session, sendgrid_app, campaigns, fake_sendgrid, database_url, own_redis, tmp_path
 ):
-    _due(session, campaigns, 3)
-    tick = run_tick(session, lambda ids: None, now=utcnow())
-    connection = redis_lib.Redis.from_url(own_redis.url)
-    queue = Queue(sendgrid_app.config["RQ_QUEUE"], connection=connection)
-    env = worker_env(sendgrid_app, database_url, own_redis.url, fake_sendgrid, tmp_path)
-    worker = start_worker(env, "--name", "idler")
-    try:
-        assert wait_for(lambda: live_workers(connection, queue.name) == ["idler"], timeout=30)
+    with _live_worker("idler", 3, session, sendgrid_app, campaigns, fake_sendgrid,
+                      database_url, own_redis, tmp_path) as live:  # fmt: skip
         own_redis.stop()
         time.sleep(2.0)
         own_redis.start()
-        connection.flushall()
-        assert wait_for(lambda: live_workers(connection, queue.name) == ["idler"], timeout=30)
-        _enqueue(queue, tick.enqueued)
+        live.connection.flushall()
+        names = lambda: live_workers(live.connection, live.queue.name)  # noqa: E731
+        assert wait_for(lambda: names() == ["idler"], timeout=30)
+        _enqueue(live.queue, live.due)
         assert wait_for(lambda: _statuses(session) == {"sent": 3}, timeout=60)
-        assert worker.poll() is None
-    finally:
-        kill_worker(worker)
+        assert live.process.poll() is None
 
 
 def test_an_idle_worker_waits_on_the_queue_quietly_and_takes_new_work_at_once(
@@ -163,20 +179,12 @@ def test_an_idle_worker_waits_on_the_queue_quietly_and_takes_new_work_at_once(
     """RQ blocks on the queue for 20 s between heartbeats; redis-py's default socket
     timeout (5 s) cut each wait short, RQ logged "could not connect to Redis" and slept
     1, 2, 4 ... 60 s before listening again, while new jobs waited."""
-    _due(session, campaigns, 2)
-    tick = run_tick(session, lambda ids: None, now=utcnow())
-    connection = redis_lib.Redis.from_url(own_redis.url)
-    queue = Queue(sendgrid_app.config["RQ_QUEUE"], connection=connection)
-    env = worker_env(sendgrid_app, database_url, own_redis.url, fake_sendgrid, tmp_path)
-    worker = start_worker(env, "--name", "waiter")
-    try:
-        assert wait_for(lambda: live_workers(connection, queue.name) == ["waiter"], timeout=30)
+    with _live_worker("waiter", 2, session, sendgrid_app, campaigns, fake_sendgrid,
+                      database_url, own_redis, tmp_path) as live:  # fmt: skip
         time.sleep(7.0)  # idle past redis-py's default socket timeout
-        _enqueue(queue, tick.enqueued)
+        _enqueue(live.queue, live.due)
         assert wait_for(lambda: _statuses(session) == {"sent": 2}, timeout=3)
-    finally:
-        kill_worker(worker)
-    output = worker.stdout.read().decode()
+    output = live.process.stdout.read().decode()
     assert "could not connect to Redis" not in output, output
 
 
