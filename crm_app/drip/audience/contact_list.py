@@ -262,9 +262,11 @@ def matching_for_a_page(session, query: str = "", contact_type: str = "") -> lis
     page): a substring search with few matches becomes those ids, so that no plan walks
     an order's index on a bad guess (SEARCH_FEW_MATCHES)."""
     few = few_matches(session, ListRequest(query=query, contact_type=contact_type))
-    if few is None:
-        return matching(query, contact_type)
-    return [in_values(session, Contact.id, few)]
+    return matching(query, contact_type) if few is None else _among(session, few)
+
+
+def _among(session, ids: list[int]) -> list[sa.ColumnElement]:
+    return [in_values(session, Contact.id, ids)]
 
 
 def _page_source(session, request: ListRequest, few: list[int] | None):
@@ -274,7 +276,7 @@ def _page_source(session, request: ListRequest, few: list[int] | None):
     25 rows match would read most of the table when the matches sit late in that order
     ("tanaka" in name order)."""
     if few is not None:
-        return Contact, [in_values(session, Contact.id, few)]
+        return Contact, _among(session, few)
     conditions = matching(request.query, request.contact_type)
     if request.sort == "created" or not is_substring_search(request.query):
         return Contact, conditions

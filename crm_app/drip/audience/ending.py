@@ -135,15 +135,19 @@ def stop_all(
     return stopped
 
 
+def completed_detail(campaign_name: str) -> str:
+    """The timeline's words for an enrolment that completed (one or a chunk's many)."""
+    return f"Completed {campaign_name}"
+
+
 def complete(session, enrollment: Enrollment, *, now: datetime | None = None) -> Enrollment:
     """The last step went out: the enrolment ends as completed."""
-    detail = f"Completed {enrollment.campaign.name}"
     return _end(
         session,
         enrollment,
         "completed",
         "completed all steps",
-        detail,
+        completed_detail(enrollment.campaign.name),
         actor="system:worker",
         now=now,
     )

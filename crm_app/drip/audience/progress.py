@@ -9,7 +9,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from crm_app.drip.audience.ending import complete
+from crm_app.drip.audience.ending import complete, completed_detail
 from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.sql import in_values, update_rows
@@ -131,17 +131,18 @@ def advance_many(session, sent: list[tuple[Enrollment, datetime]]) -> set[int]:
         },
     )
     completed = {row["id"] for row in rows if row["status"] == "completed"} & moved
+    now = utcnow()
     record_activities(
         session,
         [
             activity_row(
                 enrollment.contact_id,
                 "completed",
-                f"Completed {enrollment.campaign.name}",
+                completed_detail(enrollment.campaign.name),
                 actor="system:worker",
                 campaign_id=enrollment.campaign_id,
                 enrollment_id=enrollment.id,
-                created_at=utcnow(),
+                created_at=now,
             )
             for enrollment, _ in sent
             if enrollment.id in completed

@@ -1,4 +1,4 @@
-"""Liveness of the worker processes, as keys each one refreshes in Redis with a TTL.
+"""Liveness of the worker processes: the time of each one's last beat, in Redis.
 
 RQ's own worker registry is written when a worker starts: after a FLUSHALL or a
 Redis restart without persistence it is empty while every worker runs. A beat that

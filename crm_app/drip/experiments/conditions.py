@@ -142,19 +142,19 @@ def condition_failure(
         return f"its condition does not hold ({label})"
     if previous is None or message.id not in previous:
         previous = previous_sent_many(session, [message])
-    previous = previous.get(message.id)
-    if previous is None or previous.sent_at is None:
+    last = previous.get(message.id)
+    if last is None or last.sent_at is None:
         return f"its condition does not hold ({label}): no previous email was sent"
     # A person's engagement only: a machine open (Apple's privacy proxy) or a scanner's
     # click is no sign of interest (tracking/engagement.py).
     event = condition["event"]
     if event == "opened":
-        holds = previous.human_opened_at is not None
+        holds = last.human_opened_at is not None
     elif event == "clicked":
-        holds = previous.human_clicked_at is not None
+        holds = last.human_clicked_at is not None
     else:
-        window_end = previous.sent_at + timedelta(days=message.step.delay_days)
-        opened = previous.human_opened_at
+        window_end = last.sent_at + timedelta(days=message.step.delay_days)
+        opened = last.human_opened_at
         holds = opened is None or opened > window_end
     return None if holds else f"its condition does not hold ({label})"
 
