@@ -41,10 +41,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from crm_app.web.body_limits import init_body_limits
     from crm_app.web.security_headers import init_security_headers
+    from crm_app.web.session_cookie import init_session_cookie
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     login_manager.init_app(app)
+    init_session_cookie(app)
     # Body limits first: the limiter and CSRFProtect read the form in their own hooks.
     init_body_limits(app)
     init_security_headers(app)

@@ -73,6 +73,9 @@ class Settings:
     erasure_hash_key: str | None = field(default=None, repr=False)
     # Web.
     session_hours: int = 12
+    # An unchanged session's cookie is signed and sent again at most this often
+    # (web/session_cookie.py): the idle timeout of SESSION_HOURS moves in such steps.
+    session_refresh_seconds: int = 60
     session_cookie_secure: bool = False
     password_link_hours: int = 72  # how long a one-time set-password link works
     contacts_per_page: int = 25

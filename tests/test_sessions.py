@@ -4,8 +4,15 @@ new session with a new CSRF token."""
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
+from flask import g
+from itsdangerous import TimestampSigner
+
 from crm_app.extensions import db
 from crm_app.models import User
+from crm_app.web import session_cookie
 from tests.conftest import WebClient
 
 STRONG = "violet-harbour-lamp"
@@ -113,3 +120,57 @@ def test_the_session_carries_the_users_current_version(admin, admin_user):
     db.session.expire_all()
     user = db.session.get(User, admin_user.id)
     assert stored == f"{user.id}:{user.session_version}"
+
+
+class _Clock:
+    """The time both the cookie signer and the session interface read, moved by hand."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.now = time.time()
+        monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda signer: int(self.now))
+        monkeypatch.setattr(session_cookie.time, "time", lambda: self.now)
+
+
+def _request_again(web: WebClient, path: str = "/"):
+    g.pop("_login_user", None)  # the test's app context outlives requests
+    return web.client.get(path)
+
+
+def test_an_unchanged_session_is_signed_again_only_once_its_cookie_is_a_minute_old(
+    app, admin, monkeypatch
+):
+    clock = _Clock(monkeypatch)
+    admin.get("/")  # the cookie as of now
+    first = _session_cookie(admin)
+    clock.now += 30
+    response = _request_again(admin)
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+    assert _session_cookie(admin) == first
+
+    clock.now += app.config["SESSION_REFRESH_SECONDS"]
+    response = _request_again(admin)
+    assert response.status_code == 200
+    assert "session=" in response.headers["Set-Cookie"]
+    assert _session_cookie(admin) != first
+
+
+def test_a_session_in_use_outlives_its_lifetime_and_an_idle_one_ends(app, admin, monkeypatch):
+    monkeypatch.setitem(app.config, "PERMANENT_SESSION_LIFETIME", timedelta(minutes=5))
+    clock = _Clock(monkeypatch)
+    admin.get("/")
+    for _ in range(3):  # twelve minutes of use, a request every four
+        clock.now += 240
+        assert _request_again(admin).status_code == 200
+    clock.now += 301  # then five minutes idle
+    response = _request_again(admin)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+def test_a_changed_session_is_sent_at_once(app, admin, monkeypatch):
+    _Clock(monkeypatch)
+    admin.get("/")
+    # Logging out changes the session within the refresh interval: its cookie goes at once.
+    response = admin.logout()
+    assert "session=" in response.headers["Set-Cookie"]
