@@ -40,6 +40,7 @@ def register_web(app: Flask) -> None:
     from crm_app.web.api import register_api
     from crm_app.web.converters import DatabaseIdConverter
     from crm_app.web.filters import register_filters
+    from crm_app.web.navigation import main_nav
     from crm_app.web.rq_dashboard_mount import mount_rq_dashboard
 
     # Before any route is added: their <int:...> ids then have an upper bound.
@@ -66,6 +67,7 @@ def register_web(app: Flask) -> None:
         app.register_blueprint(blueprint)
     register_api(app)
     register_filters(app)
+    app.add_template_global(main_nav, "main_nav")
     mount_rq_dashboard(app)
 
     login_manager.login_view = "auth.login"
