@@ -146,6 +146,76 @@ def test_an_edited_step_is_rendered_from_its_new_text(
     assert session.scalar(sa.select(sa.func.count(Message.id))) == 2
 
 
+class _EditsAfterFirstAnswer:
+    """The real backend, plus an edit made elsewhere as soon as the first answer came."""
+
+    def __init__(self, backend, edit) -> None:
+        self.backend, self.edit, self.name = backend, edit, backend.name
+
+    async def asend(self, outgoing, session=None) -> str:
+        answer = await self.backend.asend(outgoing)
+        if self.edit is not None:
+            self.edit, edit = None, self.edit
+            edit()
+        return answer
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+
+def test_a_step_edited_while_a_job_runs_is_read_afresh_for_its_next_chunk(
+    session, make_contact, campaigns, backend, settings, fake_sendgrid
+):
+    # A delivery job keeps its objects across its commits (expire_on_commit=False): each
+    # chunk must read the step and campaign again, not take the ones the last chunk held.
+    campaign = campaigns["lead"]
+    step = campaign.steps[0]
+    contacts = [make_contact("lead"), make_contact("lead")]
+    open_all_week(campaign)
+    for contact in contacts:
+        enrollment = session.scalar(
+            sa.select(Enrollment).where(Enrollment.contact_id == contact.id)
+        )
+        enrollment.next_send_at = utcnow() - timedelta(seconds=1)
+    session.commit()
+    run_tick(session, lambda ids: None, now=utcnow())
+    ids = [message_for(session, contact).id for contact in contacts]
+    step_id, campaign_id = step.id, campaign.id
+
+    def edit_in_the_web() -> None:
+        with _sessions()() as web:
+            edited = web.get(type(step), step_id)
+            edited.body_html = "<p>Edited for {{ contact.first_name }}</p>"
+            edited.version += 1
+            web.get(type(campaign), campaign_id).name = "Leads, renamed"
+            web.commit()
+
+    held = []  # as a job's in-flight claims hold the objects their chunk loaded
+
+    def worker_session() -> Session:
+        worker = _sessions()()
+        held.extend([worker.get(type(step), step_id), worker.get(type(campaign), campaign_id)])
+        return worker
+
+    editing = _EditsAfterFirstAnswer(backend, edit_in_the_web)
+    report = deliver_concurrently(
+        worker_session, ids, editing, settings, claim_chunk=1, concurrency=1
+    )
+
+    session.expire_all()
+    first, second = (session.get(Message, message_id) for message_id in ids)
+    assert report.sent == ids
+    assert "Edited" not in first.html
+    assert f"Edited for {contacts[1].first_name}" in second.html
+    assert second.template_version == first.template_version + 1
+    timeline = session.scalar(
+        sa.select(Activity.detail).where(
+            Activity.contact_id == contacts[1].id, Activity.kind == "email_sent"
+        )
+    )
+    assert "Leads, renamed" in timeline
+
+
 def test_a_claimed_chunk_records_the_same_timeline_and_advances_as_one_at_a_time(
     session, make_contact, campaigns, backend, settings, fake_sendgrid
 ):
