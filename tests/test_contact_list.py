@@ -73,6 +73,18 @@ def test_the_list_sorts_by_each_column(session, make_contact, sort, descending, 
     assert names(listed(session, sort=sort, descending=descending)) == expected
 
 
+def test_each_type_filter_lists_its_own_contacts_one_after_another(session, make_contact):
+    # A list without a search reuses one statement per type filter: each keeps its own.
+    make_contact("client", first_name="Ann", last_name="Able")
+    make_contact("lead", first_name="Cy", last_name="Cole")
+    make_contact("lead", first_name="Di", last_name="Dunn")
+    for _ in range(2):
+        assert names(listed(session, contact_type="lead")) == ["Cy Cole", "Di Dunn"]
+        assert names(listed(session, contact_type="client")) == ["Ann Able"]
+        assert names(listed(session, contact_type="partner")) == names(listed(session))
+        assert listed(session).total == 3 and listed(session, contact_type="lead").total == 2
+
+
 def test_sorting_links_reverse_the_current_order_and_keep_the_search(admin, make_contact):
     make_contact(first_name="Ann", last_name="Able")
     page = admin.get("/contacts/", query_string={"q": "able", "sort": "email"}).get_data(
