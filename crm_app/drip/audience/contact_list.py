@@ -248,11 +248,10 @@ def count_cap(request: ListRequest) -> int:
     return SEARCH_COUNT_CAP if is_substring_search(request.query) else LIST_COUNT_CAP
 
 
-def _capped_total(request: ListRequest) -> sa.ScalarSelect:
+def _capped_total(query: str, contact_type: str, cap: int) -> sa.ScalarSelect:
     """How many contacts match, counted up to the cap + 1."""
-    counted = _COUNTED
-    matches = sa.select(counted.id).where(*matching(request.query, request.contact_type, counted))
-    return count_up_to(matches, count_cap(request) + 1)
+    matches = sa.select(_COUNTED.id).where(*matching(query, contact_type, _COUNTED))
+    return count_up_to(matches, cap + 1)
 
 
 def few_matches(session, request: ListRequest) -> list[int] | None:
@@ -300,7 +299,7 @@ def _page_source(session, request: ListRequest, few: list[int] | None):
 def _total_column(request: ListRequest, few: list[int] | None):
     if few is not None:  # counted already, exactly
         return sa.literal(len(few), sa.Integer)
-    return _capped_total(request)
+    return _capped_total(request.query, request.contact_type, count_cap(request))
 
 
 def _page_statement(session, request: ListRequest, few: list[int] | None):
@@ -308,7 +307,8 @@ def _page_statement(session, request: ListRequest, few: list[int] | None):
         # A list without a search: the same statement for every request of its type
         # filter, built once (building it costs more CPU than the database spends on it).
         contact_type = request.contact_type if request.contact_type in CONTACT_TYPES else ""
-        return _unsearched_statement(contact_type), sort_keys(request.sort)
+        statement = _unsearched_statement(contact_type, count_cap(request))
+        return statement, sort_keys(request.sort)
     contact, conditions = _page_source(session, request, few)
     return _rows_with_total(contact, conditions, _total_column(request, few)), sort_keys(
         request.sort, contact
@@ -316,9 +316,9 @@ def _page_statement(session, request: ListRequest, few: list[int] | None):
 
 
 @cache
-def _unsearched_statement(contact_type: str) -> sa.Select:
-    request = ListRequest(contact_type=contact_type)
-    return _rows_with_total(Contact, matching("", contact_type), _capped_total(request))
+def _unsearched_statement(contact_type: str, cap: int) -> sa.Select:
+    total = _capped_total("", contact_type, cap)
+    return _rows_with_total(Contact, matching("", contact_type), total)
 
 
 def _rows_with_total(contact, conditions: list, total) -> sa.Select:
