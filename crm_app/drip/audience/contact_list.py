@@ -21,7 +21,7 @@ import sqlalchemy.orm
 
 from crm_app.drip.audience.eligibility import not_mailed_label
 from crm_app.drip.common.paging import count_up_to, keyset_page
-from crm_app.drip.common.sql import in_values
+from crm_app.drip.common.sql import in_named_values, in_values, is_postgres
 from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment, Suppression, User
 
 # Beyond this many matches the list says "more than 1,000": an exact total would read
@@ -281,14 +281,11 @@ def _among(session, ids: list[int]) -> list[sa.ColumnElement]:
     return [in_values(session, Contact.id, ids)]
 
 
-def _page_source(session, request: ListRequest, few: list[int] | None):
-    """The contacts the page reads: a few matches by id, whatever the order. Many matches
-    of a substring search in any order but "newest first" are read through the trigram
-    index first and only then sorted (a fenced subquery): walking an order's index until
-    25 rows match would read most of the table when the matches sit late in that order
-    ("tanaka" in name order)."""
-    if few is not None:
-        return Contact, _among(session, few)
+def _page_source(request: ListRequest):
+    """The contacts a search's page reads. Many matches of a substring search in any
+    order but "newest first" are read through the trigram index first and only then
+    sorted (a fenced subquery): walking an order's index until 25 rows match would read
+    most of the table when the matches sit late in that order ("tanaka" in name order)."""
     conditions = matching(request.query, request.contact_type)
     if request.sort == "created" or not is_substring_search(request.query):
         return Contact, conditions
@@ -303,22 +300,32 @@ def _total_column(request: ListRequest, few: list[int] | None):
 
 
 def _page_statement(session, request: ListRequest, few: list[int] | None):
-    if few is None and not request.query:
-        # A list without a search: the same statement for every request of its type
-        # filter, built once (building it costs more CPU than the database spends on it).
+    """The page's statement, its order's keys and the values of its named parameters.
+    Built once and reused where only values change (building one costs more CPU than
+    the database spends answering it): a list without a search, per type filter and
+    cap; a search's few matches, read by their ids whatever the order."""
+    if few is not None:
+        params = {"few_ids": few, "few_total": len(few)}
+        return _few_statement(is_postgres(session)), sort_keys(request.sort), params
+    if not request.query:
         contact_type = request.contact_type if request.contact_type in CONTACT_TYPES else ""
         statement = _unsearched_statement(contact_type, count_cap(request))
-        return statement, sort_keys(request.sort)
-    contact, conditions = _page_source(session, request, few)
-    return _rows_with_total(contact, conditions, _total_column(request, few)), sort_keys(
-        request.sort, contact
-    )
+        return statement, sort_keys(request.sort), {}
+    contact, conditions = _page_source(request)
+    total = _capped_total(request.query, request.contact_type, count_cap(request))
+    return _rows_with_total(contact, conditions, total), sort_keys(request.sort, contact), {}
 
 
 @cache
 def _unsearched_statement(contact_type: str, cap: int) -> sa.Select:
     total = _capped_total("", contact_type, cap)
     return _rows_with_total(Contact, matching("", contact_type), total)
+
+
+@cache
+def _few_statement(postgres: bool) -> sa.Select:
+    ids = in_named_values(postgres, Contact.id, "few_ids")
+    return _rows_with_total(Contact, [ids], sa.bindparam("few_total", type_=sa.Integer))
 
 
 def _rows_with_total(contact, conditions: list, total) -> sa.Select:
@@ -355,7 +362,7 @@ def contact_list_page(session, request: ListRequest, *, per_page: int) -> Contac
     on later pages: the same handful of index reads on page 1 and on page 2,000. A
     substring search reads its matches' ids first (`few_matches`)."""
     few = few_matches(session, request)
-    statement, keys = _page_statement(session, request, few)
+    statement, keys, params = _page_statement(session, request, few)
     boundary_keys = sort_keys(request.sort)
     page = keyset_page(
         session,
@@ -365,6 +372,7 @@ def contact_list_page(session, request: ListRequest, *, per_page: int) -> Contac
         descending=request.descending,
         after=_boundary(session, boundary_keys, request.after),
         before=_boundary(session, boundary_keys, request.before),
+        params=params,
     )
     if page.rows:
         total = page.rows[0][-1]

@@ -3,9 +3,9 @@ row (keyset) with a capped count for lists that grow without limit."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 
@@ -78,6 +78,7 @@ def keyset_page(
     descending: bool = False,
     after: Sequence | None = None,
     before: Sequence | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> KeysetPage:
     """The page of `statement` in the order of `keys` (the last key unique: an id) that
     follows the row whose key values are `after`, or precedes `before` (the first page
@@ -91,7 +92,7 @@ def keyset_page(
         row = sa.tuple_(*keys)
         values = sa.tuple_(*(sa.literal(v, k.type) for k, v in zip(keys, boundary, strict=True)))
         statement = statement.where(row > values if ascending else row < values)
-    rows = list(session.execute(statement.limit(per_page + 1)))
+    rows = list(session.execute(statement.limit(per_page + 1), params or {}))
     more = len(rows) > per_page
     rows = rows[:per_page]
     if backwards:

@@ -241,6 +241,14 @@ def in_values(session, column: sa.ColumnElement, values) -> sa.ColumnElement:
     return column.in_(values)
 
 
+def in_named_values(postgres: bool, column: sa.ColumnElement, name: str) -> sa.ColumnElement:
+    """`column IN :name`, the values given when the statement runs (one built once and
+    reused): on PostgreSQL one array parameter (= ANY), elsewhere an expanding IN."""
+    if postgres:
+        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
 def expire_updated(session, model: type, ids: Collection) -> None:
     """Forget the loaded attributes of `model` objects a set-based UPDATE changed behind
     the session's back, so a later read in the same transaction sees the new values."""
