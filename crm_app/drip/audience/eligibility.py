@@ -5,11 +5,12 @@ Enrolment refuses, and delivery skips, by this rule."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import cache
 
 import sqlalchemy as sa
 
 from crm_app.drip.audience.address_hash import address_hash, app_erasure_key, normalize_email
-from crm_app.drip.common.sql import in_values
+from crm_app.drip.common.sql import in_named_values, in_values, is_postgres
 from crm_app.models import Contact, HashedSuppression, Suppression
 
 # What a hashed entry's reason reads as when it blocks a contact.
@@ -49,19 +50,27 @@ def suppression_reasons(
         return {}
     key = hash_key or app_erasure_key()
     by_hash = {address_hash(address, key): address for address in wanted}
-    plain = sa.select(Suppression.email, Suppression.reason).where(
-        in_values(session, Suppression.email, wanted)
-    )
-    hashed = sa.select(HashedSuppression.email_hash, HashedSuppression.reason).where(
-        in_values(session, HashedSuppression.email_hash, by_hash)
-    )
+    values = {"emails": list(wanted), "hashes": list(by_hash)}
     reasons: dict[str, str] = {}
-    for value, reason in session.execute(sa.union_all(plain, hashed)):
+    for value, reason in session.execute(_suppressions_statement(is_postgres(session)), values):
         if value in by_hash:  # a hash: 64 hex digits never look like an address
             reasons[by_hash[value]] = reason  # an erasure outranks any other reason
         else:
             reasons.setdefault(value, reason)
     return reasons
+
+
+@cache
+def _suppressions_statement(postgres: bool) -> sa.CompoundSelect:
+    """Built once (a delivery chunk and a contact page each run it): the addresses and
+    the hashes bound by name."""
+    plain = sa.select(Suppression.email, Suppression.reason).where(
+        in_named_values(postgres, Suppression.email, "emails")
+    )
+    hashed = sa.select(HashedSuppression.email_hash, HashedSuppression.reason).where(
+        in_named_values(postgres, HashedSuppression.email_hash, "hashes")
+    )
+    return sa.union_all(plain, hashed)
 
 
 def describe_suppression(reason: str) -> str:

@@ -8,6 +8,7 @@ contact cannot be mailed, which emails are stuck waiting for an admin.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
@@ -83,14 +84,44 @@ def in_flight_emails(session, enrollments: list[Enrollment]) -> dict[int, str]:
     return {eid: status for eid, status, step_id in rows if current[eid] == step_id}
 
 
-def _campaigns_and_step_counts(session) -> tuple[list[Campaign], dict[int, int]]:
-    """Every campaign, with its number of emails, in one query (not its steps' bodies)."""
+# The contact page's statements are built once, the contact bound by name on each visit
+# (building a statement and its cache key costs 50 to 90 us of CPU).
+
+
+@cache
+def _campaigns_statement() -> sa.Select:
     step_count = (
         sa.select(sa.func.count(CampaignStep.id))
         .where(CampaignStep.campaign_id == Campaign.id)
         .scalar_subquery()
     )
-    rows = session.execute(sa.select(Campaign, step_count).order_by(Campaign.name)).all()
+    return sa.select(Campaign, step_count).order_by(Campaign.name)
+
+
+@cache
+def _enrollments_statement() -> sa.Select:
+    return (
+        sa.select(Enrollment)
+        .where(Enrollment.contact_id == sa.bindparam("contact_id"))
+        # With the campaigns' steps: the itinerary reads them (contact_itinerary).
+        .options(joinedload(Enrollment.campaign).selectinload(Campaign.steps))
+        .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
+    )
+
+
+@cache
+def _timeline_statement() -> sa.Select:
+    return (
+        sa.select(Activity)
+        .where(Activity.contact_id == sa.bindparam("contact_id"))
+        .order_by(Activity.created_at.desc(), Activity.id.desc())
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
+
+
+def _campaigns_and_step_counts(session) -> tuple[list[Campaign], dict[int, int]]:
+    """Every campaign, with its number of emails, in one query (not its steps' bodies)."""
+    rows = session.execute(_campaigns_statement()).all()
     return [campaign for campaign, _ in rows], {c.id: count for c, count in rows}
 
 
@@ -98,15 +129,7 @@ def campaign_panel(session, contact: Contact) -> CampaignPanel:
     """Four small queries: the enrolments with their campaigns, every campaign with its
     step count, the address on the suppression list; and only when the contact's type's
     campaign is paused or archived, whether the contact waits for it."""
-    enrollments = list(
-        session.scalars(
-            sa.select(Enrollment)
-            .where(Enrollment.contact_id == contact.id)
-            # With the campaigns' steps: the itinerary reads them (contact_itinerary).
-            .options(joinedload(Enrollment.campaign).selectinload(Campaign.steps))
-            .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
-        )
-    )
+    enrollments = list(session.scalars(_enrollments_statement(), {"contact_id": contact.id}))
     active = [e for e in enrollments if e.status == "active"]
     busy = {e.campaign_id for e in active}
     campaigns, step_counts = _campaigns_and_step_counts(session)
@@ -133,14 +156,8 @@ def campaign_panel(session, contact: Contact) -> CampaignPanel:
 
 def contact_timeline(session, contact: Contact, *, limit: int = 200) -> list[Activity]:
     """The contact's activity, newest first."""
-    return list(
-        session.scalars(
-            sa.select(Activity)
-            .where(Activity.contact_id == contact.id)
-            .order_by(Activity.created_at.desc(), Activity.id.desc())
-            .limit(limit)
-        )
-    )
+    values = {"contact_id": contact.id, "limit": limit}
+    return list(session.scalars(_timeline_statement(), values))
 
 
 # --- the panel's actions (callers commit) ---

@@ -21,13 +21,14 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 import sqlalchemy as sa
 
 from crm_app.config import Settings
 from crm_app.drip.campaigns.schedule import clamp_to_send_window
 from crm_app.drip.common.activity import activity_row, record_activities
-from crm_app.drip.common.sql import in_values, update_rows
+from crm_app.drip.common.sql import in_named_values, in_values, is_postgres, update_rows
 from crm_app.drip.delivery.compose import email_label
 from crm_app.drip.delivery.transitions import MESSAGES, record_message_activity, update_if
 from crm_app.models import REACHED_STATUSES, Campaign, Enrollment, Message
@@ -95,19 +96,9 @@ def recent_sends(
     contact_ids = set(contact_ids)
     if not contact_ids:
         return {}
-    statuses = REACHED_STATUSES + (("queued",) if include_queued else ())
     rows = session.execute(
-        sa.select(
-            Message.id, Message.contact_id, Message.status, Message.sent_at, Message.claimed_at
-        ).where(
-            in_values(session, Message.contact_id, contact_ids),
-            Message.status.in_(statuses),
-            sa.or_(
-                Message.status == "queued",
-                Message.sent_at > since,
-                sa.and_(Message.sent_at.is_(None), Message.claimed_at > since),
-            ),
-        )
+        _recent_sends_statement(is_postgres(session), include_queued),
+        {"contact_ids": list(contact_ids), "since": since},
     )
     excluded = set(exclude)
     sends: dict[int, list[datetime]] = defaultdict(list)
@@ -116,6 +107,24 @@ def recent_sends(
             continue
         sends[contact_id].append(now if status == "queued" else (sent_at or claimed_at))
     return sends
+
+
+@cache
+def _recent_sends_statement(postgres: bool, include_queued: bool) -> sa.Select:
+    """Built once (every delivery chunk and contact page runs it), its values bound by name."""
+    statuses = REACHED_STATUSES + (("queued",) if include_queued else ())
+    since = sa.bindparam("since", type_=Message.sent_at.type)
+    return sa.select(
+        Message.id, Message.contact_id, Message.status, Message.sent_at, Message.claimed_at
+    ).where(
+        in_named_values(postgres, Message.contact_id, "contact_ids"),
+        Message.status.in_(statuses),
+        sa.or_(
+            Message.status == "queued",
+            Message.sent_at > since,
+            sa.and_(Message.sent_at.is_(None), Message.claimed_at > since),
+        ),
+    )
 
 
 def hold_text(until: datetime) -> str:
