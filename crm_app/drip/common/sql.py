@@ -15,9 +15,12 @@ from crm_app.models.types import UTCDateTime
 
 def dialect_insert(session) -> Callable:
     """The `insert` whose statements support ON CONFLICT on the session's database."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert
-    return sqlite.insert
+    return insert_for(session.get_bind().dialect.name)
+
+
+def insert_for(dialect: str) -> Callable:
+    """The `insert` whose statements support ON CONFLICT on this database."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def is_postgres(session) -> bool:
@@ -217,14 +220,22 @@ def add_counts(
     columns, in that order) to `table`'s rows, creating the rows that are missing: one
     INSERT .. SELECT .. ON CONFLICT DO UPDATE SET n = n + excluded.n. Counters kept this
     way never lose an increment to a concurrent writer (the row lock serialises them)."""
+    dialect = session.get_bind().dialect.name
+    session.execute(counts_upsert(dialect, table, source, key=key, counts=counts))
+
+
+def counts_upsert(
+    dialect: str, table: sa.Table, source: sa.Select, *, key: Sequence[str], counts: Sequence[str]
+) -> sa.Insert:
+    """The statement `add_counts` runs, for a caller that builds it once and binds its
+    values by name on each run."""
     # In key order: two writers lock the counters they share in the same order (no deadlock).
     source = source.order_by(*(sa.literal_column(str(n + 1)) for n in range(len(key))))
-    insert = dialect_insert(session)(table).from_select([*key, *counts], source)
-    insert = insert.on_conflict_do_update(
+    insert = insert_for(dialect)(table).from_select([*key, *counts], source)
+    return insert.on_conflict_do_update(
         index_elements=list(key),
         set_={name: table.c[name] + insert.excluded[name] for name in counts},
     )
-    session.execute(insert)
 
 
 def count_where(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:

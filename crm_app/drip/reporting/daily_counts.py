@@ -17,10 +17,11 @@ So a range of a year reads a few thousand rollup rows instead of a million messa
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 
 import sqlalchemy as sa
 
-from crm_app.drip.common.sql import add_counts, count_where, in_values
+from crm_app.drip.common.sql import add_counts, count_where, counts_upsert, in_named_values
 from crm_app.models import Message
 from crm_app.models.daily_counts import CampaignDailyCounts, CampaignDailyFirsts
 
@@ -76,24 +77,29 @@ def _firsts_select(dialect: str, field: str, scope: list) -> sa.Select:
     )
 
 
+# The rollups' upserts run for every recorded chunk and webhook batch: each is built once
+# per database and columns, its messages bound by name (building one cost more CPU than
+# running it).
+
+_COUNTS_KEY = ("campaign_id", "step_id", "day")
+_FIRSTS_KEY = ("campaign_id", "sent_day", "day")
+
+
+@cache
+def _add_statements(dialect: str, fields: tuple[str, ...]) -> tuple[sa.Insert, ...]:
+    scope = [in_named_values(dialect == "postgresql", Message.id, "message_ids")]
+    source = _counts_select(dialect, fields, scope)
+    statements = [counts_upsert(dialect, COUNTS, source, key=_COUNTS_KEY, counts=fields)]
+    for field in (f for f in fields if f in FIRSTS_FIELDS):
+        source = _firsts_select(dialect, field, scope)
+        statements.append(counts_upsert(dialect, FIRSTS, source, key=_FIRSTS_KEY, counts=(field,)))
+    return tuple(statements)
+
+
 def _add(session, message_ids: list[int], fields: list[str]) -> None:
     dialect = session.get_bind().dialect.name
-    scope = [in_values(session, Message.id, message_ids)]
-    add_counts(
-        session,
-        COUNTS,
-        _counts_select(dialect, fields, scope),
-        key=("campaign_id", "step_id", "day"),
-        counts=fields,
-    )
-    for field in (f for f in fields if f in FIRSTS_FIELDS):
-        add_counts(
-            session,
-            FIRSTS,
-            _firsts_select(dialect, field, scope),
-            key=("campaign_id", "sent_day", "day"),
-            counts=(field,),
-        )
+    for statement in _add_statements(dialect, tuple(fields)):
+        session.execute(statement, {"message_ids": message_ids})
 
 
 def count_sent(session, message_ids: Iterable[int]) -> None:
@@ -110,6 +116,26 @@ def count_first_seen(session, column: str, message_ids: Iterable[int]) -> None:
         _add(session, ids, [FIELD_OF_COLUMN[column]])
 
 
+@cache
+def _first_seen_statements(dialect: str, columns: tuple[str, ...]) -> tuple[sa.Insert, ...]:
+    """count_first_seen_many's upserts: every message as `everyone`, each column's as
+    `ids_<column>`."""
+    postgres = dialect == "postgresql"
+    ids_of = {column: in_named_values(postgres, Message.id, f"ids_{column}") for column in columns}
+    fields = tuple(FIELD_OF_COLUMN[column] for column in columns)
+    tallies = [count_where(ids_of[column]) for column in columns]
+    everyone = [in_named_values(postgres, Message.id, "everyone")]
+    source = _counts_select(dialect, fields, everyone, tallies)
+    statements = [counts_upsert(dialect, COUNTS, source, key=_COUNTS_KEY, counts=fields)]
+    for column, field in zip(columns, fields, strict=True):
+        if field in FIRSTS_FIELDS:
+            source = _firsts_select(dialect, field, [ids_of[column]])
+            statements.append(
+                counts_upsert(dialect, FIRSTS, source, key=_FIRSTS_KEY, counts=(field,))
+            )
+    return tuple(statements)
+
+
 def count_first_seen_many(session, first: dict[str, Iterable[int]]) -> None:
     """count_first_seen for several columns at once (a webhook batch): one statement for
     campaign_daily_counts whatever the columns, one per first opens / first clicks."""
@@ -117,26 +143,10 @@ def count_first_seen_many(session, first: dict[str, Iterable[int]]) -> None:
     if not first:
         return
     dialect = session.get_bind().dialect.name
-    fields = [FIELD_OF_COLUMN[column] for column in first]
-    everyone = {i for ids in first.values() for i in ids}
-    tallies = [count_where(in_values(session, Message.id, ids)) for ids in first.values()]
-    add_counts(
-        session,
-        COUNTS,
-        _counts_select(dialect, fields, [in_values(session, Message.id, everyone)], tallies),
-        key=("campaign_id", "step_id", "day"),
-        counts=fields,
-    )
-    for column, ids in first.items():
-        field = FIELD_OF_COLUMN[column]
-        if field in FIRSTS_FIELDS:
-            add_counts(
-                session,
-                FIRSTS,
-                _firsts_select(dialect, field, [in_values(session, Message.id, ids)]),
-                key=("campaign_id", "sent_day", "day"),
-                counts=(field,),
-            )
+    values = {f"ids_{column}": ids for column, ids in first.items()}
+    values["everyone"] = list({i for ids in first.values() for i in ids})
+    for statement in _first_seen_statements(dialect, tuple(first)):
+        session.execute(statement, values)
 
 
 def rebuild(session) -> None:
@@ -152,9 +162,5 @@ def rebuild(session) -> None:
     )
     for field in FIRSTS_FIELDS:
         add_counts(
-            session,
-            FIRSTS,
-            _firsts_select(dialect, field, []),
-            key=("campaign_id", "sent_day", "day"),
-            counts=(field,),
+            session, FIRSTS, _firsts_select(dialect, field, []), key=_FIRSTS_KEY, counts=(field,)
         )
