@@ -4,6 +4,7 @@ set-based write (insert_rows, update_rows, add_counts), the dialect's insert, an
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from functools import cache
 from typing import Any
 
 import orjson
@@ -52,26 +53,49 @@ def insert_rows(
     if not rows:
         return []
     constants = dict(constants or {})
-    conflict = [on_conflict] if isinstance(on_conflict, str) else list(on_conflict or [])
-    wanted = [returning] if isinstance(returning, str) else list(returning or [])
-    if is_postgres(session):
-        selected = list(_recordset(table, list(rows[0]), {}).values())
-        selected += [sa.literal(value, table.c[name].type) for name, value in constants.items()]
-        statement = postgresql.insert(table).from_select(
-            list(rows[0]) + list(constants), sa.select(*selected)
-        )
+    conflict = (on_conflict,) if isinstance(on_conflict, str) else tuple(on_conflict or ())
+    wanted = (returning,) if isinstance(returning, str) else tuple(returning or ())
+    postgres = is_postgres(session)
+    statement = _insert_statement(
+        postgres, table, tuple(rows[0]), tuple(constants), conflict, wanted
+    )
+    if postgres:
         params = {"rows": json_rows(rows)}
+        params.update((f"constant_{name}", value) for name, value in constants.items())
+    else:
+        params = [{**row, **constants} for row in rows]
+    result = session.execute(statement, params)
+    if not wanted:
+        return []
+    return list(result.scalars()) if isinstance(returning, str) else [tuple(r) for r in result]
+
+
+@cache
+def _insert_statement(
+    postgres: bool,
+    table: sa.Table,
+    names: tuple[str, ...],
+    constant_names: tuple[str, ...],
+    conflict: tuple[str, ...],
+    wanted: tuple[str, ...],
+) -> sa.Insert:
+    """insert_rows' statement, built once per shape (the constants bound by name): the
+    delivery chunks, the tick and every webhook batch run the same few."""
+    if postgres:
+        selected = list(_recordset(table, list(names), {}).values())
+        selected += [
+            sa.bindparam(f"constant_{name}", type_=table.c[name].type) for name in constant_names
+        ]
+        statement = postgresql.insert(table).from_select(
+            [*names, *constant_names], sa.select(*selected)
+        )
     else:
         statement = sqlite.insert(table)
-        params = [{**row, **constants} for row in rows]
     if conflict:
-        statement = statement.on_conflict_do_nothing(index_elements=conflict)
-    if not wanted:
-        session.execute(statement, params)
-        return []
-    statement = statement.returning(*(table.c[name] for name in wanted))
-    result = session.execute(statement, params)
-    return list(result.scalars()) if isinstance(returning, str) else [tuple(r) for r in result]
+        statement = statement.on_conflict_do_nothing(index_elements=list(conflict))
+    if wanted:
+        statement = statement.returning(*(table.c[name] for name in wanted))
+    return statement
 
 
 class _Fields:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
 
 from crm_app.drip.audience.eligibility import erased_addresses
 from crm_app.drip.common.activity import activity_row, record_activities
-from crm_app.drip.common.sql import in_values, insert_rows
+from crm_app.drip.common.sql import in_named_values, insert_rows, is_postgres
 from crm_app.drip.reporting.daily_counts import count_first_seen_many
 from crm_app.drip.tracking.breaker import check_campaigns, tripping_campaigns
 from crm_app.drip.tracking.engagement import flag_machine_events
@@ -48,10 +49,9 @@ class IngestResult:
     rejections: list[str] = field(default_factory=list)
 
 
-def _resolve_messages(session, events: list[WebhookEvent]) -> None:
-    """Tie each event to its message: custom_args first, then sg_message_id."""
-    custom_ids = [message_id_of(e.raw.get("message_id")) for e in events]
-    wanted_ids = {mid for mid in custom_ids if mid is not None}
+@cache
+def _messages_statement(postgres: bool, by: str) -> sa.Select:
+    """What an event needs of its message, by id or by SendGrid's id (built once)."""
     columns = (
         Message.id,
         Message.contact_id,
@@ -60,11 +60,19 @@ def _resolve_messages(session, events: list[WebhookEvent]) -> None:
         Message.delivered_at,
         Message.sent_at,
     )
+    key = Message.__table__.c[by]
+    return sa.select(*columns).where(in_named_values(postgres, key, "wanted"))
+
+
+def _resolve_messages(session, events: list[WebhookEvent]) -> None:
+    """Tie each event to its message: custom_args first, then sg_message_id."""
+    custom_ids = [message_id_of(e.raw.get("message_id")) for e in events]
+    wanted_ids = {mid for mid in custom_ids if mid is not None}
+    postgres = is_postgres(session)
     rows = []
     if wanted_ids:
-        rows += session.execute(
-            sa.select(*columns).where(in_values(session, Message.id, wanted_ids))
-        ).all()
+        by_ids = _messages_statement(postgres, "id")
+        rows += session.execute(by_ids, {"wanted": list(wanted_ids)}).all()
     by_id = {r.id: r for r in rows}
     # Only events that custom_args did not tie need the sg_message_id lookup.
     wanted_provider = {
@@ -73,11 +81,8 @@ def _resolve_messages(session, events: list[WebhookEvent]) -> None:
         if custom_id not in by_id and (pid := provider_id_of(e.raw))
     }
     if wanted_provider:
-        rows += session.execute(
-            sa.select(*columns).where(
-                in_values(session, Message.provider_message_id, wanted_provider)
-            )
-        ).all()
+        by_provider_ids = _messages_statement(postgres, "provider_message_id")
+        rows += session.execute(by_provider_ids, {"wanted": list(wanted_provider)}).all()
     by_provider = {r.provider_message_id: r for r in rows if r.provider_message_id}
     delivered_at: dict[int, datetime | None] = {}
     sent_at: dict[int, datetime | None] = {}
@@ -171,18 +176,21 @@ def _record_timeline(session, events: list[WebhookEvent], now: datetime) -> None
     record_activities(session, rows)
 
 
+@cache
+def _erased_statement(postgres: bool) -> sa.Select:
+    return sa.select(Contact.id).where(
+        in_named_values(postgres, Contact.id, "ids"), Contact.erased_at.is_not(None)
+    )
+
+
 def _mark_erased(session, events: list[WebhookEvent], hash_key: bytes | None) -> None:
     """Events about an erased person (SendGrid reports opens of old emails for months)
     keep nothing personal: stored without address, payload or detail. An event tied to a
     message is theirs when its contact is erased (one query by primary key); only the
     few tied to none (a group unsubscribe) need the address hashed and looked up."""
-    contact_ids = {e.contact_id for e in events if e.contact_id is not None}
+    contact_ids = list({e.contact_id for e in events if e.contact_id is not None})
     erased_contacts = set(
-        session.scalars(
-            sa.select(Contact.id).where(
-                in_values(session, Contact.id, contact_ids), Contact.erased_at.is_not(None)
-            )
-        )
+        session.scalars(_erased_statement(is_postgres(session)), {"ids": contact_ids})
         if contact_ids
         else ()
     )

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from functools import cache
 
 import sqlalchemy as sa
 
-from crm_app.drip.common.sql import in_values, is_postgres, update_rows
+from crm_app.drip.common.sql import in_named_values, is_postgres, update_rows
 from crm_app.drip.tracking.engagement import HUMAN_FIRST_SEEN, human_column
 from crm_app.drip.tracking.event_parsing import WebhookEvent
 from crm_app.models import Message
@@ -26,6 +27,23 @@ FIRST_SEEN_COLUMN = {
 }
 # With a person's first open and click (machine ones are kept apart: engagement.py).
 FIRST_SEEN_COLUMNS = tuple(dict.fromkeys([*FIRST_SEEN_COLUMN.values(), *HUMAN_FIRST_SEEN.values()]))
+
+
+@cache
+def _current_statement(postgres: bool) -> sa.Select:
+    """The messages' first-seen times, locked (built once; every webhook batch reads it)."""
+    messages = Message.__table__
+    query = (
+        sa.select(messages.c.id, *(messages.c[c] for c in FIRST_SEEN_COLUMNS))
+        .where(in_named_values(postgres, messages.c.id, "ids"))
+        .order_by(messages.c.id)
+    )
+    if postgres:
+        # NO KEY UPDATE: the batch's email_events rows already hold KEY SHARE locks on
+        # these messages (their foreign key); FOR UPDATE would wait on another request's
+        # and deadlock with it (SendGrid posts several batches at once).
+        query = query.with_for_update(key_share=True)
+    return query
 
 
 def record_first_seen(session, events: list[WebhookEvent]) -> dict[str, set[int]]:
@@ -50,20 +68,10 @@ def record_first_seen(session, events: list[WebhookEvent]) -> dict[str, set[int]
     # moves: first times (the caller counts them in the analytics rollups) and
     # earlier times for events that arrived late.
     messages = Message.__table__
-    ids = {message_id for _, message_id in earliest}
-    query = (
-        sa.select(messages.c.id, *(messages.c[c] for c in FIRST_SEEN_COLUMNS))
-        .where(in_values(session, messages.c.id, ids))
-        .order_by(messages.c.id)
-    )
-    if is_postgres(session):
-        # NO KEY UPDATE: the batch's email_events rows already hold KEY SHARE locks on
-        # these messages (their foreign key); FOR UPDATE would wait on another request's
-        # and deadlock with it (SendGrid posts several batches at once).
-        query = query.with_for_update(key_share=True)
+    ids = list({message_id for _, message_id in earliest})
     current = {
         row[0]: dict(zip(FIRST_SEEN_COLUMNS, row[1:], strict=True))
-        for row in session.execute(query)
+        for row in session.execute(_current_statement(is_postgres(session)), {"ids": ids})
     }
     moved: dict[int, dict[str, datetime]] = defaultdict(dict)
     first_by_column: dict[str, set[int]] = defaultdict(set)
