@@ -134,3 +134,14 @@ def test_a_range_counts_only_the_days_in_it(session, campaigns, settings):
     yesterday = DateRange(today - timedelta(days=1), today - timedelta(days=1))
     assert campaign_report(session, campaign, yesterday).summary.counts.sent == 0
     assert campaign_report(session, campaign, DateRange(today, today)).summary.counts.sent == 3
+
+
+def test_a_batchs_columns_in_any_order_share_one_statement(session, campaigns, settings):
+    # The rollups' statements are kept per set of columns: the order a batch met them in
+    # (its events' order) must not add one per permutation to a long-running process.
+    ids = _sent_ids(session, campaigns, 2)
+    deliver_messages(session, ids, OutboxBackend(), settings)
+    daily_counts._first_seen_statements.cache_clear()
+    daily_counts.count_first_seen_many(session, {"opened_at": [ids[0]], "clicked_at": [ids[1]]})
+    daily_counts.count_first_seen_many(session, {"clicked_at": [ids[0]], "opened_at": [ids[1]]})
+    assert daily_counts._first_seen_statements.cache_info().currsize == 1

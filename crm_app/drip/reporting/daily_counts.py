@@ -17,7 +17,7 @@ So a range of a year reads a few thousand rollup rows instead of a million messa
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
+from functools import cache, lru_cache
 
 import sqlalchemy as sa
 
@@ -116,10 +116,10 @@ def count_first_seen(session, column: str, message_ids: Iterable[int]) -> None:
         _add(session, ids, [FIELD_OF_COLUMN[column]])
 
 
-@cache
+@lru_cache(maxsize=64)
 def _first_seen_statements(dialect: str, columns: tuple[str, ...]) -> tuple[sa.Insert, ...]:
     """count_first_seen_many's upserts: every message as `everyone`, each column's as
-    `ids_<column>`."""
+    `ids_<column>`. One per set of columns (sorted; a batch's own few), at most 64 kept."""
     postgres = dialect == "postgresql"
     ids_of = {column: in_named_values(postgres, Message.id, f"ids_{column}") for column in columns}
     fields = tuple(FIELD_OF_COLUMN[column] for column in columns)
@@ -145,7 +145,7 @@ def count_first_seen_many(session, first: dict[str, Iterable[int]]) -> None:
     dialect = session.get_bind().dialect.name
     values = {f"ids_{column}": ids for column, ids in first.items()}
     values["everyone"] = list({i for ids in first.values() for i in ids})
-    for statement in _first_seen_statements(dialect, tuple(first)):
+    for statement in _first_seen_statements(dialect, tuple(sorted(first))):
         session.execute(statement, values)
 
 
