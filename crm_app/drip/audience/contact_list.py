@@ -293,12 +293,6 @@ def _page_source(request: ListRequest):
     return sa.orm.aliased(Contact, fenced), []
 
 
-def _total_column(request: ListRequest, few: list[int] | None):
-    if few is not None:  # counted already, exactly
-        return sa.literal(len(few), sa.Integer)
-    return _capped_total(request.query, request.contact_type, count_cap(request))
-
-
 def _page_statement(session, request: ListRequest, few: list[int] | None):
     """The page's statement, its order's keys and the values of its named parameters.
     Built once and reused where only values change (building one costs more CPU than
@@ -374,12 +368,14 @@ def contact_list_page(session, request: ListRequest, *, per_page: int) -> Contac
         before=_boundary(session, boundary_keys, request.before),
         params=params,
     )
+    cap = count_cap(request)
     if page.rows:
         total = page.rows[0][-1]
-    else:  # past the last row: the count still says how many match
-        total = session.scalar(sa.select(_total_column(request, few)))
+    elif few is not None:  # past the last row: the count still says how many match
+        total = len(few)
+    else:
+        total = session.scalar(sa.select(_capped_total(request.query, request.contact_type, cap)))
     rows = [_row(values) for values in page.rows]
-    cap = count_cap(request)
     return ContactListPage(
         request, rows, min(total, cap), total > cap, page.has_next, page.has_prev
     )
