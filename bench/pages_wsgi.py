@@ -4,6 +4,8 @@ The bare route answers from Flask without a session, a query or a template: the
 ceiling the pages are compared with, on the same server and the same settings.
 """
 
+import os
+
 from crm_app import create_app
 
 app = create_app()
@@ -12,3 +14,9 @@ app = create_app()
 @app.get("/bench/bare")
 def bare() -> str:
     return "ok"
+
+
+@app.get("/bench/pid")
+def pid() -> str:
+    """Which worker process holds this connection (the benchmarks spread theirs evenly)."""
+    return str(os.getpid())
