@@ -18,7 +18,7 @@ from crm_app.drip.audience.ending import active_stop_orders, stop_many
 from crm_app.drip.common.activity import activity_row, record_activities, record_activity
 from crm_app.drip.common.labels import actor_label
 from crm_app.drip.common.paging import Page, paginate
-from crm_app.drip.common.sql import dialect_insert, expire_updated, update_rows
+from crm_app.drip.common.sql import expire_updated, in_values, insert_rows, update_rows
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import Contact, Suppression, utcnow
 
@@ -33,6 +33,7 @@ REASON_STATUS = {
 }
 REASON_LABELS = SUPPRESSION_REASON_LABELS
 CONTACTS = Contact.__table__
+SUPPRESSIONS = Suppression.__table__
 
 
 class SuppressionError(Exception):
@@ -79,19 +80,14 @@ def _by_address(requests: list[SuppressionRequest]) -> dict[str, SuppressionRequ
 
 def _insert_new(session, wanted: dict[str, SuppressionRequest], now: datetime) -> set[str]:
     """Add the addresses not yet listed; returns those added by this call."""
-    # ON CONFLICT: two requests racing for an address, the unique email decides.
-    return set(
-        session.scalars(
-            dialect_insert(session)(Suppression)
-            .on_conflict_do_nothing(index_elements=["email"])
-            .returning(Suppression.email),
-            [
-                {"email": address, "reason": r.reason, "source": r.source[:120],
-                 "note": r.note, "created_at": now}
-                for address, r in sorted(wanted.items())  # one order for concurrent writers
-            ],
-        )
-    )  # fmt: skip
+    # ON CONFLICT: two requests racing for an address, the unique email decides. One
+    # statement whatever the count (a webhook batch's bounces vary from batch to batch).
+    rows = [
+        {"email": address, "reason": r.reason, "source": r.source[:120], "note": r.note,
+         "created_at": now}
+        for address, r in sorted(wanted.items())  # one order for concurrent writers
+    ]  # fmt: skip
+    return set(insert_rows(session, SUPPRESSIONS, rows, on_conflict="email", returning="email"))
 
 
 def _mark_contacts(
@@ -102,7 +98,7 @@ def _mark_contacts(
     contacts = session.execute(
         sa.select(Contact.id, Contact.email, Contact.email_status, Contact.first_name,
                   Contact.last_name)
-        .where(sa.func.lower(Contact.email).in_(wanted))
+        .where(in_values(session, sa.func.lower(Contact.email, type_=sa.String), wanted))
     ).all()  # fmt: skip
     address_of = {c.id: c.email.lower() for c in contacts}
     marked = {c.id: REASON_STATUS[wanted[address_of[c.id]].reason] for c in contacts
@@ -168,7 +164,9 @@ def suppress_many(
     added = _insert_new(session, wanted, now)
     entries = {
         e.email: e
-        for e in session.scalars(sa.select(Suppression).where(Suppression.email.in_(wanted)))
+        for e in session.scalars(
+            sa.select(Suppression).where(in_values(session, Suppression.email, wanted))
+        )
     }
     changed, stopped_by_address = _mark_contacts(session, wanted, added, actor=actor, now=now)
     return {
