@@ -138,3 +138,25 @@ def test_the_suppression_list_keeps_its_reason_box_and_dates_readable(page, admi
         "(cell) => parseFloat(getComputedStyle(cell).lineHeight)", date_cell.element_handle()
     )
     assert date_cell.bounding_box()["height"] < 2 * line_height + 16  # one line, not four
+
+
+def test_a_long_address_wraps_inside_the_contact_details_on_a_phone(browser, live_server, data,
+                                                                    admin_user):  # fmt: skip
+    context = browser.new_context(base_url=live_server, viewport=PHONE)
+    page = context.new_page()
+    try:
+        log_in(page, "admin@example.com")
+        page.goto(f"/contacts/{data['contact']}")
+        card = page.locator("section.card", has=page.get_by_role("heading", name="Details"))
+        card_box = card.bounding_box()
+        email_cell = card.locator("td", has_text="maximilian.alexander").bounding_box()
+        # The address wraps inside the card (it ran past the card's edge, cut off) ...
+        assert email_cell["x"] + email_cell["width"] <= card_box["x"] + card_box["width"]
+        # ... and the labels keep their words ("Phone", not "Phon" over "e").
+        label = card.locator("th", has_text="Phone")
+        line_height = page.evaluate(
+            "(th) => parseFloat(getComputedStyle(th).lineHeight)", label.element_handle()
+        )
+        assert label.bounding_box()["height"] < 2 * line_height + 16
+    finally:
+        context.close()
