@@ -32,6 +32,7 @@ from crm_app.config import settings_of
 from crm_app.drip.common import heartbeats
 from crm_app.drip.common.redis_outages import REDIS_ERRORS, RedisBackoff
 from crm_app.extensions import db
+from crm_app.gc_tuning import freeze_startup_objects
 from crm_app.queue import get_queue, use_blocking_redis
 
 log = logging.getLogger("worker")
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = create_app()
     app.app_context().push()
+    freeze_startup_objects()
     run(app, burst=args.burst, name=args.name, with_scheduler=not args.no_scheduler)
 
 

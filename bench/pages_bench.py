@@ -251,9 +251,11 @@ def where_the_time_goes(url: str, targets: list[tuple[str, str]], repeat: int) -
 
     from crm_app import create_app
     from crm_app.extensions import db
+    from crm_app.gc_tuning import freeze_startup_objects
 
     app: Flask = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None})
     app.add_url_rule("/bench/bare", "bench_bare", lambda: "ok")
+    freeze_startup_objects()  # as wsgi.py does
     statements: list[int] = []
     backends: set[int] = set()
     with app.app_context():

@@ -1,4 +1,5 @@
-"""gunicorn entry point for bench/pages_bench.py: the real app plus one bare route.
+"""gunicorn entry point for bench/pages_bench.py: the app as `make run` serves it (wsgi.py)
+plus one bare route.
 
 The bare route answers from Flask without a session, a query or a template: the
 ceiling the pages are compared with, on the same server and the same settings.
@@ -6,9 +7,7 @@ ceiling the pages are compared with, on the same server and the same settings.
 
 import os
 
-from crm_app import create_app
-
-app = create_app()
+from wsgi import app
 
 
 @app.get("/bench/bare")
