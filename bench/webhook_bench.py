@@ -281,6 +281,9 @@ def main() -> int:
             args.seed,
             prefix="serial",
         )
+        from crm_app.gc_tuning import freeze_startup_objects
+
+        freeze_startup_objects()  # as wsgi.py does
         client = app.test_client()
         total_events = args.batches * args.events
         times = StatementTimes()
