@@ -7,7 +7,7 @@ storage and consequences are all measured. Twice:
 
 - as SendGrid sends them, several requests at once (--senders, 4 by default),
   to gunicorn with 2 workers x 4 threads as `make run` serves it: the figure
-  compared with the aim;
+  compared with the aim (short of it, the CPU the pass took, by process);
 - one at a time through the Flask test client, in-process: the database time
   per kind of statement, when it falls short.
 
@@ -207,6 +207,38 @@ def post_concurrently(port: int, signer, bodies, senders: int) -> tuple[float, l
     return time.perf_counter() - started, latencies, totals
 
 
+def _process_cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far, by process name and parent (Linux /proc): where a
+    CPU-bound pass spent the machine's cores."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue  # ended meanwhile
+        fields = tail.split()
+        name, pid, ppid = head.split("(", 1)[1], int(stat.parent.name), int(fields[1])
+        key = f"{name}:{ppid}" if name.startswith(("python", "gunicorn")) else name
+        used[key] = used.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        used[f"pid:{pid}"] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def _print_cpu_split(before: dict, after: dict, server_pid: int, elapsed: float) -> None:
+    def spent(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    workers = sum(spent(key) for key in after if key.endswith(f":{server_pid}"))
+    database = spent("postgres")
+    client = spent(f"pid:{os.getpid()}")
+    cores = os.cpu_count() or 1
+    idle = cores * elapsed - workers - database - client
+    print(f"        CPU during the pass ({cores} cores x {elapsed:.2f} s): gunicorn workers "
+          f"{workers:.1f} s, PostgreSQL {database:.1f} s, this client {client:.1f} s, "
+          f"left {max(idle, 0.0):.1f} s (waiting on locks, disk, or other processes)")  # fmt: skip
+
+
 def through_gunicorn(url: str, signer, warmup, bodies, args) -> tuple[float, dict]:
     """The concurrent pass and its replay against gunicorn, after two warm-up batches per
     sender (a worker's first requests build its statements and connections: seen at 1.5
@@ -221,7 +253,9 @@ def through_gunicorn(url: str, signer, warmup, bodies, args) -> tuple[float, dic
         server = start_gunicorn(url, server_args, port, log_path)
         try:
             post_concurrently(port, signer, warmup, args.senders)
+            cpu_before = _process_cpu_seconds()
             elapsed, latencies, totals = post_concurrently(port, signer, bodies, args.senders)
+            cpu_after = _process_cpu_seconds()
             _, _, replay = post_concurrently(port, signer, bodies, args.senders)
         except SystemExit:
             print(log_path.read_text()[-3000:])
@@ -237,6 +271,8 @@ def through_gunicorn(url: str, signer, warmup, bodies, args) -> tuple[float, dic
           f"{statistics.median(latencies) * 1000:.0f} ms, "
           f"max {max(latencies) * 1000:.0f} ms")  # fmt: skip
     print(f"        {totals}")
+    if rate < TARGET_EVENTS_PER_SECOND:
+        _print_cpu_split(cpu_before, cpu_after, server.pid, elapsed)
     verdict = "nothing applied twice" if replay["applied"] == 0 else "APPLIED TWICE"
     print(f"replay: {replay} ({verdict})")
     return rate, replay
