@@ -234,13 +234,37 @@ def pages(conn: psycopg.Connection, count: int) -> list[tuple[str, str]]:
 # --- where the time goes: in-process, in CPU time (what a loaded machine does not skew) ---
 
 
-def backend_cpu_ms(pid: int) -> float:
-    """CPU time a local PostgreSQL backend has used so far (Linux /proc, 100 Hz ticks)."""
+@dataclass(frozen=True)
+class ProcessCPU:
+    """A local process as /proc/<pid>/stat shows it: its parent, name and CPU so far."""
+
+    pid: int
+    parent: int
+    name: str
+    seconds: float
+
+
+def process_cpu(pid: int) -> ProcessCPU | None:
+    """The process's CPU time so far (Linux /proc), or None once it has ended."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        head, tail = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) * 10.0
+        return None
+    fields = tail.split()
+    ticks = int(fields[11]) + int(fields[12])  # user + system
+    return ProcessCPU(pid, int(fields[1]), head.split("(", 1)[1], ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def all_process_cpu() -> dict[int, ProcessCPU]:
+    """Every local process's CPU time so far, by pid."""
+    found = (process_cpu(int(path.name)) for path in Path("/proc").glob("[0-9]*"))
+    return {process.pid: process for process in found if process is not None}
+
+
+def backend_cpu_ms(pid: int) -> float:
+    """CPU time a local PostgreSQL backend has used so far, in ms."""
+    process = process_cpu(pid)
+    return process.seconds * 1000 if process is not None else 0.0
 
 
 def where_the_time_goes(url: str, targets: list[tuple[str, str]], repeat: int) -> None:

@@ -207,31 +207,18 @@ def post_concurrently(port: int, signer, bodies, senders: int) -> tuple[float, l
     return time.perf_counter() - started, latencies, totals
 
 
-def _process_cpu_seconds() -> dict[str, float]:
-    """CPU seconds used so far, by process name and parent (Linux /proc): where a
-    CPU-bound pass spent the machine's cores."""
-    tick = os.sysconf("SC_CLK_TCK")
-    used: dict[str, float] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            head, tail = stat.read_text().rsplit(")", 1)
-        except OSError:
-            continue  # ended meanwhile
-        fields = tail.split()
-        name, pid, ppid = head.split("(", 1)[1], int(stat.parent.name), int(fields[1])
-        key = f"{name}:{ppid}" if name.startswith(("python", "gunicorn")) else name
-        used[key] = used.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-        used[f"pid:{pid}"] = (int(fields[11]) + int(fields[12])) / tick
-    return used
-
-
 def _print_cpu_split(before: dict, after: dict, server_pid: int, elapsed: float) -> None:
-    def spent(key: str) -> float:
-        return after.get(key, 0.0) - before.get(key, 0.0)
+    """Where a CPU-bound pass spent the machine's cores: CPU seconds by process between
+    two `all_process_cpu()` readings."""
 
-    workers = sum(spent(key) for key in after if key.endswith(f":{server_pid}"))
-    database = spent("postgres")
-    client = spent(f"pid:{os.getpid()}")
+    def spent(process) -> float:
+        earlier = before.get(process.pid)
+        return process.seconds - (earlier.seconds if earlier is not None else 0.0)
+
+    processes = list(after.values())
+    workers = sum(spent(p) for p in processes if server_pid in (p.pid, p.parent))
+    database = sum(spent(p) for p in processes if p.name == "postgres")
+    client = sum(spent(p) for p in processes if p.pid == os.getpid())
     cores = os.cpu_count() or 1
     idle = cores * elapsed - workers - database - client
     print(f"        CPU during the pass ({cores} cores x {elapsed:.2f} s): gunicorn workers "
@@ -243,7 +230,7 @@ def through_gunicorn(url: str, signer, warmup, bodies, args) -> tuple[float, dic
     """The concurrent pass and its replay against gunicorn, after two warm-up batches per
     sender (a worker's first requests build its statements and connections: seen at 1.5
     s a batch against 0.3 s after); (events/s, replay answers)."""
-    from bench.pages_bench import free_port, start_gunicorn
+    from bench.pages_bench import all_process_cpu, free_port, start_gunicorn
 
     os.environ["SENDGRID_WEBHOOK_PUBLIC_KEY"] = signer.public_key_b64
     port = free_port()
@@ -253,9 +240,9 @@ def through_gunicorn(url: str, signer, warmup, bodies, args) -> tuple[float, dic
         server = start_gunicorn(url, server_args, port, log_path)
         try:
             post_concurrently(port, signer, warmup, args.senders)
-            cpu_before = _process_cpu_seconds()
+            cpu_before = all_process_cpu()
             elapsed, latencies, totals = post_concurrently(port, signer, bodies, args.senders)
-            cpu_after = _process_cpu_seconds()
+            cpu_after = all_process_cpu()
             _, _, replay = post_concurrently(port, signer, bodies, args.senders)
         except SystemExit:
             print(log_path.read_text()[-3000:])
