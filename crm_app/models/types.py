@@ -42,9 +42,17 @@ def postgresql_only(index: sa.Index) -> sa.Index:
     return index.ddl_if(dialect="postgresql")
 
 
+def sqlite_only(constraint: sa.Constraint) -> sa.Constraint:
+    """A constraint only SQLite keeps: one PostgreSQL dropped (a migration) and SQLite
+    cannot drop without rebuilding its table. create_all and migration comparisons
+    (`compared_on`) leave it out elsewhere; relationships still join on it."""
+    constraint.info["only_on"] = "sqlite"
+    return constraint.ddl_if(dialect="sqlite")
+
+
 def compared_on(dialect_name: str):
     """Alembic's `include_object` for a database of `dialect_name`: leaves out the
-    model's objects that only another database has (`postgresql_only`)."""
+    model's objects that only another database has (`postgresql_only`, `sqlite_only`)."""
 
     def include_object(obj, name, type_, reflected, compare_to) -> bool:
         only_on = getattr(obj, "info", {}).get("only_on")

@@ -134,6 +134,7 @@ def _due_query(session, now: datetime, limit: int):
             Enrollment.current_step_id,
             Enrollment.entry,
             Enrollment.next_send_at,
+            Enrollment.cap_held_until,
             Contact.timezone,
         )
         .join(Campaign, Campaign.id == Enrollment.campaign_id)
@@ -245,8 +246,10 @@ def _process_due_chunk(
         _clear_next_send_at(session, list(created))
     conflicts = [r for r in due.to_insert if r["enrollment_id"] not in created]
     requeued = _resolve_conflicts(session, conflicts, rows, now) if conflicts else []
-    # Each of these has its email on the way (or sent): a cap hold on it is over.
-    clear_holds(session, [r["enrollment_id"] for r in due.to_insert])
+    # Each of these has its email on the way (or sent): a cap hold on it is over. Only
+    # the few read with a hold (rows this tick holds locked): no UPDATE for the rest.
+    held = {r.id for r in rows if r.cap_held_until is not None}
+    clear_holds(session, [r["enrollment_id"] for r in due.to_insert if r["enrollment_id"] in held])
 
     for enrollment_id in due.finished:
         enrollment = session.get(Enrollment, enrollment_id)
