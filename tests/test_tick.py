@@ -186,3 +186,40 @@ def test_enrollment_with_no_step_left_is_completed(session, make_contact, campai
 
     session.refresh(enrollment)
     assert result.completed == 1 and enrollment.status == "completed"
+
+
+def _query_plan(session, query) -> str:
+    """The database's plan for `query`, its parameters bound as the ORM binds them."""
+    connection = session.connection()
+    compiled = query.compile(connection)
+    values = compiled.construct_params()
+    processors = compiled._bind_processors  # the column types' own conversions (UTC)
+    values = {k: processors[k](v) if k in processors else v for k, v in values.items()}
+    if connection.dialect.name == "sqlite":
+        ordered = tuple(values[name] for name in compiled.positiontup)
+        rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", ordered)
+        return "\n".join(str(row[-1]) for row in rows)
+    connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    return "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}", values))
+
+
+def test_the_due_index_serves_the_tick_and_leaves_out_emails_on_the_way(session):
+    """Migration 0016: an enrolment whose email is on the way (next_send_at NULL) has no
+    entry in ix_enrollments_due, so the tick's UPDATE writes none; the due query still
+    reads that index."""
+    from crm_app.drip.delivery.tick import _due_query
+
+    if session.get_bind().dialect.name == "postgresql":
+        sql = "SELECT indexdef FROM pg_indexes WHERE indexname = :name"
+    else:
+        sql = "SELECT sql FROM sqlite_master WHERE name = :name"
+    definitions = {
+        name: session.scalar(sa.text(sql), {"name": name}).lower()
+        for name in ("ix_enrollments_due", "ix_enrollments_ended_at")
+    }
+    assert "next_send_at is not null" in definitions["ix_enrollments_due"]
+    assert "ended_at is not null" in definitions["ix_enrollments_ended_at"]
+
+    plan = _query_plan(session, _due_query(session, WEDNESDAY_10, 5000))
+    session.rollback()
+    assert "ix_enrollments_due" in plan, plan

@@ -12,6 +12,8 @@ ENROLLMENT_STATUSES = ("active", "completed", "stopped")
 # How an enrolment began next to the contact's earlier ones in the same campaign:
 # the first, resumed after the emails already sent, or restarted from email 1 (confirmed).
 ENROLLMENT_ENTRIES = ("first", "resumed", "restarted")
+# The rows the tick's due index keeps (migration 0016 creates it with this predicate).
+DUE_PREDICATE = "status = 'active' AND next_send_at IS NOT NULL"
 
 
 class Enrollment(db.Model):
@@ -59,12 +61,13 @@ class Enrollment(db.Model):
             sqlite_where=sa.text("status = 'active'"),
             postgresql_where=sa.text("status = 'active'"),
         ),
-        # The tick's due query: active enrolments ordered by next_send_at.
+        # The tick's due query: active enrolments ordered by next_send_at. Not the ones
+        # whose email is on the way (NULL): the tick's UPDATE then writes no entry here.
         sa.Index(
             "ix_enrollments_due",
             "next_send_at",
-            sqlite_where=sa.text("status = 'active'"),
-            postgresql_where=sa.text("status = 'active'"),
+            sqlite_where=sa.text(DUE_PREDICATE),
+            postgresql_where=sa.text(DUE_PREDICATE),
         ),
         sa.Index("ix_enrollments_contact_id", "contact_id"),
         # Who waits for a step: live-edit impact notes, and the step's removal.
@@ -78,7 +81,12 @@ class Enrollment(db.Model):
         ),
         # Analytics: completion by end date, conversion by enrolment date.
         sa.Index("ix_enrollments_enrolled_at", "enrolled_at"),
-        sa.Index("ix_enrollments_ended_at", "ended_at"),
+        sa.Index(
+            "ix_enrollments_ended_at",
+            "ended_at",
+            sqlite_where=sa.text("ended_at IS NOT NULL"),
+            postgresql_where=sa.text("ended_at IS NOT NULL"),
+        ),
     )
 
     @property

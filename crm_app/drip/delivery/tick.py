@@ -35,8 +35,8 @@ from crm_app.drip.delivery.in_doubt import AutoResolve, requeue_untraced
 from crm_app.models import Campaign, Contact, Enrollment, Message, SystemState, utcnow
 
 LAST_TICK_KEY = "last_tick_at"
-# Literal, not a bound parameter: SQLite only uses the partial index
-# ix_enrollments_due (WHERE status = 'active') when the query says so literally.
+# Literal, not a bound parameter: SQLite only uses the partial index ix_enrollments_due
+# (WHERE status = 'active' AND next_send_at IS NOT NULL) when the query says so literally.
 _ACTIVE_ENROLLMENT = sa.text("enrollments.status = 'active'")
 
 Enqueue = Callable[[list[int]], None]
