@@ -21,6 +21,7 @@ from flask_migrate import downgrade, upgrade
 from crm_app import create_app
 from crm_app.extensions import db
 from crm_app.models import Campaign, Contact, Enrollment, Message
+from crm_app.models.tracking import EmailEvent
 from crm_app.models.types import compared_on
 from tests.panel_helpers import sent_email
 from tests.scratch_db import scratch_database
@@ -172,6 +173,30 @@ def test_deleting_a_contact_or_a_campaign_in_sql_deletes_its_messages(
     left = set(session.scalars(sa.select(Message.id)))
     assert gone not in left and stays in left
     assert session.scalar(sa.select(Enrollment.id).where(Enrollment.id == enrollment_id)) is None
+
+
+@pytest.mark.parametrize("deleted", ["contact", "campaign", "message"])
+def test_a_deleted_message_leaves_its_events_tied_to_no_message(session, make_contact, deleted):
+    """ON DELETE SET NULL for email_events.message_id: SQLite's foreign key, PostgreSQL's
+    statement trigger on messages (0017), through a cascade or a DELETE of the message."""
+    contact, other = make_contact("lead"), make_contact("prospect")
+    gone, stays = sent_email(session, contact), sent_email(session, other)
+    for n, message in enumerate((gone, stays, gone)):
+        session.add(EmailEvent(sg_event_id=f"ev{n}", event="open", message_id=message.id))
+    session.commit()
+    gone_id, stays_id, campaign_id = gone.id, stays.id, gone.campaign_id
+    table, row_id = {
+        "contact": (Contact, contact.id),
+        "campaign": (Campaign, campaign_id),
+        "message": (Message, gone_id),
+    }[deleted]
+
+    session.execute(sa.delete(table).where(table.id == row_id))
+    session.commit()
+
+    tied = dict(session.execute(sa.select(EmailEvent.sg_event_id, EmailEvent.message_id)).all())
+    assert tied == {"ev0": None, "ev1": stays_id, "ev2": None}
+    assert session.get(Message, gone_id) is None
 
 
 @pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_app.extensions import db
-from crm_app.models.types import UTCDateTime, utcnow
+from crm_app.models.types import UTCDateTime, sqlite_only, utcnow
 
 EVENT_OUTCOMES = ("applied", "rejected")
 
@@ -20,9 +20,10 @@ class EmailEvent(db.Model):
     sg_event_id: Mapped[str | None] = mapped_column(sa.String(100), unique=True)
     event: Mapped[str] = mapped_column(sa.String(40))
     email: Mapped[str] = mapped_column(sa.String(254), default="")
-    message_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("messages.id", ondelete="SET NULL")
-    )
+    # Set NULL when its message is deleted: by this key on SQLite, by a trigger on
+    # PostgreSQL, where a key checked for every stored event cost 40 % of the INSERT
+    # (migration 0017).
+    message_id: Mapped[int | None] = mapped_column(sa.Integer)
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     outcome: Mapped[str] = mapped_column(sa.String(16), default="applied")
@@ -34,6 +35,7 @@ class EmailEvent(db.Model):
     # Few indexes on purpose: every one is paid on each of thousands of inserts per
     # request. The contact and campaign are reached through message_id.
     __table_args__ = (
+        sqlite_only(sa.ForeignKeyConstraint(["message_id"], ["messages.id"], ondelete="SET NULL")),
         sa.Index("ix_email_events_message_id", "message_id"),
         # Only group (un)subscribes are looked up by address (their order matters).
         sa.Index(

@@ -39,9 +39,10 @@ def _current_statement(postgres: bool) -> sa.Select:
         .order_by(messages.c.id)
     )
     if postgres:
-        # NO KEY UPDATE: the batch's email_events rows already hold KEY SHARE locks on
-        # these messages (their foreign key); FOR UPDATE would wait on another request's
-        # and deadlock with it (SendGrid posts several batches at once).
+        # NO KEY UPDATE (the update below changes no key), in id order: two requests on
+        # the same messages (SendGrid posts several batches at once) wait for each other
+        # instead of deadlocking, and neither waits on the KEY SHARE locks that rows
+        # referencing a message take (FOR UPDATE would).
         query = query.with_for_update(key_share=True)
     return query
 
