@@ -20,7 +20,7 @@ from flask_migrate import downgrade, upgrade
 
 from crm_app import create_app
 from crm_app.extensions import db
-from crm_app.models import Campaign, Contact, Enrollment, Message
+from crm_app.models import Activity, Campaign, Contact, Enrollment, Message
 from crm_app.models.tracking import EmailEvent
 from crm_app.models.types import compared_on
 from tests.panel_helpers import sent_email
@@ -197,6 +197,47 @@ def test_a_deleted_message_leaves_its_events_tied_to_no_message(session, make_co
     tied = dict(session.execute(sa.select(EmailEvent.sg_event_id, EmailEvent.message_id)).all())
     assert tied == {"ev0": None, "ev1": stays_id, "ev2": None}
     assert session.get(Message, gone_id) is None
+
+
+@pytest.mark.parametrize("deleted", ["contact", "campaign", "enrollment"])
+def test_a_deleted_contact_takes_its_timeline_and_a_deleted_campaign_or_enrolment_lets_go(
+    session, make_contact, deleted
+):
+    """What activities' keys do on a delete: SQLite's foreign keys, PostgreSQL's statement
+    triggers on contacts, campaigns and enrollments (0018)."""
+    contact, other = make_contact("lead"), make_contact("prospect")
+    rows = {}
+    for owner in (contact, other):
+        enrollment = owner.enrollments[0]
+        row = Activity(
+            contact_id=owner.id,
+            kind="note",
+            campaign_id=enrollment.campaign_id,
+            enrollment_id=enrollment.id,
+        )
+        session.add(row)
+        session.flush()
+        rows[owner.id] = (row.id, owner.id, enrollment.campaign_id, enrollment.id)
+    session.commit()
+    mine, theirs = rows[contact.id], rows[other.id]
+    table, row_id = {
+        "contact": (Contact, contact.id),
+        "campaign": (Campaign, mine[2]),
+        "enrollment": (Enrollment, mine[3]),
+    }[deleted]
+
+    session.execute(sa.delete(table).where(table.id == row_id))
+    session.commit()
+
+    columns = (Activity.id, Activity.contact_id, Activity.campaign_id, Activity.enrollment_id)
+    ours = sa.select(*columns).where(Activity.id.in_([mine[0], theirs[0]]))
+    left = {row[0]: tuple(row) for row in session.execute(ours)}
+    expected = {
+        "contact": {},
+        "campaign": {mine[0]: (mine[0], mine[1], None, None)},  # its enrolment went too
+        "enrollment": {mine[0]: (mine[0], mine[1], mine[2], None)},
+    }[deleted]
+    assert left == {**expected, theirs[0]: theirs}
 
 
 @pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
