@@ -203,22 +203,10 @@ def _query_plan(session, query) -> str:
     return "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}", values))
 
 
-def test_the_due_index_serves_the_tick_and_leaves_out_emails_on_the_way(session):
-    """Migration 0016: an enrolment whose email is on the way (next_send_at NULL) has no
-    entry in ix_enrollments_due, so the tick's UPDATE writes none; the due query still
-    reads that index."""
+def test_the_due_query_reads_the_due_index(session):
+    """Migration 0016 left enrolments whose email is on the way out of ix_enrollments_due
+    (test_migrations checks its predicate); the tick's due query still reads it."""
     from crm_app.drip.delivery.tick import _due_query
-
-    if session.get_bind().dialect.name == "postgresql":
-        sql = "SELECT indexdef FROM pg_indexes WHERE indexname = :name"
-    else:
-        sql = "SELECT sql FROM sqlite_master WHERE name = :name"
-    definitions = {
-        name: session.scalar(sa.text(sql), {"name": name}).lower()
-        for name in ("ix_enrollments_due", "ix_enrollments_ended_at")
-    }
-    assert "next_send_at is not null" in definitions["ix_enrollments_due"]
-    assert "ended_at is not null" in definitions["ix_enrollments_ended_at"]
 
     plan = _query_plan(session, _due_query(session, WEDNESDAY_10, 5000))
     session.rollback()
