@@ -229,18 +229,28 @@ def test_a_page_of_the_list_is_one_query(session, make_contact):
     assert len(_statements_of(session, lambda: listed(session, query="pe"))) == 1
 
 
-def test_a_substring_search_with_few_matches_sorts_their_ids_whatever_the_planner_guesses(
+def test_a_substring_search_with_few_matches_sorts_them_whatever_the_planner_guesses(
     session, make_contact
 ):
-    """The ids first (one read through the trigram index), then the page sorted from
-    exactly those: no plan that walks the whole "newest first" index on a bad guess."""
+    """One statement: the matches first (one read through the trigram index, in a CTE
+    with a limit), then the page sorted from exactly those, with their count. No plan
+    that walks the whole "newest first" index on a bad guess, and no ids sent back."""
     for _ in range(3):
         make_contact(company="Fewco")
     statements = _statements_of(session, lambda: listed(session, query="fewco"))
-    assert len(statements) == 2
-    ids_read, page_read = statements
-    assert "LIMIT" in ids_read.upper() and "search_text" in ids_read
-    assert "search_text" not in page_read  # the page reads by id only
+    assert len(statements) == 1
+    matches, page = statements[0].split("SELECT", 2)[1:]
+    assert "search_text" in matches and "LIMIT" in matches.upper()
+    assert "search_text" not in page.split("FROM matches ORDER BY")[-1]
+    assert listed(session, query="fewco").total == 3
+
+
+def test_a_search_with_no_match_is_one_statement_and_says_none(session, make_contact):
+    make_contact(company="Acme")
+    statements = _statements_of(session, lambda: listed(session, query="nowhereco"))
+    assert len(statements) == 1
+    page = listed(session, query="nowhereco")
+    assert (page.rows, page.total, page.has_next, page.has_prev) == ([], 0, False, False)
 
 
 @pytest.mark.parametrize("sort", contact_list.SORTS)

@@ -5,8 +5,8 @@ Built to stay fast at a million contacts: every order has an index that ends in 
 id, pages continue from a boundary row (keyset) instead of an OFFSET, the total is
 counted up to a cap ("more than 1,000"), and on PostgreSQL a trigram index on the
 generated `contacts.search_text` column serves substring search. A page is one
-statement, two for a substring search (bench/pages_bench.py measures it, and where
-its time goes).
+statement, two for a substring search with many matches (bench/pages_bench.py
+measures it, and where its time goes).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sqlalchemy.orm
 
 from crm_app.drip.audience.eligibility import not_mailed_label
 from crm_app.drip.common.paging import count_up_to, keyset_page
-from crm_app.drip.common.sql import in_named_values, in_values, is_postgres
+from crm_app.drip.common.sql import in_values
 from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment, Suppression, User
 
 # Beyond this many matches the list says "more than 1,000": an exact total would read
@@ -34,8 +34,8 @@ SEARCH_COUNT_CAP = 100
 # Shorter searches match the start of a first or last name: a trigram index needs
 # three characters, and "%ab%" would read every contact.
 SEARCH_MIN_SUBSTRING = 3
-# A substring search first reads the ids of its matches, up to this many. With no more,
-# the page is sorted from those ids: the planner's guess of how many contacts a pattern
+# A substring search first reads its matches, up to this many. With no more, the page
+# is sorted from those (one statement): the planner's guess of how many contacts a pattern
 # matches comes from a sample (ANALYZE), and one bad guess made it walk the whole
 # "newest first" index for a rare name (27 ms at 100,000 contacts, one run in eight).
 # With more, matches are dense enough that walking an order finds a page in a few
@@ -82,15 +82,35 @@ def _like_pattern(text: str, *, prefix_only: bool) -> str:
     return f"{escaped}%" if prefix_only else f"%{escaped}%"
 
 
+def _search_words(query: str) -> str:
+    return " ".join(query.split()).lower()
+
+
 def is_substring_search(query: str) -> bool:
-    return len(" ".join(query.split())) >= SEARCH_MIN_SUBSTRING
+    return len(_search_words(query)) >= SEARCH_MIN_SUBSTRING
+
+
+def substring_pattern(query: str) -> str:
+    """The LIKE pattern of a substring search (`contains`' parameter)."""
+    return _like_pattern(_search_words(query), prefix_only=False)
+
+
+def contains(contact, pattern: sa.BindParameter) -> sa.ColumnElement:
+    """A substring search: the pattern anywhere in the lower-cased search_text.
+
+    The pattern is written into the SQL when the statement runs (literal_execute)
+    rather than bound: the planner then sees it and estimates from the trigram
+    statistics how many contacts match, each time; a prepared statement's generic plan
+    would guess the same for "tanaka" and "user777". LIKE, not ILIKE: both sides are
+    lower case already, and a case-sensitive recheck of each candidate row costs less."""
+    return contact.search_text.like(pattern, escape="/")
 
 
 def search_condition(query: str, contact=Contact) -> sa.ColumnElement | None:
     """What a search box's text matches (None: everything). Three characters or more:
     anywhere in the name, email, company, title, industry or custom fields (the
     lower-cased search_text); fewer: the start of the first or last name."""
-    words = " ".join(query.split()).lower()
+    words = _search_words(query)
     if not words:
         return None
     if len(words) < SEARCH_MIN_SUBSTRING:
@@ -99,27 +119,19 @@ def search_condition(query: str, contact=Contact) -> sa.ColumnElement | None:
             sa.func.lower(contact.last_name).like(pattern, escape="/"),
             sa.func.lower(contact.first_name).like(pattern, escape="/"),
         )
-    # The pattern is written into the SQL (escaped by SQLAlchemy) rather than bound: the
-    # planner then sees it and estimates from the trigram statistics how many contacts
-    # match, each time; a prepared statement's generic plan would guess the same for
-    # "tanaka" and "user777". LIKE, not ILIKE: both sides are lower case already, and a
-    # case-sensitive recheck of each candidate row costs less.
-    pattern = sa.bindparam(
-        None, _like_pattern(words, prefix_only=False), sa.Text, literal_execute=True
-    )
-    return contact.search_text.like(pattern, escape="/")
+    pattern = sa.bindparam(None, substring_pattern(query), sa.Text, literal_execute=True)
+    return contains(contact, pattern)
 
 
 def matching(query: str = "", contact_type: str = "", contact=Contact) -> list[sa.ColumnElement]:
     """The conditions of a search and a type filter: the list shows these contacts, and
     "all that match" in a bulk action means exactly these."""
-    conditions = []
     search = search_condition(query, contact)
-    if search is not None:
-        conditions.append(search)
-    if contact_type in CONTACT_TYPES:
-        conditions.append(contact.contact_type == contact_type)
-    return conditions
+    return ([] if search is None else [search]) + _of_type(contact_type, contact)
+
+
+def _of_type(contact_type: str, contact=Contact) -> list[sa.ColumnElement]:
+    return [contact.contact_type == contact_type] if contact_type in CONTACT_TYPES else []
 
 
 @dataclass(frozen=True)
@@ -293,21 +305,17 @@ def _page_source(request: ListRequest):
     return sa.orm.aliased(Contact, fenced), []
 
 
-def _page_statement(session, request: ListRequest, few: list[int] | None):
-    """The page's statement, its order's keys and the values of its named parameters.
-    Built once and reused where only values change (building one costs more CPU than
-    the database spends answering it): a list without a search, per type filter and
-    cap; a search's few matches, read by their ids whatever the order."""
-    if few is not None:
-        params = {"few_ids": few, "few_total": len(few)}
-        return _few_statement(is_postgres(session)), sort_keys(request.sort), params
+def _page_statement(request: ListRequest):
+    """The page's statement and its order's keys (a search's many matches, or a list
+    without a search). A list without a search reuses one statement per type filter and
+    cap: building one costs more CPU than the database spends answering it."""
     if not request.query:
         contact_type = request.contact_type if request.contact_type in CONTACT_TYPES else ""
         statement = _unsearched_statement(contact_type, count_cap(request))
-        return statement, sort_keys(request.sort), {}
+        return statement, sort_keys(request.sort)
     contact, conditions = _page_source(request)
     total = _capped_total(request.query, request.contact_type, count_cap(request))
-    return _rows_with_total(contact, conditions, total), sort_keys(request.sort, contact), {}
+    return _rows_with_total(contact, conditions, total), sort_keys(request.sort, contact)
 
 
 @cache
@@ -316,26 +324,65 @@ def _unsearched_statement(contact_type: str, cap: int) -> sa.Select:
     return _rows_with_total(Contact, matching("", contact_type), total)
 
 
+# What a row of the list and its orders read of a contact: a search's matches carry only
+# these (not the notes, custom fields or search text) from the trigram read to the sort.
+_LISTED_COLUMNS = (
+    Contact.id, Contact.first_name, Contact.last_name, Contact.email, Contact.company,
+    Contact.contact_type, Contact.created_at, Contact.email_status, Contact.owner_id,
+)  # fmt: skip
+
+
 @cache
-def _few_statement(postgres: bool) -> sa.Select:
-    ids = in_named_values(postgres, Contact.id, "few_ids")
-    return _rows_with_total(Contact, [ids], sa.bindparam("few_total", type_=sa.Integer))
+def _few_matches_statement(contact_type: str, sort: str):
+    """A substring search's page sorted from its matches, in one statement: up to
+    `few_limit` matches read through the trigram index first (a CTE, which the page and
+    the count both read), then sorted, and the owner, suppression and campaigns looked
+    up for the page's rows. Its count says whether those were all the matches and the
+    page stands (SEARCH_FEW_MATCHES or fewer), or only some. No plan can walk an order's
+    index on a bad guess of how many contacts a pattern matches. Built once per type
+    filter and order, the pattern given when it runs (`_few_matches_params`)."""
+    pattern = sa.bindparam("pattern", type_=sa.Text, literal_execute=True)
+    matches = (
+        sa.select(*_LISTED_COLUMNS)
+        .where(contains(Contact, pattern), *_of_type(contact_type))
+        .limit(sa.bindparam("few_limit", type_=sa.Integer))
+        .cte("matches")
+    )
+    total = sa.select(sa.func.count()).select_from(matches).scalar_subquery()
+    return _rows_with_total(matches.c, [], total), sort_keys(sort, matches.c)
+
+
+def _few_matches_params(request: ListRequest) -> dict:
+    return {"pattern": substring_pattern(request.query), "few_limit": SEARCH_FEW_MATCHES + 1}
 
 
 def _rows_with_total(contact, conditions: list, total) -> sa.Select:
+    """The list's columns. The owner, suppression and campaigns are scalar subqueries,
+    not joins: PostgreSQL looks them up for the page's rows only, after the sort, where
+    a join would be made for every match a search sorts (up to a thousand)."""
+    return sa.select(
+        contact.id, contact.first_name, contact.last_name, contact.email, contact.company,
+        contact.contact_type, contact.created_at, contact.email_status,
+        _owner_of(contact), _suppression_of(contact), _campaigns_of(contact), total,
+    ).where(*conditions)  # fmt: skip
+
+
+def _owner_of(contact) -> sa.ScalarSelect:
     return (
-        sa.select(
-            contact.id, contact.first_name, contact.last_name, contact.email, contact.company,
-            contact.contact_type, contact.created_at, contact.email_status,
-            sa.func.coalesce(sa.func.nullif(User.name, ""), User.email),
-            Suppression.reason,
-            _campaigns_of(contact),
-            total,
-        )
-        .outerjoin(User, User.id == contact.owner_id)
-        .outerjoin(Suppression, Suppression.email == sa.func.lower(contact.email))
-        .where(*conditions)
-    )  # fmt: skip
+        sa.select(sa.func.coalesce(sa.func.nullif(User.name, ""), User.email))
+        .where(User.id == contact.owner_id)
+        .correlate_except(User)
+        .scalar_subquery()
+    )
+
+
+def _suppression_of(contact) -> sa.ScalarSelect:
+    return (
+        sa.select(Suppression.reason)
+        .where(Suppression.email == sa.func.lower(contact.email))
+        .correlate_except(Suppression)
+        .scalar_subquery()
+    )
 
 
 def _row(values) -> ContactRow:
@@ -354,27 +401,40 @@ def contact_list_page(session, request: ListRequest, *, per_page: int) -> Contac
     """One page of the list in one query (its rows, each one's owner, suppression and
     active campaigns, and the capped count of matches), plus the boundary row's keys
     on later pages: the same handful of index reads on page 1 and on page 2,000. A
-    substring search reads its matches' ids first (`few_matches`)."""
-    few = few_matches(session, request)
-    statement, keys, params = _page_statement(session, request, few)
+    substring search first tries its few matches (`_few_matches_statement`); with more,
+    it reads a second statement."""
     boundary_keys = sort_keys(request.sort)
-    page = keyset_page(
-        session,
-        statement,
-        keys,
-        per_page=per_page,
-        descending=request.descending,
-        after=_boundary(session, boundary_keys, request.after),
-        before=_boundary(session, boundary_keys, request.before),
-        params=params,
-    )
-    cap = count_cap(request)
+    after = _boundary(session, boundary_keys, request.after)
+    before = _boundary(session, boundary_keys, request.before)
+    if is_substring_search(request.query):
+        statement, keys = _few_matches_statement(request.contact_type, request.sort)
+        params = _few_matches_params(request)
+        page = _keyset(session, statement, keys, request, per_page, after, before, params)
+        if page.rows and page.rows[0][-1] <= SEARCH_FEW_MATCHES:
+            return _list_page(request, page, page.rows[0][-1])
+        if not page.rows and after is None and before is None:
+            return _list_page(request, page, 0)  # a first page with no rows: none match
+    statement, keys = _page_statement(request)
+    page = _keyset(session, statement, keys, request, per_page, after, before)
     if page.rows:
         total = page.rows[0][-1]
-    elif few is not None:  # past the last row: the count still says how many match
-        total = len(few)
-    else:
+    else:  # past the last row: the count still says how many match
+        cap = count_cap(request)
         total = session.scalar(sa.select(_capped_total(request.query, request.contact_type, cap)))
+    return _list_page(request, page, total)
+
+
+def _keyset(
+    session, statement, keys, request: ListRequest, per_page: int, after, before, params=None
+):
+    return keyset_page(
+        session, statement, keys, per_page=per_page, descending=request.descending,
+        after=after, before=before, params=params,
+    )  # fmt: skip
+
+
+def _list_page(request: ListRequest, page, total: int) -> ContactListPage:
+    cap = count_cap(request)
     rows = [_row(values) for values in page.rows]
     return ContactListPage(
         request, rows, min(total, cap), total > cap, page.has_next, page.has_prev
