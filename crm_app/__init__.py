@@ -16,6 +16,7 @@ from crm_app.config import (
     rate_limit_storage_uri,
     settings_of,
 )
+from crm_app.db_pool import ping_after_idle
 from crm_app.extensions import csrf, db, htmx, limiter, login_manager, migrate
 from crm_app.instance_files import protect_instance
 
@@ -44,6 +45,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from crm_app.web.session_cookie import init_session_cookie
 
     db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            ping_after_idle(db.engine, settings_of(app).db_ping_after_idle_seconds)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     login_manager.init_app(app)
     init_session_cookie(app)

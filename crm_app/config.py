@@ -99,6 +99,8 @@ class Settings:
     # threads and outbound webhook threads one each.
     db_pool_size: int = 10
     db_max_overflow: int = 20
+    # A pooled connection idle for longer than this is checked before use (crm_app/db_pool.py).
+    db_ping_after_idle_seconds: float = 1.0
     # Delivery (see crm_app/drip/delivery/DELIVERY.md for what each one guards).
     delivery_lease_seconds: int = 600
     delivery_max_attempts: int = 5
@@ -226,9 +228,9 @@ def engine_options(settings: Settings) -> dict:
     if settings.database_url.startswith("sqlite"):
         # Worker threads queue for SQLite's single write lock: wait, don't fail.
         return {"connect_args": {"timeout": 30}, "json_serializer": _json_text}
+    # No pool_pre_ping: crm_app/db_pool.py checks only connections that sat idle.
     return {
         "json_serializer": _json_text,
-        "pool_pre_ping": True,
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
     }
