@@ -85,3 +85,38 @@ def test_a_manual_enrollment_is_recorded_as_manual(session, make_contact, campai
     contact = make_contact("lead")
     enrollment = enroll_chosen(session, contact, campaigns["networking"].id, actor="test")
     assert (enrollment.campaign.name, enrollment.source) == ("Networking", "manual")
+
+
+def test_the_panel_reads_its_campaigns_steps_in_one_query_and_the_itinerary_none(
+    app, session, make_contact, campaigns
+):
+    from sqlalchemy import event
+
+    from crm_app.config import settings_of
+    from crm_app.drip.audience.itinerary import contact_itinerary
+    from crm_app.drip.delivery.frequency_cap import FrequencyCap
+
+    contact = make_contact("lead")
+    enroll_chosen(session, contact, campaigns["client"].id, actor="test")
+    session.commit()
+    session.expire_all()
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(session.get_bind(), "before_cursor_execute", listener)
+    try:
+        panel = campaign_panel(session, contact)
+        step_reads = [s for s in statements if s.startswith("SELECT campaign_steps.")]
+        read = len(statements)
+        steps = {c.name: [s.position for s in c.steps] for c in panel.enrolled_campaigns}
+        assert len(statements) == read  # the steps were loaded with the panel
+        cap = FrequencyCap.from_settings(settings_of(app))
+        contact_itinerary(session, contact, cap=cap, panel=panel)
+        itinerary_reads = [s for s in statements[read:] if "campaign" in s]
+    finally:
+        event.remove(session.get_bind(), "before_cursor_execute", listener)
+    assert len(step_reads) == 1  # both campaigns' steps, one query
+    assert steps == {
+        name: sorted(step.position for step in campaigns[kind].steps)
+        for kind, name in (("lead", "Lead"), ("client", "Client"))
+    }
+    assert itinerary_reads == []

@@ -7,11 +7,12 @@ contact cannot be mailed, which emails are stuck waiting for an admin.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 
 import sqlalchemy as sa
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from crm_app.drip.audience.eligibility import (
     mailing_block_reason,
@@ -21,6 +22,7 @@ from crm_app.drip.audience.eligibility import (
 from crm_app.drip.audience.ending import stop_all
 from crm_app.drip.audience.enrollment import EnrollmentError, enroll
 from crm_app.drip.audience.waiting import is_waiting
+from crm_app.drip.common.sql import in_named_values, is_postgres
 from crm_app.drip.reporting.message_lists import ADMIN_LISTS
 from crm_app.models import Activity, Campaign, CampaignStep, Contact, Enrollment, Message
 
@@ -100,13 +102,37 @@ def _campaigns_statement() -> sa.Select:
 
 @cache
 def _enrollments_statement() -> sa.Select:
+    # No loader options: the campaigns are in the session already (campaign_panel reads
+    # every campaign first), and _load_steps reads their steps.
     return (
         sa.select(Enrollment)
         .where(Enrollment.contact_id == sa.bindparam("contact_id"))
-        # With the campaigns' steps: the itinerary reads them (contact_itinerary).
-        .options(joinedload(Enrollment.campaign).selectinload(Campaign.steps))
         .order_by(Enrollment.enrolled_at.desc(), Enrollment.id.desc())
     )
+
+
+@cache
+def _steps_statement(postgres: bool) -> sa.Select:
+    return (
+        sa.select(CampaignStep)
+        .where(in_named_values(postgres, CampaignStep.campaign_id, "campaign_ids"))
+        .order_by(CampaignStep.campaign_id, CampaignStep.position)
+    )
+
+
+def _load_steps(session, campaigns: Iterable[Campaign]) -> None:
+    """The campaigns' steps in one query, set as their loaded `steps` (the itinerary
+    reads them): what selectinload does, without the work its options cost on every
+    query (0.45 ms of CPU a contact page, measured). Steps already loaded stay."""
+    unloaded = {c.id: c for c in campaigns if "steps" in sa.inspect(c).unloaded}
+    if not unloaded:
+        return
+    steps: dict[int, list[CampaignStep]] = {campaign_id: [] for campaign_id in unloaded}
+    statement = _steps_statement(is_postgres(session))
+    for step in session.scalars(statement, {"campaign_ids": list(unloaded)}):
+        steps[step.campaign_id].append(step)
+    for campaign_id, campaign in unloaded.items():
+        set_committed_value(campaign, "steps", steps[campaign_id])
 
 
 @cache
@@ -126,13 +152,14 @@ def _campaigns_and_step_counts(session) -> tuple[list[Campaign], dict[int, int]]
 
 
 def campaign_panel(session, contact: Contact) -> CampaignPanel:
-    """Four small queries: the enrolments with their campaigns, every campaign with its
-    step count, the address on the suppression list; and only when the contact's type's
-    campaign is paused or archived, whether the contact waits for it."""
+    """Four small queries: every campaign with its step count, the enrolments, their
+    campaigns' steps, the address on the suppression list; and only when the contact's
+    type's campaign is paused or archived, whether the contact waits for it."""
+    campaigns, step_counts = _campaigns_and_step_counts(session)
     enrollments = list(session.scalars(_enrollments_statement(), {"contact_id": contact.id}))
+    _load_steps(session, {e.campaign for e in enrollments})
     active = [e for e in enrollments if e.status == "active"]
     busy = {e.campaign_id for e in active}
-    campaigns, step_counts = _campaigns_and_step_counts(session)
     type_campaign = next((c for c in campaigns if c.contact_type == contact.contact_type), None)
     waiting = (
         type_campaign
