@@ -170,7 +170,7 @@ def test_counts_stop_at_the_cap_and_say_so(admin, app, fill, clock_at_now, monke
     dashboard counts up to a cap and says "N+" beyond it (analytics has exact figures)."""
     usual_cap = dashboard.DASHBOARD_COUNT_CAP
     dashboard._figures_statement.cache_clear()  # whatever earlier tests built
-    dashboard._active_by_campaign_statement.cache_clear()
+    dashboard._campaigns_statement.cache_clear()
     fill(NOW)
     monkeypatch.setattr(dashboard, "DASHBOARD_COUNT_CAP", 1)
     html = admin.get("/").get_data(as_text=True)
@@ -184,3 +184,31 @@ def test_counts_stop_at_the_cap_and_say_so(admin, app, fill, clock_at_now, monke
     monkeypatch.setattr(dashboard, "DASHBOARD_COUNT_CAP", usual_cap)
     html = admin.get("/").get_data(as_text=True)
     assert '<span class="muted">Sent this week</span><strong>3</strong>' in html
+
+
+def test_the_dashboard_is_two_statements_breaker_and_in_doubt_figures_included(
+    session, fill, campaigns
+):
+    """One row of counts (the in-doubt resolutions too) and one row per campaign (the
+    breaker's pauses too), plus the last webhook batch once there is one."""
+    from sqlalchemy import event
+
+    from crm_app.drip.tracking.breaker import BREAKER_ACTOR
+
+    fill(NOW)
+    campaigns["client"].status, campaigns["client"].paused_by = "paused", BREAKER_ACTOR
+    campaigns["client"].paused_at = NOW
+    campaigns["client"].paused_reason = "7 bounces over its last 100 sends"
+    session.commit()
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(session.get_bind(), "before_cursor_execute", listener)
+    try:
+        board = home_dashboard(session, now=NOW)
+    finally:
+        event.remove(session.get_bind(), "before_cursor_execute", listener)
+    assert len(statements) == 2 + (board.last_webhook is not None)
+    assert [(c.name, c.paused_reason) for c in board.paused_by_breaker] == [
+        ("Client", "7 bounces over its last 100 sends")
+    ]
+    assert board.in_doubt_resolved == {"sendgrid": 0, "requeued": 0, "admin": 0}

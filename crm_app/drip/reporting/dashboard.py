@@ -1,10 +1,12 @@
 """The home page's figures: what went out, what is coming, what needs a look.
 
-Two queries whatever the volume: one row of counts and the active enrolments per
-campaign, each count served by an index (sent_at, the due index on enrolments,
-messages' status index, the active-enrolments-by-campaign index) and capped at
-DASHBOARD_COUNT_CAP: "1,000+" reads a thousand index entries, an exact figure at a
-million contacts would read them all on every visit. Analytics has the exact numbers.
+Two queries whatever the volume (three once a webhook called): one row of counts, and
+one row per campaign (its active enrolments, whether the breaker paused it). Each
+count is served by an index (sent_at, the due index on enrolments, messages' status
+index, the in-doubt resolutions' partial index, the active-enrolments-by-campaign
+index) and capped at DASHBOARD_COUNT_CAP: "1,000+" reads a thousand index entries,
+an exact figure at a million contacts would read them all on every visit. Analytics
+has the exact numbers.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import sqlalchemy as sa
 
 from crm_app.drip.common.paging import count_up_to
 from crm_app.drip.common.timezones import zone_or_utc
-from crm_app.drip.delivery.in_doubt import resolution_counts
-from crm_app.drip.tracking.breaker import breaker_paused
+from crm_app.drip.delivery.in_doubt import RESOLUTIONS, resolution_counts
+from crm_app.drip.tracking.breaker import paused_by_breaker
 from crm_app.models import Campaign, Enrollment, Message, utcnow
 from crm_app.models.tracking import WebhookBatch
 
@@ -26,6 +28,16 @@ from crm_app.models.tracking import WebhookBatch
 WEBHOOK_SILENCE_WARNING = timedelta(hours=24)
 # Counts stop here and read "1,000+".
 DASHBOARD_COUNT_CAP = 1000
+
+
+@dataclass(frozen=True)
+class PausedCampaign:
+    """A campaign the circuit breaker paused: what the dashboard says of it."""
+
+    id: int
+    name: str
+    paused_at: datetime | None
+    paused_reason: str
 
 
 @dataclass
@@ -40,7 +52,7 @@ class Dashboard:
     last_webhook: WebhookBatch | None
     webhook_warning: str = ""
     # Campaigns the circuit breaker paused, with the reason (tracking/breaker.py).
-    paused_by_breaker: list[Campaign] = field(default_factory=list)
+    paused_by_breaker: list[PausedCampaign] = field(default_factory=list)
     # In-doubt emails settled each way (delivery/in_doubt.py RESOLUTIONS), all time.
     in_doubt_resolved: dict[str, int] = field(default_factory=dict)
 
@@ -99,35 +111,43 @@ def _figures_statement(cap: int) -> sa.Select:
         .order_by(WebhookBatch.received_at.desc())
         .limit(1)
         .scalar_subquery(),
+        *resolution_counts().values(),
     )
 
 
 def _figures(session, now: datetime, today: datetime, week: datetime):
-    """One row: sent today, sent this week, due in 24 h, failed, in doubt, last webhook."""
+    """One row: sent today, sent this week, due in 24 h, failed, in doubt, last webhook,
+    then the in-doubt emails settled each way (RESOLUTIONS' order)."""
     moments = {"now": now, "today": today, "week": week, "due_by": now + timedelta(hours=24)}
     return session.execute(_figures_statement(DASHBOARD_COUNT_CAP), moments).one()
 
 
 @cache
-def _active_by_campaign_statement(cap: int) -> sa.Select:
+def _campaigns_statement(cap: int) -> sa.Select:
     active = (
         sa.select(Enrollment.id)
         .where(Enrollment.campaign_id == Campaign.id, Enrollment.status == "active")
         .correlate(Campaign)
     )
     counted = count_up_to(active, cap + 1)
-    return sa.select(Campaign.id, Campaign.name, counted).order_by(Campaign.name)
+    return sa.select(
+        Campaign.id, Campaign.name, counted,
+        paused_by_breaker(), Campaign.paused_at, Campaign.paused_reason,
+    ).order_by(Campaign.name)  # fmt: skip
 
 
-def _active_by_campaign(session) -> list[tuple[int, str, int]]:
-    """(campaign id, name, active enrolments capped) for campaigns with any."""
-    return [
-        (campaign_id, name, int(count))
-        for campaign_id, name, count in session.execute(
-            _active_by_campaign_statement(DASHBOARD_COUNT_CAP)
-        )
-        if count
-    ]
+def _campaigns(session) -> tuple[list[tuple[int, str, int]], list[PausedCampaign]]:
+    """(campaign id, name, active enrolments capped) for campaigns with any; the
+    campaigns the breaker paused, the latest first."""
+    active, paused = [], []
+    rows = session.execute(_campaigns_statement(DASHBOARD_COUNT_CAP))
+    for campaign_id, name, count, breaker, paused_at, reason in rows:
+        if count:
+            active.append((campaign_id, name, int(count)))
+        if breaker:
+            paused.append(PausedCampaign(campaign_id, name, paused_at, reason))
+    paused.sort(key=lambda campaign: campaign.paused_at or datetime.min, reverse=True)
+    return active, paused
 
 
 def _webhook_warning(
@@ -151,9 +171,9 @@ def home_dashboard(
     """`expects_webhook`: mail goes through SendGrid (with the Outbox no webhook ever calls)."""
     now = now or utcnow()
     today, week = _local_midnights(now, tz_name)
-    sent_today, sent_week, scheduled, failed, in_doubt, webhook_id = _figures(
-        session, now, today, week
-    )
+    figures = _figures(session, now, today, week)
+    sent_today, sent_week, scheduled, failed, in_doubt, webhook_id = figures[:6]
+    active_by_campaign, paused_by_breaker = _campaigns(session)
     last_webhook = session.get(WebhookBatch, webhook_id) if webhook_id else None
     warning = _webhook_warning(last_webhook, now, sent_today, sent_week) if expects_webhook else ""
     return Dashboard(
@@ -161,11 +181,11 @@ def home_dashboard(
         sent_today=sent_today,
         sent_this_week=sent_week,
         scheduled_next_24h=scheduled,
-        active_by_campaign=_active_by_campaign(session),
+        active_by_campaign=active_by_campaign,
         failed=failed,
         in_doubt=in_doubt,
         last_webhook=last_webhook,
         webhook_warning=warning,
-        paused_by_breaker=breaker_paused(session),
-        in_doubt_resolved=resolution_counts(session),
+        paused_by_breaker=paused_by_breaker,
+        in_doubt_resolved=dict(zip(RESOLUTIONS, map(int, figures[6:]), strict=True)),
     )

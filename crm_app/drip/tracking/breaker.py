@@ -130,15 +130,9 @@ def tripping_campaigns(events: Iterable) -> set[int]:
     }
 
 
-def breaker_paused(session) -> list[Campaign]:
-    """Campaigns the breaker paused and nobody resumed yet (the dashboard lists them)."""
-    return list(
-        session.scalars(
-            sa.select(Campaign)
-            .where(Campaign.status == "paused", Campaign.paused_by == BREAKER_ACTOR)
-            .order_by(Campaign.paused_at.desc())
-        )
-    )
+def paused_by_breaker() -> sa.ColumnElement[bool]:
+    """A campaign the breaker paused and nobody resumed yet (the dashboard lists them)."""
+    return sa.and_(Campaign.status == "paused", Campaign.paused_by == BREAKER_ACTOR)
 
 
 # -- the campaign page's breaker settings (admins) ----------------------------------
