@@ -4,7 +4,8 @@ Loads N contacts (one enrolment and one activity each, bench/pages_data.py) with
 COPY into a scratch database, starts gunicorn (2 workers x 4 threads, as `make run`)
 on a free local port, logs in 8 clients and runs each page in a closed loop (each
 client sends its next request as soon as the previous one answered) for a few
-seconds, beside a bare Flask route on the same server. Then, in-process, where the
+seconds, beside a bare Flask route on the same server and a route that only checks the
+login (what every page pays before its own work). Then, in-process, where the
 time goes: SQL statements and CPU ms per request in the app and in the database
 (CPU time is what a machine shared with other work skews least). The database is
 dropped at the end.
@@ -44,6 +45,9 @@ from bench.scratch import DEFAULT_URL, scratch_database  # noqa: E402
 
 AIM_P99_MS = 50.0
 AIM_SHARE_OF_BARE = 0.5
+# Measured beside the pages, not held to the aims: the bare route (the ceiling) and a
+# route that only checks the login (the floor under every page).
+REFERENCES = [("bare Flask route", "/bench/bare"), ("logged in, nothing else", "/bench/logged-in")]
 
 
 def parse_args() -> argparse.Namespace:
@@ -272,6 +276,7 @@ def where_the_time_goes(url: str, targets: list[tuple[str, str]], repeat: int) -
     request, and CPU ms per request in the app (Python) and in the database backend."""
     import sqlalchemy as sa
     from flask import Flask
+    from flask_login import login_required
 
     from crm_app import create_app
     from crm_app.extensions import db
@@ -279,6 +284,7 @@ def where_the_time_goes(url: str, targets: list[tuple[str, str]], repeat: int) -
 
     app: Flask = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None})
     app.add_url_rule("/bench/bare", "bench_bare", lambda: "ok")
+    app.add_url_rule("/bench/logged-in", "bench_logged_in", login_required(lambda: "ok"))
     freeze_startup_objects()  # as wsgi.py does
     statements: list[int] = []
     backends: set[int] = set()
@@ -297,7 +303,7 @@ def where_the_time_goes(url: str, targets: list[tuple[str, str]], repeat: int) -
     client.post("/login", data=form)
     print(f"\n  where the time goes ({repeat} requests each, one thread, CPU ms per request)")
     print(f"  {'page':<28} {'SQL':>5} {'app CPU':>8} {'db CPU':>8}")
-    for label, path in [("bare Flask route", "/bench/bare"), *targets]:
+    for label, path in [*REFERENCES, *targets]:
         for _ in range(5):
             client.get(path)
         statements.clear()
@@ -309,12 +315,15 @@ def where_the_time_goes(url: str, targets: list[tuple[str, str]], repeat: int) -
         print(f"  {label:<28} {len(statements) / repeat:>5.1f} {app_ms:>8.2f} {db_ms:>8.2f}")
 
 
-def report(bare: Figures, results: list[Figures]) -> None:
+def report(references: list[Figures], results: list[Figures]) -> None:
+    """Each page beside the reference routes (the first is the bare route), with what it
+    misses of the aims; the references are not held to them."""
+    bare = references[0]
     print(f"\n  {'page':<28} {'requests/s':>10} {'of bare':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    for figures in [bare, *results]:
+    for figures in [*references, *results]:
         share = figures.per_second / bare.per_second
         misses = []
-        if figures is not bare:
+        if not any(figures is reference for reference in references):
             if figures.percentile(0.99) > AIM_P99_MS:
                 misses.append(f"p99 over {AIM_P99_MS:.0f} ms")
             if share < AIM_SHARE_OF_BARE:
@@ -346,12 +355,12 @@ def run(args, url: str) -> int:
                 client.login()
             print(f"gunicorn {args.workers} workers x {args.threads} threads, "
                   f"{args.clients} clients, {args.seconds:g} s per page")  # fmt: skip
-            bare = measure(clients, "bare Flask route", "/bench/bare", args)
+            references = [measure(clients, label, path, args) for label, path in REFERENCES]
             results = [measure(clients, label, path, args) for label, path in targets]
         finally:
             server.terminate()
             server.wait(timeout=30)
-    report(bare, results)
+    report(references, results)
     where_the_time_goes(url, targets, args.profile_requests)
     return 0
 
