@@ -305,3 +305,50 @@ def test_the_picker_and_the_api_read_a_rare_search_by_its_ids(session, make_cont
     rest = list_contacts(session, query="rareco", limit=2, after_id=first.next_cursor)
     assert [c.id for c in first.items + rest.items] == sorted(c.id for c in made)
     assert rest.next_cursor is None
+
+
+def test_a_later_page_is_one_statement_its_boundary_read_inside_it(session, make_contact):
+    for n in range(5):
+        make_contact(first_name=f"P{n}", last_name="Later")
+    session.commit()
+    first = listed(session, per_page=2)
+    statements = _statements_of(
+        session, lambda: listed(session, per_page=2, after=first.next_after)
+    )
+    assert len(statements) == 1
+    assert "boundary" in statements[0]  # the boundary row's keys, read by the page itself
+
+
+def test_a_page_after_a_contact_deleted_meanwhile_is_the_first_page(session, make_contact):
+    """Someone deleted the last contact of the page another user was on: Next shows the
+    first page rather than nothing."""
+    for n in range(5):
+        make_contact(first_name=f"P{n}", last_name="Gone")
+    session.commit()
+    first = listed(session, per_page=2)
+    boundary = session.get(Contact, first.next_after)
+    session.delete(boundary)
+    session.commit()
+    for direction in ("after", "before"):
+        page = listed(session, per_page=2, **{direction: first.next_after})
+        assert names(page) == names(listed(session, per_page=2))
+        assert page.total == 4 and not page.has_prev
+
+
+@pytest.mark.parametrize("sort", contact_list.SORTS)
+def test_a_later_page_walks_its_orders_index_from_the_boundary(session, make_contact, sort):
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("plans are compared on PostgreSQL")
+    contact = make_contact()
+    session.execute(sa.text("SET LOCAL enable_seqscan = off"))
+    session.execute(sa.text("SET LOCAL enable_sort = off"))
+    after = contact_list._boundary(sort, contact.id)
+    keys = contact_list.sort_keys(sort)
+    query = sa.select(Contact.id).where(
+        sa.tuple_(*keys) > sa.tuple_(*after[:-1], sa.literal(after[-1]))
+    )
+    query = query.order_by(*keys).limit(26)
+    sql = str(query.compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
+    plan = "\n".join(session.scalars(sa.text("EXPLAIN " + sql)))
+    session.rollback()
+    assert "Index Cond: (ROW(" in plan and "Sort" not in plan, plan

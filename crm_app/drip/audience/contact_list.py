@@ -11,6 +11,7 @@ measures it, and where its time goes).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -231,12 +232,26 @@ class ContactListPage:
         return self.rows[0].id if self.has_prev and self.rows else None
 
 
-def _boundary(session, keys, contact_id: int | None) -> tuple | None:
-    """The sort key values of the contact a page starts after (or ends before)."""
+# The contact a page starts after (or ends before), read under its own name so that it
+# does not correlate with the page's rows.
+_BOUNDARY = sa.orm.aliased(Contact, name="boundary")
+
+
+@cache
+def _boundary_keys(sort: str) -> tuple[sa.ColumnElement, ...]:
+    return sort_keys(sort, _BOUNDARY)
+
+
+def _boundary(sort: str, contact_id: int | None) -> tuple | None:
+    """The sort key values of the contact a page starts after (or ends before), as
+    scalar subqueries that the page's own statement reads once (an index lookup each)
+    before it walks its order's index: no statement of their own. The id, the last key,
+    is the value itself."""
     if contact_id is None:
         return None
-    row = session.execute(sa.select(*keys).where(Contact.id == contact_id)).first()
-    return tuple(row) if row is not None else None
+    *keys, _ = _boundary_keys(sort)
+    looked_up = (sa.select(key).where(_BOUNDARY.id == contact_id).scalar_subquery() for key in keys)
+    return (*looked_up, contact_id)
 
 
 def _campaigns_of(contact) -> sa.ScalarSelect:
@@ -403,25 +418,37 @@ def contact_list_page(session, request: ListRequest, *, per_page: int) -> Contac
     on later pages: the same handful of index reads on page 1 and on page 2,000. A
     substring search first tries its few matches (`_few_matches_statement`); with more,
     it reads a second statement."""
-    boundary_keys = sort_keys(request.sort)
-    after = _boundary(session, boundary_keys, request.after)
-    before = _boundary(session, boundary_keys, request.before)
+    page, total = _page_and_total(session, request, per_page)
+    start = request.after if request.after is not None else request.before
+    if not page.rows and start is not None and not _exists(session, start):
+        # The contact the page starts from was deleted meanwhile: the first page.
+        first = dataclasses.replace(request, after=None, before=None)
+        page, total = _page_and_total(session, first, per_page)
+    return _list_page(request, page, total)
+
+
+def _page_and_total(session, request: ListRequest, per_page: int):
+    after = _boundary(request.sort, request.after)
+    before = _boundary(request.sort, request.before)
     if is_substring_search(request.query):
         statement, keys = _few_matches_statement(request.contact_type, request.sort)
         params = _few_matches_params(request)
         page = _keyset(session, statement, keys, request, per_page, after, before, params)
         if page.rows and page.rows[0][-1] <= SEARCH_FEW_MATCHES:
-            return _list_page(request, page, page.rows[0][-1])
+            return page, page.rows[0][-1]
         if not page.rows and after is None and before is None:
-            return _list_page(request, page, 0)  # a first page with no rows: none match
+            return page, 0  # a first page with no rows: none match
     statement, keys = _page_statement(request)
     page = _keyset(session, statement, keys, request, per_page, after, before)
     if page.rows:
-        total = page.rows[0][-1]
-    else:  # past the last row: the count still says how many match
-        cap = count_cap(request)
-        total = session.scalar(sa.select(_capped_total(request.query, request.contact_type, cap)))
-    return _list_page(request, page, total)
+        return page, page.rows[0][-1]
+    # Past the last row: the count still says how many match.
+    cap = count_cap(request)
+    return page, session.scalar(sa.select(_capped_total(request.query, request.contact_type, cap)))
+
+
+def _exists(session, contact_id: int) -> bool:
+    return session.scalar(sa.select(Contact.id).where(Contact.id == contact_id)) is not None
 
 
 def _keyset(

@@ -82,15 +82,16 @@ def keyset_page(
 ) -> KeysetPage:
     """The page of `statement` in the order of `keys` (the last key unique: an id) that
     follows the row whose key values are `after`, or precedes `before` (the first page
-    with neither). Reads per_page + 1 rows from an index on `keys`, however deep the
-    page: OFFSET would read and drop every row before it."""
+    with neither). A key value is a value, or an SQL expression that gives it (such as
+    a scalar subquery reading the boundary row). Reads per_page + 1 rows from an index
+    on `keys`, however deep the page: OFFSET would read and drop every row before it."""
     backwards = before is not None
     ascending = descending == backwards  # the direction the rows are read in
     statement = statement.order_by(*(k.asc() if ascending else k.desc() for k in keys))
     boundary = before if backwards else after
     if boundary is not None:
         row = sa.tuple_(*keys)
-        values = sa.tuple_(*(sa.literal(v, k.type) for k, v in zip(keys, boundary, strict=True)))
+        values = sa.tuple_(*(_value(v, k) for k, v in zip(keys, boundary, strict=True)))
         statement = statement.where(row > values if ascending else row < values)
     rows = list(session.execute(statement.limit(per_page + 1), params or {}))
     more = len(rows) > per_page
@@ -99,3 +100,7 @@ def keyset_page(
         rows.reverse()
         return KeysetPage(rows, has_next=True, has_prev=more)
     return KeysetPage(rows, has_next=more, has_prev=after is not None)
+
+
+def _value(value: Any, key: sa.ColumnElement) -> sa.ColumnElement:
+    return value if isinstance(value, sa.ColumnElement) else sa.literal(value, key.type)
