@@ -414,8 +414,8 @@ def _row(values) -> ContactRow:
 
 def contact_list_page(session, request: ListRequest, *, per_page: int) -> ContactListPage:
     """One page of the list in one query (its rows, each one's owner, suppression and
-    active campaigns, and the capped count of matches), plus the boundary row's keys
-    on later pages: the same handful of index reads on page 1 and on page 2,000. A
+    active campaigns, the capped count of matches, and on later pages the boundary
+    row's keys): the same handful of index reads on page 1 and on page 2,000. A
     substring search first tries its few matches (`_few_matches_statement`); with more,
     it reads a second statement."""
     page, total = _page_and_total(session, request, per_page)
