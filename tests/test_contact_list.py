@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from crm_app.drip.audience import contact_list
+from crm_app.drip.audience import contact_list, contact_search
 from crm_app.drip.audience.contact_list import ListRequest, contact_list_page
 from crm_app.drip.audience.suppression import suppress
 from crm_app.models import Contact
@@ -167,7 +167,7 @@ def test_the_search_uses_the_trigram_index_on_postgresql(session, make_contact):
     plan = "\n".join(
         session.scalars(
             sa.text("EXPLAIN " + str(
-                sa.select(Contact.id).where(contact_list.search_condition("tanaka"))
+                sa.select(Contact.id).where(contact_search.search_condition("tanaka"))
                 .compile(session.get_bind(), compile_kwargs={"literal_binds": True})
             ))
         )
@@ -274,7 +274,7 @@ def test_few_and_many_matches_list_the_same_pages(session, make_contact, monkeyp
             after = page.next_after
 
     few = walk()
-    monkeypatch.setattr(contact_list, "SEARCH_FEW_MATCHES", 2)  # 7 matches: "many"
+    monkeypatch.setattr(contact_search, "SEARCH_FEW_MATCHES", 2)  # 7 matches: "many"
     assert walk() == few
     assert sum(len(rows) for rows, *_ in few[:-1]) == 7
 
@@ -296,7 +296,7 @@ def test_the_picker_and_the_api_read_a_rare_search_by_its_ids(session, make_cont
     session.commit()
     found: list = []
     statements = _statements_of(
-        session, lambda: found.extend(contact_list.find_contacts(session, "rareco", limit=8))
+        session, lambda: found.extend(contact_search.find_contacts(session, "rareco", limit=8))
     )
     assert len(statements) == 2 and "search_text" not in statements[1]
     assert {c.id for c in found} == {c.id for c in made}

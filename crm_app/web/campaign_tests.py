@@ -7,7 +7,7 @@ from flask import current_app, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from crm_app.config import settings_of
-from crm_app.drip.audience.contact_list import find_contacts
+from crm_app.drip.audience.contact_search import find_contacts
 from crm_app.drip.campaigns.harness import (
     SendTestError,
     preview_context,

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
-from crm_app.drip.audience.contact_list import matching_for_a_page
+from crm_app.drip.audience.contact_search import matching_for_a_page
 from crm_app.drip.audience.contacts import (
     CONTACT_FIELDS,
     ContactInput,

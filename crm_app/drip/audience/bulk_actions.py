@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import sqlalchemy as sa
 
-from crm_app.drip.audience.contact_list import count_matching, matching_ids
+from crm_app.drip.audience.contact_search import count_matching, matching_ids
 from crm_app.drip.audience.contacts import delete_contact
 from crm_app.drip.audience.ending import stop, stop_all
 from crm_app.drip.audience.enrollment import (

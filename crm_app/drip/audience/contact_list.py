@@ -1,5 +1,5 @@
-"""The contact list: which contacts match a search, in which order, one page at a time.
-No HTTP in here; the bulk actions select contacts by the same rule (`matching`).
+"""The contact list: the contacts a search selects (contact_search.py), in which order,
+one page at a time. No HTTP in here.
 
 Built to stay fast at a million contacts: every order has an index that ends in the
 id, pages continue from a boundary row (keyset) instead of an OFFSET, the total is
@@ -12,7 +12,6 @@ measures it, and where its time goes).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -20,9 +19,16 @@ from functools import cache
 import sqlalchemy as sa
 import sqlalchemy.orm
 
+from crm_app.drip.audience import contact_search
+from crm_app.drip.audience.contact_search import (
+    contains,
+    is_substring_search,
+    matching,
+    of_type,
+    substring_pattern,
+)
 from crm_app.drip.audience.eligibility import not_mailed_label
 from crm_app.drip.common.paging import count_up_to, keyset_page
-from crm_app.drip.common.sql import in_values
 from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment, Suppression, User
 
 # Beyond this many matches the list says "more than 1,000": an exact total would read
@@ -32,16 +38,6 @@ LIST_COUNT_CAP = 1000
 # trigram index only says which rows may match), and "more than 100 found" already
 # says to narrow the search. "All that match" counts exactly, on its confirmation.
 SEARCH_COUNT_CAP = 100
-# Shorter searches match the start of a first or last name: a trigram index needs
-# three characters, and "%ab%" would read every contact.
-SEARCH_MIN_SUBSTRING = 3
-# A substring search first reads its matches, up to this many. With no more, the page
-# is sorted from those (one statement): the planner's guess of how many contacts a pattern
-# matches comes from a sample (ANALYZE), and one bad guess made it walk the whole
-# "newest first" index for a rare name (27 ms at 100,000 contacts, one run in eight).
-# With more, matches are dense enough that walking an order finds a page in a few
-# thousand rows.
-SEARCH_FEW_MATCHES = 1000
 
 
 _SORT_KEYS = {
@@ -76,63 +72,6 @@ SORTS = ("name", "email", "company", "type", "created")
 DEFAULT_SORT, DEFAULT_SEARCH_SORT = "name", "created"
 # Orders that start with the newest or largest.
 DESCENDING_BY_DEFAULT = frozenset({"created"})
-
-
-def _like_pattern(text: str, *, prefix_only: bool) -> str:
-    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
-    return f"{escaped}%" if prefix_only else f"%{escaped}%"
-
-
-def _search_words(query: str) -> str:
-    return " ".join(query.split()).lower()
-
-
-def is_substring_search(query: str) -> bool:
-    return len(_search_words(query)) >= SEARCH_MIN_SUBSTRING
-
-
-def substring_pattern(query: str) -> str:
-    """The LIKE pattern of a substring search (`contains`' parameter)."""
-    return _like_pattern(_search_words(query), prefix_only=False)
-
-
-def contains(contact, pattern: sa.BindParameter) -> sa.ColumnElement:
-    """A substring search: the pattern anywhere in the lower-cased search_text.
-
-    The pattern is written into the SQL when the statement runs (literal_execute)
-    rather than bound: the planner then sees it and estimates from the trigram
-    statistics how many contacts match, each time; a prepared statement's generic plan
-    would guess the same for "tanaka" and "user777". LIKE, not ILIKE: both sides are
-    lower case already, and a case-sensitive recheck of each candidate row costs less."""
-    return contact.search_text.like(pattern, escape="/")
-
-
-def search_condition(query: str, contact=Contact) -> sa.ColumnElement | None:
-    """What a search box's text matches (None: everything). Three characters or more:
-    anywhere in the name, email, company, title, industry or custom fields (the
-    lower-cased search_text); fewer: the start of the first or last name."""
-    words = _search_words(query)
-    if not words:
-        return None
-    if len(words) < SEARCH_MIN_SUBSTRING:
-        pattern = _like_pattern(words, prefix_only=True)
-        return sa.or_(
-            sa.func.lower(contact.last_name).like(pattern, escape="/"),
-            sa.func.lower(contact.first_name).like(pattern, escape="/"),
-        )
-    pattern = sa.bindparam(None, substring_pattern(query), sa.Text, literal_execute=True)
-    return contains(contact, pattern)
-
-
-def matching(query: str = "", contact_type: str = "", contact=Contact) -> list[sa.ColumnElement]:
-    """The conditions of a search and a type filter: the list shows these contacts, and
-    "all that match" in a bulk action means exactly these."""
-    search = search_condition(query, contact)
-    return ([] if search is None else [search]) + _of_type(contact_type, contact)
-
-
-def _of_type(contact_type: str, contact=Contact) -> list[sa.ColumnElement]:
-    return [contact.contact_type == contact_type] if contact_type in CONTACT_TYPES else []
 
 
 @dataclass(frozen=True)
@@ -281,33 +220,6 @@ def _capped_total(query: str, contact_type: str, cap: int) -> sa.ScalarSelect:
     return count_up_to(matches, cap + 1)
 
 
-def few_matches(session, request: ListRequest) -> list[int] | None:
-    """Every id a substring search matches, when there are SEARCH_FEW_MATCHES or fewer
-    (one read through the trigram index); None for other lists and for more matches."""
-    if not is_substring_search(request.query):
-        return None
-    ids = list(
-        session.scalars(
-            sa.select(Contact.id)
-            .where(*matching(request.query, request.contact_type))
-            .limit(SEARCH_FEW_MATCHES + 1)
-        )
-    )
-    return ids if len(ids) <= SEARCH_FEW_MATCHES else None
-
-
-def matching_for_a_page(session, query: str = "", contact_type: str = "") -> list:
-    """`matching` for a read that orders and stops after a few rows (a picker, an API
-    page): a substring search with few matches becomes those ids, so that no plan walks
-    an order's index on a bad guess (SEARCH_FEW_MATCHES)."""
-    few = few_matches(session, ListRequest(query=query, contact_type=contact_type))
-    return matching(query, contact_type) if few is None else _among(session, few)
-
-
-def _among(session, ids: list[int]) -> list[sa.ColumnElement]:
-    return [in_values(session, Contact.id, ids)]
-
-
 def _page_source(request: ListRequest):
     """The contacts a search's page reads. Many matches of a substring search in any
     order but "newest first" are read through the trigram index first and only then
@@ -359,7 +271,7 @@ def _few_matches_statement(contact_type: str, sort: str):
     pattern = sa.bindparam("pattern", type_=sa.Text, literal_execute=True)
     matches = (
         sa.select(*_LISTED_COLUMNS)
-        .where(contains(Contact, pattern), *_of_type(contact_type))
+        .where(contains(Contact, pattern), *of_type(contact_type))
         .limit(sa.bindparam("few_limit", type_=sa.Integer))
         .cte("matches")
     )
@@ -368,7 +280,10 @@ def _few_matches_statement(contact_type: str, sort: str):
 
 
 def _few_matches_params(request: ListRequest) -> dict:
-    return {"pattern": substring_pattern(request.query), "few_limit": SEARCH_FEW_MATCHES + 1}
+    return {
+        "pattern": substring_pattern(request.query),
+        "few_limit": contact_search.SEARCH_FEW_MATCHES + 1,
+    }
 
 
 def _rows_with_total(contact, conditions: list, total) -> sa.Select:
@@ -434,7 +349,7 @@ def _page_and_total(session, request: ListRequest, per_page: int):
         statement, keys = _few_matches_statement(request.contact_type, request.sort)
         params = _few_matches_params(request)
         page = _keyset(session, statement, keys, request, per_page, after, before, params)
-        if page.rows and page.rows[0][-1] <= SEARCH_FEW_MATCHES:
+        if page.rows and page.rows[0][-1] <= contact_search.SEARCH_FEW_MATCHES:
             return page, page.rows[0][-1]
         if not page.rows and after is None and before is None:
             return page, 0  # a first page with no rows: none match
@@ -465,48 +380,4 @@ def _list_page(request: ListRequest, page, total: int) -> ContactListPage:
     rows = [_row(values) for values in page.rows]
     return ContactListPage(
         request, rows, min(total, cap), total > cap, page.has_next, page.has_prev
-    )
-
-
-# --- the same selection for bulk actions ---
-
-
-def count_matching(session, query: str = "", contact_type: str = "") -> int:
-    """The exact number of contacts a search selects (a bulk action's confirmation)."""
-    return session.scalar(
-        sa.select(sa.func.count(Contact.id)).where(*matching(query, contact_type))
-    )
-
-
-def matching_ids(
-    session, query: str = "", contact_type: str = "", *, chunk_size: int = 1000
-) -> Iterator[list[int]]:
-    """The ids a search selects, in chunks, in id order (each chunk one indexed query
-    continuing after the last id, so contacts deleted meanwhile shift nothing)."""
-    conditions = matching(query, contact_type)
-    last_id = 0
-    while True:
-        ids = list(
-            session.scalars(
-                sa.select(Contact.id)
-                .where(*conditions, Contact.id > last_id)
-                .order_by(Contact.id)
-                .limit(chunk_size)
-            )
-        )
-        if not ids:
-            return
-        yield ids
-        last_id = ids[-1]
-
-
-def find_contacts(session, query: str, *, limit: int) -> list[Contact]:
-    """The first contacts a search finds, newest first (a picker's few results)."""
-    return list(
-        session.scalars(
-            sa.select(Contact)
-            .where(*matching_for_a_page(session, query))
-            .order_by(Contact.created_at.desc(), Contact.id.desc())
-            .limit(limit)
-        )
     )

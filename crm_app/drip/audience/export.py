@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import sqlalchemy as sa
 
-from crm_app.drip.audience.contact_list import matching
+from crm_app.drip.audience.contact_search import matching
 from crm_app.drip.common.csv_safe import csv_safe
 from crm_app.drip.common.sql import is_postgres
 from crm_app.drip.team.audit import record_audit
