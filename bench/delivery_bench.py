@@ -226,6 +226,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def services_cpu() -> dict[str, float]:
+    """CPU seconds so far of the local PostgreSQL and Redis servers, each with the
+    children they have reaped (a backend that ended with its worker's connection
+    counts in its postmaster's cutime): what delivery costs beside the workers."""
+    ticks = {"postgres": 0, "redis-server": 0}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        name = head.split("(", 1)[1]
+        if name in ticks:
+            ticks[name] += sum(int(field) for field in tail.split()[11:15])
+    return {name: count / os.sysconf("SC_CLK_TCK") for name, count in ticks.items()}
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -315,10 +331,13 @@ def bench_delivery(app, args, queue, db_url: str) -> None:
             args.batch = args.batch or app.config["DELIVERY_BATCH_SIZE"]
             enqueue_deliveries(queue, ids, args.batch)
             fake_cpu, workers_cpu = cpu_seconds(fake.pid), children_cpu()
+            services_before = services_cpu()
             wall = time.perf_counter()
             peak_rss_mb = run_workers(env, args.workers)
             wall = time.perf_counter() - wall
             workers_cpu = children_cpu() - workers_cpu
+            services = {name: cpu - services_before[name] for name, cpu in services_cpu().items()}
+            database_cpu, redis_cpu = services["postgres"], services["redis-server"]
             fake_cpu = cpu_seconds(fake.pid) - fake_cpu
             phases = phase_seconds(queue)
             with db.engine.connect() as conn:
@@ -377,8 +396,9 @@ def bench_delivery(app, args, queue, db_url: str) -> None:
     print(f"    worker peak memory: {peak_rss_mb:.0f} MB RSS (aim <= 150 MB)")
     print(
         f"    CPU per message: workers {workers_cpu * 1000 / per:.2f} ms (start-up included), "
+        f"PostgreSQL {database_cpu * 1000 / per:.2f} ms, Redis {redis_cpu * 1000 / per:.2f} ms, "
         f"fake SendGrid {fake_cpu * 1000 / per:.2f} ms; this machine has {os.cpu_count()} "
-        f"cores for them, PostgreSQL and Redis"
+        f"cores for them all ({os.cpu_count() * wall * 1000 / per:.2f} ms per message)"
     )
 
 
