@@ -431,3 +431,24 @@ def test_panel_says_when_the_current_email_failed(admin, make_contact):
     page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
     assert "step 1 failed to send" in page
     assert "/admin/messages?status=failed" in page
+
+
+def test_the_contact_page_reads_each_thing_once_and_loads_nothing_lazily(admin, make_contact):
+    """The login, the contact with its owner, the campaigns with the enrolments and their
+    steps, the suppression list, the timeline (the tests run with no frequency cap, so
+    no recent sends): five statements. No campaign or step is loaded lazily by the
+    itinerary or the template, with nothing else in the process holding them."""
+    contact_id = make_contact("lead").id
+    db.session.commit()
+    db.session.expunge_all()  # the request alone holds what it reads
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    sa.event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        page = admin.get(f"/contacts/{contact_id}").get_data(as_text=True)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", listener)
+    assert "step 1 of 6" in page
+    lazy = [s for s in statements if "WHERE campaigns.id =" in s or "campaign_steps.id =" in s]
+    assert lazy == []
+    assert len(statements) == 5

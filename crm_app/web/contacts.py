@@ -18,7 +18,6 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
-from sqlalchemy.orm import joinedload
 
 from crm_app.config import settings_of
 from crm_app.drip.audience import ending
@@ -40,6 +39,7 @@ from crm_app.drip.audience.export import export_contacts
 from crm_app.drip.audience.itinerary import contact_itinerary
 from crm_app.drip.audience.panel import (
     campaign_panel,
+    contact_for_page,
     contact_timeline,
     enroll_chosen,
     stop_all_or_refuse,
@@ -230,8 +230,7 @@ def _panel_context(contact: Contact, **extra) -> dict:
 @bp.get("/<int:contact_id>")
 @login_required
 def detail(contact_id: int):
-    # The owner comes with the contact: the page shows its name.
-    contact = db.session.get(Contact, contact_id, options=[joinedload(Contact.owner)])
+    contact = contact_for_page(db.session, contact_id)
     if contact is None:
         abort(404)
     return render_template("contacts/detail.html", **_panel_context(contact))
