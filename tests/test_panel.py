@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from crm_app.drip.audience.ending import stop_all
 from crm_app.drip.audience.enrollment import EnrollmentError
@@ -12,6 +13,7 @@ from crm_app.drip.audience.panel import (
     stop_all_or_refuse,
 )
 from crm_app.drip.audience.suppression import lift_suppression, suppress
+from crm_app.models import Campaign, CampaignStep, Enrollment
 from tests.panel_helpers import current_email_in_state
 
 
@@ -87,7 +89,7 @@ def test_a_manual_enrollment_is_recorded_as_manual(session, make_contact, campai
     assert (enrollment.campaign.name, enrollment.source) == ("Networking", "manual")
 
 
-def test_the_panel_reads_campaigns_enrolments_and_steps_in_one_query_the_itinerary_none(
+def test_the_panel_is_one_query_its_steps_loaded_with_it_the_itinerary_none(
     app, session, make_contact, campaigns
 ):
     from sqlalchemy import event
@@ -116,9 +118,8 @@ def test_the_panel_reads_campaigns_enrolments_and_steps_in_one_query_the_itinera
         itinerary_reads = [s for s in statements[read:] if "campaign" in s]
     finally:
         event.remove(session.get_bind(), "before_cursor_execute", listener)
-    # One statement for the campaigns, the enrolments and their steps; one for the
-    # suppression list.
-    assert read == 2
+    # One statement: the campaigns, the enrolments, their steps and the suppression list.
+    assert read == 1
     # Two enrolments in Client (one row per enrolment and step), each listed once.
     assert [e.campaign.name for e in panel.active] == ["Client"]
     assert [e.campaign.name for e in panel.finished] == ["Client", "Lead"]  # newest first
@@ -128,3 +129,34 @@ def test_the_panel_reads_campaigns_enrolments_and_steps_in_one_query_the_itinera
         for kind, name in (("lead", "Lead"), ("client", "Client"))
     }
     assert itinerary_reads == []
+
+
+def test_the_panel_reads_the_suppression_list_with_no_campaign_at_all(session, make_contact):
+    """The suppression list's reason rides on the panel's rows; with no campaign there
+    is no row, and the list is read on its own."""
+    contact = make_contact("lead")
+    suppress(session, contact.email, reason="manual", source="test", actor="test")
+    session.execute(sa.delete(Enrollment))
+    session.execute(sa.delete(CampaignStep))
+    session.execute(sa.delete(Campaign))
+    session.commit()
+    panel = campaign_panel(session, contact)
+    assert panel.available == [] and panel.active == []
+    assert panel.not_mailed == "suppressed by staff"
+    assert panel.block_reason == "the address is on the suppression list (suppressed by staff)"
+
+
+def test_an_erased_address_outranks_its_plain_entry_on_the_panel(session, make_contact):
+    """A hashed (erased) entry for the address wins over its plain one, as
+    suppression_reasons has it."""
+    from crm_app.drip.audience.address_hash import address_hash, app_erasure_key, key_id
+    from crm_app.models import HashedSuppression
+
+    contact = make_contact("lead")
+    suppress(session, contact.email, reason="bounce", source="test", actor="test")
+    key = app_erasure_key()
+    digest = address_hash(contact.email.lower(), key)
+    session.add(HashedSuppression(email_hash=digest, key_id=key_id(key), reason="erased"))
+    session.commit()
+    panel = campaign_panel(session, contact)
+    assert panel.block_reason == "the address was erased at the person's request (GDPR)"

@@ -73,6 +73,28 @@ def _suppressions_statement(postgres: bool) -> sa.CompoundSelect:
     return sa.union_all(plain, hashed)
 
 
+@cache
+def suppression_reason_column() -> sa.ColumnElement:
+    """`suppression_reasons` for one address, as a column of another statement (the
+    contact page reads it with its campaigns): the list's reason for the address bound
+    as `address`, or its erasure hash bound as `address_hash`, which outranks it. Bind
+    them with `suppression_values`."""
+    plain = sa.select(Suppression.reason).where(Suppression.email == sa.bindparam("address"))
+    hashed = sa.select(HashedSuppression.reason).where(
+        HashedSuppression.email_hash == sa.bindparam("address_hash")
+    )
+    return sa.func.coalesce(hashed.scalar_subquery(), plain.scalar_subquery())
+
+
+def suppression_values(email: str, *, hash_key: bytes | None = None) -> dict[str, str]:
+    """The values `suppression_reason_column` is bound with, for this address."""
+    address = normalize_email(email)
+    return {
+        "address": address,
+        "address_hash": address_hash(address, hash_key or app_erasure_key()),
+    }
+
+
 def describe_suppression(reason: str) -> str:
     if reason == ERASED_REASON:
         return "the address was erased at the person's request (GDPR)"

@@ -14,10 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from crm_app.drip.audience.address_hash import normalize_email
 from crm_app.drip.audience.eligibility import (
     mailing_block_reason,
     not_mailed_label,
+    suppression_reason_column,
     suppression_reasons,
+    suppression_values,
 )
 from crm_app.drip.audience.ending import stop_all
 from crm_app.drip.audience.enrollment import EnrollmentError, enroll
@@ -93,9 +96,10 @@ def in_flight_emails(session, enrollments: list[Enrollment]) -> dict[int, str]:
 def _panel_statement() -> sa.Select:
     """Every campaign with its number of emails, each with the contact's enrolments in
     it (outer join), and, for a campaign the contact is enrolled in, its steps in order
-    (one row per enrolment and step): what the panel and the itinerary read, in one
-    statement instead of three (each costs some 0.35 ms of CPU in the app and the
-    database together). The steps' identities dedupe repeated rows."""
+    (one row per enrolment and step), and on every row the address's reason on the
+    suppression list: what the panel and the itinerary read, in one statement instead
+    of four (each costs some 0.35 ms of CPU in the app and the database together). The
+    steps' identities dedupe repeated rows."""
     step_count = (
         sa.select(sa.func.count(CampaignStep.id))
         .where(CampaignStep.campaign_id == Campaign.id)
@@ -107,22 +111,30 @@ def _panel_statement() -> sa.Select:
     )
     steps = sa.and_(CampaignStep.campaign_id == Campaign.id, Enrollment.id.is_not(None))
     return (
-        sa.select(Campaign, step_count, Enrollment, CampaignStep)
+        sa.select(Campaign, step_count, Enrollment, CampaignStep, suppression_reason_column())
         .outerjoin(Enrollment, enrolled)
         .outerjoin(CampaignStep, steps)
         .order_by(Campaign.name, Campaign.id, Enrollment.id, CampaignStep.position)
     )
 
 
-def _read_panel(session, contact: Contact) -> tuple[list[Campaign], dict[int, int], list]:
-    """Every campaign (by name), its step count, and the contact's enrolments, newest
-    first, with their campaigns' steps loaded (left as they are where already loaded)."""
+@dataclass
+class _PanelRead:
+    campaigns: list[Campaign]  # by name
+    step_counts: dict[int, int]
+    enrollments: list[Enrollment]  # newest first, their campaigns' steps loaded
+    suppressions: dict[str, str]  # as suppression_reasons gives them
+
+
+def _read_panel(session, contact: Contact) -> _PanelRead:
+    """The panel's statement, its rows gathered (steps already loaded are left as they are)."""
     step_counts: dict[int, int] = {}
     campaigns: list[Campaign] = []
     enrollments: dict[int, Enrollment] = {}
     steps: dict[Campaign, dict[int, CampaignStep]] = {}
-    rows = session.execute(_panel_statement(), {"contact_id": contact.id})
-    for campaign, step_count, enrollment, step in rows:
+    values = {"contact_id": contact.id, **suppression_values(contact.email)}
+    rows = session.execute(_panel_statement(), values).all()
+    for campaign, step_count, enrollment, step, _ in rows:
         if campaign.id not in step_counts:
             campaigns.append(campaign)
             step_counts[campaign.id] = step_count
@@ -139,7 +151,12 @@ def _read_panel(session, contact: Contact) -> tuple[list[Campaign], dict[int, in
         if "steps" in sa.inspect(campaign).unloaded:
             set_committed_value(campaign, "steps", list(its_steps.values()))
     newest_first = sorted(enrollments.values(), key=lambda e: (e.enrolled_at, e.id), reverse=True)
-    return campaigns, step_counts, newest_first
+    if not rows:  # no campaign at all: no row to carry the suppression list's reason
+        suppressions = suppression_reasons(session, [contact.email])
+    else:
+        reason = rows[0][-1]
+        suppressions = {normalize_email(contact.email): reason} if reason is not None else {}
+    return _PanelRead(campaigns, step_counts, newest_first, suppressions)
 
 
 @cache
@@ -169,11 +186,12 @@ def _timeline_statement() -> sa.Select:
 
 
 def campaign_panel(session, contact: Contact) -> CampaignPanel:
-    """Two small queries: every campaign with its step count, the contact's enrolments
-    and their campaigns' steps; the address on the suppression list. Only when the
+    """One query: every campaign with its step count, the contact's enrolments and
+    their campaigns' steps, the address on the suppression list. Only when the
     contact's type's campaign is paused or archived, whether the contact waits for it;
     only when an active enrolment has no next date, its email's state."""
-    campaigns, step_counts, enrollments = _read_panel(session, contact)
+    read = _read_panel(session, contact)
+    campaigns, enrollments, suppressions = read.campaigns, read.enrollments, read.suppressions
     active = [e for e in enrollments if e.status == "active"]
     busy = {e.campaign_id for e in active}
     type_campaign = next((c for c in campaigns if c.contact_type == contact.contact_type), None)
@@ -184,7 +202,6 @@ def campaign_panel(session, contact: Contact) -> CampaignPanel:
         and is_waiting(session, contact, type_campaign)
         else None
     )
-    suppressions = suppression_reasons(session, [contact.email])
     return CampaignPanel(
         active=active,
         finished=[e for e in enrollments if e.status != "active"],
@@ -193,7 +210,7 @@ def campaign_panel(session, contact: Contact) -> CampaignPanel:
         block_reason=mailing_block_reason(session, contact, suppressions=suppressions),
         not_mailed=not_mailed_label(contact.email_status, suppressions.get(contact.email.lower())),
         waiting_for=waiting,
-        step_counts=step_counts,
+        step_counts=read.step_counts,
     )
 
 
