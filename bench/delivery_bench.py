@@ -400,6 +400,12 @@ def bench_delivery(app, args, queue, db_url: str) -> None:
         f"fake SendGrid {fake_cpu * 1000 / per:.2f} ms; this machine has {os.cpu_count()} "
         f"cores for them all ({os.cpu_count() * wall * 1000 / per:.2f} ms per message)"
     )
+    with db.engine.connect() as conn:
+        size = conn.scalar(sa.text("SELECT pg_size_pretty(pg_database_size(current_database()))"))
+        buffers = conn.scalar(sa.text("SHOW shared_buffers"))
+    # PostgreSQL's CPU per message grows with the tables once they outgrow its cache
+    # (seen: 0.25 ms at 100,000 enrolments, 0.51 ms at 1,000,000 with 128MB of buffers).
+    print(f"    PostgreSQL: database {size}, shared_buffers {buffers}")
 
 
 def main() -> None:
