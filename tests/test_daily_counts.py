@@ -145,3 +145,28 @@ def test_a_batchs_columns_in_any_order_share_one_statement(session, campaigns, s
     daily_counts.count_first_seen_many(session, {"opened_at": [ids[0]], "clicked_at": [ids[1]]})
     daily_counts.count_first_seen_many(session, {"clicked_at": [ids[0]], "opened_at": [ids[1]]})
     assert daily_counts._first_seen_statements.cache_info().currsize == 1
+
+
+def test_an_earlier_first_open_arriving_late_on_another_day_moves_its_count(
+    session, campaigns, settings
+):
+    """A first open or click seen the day after next, then an earlier one (the next day)
+    arriving late: the first-opens series counts it on the earlier day, as the messages
+    say, whatever the time of day the test runs at."""
+    ids = _sent_ids(session, campaigns, 3)
+    deliver_messages(session, ids, OutboxBackend(), settings)
+    session.commit()
+    sent_at = session.get(Message, ids[0]).sent_at.timestamp()
+    day = 86400
+    later = [_event("open", i, 1, sent_at + 2 * day) for i in ids]
+    later += [_event("click", ids[0], 1, sent_at + 2 * day, url="https://x.example")]
+    ingest_events(session, later, hash_key=b"k" * 32)
+    session.commit()
+    earlier = [_event("open", i, 2, sent_at + day) for i in ids[:2]]
+    earlier += [_event("click", ids[0], 2, sent_at + day, url="https://x.example")]
+    earlier += [_event("open", ids[2], 3, sent_at + 2 * day - 1)]  # earlier, the same day
+    ingest_events(session, earlier, hash_key=b"k" * 32)
+    session.commit()
+    _assert_rollups_equal_the_messages(session)
+    firsts = {(row[2] - row[1]).days: row[3:] for row in _rollups(session)[1]}
+    assert firsts == {1: (2, 1), 2: (1, 0)}  # (first opens, first clicks) by days after sending

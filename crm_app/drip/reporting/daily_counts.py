@@ -9,19 +9,31 @@ the same transaction, computed from the rows it just changed:
 - a message recorded `sent` (delivery, an admin's "mark sent", the webhook's `processed`
   for an in-doubt one) adds itself with whatever first events it already has;
 - a first-seen column set from NULL (the webhook; our own unsubscribe link) adds to the
-  day its email was sent, if it was (an event before the send is counted with the send).
+  day its email was sent, if it was (an event before the send is counted with the send);
+- a first open or click moved earlier, to another day, by an event that arrived late
+  moves its count in campaign_daily_firsts from the old day to the new one
+  (`move_first_days`; campaign_daily_counts is keyed by the day sent, which stays).
 
 So a range of a year reads a few thousand rollup rows instead of a million messages.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from functools import cache, lru_cache
 
 import sqlalchemy as sa
 
-from crm_app.drip.common.sql import add_counts, count_where, counts_upsert, in_named_values
+from crm_app.drip.common.sql import (
+    add_counts,
+    count_where,
+    counts_upsert,
+    in_named_values,
+    insert_for,
+)
 from crm_app.models import Message
 from crm_app.models.daily_counts import CampaignDailyCounts, CampaignDailyFirsts
 
@@ -147,6 +159,41 @@ def count_first_seen_many(session, first: dict[str, Iterable[int]]) -> None:
     values["everyone"] = list({i for ids in first.values() for i in ids})
     for statement in _first_seen_statements(dialect, tuple(sorted(first))):
         session.execute(statement, values)
+
+
+@dataclass(frozen=True)
+class FirstMoved:
+    """A sent message's first-seen `column` moved from `before` to the earlier `after`."""
+
+    campaign_id: int
+    sent_at: datetime
+    column: str
+    before: datetime
+    after: datetime
+
+
+def move_first_days(session, moves: Iterable[FirstMoved]) -> None:
+    """First opens and clicks seen earlier than before, on another UTC day: one count
+    each leaves the old day's campaign_daily_firsts row for the new day's, in one
+    statement, its rows in key order (as every counter writer locks them)."""
+    deltas: dict[tuple, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FIRSTS_FIELDS, 0))
+    for move in moves:
+        field = FIELD_OF_COLUMN[move.column]
+        if field not in FIRSTS_FIELDS or move.before.date() == move.after.date():
+            continue
+        sent_day = move.sent_at.date()
+        deltas[(move.campaign_id, sent_day, move.before.date())][field] -= 1
+        deltas[(move.campaign_id, sent_day, move.after.date())][field] += 1
+    if not deltas:
+        return
+    rows = [dict(zip(_FIRSTS_KEY, key, strict=True)) | deltas[key] for key in sorted(deltas)]
+    insert = insert_for(session.get_bind().dialect.name)(FIRSTS).values(rows)
+    session.execute(
+        insert.on_conflict_do_update(
+            index_elements=list(_FIRSTS_KEY),
+            set_={name: FIRSTS.c[name] + insert.excluded[name] for name in FIRSTS_FIELDS},
+        )
+    )
 
 
 def rebuild(session) -> None:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from crm_app.drip.audience.eligibility import erased_addresses
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.sql import in_named_values, insert_rows, is_postgres
-from crm_app.drip.reporting.daily_counts import count_first_seen_many
+from crm_app.drip.reporting.daily_counts import count_first_seen_many, move_first_days
 from crm_app.drip.tracking.breaker import check_campaigns, tripping_campaigns
 from crm_app.drip.tracking.engagement import flag_machine_events
 from crm_app.drip.tracking.event_consequences import apply_consequences
@@ -237,7 +237,8 @@ def ingest_events(
     # the rollup counters every request adds to, and the breaker (it counts bounced_at
     # and spam_reported_at, so after the first-seen times).
     first_seen = record_first_seen(session, fresh)
-    count_first_seen_many(session, first_seen)
+    count_first_seen_many(session, first_seen.first)
+    move_first_days(session, first_seen.moved)
     check_campaigns(session, tripping_campaigns(fresh), now=now)
     session.add(
         WebhookBatch(

@@ -5,12 +5,14 @@ and counted in the analytics rollups in the same transaction."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 
 import sqlalchemy as sa
 
 from crm_app.drip.common.sql import in_named_values, is_postgres, update_rows
+from crm_app.drip.reporting.daily_counts import FirstMoved
 from crm_app.drip.tracking.engagement import HUMAN_FIRST_SEEN, human_column
 from crm_app.drip.tracking.event_parsing import WebhookEvent
 from crm_app.models import Message
@@ -34,7 +36,12 @@ def _current_statement(postgres: bool) -> sa.Select:
     """The messages' first-seen times, locked (built once; every webhook batch reads it)."""
     messages = Message.__table__
     query = (
-        sa.select(messages.c.id, *(messages.c[c] for c in FIRST_SEEN_COLUMNS))
+        sa.select(
+            messages.c.id,
+            messages.c.campaign_id,
+            messages.c.sent_at,
+            *(messages.c[c] for c in FIRST_SEEN_COLUMNS),
+        )
         .where(in_named_values(postgres, messages.c.id, "ids"))
         .order_by(messages.c.id)
     )
@@ -47,11 +54,20 @@ def _current_statement(postgres: bool) -> sa.Select:
     return query
 
 
-def record_first_seen(session, events: list[WebhookEvent]) -> dict[str, set[int]]:
+@dataclass
+class FirstSeenChanges:
+    """What a batch changed of the first-seen times, for the analytics rollups
+    (`count_first_seen_many`, `move_first_days`, which the caller runs last: their
+    counters are shared by every request, and their row locks are held until the commit)."""
+
+    first: dict[str, set[int]] = field(default_factory=dict)  # column -> messages
+    moved: list[FirstMoved] = field(default_factory=list)  # sent messages' earlier times
+
+
+def record_first_seen(session, events: list[WebhookEvent]) -> FirstSeenChanges:
     """Per message and column keep the earliest time: replays and late events change
-    nothing. Returns the messages seen for the first time, by column, for the analytics
-    rollups (`count_first_seen_many`, which the caller runs last: its counters are shared
-    by every request, and their row locks are held until the commit)."""
+    nothing twice. Returns the messages seen for the first time and the sent ones whose
+    time moved earlier."""
     earliest: dict[tuple[str, int], datetime] = {}
     for e in events:
         if e.message_id is None:
@@ -63,29 +79,32 @@ def record_first_seen(session, events: list[WebhookEvent]) -> dict[str, set[int]
             if key not in earliest or e.occurred_at < earliest[key]:
                 earliest[key] = e.occurred_at
     if not earliest:
-        return {}
+        return FirstSeenChanges()
     # The current first-seen times of these messages, locked (PostgreSQL; SQLite's write
     # lock is ours since the events were stored), then ONE update of every column that
     # moves: first times (the caller counts them in the analytics rollups) and
     # earlier times for events that arrived late.
     messages = Message.__table__
     ids = list({message_id for _, message_id in earliest})
-    current = {
-        row[0]: dict(zip(FIRST_SEEN_COLUMNS, row[1:], strict=True))
-        for row in session.execute(_current_statement(is_postgres(session)), {"ids": ids})
-    }
+    current, sent = {}, {}
+    for row in session.execute(_current_statement(is_postgres(session)), {"ids": ids}):
+        current[row.id] = dict(zip(FIRST_SEEN_COLUMNS, row[3:], strict=True))
+        sent[row.id] = (row.campaign_id, row.sent_at)
     moved: dict[int, dict[str, datetime]] = defaultdict(dict)
-    first_by_column: dict[str, set[int]] = defaultdict(set)
+    changes = FirstSeenChanges(first=defaultdict(set))
     for (column, message_id), at in earliest.items():
         if message_id not in current:
             continue
         seen = current[message_id][column]
         if seen is None:
-            first_by_column[column].add(message_id)
+            changes.first[column].add(message_id)
         elif at >= seen:
             continue
+        elif sent[message_id][1] is not None:
+            campaign_id, sent_at = sent[message_id]
+            changes.moved.append(FirstMoved(campaign_id, sent_at, column, seen, at))
         moved[message_id][column] = at
-    rows = [{"id": i, **(current[i] | changes)} for i, changes in moved.items()]
+    rows = [{"id": i, **(current[i] | times)} for i, times in moved.items()]
     update_rows(
         session,
         messages,
@@ -93,4 +112,4 @@ def record_first_seen(session, events: list[WebhookEvent]) -> dict[str, set[int]
         values=lambda r: {name: getattr(r, name) for name in FIRST_SEEN_COLUMNS},
         returning=False,
     )
-    return first_by_column
+    return changes
