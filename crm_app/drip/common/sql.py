@@ -256,6 +256,23 @@ def counts_upsert(
     # In key order: two writers lock the counters they share in the same order (no deadlock).
     source = source.order_by(*(sa.literal_column(str(n + 1)) for n in range(len(key))))
     insert = insert_for(dialect)(table).from_select([*key, *counts], source)
+    return _adding_on_conflict(insert, table, key, counts)
+
+
+def add_count_rows(
+    session, table: sa.Table, rows: list[dict], *, key: Sequence[str], counts: Sequence[str]
+) -> None:
+    """`add_counts` from counts computed in Python: each row holds the `key` columns and
+    the `counts` to add (negative ones subtract). Written in key order, as every counter
+    writer locks them."""
+    if not rows:
+        return
+    ordered = sorted(rows, key=lambda row: tuple(row[name] for name in key))
+    insert = insert_for(session.get_bind().dialect.name)(table).values(ordered)
+    session.execute(_adding_on_conflict(insert, table, key, counts))
+
+
+def _adding_on_conflict(insert, table: sa.Table, key: Sequence[str], counts: Sequence[str]):
     return insert.on_conflict_do_update(
         index_elements=list(key),
         set_={name: table.c[name] + insert.excluded[name] for name in counts},

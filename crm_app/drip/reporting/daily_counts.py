@@ -28,11 +28,11 @@ from functools import cache, lru_cache
 import sqlalchemy as sa
 
 from crm_app.drip.common.sql import (
+    add_count_rows,
     add_counts,
     count_where,
     counts_upsert,
     in_named_values,
-    insert_for,
 )
 from crm_app.models import Message
 from crm_app.models.daily_counts import CampaignDailyCounts, CampaignDailyFirsts
@@ -174,8 +174,7 @@ class FirstMoved:
 
 def move_first_days(session, moves: Iterable[FirstMoved]) -> None:
     """First opens and clicks seen earlier than before, on another UTC day: one count
-    each leaves the old day's campaign_daily_firsts row for the new day's, in one
-    statement, its rows in key order (as every counter writer locks them)."""
+    each leaves the old day's campaign_daily_firsts row for the new day's (one statement)."""
     deltas: dict[tuple, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FIRSTS_FIELDS, 0))
     for move in moves:
         field = FIELD_OF_COLUMN[move.column]
@@ -184,16 +183,8 @@ def move_first_days(session, moves: Iterable[FirstMoved]) -> None:
         sent_day = move.sent_at.date()
         deltas[(move.campaign_id, sent_day, move.before.date())][field] -= 1
         deltas[(move.campaign_id, sent_day, move.after.date())][field] += 1
-    if not deltas:
-        return
-    rows = [dict(zip(_FIRSTS_KEY, key, strict=True)) | deltas[key] for key in sorted(deltas)]
-    insert = insert_for(session.get_bind().dialect.name)(FIRSTS).values(rows)
-    session.execute(
-        insert.on_conflict_do_update(
-            index_elements=list(_FIRSTS_KEY),
-            set_={name: FIRSTS.c[name] + insert.excluded[name] for name in FIRSTS_FIELDS},
-        )
-    )
+    rows = [dict(zip(_FIRSTS_KEY, key, strict=True)) | counts for key, counts in deltas.items()]
+    add_count_rows(session, FIRSTS, rows, key=_FIRSTS_KEY, counts=FIRSTS_FIELDS)
 
 
 def rebuild(session) -> None:
