@@ -167,7 +167,9 @@ def test_delete_asks_for_confirmation_then_removes_the_contact(admin, make_conta
     contact_id = contact.id
     confirm = admin.get(f"/contacts/{contact_id}/delete")
     assert confirm.status_code == 200
-    assert "cannot be undone" in confirm.get_data(as_text=True)
+    text = confirm.get_data(as_text=True)
+    assert "cannot be undone" in " ".join(text.split())
+    assert "emails, replies and timeline" in text
     assert contact_count() == 1  # a GET deletes nothing
 
     response = admin.post(f"/contacts/{contact_id}/delete")
