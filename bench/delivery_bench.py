@@ -247,17 +247,24 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def database_reads(engine) -> tuple[int, float]:
+BACKENDS = sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+
+
+def connected_backends(engine) -> set[int]:
+    """The PostgreSQL backends connected to this database now (this process's pool's)."""
+    with engine.connect() as conn:
+        return set(conn.scalars(BACKENDS))
+
+
+def database_reads(engine, ours: set[int]) -> tuple[int, float]:
     """Blocks this database read from outside PostgreSQL's buffers so far, and ms spent
     reading them (track_io_timing, turned on for the database by bench_delivery). A
-    backend adds its figures as it ends: first wait for the workers' backends to end."""
+    backend adds its figures as it ends: first wait for every backend but `ours` (this
+    process's, connected before the workers started) to end."""
     with engine.connect() as conn:
-        others = sa.text(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
         deadline = time.monotonic() + 10
-        while conn.scalar(others) and time.monotonic() < deadline:
+        ours = ours | {conn.scalar(sa.text("SELECT pg_backend_pid()"))}
+        while set(conn.scalars(BACKENDS)) - ours and time.monotonic() < deadline:
             time.sleep(0.05)
         row = conn.execute(
             sa.text(
@@ -356,7 +363,8 @@ def bench_delivery(app, args, queue, db_url: str) -> None:
                 name = conn.scalar(sa.text("SELECT current_database()"))
                 conn.execute(sa.text(f'ALTER DATABASE "{name}" SET track_io_timing = on'))
                 conn.commit()
-            reads_before = database_reads(db.engine)
+            ours = connected_backends(db.engine)
+            reads_before = database_reads(db.engine, ours)
             fake_cpu, workers_cpu = cpu_seconds(fake.pid), children_cpu()
             services_before = services_cpu()
             wall = time.perf_counter()
@@ -364,7 +372,7 @@ def bench_delivery(app, args, queue, db_url: str) -> None:
             wall = time.perf_counter() - wall
             workers_cpu = children_cpu() - workers_cpu
             services = {name: cpu - services_before[name] for name, cpu in services_cpu().items()}
-            blocks, read_ms = database_reads(db.engine)
+            blocks, read_ms = database_reads(db.engine, ours)
             blocks, read_ms = blocks - reads_before[0], read_ms - reads_before[1]
             database_cpu, redis_cpu = services["postgres"], services["redis-server"]
             fake_cpu = cpu_seconds(fake.pid) - fake_cpu
