@@ -273,10 +273,13 @@ def test_few_and_many_matches_list_the_same_pages(session, make_contact, monkeyp
                 return seen + [(names(back), back.has_next)]
             after = page.next_after
 
+    monkeypatch.setattr(contact_list, "SEARCH_COUNT_CAP", 2)
     few = walk()
-    monkeypatch.setattr(contact_search, "SEARCH_FEW_MATCHES", 2)  # 7 matches: "many"
+    # 7 matches: "many" (more than the count's cap, as in production: no count read).
+    monkeypatch.setattr(contact_search, "SEARCH_FEW_MATCHES", 2)
     assert walk() == few
     assert sum(len(rows) for rows, *_ in few[:-1]) == 7
+    assert few[0][1:3] == (2, True)  # "more than 2"
 
 
 def test_a_substring_search_counts_up_to_its_own_cap(admin, make_contact, monkeypatch):
@@ -352,3 +355,94 @@ def test_a_later_page_walks_its_orders_index_from_the_boundary(session, make_con
     plan = "\n".join(session.scalars(sa.text("EXPLAIN " + sql)))
     session.rollback()
     assert "Index Cond: (ROW(" in plan and "Sort" not in plan, plan
+
+
+def _many_matches(monkeypatch) -> None:
+    """Makes a handful of matches "many", and the count's cap below them as in
+    production (SEARCH_FEW_MATCHES of them are more than SEARCH_COUNT_CAP)."""
+    monkeypatch.setattr(contact_search, "SEARCH_FEW_MATCHES", 2)
+    monkeypatch.setattr(contact_list, "SEARCH_COUNT_CAP", 2)
+
+
+# A search's own order, as the list page asks for it.
+NEWEST = {"sort": "created", "descending": True}
+
+
+def _newest_first(session, company: str) -> list[int]:
+    query = sa.select(Contact.id).where(Contact.company == company)
+    return list(session.scalars(query.order_by(Contact.created_at.desc(), Contact.id.desc())))
+
+
+def test_many_matches_are_more_than_the_count_shows():
+    # The many-matches path says "more than the cap" without counting.
+    assert contact_search.SEARCH_FEW_MATCHES >= contact_list.SEARCH_COUNT_CAP
+
+
+def test_a_search_with_many_matches_walks_the_newest_contacts_and_counts_nothing(
+    session, make_contact, monkeypatch
+):
+    for _ in range(5):
+        make_contact(company="Walkco")
+    make_contact(company="Other")
+    session.commit()
+    _many_matches(monkeypatch)
+    statements = _statements_of(
+        session, lambda: listed(session, per_page=2, query="walkco", **NEWEST)
+    )
+    assert len(statements) == 2  # the few matches tried, then the walk
+    assert "walked" in statements[1] and "count(" not in statements[1].lower()
+    page = listed(session, per_page=2, query="walkco", **NEWEST)
+    assert [row.id for row in page.rows] == _newest_first(session, "Walkco")[:2]
+    assert (page.total, page.more_than_total, page.has_next, page.has_prev) == (
+        2,
+        True,
+        True,
+        False,
+    )
+    back = listed(session, per_page=2, query="walkco", **NEWEST, before=page.next_after)
+    assert [row.id for row in back.rows] == _newest_first(session, "Walkco")[:1]
+
+
+def test_a_walk_that_finds_less_than_a_page_reads_the_matches_instead(
+    session, make_contact, monkeypatch
+):
+    """The matches sit behind more of the newest contacts than a walk reads: the page
+    comes from every match, sorted."""
+    for _ in range(4):
+        make_contact(company="Oldco")
+    for _ in range(3):
+        make_contact(company="Newer")
+    session.commit()
+    _many_matches(monkeypatch)
+    monkeypatch.setattr(contact_list, "SEARCH_WALK_ROWS", 3)
+    statements = _statements_of(
+        session, lambda: listed(session, per_page=2, query="oldco", **NEWEST)
+    )
+    assert len(statements) == 3 and "walked" in statements[1]
+    page = listed(session, per_page=2, query="oldco", **NEWEST)
+    assert [row.id for row in page.rows] == _newest_first(session, "Oldco")[:2]
+    assert (page.total, page.more_than_total, page.has_next) == (2, True, True)
+
+
+def test_the_walk_reads_the_added_order_index_and_sorts_nothing(session, make_contact, monkeypatch):
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("plans are compared on PostgreSQL")
+    for _ in range(4):
+        make_contact(company="Planco")
+    session.commit()
+    _many_matches(monkeypatch)
+    executed: list[tuple] = []
+    bind = session.get_bind()
+    listener = lambda *args: executed.append((args[2], args[3]))  # noqa: E731
+    sa.event.listen(bind, "before_cursor_execute", listener)
+    try:
+        listed(session, per_page=2, query="planco", **NEWEST)
+    finally:
+        sa.event.remove(bind, "before_cursor_execute", listener)
+    walk, params = executed[1]
+    session.execute(sa.text("SET LOCAL enable_seqscan = off"))
+    plan = "\n".join(
+        row[0] for row in session.connection().exec_driver_sql("EXPLAIN " + walk, params)
+    )
+    session.rollback()
+    assert "ix_contacts_created_order" in plan and "Sort" not in plan, plan

@@ -28,7 +28,7 @@ from crm_app.drip.audience.contact_search import (
     substring_pattern,
 )
 from crm_app.drip.audience.eligibility import not_mailed_label
-from crm_app.drip.common.paging import count_up_to, keyset_page
+from crm_app.drip.common.paging import beyond, count_up_to, in_order, keyset_page, page_of_rows
 from crm_app.models import CONTACT_TYPES, Campaign, Contact, Enrollment, Suppression, User
 
 # Beyond this many matches the list says "more than 1,000": an exact total would read
@@ -38,6 +38,13 @@ LIST_COUNT_CAP = 1000
 # trigram index only says which rows may match), and "more than 100 found" already
 # says to narrow the search. "All that match" counts exactly, on its confirmation.
 SEARCH_COUNT_CAP = 100
+# A search with more matches than SEARCH_FEW_MATCHES (so more than its count's cap: it
+# says "more than 100" without counting), newest first, walks the newest contacts and
+# keeps those that match, reading at most this many before it reads the matches through
+# the trigram index instead. At a million contacts a page of "tanaka" (one contact in a
+# hundred) is found in about 2,600 rows read in order (3 ms), where reading all its
+# 10,089 matches and sorting them took 26 ms.
+SEARCH_WALK_ROWS = 5000
 
 
 _SORT_KEYS = {
@@ -287,13 +294,15 @@ def _few_matches_params(request: ListRequest) -> dict:
 
 
 def _rows_with_total(contact, conditions: list, total) -> sa.Select:
-    """The list's columns. The owner, suppression and campaigns are scalar subqueries,
-    not joins: PostgreSQL looks them up for the page's rows only, after the sort, where
-    a join would be made for every match a search sorts (up to a thousand)."""
+    """The list's columns, and the capped count last (unless `total` is None). The
+    owner, suppression and campaigns are scalar subqueries, not joins: PostgreSQL looks
+    them up for the page's rows only, after the sort, where a join would be made for
+    every match a search sorts (up to a thousand)."""
+    counted = () if total is None else (total,)
     return sa.select(
         contact.id, contact.first_name, contact.last_name, contact.email, contact.company,
         contact.contact_type, contact.created_at, contact.email_status,
-        _owner_of(contact), _suppression_of(contact), _campaigns_of(contact), total,
+        _owner_of(contact), _suppression_of(contact), _campaigns_of(contact), *counted,
     ).where(*conditions)  # fmt: skip
 
 
@@ -353,6 +362,8 @@ def _page_and_total(session, request: ListRequest, per_page: int):
             return page, page.rows[0][-1]
         if not page.rows and after is None and before is None:
             return page, 0  # a first page with no rows: none match
+        if page.rows:
+            return _many_matches_page(session, request, per_page, after, before)
     statement, keys = _page_statement(request)
     page = _keyset(session, statement, keys, request, per_page, after, before)
     if page.rows:
@@ -360,6 +371,48 @@ def _page_and_total(session, request: ListRequest, per_page: int):
     # Past the last row: the count still says how many match.
     cap = count_cap(request)
     return page, session.scalar(sa.select(_capped_total(request.query, request.contact_type, cap)))
+
+
+def _many_matches_page(session, request: ListRequest, per_page: int, after, before):
+    """The page of a substring search with more than SEARCH_FEW_MATCHES matches, and the
+    total it shows: more than the cap, known without counting."""
+    page = _walked_page(session, request, per_page, after, before)
+    if page is None:
+        contact, conditions = _page_source(request)
+        statement = _rows_with_total(contact, conditions, total=None)
+        keys = sort_keys(request.sort, contact)
+        page = _keyset(session, statement, keys, request, per_page, after, before)
+    return page, contact_search.SEARCH_FEW_MATCHES + 1
+
+
+def _walked_page(session, request: ListRequest, per_page: int, after, before):
+    """A page of a search with many matches in the order they were added (newest first
+    by default): the contacts from the page's boundary on in that order, at most
+    SEARCH_WALK_ROWS of them, and of those the ones that match. None in other orders,
+    and when fewer than a page matched among them (the matches sit elsewhere)."""
+    if request.sort != "created":
+        return None
+    backwards = before is not None
+    ascending = request.descending == backwards  # the direction the rows are read in
+    keys = sort_keys("created")
+    walked = sa.select(*_LISTED_COLUMNS, Contact.search_text).where(*of_type(request.contact_type))
+    boundary = before if backwards else after
+    if boundary is not None:
+        walked = walked.where(beyond(keys, boundary, ascending=ascending))
+    walked = walked.order_by(*in_order(keys, ascending=ascending))
+    walked = walked.limit(SEARCH_WALK_ROWS).subquery("walked")
+    pattern = sa.bindparam(None, substring_pattern(request.query), sa.Text, literal_execute=True)
+    # The same order outside: PostgreSQL knows the walk's rows come in it, sorts nothing
+    # and stops the walk once a page matched.
+    statement = (
+        _rows_with_total(walked.c, [contains(walked.c, pattern)], total=None)
+        .order_by(*in_order(sort_keys("created", walked.c), ascending=ascending))
+        .limit(per_page + 1)
+    )
+    rows = list(session.execute(statement))
+    if len(rows) <= per_page:
+        return None
+    return page_of_rows(rows, per_page=per_page, backwards=backwards, after=after)
 
 
 def _exists(session, contact_id: int) -> bool:

@@ -22,9 +22,12 @@ SEARCH_MIN_SUBSTRING = 3
 # is sorted from those (one statement): the planner's guess of how many contacts a pattern
 # matches comes from a sample (ANALYZE), and one bad guess made it walk the whole
 # "newest first" index for a rare name (27 ms at 100,000 contacts, one run in eight).
-# With more, matches are dense enough that walking an order finds a page in a few
-# thousand rows.
-SEARCH_FEW_MATCHES = 1000
+# With more, matches are dense enough that walking an order mostly finds a page in a
+# few thousand rows (contact_list.SEARCH_WALK_ROWS). 2,000 rather than 1,000: "user777"
+# matches 1,111 of a million contacts, too sparse for a walk, and reading them all in
+# the one statement cost 11-18 ms of the database's CPU where three statements (the
+# first 1,001 matches, a walk that fell short, all the matches) cost 29-39.
+SEARCH_FEW_MATCHES = 2000
 
 
 def _like_pattern(text: str, *, prefix_only: bool) -> str:

@@ -87,19 +87,37 @@ def keyset_page(
     on `keys`, however deep the page: OFFSET would read and drop every row before it."""
     backwards = before is not None
     ascending = descending == backwards  # the direction the rows are read in
-    statement = statement.order_by(*(k.asc() if ascending else k.desc() for k in keys))
+    statement = statement.order_by(*in_order(keys, ascending=ascending))
     boundary = before if backwards else after
     if boundary is not None:
-        row = sa.tuple_(*keys)
-        values = sa.tuple_(*(_value(v, k) for k, v in zip(keys, boundary, strict=True)))
-        statement = statement.where(row > values if ascending else row < values)
+        statement = statement.where(beyond(keys, boundary, ascending=ascending))
     rows = list(session.execute(statement.limit(per_page + 1), params or {}))
+    return page_of_rows(rows, per_page=per_page, backwards=backwards, after=after)
+
+
+def page_of_rows(
+    rows: list[sa.Row], *, per_page: int, backwards: bool, after: Sequence | None
+) -> KeysetPage:
+    """A page from the per_page + 1 rows read from its boundary on (read in reverse
+    when `backwards`, that is before a row): one more than a page says there is more."""
     more = len(rows) > per_page
     rows = rows[:per_page]
     if backwards:
         rows.reverse()
         return KeysetPage(rows, has_next=True, has_prev=more)
     return KeysetPage(rows, has_next=more, has_prev=after is not None)
+
+
+def in_order(keys: Sequence[sa.ColumnElement], *, ascending: bool) -> list[sa.ColumnElement]:
+    """The ORDER BY of `keys` read in one direction."""
+    return [key.asc() if ascending else key.desc() for key in keys]
+
+
+def beyond(keys: Sequence[sa.ColumnElement], boundary: Sequence, *, ascending: bool):
+    """The rows that come after the boundary's key values when read in that direction."""
+    row = sa.tuple_(*keys)
+    values = sa.tuple_(*(_value(v, k) for k, v in zip(keys, boundary, strict=True)))
+    return row > values if ascending else row < values
 
 
 def _value(value: Any, key: sa.ColumnElement) -> sa.ColumnElement:
