@@ -97,6 +97,10 @@ class Heartbeat(threading.Thread):
                 heartbeats.beat(self.connection, self.queue_name, self.worker_name)
             except REDIS_ERRORS:
                 pass  # the main loop reports the outage; the next beat tries again
+            except Exception:
+                # Anything else a connection cut mid-reply may raise: were this thread
+                # to end, /health would call a running worker dead until its restart.
+                log.exception("worker %s: a heartbeat failed; beating on", self.worker_name)
             self.stopped.wait(heartbeats.BEAT_SECONDS)
 
     def stop(self) -> None:

@@ -13,6 +13,7 @@ from crm_app.drip.common.heartbeats import beat, forget
 from crm_app.drip.delivery.provider_health import set_backend_auth_failure
 from crm_app.drip.delivery.tick import LAST_TICK_KEY
 from crm_app.models import SystemState, utcnow
+from tests.delivery_helpers import wait_for
 
 
 @pytest.fixture
@@ -112,6 +113,35 @@ def test_a_worker_whose_beat_is_older_than_the_ttl_is_dead_and_forgotten(app, mo
     assert heartbeats.live_workers(connection, queue_name) == ["alive"]
     assert connection.zcard(heartbeats.alive_key(queue_name)) == 1  # the dead one is gone
     assert 0 < connection.ttl(heartbeats.alive_key(queue_name)) <= heartbeats.TTL_SECONDS
+
+
+def test_the_worker_beats_on_after_an_error_that_is_not_redis_going_away(app, monkeypatch):
+    """A connection cut mid-reply may raise more than ConnectionError: the worker's
+    heartbeat thread logs it and beats again, where it used to end and leave a running
+    worker reported dead."""
+    import worker
+    from crm_app.drip.common import heartbeats
+
+    real_beat, calls = heartbeats.beat, []
+
+    def beat_failing_once(*args) -> None:
+        calls.append(args)
+        if len(calls) == 1:
+            raise ValueError("a reply cut in the middle")
+        real_beat(*args)
+
+    monkeypatch.setattr(heartbeats, "beat", beat_failing_once)
+    monkeypatch.setattr(heartbeats, "BEAT_SECONDS", 0.01)
+    connection = redis.Redis.from_url(app.config["REDIS_URL"])
+    queue_name = app.config["RQ_QUEUE"]
+    thread = worker.Heartbeat(connection, queue_name, "unlucky")
+    thread.start()
+    try:
+        assert wait_for(lambda: heartbeats.live_workers(connection, queue_name) == ["unlucky"])
+        assert thread.is_alive() and len(calls) >= 2
+    finally:
+        thread.stop()
+        thread.join(5)
 
 
 def test_stale_scheduler_is_red(web, session, live_worker):
