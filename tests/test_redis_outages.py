@@ -69,6 +69,12 @@ def _statuses(session) -> dict[str, int]:
     return statuses(session)
 
 
+def _output(worker: subprocess.Popen) -> str:
+    """What the worker logged, for a failed assertion's message (it is killed first)."""
+    kill_worker(worker)
+    return worker.stdout.read().decode(errors="replace")[-4000:]
+
+
 def _answers(connection) -> bool:
     try:
         return bool(connection.ping())
@@ -147,7 +153,7 @@ def test_a_worker_rides_out_a_redis_restart_while_a_job_finishes_then_delivers(
 
         # Back: it beats again, registers in RQ again, and delivers new work.
         names = lambda: live_workers(live.connection, live.queue.name)  # noqa: E731
-        assert wait_for(lambda: names() == ["rider"], timeout=30)
+        assert wait_for(lambda: names() == ["rider"], timeout=30), _output(live.process)
         _enqueue(live.queue, live.due[5:])
         assert wait_for(lambda: _statuses(session) == {"sent": 10}, timeout=60)
         assert live.process.poll() is None
@@ -167,7 +173,7 @@ def test_a_worker_idle_through_a_restart_and_a_flushall_is_live_and_registered_a
         own_redis.start()
         live.connection.flushall()
         names = lambda: live_workers(live.connection, live.queue.name)  # noqa: E731
-        assert wait_for(lambda: names() == ["idler"], timeout=30)
+        assert wait_for(lambda: names() == ["idler"], timeout=30), _output(live.process)
         _enqueue(live.queue, live.due)
         assert wait_for(lambda: _statuses(session) == {"sent": 3}, timeout=60)
         assert live.process.poll() is None
