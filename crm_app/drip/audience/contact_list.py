@@ -5,8 +5,9 @@ Built to stay fast at a million contacts: every order has an index that ends in 
 id, pages continue from a boundary row (keyset) instead of an OFFSET, the total is
 counted up to a cap ("more than 1,000"), and on PostgreSQL a trigram index on the
 generated `contacts.search_text` column serves substring search. A page is one
-statement, two for a substring search with many matches (bench/pages_bench.py
-measures it, and where its time goes).
+statement; a substring search with many matches reads a second, and a third when its
+walk through the newest contacts falls short (bench/pages_bench.py measures it, and
+where its time goes).
 """
 
 from __future__ import annotations
@@ -341,7 +342,7 @@ def contact_list_page(session, request: ListRequest, *, per_page: int) -> Contac
     active campaigns, the capped count of matches, and on later pages the boundary
     row's keys): the same handful of index reads on page 1 and on page 2,000. A
     substring search first tries its few matches (`_few_matches_statement`); with more,
-    it reads a second statement."""
+    it reads `_many_matches_page`."""
     page, total = _page_and_total(session, request, per_page)
     start = request.after if request.after is not None else request.before
     if not page.rows and start is not None and not _exists(session, start):

@@ -113,7 +113,9 @@ def in_order(keys: Sequence[sa.ColumnElement], *, ascending: bool) -> list[sa.Co
     return [key.asc() if ascending else key.desc() for key in keys]
 
 
-def beyond(keys: Sequence[sa.ColumnElement], boundary: Sequence, *, ascending: bool):
+def beyond(
+    keys: Sequence[sa.ColumnElement], boundary: Sequence, *, ascending: bool
+) -> sa.ColumnElement:
     """The rows that come after the boundary's key values when read in that direction."""
     row = sa.tuple_(*keys)
     values = sa.tuple_(*(_value(v, k) for k, v in zip(keys, boundary, strict=True)))
