@@ -8,9 +8,10 @@ into the next. It also runs RQ's scheduler, which moves delayed retries
 (`enqueue_at`) onto the queue when they are due. A delivery job keeps up to
 DELIVERY_CONCURRENCY requests in flight (see crm_app/drip/delivery/DELIVERY.md).
 
-Redis going away (a restart, a dropped connection) at any moment, idle, mid-job or
-while RQ finishes a job, never ends the process: RQ's work loop gives up, this
-one waits for Redis with backoff and starts it again under the same name. A
+Redis going away (a restart, a dropped connection, a failover to a replica that
+takes no writes yet) at any moment, idle, mid-job or while RQ finishes a job, never
+ends the process: RQ's work loop gives up, this one waits with backoff until Redis
+takes writes again and starts it again under the same name. A
 thread refreshes the worker's heartbeat key (what /health counts), and the
 worker registers itself again when a FLUSHALL emptied RQ's registry.
 """
@@ -30,7 +31,12 @@ from rq.worker import SimpleWorker
 from crm_app import create_app
 from crm_app.config import settings_of
 from crm_app.drip.common import heartbeats
-from crm_app.drip.common.redis_outages import REDIS_ERRORS, RedisBackoff
+from crm_app.drip.common.redis_outages import (
+    REDIS_ERRORS,
+    RedisBackoff,
+    check_writable,
+    redis_away,
+)
 from crm_app.extensions import db
 from crm_app.gc_tuning import freeze_startup_objects
 from crm_app.queue import get_queue, use_blocking_redis
@@ -112,11 +118,12 @@ class Heartbeat(threading.Thread):
 
 
 def wait_for_redis(connection: redis.Redis, stopping: threading.Event) -> bool:
-    """Until Redis answers (True) or a stop is asked (False), with growing waits."""
+    """Until Redis takes writes again (True) or a stop is asked (False), with growing
+    waits."""
     backoff = RedisBackoff()
     while not stopping.is_set():
         try:
-            connection.ping()
+            check_writable(connection)
             return True
         except REDIS_ERRORS as error:
             wait = backoff.next_wait()
@@ -148,7 +155,9 @@ def run(app, *, burst: bool, name: str | None, with_scheduler: bool) -> None:
             )
             try:
                 worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
-            except REDIS_ERRORS as error:
+            except redis.exceptions.RedisError as error:
+                if not redis_away(error):
+                    raise
                 log.warning("worker %s: Redis went away (%s)", name, error)
             if worker.stop_asked:
                 break

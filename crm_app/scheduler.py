@@ -16,6 +16,7 @@ import logging
 import sys
 import time
 
+import redis
 from flask import Flask
 from redis import Redis
 from rq.cron import CronScheduler
@@ -23,7 +24,7 @@ from rq.exceptions import StopRequested
 
 from crm_app import create_app
 from crm_app.config import settings_of
-from crm_app.drip.common.redis_outages import REDIS_ERRORS, RedisBackoff
+from crm_app.drip.common.redis_outages import REDIS_ERRORS, RedisBackoff, redis_away
 from crm_app.jobs import auto_promote_variants, purge_idempotency_keys, sweep_webhooks, tick
 
 TICK_INTERVAL_SECONDS = 60
@@ -85,7 +86,9 @@ def run_forever(scheduler: CronScheduler, *, passes: int | None = None, sleep=ti
                 if scheduler.enqueue_jobs():
                     scheduler.save()
                 scheduler.heartbeat()
-            except REDIS_ERRORS as error:
+            except redis.exceptions.RedisError as error:
+                if not redis_away(error):
+                    raise
                 wait = backoff.next_wait()
                 log.warning("Redis unreachable (%s); trying again in %.1f s", error, wait)
                 registered = False

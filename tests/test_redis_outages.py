@@ -18,6 +18,7 @@ from rq import Queue, Worker
 from rq.cron import CronJob, CronScheduler
 
 from crm_app.drip.common.heartbeats import live_workers
+from crm_app.drip.delivery.pacing import Pacer
 from crm_app.drip.delivery.tick import run_tick
 from crm_app.embedded_redis import redis_server_binary
 from crm_app.models import utcnow
@@ -228,3 +229,60 @@ def test_the_scheduler_rides_out_redis_dying_while_it_enqueues_the_tick(
     assert jobs == ["crm_app.jobs.tick", "crm_app.jobs.sweep_webhooks",
                     "crm_app.jobs.purge_idempotency_keys"]  # fmt: skip
     assert registered == [scheduler.name]
+
+
+def _unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _fail_over_to_a_replica(connection: redis_lib.Redis) -> None:
+    """As during a failover: the server answers, serves what it has, and refuses every
+    write (READONLY) while it follows a master that is not there."""
+    connection.replicaof("127.0.0.1", _unused_port())
+
+
+def test_a_worker_waits_through_a_failover_until_its_redis_takes_writes(
+    session, sendgrid_app, campaigns, fake_sendgrid, database_url, own_redis, tmp_path
+):
+    with _live_worker("promoted", 3, session, sendgrid_app, campaigns, fake_sendgrid,
+                      database_url, own_redis, tmp_path) as live:  # fmt: skip
+        _fail_over_to_a_replica(live.connection)
+        time.sleep(6.0)  # its wait on the queue and its beats are refused meanwhile
+        assert live.process.poll() is None, _output(live.process)
+        live.connection.replicaof("NO", "ONE")  # promoted: takes writes again
+        _enqueue(live.queue, live.due)
+        assert wait_for(lambda: _statuses(session) == {"sent": 3}, timeout=60)
+        assert live.process.poll() is None
+
+
+def test_the_scheduler_waits_through_a_failover_until_its_redis_takes_writes(app, own_redis):
+    connection = redis_lib.Redis.from_url(own_redis.url)
+    scheduler = build_scheduler(app, connection)
+    queue = Queue(app.config["RQ_QUEUE"], connection=connection)
+    _fail_over_to_a_replica(connection)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            connection.replicaof("NO", "ONE")
+
+    run_forever(scheduler, passes=4, sleep=sleep)
+
+    assert waits[:2] == [0.5, 1.0]  # refused twice, waited, and never raised
+    assert "crm_app.jobs.tick" in [job.func_name for job in queue.get_jobs()]
+
+
+def test_the_send_pace_waits_through_a_failover_rather_than_failing_the_job(own_redis):
+    """Its scripts' writes are refused on a replica (a ResponseError naming READONLY):
+    no token and a wait, as when Redis is unreachable, where the job used to fail."""
+    connection = redis_lib.Redis.from_url(own_redis.url)
+    pacer = Pacer(connection, 20)
+    _fail_over_to_a_replica(connection)
+    grant = pacer.take(5)
+    assert (grant.granted, grant.wait_seconds) == (0, 0.5)
+    pacer.slow_down(None)  # a 429 meanwhile: noted in the log, not raised
+    connection.replicaof("NO", "ONE")
+    assert pacer.take(1).granted == 1  # promoted: tokens again

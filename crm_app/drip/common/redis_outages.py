@@ -4,9 +4,30 @@ from __future__ import annotations
 
 import redis
 
-# Redis went away (a restart, a dropped connection): the worker, the scheduler and the
-# pace wait and try again; none of them exits for it.
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# Redis went away (a restart, a dropped connection, or a failover that left us on a
+# replica that takes no writes yet): the worker, the scheduler and the pace wait and try
+# again; none of them exits for it.
+REDIS_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+)
+WRITE_PROBE_KEY = "drip:write-probe"
+
+
+def redis_away(error: BaseException) -> bool:
+    """Whether `error` (a redis-py error) means Redis went away: one of REDIS_ERRORS, or
+    a Lua script whose write a replica refused, which redis-py reports as a plain
+    ResponseError naming READONLY (RQ takes its scheduler lock with one)."""
+    return isinstance(error, REDIS_ERRORS) or (
+        isinstance(error, redis.exceptions.ResponseError) and "READONLY" in str(error)
+    )
+
+
+def check_writable(connection: redis.Redis) -> None:
+    """Raises one of REDIS_ERRORS unless Redis answers and takes writes: a replica
+    answers PING during a failover, and every write of RQ's then fails."""
+    connection.set(WRITE_PROBE_KEY, "1", px=1000)
 
 
 class RedisBackoff:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import redis
 
-from crm_app.drip.common.redis_outages import REDIS_ERRORS
+from crm_app.drip.common.redis_outages import redis_away
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,9 @@ class Pacer:
             return Grant(0, 0.0)
         try:
             granted, wait_ms = self._take(keys=self._keys, args=[self.rate, wanted, BURST_SECONDS])
-        except REDIS_ERRORS as error:
+        except redis.exceptions.RedisError as error:
+            if not redis_away(error):
+                raise
             if self.rate <= 0:
                 return Grant(wanted, 0.0)  # no pace to keep: only a 429's hold is lost
             wait = self._redis_wait
@@ -122,7 +124,9 @@ class Pacer:
                 keys=self._keys[1:], args=[self.backoff_seconds, hold, MIN_FACTOR]
             )
             log.warning("SendGrid answered 429: pace x%s for %s s", factor, self.backoff_seconds)
-        except REDIS_ERRORS:
+        except redis.exceptions.RedisError as error:
+            if not redis_away(error):
+                raise
             log.warning("SendGrid answered 429; Redis unreachable, pace unchanged")
 
     def current_factor(self) -> float:
