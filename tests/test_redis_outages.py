@@ -286,3 +286,31 @@ def test_the_send_pace_waits_through_a_failover_rather_than_failing_the_job(own_
     pacer.slow_down(None)  # a 429 meanwhile: noted in the log, not raised
     connection.replicaof("NO", "ONE")
     assert pacer.take(1).granted == 1  # promoted: tokens again
+
+
+def test_health_says_redis_takes_no_writes_during_a_failover(app, session, own_redis):
+    """A replica answers PING: /health reported it reachable, then failed with a 500 on
+    its first write (dropping old heartbeats). Now it is red, and says why."""
+    from crm_app.drip.reporting.health import check_health
+    from crm_app.extensions import db
+
+    connection = redis_lib.Redis.from_url(own_redis.url)
+    _fail_over_to_a_replica(connection)
+
+    def redis_check() -> dict:
+        report = check_health(
+            session, db.metadata, redis_url=own_redis.url, queue_name=app.config["RQ_QUEUE"]
+        )
+        return report.as_dict()["checks"]["redis"]
+
+    assert redis_check() == {"ok": False, "detail": "takes no writes (a replica: a failover?)"}
+    connection.replicaof("NO", "ONE")
+    assert redis_check() == {"ok": True, "detail": "reachable"}
+
+
+def test_a_wait_on_the_queue_cut_short_by_a_failover_is_redis_going_away():
+    from crm_app.drip.common.redis_outages import redis_away
+
+    unblocked = "UNBLOCKED force unblock from blocking operation, instance state changed"
+    assert redis_away(redis_lib.exceptions.ResponseError(unblocked))
+    assert not redis_away(redis_lib.exceptions.ResponseError("WRONGTYPE Operation against"))

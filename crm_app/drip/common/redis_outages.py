@@ -16,11 +16,15 @@ WRITE_PROBE_KEY = "drip:write-probe"
 
 
 def redis_away(error: BaseException) -> bool:
-    """Whether `error` (a redis-py error) means Redis went away: one of REDIS_ERRORS, or
-    a Lua script whose write a replica refused, which redis-py reports as a plain
-    ResponseError naming READONLY (RQ takes its scheduler lock with one)."""
-    return isinstance(error, REDIS_ERRORS) or (
-        isinstance(error, redis.exceptions.ResponseError) and "READONLY" in str(error)
+    """Whether `error` (a redis-py error) means Redis went away: one of REDIS_ERRORS; a
+    Lua script whose write a replica refused, which redis-py reports as a plain
+    ResponseError naming READONLY (RQ takes its scheduler lock with one); or a wait on
+    the queue that Redis cut short as it turned into a replica (UNBLOCKED)."""
+    if isinstance(error, REDIS_ERRORS):
+        return True
+    message = str(error)
+    return isinstance(error, redis.exceptions.ResponseError) and (
+        "READONLY" in message or message.startswith("UNBLOCKED")
     )
 
 

@@ -89,19 +89,27 @@ def _check_redis_and_workers(redis_url: str | None, queue_name: str, report: Hea
     from rq import Queue
 
     from crm_app.drip.common.heartbeats import live_workers
+    from crm_app.drip.common.redis_outages import check_writable
 
     try:
         connection = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
-        connection.ping()
+        check_writable(connection)
+    except redis.exceptions.ReadOnlyError:
+        # A replica answers but no job can be enqueued or taken: a failover under way.
+        report.checks.append(Check("redis", False, "takes no writes (a replica: a failover?)"))
+        return
     except redis.exceptions.RedisError as error:
         report.checks.append(Check("redis", False, f"unreachable: {error}"))
         return
     report.checks.append(Check("redis", True, "reachable"))
-    queue = Queue(queue_name, connection=connection)
-    report.figures["queue_depth"] = queue.count
-    # From each worker's own heartbeat key, not RQ's registry (written only at start,
-    # so empty after a FLUSHALL while every worker runs).
-    workers = live_workers(connection, queue_name)
+    try:
+        report.figures["queue_depth"] = Queue(queue_name, connection=connection).count
+        # From each worker's own heartbeat key, not RQ's registry (written only at start,
+        # so empty after a FLUSHALL while every worker runs).
+        workers = live_workers(connection, queue_name)
+    except redis.exceptions.RedisError as error:  # gone between the two reads
+        report.checks.append(Check("worker", False, f"unknown: {error}"))
+        return
     report.checks.append(
         Check("worker", bool(workers), f"{len(workers)} live" if workers else "no live worker")
     )
