@@ -37,13 +37,17 @@ pytestmark = pytest.mark.slow
 pytest_plugins = ["tests.conftest_delivery"]
 
 
+def _unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class RedisServer:
     """A redis-server on a port of its own, without persistence: a restart loses all."""
 
     def __init__(self, tmp_path):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = _unused_port()
         self.dir = tmp_path
         self.process: subprocess.Popen | None = None
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -229,12 +233,6 @@ def test_the_scheduler_rides_out_redis_dying_while_it_enqueues_the_tick(
     assert jobs == ["crm_app.jobs.tick", "crm_app.jobs.sweep_webhooks",
                     "crm_app.jobs.purge_idempotency_keys"]  # fmt: skip
     assert registered == [scheduler.name]
-
-
-def _unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _fail_over_to_a_replica(connection: redis_lib.Redis) -> None:
