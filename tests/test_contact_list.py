@@ -232,17 +232,48 @@ def test_a_page_of_the_list_is_one_query(session, make_contact):
 def test_a_substring_search_with_few_matches_sorts_them_whatever_the_planner_guesses(
     session, make_contact
 ):
-    """One statement: the matches first (one read through the trigram index, in a CTE
-    with a limit), then the page sorted from exactly those, with their count. No plan
-    that walks the whole "newest first" index on a bad guess, and no ids sent back."""
+    """One statement: the matches' ids and sort keys first (one read through the
+    trigram index, in a CTE with a limit), then the page sorted from exactly those,
+    with their count. No plan that walks the whole "newest first" index on a bad
+    guess, and no ids sent back."""
     for _ in range(3):
         make_contact(company="Fewco")
     statements = _statements_of(session, lambda: listed(session, query="fewco"))
     assert len(statements) == 1
     matches, page = statements[0].split("SELECT", 2)[1:]
     assert "search_text" in matches and "LIMIT" in matches.upper()
-    assert "search_text" not in page.split("FROM matches ORDER BY")[-1]
+    assert "contacts.email" not in matches  # only the sort keys are carried to the sort
+    assert "search_text" not in page.split("FROM matches")[-1]
     assert listed(session, query="fewco").total == 3
+
+
+def test_a_search_reads_in_full_only_the_contacts_of_its_page(session, make_contact):
+    """Of six matches, a page of two reads three contacts in full (two and the one that
+    says there is a next page): the others' keys are all the sort needs."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("plans are compared on PostgreSQL")
+    for _ in range(6):
+        make_contact(company="Readco")
+    session.commit()
+    executed: list[tuple] = []
+    bind = session.get_bind()
+    listener = lambda *args: executed.append((args[2], args[3]))  # noqa: E731
+    sa.event.listen(bind, "before_cursor_execute", listener)
+    try:
+        page = listed(session, per_page=2, query="readco")
+    finally:
+        sa.event.remove(bind, "before_cursor_execute", listener)
+    assert (len(page.rows), page.total, page.has_next) == (2, 6, True)
+    [(statement, params)] = executed
+    plan = "\n".join(
+        row[0]
+        for row in session.connection().exec_driver_sql(
+            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + statement, params
+        )
+    )
+    session.rollback()
+    read_by_id = plan.split("Index Scan using pk_contacts on contacts")[1].splitlines()[0]
+    assert "rows=1 loops=3" in read_by_id, plan
 
 
 def test_a_search_with_no_match_is_one_statement_and_says_none(session, make_contact):
@@ -422,6 +453,23 @@ def test_a_walk_that_finds_less_than_a_page_reads_the_matches_instead(
     page = listed(session, per_page=2, query="oldco", **NEWEST)
     assert [row.id for row in page.rows] == _newest_first(session, "Oldco")[:2]
     assert (page.total, page.more_than_total, page.has_next) == (2, True, True)
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_a_page_past_the_last_match_is_empty_and_still_counts_them(
+    session, make_contact, monkeypatch, many
+):
+    """A link to the page after the last match (the last one's Next, followed after
+    the list changed): no rows, and the count of those that match."""
+    for _ in range(5):
+        make_contact(company="Lastco")
+    session.commit()
+    if many:
+        _many_matches(monkeypatch)
+    oldest = _newest_first(session, "Lastco")[-1]
+    page = listed(session, per_page=2, query="lastco", **NEWEST, after=oldest)
+    assert page.rows == [] and not page.has_next and page.has_prev
+    assert (page.total, page.more_than_total) == ((2, True) if many else (5, False))
 
 
 def test_the_walk_reads_the_added_order_index_and_sorts_nothing(session, make_contact, monkeypatch):

@@ -13,9 +13,9 @@ where its time goes).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 
 import sqlalchemy as sa
 import sqlalchemy.orm
@@ -61,7 +61,7 @@ _SORT_KEYS = {
 }  # fmt: skip
 
 
-@cache
+@functools.cache
 def _contact_sort_keys(sort: str) -> tuple[sa.ColumnElement, ...]:
     return _SORT_KEYS[sort](Contact)
 
@@ -76,7 +76,7 @@ def sort_keys(sort: str, contact=Contact) -> tuple[sa.ColumnElement, ...]:
 SORTS = ("name", "email", "company", "type", "created")
 # Without a search the list is in name order; a search lists the newest matches first:
 # that order is unrelated to what matches, so reading it until a page is full costs
-# about the same for any search and any table size (see _page_source).
+# about the same for any search and any table size (see _many_matches_page).
 DEFAULT_SORT, DEFAULT_SEARCH_SORT = "name", "created"
 # Orders that start with the newest or largest.
 DESCENDING_BY_DEFAULT = frozenset({"created"})
@@ -184,7 +184,7 @@ class ContactListPage:
 _BOUNDARY = sa.orm.aliased(Contact, name="boundary")
 
 
-@cache
+@functools.cache
 def _boundary_keys(sort: str) -> tuple[sa.ColumnElement, ...]:
     return sort_keys(sort, _BOUNDARY)
 
@@ -228,70 +228,118 @@ def _capped_total(query: str, contact_type: str, cap: int) -> sa.ScalarSelect:
     return count_up_to(matches, cap + 1)
 
 
-def _page_source(request: ListRequest):
-    """The contacts a search's page reads. Many matches of a substring search in any
-    order but "newest first" are read through the trigram index first and only then
-    sorted (a fenced subquery): walking an order's index until 25 rows match would read
-    most of the table when the matches sit late in that order ("tanaka" in name order)."""
-    conditions = matching(request.query, request.contact_type)
-    if request.sort == "created" or not is_substring_search(request.query):
-        return Contact, conditions
-    fenced = sa.select(Contact).where(*conditions).offset(0).subquery("matches")
-    return sa.orm.aliased(Contact, fenced), []
-
-
 def _page_statement(request: ListRequest):
-    """The page's statement and its order's keys (a search's many matches, or a list
-    without a search). A list without a search reuses one statement per type filter and
-    cap: building one costs more CPU than the database spends answering it."""
+    """The page's statement and its order's keys: a list without a search, or searched
+    for the start of a name (shorter than a substring search), walking its order's
+    index. A list without a search reuses one statement per type filter and cap:
+    building one costs more CPU than the database spends answering it."""
     if not request.query:
         contact_type = request.contact_type if request.contact_type in CONTACT_TYPES else ""
         statement = _unsearched_statement(contact_type, count_cap(request))
         return statement, sort_keys(request.sort)
-    contact, conditions = _page_source(request)
     total = _capped_total(request.query, request.contact_type, count_cap(request))
-    return _rows_with_total(contact, conditions, total), sort_keys(request.sort, contact)
+    conditions = matching(request.query, request.contact_type)
+    return _rows_with_total(Contact, conditions, total), sort_keys(request.sort)
 
 
-@cache
+@functools.cache
 def _unsearched_statement(contact_type: str, cap: int) -> sa.Select:
     total = _capped_total("", contact_type, cap)
     return _rows_with_total(Contact, matching("", contact_type), total)
 
 
-# What a row of the list and its orders read of a contact: a search's matches carry only
-# these (not the notes, custom fields or search text) from the trigram read to the sort.
-_LISTED_COLUMNS = (
-    Contact.id, Contact.first_name, Contact.last_name, Contact.email, Contact.company,
-    Contact.contact_type, Contact.created_at, Contact.email_status, Contact.owner_id,
-)  # fmt: skip
+# A substring search reads the ids and sort keys of the contacts it looks at (its
+# matches, or the newest contacts it walks), sorts or filters those, and reads in full
+# only the page's rows. Carrying two or three columns instead of the list's nine from
+# the trigram read to the sort: "tanaka" (990 matches of 100,000) 3.6 -> 2.9 ms of the
+# database's CPU a page (bench/pages_bench.py).
 
 
-@cache
-def _few_matches_statement(contact_type: str, sort: str):
-    """A substring search's page sorted from its matches, in one statement: up to
-    `few_limit` matches read through the trigram index first (a CTE, which the page and
-    the count both read), then sorted, and the owner, suppression and campaigns looked
-    up for the page's rows. Its count says whether those were all the matches and the
-    page stands (SEARCH_FEW_MATCHES or fewer), or only some. No plan can walk an order's
-    index on a bad guess of how many contacts a pattern matches. Built once per type
-    filter and order, the pattern given when it runs (`_few_matches_params`)."""
+def _keys_labelled(sort: str) -> list[sa.Label]:
+    return [key.label(f"key{n}") for n, key in enumerate(sort_keys(sort))]
+
+
+def _boundary_given(sort: str) -> tuple:
+    """`_boundary` of the contact whose id is given when the statement runs."""
+    return _boundary(sort, sa.bindparam("boundary_id", type_=sa.Integer))
+
+
+@functools.cache
+def _matches_statement(
+    contact_type: str, sort: str, ascending: bool, from_boundary: bool, counted: bool
+) -> sa.Select:
+    """A page of a substring search sorted from its matches: the matches' keys read
+    through the trigram index first, in a CTE fenced by a limit (`few_limit`, when
+    `counted`: the count says whether those were all) or by OFFSET 0, so that no plan
+    walks an order's index on a bad guess of how many contacts a pattern matches.
+    Built once per type filter, order, direction and kind of page; the pattern, limits
+    and boundary are given when it runs (`_run`)."""
     pattern = sa.bindparam("pattern", type_=sa.Text, literal_execute=True)
-    matches = (
-        sa.select(*_LISTED_COLUMNS)
-        .where(contains(Contact, pattern), *of_type(contact_type))
-        .limit(sa.bindparam("few_limit", type_=sa.Integer))
-        .cte("matches")
+    matches = sa.select(*_keys_labelled(sort)).where(
+        contains(Contact, pattern), *of_type(contact_type)
     )
+    if counted:
+        matches = matches.limit(sa.bindparam("few_limit", type_=sa.Integer))
+    matches = (matches if counted else matches.offset(0)).cte("matches")
+    page = sa.select(*matches.c)
+    if from_boundary:
+        page = page.where(beyond(tuple(matches.c), _boundary_given(sort), ascending=ascending))
     total = sa.select(sa.func.count()).select_from(matches).scalar_subquery()
-    return _rows_with_total(matches.c, [], total), sort_keys(sort, matches.c)
+    return _read_in_full(page, ascending, total if counted else None)
 
 
-def _few_matches_params(request: ListRequest) -> dict:
-    return {
+@functools.cache
+def _walk_statement(contact_type: str, ascending: bool, from_boundary: bool) -> sa.Select:
+    """A page of a substring search in the order contacts were added: at most
+    `walk_rows` contacts from the boundary on in that order (their keys and search
+    text), and of those the ones that match. The same order outside: PostgreSQL knows
+    the walk's rows come in it, sorts nothing and stops the walk once a page matched."""
+    keys = sort_keys("created")
+    walked = sa.select(*_keys_labelled("created"), Contact.search_text)
+    walked = walked.where(*of_type(contact_type))
+    if from_boundary:
+        walked = walked.where(beyond(keys, _boundary_given("created"), ascending=ascending))
+    walked = (
+        walked.order_by(*in_order(keys, ascending=ascending))
+        .limit(sa.bindparam("walk_rows", type_=sa.Integer))
+        .subquery("walked")
+    )
+    pattern = sa.bindparam("pattern", type_=sa.Text, literal_execute=True)
+    page = sa.select(walked.c.key0, walked.c.key1).where(contains(walked.c, pattern))
+    return _read_in_full(page, ascending)
+
+
+def _read_in_full(page: sa.Select, ascending: bool, total=None) -> sa.Select:
+    """The list's rows of the contacts whose keys (the id last) `page` selects: ordered
+    and cut to `rows_limit` first, then each read by its id, in the same order."""
+    keys = tuple(page.selected_columns)
+    page = (
+        page.order_by(*in_order(keys, ascending=ascending))
+        .limit(sa.bindparam("rows_limit", type_=sa.Integer))
+        .subquery("page")
+    )
+    page_keys = tuple(page.c)
+    return (
+        _rows_with_total(Contact, [], total)
+        .select_from(page.join(Contact, Contact.id == page_keys[-1]))
+        .order_by(*in_order(page_keys, ascending=ascending))
+    )
+
+
+def _run(session, statement_for, request: ListRequest, per_page: int, **params):
+    """One page of a search's statement, built by `statement_for(ascending,
+    from_boundary)` for the way the page reads its rows (after a contact, or before)."""
+    backwards = request.before is not None
+    boundary_id = request.before if backwards else request.after
+    ascending = request.descending == backwards  # the direction the rows are read in
+    statement = statement_for(ascending, boundary_id is not None)
+    params |= {
         "pattern": substring_pattern(request.query),
-        "few_limit": contact_search.SEARCH_FEW_MATCHES + 1,
+        "rows_limit": per_page + 1,
+        "boundary_id": boundary_id,
     }
+    rows = list(session.execute(statement, params))
+    return page_of_rows(rows, per_page=per_page, backwards=backwards, after=request.after)
 
 
 def _rows_with_total(contact, conditions: list, total) -> sa.Select:
@@ -353,79 +401,60 @@ def contact_list_page(session, request: ListRequest, *, per_page: int) -> Contac
 
 
 def _page_and_total(session, request: ListRequest, per_page: int):
+    if is_substring_search(request.query):
+        return _searched_page_and_total(session, request, per_page)
     after = _boundary(request.sort, request.after)
     before = _boundary(request.sort, request.before)
-    if is_substring_search(request.query):
-        statement, keys = _few_matches_statement(request.contact_type, request.sort)
-        params = _few_matches_params(request)
-        page = _keyset(session, statement, keys, request, per_page, after, before, params)
-        if page.rows and page.rows[0][-1] <= contact_search.SEARCH_FEW_MATCHES:
-            return page, page.rows[0][-1]
-        if not page.rows and after is None and before is None:
-            return page, 0  # a first page with no rows: none match
-        if page.rows:
-            return _many_matches_page(session, request, per_page, after, before)
     statement, keys = _page_statement(request)
     page = _keyset(session, statement, keys, request, per_page, after, before)
     if page.rows:
         return page, page.rows[0][-1]
-    # Past the last row: the count still says how many match.
+    return page, _count(session, request)  # past the last row: how many match
+
+
+def _searched_page_and_total(session, request: ListRequest, per_page: int):
+    """A substring search's page: sorted from its matches when they are few (one
+    statement, counted); with more, walked or sorted from all of them, uncounted."""
+    few = functools.partial(_matches_statement, request.contact_type, request.sort, counted=True)
+    page = _run(session, few, request, per_page, few_limit=contact_search.SEARCH_FEW_MATCHES + 1)
+    if page.rows and page.rows[0][-1] <= contact_search.SEARCH_FEW_MATCHES:
+        return page, page.rows[0][-1]
+    if not page.rows and request.after is None and request.before is None:
+        return page, 0  # a first page with no rows: none match
+    # More matches than were read; or none beyond the boundary among those read.
+    page = _many_matches_page(session, request, per_page)
+    if page.rows:
+        return page, contact_search.SEARCH_FEW_MATCHES + 1
+    return page, _count(session, request)
+
+
+def _count(session, request: ListRequest) -> int:
     cap = count_cap(request)
-    return page, session.scalar(sa.select(_capped_total(request.query, request.contact_type, cap)))
+    return session.scalar(sa.select(_capped_total(request.query, request.contact_type, cap)))
 
 
-def _many_matches_page(session, request: ListRequest, per_page: int, after, before):
-    """The page of a substring search with more than SEARCH_FEW_MATCHES matches, and the
-    total it shows: more than the cap, known without counting."""
-    page = _walked_page(session, request, per_page, after, before)
-    if page is None:
-        contact, conditions = _page_source(request)
-        statement = _rows_with_total(contact, conditions, total=None)
-        keys = sort_keys(request.sort, contact)
-        page = _keyset(session, statement, keys, request, per_page, after, before)
-    return page, contact_search.SEARCH_FEW_MATCHES + 1
-
-
-def _walked_page(session, request: ListRequest, per_page: int, after, before):
-    """A page of a search with many matches in the order they were added (newest first
-    by default): the contacts from the page's boundary on in that order, at most
-    SEARCH_WALK_ROWS of them, and of those the ones that match. None in other orders,
-    and when fewer than a page matched among them (the matches sit elsewhere)."""
-    if request.sort != "created":
-        return None
-    backwards = before is not None
-    ascending = request.descending == backwards  # the direction the rows are read in
-    keys = sort_keys("created")
-    walked = sa.select(*_LISTED_COLUMNS, Contact.search_text).where(*of_type(request.contact_type))
-    boundary = before if backwards else after
-    if boundary is not None:
-        walked = walked.where(beyond(keys, boundary, ascending=ascending))
-    walked = walked.order_by(*in_order(keys, ascending=ascending))
-    walked = walked.limit(SEARCH_WALK_ROWS).subquery("walked")
-    pattern = sa.bindparam(None, substring_pattern(request.query), sa.Text, literal_execute=True)
-    # The same order outside: PostgreSQL knows the walk's rows come in it, sorts nothing
-    # and stops the walk once a page matched.
-    statement = (
-        _rows_with_total(walked.c, [contains(walked.c, pattern)], total=None)
-        .order_by(*in_order(sort_keys("created", walked.c), ascending=ascending))
-        .limit(per_page + 1)
-    )
-    rows = list(session.execute(statement))
-    if len(rows) <= per_page:
-        return None
-    return page_of_rows(rows, per_page=per_page, backwards=backwards, after=after)
+def _many_matches_page(session, request: ListRequest, per_page: int):
+    """The page of a substring search with more than SEARCH_FEW_MATCHES matches: newest
+    first (or oldest), walked from the boundary through at most SEARCH_WALK_ROWS
+    contacts; when fewer than a page of them match (the matches sit elsewhere), or in
+    any other order, sorted from all the matches."""
+    if request.sort == "created":
+        walk = functools.partial(_walk_statement, request.contact_type)
+        page = _run(session, walk, request, per_page, walk_rows=SEARCH_WALK_ROWS)
+        if page.has_prev if request.before is not None else page.has_next:
+            return page  # a page and one more row matched: the walk found the page
+    every = functools.partial(_matches_statement, request.contact_type, request.sort, counted=False)
+    return _run(session, every, request, per_page)
 
 
 def _exists(session, contact_id: int) -> bool:
     return session.scalar(sa.select(Contact.id).where(Contact.id == contact_id)) is not None
 
 
-def _keyset(
-    session, statement, keys, request: ListRequest, per_page: int, after, before, params=None
-):
+def _keyset(session, statement, keys, request: ListRequest, per_page: int, after, before):
     return keyset_page(
         session, statement, keys, per_page=per_page, descending=request.descending,
-        after=after, before=before, params=params,
+        after=after, before=before,
     )  # fmt: skip
 
 

@@ -3,7 +3,7 @@ row (keyset) with a capped count for lists that grow without limit."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -78,7 +78,6 @@ def keyset_page(
     descending: bool = False,
     after: Sequence | None = None,
     before: Sequence | None = None,
-    params: Mapping[str, Any] | None = None,
 ) -> KeysetPage:
     """The page of `statement` in the order of `keys` (the last key unique: an id) that
     follows the row whose key values are `after`, or precedes `before` (the first page
@@ -91,7 +90,7 @@ def keyset_page(
     boundary = before if backwards else after
     if boundary is not None:
         statement = statement.where(beyond(keys, boundary, ascending=ascending))
-    rows = list(session.execute(statement.limit(per_page + 1), params or {}))
+    rows = list(session.execute(statement.limit(per_page + 1)))
     return page_of_rows(rows, per_page=per_page, backwards=backwards, after=after)
 
 
