@@ -41,6 +41,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     protect_instance(INSTANCE_PATH, app.config["SQLALCHEMY_DATABASE_URI"])
 
     from crm_app.web.body_limits import init_body_limits
+    from crm_app.web.read_only_requests import init_read_only_requests
     from crm_app.web.security_headers import init_security_headers
     from crm_app.web.session_cookie import init_session_cookie
 
@@ -70,4 +71,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         install_dispatch(app, db.engine)
     register_web(app)
     register_cli(app)
+    init_read_only_requests(app)
     return app

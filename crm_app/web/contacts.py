@@ -54,6 +54,7 @@ from crm_app.models import CONTACT_TYPES, CampaignStep, Contact, Enrollment, utc
 from crm_app.web.auth import actor_name, admin_required
 from crm_app.web.filters import local_time, viewer_timezone
 from crm_app.web.htmx import action_response, render_fragment_or_page
+from crm_app.web.read_only_requests import writes_when_read
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 
@@ -86,6 +87,7 @@ def index():
 
 
 @bp.get("/export.csv")
+@writes_when_read  # the audit entry
 @login_required
 def export_csv():
     """The list's current search and filter as CSV, streamed (crm_app/drip/audience/export.py)."""
