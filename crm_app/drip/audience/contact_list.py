@@ -389,7 +389,7 @@ def contact_list_page(session, request: ListRequest, *, per_page: int) -> Contac
     """One page of the list in one query (its rows, each one's owner, suppression and
     active campaigns, the capped count of matches, and on later pages the boundary
     row's keys): the same handful of index reads on page 1 and on page 2,000. A
-    substring search first tries its few matches (`_few_matches_statement`); with more,
+    substring search first tries its few matches (`_matches_statement`, counted); with more,
     it reads `_many_matches_page`."""
     page, total = _page_and_total(session, request, per_page)
     start = request.after if request.after is not None else request.before
