@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from crm_app.drip.audience import contact_list, contact_search
-from crm_app.drip.audience.contact_list import ListRequest, contact_list_page
+from crm_app.drip.audience import contact_list, contact_search, list_columns, searched_pages
+from crm_app.drip.audience.contact_list import contact_list_page
+from crm_app.drip.audience.list_request import SORTS, ListRequest
 from crm_app.drip.audience.suppression import suppress
 from crm_app.models import Contact
 
@@ -116,16 +117,16 @@ def test_keyset_pages_walk_forward_and_back_in_any_order(session, make_contact):
 
 
 def test_the_count_stops_at_the_cap_and_says_more(admin, make_contact, monkeypatch):
-    usual_cap = contact_list.LIST_COUNT_CAP
+    usual_cap = list_columns.LIST_COUNT_CAP
     contact_list._unsearched_statement.cache_clear()  # whatever earlier tests built
-    monkeypatch.setattr(contact_list, "LIST_COUNT_CAP", 3)
+    monkeypatch.setattr(list_columns, "LIST_COUNT_CAP", 3)
     for _ in range(5):
         make_contact()
     page = admin.get("/contacts/").get_data(as_text=True)
     assert "More than 3 contacts" in page
     assert "All more than 3 contacts" in page  # the bulk choice says it too
     # The list's statement is built once per cap: back at the usual cap, it counts again.
-    monkeypatch.setattr(contact_list, "LIST_COUNT_CAP", usual_cap)
+    monkeypatch.setattr(list_columns, "LIST_COUNT_CAP", usual_cap)
     assert "5 contacts" in admin.get("/contacts/").get_data(as_text=True)
 
 
@@ -181,7 +182,7 @@ def test_every_sort_order_has_its_index(session):
         pytest.skip("plans are compared on PostgreSQL")
     session.execute(sa.text("SET LOCAL enable_seqscan = off"))
     session.execute(sa.text("SET LOCAL enable_sort = off"))
-    for keys in map(contact_list.sort_keys, contact_list.SORTS):
+    for keys in map(list_columns.sort_keys, SORTS):
         query = sa.select(Contact.id).order_by(*keys).limit(26)
         sql = str(query.compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
         plan = "\n".join(session.scalars(sa.text("EXPLAIN " + sql)))
@@ -284,7 +285,7 @@ def test_a_search_with_no_match_is_one_statement_and_says_none(session, make_con
     assert (page.rows, page.total, page.has_next, page.has_prev) == ([], 0, False, False)
 
 
-@pytest.mark.parametrize("sort", contact_list.SORTS)
+@pytest.mark.parametrize("sort", SORTS)
 def test_few_and_many_matches_list_the_same_pages(session, make_contact, monkeypatch, sort):
     """Both ways of reading a search's matches give the same rows, order, totals and
     page boundaries, forwards and backwards."""
@@ -304,7 +305,7 @@ def test_few_and_many_matches_list_the_same_pages(session, make_contact, monkeyp
                 return seen + [(names(back), back.has_next)]
             after = page.next_after
 
-    monkeypatch.setattr(contact_list, "SEARCH_COUNT_CAP", 2)
+    monkeypatch.setattr(list_columns, "SEARCH_COUNT_CAP", 2)
     few = walk()
     # 7 matches: "many" (more than the count's cap, as in production: no count read).
     monkeypatch.setattr(contact_search, "SEARCH_FEW_MATCHES", 2)
@@ -314,7 +315,7 @@ def test_few_and_many_matches_list_the_same_pages(session, make_contact, monkeyp
 
 
 def test_a_substring_search_counts_up_to_its_own_cap(admin, make_contact, monkeypatch):
-    monkeypatch.setattr(contact_list, "SEARCH_COUNT_CAP", 2)
+    monkeypatch.setattr(list_columns, "SEARCH_COUNT_CAP", 2)
     for _ in range(3):
         make_contact(company="Acme")
     page = admin.get("/contacts/?q=acme").get_data(as_text=True)
@@ -369,15 +370,15 @@ def test_a_page_after_a_contact_deleted_meanwhile_is_the_first_page(session, mak
         assert page.total == 4 and not page.has_prev
 
 
-@pytest.mark.parametrize("sort", contact_list.SORTS)
+@pytest.mark.parametrize("sort", SORTS)
 def test_a_later_page_walks_its_orders_index_from_the_boundary(session, make_contact, sort):
     if session.get_bind().dialect.name != "postgresql":
         pytest.skip("plans are compared on PostgreSQL")
     contact = make_contact()
     session.execute(sa.text("SET LOCAL enable_seqscan = off"))
     session.execute(sa.text("SET LOCAL enable_sort = off"))
-    after = contact_list._boundary(sort, contact.id)
-    keys = contact_list.sort_keys(sort)
+    after = list_columns.boundary_keys_of(sort, contact.id)
+    keys = list_columns.sort_keys(sort)
     query = sa.select(Contact.id).where(
         sa.tuple_(*keys) > sa.tuple_(*after[:-1], sa.literal(after[-1]))
     )
@@ -392,7 +393,7 @@ def _many_matches(monkeypatch) -> None:
     """Makes a handful of matches "many", and the count's cap below them as in
     production (SEARCH_FEW_MATCHES of them are more than SEARCH_COUNT_CAP)."""
     monkeypatch.setattr(contact_search, "SEARCH_FEW_MATCHES", 2)
-    monkeypatch.setattr(contact_list, "SEARCH_COUNT_CAP", 2)
+    monkeypatch.setattr(list_columns, "SEARCH_COUNT_CAP", 2)
 
 
 # A search's own order, as the list page asks for it.
@@ -406,7 +407,7 @@ def _newest_first(session, company: str) -> list[int]:
 
 def test_many_matches_are_more_than_the_count_shows():
     # The many-matches path says "more than the cap" without counting.
-    assert contact_search.SEARCH_FEW_MATCHES >= contact_list.SEARCH_COUNT_CAP
+    assert contact_search.SEARCH_FEW_MATCHES >= list_columns.SEARCH_COUNT_CAP
 
 
 def test_a_search_with_many_matches_walks_the_newest_contacts_and_counts_nothing(
@@ -445,7 +446,7 @@ def test_a_walk_that_finds_less_than_a_page_reads_the_matches_instead(
         make_contact(company="Newer")
     session.commit()
     _many_matches(monkeypatch)
-    monkeypatch.setattr(contact_list, "SEARCH_WALK_ROWS", 3)
+    monkeypatch.setattr(searched_pages, "SEARCH_WALK_ROWS", 3)
     statements = _statements_of(
         session, lambda: listed(session, per_page=2, query="oldco", **NEWEST)
     )

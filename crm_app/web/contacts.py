@@ -24,7 +24,7 @@ from crm_app.drip.audience import ending
 from crm_app.drip.audience import enrollment as enrollment_core
 from crm_app.drip.audience.address_hash import erasure_key
 from crm_app.drip.audience.bulk_actions import ACTIONS as BULK_ACTIONS
-from crm_app.drip.audience.contact_list import ListRequest, contact_list_page
+from crm_app.drip.audience.contact_list import contact_list_page
 from crm_app.drip.audience.contacts import (
     ContactValidationError,
     contact_form_values,
@@ -37,6 +37,7 @@ from crm_app.drip.audience.erasure import ErasureError, check_erasure_confirmati
 from crm_app.drip.audience.errors import RestartNeedsConfirmation
 from crm_app.drip.audience.export import export_contacts
 from crm_app.drip.audience.itinerary import contact_itinerary
+from crm_app.drip.audience.list_request import ListRequest
 from crm_app.drip.audience.panel import (
     campaign_panel,
     contact_for_page,

@@ -21,7 +21,7 @@ from crm_app.drip.audience.bulk_actions import (
     question,
     run_bulk_action,
 )
-from crm_app.drip.audience.contact_list import ListRequest
+from crm_app.drip.audience.list_request import ListRequest
 from crm_app.extensions import db
 from crm_app.models import CONTACT_TYPES, Campaign
 from crm_app.queue import enqueue_bulk_action, fetch_job

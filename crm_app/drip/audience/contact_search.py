@@ -23,7 +23,7 @@ SEARCH_MIN_SUBSTRING = 3
 # matches comes from a sample (ANALYZE), and one bad guess made it walk the whole
 # "newest first" index for a rare name (27 ms at 100,000 contacts, one run in eight).
 # With more, matches are dense enough that walking an order mostly finds a page in a
-# few thousand rows (contact_list.SEARCH_WALK_ROWS). Not more than 1,000: every search
+# few thousand rows (searched_pages.SEARCH_WALK_ROWS). Not more than 1,000: every search
 # with more matches reads this many first for nothing ("partners", one contact in
 # eight at 100,000: 6.1 -> 8.6 ms of the database's time at 2,000).
 SEARCH_FEW_MATCHES = 1000
