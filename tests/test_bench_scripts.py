@@ -60,3 +60,21 @@ def test_the_delivery_benchmarks_sendgrid_counts_what_the_real_client_sends(tmp_
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_the_pages_benchmark_prints_the_cpu_a_request_may_use_to_meet_each_aim(monkeypatch, capsys):
+    """2 cores, 8 clients. The bare route: 2,000 requests/s, so half of it leaves
+    2 / 1,000 = 2 ms of CPU a request. The page: 200/s (mean wait 8 / 200 = 40 ms),
+    p99 80 ms (twice the mean): p99 50 ms comes at 8 * 2 / 0.05 = 320/s, which leaves
+    2 / 320 = 6.25 ms."""
+    pages_bench = importlib.import_module("bench.pages_bench")
+    monkeypatch.setattr(pages_bench.os, "cpu_count", lambda: 2)
+    bare = pages_bench.Figures("bare", 2000, 1.0, [2.0] * 2000, 0, busy_seconds=1.6)
+    page = pages_bench.Figures("the page", 200, 1.0, [40.0] * 190 + [80.0] * 10, 0, 1.9)
+    assert pages_bench.cpu_budgets(page, bare, clients=8) == pytest.approx((6.25, 2.0))
+
+    pages_bench.report([bare], [page], clients=8)
+    line = next(row for row in capsys.readouterr().out.splitlines() if "the page" in row)
+    assert "9.50" in line  # 1.9 s of CPU over 200 requests
+    assert "p99 over 50 ms: <= 6.25 CPU ms" in line
+    assert "under 50% of bare: <= 2.00" in line
