@@ -55,7 +55,7 @@ from crm_app.models import CONTACT_TYPES, CampaignStep, Contact, Enrollment, utc
 from crm_app.web.auth import actor_name, admin_required
 from crm_app.web.filters import local_time, viewer_timezone
 from crm_app.web.htmx import action_response, render_fragment_or_page
-from crm_app.web.read_only_requests import writes_when_read
+from crm_app.web.read_only_requests import reuses_plans, writes_when_read
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 
@@ -231,6 +231,7 @@ def _panel_context(contact: Contact, **extra) -> dict:
 
 
 @bp.get("/<int:contact_id>")
+@reuses_plans  # every statement is keyed by the contact's id (or its address)
 @login_required
 def detail(contact_id: int):
     contact = contact_for_page(db.session, contact_id)

@@ -1,33 +1,42 @@
 """A request that only reads (GET, HEAD, OPTIONS) reads in a READ ONLY transaction on
-PostgreSQL: the database itself refuses a write made in answer to a GET (state changes
-are CSRF-checked POSTs). The few reads that write on purpose say so: a view with
-`@writes_when_read` (a download that puts itself in the audit log first), and the API,
-whose every call may note when its token was last used.
+PostgreSQL, ended with COMMIT (which keeps nothing a rollback would not): the database
+itself refuses a write made in answer to a GET (state changes are CSRF-checked POSTs).
+The few reads that write on purpose say so: a view with `@writes_when_read` (a download
+that puts itself in the audit log first), and the API, whose every call may note when
+its token was last used.
 
-Measured and left alone: ending these transactions with COMMIT (which keeps nothing a
-rollback would not) lets psycopg keep the statements it prepares after five runs on a
-connection; it forgets them all at a ROLLBACK, which ends every request. PostgreSQL's
-generic plans for them took more than half the database's time off a contact's page
-(1.67-2.07 -> 0.70-0.80 ms at 100,000 contacts), but they treat every bound value,
-constants included, as unknown: the year's campaign overview took 171 ms instead of 59
-after the 30-day page had run, and 80 ms with its dates written into the SQL
-(bench/analytics_bench.py). Planning every run instead (plan_cache_mode
-force_custom_plan) kept no gain worth measuring.
+Why COMMIT: psycopg prepares a statement once it ran five times on a connection, and
+forgets every prepared statement at a ROLLBACK. PostgreSQL then plans a prepared
+statement once (a generic plan) unless that plan looks costlier than planning for each
+run's values. A generic plan treats every bound value as unknown, constants included
+(a status, a date range): the year's campaign overview took 171 ms instead of 59 with
+one made for 30 days (bench/analytics_bench.py), and a count of rare "failed" messages
+may read them all where it knows the value. So a read (the API's and the export's
+too) prepares nothing (psycopg's prepare_threshold None) unless its view says, with
+`@reuses_plans`, that every statement it runs is keyed by ids, not by values whose
+frequency varies. POSTs and jobs prepare as psycopg does by default, as they always
+did. A contact's page, so marked, at 100,000 contacts (bench/pages_bench.py,
+alternated twice): the database's CPU 1.17-1.27 -> 0.57-0.60 ms a page, the page
+318-320 -> 357-397 requests/s.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TypeVar
 
 from flask import Flask, current_app, g, has_request_context, request
-from sqlalchemy import event
+from sqlalchemy import event, exc
 
 from crm_app.extensions import db
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Blueprints whose reads may write: the API notes a token's last use (api/auth.py).
 WRITING_BLUEPRINTS = frozenset({"api"})
+# psycopg's default: a statement run this many times on a connection is prepared.
+PREPARE_AFTER_RUNS = 5
+log = logging.getLogger(__name__)
 
 View = TypeVar("View", bound=Callable)
 
@@ -38,24 +47,43 @@ def writes_when_read(view: View) -> View:
     return view
 
 
+def reuses_plans(view: View) -> View:
+    """Marks a read whose statements PostgreSQL may plan once and run again: only a view
+    whose every statement is keyed by ids (a contact's page), never by a status, a date
+    range, a type or a pattern, whose frequency changes which plan is right."""
+    view.reuses_plans = True  # type: ignore[attr-defined]
+    return view
+
+
 def init_read_only_requests(app: Flask) -> None:
-    """On PostgreSQL only (SQLite has no read-only transaction)."""
+    """On PostgreSQL only: SQLite has no read-only transaction, and Python's sqlite3
+    keeps its compiled statements across a rollback."""
     with app.app_context():
         engine = db.engine
-    if engine.dialect.name == "postgresql":
-        # Set on every checkout, for whatever uses the connection next: a read, or not
-        # (a write, a job). A request that never reads the database checks nothing out.
-        event.listen(engine, "checkout", _read_only_if_the_request_only_reads)
+    if engine.dialect.name != "postgresql":
+        return
+    # Set on every checkout, for whatever uses the connection next: a read, or not (a
+    # write, a job). A request that never reads the database checks nothing out.
+    event.listen(engine, "checkout", _set_up_for_the_request)
+    app.teardown_request(_end_read_only)
 
 
-def _read_only_if_the_request_only_reads(dbapi_connection, record, proxy) -> None:
+def _set_up_for_the_request(dbapi_connection, record, proxy) -> None:
     read_only = True if _request_only_reads() else None  # None: psycopg's plain BEGIN
     if dbapi_connection.read_only is not read_only:
         dbapi_connection.read_only = read_only
+    threshold = None if _is_a_read() and not _view_reuses_plans() else PREPARE_AFTER_RUNS
+    if dbapi_connection.prepare_threshold != threshold:
+        dbapi_connection.prepare_threshold = threshold
+
+
+def _is_a_read() -> bool:
+    """A GET, HEAD or OPTIONS request, whether or not it writes on purpose."""
+    return has_request_context() and request.method in SAFE_METHODS
 
 
 def _request_only_reads() -> bool:
-    if not has_request_context() or request.method not in SAFE_METHODS:
+    if not _is_a_read():
         return False
     if "request_only_reads" not in g:
         view = current_app.view_functions.get(request.endpoint or "")
@@ -63,3 +91,26 @@ def _request_only_reads() -> bool:
             request.blueprint in WRITING_BLUEPRINTS or getattr(view, "writes_when_read", False)
         )
     return g.request_only_reads
+
+
+def _view_reuses_plans() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return getattr(view, "reuses_plans", False)
+
+
+def _end_read_only(error: BaseException | None) -> None:
+    if error is not None or not db.session.registry.has() or not _request_only_reads():
+        return
+    session = db.session()  # the request's own Session (not the scoped proxy)
+    if not session.in_transaction() or session.new or session.dirty or session.deleted:
+        return  # nothing read; or the session's close rolls back, as for any other request
+    # A streamed answer (a CSV) still reads the objects its view loaded, after this.
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    except exc.SQLAlchemyError:
+        # A statement failed and the view went on (the transaction must roll back).
+        log.debug("read-only request: rolled back instead of committed", exc_info=True)
+        session.rollback()
+    finally:
+        session.expire_on_commit = True
