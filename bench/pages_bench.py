@@ -335,7 +335,7 @@ def where_the_time_goes(url: str, targets: list[tuple[str, str]], repeat: int) -
 def cpu_budgets(figures: Figures, bare: Figures, clients: int) -> tuple[float, float]:
     """The CPU a request of this page may use, every process counted, to meet each aim
     on this machine's cores when the machine's CPU is what bounds the rate: for p99, the
-    rate that gives 8 clients in a closed loop that p99 (their mean wait is clients /
+    rate at which `clients` in a closed loop see that p99 (their mean wait is clients /
     rate, Little's law; p99 keeps the page's measured ratio to the mean); for the share,
     half the bare route's rate."""
     cores = os.cpu_count() or 1
