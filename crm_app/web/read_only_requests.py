@@ -16,8 +16,12 @@ too) prepares nothing (psycopg's prepare_threshold None) unless its view says, w
 `@reuses_plans`, that every statement it runs is keyed by ids, not by values whose
 frequency varies. POSTs and jobs prepare as psycopg does by default, as they always
 did. A contact's page, so marked, at 100,000 contacts (bench/pages_bench.py,
-alternated twice): the database's CPU 1.17-1.27 -> 0.57-0.60 ms a page, the page
-318-320 -> 357-397 requests/s.
+alternated three times): the database's CPU 1.17-1.90 -> 0.57-0.60 ms a page, the page
+260-320 -> 346-397 requests/s. The contact list is not marked: of its 322 statements
+(every order, direction, type filter, page and kind of search), EXPLAIN with
+plan_cache_mode force_generic_plan gave 153 plans that PostgreSQL would prefer and that
+differ from the plan for the values, among them a type filter walking the newest
+contacts' index (every row for a rare type) and a two-letter search doing the same.
 """
 
 from __future__ import annotations
