@@ -91,16 +91,20 @@ def _request_only_reads() -> bool:
     if not _is_a_read():
         return False
     if "request_only_reads" not in g:
-        view = current_app.view_functions.get(request.endpoint or "")
         g.request_only_reads = not (
-            request.blueprint in WRITING_BLUEPRINTS or getattr(view, "writes_when_read", False)
+            request.blueprint in WRITING_BLUEPRINTS or _view_says("writes_when_read")
         )
     return g.request_only_reads
 
 
 def _view_reuses_plans() -> bool:
+    return _view_says("reuses_plans")
+
+
+def _view_says(mark: str) -> bool:
+    """Whether the request's view carries `mark` (set by the decorators above)."""
     view = current_app.view_functions.get(request.endpoint or "")
-    return getattr(view, "reuses_plans", False)
+    return getattr(view, mark, False)
 
 
 def _end_read_only(error: BaseException | None) -> None:
