@@ -247,6 +247,8 @@ def pages(conn: psycopg.Connection, count: int) -> list[tuple[str, str]]:
         deep_page(conn, count),
         ('search "tanaka"', "/contacts/?q=tanaka"),
         ('search "user777"', "/contacts/?q=user777"),
+        # The whole address: most of its trigrams ("use", "exa", "com") are in every contact.
+        ("search an address", "/contacts/?q=user777%40example27.com"),
         ("dashboard", "/"),
         ("contact page", f"/contacts/{middle}"),
     ]
