@@ -9,9 +9,11 @@ Three characters or more match anywhere in the lower-cased `contacts.search_text
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from crm_app.drip.audience.search_trigrams import common_trigrams, index_pattern
 from crm_app.drip.common.sql import in_values
 from crm_app.models import CONTACT_TYPES, Contact
 
@@ -42,26 +44,47 @@ def is_substring_search(query: str) -> bool:
     return len(_search_words(query)) >= SEARCH_MIN_SUBSTRING
 
 
-def substring_pattern(query: str) -> str:
-    """The LIKE pattern of a substring search (`contains`' parameter)."""
-    return _like_pattern(_search_words(query), prefix_only=False)
+@dataclass(frozen=True)
+class SubstringPatterns:
+    """What a substring search gives the database (`contains`' parameters)."""
+
+    index: str  # the LIKE pattern the trigram index reads
+    whole: str | None  # the whole search, checked on each row, when `index` is a part of it
 
 
-def contains(contact, pattern: sa.BindParameter) -> sa.ColumnElement:
-    """A substring search: the pattern anywhere in the lower-cased search_text.
+def substring_patterns(session, query: str) -> SubstringPatterns:
+    """A substring search's patterns: the whole search, or only its pieces that are rare
+    among the contacts and the whole search checked on each row (search_trigrams)."""
+    words = _search_words(query)
+    narrowed = index_pattern(words, common_trigrams(session))
+    if narrowed is None:
+        return SubstringPatterns(_like_pattern(words, prefix_only=False), None)
+    return SubstringPatterns(narrowed, words)
+
+
+def contains(contact, pattern: sa.BindParameter, whole=None) -> sa.ColumnElement:
+    """A substring search: the pattern anywhere in the lower-cased search_text, and
+    the `whole` search too when the pattern is only a part of it (strpos: no index
+    serves it, so the trigram index reads the pattern alone; PostgreSQL only, as
+    search_trigrams narrows nothing elsewhere).
 
     The pattern is written into the SQL when the statement runs (literal_execute)
     rather than bound: the planner then sees it and estimates from the trigram
     statistics how many contacts match, each time; a prepared statement's generic plan
     would guess the same for "tanaka" and "user777". LIKE, not ILIKE: both sides are
     lower case already, and a case-sensitive recheck of each candidate row costs less."""
-    return contact.search_text.like(pattern, escape="/")
+    found = contact.search_text.like(pattern, escape="/")
+    if whole is None:
+        return found
+    return sa.and_(found, sa.func.strpos(contact.search_text, whole) > 0)
 
 
-def search_condition(query: str, contact=Contact) -> sa.ColumnElement | None:
+def search_condition(query: str, contact=Contact, session=None) -> sa.ColumnElement | None:
     """What a search box's text matches (None: everything). Three characters or more:
     anywhere in the name, email, company, title, industry or custom fields (the
-    lower-cased search_text); fewer: the start of the first or last name."""
+    lower-cased search_text); fewer: the start of the first or last name. Given the
+    session, the trigram index reads only the search's rare pieces (search_trigrams);
+    the same contacts match."""
     words = _search_words(query)
     if not words:
         return None
@@ -71,14 +94,22 @@ def search_condition(query: str, contact=Contact) -> sa.ColumnElement | None:
             sa.func.lower(contact.last_name).like(pattern, escape="/"),
             sa.func.lower(contact.first_name).like(pattern, escape="/"),
         )
-    pattern = sa.bindparam(None, substring_pattern(query), sa.Text, literal_execute=True)
-    return contains(contact, pattern)
+    if session is None:
+        patterns = SubstringPatterns(_like_pattern(words, prefix_only=False), None)
+    else:
+        patterns = substring_patterns(session, query)
+    pattern = sa.bindparam(None, patterns.index, sa.Text, literal_execute=True)
+    whole = None if patterns.whole is None else sa.bindparam(None, patterns.whole, sa.Text)
+    return contains(contact, pattern, whole)
 
 
-def matching(query: str = "", contact_type: str = "", contact=Contact) -> list[sa.ColumnElement]:
+def matching(
+    query: str = "", contact_type: str = "", contact=Contact, session=None
+) -> list[sa.ColumnElement]:
     """The conditions of a search and a type filter: the list shows these contacts, and
-    "all that match" in a bulk action means exactly these."""
-    search = search_condition(query, contact)
+    "all that match" in a bulk action means exactly these. The session lets the trigram
+    index read less (search_condition)."""
+    search = search_condition(query, contact, session)
     return ([] if search is None else [search]) + of_type(contact_type, contact)
 
 
@@ -94,7 +125,7 @@ def _few_matches(session, query: str, contact_type: str) -> list[int] | None:
     ids = list(
         session.scalars(
             sa.select(Contact.id)
-            .where(*matching(query, contact_type))
+            .where(*matching(query, contact_type, session=session))
             .limit(SEARCH_FEW_MATCHES + 1)
         )
     )
@@ -106,7 +137,9 @@ def matching_for_a_page(session, query: str = "", contact_type: str = "") -> lis
     page): a substring search with few matches becomes those ids, so that no plan walks
     an order's index on a bad guess (SEARCH_FEW_MATCHES)."""
     few = _few_matches(session, query, contact_type)
-    return matching(query, contact_type) if few is None else _among(session, few)
+    if few is None:
+        return matching(query, contact_type, session=session)
+    return _among(session, few)
 
 
 def _among(session, ids: list[int]) -> list[sa.ColumnElement]:
@@ -119,7 +152,7 @@ def _among(session, ids: list[int]) -> list[sa.ColumnElement]:
 def count_matching(session, query: str = "", contact_type: str = "") -> int:
     """The exact number of contacts a search selects (a bulk action's confirmation)."""
     return session.scalar(
-        sa.select(sa.func.count(Contact.id)).where(*matching(query, contact_type))
+        sa.select(sa.func.count(Contact.id)).where(*matching(query, contact_type, session=session))
     )
 
 
@@ -128,7 +161,7 @@ def matching_ids(
 ) -> Iterator[list[int]]:
     """The ids a search selects, in chunks, in id order (each chunk one indexed query
     continuing after the last id, so contacts deleted meanwhile shift nothing)."""
-    conditions = matching(query, contact_type)
+    conditions = matching(query, contact_type, session=session)
     last_id = 0
     while True:
         ids = list(

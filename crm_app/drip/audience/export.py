@@ -79,7 +79,7 @@ def export_contacts(
     """contacts_csv, recorded in the audit log before the first row is read: the caller
     commits, then streams (an export cut short has still let data out). The summary says
     how many and how they were chosen, never the search text (a name or an address)."""
-    conditions = matching(query, contact_type)
+    conditions = matching(query, contact_type, session=session)
     count = session.scalar(sa.select(sa.func.count()).select_from(CONTACTS).where(*conditions))
     chosen = [f"type {contact_type}"] if contact_type in CONTACT_TYPES else []
     if query.strip():
@@ -93,7 +93,7 @@ def export_contacts(
 def contacts_csv(session, *, query: str = "", contact_type: str = "") -> Iterator[str]:
     """The selected contacts as CSV text, in pieces of ROWS_PER_WRITE rows. Reads with a
     server-side cursor on PostgreSQL (yield_per), so memory stays flat."""
-    conditions = matching(query, contact_type)
+    conditions = matching(query, contact_type, session=session)
     keys = custom_field_keys(session, conditions)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")

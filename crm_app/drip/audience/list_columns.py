@@ -80,16 +80,17 @@ def count_cap(request: ListRequest) -> int:
     return SEARCH_COUNT_CAP if is_substring_search(request.query) else LIST_COUNT_CAP
 
 
-def capped_total(query: str, contact_type: str, cap: int) -> sa.ScalarSelect:
-    """How many contacts match, counted up to the cap + 1."""
-    matches = sa.select(_COUNTED.id).where(*matching(query, contact_type, _COUNTED))
+def capped_total(query: str, contact_type: str, cap: int, session=None) -> sa.ScalarSelect:
+    """How many contacts match, counted up to the cap + 1 (the session: as `matching`)."""
+    matches = sa.select(_COUNTED.id).where(*matching(query, contact_type, _COUNTED, session))
     return count_up_to(matches, cap + 1)
 
 
 def count_matches(session, request: ListRequest) -> int:
     """How many contacts match, up to the request's cap + 1: a statement of its own."""
     cap = count_cap(request)
-    return session.scalar(sa.select(capped_total(request.query, request.contact_type, cap)))
+    total = capped_total(request.query, request.contact_type, cap, session)
+    return session.scalar(sa.select(total))
 
 
 def rows_with_total(contact, conditions: list, total) -> sa.Select:

@@ -10,7 +10,12 @@ import functools
 import sqlalchemy as sa
 
 from crm_app.drip.audience import contact_search
-from crm_app.drip.audience.contact_search import contains, of_type, substring_pattern
+from crm_app.drip.audience.contact_search import (
+    SubstringPatterns,
+    contains,
+    of_type,
+    substring_patterns,
+)
 from crm_app.drip.audience.list_columns import (
     boundary_keys_of,
     count_matches,
@@ -46,19 +51,31 @@ def _boundary_given(sort: str) -> tuple:
     return boundary_keys_of(sort, sa.bindparam("boundary_id", type_=sa.Integer))
 
 
+def _searched(contact, narrowed: bool) -> sa.ColumnElement:
+    """`contains` with the patterns given when the statement runs (`_run`): "pattern",
+    and "whole" when the pattern is narrowed to the search's rare pieces."""
+    pattern = sa.bindparam("pattern", type_=sa.Text, literal_execute=True)
+    whole = sa.bindparam("whole", type_=sa.Text) if narrowed else None
+    return contains(contact, pattern, whole)
+
+
 @functools.cache
 def _matches_statement(
-    contact_type: str, sort: str, ascending: bool, from_boundary: bool, counted: bool
+    narrowed: bool,
+    ascending: bool,
+    from_boundary: bool,
+    contact_type: str,
+    sort: str,
+    counted: bool,
 ) -> sa.Select:
     """A page of a substring search sorted from its matches: the matches' keys read
     through the trigram index first, in a CTE fenced by a limit (`few_limit`, when
     `counted`: the count says whether those were all) or by OFFSET 0, so that no plan
     walks an order's index on a bad guess of how many contacts a pattern matches.
-    Built once per type filter, order, direction and kind of page; the pattern, limits
-    and boundary are given when it runs (`_run`)."""
-    pattern = sa.bindparam("pattern", type_=sa.Text, literal_execute=True)
+    Built once per type filter, kind of pattern, order, direction and kind of page; the
+    patterns, limits and boundary are given when it runs (`_run`)."""
     matches = sa.select(*_keys_labelled(sort)).where(
-        contains(Contact, pattern), *of_type(contact_type)
+        _searched(Contact, narrowed), *of_type(contact_type)
     )
     if counted:
         matches = matches.limit(sa.bindparam("few_limit", type_=sa.Integer))
@@ -71,7 +88,9 @@ def _matches_statement(
 
 
 @functools.cache
-def _walk_statement(contact_type: str, ascending: bool, from_boundary: bool) -> sa.Select:
+def _walk_statement(
+    narrowed: bool, ascending: bool, from_boundary: bool, contact_type: str
+) -> sa.Select:
     """A page of a substring search in the order contacts were added: at most
     `walk_rows` contacts from the boundary on in that order (their keys and search
     text), and of those the ones that match. The same order outside: PostgreSQL knows
@@ -86,8 +105,7 @@ def _walk_statement(contact_type: str, ascending: bool, from_boundary: bool) -> 
         .limit(sa.bindparam("walk_rows", type_=sa.Integer))
         .subquery("walked")
     )
-    pattern = sa.bindparam("pattern", type_=sa.Text, literal_execute=True)
-    page = sa.select(walked.c.key0, walked.c.key1).where(contains(walked.c, pattern))
+    page = sa.select(walked.c.key0, walked.c.key1).where(_searched(walked.c, narrowed))
     return _read_in_full(page, ascending)
 
 
@@ -108,15 +126,25 @@ def _read_in_full(page: sa.Select, ascending: bool, total=None) -> sa.Select:
     )
 
 
-def _run(session, statement_for, request: ListRequest, per_page: int, **params):
-    """One page of a search's statement, built by `statement_for(ascending,
-    from_boundary)` for the way the page reads its rows (after a contact, or before)."""
+def _run(
+    session,
+    statement_for,
+    request: ListRequest,
+    patterns: SubstringPatterns,
+    per_page: int,
+    **params,
+):
+    """One page of a search's statement, built by `statement_for(narrowed, ascending,
+    from_boundary)` for its patterns and the way the page reads its rows (after a
+    contact, or before)."""
     backwards = request.before is not None
     boundary_id = request.before if backwards else request.after
     ascending = request.descending == backwards  # the direction the rows are read in
-    statement = statement_for(ascending, boundary_id is not None)
+    statement = statement_for(patterns.whole is not None, ascending, boundary_id is not None)
+    if patterns.whole is not None:
+        params["whole"] = patterns.whole
     params |= {
-        "pattern": substring_pattern(request.query),
+        "pattern": patterns.index,
         "rows_limit": per_page + 1,
         "boundary_id": boundary_id,
     }
@@ -127,28 +155,34 @@ def _run(session, statement_for, request: ListRequest, per_page: int, **params):
 def searched_page_and_total(session, request: ListRequest, per_page: int):
     """A substring search's page: sorted from its matches when they are few (one
     statement, counted); with more, walked or sorted from all of them, uncounted."""
-    few = functools.partial(_matches_statement, request.contact_type, request.sort, counted=True)
-    page = _run(session, few, request, per_page, few_limit=contact_search.SEARCH_FEW_MATCHES + 1)
+    patterns = substring_patterns(session, request.query)
+    few = functools.partial(
+        _matches_statement, contact_type=request.contact_type, sort=request.sort, counted=True
+    )
+    few_limit = contact_search.SEARCH_FEW_MATCHES + 1
+    page = _run(session, few, request, patterns, per_page, few_limit=few_limit)
     if page.rows and page.rows[0][-1] <= contact_search.SEARCH_FEW_MATCHES:
         return page, page.rows[0][-1]
     if not page.rows and request.after is None and request.before is None:
         return page, 0  # a first page with no rows: none match
     # More matches than were read; or none beyond the boundary among those read.
-    page = _many_matches_page(session, request, per_page)
+    page = _many_matches_page(session, request, patterns, per_page)
     if page.rows:
         return page, contact_search.SEARCH_FEW_MATCHES + 1
     return page, count_matches(session, request)
 
 
-def _many_matches_page(session, request: ListRequest, per_page: int):
+def _many_matches_page(session, request: ListRequest, patterns: SubstringPatterns, per_page: int):
     """The page of a substring search with more than SEARCH_FEW_MATCHES matches: newest
     first (or oldest), walked from the boundary through at most SEARCH_WALK_ROWS
     contacts; when fewer than a page of them match (the matches sit elsewhere), or in
     any other order, sorted from all the matches."""
     if request.sort == "created":
-        walk = functools.partial(_walk_statement, request.contact_type)
-        page = _run(session, walk, request, per_page, walk_rows=SEARCH_WALK_ROWS)
+        walk = functools.partial(_walk_statement, contact_type=request.contact_type)
+        page = _run(session, walk, request, patterns, per_page, walk_rows=SEARCH_WALK_ROWS)
         if page.has_prev if request.before is not None else page.has_next:
             return page  # a page and one more row matched: the walk found the page
-    every = functools.partial(_matches_statement, request.contact_type, request.sort, counted=False)
-    return _run(session, every, request, per_page)
+    every = functools.partial(
+        _matches_statement, contact_type=request.contact_type, sort=request.sort, counted=False
+    )
+    return _run(session, every, request, patterns, per_page)
