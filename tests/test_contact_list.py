@@ -456,6 +456,29 @@ def test_a_walk_that_finds_less_than_a_page_reads_the_matches_instead(
     assert (page.total, page.more_than_total, page.has_next) == (2, True, True)
 
 
+def test_matches_far_apart_are_sorted_without_a_walk(session, make_contact, monkeypatch):
+    """The statement that read SEARCH_FEW_MATCHES + 1 matches met them far apart (one
+    contact in four): a walk would need more of the newest contacts than it may read
+    to meet a page of them, so the matches are sorted at once."""
+    for n in range(12):
+        make_contact(company="Sparseco" if n % 4 == 3 else "Filler")
+    session.commit()
+    _many_matches(monkeypatch)
+    monkeypatch.setattr(searched_pages, "SEARCH_WALK_ROWS", 8)  # a page + 1 needs 12
+    statements = _statements_of(
+        session, lambda: listed(session, per_page=2, query="sparseco", **NEWEST)
+    )
+    assert len(statements) == 2 and not any("walked" in s for s in statements)
+    page = listed(session, per_page=2, query="sparseco", **NEWEST)
+    assert [row.id for row in page.rows] == _newest_first(session, "Sparseco")[:2]
+    assert (page.total, page.more_than_total, page.has_next) == (2, True, True)
+    monkeypatch.setattr(searched_pages, "SEARCH_WALK_ROWS", 12)
+    statements = _statements_of(
+        session, lambda: listed(session, per_page=2, query="sparseco", **NEWEST)
+    )
+    assert len(statements) == 2 and "walked" in statements[1]  # the walk found the page
+
+
 @pytest.mark.parametrize("many", [False, True])
 def test_a_page_past_the_last_match_is_empty_and_still_counts_them(
     session, make_contact, monkeypatch, many
