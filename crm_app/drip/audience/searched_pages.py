@@ -72,8 +72,10 @@ def _matches_statement(
     through the trigram index first, in a CTE fenced by a limit (`few_limit`, when
     `counted`: the count says whether those were all) or by OFFSET 0, so that no plan
     walks an order's index on a bad guess of how many contacts a pattern matches.
-    Built once per type filter, kind of pattern, order, direction and kind of page; the
-    patterns, limits and boundary are given when it runs (`_run`)."""
+    When `counted`, each row ends with the largest id read and the count
+    (`_a_walk_finds_a_page`). Built once per type filter, kind of pattern, order,
+    direction and kind of page; the patterns, limits and boundary are given when it
+    runs (`_run`)."""
     matches = sa.select(*_keys_labelled(sort)).where(
         _searched(Contact, narrowed), *of_type(contact_type)
     )
