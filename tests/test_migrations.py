@@ -132,6 +132,20 @@ def test_the_due_and_ended_at_indexes_leave_out_their_nulls(app):
     assert "ended_at is not null" in _index_definition("ix_enrollments_ended_at").lower()
 
 
+def test_postgresql_samples_search_text_finely(session):
+    """0019: 401 histogram bounds for search_text, so the planner's guess of how many
+    contacts a search matches, and search_trigrams' sample, stay close."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("SQLite keeps no histograms")
+    target = session.scalar(
+        sa.text(
+            "SELECT attstattarget FROM pg_attribute"
+            " WHERE attrelid = 'contacts'::regclass AND attname = 'search_text'"
+        )
+    )
+    assert target == 400
+
+
 def _enrollment(contact: Contact, campaign_id: int, status: str) -> Enrollment:
     return Enrollment(contact_id=contact.id, campaign_id=campaign_id, status=status)
 
