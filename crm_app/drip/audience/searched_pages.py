@@ -87,9 +87,12 @@ def _matches_statement(
         page = page.where(beyond(tuple(matches.c), _boundary_given(sort), ascending=ascending))
     if not counted:
         return _read_in_full(page, ascending)
-    last_id_read = sa.select(sa.func.max(tuple(matches.c)[-1])).scalar_subquery()
-    total = sa.select(sa.func.count()).select_from(matches).scalar_subquery()
-    return _read_in_full(page, ascending, (last_id_read, total))
+    # One pass over the matches for both (two scalar subqueries would read them twice).
+    counted = sa.select(
+        sa.func.max(tuple(matches.c)[-1]).label("last_id_read"),
+        sa.func.count().label("total"),
+    ).subquery("counted")
+    return _read_in_full(page, ascending, counted)
 
 
 @functools.cache
@@ -114,10 +117,10 @@ def _walk_statement(
     return _read_in_full(page, ascending)
 
 
-def _read_in_full(page: sa.Select, ascending: bool, counts: tuple = ()) -> sa.Select:
+def _read_in_full(page: sa.Select, ascending: bool, counted=None) -> sa.Select:
     """The list's rows of the contacts whose keys (the id last) `page` selects: ordered
-    and cut to `rows_limit` first, then each read by its id, in the same order; `counts`
-    (scalar subqueries) after the list's columns."""
+    and cut to `rows_limit` first, then each read by its id, in the same order; the
+    columns of `counted` (a one-row subquery) after the list's."""
     keys = tuple(page.selected_columns)
     page = (
         page.order_by(*in_order(keys, ascending=ascending))
@@ -125,12 +128,12 @@ def _read_in_full(page: sa.Select, ascending: bool, counts: tuple = ()) -> sa.Se
         .subquery("page")
     )
     page_keys = tuple(page.c)
-    return (
-        rows_with_total(Contact, [], None)
-        .add_columns(*counts)
-        .select_from(page.join(Contact, Contact.id == page_keys[-1]))
-        .order_by(*in_order(page_keys, ascending=ascending))
-    )
+    rows = page.join(Contact, Contact.id == page_keys[-1])
+    statement = rows_with_total(Contact, [], None)
+    if counted is not None:
+        rows = rows.join(counted, sa.true())
+        statement = statement.add_columns(*counted.c)
+    return statement.select_from(rows).order_by(*in_order(page_keys, ascending=ascending))
 
 
 def _run(
