@@ -77,7 +77,7 @@ def _set_up_for_the_request(dbapi_connection, record, proxy) -> None:
     read_only = True if _request_only_reads() else None  # None: psycopg's plain BEGIN
     if dbapi_connection.read_only is not read_only:
         dbapi_connection.read_only = read_only
-    threshold = None if _is_a_read() and not _view_reuses_plans() else PREPARE_AFTER_RUNS
+    threshold = None if _is_a_read() and not _view_says("reuses_plans") else PREPARE_AFTER_RUNS
     if dbapi_connection.prepare_threshold != threshold:
         dbapi_connection.prepare_threshold = threshold
 
@@ -95,10 +95,6 @@ def _request_only_reads() -> bool:
             request.blueprint in WRITING_BLUEPRINTS or _view_says("writes_when_read")
         )
     return g.request_only_reads
-
-
-def _view_reuses_plans() -> bool:
-    return _view_says("reuses_plans")
 
 
 def _view_says(mark: str) -> bool:

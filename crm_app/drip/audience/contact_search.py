@@ -54,9 +54,11 @@ class SubstringPatterns:
 
 def substring_patterns(session, query: str) -> SubstringPatterns:
     """A substring search's patterns: the whole search, or only its pieces that are rare
-    among the contacts and the whole search checked on each row (search_trigrams)."""
+    among the contacts and the whole search checked on each row (search_trigrams;
+    without a session, the whole search)."""
     words = _search_words(query)
-    narrowed = index_pattern(words, common_trigrams(session))
+    common = frozenset() if session is None else common_trigrams(session)
+    narrowed = index_pattern(words, common)
     if narrowed is None:
         return SubstringPatterns(_like_pattern(words, prefix_only=False), None)
     return SubstringPatterns(narrowed, words)
@@ -94,10 +96,7 @@ def search_condition(query: str, contact=Contact, session=None) -> sa.ColumnElem
             sa.func.lower(contact.last_name).like(pattern, escape="/"),
             sa.func.lower(contact.first_name).like(pattern, escape="/"),
         )
-    if session is None:
-        patterns = SubstringPatterns(_like_pattern(words, prefix_only=False), None)
-    else:
-        patterns = substring_patterns(session, query)
+    patterns = substring_patterns(session, query)
     pattern = sa.bindparam(None, patterns.index, sa.Text, literal_execute=True)
     whole = None if patterns.whole is None else sa.bindparam(None, patterns.whole, sa.Text)
     return contains(contact, pattern, whole)
