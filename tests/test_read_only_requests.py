@@ -1,6 +1,7 @@
-"""Requests that only read do it in a READ ONLY transaction on PostgreSQL, ended with
-COMMIT; only views marked @reuses_plans let psycopg prepare their statements
-(crm_app/web/read_only_requests.py)."""
+"""Requests that only read do it on PostgreSQL with each statement in a READ ONLY
+transaction of its own (no BEGIN, no COMMIT), or in one READ ONLY transaction when they
+stream through a server-side cursor; only views marked @reuses_plans let psycopg
+prepare their statements (crm_app/web/read_only_requests.py)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,25 @@ def probe(app):
     )
     probe_app.add_url_rule("/probe/rename", "rename", rename)
 
+    def statements_share_a_transaction() -> str:
+        db.session.execute(sa.text("SELECT pg_sleep(0.002)"))
+        same = db.session.scalar(sa.text("SELECT transaction_timestamp() < statement_timestamp()"))
+        return "one transaction" if same else "one each"
+
+    def stream_then_write() -> str:
+        streamed = db.session.execute(sa.select(User.id).execution_options(yield_per=10)).all()
+        return f"{len(streamed)} streamed, " + try_to_write()
+
+    def backend() -> str:
+        return str(db.session.scalar(sa.text("SELECT pg_backend_pid()")))
+
+    for path, view in (
+        ("/probe/transactions", statements_share_a_transaction),
+        ("/probe/stream-then-write", stream_then_write),
+        ("/probe/backend", backend),
+    ):
+        probe_app.add_url_rule(path, path, view, methods=["GET", "POST"])
+
     yield probe_app.test_client()
     with probe_app.app_context():
         db.engine.dispose()
@@ -89,6 +109,32 @@ def test_a_post_after_a_get_writes_on_the_same_connection(probe, admin_user):
     # Whether a connection reads only is set again at every checkout.
     probe.get("/probe/write")
     assert probe.post("/probe/write").get_data(as_text=True) == "written"
+    assert probe.get("/probe/write").get_data(as_text=True) == "ReadOnlySqlTransaction"
+
+
+def test_a_read_runs_each_statement_alone_and_a_write_in_one_transaction(probe, admin_user):
+    # No BEGIN and no COMMIT for a read: two round trips of a page's four.
+    assert probe.get("/probe/transactions").get_data(as_text=True) == "one each"
+    assert probe.post("/probe/transactions").get_data(as_text=True) == "one transaction"
+    assert probe.get("/probe/transactions").get_data(as_text=True) == "one each"
+
+
+def test_a_read_that_streams_has_a_transaction_and_it_is_read_only(probe, admin_user):
+    # DECLARE (a server-side cursor) needs a transaction: the read opens one, READ ONLY.
+    answer = probe.get("/probe/stream-then-write").get_data(as_text=True)
+    assert answer == "1 streamed, ReadOnlySqlTransaction"
+    assert probe.post("/probe/stream-then-write").get_data(as_text=True) == "1 streamed, written"
+    assert probe.get("/probe/transactions").get_data(as_text=True) == "one each"
+
+
+def test_a_connection_lost_before_its_first_read_is_replaced(probe, admin_user, app):
+    """Made read-only by default at its first read (one SET): a connection that went
+    away in the pool fails that SET, and the pool opens another instead."""
+    lost = probe.post("/probe/backend").get_data(as_text=True)  # a write: no SET yet
+    db.session.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": int(lost)})
+    db.session.commit()
+    answer = probe.get("/probe/backend")
+    assert answer.status_code == 200 and answer.get_data(as_text=True) != lost
     assert probe.get("/probe/write").get_data(as_text=True) == "ReadOnlySqlTransaction"
 
 
