@@ -3,19 +3,21 @@ statement in a READ ONLY transaction of its own: the connection is in autocommit
 `default_transaction_read_only` on, so the database itself refuses a write made in
 answer to a GET (state changes are CSRF-checked POSTs), and a read costs no BEGIN and
 no COMMIT. Those were two of a page's four round trips: at 100,000 contacts
-(bench/pages_bench.py, in-process) the route that only checks the login went from 1.42
-to 1.24 ms of the app's CPU and 0.23 to 0.12 ms of the database's, and every page saved
-as much. PostgreSQL's default isolation (READ COMMITTED) took a snapshot per statement
-within a transaction too, so a read sees nothing it would not have seen before.
+(in-process, medians of six alternations) the route that only checks the login went
+from 1.58 to 1.29 ms of the app's CPU and 0.28 to 0.18 ms of the database's, the
+contact list from 3.69 to 3.39 and 1.01 to 0.95; under gunicorn (bench/pages_bench.py,
+alternated twice) that route from 1,072-1,142 to 1,194-1,223 requests/s. PostgreSQL's
+default isolation (READ COMMITTED) took a snapshot per statement within a transaction
+too, so a read sees nothing it would not have seen before.
 A read through a server-side cursor (a streamed CSV, `yield_per`) needs a transaction:
 it opens one, READ ONLY too, ended with COMMIT at the end of the request.
 The few reads that write on purpose say so: a view with `@writes_when_read` (a download
 that puts itself in the audit log first), and the API, whose every call may note when
 its token was last used. They, POSTs and jobs run in READ WRITE transactions.
 
-Why neither reads nor their transactions roll back: psycopg prepares a statement once
-it ran five times on a connection, and forgets every prepared statement at a ROLLBACK.
-PostgreSQL then plans a prepared
+Why a read never rolls back (autocommit has nothing to roll back, and a streamed read
+commits): psycopg prepares a statement once it ran five times on a connection, and
+forgets every prepared statement at a ROLLBACK. PostgreSQL then plans a prepared
 statement once (a generic plan) unless that plan looks costlier than planning for each
 run's values. A generic plan treats every bound value as unknown, constants included
 (a status, a date range): the year's campaign overview took 171 ms instead of 59 with
