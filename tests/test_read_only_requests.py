@@ -127,7 +127,7 @@ def test_a_read_that_streams_has_a_transaction_and_it_is_read_only(probe, admin_
     assert probe.get("/probe/transactions").get_data(as_text=True) == "one each"
 
 
-def test_a_connection_lost_before_its_first_read_is_replaced(probe, admin_user, app):
+def test_a_connection_lost_before_its_first_read_is_replaced(probe, admin_user):
     """Made read-only by default at its first read (one SET): a connection that went
     away in the pool fails that SET, and the pool opens another instead."""
     lost = probe.post("/probe/backend").get_data(as_text=True)  # a write: no SET yet

@@ -106,7 +106,7 @@ def _set_up_for_the_request(dbapi_connection, record, proxy) -> None:
 
 def _make_reads_read_only_by_default(dbapi_connection) -> None:
     """Once per connection: a statement run in autocommit is then READ ONLY."""
-    dbapi_connection.autocommit = True  # a SET, not a transaction of its own
+    dbapi_connection.autocommit = True  # outside a transaction, which a rollback would undo
     try:
         dbapi_connection.execute("SET default_transaction_read_only = on")
     except psycopg.OperationalError as error:
