@@ -88,11 +88,11 @@ def _matches_statement(
     if not counted:
         return _read_in_full(page, ascending)
     # One pass over the matches for both (two scalar subqueries would read them twice).
-    counted = sa.select(
+    tally = sa.select(
         sa.func.max(tuple(matches.c)[-1]).label("last_id_read"),
         sa.func.count().label("total"),
     ).subquery("counted")
-    return _read_in_full(page, ascending, counted)
+    return _read_in_full(page, ascending, tally)
 
 
 @functools.cache
