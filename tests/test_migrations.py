@@ -20,7 +20,7 @@ from flask_migrate import downgrade, upgrade
 
 from crm_app import create_app
 from crm_app.extensions import db
-from crm_app.models import Activity, Campaign, Contact, Enrollment, Message
+from crm_app.models import Activity, Campaign, CampaignStep, Contact, Enrollment, Message
 from crm_app.models.tracking import EmailEvent
 from crm_app.models.types import compared_on
 from tests.panel_helpers import sent_email
@@ -182,17 +182,22 @@ def test_two_active_enrollments_in_one_campaign_are_refused_by_the_schema(sessio
     session.rollback()
 
 
-@pytest.mark.parametrize("deleted", ["contact", "campaign"])
-def test_deleting_a_contact_or_a_campaign_in_sql_deletes_its_messages(
+@pytest.mark.parametrize("deleted", ["contact", "campaign", "enrollment"])
+def test_deleting_a_contact_a_campaign_or_an_enrolment_in_sql_deletes_its_messages(
     session, make_contact, deleted
 ):
     """On PostgreSQL a message has no foreign key of its own to its contact or campaign
-    (0015): the enrolment's cascade takes its messages, whichever of the two goes."""
+    (0015), nor to its enrolment (0020): the enrolment's statement trigger takes its
+    messages, whichever of the three goes (SQLite: the keys' cascades)."""
     contact, other = make_contact("lead"), make_contact("prospect")
     gone, stays = sent_email(session, contact).id, sent_email(session, other).id
     enrollment = contact.enrollments[0]
     enrollment_id, campaign_id = enrollment.id, enrollment.campaign_id
-    table, row_id = (Contact, contact.id) if deleted == "contact" else (Campaign, campaign_id)
+    table, row_id = {
+        "contact": (Contact, contact.id),
+        "campaign": (Campaign, campaign_id),
+        "enrollment": (Enrollment, enrollment_id),
+    }[deleted]
 
     session.execute(sa.delete(table).where(table.id == row_id))
     session.commit()
@@ -200,6 +205,20 @@ def test_deleting_a_contact_or_a_campaign_in_sql_deletes_its_messages(
     left = set(session.scalars(sa.select(Message.id)))
     assert gone not in left and stays in left
     assert session.scalar(sa.select(Enrollment.id).where(Enrollment.id == enrollment_id)) is None
+
+
+def test_a_deleted_step_leaves_its_messages_tied_to_no_step(session, make_contact):
+    """ON DELETE SET NULL for messages.step_id: SQLite's foreign key, PostgreSQL's
+    statement trigger on campaign_steps (0020). What was sent stays."""
+    contact = make_contact("lead")
+    first, second = sent_email(session, contact), sent_email(session, contact, step=2)
+    first_id, second_id, kept_step = first.id, second.id, first.step_id
+    session.execute(sa.update(Enrollment).values(current_step_id=kept_step))
+    session.execute(sa.delete(CampaignStep).where(CampaignStep.id == second.step_id))
+    session.commit()
+
+    steps = dict(session.execute(sa.select(Message.id, Message.step_id)).all())
+    assert steps == {first_id: kept_step, second_id: None}
 
 
 @pytest.mark.parametrize("deleted", ["contact", "campaign", "message"])

@@ -24,11 +24,12 @@ class Message(db.Model):
     __tablename__ = "messages"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    enrollment_id: Mapped[int] = mapped_column(sa.ForeignKey("enrollments.id", ondelete="CASCADE"))
-    # SET NULL: removing a step from a campaign must not erase what was sent.
-    step_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("campaign_steps.id", ondelete="SET NULL")
-    )
+    # A deleted enrolment takes its messages (CASCADE); a removed step leaves them tied to
+    # no step (SET NULL: removing a step from a campaign must not erase what was sent).
+    # On PostgreSQL a statement trigger on each parent does that instead of a foreign key
+    # (migration 0020): the tick checked both keys for each message it created.
+    enrollment_id: Mapped[int] = mapped_column(sa.Integer)
+    step_id: Mapped[int | None] = mapped_column(sa.Integer)
     # The enrolment's contact and campaign, copied: deleting either deletes the enrolment,
     # and the enrolment's cascade its messages. PostgreSQL has no foreign key of their
     # own (migration 0015): checking one locked a random contact row per new message,
@@ -88,6 +89,12 @@ class Message(db.Model):
     )
 
     __table_args__ = (
+        sqlite_only(
+            sa.ForeignKeyConstraint(["enrollment_id"], ["enrollments.id"], ondelete="CASCADE")
+        ),
+        sqlite_only(
+            sa.ForeignKeyConstraint(["step_id"], ["campaign_steps.id"], ondelete="SET NULL")
+        ),
         sqlite_only(sa.ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="CASCADE")),
         sqlite_only(sa.ForeignKeyConstraint(["campaign_id"], ["campaigns.id"], ondelete="CASCADE")),
         sa.UniqueConstraint("enrollment_id", "step_id", name="uq_messages_enrollment_step"),
