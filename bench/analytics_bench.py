@@ -329,7 +329,7 @@ def run(args, url: sa.URL) -> int:
              lambda: message_counts_by_campaign(session, year)),
             (f"  of which per step and per day, one campaign ({args.days} days, rollups)",
              lambda: steps_and_days(session, campaign_id, year)),
-            (f"  of which enrolment outcomes, all campaigns ({args.days} days, enrollments)",
+            (f"  of which enrolment outcomes, all campaigns ({args.days} days, rollup)",
              lambda: enrollment_outcomes(session, year)),
         ]  # fmt: skip
         for label, fn in figures:

@@ -26,6 +26,7 @@ from crm_app import create_app  # noqa: E402
 from crm_app.embedded_redis import start_embedded_redis, stop_embedded_redis  # noqa: E402
 from crm_app.extensions import db  # noqa: E402
 from crm_app.models import Contact, User  # noqa: E402
+from crm_app.models.types import tables_on  # noqa: E402
 from tests.redis_db_claim import claimed_redis_database  # noqa: E402
 from tests.scratch_db import scratch_database  # noqa: E402
 
@@ -100,8 +101,8 @@ def _migrated_app(database_url, redis_url, rq_queue, tmp_path_factory):
 
 
 def _clean_database() -> None:
-    tables = [t for t in reversed(db.metadata.sorted_tables)]
     with db.engine.begin() as conn:
+        tables = list(reversed(tables_on(db.metadata, conn.dialect.name)))
         if conn.dialect.name == "postgresql":
             names = ", ".join(f'"{t.name}"' for t in tables)
             conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))

@@ -17,7 +17,11 @@ from crm_app.models.contact_import import (
     ContactImport,
     ContactImportFailure,
 )
-from crm_app.models.daily_counts import CampaignDailyCounts, CampaignDailyFirsts
+from crm_app.models.daily_counts import (
+    CampaignDailyCounts,
+    CampaignDailyFirsts,
+    EnrollmentDailyOutcomes,
+)
 from crm_app.models.enrollment import ENROLLMENT_ENTRIES, ENROLLMENT_STATUSES, Enrollment
 from crm_app.models.experiment import VARIANT_KEYS, ContentBlock, StepVariant
 from crm_app.models.message import MESSAGE_STATUSES, REACHED_STATUSES, Message, SystemState
@@ -37,6 +41,7 @@ from crm_app.models.user import ROLES, User
 __all__ = [
     "CampaignDailyCounts",
     "CampaignDailyFirsts",
+    "EnrollmentDailyOutcomes",
     "Activity",
     "AuditEntry",
     "ApiToken",

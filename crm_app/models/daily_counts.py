@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_app.extensions import db
+from crm_app.models.types import postgresql_only_table
 
 # step_id 0: a message whose step was removed (messages.step_id NULL).
 NO_STEP = 0
@@ -52,3 +53,19 @@ class CampaignDailyFirsts(db.Model):
     day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
     opened: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     clicked: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+
+
+class EnrollmentDailyOutcomes(db.Model):
+    """Enrolments of a campaign started (and of those, converted) on `day` (UTC), and
+    ended (and of those, completed) on `day`. PostgreSQL only, kept by statement
+    triggers on `enrollments` (migration 0021); SQLite counts from the enrolments."""
+
+    __tablename__ = "enrollment_daily_outcomes"
+    __table_args__ = postgresql_only_table({})
+
+    campaign_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    started: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    converted: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    ended: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    completed: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")

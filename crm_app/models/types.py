@@ -50,6 +50,21 @@ def sqlite_only(constraint: sa.Constraint) -> sa.Constraint:
     return constraint.ddl_if(dialect="sqlite")
 
 
+def postgresql_only_table(table_args: dict) -> dict:
+    """`__table_args__` of a table only PostgreSQL has (one its triggers keep):
+    `tables_on` and migration comparisons (`compared_on`) leave it out elsewhere."""
+    return {**table_args, "info": {"only_on": "postgresql"}}
+
+
+def tables_on(metadata: sa.MetaData, dialect_name: str) -> list[sa.Table]:
+    """The metadata's tables a database of `dialect_name` has, parents first."""
+    return [
+        table
+        for table in metadata.sorted_tables
+        if table.info.get("only_on") in (None, dialect_name)
+    ]
+
+
 def compared_on(dialect_name: str):
     """Alembic's `include_object` for a database of `dialect_name`: leaves out the
     model's objects that only another database has (`postgresql_only`, `sqlite_only`)."""

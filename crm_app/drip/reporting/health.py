@@ -14,6 +14,7 @@ from crm_app.config import PROJECT_ROOT
 from crm_app.drip.delivery.provider_health import backend_auth_failure
 from crm_app.drip.delivery.tick import last_tick_at
 from crm_app.models import HashedSuppression, Message, utcnow
+from crm_app.models.types import tables_on
 
 
 @dataclass
@@ -70,7 +71,8 @@ def _check_database(session, metadata: sa.MetaData, report: HealthReport) -> boo
         )
     )
     existing = set(sa.inspect(session.get_bind()).get_table_names())
-    missing = sorted(set(metadata.tables) - existing)
+    wanted = {table.name for table in tables_on(metadata, session.get_bind().dialect.name)}
+    missing = sorted(wanted - existing)
     report.checks.append(
         Check(
             "tables",
