@@ -29,6 +29,7 @@ from crm_app.drip.experiments.auto_promotion import auto_promote
 from crm_app.drip.outbound.addresses import CheckedTransport
 from crm_app.drip.outbound.deliveries import sweep
 from crm_app.drip.outbound.sending import SendOptions, deliver_many
+from crm_app.drip.reporting.outcome_rollup import compact_enrollment_outcomes
 from crm_app.extensions import db
 from crm_app.outbound_dispatch import enqueue_webhook_deliveries, schedule_webhook_retry
 from crm_app.queue import enqueue_deliveries, get_queue, get_redis, schedule_deliveries
@@ -73,9 +74,12 @@ def tick() -> dict:
                 after_minutes=settings.in_doubt_auto_resolve_minutes,
             ),
         )
+        # Housekeeping for the analytics: the enrolment outcomes' rows, merged.
+        merged = compact_enrollment_outcomes(db.session)
+        db.session.commit()
     finally:
         db.session.remove()
-    log.info("tick: %s", result.as_dict())
+    log.info("tick: %s, outcome rows merged: %d", result.as_dict(), merged)
     return result.as_dict()
 
 

@@ -1,8 +1,8 @@
 """On PostgreSQL the analytics' enrolment outcomes come from a daily rollup that
-statement triggers on `enrollments` keep (migration 0021). Whatever writes the
-enrolments (an INSERT of many, an UPDATE of some, a DELETE, the cascade of a deleted
-contact or campaign), the rollup gives what a count of the enrolments gives, for every
-range and campaign."""
+statement triggers on `enrollments` append to (migration 0021) and the tick job merges.
+Whatever writes the enrolments (an INSERT of many, an UPDATE of some, a DELETE, the
+cascade of a deleted contact or campaign), merged or not, the rollup gives what a count
+of the enrolments gives, for every range and campaign."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from crm_app.drip.reporting.analytics import enrollment_outcomes, outcomes_from_enrollments
 from crm_app.drip.reporting.date_range import DateRange
+from crm_app.drip.reporting.outcome_rollup import compact_enrollment_outcomes
 from crm_app.extensions import db
 from crm_app.models import Campaign, Contact, Enrollment
 from crm_app.models.daily_counts import EnrollmentDailyOutcomes
@@ -72,6 +73,22 @@ def _assert_rollup_counts_as_the_enrolments(session, campaigns: dict) -> None:
             )
 
 
+def _rows_per_day(session) -> list[int]:
+    table = EnrollmentDailyOutcomes.__table__
+    counted = (
+        sa.select(sa.func.count()).select_from(table).group_by(table.c.campaign_id, table.c.day)
+    )
+    return list(session.scalars(counted))
+
+
+def _merge(session, campaigns: dict) -> None:
+    assert max(_rows_per_day(session)) > 1  # a row per statement, before
+    assert compact_enrollment_outcomes(session) > 0
+    session.commit()
+    assert set(_rows_per_day(session)) == {1}
+    _assert_rollup_counts_as_the_enrolments(session, campaigns)
+
+
 def test_the_rollup_counts_what_the_enrolments_count_whatever_writes_them(
     postgres, session, make_contact, campaigns
 ):
@@ -103,6 +120,7 @@ def test_the_rollup_counts_what_the_enrolments_count_whatever_writes_them(
     )
     session.commit()
     _assert_rollup_counts_as_the_enrolments(session, campaigns)
+    _merge(session, campaigns)
 
     # A statement that changes no counted column writes nothing to the rollup.
     before = session.execute(sa.select(EnrollmentDailyOutcomes.__table__)).all()
@@ -117,4 +135,5 @@ def test_the_rollup_counts_what_the_enrolments_count_whatever_writes_them(
     session.commit()
     left = {k: c for k, c in campaigns.items() if k != "prospect"}
     _assert_rollup_counts_as_the_enrolments(session, left)
+    _merge(session, left)
     assert enrollment_outcomes(session, PERIODS[3], gone_campaign) == {}

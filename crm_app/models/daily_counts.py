@@ -57,14 +57,19 @@ class CampaignDailyFirsts(db.Model):
 
 class EnrollmentDailyOutcomes(db.Model):
     """Enrolments of a campaign started (and of those, converted) on `day` (UTC), and
-    ended (and of those, completed) on `day`. PostgreSQL only, kept by statement
-    triggers on `enrollments` (migration 0021); SQLite counts from the enrolments."""
+    ended (and of those, completed) on `day`: what changed, one row per statement that
+    changed it, merged by the tick job (`compact_enrollment_outcomes`); a figure is the
+    sum of its rows. PostgreSQL only, appended by statement triggers on `enrollments`
+    (migration 0021); SQLite counts from the enrolments."""
 
     __tablename__ = "enrollment_daily_outcomes"
-    __table_args__ = postgresql_only_table({})
+    __table_args__ = postgresql_only_table(
+        {}, sa.Index("ix_enrollment_daily_outcomes_day", "day", "campaign_id")
+    )
 
-    campaign_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
-    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(sa.Integer)
+    day: Mapped[date] = mapped_column(sa.Date)
     started: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     converted: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     ended: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")

@@ -50,10 +50,10 @@ def sqlite_only(constraint: sa.Constraint) -> sa.Constraint:
     return constraint.ddl_if(dialect="sqlite")
 
 
-def postgresql_only_table(table_args: dict) -> dict:
+def postgresql_only_table(options: dict, *items: sa.SchemaItem) -> tuple:
     """`__table_args__` of a table only PostgreSQL has (one its triggers keep):
     `tables_on` and migration comparisons (`compared_on`) leave it out elsewhere."""
-    return {**table_args, "info": {"only_on": "postgresql"}}
+    return (*items, {**options, "info": {"only_on": "postgresql"}})
 
 
 def tables_on(metadata: sa.MetaData, dialect_name: str) -> list[sa.Table]:

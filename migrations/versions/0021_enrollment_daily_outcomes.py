@@ -9,12 +9,16 @@ The analytics overview counted enrolment outcomes with one scan of every enrolme
 its range: for a year at 250,000 enrolments, 88-110 ms of the page's 102-107 (aim 100,
 bench/analytics_bench.py). Each enrolment counts as started (and converted, once an exit
 goal ended it) on the UTC day it was enrolled, and as ended (and completed) on the day it
-ended; a trigger per INSERT, UPDATE and DELETE statement on `enrollments` adds what its
-new rows count and takes away what its old rows counted, one upsert per campaign and day,
-in key order (two statements lock the same rows in the same order). A statement that
-changes no counted column (the tick clearing a due date) writes nothing. Every path that
-writes enrolments goes through them, the cascades of a deleted contact or campaign too.
-SQLite counts from `enrollments` as before: it has no statement triggers.
+ended. A trigger per INSERT, UPDATE and DELETE statement on `enrollments` appends what
+its new rows count minus what its old rows counted, one row per campaign and day that
+changed: every path that writes enrolments goes through them, the cascades of a deleted
+contact or campaign too, and a statement that changes no counted column (the tick
+clearing a due date) appends nothing. Appending takes no lock on a row another writer
+needs: upserting one row per campaign and day would make an import and a worker
+completing enrolments wait on each other, and deadlock when each locks two campaigns'
+rows in another order. The tick job merges the rows of each campaign and day
+(`compact_enrollment_outcomes`). SQLite counts from `enrollments` as before: it has no
+statement triggers.
 """
 
 import sqlalchemy as sa
@@ -61,6 +65,7 @@ def upgrade():
         return
     op.create_table(
         'enrollment_daily_outcomes',
+        sa.Column('id', sa.BigInteger(), nullable=False),
         # No foreign key: a deleted campaign's enrolments take their counts back as they go.
         sa.Column('campaign_id', sa.Integer(), nullable=False),
         sa.Column('day', sa.Date(), nullable=False),
@@ -68,7 +73,10 @@ def upgrade():
         sa.Column('converted', sa.Integer(), server_default='0', nullable=False),
         sa.Column('ended', sa.Integer(), server_default='0', nullable=False),
         sa.Column('completed', sa.Integer(), server_default='0', nullable=False),
-        sa.PrimaryKeyConstraint('campaign_id', 'day', name=op.f('pk_enrollment_daily_outcomes')),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_enrollment_daily_outcomes')),
+    )
+    op.create_index(
+        'ix_enrollment_daily_outcomes_day', 'enrollment_daily_outcomes', ['day', 'campaign_id']
     )
     for operation, changed in CHANGED.items():
         name = f'enrollments_count_outcomes_{operation.lower()}'
@@ -77,20 +85,14 @@ def upgrade():
             CREATE FUNCTION {name}() RETURNS trigger
             LANGUAGE plpgsql AS $$
             BEGIN
-                INSERT INTO enrollment_daily_outcomes AS kept
+                INSERT INTO enrollment_daily_outcomes
                     (campaign_id, day, started, converted, ended, completed)
                 SELECT campaign_id, day, sum(started), sum(converted), sum(ended),
                        sum(completed)
                 FROM (WITH changed AS ({changed}) {CONTRIBUTIONS}) AS counted
                 GROUP BY campaign_id, day
                 HAVING sum(started) <> 0 OR sum(converted) <> 0 OR sum(ended) <> 0
-                    OR sum(completed) <> 0
-                ORDER BY campaign_id, day
-                ON CONFLICT (campaign_id, day) DO UPDATE SET
-                    started = kept.started + excluded.started,
-                    converted = kept.converted + excluded.converted,
-                    ended = kept.ended + excluded.ended,
-                    completed = kept.completed + excluded.completed;
+                    OR sum(completed) <> 0;
                 RETURN NULL;
             END $$
             """
