@@ -166,7 +166,7 @@ class TickAccount:
     def __init__(self, engine) -> None:
         self.engine = engine
         self.statements: dict[str, float] = {}
-        self.backends: set[int] = set()
+        self.backends: set[int] = set()  # the backends the tick's statements ran on
         self.seconds = 0.0
 
     def _kind(self, statement: str) -> str:
@@ -194,7 +194,7 @@ class TickAccount:
         self.database_before = self._database()
         sa.event.listen(self.engine, "before_cursor_execute", self._before)
         sa.event.listen(self.engine, "after_cursor_execute", self._after)
-        self.backend_cpu = {pid: cpu_seconds(pid) for pid in self._our_backends()}
+        self.cpu_before = {pid: cpu_seconds(pid) for pid in connected_backends(self.engine)}
         self.process_cpu = time.process_time()
         self.started = time.perf_counter()
         return self
@@ -204,18 +204,14 @@ class TickAccount:
         self.process_cpu = time.process_time() - self.process_cpu
         sa.event.remove(self.engine, "before_cursor_execute", self._before)
         sa.event.remove(self.engine, "after_cursor_execute", self._after)
+        # A backend the tick opened has spent all it has spent in the tick.
         self.backend_cpu = sum(
-            cpu_seconds(pid) - self.backend_cpu.get(pid, 0.0) for pid in self.backends
+            cpu_seconds(pid) - self.cpu_before.get(pid, 0.0) for pid in self.backends
         )
         after = self._database()
         self.wal_mb = (after[0] - self.database_before[0]) / 1e6
         self.blocks_read = after[1] - self.database_before[1]
         self.blocks_hit = after[2] - self.database_before[2]
-
-    def _our_backends(self) -> set[int]:
-        with self.engine.connect() as conn:
-            self.backends.add(conn.connection.dbapi_connection.info.backend_pid)
-        return set(self.backends)
 
     def report(self) -> None:
         spent = sorted(self.statements.items(), key=lambda item: -item[1])

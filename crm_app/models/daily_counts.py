@@ -64,7 +64,7 @@ class EnrollmentDailyOutcomes(db.Model):
 
     __tablename__ = "enrollment_daily_outcomes"
     __table_args__ = postgresql_only_table(
-        {}, sa.Index("ix_enrollment_daily_outcomes_day", "day", "campaign_id")
+        sa.Index("ix_enrollment_daily_outcomes_day", "day", "campaign_id")
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)

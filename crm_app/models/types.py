@@ -50,19 +50,23 @@ def sqlite_only(constraint: sa.Constraint) -> sa.Constraint:
     return constraint.ddl_if(dialect="sqlite")
 
 
-def postgresql_only_table(options: dict, *items: sa.SchemaItem) -> tuple:
-    """`__table_args__` of a table only PostgreSQL has (one its triggers keep):
-    `tables_on` and migration comparisons (`compared_on`) leave it out elsewhere."""
-    return (*items, {**options, "info": {"only_on": "postgresql"}})
+def postgresql_only_table(*items: sa.SchemaItem) -> tuple:
+    """`__table_args__` of a table only PostgreSQL has (one its triggers keep), with its
+    `items` (indexes...): `tables_on` and migration comparisons (`compared_on`) leave it
+    out elsewhere."""
+    return (*items, {"info": {"only_on": "postgresql"}})
+
+
+def _exists_on(item: sa.SchemaItem, dialect_name: str) -> bool:
+    """Whether a database of `dialect_name` has this model object (`postgresql_only`,
+    `sqlite_only`, `postgresql_only_table` say which one alone has it)."""
+    only_on = getattr(item, "info", {}).get("only_on")
+    return only_on is None or only_on == dialect_name
 
 
 def tables_on(metadata: sa.MetaData, dialect_name: str) -> list[sa.Table]:
     """The metadata's tables a database of `dialect_name` has, parents first."""
-    return [
-        table
-        for table in metadata.sorted_tables
-        if table.info.get("only_on") in (None, dialect_name)
-    ]
+    return [table for table in metadata.sorted_tables if _exists_on(table, dialect_name)]
 
 
 def compared_on(dialect_name: str):
@@ -70,7 +74,6 @@ def compared_on(dialect_name: str):
     model's objects that only another database has (`postgresql_only`, `sqlite_only`)."""
 
     def include_object(obj, name, type_, reflected, compare_to) -> bool:
-        only_on = getattr(obj, "info", {}).get("only_on")
-        return only_on is None or only_on == dialect_name
+        return _exists_on(obj, dialect_name)
 
     return include_object

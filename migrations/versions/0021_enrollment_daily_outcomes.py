@@ -60,6 +60,19 @@ def _postgres() -> bool:
     return op.get_bind().dialect.name == 'postgresql'
 
 
+def _append(changed: str) -> str:
+    """The INSERT that appends what the rows of `changed` count, per campaign and day."""
+    return f"""
+        INSERT INTO enrollment_daily_outcomes
+            (campaign_id, day, started, converted, ended, completed)
+        SELECT campaign_id, day, sum(started), sum(converted), sum(ended), sum(completed)
+        FROM (WITH changed AS ({changed}) {CONTRIBUTIONS}) AS counted
+        GROUP BY campaign_id, day
+        HAVING sum(started) <> 0 OR sum(converted) <> 0 OR sum(ended) <> 0
+            OR sum(completed) <> 0
+    """
+
+
 def upgrade():
     if not _postgres():
         return
@@ -85,14 +98,7 @@ def upgrade():
             CREATE FUNCTION {name}() RETURNS trigger
             LANGUAGE plpgsql AS $$
             BEGIN
-                INSERT INTO enrollment_daily_outcomes
-                    (campaign_id, day, started, converted, ended, completed)
-                SELECT campaign_id, day, sum(started), sum(converted), sum(ended),
-                       sum(completed)
-                FROM (WITH changed AS ({changed}) {CONTRIBUTIONS}) AS counted
-                GROUP BY campaign_id, day
-                HAVING sum(started) <> 0 OR sum(converted) <> 0 OR sum(ended) <> 0
-                    OR sum(completed) <> 0;
+                {_append(changed)};
                 RETURN NULL;
             END $$
             """
@@ -104,15 +110,7 @@ def upgrade():
             FOR EACH STATEMENT EXECUTE FUNCTION {name}()
             """
         )
-    op.execute(
-        f"""
-        INSERT INTO enrollment_daily_outcomes
-            (campaign_id, day, started, converted, ended, completed)
-        SELECT campaign_id, day, sum(started), sum(converted), sum(ended), sum(completed)
-        FROM (WITH changed AS (SELECT *, 1 AS sign FROM enrollments) {CONTRIBUTIONS}) AS counted
-        GROUP BY campaign_id, day
-        """
-    )
+    op.execute(_append('SELECT *, 1 AS sign FROM enrollments'))
 
 
 def downgrade():
