@@ -161,6 +161,24 @@ def post_all(client, signer, bodies) -> tuple[float, list[float], dict]:
     return time.perf_counter() - started, latencies, totals
 
 
+def post_once(connection: http.client.HTTPConnection, signer, body: bytes):
+    """POST one batch; (response, its body). gunicorn closes a connection idle for 2 s
+    (its keep-alive), as one opened while the other worker booted can be: then it is
+    opened again and the batch sent again, as SendGrid would. A connection closed while
+    idle read nothing, so nothing is sent twice."""
+
+    def post():
+        connection.request("POST", "/webhooks/sendgrid", body=body, headers=signer.headers(body))
+        response = connection.getresponse()
+        return response, response.read()
+
+    try:
+        return post()
+    except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+        connection.close()  # the next request opens it again
+        return post()
+
+
 def post_concurrently(port: int, signer, bodies, senders: int) -> tuple[float, list[float], dict]:
     """POST every body through `senders` kept-alive connections at once (SendGrid opens
     several), spread over gunicorn's workers; returns (seconds, latencies, summed answers)."""
@@ -182,11 +200,12 @@ def post_concurrently(port: int, signer, bodies, senders: int) -> tuple[float, l
             except queue.Empty:
                 return
             t0 = time.perf_counter()
-            connection.request(
-                "POST", "/webhooks/sendgrid", body=body, headers=signer.headers(body)
-            )
-            response = connection.getresponse()
-            answer = response.read()
+            try:
+                response, answer = post_once(connection, signer, body)
+            except (OSError, http.client.HTTPException) as error:
+                with lock:
+                    failures.append(f"a batch could not be posted: {error!r}")
+                return
             elapsed = time.perf_counter() - t0
             with lock:
                 if response.status != 200:
