@@ -91,20 +91,40 @@ def test_times_in_any_zone_are_stored_as_the_same_instant_whatever_the_session_z
 
 
 def test_in_values_selects_the_same_rows_for_ids_strings_and_nothing(session):
-    """Ids travel as one array literal on PostgreSQL, strings as an array parameter."""
-    from crm_app.drip.common.sql import in_values
+    """On PostgreSQL the values travel as one array literal: each string is quoted and
+    escaped (quotes, backslashes, commas, braces, the word NULL), a None is NULL."""
+    from crm_app.drip.common.sql import in_named_values, in_values, is_postgres
     from crm_app.models import Contact
 
-    for n in range(3):
-        session.add(Contact(email=f"in{n}@example.com", contact_type="lead", custom_fields={}))
-    session.flush()
-    ids = sorted(session.scalars(sa.select(Contact.id)))
+    awkward = [
+        'o"brien@example.com',
+        "back\\slash@example.com",
+        "a,b@example.com",
+        "{brace}@example.com",
+        "NULL",
+        " spaced @example.com",
+        "o'neil@example.com",
+    ]
+    emails = [f"in{n}@example.com" for n in range(3)] + awkward
+    session.execute(
+        sa.insert(Contact),
+        [{"email": email, "contact_type": "lead", "custom_fields": {}} for email in emails],
+    )
+    ids = dict(session.execute(sa.select(Contact.email, Contact.id)).all())
 
     def found(column, values):
         query = sa.select(Contact.id).where(in_values(session, column, values))
         return sorted(session.scalars(query))
 
-    assert found(Contact.id, ids[:2]) == ids[:2]
-    assert found(Contact.id, {ids[2]}) == [ids[2]]
+    first, second, third = (ids[f"in{n}@example.com"] for n in range(3))
+    assert found(Contact.id, [first, second]) == [first, second]
+    assert found(Contact.id, {third}) == [third]
+    assert found(Contact.id, [third, None]) == [third]
     assert found(Contact.id, []) == []
-    assert found(Contact.email, ["in1@example.com", "o'brien@example.com"]) == [ids[1]]
+    assert found(Contact.email, ["in1@example.com", "nobody@example.com"]) == [second]
+    for email in awkward:
+        assert found(Contact.email, [email, None]) == [ids[email]], email
+    named = sa.select(Contact.email).where(
+        in_named_values(is_postgres(session), Contact.email, "emails")
+    )
+    assert sorted(session.scalars(named, {"emails": awkward})) == sorted(awkward)
