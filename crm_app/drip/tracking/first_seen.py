@@ -87,7 +87,7 @@ def record_first_seen(session, events: list[WebhookEvent]) -> FirstSeenChanges:
     messages = Message.__table__
     ids = list({message_id for _, message_id in earliest})
     current, sent = {}, {}
-    for row in session.execute(_current_statement(is_postgres(session)), {"ids": ids}):
+    for row in session.execute(_current_statement(is_postgres(session)), {"ids": ids}).all():
         current[row.id] = dict(zip(FIRST_SEEN_COLUMNS, row[3:], strict=True))
         sent[row.id] = (row.campaign_id, row.sent_at)
     moved: dict[int, dict[str, datetime]] = defaultdict(dict)
