@@ -296,7 +296,7 @@ def in_values(session, column: sa.ColumnElement, values) -> sa.ColumnElement:
     """`column IN values`; on PostgreSQL one array parameter (= ANY) instead of one per value."""
     values = list(values)
     if is_postgres(session):
-        return column == sa.any_(_array_parameter(sa.bindparam(None, values), column))
+        return _equals_any(column, sa.bindparam(None, values, type_=_literal_for(column)))
     return column.in_(values)
 
 
@@ -304,15 +304,17 @@ def in_named_values(postgres: bool, column: sa.ColumnElement, name: str) -> sa.C
     """`column IN :name`, the values given when the statement runs (one built once and
     reused): on PostgreSQL one array parameter (= ANY), elsewhere an expanding IN."""
     if postgres:
-        return column == sa.any_(_array_parameter(sa.bindparam(name), column))
+        return _equals_any(column, sa.bindparam(name, type_=_literal_for(column)))
     return column.in_(sa.bindparam(name, expanding=True))
 
 
-def _array_parameter(parameter: sa.BindParameter, column: sa.ColumnElement) -> sa.Cast:
-    """The values of `parameter` as one array literal, cast in SQL to an array of the
-    column's type."""
-    parameter.type = ArrayLiteral(quoted=not isinstance(column.type, sa.Integer))
-    return sa.cast(parameter, postgresql.ARRAY(column.type))
+def _equals_any(column: sa.ColumnElement, values: sa.BindParameter) -> sa.ColumnElement:
+    """`column = ANY (CAST(:values AS <its type>[]))`, the values one array literal."""
+    return column == sa.any_(sa.cast(values, postgresql.ARRAY(column.type)))
+
+
+def _literal_for(column: sa.ColumnElement) -> ArrayLiteral:
+    return ArrayLiteral(quoted=not isinstance(column.type, sa.Integer))
 
 
 class ArrayLiteral(TypeDecorator):
