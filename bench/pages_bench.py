@@ -347,10 +347,16 @@ def cpu_budgets(figures: Figures, bare: Figures, clients: int) -> tuple[float, f
     return cores * 1000 / rate_for_p99, cores * 1000 / rate_for_share
 
 
-def report(references: list[Figures], results: list[Figures], clients: int) -> None:
+def report(
+    references: list[Figures],
+    results: list[Figures],
+    clients: int,
+    bare_again: Figures | None = None,
+) -> None:
     """Each page beside the reference routes (the first is the bare route), with what it
     misses of the aims and the CPU a request may use to meet them; the references are
-    not held to them."""
+    not held to them. `bare_again`: the bare route measured once more after the pages,
+    to show how far the machine's own speed moved during the run."""
     bare = references[0]
     print(f"\n  {'page':<28} {'requests/s':>10} {'of bare':>8} {'p50 ms':>8} {'p99 ms':>8}"
           f" {'CPU ms':>7}")  # fmt: skip
@@ -376,6 +382,22 @@ def report(references: list[Figures], results: list[Figures], clients: int) -> N
         "  CPU a request may use to meet it on this machine: for p99, from the rate that gives\n"
         "  that p99 (Little's law); for the share, from half the bare route's rate."
     )
+    if bare_again is not None:
+        print(f"\n{machine_drift(bare, bare_again)}")
+
+
+def machine_drift(bare: Figures, bare_again: Figures) -> str:
+    """How far the machine's speed moved between the first and the last measurement:
+    the same route on the same server, so the difference is mostly the machine's (a
+    shared host's neighbours, its CPU's speed). A figure nearer its aim than this drift
+    could fall on either side of it on another run."""
+    drift = bare_again.per_second / bare.per_second - 1
+    return (
+        f"  the bare route again after the pages: {bare_again.per_second:.1f} requests/s,"
+        f" {abs(drift):.0%} {'faster' if drift >= 0 else 'slower'} than at the start:\n"
+        "  this machine's own drift during the run; a figure nearer its aim than that could\n"
+        "  fall on either side of it on another run."
+    )
 
 
 def run(args, url: str) -> int:
@@ -398,10 +420,12 @@ def run(args, url: str) -> int:
                   f"{args.clients} clients, {args.seconds:g} s per page")  # fmt: skip
             references = [measure(clients, label, path, args) for label, path in REFERENCES]
             results = [measure(clients, label, path, args) for label, path in targets]
+            label, path = REFERENCES[0]
+            bare_again = measure(clients, label, path, args)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    report(references, results, args.clients)
+    report(references, results, args.clients, bare_again)
     where_the_time_goes(url, targets, args.profile_requests)
     return 0
 
