@@ -146,6 +146,36 @@ class StatementTimes:
             print(f"  {spent * 1000:8.1f} ms {count:5d}x  {statement}")
 
 
+class ProcessesCPU:
+    """The CPU this process and its database backends spend from now until `stop()`:
+    CPU time, which the host's other work skews less than the wall clock does."""
+
+    def __init__(self, engine) -> None:
+        from bench.delivery_bench import connected_backends
+
+        self.backends = connected_backends(engine)
+        self.app_seconds, self.database_ms = time.process_time(), self._database_ms()
+
+    def _database_ms(self) -> float:
+        from bench.pages_bench import backend_cpu_ms
+
+        return sum(backend_cpu_ms(pid) for pid in self.backends)
+
+    def stop(self) -> None:
+        self.app_seconds = time.process_time() - self.app_seconds
+        self.database_ms = self._database_ms() - self.database_ms
+
+    def per_event(self, events: int) -> str:
+        app_us = self.app_seconds * 1e6 / events
+        database_us = self.database_ms * 1000 / events
+        budget = (os.cpu_count() or 1) * 1e6 / TARGET_EVENTS_PER_SECOND
+        return (
+            f"CPU per event: this process {app_us:.1f} us (signature, parsing, rows, SQLAlchemy),"
+            f" PostgreSQL {database_us:.1f} us; {TARGET_EVENTS_PER_SECOND:,} events/s on"
+            f" {os.cpu_count()} cores leaves {budget:.0f} us for both"
+        )
+
+
 def post_all(client, signer, bodies) -> tuple[float, list[float], dict]:
     totals = {"received": 0, "applied": 0, "duplicates": 0, "rejected": 0}
     latencies = []
@@ -330,13 +360,16 @@ def main() -> int:
         total_events = args.batches * args.events
         times = StatementTimes()
         times.install()
+        cpu = ProcessesCPU(db.engine)
         elapsed, latencies, totals = post_all(client, signer, serial_bodies)
+        cpu.stop()
         print(f"ingest, one request at a time (test client): {total_events:,} events in "
               f"{elapsed:.2f} s, {total_events / elapsed:,.0f} events/s; batch median "
               f"{statistics.median(latencies) * 1000:.0f} ms, "
               f"max {max(latencies) * 1000:.0f} ms")  # fmt: skip
         print(f"        {totals}")
         if rate < TARGET_EVENTS_PER_SECOND:
+            print(cpu.per_event(total_events))
             times.print(elapsed)
         db.session.remove()
         db.engine.dispose()
