@@ -128,7 +128,7 @@ def _recordset(
         for name, kind in kinds.items()
     ]
     rows = sa.bindparam("rows") if rows is None else rows
-    function = sa.func.jsonb_to_recordset(sa.cast(rows, postgresql.JSONB))
+    function = sa.func.json_to_recordset(sa.cast(rows, postgresql.JSON))
     source = function.table_valued(*columns).render_derived(name="r", with_types=True)
     return {
         name: sa.func.timezone("UTC", source.c[name], type_=kind)
