@@ -41,6 +41,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     protect_instance(INSTANCE_PATH, app.config["SQLALCHEMY_DATABASE_URI"])
 
     from crm_app.web.body_limits import init_body_limits
+    from crm_app.web.nul_guard import init_nul_guard
     from crm_app.web.read_only_requests import init_read_only_requests
     from crm_app.web.security_headers import init_security_headers
     from crm_app.web.session_cookie import init_session_cookie
@@ -54,6 +55,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     init_session_cookie(app)
     # Body limits first: the limiter and CSRFProtect read the form in their own hooks.
     init_body_limits(app)
+    init_nul_guard(app)
     init_security_headers(app)
     app.config.setdefault(
         "RATELIMIT_STORAGE_URI", rate_limit_storage_uri(settings_of(app).redis_url)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hmac
 
-import orjson
 from flask import Blueprint, abort, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from crm_app.config import settings_of
 from crm_app.drip.audience.address_hash import erasure_key
+from crm_app.drip.common.nul import load_json_without_nul
 from crm_app.drip.tracking.events import MalformedBatch, ingest_events
 from crm_app.drip.tracking.inbound_parse import (
     MAX_PARTS,
@@ -51,7 +51,8 @@ def sendgrid_events():
         )
         return jsonify(error=f"signature verification failed: {refused}"), 403
     try:
-        payload = orjson.loads(raw_body)
+        # A NUL in SendGrid's data is kept as U+FFFD: PostgreSQL refuses one in text.
+        payload = load_json_without_nul(raw_body)
         result = ingest_events(db.session, payload, hash_key=erasure_key(settings))
     except (ValueError, MalformedBatch) as malformed:
         db.session.rollback()

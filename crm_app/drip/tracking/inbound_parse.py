@@ -21,6 +21,8 @@ from itertools import chain
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
+from crm_app.drip.common.nul import without_nul
+
 TEXT_FIELDS = ("to", "cc", "from", "subject", "text", "html", "headers", "spam_score")
 FIELDS = (*TEXT_FIELDS, "envelope", "charsets")
 FIELD_LIMIT = 256 * 1024  # bytes kept per field
@@ -91,7 +93,7 @@ def _decode(raw: bytes, charset: str | None) -> str:
         codec = codecs.lookup(charset or "utf-8").name
     except LookupError:
         codec = "utf-8"
-    return raw.decode(codec, "replace")
+    return without_nul(raw.decode(codec, "replace"))
 
 
 def _json(raw: bytes | None) -> dict:
@@ -99,7 +101,7 @@ def _json(raw: bytes | None) -> dict:
         value = json.loads(raw or b"{}")
     except ValueError:
         return {}
-    return value if isinstance(value, dict) else {}
+    return without_nul(value) if isinstance(value, dict) else {}
 
 
 def read_inbound_post(content_type: str, chunks: Iterable[bytes]) -> InboundEmail:

@@ -16,6 +16,7 @@ from crm_app.drip.api.tokens import authenticate
 from crm_app.extensions import db
 from crm_app.models import ApiToken
 from crm_app.web.api.problems import problem
+from crm_app.web.nul_guard import refuse_nul
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Per-request state lives in the WSGI environ, which belongs to one request whatever
@@ -52,7 +53,7 @@ def rate_limit() -> str:
 
 
 def check_request() -> Response | None:
-    """The blueprint's before_request: body size, token, scope, Idempotency-Key."""
+    """The blueprint's before_request: body size, token, scope, NUL, Idempotency-Key."""
     request.max_content_length = settings_of(current_app).api_max_body_bytes
     token = current_token()
     if token is None:
@@ -76,6 +77,9 @@ def check_request() -> Response | None:
             kind="scope",
             headers={"WWW-Authenticate": 'Bearer realm="api", error="insufficient_scope"'},
         )
+    refused = refuse_nul()
+    if refused is not None:
+        return refused
     if request.method == "POST" and "Idempotency-Key" in request.headers:
         return _claim_key(token, request.headers["Idempotency-Key"])
     return None
