@@ -257,6 +257,18 @@ def test_bad_dates_show_a_message_and_the_default_range(staff, data):
     assert "Dates must look like" in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize(
+    "query", ["end=0001-01-01", "start=0001-01-01&end=0001-01-02", "end=9999-12-31"]
+)
+def test_dates_at_the_calendars_ends_are_refused_with_a_message(staff, data, query):
+    # Were a 500: the default start 30 days before year 1, or the day after 9999-12-31.
+    says = "Choose dates between 1970-01-01 and 9999-12-30."
+    for url in ("/analytics/", f"/analytics/campaigns/{data['A'].id}"):
+        response = staff.get(f"{url}?{query}")
+        assert response.status_code == 200 and says in response.get_data(as_text=True)
+    assert staff.get(f"/analytics/campaigns/{data['A'].id}.csv?{query}").status_code == 400
+
+
 def test_analytics_needs_a_login_and_a_real_campaign(web, staff_user, data):
     assert web.get("/analytics/").status_code == 302
     assert web.get(f"/analytics/campaigns/{data['A'].id}.csv").status_code == 302

@@ -8,6 +8,10 @@ from datetime import UTC, date, datetime, time, timedelta
 # The longest range the pages accept: the per-day series has one point per day.
 MAX_RANGE_DAYS = 3 * 366
 DEFAULT_RANGE_DAYS = 30
+# Typed dates outside these: the range's arithmetic (a default start 30 days before,
+# the end the day after) would fall off Python's calendar, years 1 to 9999.
+EARLIEST_DAY = date(1970, 1, 1)
+LATEST_DAY = date(9999, 12, 30)
 
 
 class AnalyticsRangeError(ValueError):
@@ -46,6 +50,10 @@ def parse_range(first: str | None, last: str | None, *, today: date) -> DateRang
         last_day = date.fromisoformat(last.strip()) if last and last.strip() else None
     except ValueError:
         raise AnalyticsRangeError("Dates must look like 2026-01-31.") from None
+    if any(
+        day is not None and not EARLIEST_DAY <= day <= LATEST_DAY for day in (first_day, last_day)
+    ):
+        raise AnalyticsRangeError(f"Choose dates between {EARLIEST_DAY} and {LATEST_DAY}.")
     first_day = first_day or (
         last_day - timedelta(days=DEFAULT_RANGE_DAYS - 1) if last_day else fallback.first
     )
