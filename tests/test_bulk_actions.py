@@ -147,6 +147,15 @@ def test_the_confirmation_says_how_many_and_changes_nothing(admin, campaigns, ma
     assert all(active_campaigns(c.id) == {"Lead"} for c in contacts)
 
 
+def test_a_ticked_id_beyond_the_databases_integers_names_no_contact(admin, campaigns, make_contact):
+    # Was a 500 on PostgreSQL ("integer out of range"): such an id names no row.
+    contact = make_contact("lead")
+    ticked = [str(contact.id), "2147483648", "99999999999999999999", "-3", "x"]
+    response = admin.post("/contacts/bulk/confirm", {"contact_ids": ticked, "action": "enroll"})
+    assert response.status_code == 200
+    assert "Enrol 1 contact?" in response.get_data(as_text=True)
+
+
 def test_the_confirming_button_keeps_a_campaign_name_with_a_question_mark(
     admin, session, campaigns, make_contact
 ):

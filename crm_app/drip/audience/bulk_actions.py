@@ -25,6 +25,7 @@ from crm_app.drip.audience.enrollment import (
     enroll,
 )
 from crm_app.drip.common.errors import FieldErrors
+from crm_app.drip.common.ids import id_or_none
 from crm_app.models import CONTACT_TYPES, Campaign, Contact
 
 # Verb and the question of each action ("Enrol 3 contacts in Lead?").
@@ -59,7 +60,7 @@ class Selection:
     def from_values(cls, values: Mapping[str, str], ticked: list[str]) -> Selection:
         """From submitted strings: `scope` ("selected" or "matching"), `q`, `type`, and
         the ticked `contact_ids`."""
-        ids = sorted({int(v) for v in ticked if v.isdigit() and 0 < int(v) < 2**63})
+        ids = sorted({i for v in ticked if (i := id_or_none(v)) is not None})
         return cls(
             contact_ids=tuple(ids),
             all_matching=values.get("scope") == "matching",
