@@ -198,6 +198,25 @@ def test_list_filters_by_type_email_search_and_update_time(api, make_contact):
     assert response.status_code == 422 and "limit" in response.get_json()["errors"]
 
 
+def test_numbers_and_times_past_the_databases_range_are_answered_not_a_500(api, make_contact):
+    # Each was a 500 on PostgreSQL: ids are INTEGER there, and a UTC time past 9999.
+    contact = make_contact("lead", email="lena@example.com")
+
+    def ids(query: str) -> list[int]:
+        response = api.get(f"/api/v1/contacts?{query}")
+        assert response.status_code == 200, query
+        return [c["id"] for c in response.get_json()["items"]]
+
+    assert ids("cursor=2147483648") == [] and ids("cursor=99999999999999999999") == []
+    assert ids("cursor=-99999999999") == [contact.id]
+    assert ids("updated_since=0001-01-01T00:00:00%2B14:00") == [contact.id]
+    assert ids("updated_since=9999-12-31T23:59:59-14:00") == []
+    for owner_id in (2147483648, 99999999999999999999):
+        response = api.patch(f"/api/v1/contacts/{contact.id}", {"owner_id": owner_id})
+        assert response.status_code == 422
+        assert response.get_json()["errors"] == {"owner_id": ["Unknown owner."]}
+
+
 def test_a_read_token_reads(read_api, make_contact):
     make_contact("lead")
 

@@ -60,6 +60,15 @@ def test_an_unknown_campaign_is_a_field_error(api, make_contact):
     assert response.get_json()["errors"] == {"campaign_id": ["No campaign has the id 999."]}
 
 
+def test_a_campaign_id_past_the_databases_integers_is_a_field_error(api, make_contact):
+    contact = make_contact("lead")  # was a 500 on PostgreSQL ("integer out of range")
+    for campaign_id in (2147483648, 99999999999999999999):
+        response = api.post(
+            f"/api/v1/contacts/{contact.id}/enrollments", {"campaign_id": campaign_id}
+        )
+        assert response.status_code == 422 and "campaign_id" in response.get_json()["errors"]
+
+
 def test_stop_one_enrolment_then_stopping_it_again_is_a_409(api, session, make_contact):
     enrollment_id = make_contact("lead").enrollments[0].id
     url = f"/api/v1/enrollments/{enrollment_id}/stop"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +20,7 @@ from crm_app.drip.audience.contacts import (
     create_contact,
     update_contact,
 )
+from crm_app.drip.common.ids import MAX_ID
 from crm_app.models import Campaign, CampaignStep, Contact, Enrollment
 
 LIST_LIMIT_MAX = 100
@@ -77,15 +78,27 @@ def list_contacts(
     if email:
         conditions.append(sa.func.lower(Contact.email) == email.strip().lower())
     if updated_since is not None:
-        conditions.append(Contact.updated_at >= updated_since)
+        conditions.append(_updated_since(updated_since))
     if after_id is not None:
-        conditions.append(Contact.id > after_id)
+        if after_id >= MAX_ID:  # no id is past it (nor can the database compare one)
+            return ContactSlice([], None)
+        conditions.append(Contact.id > max(after_id, 0))
     rows = list(
         session.scalars(sa.select(Contact).where(*conditions).order_by(Contact.id).limit(limit + 1))
     )
     more = len(rows) > limit
     rows = rows[:limit]
     return ContactSlice(rows, rows[-1].id if more else None)
+
+
+def _updated_since(moment: datetime) -> sa.ColumnElement[bool]:
+    """Contact.updated_at >= moment; a moment whose UTC time falls off the calendar (year 1
+    at +14:00, 9999-12-31 at -14:00) is before, or after, every row."""
+    try:
+        in_utc = moment.astimezone(UTC)
+    except OverflowError:
+        return sa.true() if moment.year == 1 else sa.false()
+    return Contact.updated_at >= in_utc
 
 
 def contact_with_enrollments(session, contact_id: int) -> Contact | None:

@@ -121,7 +121,9 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
         errors["timezone"] = (
             f"Unknown time zone {cleaned.timezone!r}: use an IANA name such as Europe/Paris."
         )
-    if data.owner_id is not None and session.get(User, data.owner_id) is None:
+    # An id no row can have (past the database's integers, the API's) is no owner either.
+    owner_id = data.owner_id
+    if owner_id is not None and (id_or_none(owner_id) is None or not session.get(User, owner_id)):
         errors["owner_id"] = "Unknown owner."
     if errors:
         raise ContactValidationError(errors)

@@ -11,6 +11,7 @@ from flask import abort, url_for
 from crm_app.drip.audience import ending
 from crm_app.drip.audience import enrollment as enrollment_core
 from crm_app.drip.audience.enrollment import EnrollmentError
+from crm_app.drip.common.ids import id_or_none
 from crm_app.extensions import db
 from crm_app.models import Campaign, Enrollment
 from crm_app.web.api import bp, documented, idempotent
@@ -51,7 +52,8 @@ def rules_refuse(view: Callable) -> Callable:
 def enroll(data, contact_id: int):
     """Enrol the contact in a campaign (409 if it is already enrolled in it)."""
     contact = contact_or_404(contact_id)
-    campaign = db.session.get(Campaign, data["campaign_id"])
+    campaign_id = id_or_none(data["campaign_id"])  # past the database's integers: none
+    campaign = db.session.get(Campaign, campaign_id) if campaign_id is not None else None
     if campaign is None:
         return problem(
             422,
