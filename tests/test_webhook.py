@@ -199,6 +199,21 @@ def test_malformed_event_is_rejected_and_the_rest_kept(web, signer, session, sen
     assert session.get(Message, sent_message.id).clicked_at is not None
 
 
+def test_an_event_type_that_is_a_list_or_an_object_is_rejected_and_the_rest_kept(
+    web, signer, session, sent_message
+):
+    # A list as "event" could not be looked up among the known types: a 500 for the
+    # whole batch, on every retry.
+    batch = [event("delivered", sent_message), {**event("open", sent_message), "event": ["open"]},
+             {**event("click", sent_message), "event": {"a": 1}}]  # fmt: skip
+
+    response = post(web, signer, batch)
+
+    assert response.status_code == 200
+    assert response.get_json() == {"received": 3, "applied": 1, "duplicates": 0, "rejected": 2}
+    assert session.get(Message, sent_message.id).delivered_at is not None
+
+
 def test_body_that_is_not_an_array_is_a_400(web, signer, session):
     response = post(web, signer, {"event": "open"})
     assert response.status_code == 400

@@ -72,7 +72,7 @@ def normalize_event(raw: Any) -> WebhookEvent | str:
     if not isinstance(raw, dict):
         return "not a JSON object"
     event = raw.get("event")
-    if event not in KNOWN_EVENTS:
+    if not isinstance(event, str) or event not in KNOWN_EVENTS:  # a list is unhashable
         return f"unknown event type {event!r}"
     sg_event_id = raw.get("sg_event_id")
     if not isinstance(sg_event_id, str) or not sg_event_id or len(sg_event_id) > 100:
