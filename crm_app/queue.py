@@ -139,8 +139,9 @@ def enqueue_bulk_action(
 
 
 def fetch_job(job_id: str):
-    """The RQ job with this id, or None (expired, unknown)."""
+    """The RQ job with this id, or None (expired, unknown, or an id RQ refuses to read:
+    only letters, digits, "_" and "-")."""
     try:
         return Job.fetch(job_id, connection=get_redis())
-    except NoSuchJobError:
+    except (NoSuchJobError, ValueError):
         return None

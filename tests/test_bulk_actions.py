@@ -266,3 +266,6 @@ def test_a_large_selection_runs_as_a_job_with_a_progress_page(
 
 def test_an_unknown_job_is_not_found(admin):
     assert admin.get("/contacts/bulk/jobs/no-such-job").status_code == 404
+    # Ids RQ refuses to read (it raised ValueError: a 500).
+    for job_id in ("a.b.c", "a%00b", "%ff%fe"):
+        assert admin.get(f"/contacts/bulk/jobs/{job_id}").status_code == 404
