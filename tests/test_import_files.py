@@ -109,8 +109,10 @@ def test_rows_keep_their_line_in_the_file_across_blank_lines_and_quoted_line_bre
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not text (it holds binary data)"),
         (b"ada@example.com,Ada\nbob@example.com,Bob\n", "The first line must name the columns"),
         (b"email,first_name\n", "a header line but no contacts under it"),
+        # Past csv's field limit (128 KiB): was a csv.Error out of the delimiter's guess.
+        (b"email\n" + b"a" * 200_000 + b"\n", "Line 2 cannot be read as CSV"),
     ],
-    ids=["empty", "blank lines", "workbook", "binary", "no header", "header only"],
+    ids=["empty", "blank lines", "workbook", "binary", "no header", "header only", "huge cell"],
 )
 def test_a_file_that_cannot_be_imported_says_why(content, message):
     with pytest.raises(ImportFileError) as refused:

@@ -99,7 +99,10 @@ def sniff_delimiter(text: str) -> str:
     sample = [line for line in text.splitlines()[:50] if line.strip()]
     best, best_score = ",", (0.0, 0)
     for delimiter in DELIMITERS:
-        records = list(csv.reader(sample, delimiter=delimiter))
+        try:
+            records = list(csv.reader(sample, delimiter=delimiter))
+        except csv.Error:  # a cell past csv's field limit: read_csv says which line
+            continue
         if not records or len(records[0]) < 2:
             continue
         width = len(records[0])
