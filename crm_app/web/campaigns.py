@@ -188,7 +188,12 @@ def edit(campaign_id: int):
 @admin_required
 def clone(campaign_id: int):
     campaign = db.get_or_404(Campaign, campaign_id)
-    copy = clone_campaign(db.session, campaign, actor=actor_name())
+    try:
+        copy = clone_campaign(db.session, campaign, actor=actor_name())
+    except CampaignDetailsError as refused:  # copies saved at once took every free name
+        db.session.rollback()
+        back = url_for("campaigns.detail", campaign_id=campaign.id)
+        return action_response(back, refused.errors["name"], "error")
     db.session.commit()
     return action_response(
         url_for("campaigns.detail", campaign_id=copy.id),

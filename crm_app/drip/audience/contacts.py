@@ -7,12 +7,12 @@ from dataclasses import dataclass, field, fields
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy.exc import IntegrityError
 
 from crm_app.drip.audience.enrollment import auto_enroll, change_contact_type
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.common.ids import id_or_none
+from crm_app.drip.common.sql import saved_unless_taken
 from crm_app.drip.common.timezones import is_known_timezone
 from crm_app.drip.team.audit import record_audit
 from crm_app.drip.tracking.forgetting import forget_contact_events
@@ -201,14 +201,8 @@ def _apply(contact: Contact, cleaned: ContactInput) -> None:
 
 
 def _flush_or_duplicate(session) -> None:
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        # Two saves raced past validation: the unique index decides.
-        raise ContactValidationError(
-            {"email": "Another contact already has this email address."}
-        ) from None
+    if not saved_unless_taken(session):  # two saves raced past validation
+        raise ContactValidationError({"email": "Another contact already has this email address."})
 
 
 def create_contact(session, data: ContactInput, *, actor: str) -> Contact:

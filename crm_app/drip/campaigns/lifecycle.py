@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from crm_app.default_campaigns import load_default_campaigns
 from crm_app.drip.campaigns.versions import record_version
 from crm_app.drip.common.errors import FieldErrors
+from crm_app.drip.common.sql import saved_unless_taken
 from crm_app.drip.experiments.goals import parse_goal_events
 from crm_app.drip.experiments.variants import copy_running_test
 from crm_app.drip.team.audit import record_audit
@@ -161,10 +162,12 @@ def _emails(campaign: Campaign) -> str:
 def create_campaign(session, data: CampaignInput, *, actor: str) -> Campaign:
     """A new, active campaign with no emails yet: it takes no enrolment until it has one."""
     values = validate_details(session, data)
-    campaign = Campaign(slug=_unique_slug(session, values["name"]), status="active", **values)
+    campaign = Campaign(status="active", **values)
     campaign.customized = True  # not a default campaign: `flask seed` never touches it
-    session.add(campaign)
-    session.flush()
+    if not _added_under_a_free_slug(session, campaign):
+        # The same name saved at once elsewhere (a double click): answer as the check does.
+        validate_details(session, data)
+        raise CampaignDetailsError({"name": "A campaign was saved meanwhile: try again."})
     summary = f"Created campaign {campaign.name} ({_trigger_label(campaign)})"
     record_audit(session, actor, "campaign.created", "campaign", campaign.id, summary)
     return campaign
@@ -189,6 +192,21 @@ def update_details(session, campaign: Campaign, data: CampaignInput, *, actor: s
     return campaign
 
 
+def _added_under_a_free_slug(session, campaign: Campaign, rename_from: str = "") -> bool:
+    """Add `campaign` with a slug (and, for a copy of `rename_from`, a name) no campaign
+    has. Another save may take the same one between the check and the write: the
+    unique index refuses it, and a fresh one is picked (a few times at most)."""
+    for _ in range(3):
+        if rename_from:
+            campaign.name = _copy_name(session, rename_from)
+        campaign.slug = _unique_slug(session, campaign.name)
+        if saved_unless_taken(session, lambda: session.add(campaign)):
+            return True
+        if not rename_from and _name_taken(session, campaign.name, None):
+            return False  # the same name: the caller says so
+    return False
+
+
 def _copy_name(session, name: str) -> str:
     candidate, n = f"Copy of {name}"[:NAME_MAX], 2
     while _name_taken(session, candidate, None):
@@ -201,10 +219,7 @@ def clone_campaign(session, campaign: Campaign, *, actor: str) -> Campaign:
     window, goals, conditions and re-entry rule, and no trigger (a type starts one
     campaign only). Each email's running A/B test is copied as a fresh test (no sends
     counted); ended tests are not: their results belong to the emails that ran them."""
-    name = _copy_name(session, campaign.name)
     copy = Campaign(
-        slug=_unique_slug(session, name),
-        name=name,
         description=campaign.description,
         contact_type=None,
         status="active",
@@ -217,7 +232,8 @@ def clone_campaign(session, campaign: Campaign, *, actor: str) -> Campaign:
         reentry=campaign.reentry,
         customized=True,
     )
-    session.add(copy)
+    if not _added_under_a_free_slug(session, copy, rename_from=campaign.name):
+        raise CampaignDetailsError({"name": "Other copies were saved meanwhile: try again."})
     copies: list[tuple[CampaignStep, CampaignStep]] = []
     for step in sorted(campaign.steps, key=lambda s: s.position):
         new = CampaignStep(

@@ -156,6 +156,23 @@ def _audit(session, step: CampaignStep, action: str, done: str, actor: str) -> N
     record_audit(session, actor, f"email.{action}", "email", step.id, summary)
 
 
+def _lock_order(session, campaign: Campaign, step: CampaignStep | None = None) -> None:
+    """Changes to a campaign's order of emails run one at a time: the campaign's row is
+    locked (PostgreSQL; SQLite has one writer), then its emails read afresh. Two at once
+    (a double click on Add or on Move) both took one position: a unique violation, a 500.
+    Now the second sees the first's result and goes after it. StepEditError when `step`
+    was removed meanwhile."""
+    session.execute(sa.select(Campaign.id).where(Campaign.id == campaign.id).with_for_update())
+    fresh = session.scalars(
+        sa.select(CampaignStep)
+        .where(CampaignStep.campaign_id == campaign.id)
+        .execution_options(populate_existing=True)
+    ).all()
+    session.expire(campaign, ["steps"])
+    if step is not None and step not in fresh:
+        raise StepEditError({"step": "This email was removed meanwhile."})
+
+
 def _ordered(campaign: Campaign) -> list[CampaignStep]:
     return sorted(campaign.steps, key=lambda step: step.position)
 
@@ -201,6 +218,7 @@ def add_step(
     """Insert an email at the place asked (after the last by default). Contacts already
     past that place never get it; the others get it when they reach it."""
     values = validate_step(data, sender, session)
+    _lock_order(session, campaign)
     position = insert_position(campaign, data.position)
     step = CampaignStep(version=1, **values)
     _confirm(insert_impact(session, campaign, step, position), confirmed)
@@ -333,6 +351,7 @@ def remove_step(session, step: CampaignStep, *, actor: str, confirmed: bool = Fa
     """Remove an email: its waiting contacts move to the next one on the same date, the
     others keep their place. Returns the removed email's name."""
     campaign = step.campaign
+    _lock_order(session, campaign, step)
     if "remove" not in step_actions(step):
         raise StepEditError({"step": "A campaign needs at least one email: archive it instead."})
     remaining = [s for s in _ordered(campaign) if s is not step]
@@ -384,6 +403,7 @@ def move_step(
 ) -> str:
     """Swap with the neighbouring email ("up" or "down"); every contact keeps its next
     email. Returns the moved email's name, at its new place."""
+    _lock_order(session, step.campaign, step)
     neighbour = _neighbour(step, direction)
     first = step if neighbour.position == 1 else neighbour if step.position == 1 else None
     _refuse_a_first_email_that_needs_a_previous_one([first] if first is not None else [])

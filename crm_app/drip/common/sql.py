@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import TypeDecorator
 
 from crm_app.models.types import UTCDateTime
@@ -27,6 +28,30 @@ def insert_for(dialect: str) -> Callable:
 
 def is_postgres(session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def saved_unless_taken(session, save: Callable[[], Any] = lambda: None) -> bool:
+    """Run `save` (add or change objects) and flush, in a savepoint; False when a unique
+    index refused a row: a concurrent save (a double click, two people at once) took the
+    value between the caller's check and this write. The savepoint is rolled back: what
+    `save` added leaves the session, what it changed is reloaded, and the caller answers
+    as its check would have. Any other integrity error goes through."""
+    try:
+        with session.begin_nested():
+            save()
+            session.flush()
+    except IntegrityError as error:
+        if not _is_unique_violation(error):
+            raise
+        return False
+    return True
+
+
+def _is_unique_violation(error: IntegrityError) -> bool:
+    # PostgreSQL's SQLSTATE 23505; SQLite says it in words.
+    return getattr(error.orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(
+        error.orig
+    )
 
 
 def json_rows(rows: list[dict]) -> str:

@@ -29,6 +29,7 @@ from crm_app.drip.campaigns.rendering import (
     render_email,
 )
 from crm_app.drip.common.errors import FieldErrors
+from crm_app.drip.common.sql import saved_unless_taken
 from crm_app.drip.experiments.rules import describe, matches, rule_errors
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import Campaign, CampaignStep, ContentBlock, StepVariant
@@ -149,16 +150,20 @@ def save_block(
             ContentBlock.id != (block.id if block is not None else -1),
         )
     )
+    taken = BlockError({"name": f"A block named {values['name']} already exists."})
     if clash is not None:
-        raise BlockError({"name": f"A block named {values['name']} already exists."})
+        raise taken
     if block is not None and block.name != values["name"] and live_uses(session, block.name):
         raise BlockError({"name": "Live emails use this name: rename it there first."})
-    if block is None:
-        block = ContentBlock()
+    block = block if block is not None else ContentBlock()
+
+    def save() -> None:
         session.add(block)
-    block.name, block.default_content = values["name"], values["default_content"]
-    block.rules = values["rules"]
-    session.flush()
+        block.name, block.default_content = values["name"], values["default_content"]
+        block.rules = values["rules"]
+
+    if not saved_unless_taken(session, save):  # saved under this name at once elsewhere
+        raise taken
     forget_blocks(session)  # this session's later renders see the change
     record_audit(session, actor, "content_block.saved", "content_block", block.id, block.name)
     return block

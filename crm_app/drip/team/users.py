@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 
 from crm_app.drip.common.errors import FieldErrors
+from crm_app.drip.common.sql import saved_unless_taken
 from crm_app.drip.common.timezones import is_known_timezone
 from crm_app.drip.team.audit import record_audit
 from crm_app.drip.team.passwords import PasswordError, check_password
@@ -28,6 +29,7 @@ PROFILE_FIELDS: dict[str, tuple[str, int]] = {
     "signature": ("signature", 1000),
 }
 ROLE_LABELS = {"admin": "Admin", "staff": "Staff"}
+EMAIL_TAKEN = "A user with this email address already exists."
 
 
 class UserEditError(FieldErrors):
@@ -71,7 +73,7 @@ def _cleaned_email(session, raw: str, errors: dict[str, str], *, existing: User 
     if existing is not None:
         taken = taken.where(User.id != existing.id)
     if session.scalar(taken) is not None:
-        errors["email"] = "A user with this email address already exists."
+        errors["email"] = EMAIL_TAKEN
     return email
 
 
@@ -98,8 +100,8 @@ def create_user(session, new: NewUser, *, actor: User | str) -> User:
     user = User(email=email, name=name, role=new.role, session_version=1)
     # Without a password the account cannot be logged into until its link is used.
     user.set_password(new.password if new.password is not None else secrets.token_urlsafe(32))
-    session.add(user)
-    session.flush()
+    if not saved_unless_taken(session, lambda: session.add(user)):  # added twice at once
+        raise UserEditError({"email": EMAIL_TAKEN})
     record_audit(
         session, actor, "user.created", "user", user.id, f"Added {ROLE_LABELS[user.role]} {email}"
     )

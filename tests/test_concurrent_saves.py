@@ -1,0 +1,141 @@
+"""Two saves of the same unique thing at once (a double click, two admins): the second
+request gets the form's own answer, never a 500. PostgreSQL only: another session holds
+its save uncommitted while the request runs past its checks in a thread, blocks on the
+unique index (or the campaign's lock), and goes on when the other session commits.
+(SQLite has a single writer: the second save waits before its checks.)"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from crm_app.drip.campaigns.lifecycle import clone_campaign
+from crm_app.drip.campaigns.steps import StepInput, add_step
+from crm_app.extensions import db
+from crm_app.models import Campaign, CampaignStep, ContentBlock, User
+from tests.test_campaign_lifecycle import NEW
+from tests.test_step_editor import GOOD
+
+
+@pytest.fixture(autouse=True)
+def postgres_only(session):
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("row locks and a second writer at once: PostgreSQL only")
+
+
+def _waiting_on_a_lock(session, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        waiting = session.scalar(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+            )
+        )
+        session.rollback()
+        if waiting:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def race(session, save_first: Callable[[Session], object], request: Callable[[], object]):
+    """`save_first` in another session, flushed, uncommitted; `request` in a thread until
+    it waits on that session's lock; then the other session commits. Returns the response."""
+    other = Session(db.engine)
+    answer: dict[str, object] = {}
+    try:
+        save_first(other)
+        other.flush()
+        thread = threading.Thread(target=lambda: answer.setdefault("response", request()))
+        thread.start()
+        assert _waiting_on_a_lock(session), "the request never reached the other's lock"
+        other.commit()
+        thread.join(timeout=20)
+        assert not thread.is_alive()
+    finally:
+        other.rollback()
+        other.close()
+    session.expire_all()
+    return answer["response"]
+
+
+def test_the_same_user_added_twice_at_once(admin, session):
+    response = race(
+        session,
+        lambda other: other.add(
+            User(
+                email="dana@example.com",
+                name="Dana",
+                role="staff",
+                password_hash="x",
+                session_version=1,
+            )
+        ),  # fmt: skip
+        lambda: admin.post(
+            "/users/", {"name": "Dana", "email": "dana@example.com", "role": "staff"}
+        ),
+    )
+    assert response.status_code == 422
+    assert "A user with this email address already exists." in response.get_data(as_text=True)
+    assert session.scalar(sa.select(sa.func.count()).where(User.email == "dana@example.com")) == 1
+
+
+def test_the_same_content_block_saved_twice_at_once(admin, session):
+    response = race(
+        session,
+        lambda other: other.add(ContentBlock(name="greeting", default_content="Hi", rules=[])),
+        lambda: admin.post("/blocks/new", {"name": "greeting", "default_content": "Hello"}),
+    )
+    assert response.status_code == 422
+    assert "A block named greeting already exists." in response.get_data(as_text=True)
+
+
+def test_the_same_campaign_created_twice_at_once(admin, session, campaigns):
+    def create_first(other: Session) -> None:
+        other.add(Campaign(slug="webinar-follow-up", name=NEW["name"], status="active",
+                           reentry="never", customized=True))  # fmt: skip
+
+    response = race(session, create_first, lambda: admin.post("/campaigns/new", NEW))
+
+    assert response.status_code == 422
+    assert f"Another campaign is called {NEW['name']}." in response.get_data(as_text=True)
+    named = sa.select(sa.func.count()).where(Campaign.name == NEW["name"])
+    assert session.scalar(named) == 1
+
+
+def test_a_campaign_cloned_twice_at_once_gets_two_copies(admin, session, campaigns):
+    lead = campaigns["lead"]
+    response = race(
+        session,
+        lambda other: clone_campaign(other, other.get(Campaign, lead.id), actor="test"),
+        lambda: admin.post(f"/campaigns/{lead.id}/clone"),
+    )
+    assert response.status_code == 302
+    names = session.scalars(sa.select(Campaign.name).where(Campaign.name.like("Copy of Lead%")))
+    assert sorted(names) == ["Copy of Lead", "Copy of Lead (2)"]
+
+
+def test_an_email_added_twice_at_once_goes_after_the_other(admin, session, campaigns):
+    lead = campaigns["lead"]
+    count = len(lead.steps)
+
+    def add_first(other: Session) -> None:
+        campaign = other.get(Campaign, lead.id)
+        add_step(other, campaign, StepInput(**GOOD), {}, actor="test", confirmed=True)
+
+    response = race(
+        session,
+        add_first,
+        lambda: admin.post(f"/campaigns/{lead.id}/steps/new", GOOD | {"confirmed": "1"}),
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    positions = session.scalars(
+        sa.select(CampaignStep.position).where(CampaignStep.campaign_id == lead.id)
+    ).all()
+    assert sorted(positions) == list(range(1, count + 3))
