@@ -157,12 +157,16 @@ def _audit(session, step: CampaignStep, action: str, done: str, actor: str) -> N
 
 
 def _lock_order(session, campaign: Campaign, step: CampaignStep | None = None) -> None:
-    """Changes to a campaign's order of emails run one at a time: the campaign's row is
-    locked (PostgreSQL; SQLite has one writer), then its emails read afresh. Two at once
-    (a double click on Add or on Move) both took one position: a unique violation, a 500.
+    """Changes to a campaign's order of emails run one at a time: a write to the
+    campaign's row takes its lock (PostgreSQL) or the database's (SQLite, where a
+    SELECT .. FOR UPDATE locks nothing), then its emails are read afresh. Two at once (a
+    double click on Add or on Move) both took one position: a unique violation, a 500.
     Now the second sees the first's result and goes after it. StepEditError when `step`
     was removed meanwhile."""
-    session.execute(sa.select(Campaign.id).where(Campaign.id == campaign.id).with_for_update())
+    table = Campaign.__table__
+    session.execute(
+        sa.update(table).where(table.c.id == campaign.id).values(updated_at=table.c.updated_at)
+    )
     fresh = session.scalars(
         sa.select(CampaignStep)
         .where(CampaignStep.campaign_id == campaign.id)
