@@ -48,10 +48,9 @@ def saved_unless_taken(session, save: Callable[[], Any] = lambda: None) -> bool:
 
 
 def _is_unique_violation(error: IntegrityError) -> bool:
-    # PostgreSQL's SQLSTATE 23505; SQLite says it in words.
-    return getattr(error.orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(
-        error.orig
-    )
+    if getattr(error.orig, "sqlstate", None) == "23505":  # PostgreSQL's unique_violation
+        return True
+    return "UNIQUE constraint failed" in str(error.orig)  # SQLite says it in words
 
 
 def json_rows(rows: list[dict]) -> str:
