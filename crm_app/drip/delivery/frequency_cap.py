@@ -28,7 +28,13 @@ import sqlalchemy as sa
 from crm_app.config import Settings
 from crm_app.drip.campaigns.schedule import clamp_to_send_window
 from crm_app.drip.common.activity import activity_row, record_activities
-from crm_app.drip.common.sql import in_named_values, in_values, is_postgres, update_rows
+from crm_app.drip.common.sql import (
+    checked_on_found_rows,
+    in_named_values,
+    in_values,
+    is_postgres,
+    update_rows,
+)
 from crm_app.drip.delivery.compose import email_label
 from crm_app.drip.delivery.transitions import MESSAGES, record_message_activity, update_if
 from crm_app.models import REACHED_STATUSES, Campaign, Enrollment, Message
@@ -111,18 +117,21 @@ def recent_sends(
 
 @cache
 def _recent_sends_statement(postgres: bool, include_queued: bool) -> sa.Select:
-    """Built once (every delivery chunk and contact page runs it), its values bound by name."""
+    """Built once (every delivery chunk and contact page runs it), its values bound by name;
+    the contacts say which rows (checked_on_found_rows)."""
     statuses = REACHED_STATUSES + (("queued",) if include_queued else ())
     since = sa.bindparam("since", type_=Message.sent_at.type)
     return sa.select(
         Message.id, Message.contact_id, Message.status, Message.sent_at, Message.claimed_at
     ).where(
         in_named_values(postgres, Message.contact_id, "contact_ids"),
-        Message.status.in_(statuses),
-        sa.or_(
-            Message.status == "queued",
-            Message.sent_at > since,
-            sa.and_(Message.sent_at.is_(None), Message.claimed_at > since),
+        checked_on_found_rows(
+            Message.status.in_(statuses),
+            sa.or_(
+                Message.status == "queued",
+                Message.sent_at > since,
+                sa.and_(Message.sent_at.is_(None), Message.claimed_at > since),
+            ),
         ),
     )
 
