@@ -24,9 +24,11 @@ STALE_ROWS = 3000  # sent when ANALYZE ran
 BURST = 3000  # queued after it
 
 
-def _statistics_gone_stale(session, campaigns, analyzed: str, burst: str) -> None:
-    """STALE_ROWS messages in status `analyzed` when ANALYZE ran, then BURST in `burst`:
-    message n is contact n's."""
+def _statistics_gone_stale(
+    session, campaigns, analyzed: str, burst: str, analyzed_contacts: int = STALE_ROWS
+) -> None:
+    """STALE_ROWS messages in status `analyzed`, of `analyzed_contacts` contacts, when
+    ANALYZE ran; then BURST in `burst`, message n contact n's."""
     if session.get_bind().dialect.name != "postgresql":
         pytest.skip("SQLite plans without statistics here (nothing runs ANALYZE): none go stale")
     columns = (
@@ -34,8 +36,8 @@ def _statistics_gone_stale(session, campaigns, analyzed: str, burst: str) -> Non
         " html, text, headers, error, created_at, sent_at, enqueued_at"
     )
     rows = (
-        "SELECT n, :step_id, n, :campaign_id, :status, :attempts, '', '', '', '', '{}', '',"
-        " now(), CAST(:sent_at AS TIMESTAMP), now()"
+        "SELECT n, :step_id, (n - 1) % CAST(:contacts AS INTEGER) + 1, :campaign_id, :status,"
+        " :attempts, '', '', '', '', '{}', '', now(), CAST(:sent_at AS TIMESTAMP), now()"
         " FROM generate_series(CAST(:first AS INTEGER), CAST(:last AS INTEGER)) AS n"
     )
     step = campaigns["lead"].steps[0]
@@ -44,19 +46,23 @@ def _statistics_gone_stale(session, campaigns, analyzed: str, burst: str) -> Non
     )
     sent_at = utcnow().replace(tzinfo=None)
 
-    def add(status: str, first: int, last: int) -> None:
+    def add(status: str, first: int, last: int, contacts: int) -> None:
         sent = status == "sent"
         values = {"status": status, "attempts": int(sent), "sent_at": sent_at if sent else None}
-        session.execute(insert, values | {"first": first, "last": last})
+        session.execute(insert, values | {"first": first, "last": last, "contacts": contacts})
         session.commit()
 
-    add(analyzed, 1, STALE_ROWS)
+    add(analyzed, 1, STALE_ROWS, analyzed_contacts)
     session.execute(sa.text("ANALYZE messages"))
-    add(burst, STALE_ROWS + 1, STALE_ROWS + BURST)
+    add(burst, STALE_ROWS + 1, STALE_ROWS + BURST, STALE_ROWS + BURST)
 
 
-def _plan_of(session, run: Callable[[], object], statement_start: str) -> str:
-    """The plan of the statement `run` sends that starts so, as the worker sends it."""
+def _plan_of(
+    session, run: Callable[[], object], statement_start: str, *, seqscan: bool = False
+) -> str:
+    """The plan of the statement `run` sends that starts so, as the worker sends it.
+    Without `seqscan`, a table this small is not read whole (rightly, it would be): the
+    question is which index."""
     sent: list[tuple[str, object]] = []
 
     def capture(conn, cursor, statement, parameters, context, executemany) -> None:
@@ -68,8 +74,8 @@ def _plan_of(session, run: Callable[[], object], statement_start: str) -> str:
         with session.begin_nested():
             run()
             statement, parameters = next(s for s in sent if s[0].startswith(statement_start))
-            # A table this small is rightly read whole; the question is which index.
-            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            if not seqscan:
+                connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
             plan = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
             return "\n".join(row[0] for row in plan)
     finally:
@@ -84,7 +90,7 @@ def _claim_rows(ids: list[int]) -> list[transitions.ClaimRow]:
 
 def test_a_claim_finds_its_messages_by_id(session, campaigns):
     _statistics_gone_stale(session, campaigns, analyzed="sent", burst="queued")
-    ids = list(range(STALE_ROWS + 1, STALE_ROWS + 101))
+    ids = list(range(STALE_ROWS + 1, STALE_ROWS + 101))  # the burst's first hundred
     claim = lambda: transitions.claim(session, _claim_rows(ids), utcnow())  # noqa: E731
     plan = _plan_of(session, claim, "UPDATE messages")
     assert "pk_messages" in plan and "ix_messages_status_enqueued" not in plan, plan
@@ -100,9 +106,24 @@ def test_recording_answers_finds_the_messages_by_id(session, campaigns):
     assert "pk_messages" in plan and "ix_messages_status_enqueued" not in plan, plan
 
 
-def test_the_frequency_cap_reads_the_contacts_sends_by_contact(session, campaigns):
-    _statistics_gone_stale(session, campaigns, analyzed="queued", burst="sent")
-    contacts, since = list(range(1, 101)), utcnow() - timedelta(days=1)
+def _recent_sends_plan(session, contacts: list[int]) -> str:
+    since = utcnow() - timedelta(days=1)
     read = lambda: recent_sends(session, contacts, since, now=utcnow(), include_queued=False)  # noqa: E731
-    plan = _plan_of(session, read, "SELECT messages.id")
+    return _plan_of(session, read, "SELECT", seqscan=True)
+
+
+def test_the_frequency_cap_reads_the_contacts_sends_by_contact(session, campaigns):
+    """The statistics say next to nothing is sent; the chunk's contacts have no sends."""
+    _statistics_gone_stale(session, campaigns, analyzed="queued", burst="sent")
+    plan = _recent_sends_plan(session, list(range(1, 101)))
     assert "ix_messages_contact_id" in plan and "ix_messages_status_enqueued" not in plan, plan
+    assert "Seq Scan on messages" not in plan, plan
+
+
+def test_the_frequency_cap_reads_by_contact_when_few_contacts_were_analyzed(session, campaigns):
+    """The statistics say 300 contacts share every message, ten each: a hundred contacts
+    look like a third of the table, which the planner would read whole. The chunk's
+    contacts each have one."""
+    _statistics_gone_stale(session, campaigns, analyzed="sent", burst="sent", analyzed_contacts=300)
+    plan = _recent_sends_plan(session, list(range(STALE_ROWS + 1, STALE_ROWS + 101)))
+    assert "ix_messages_contact_id" in plan and "Seq Scan on messages" not in plan, plan

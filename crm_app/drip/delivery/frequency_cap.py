@@ -30,7 +30,7 @@ from crm_app.drip.campaigns.schedule import clamp_to_send_window
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.sql import (
     checked_on_found_rows,
-    in_named_values,
+    for_each_named_value,
     in_values,
     is_postgres,
     update_rows,
@@ -117,14 +117,13 @@ def recent_sends(
 
 @cache
 def _recent_sends_statement(postgres: bool, include_queued: bool) -> sa.Select:
-    """Built once (every delivery chunk and contact page runs it), its values bound by name;
-    the contacts say which rows (checked_on_found_rows)."""
+    """Built once (every delivery chunk and contact page runs it), its values bound by name:
+    each contact's emails read by contact, the rest checked on those."""
     statuses = REACHED_STATUSES + (("queued",) if include_queued else ())
     since = sa.bindparam("since", type_=Message.sent_at.type)
-    return sa.select(
+    sends = sa.select(
         Message.id, Message.contact_id, Message.status, Message.sent_at, Message.claimed_at
     ).where(
-        in_named_values(postgres, Message.contact_id, "contact_ids"),
         checked_on_found_rows(
             Message.status.in_(statuses),
             sa.or_(
@@ -132,8 +131,9 @@ def _recent_sends_statement(postgres: bool, include_queued: bool) -> sa.Select:
                 Message.sent_at > since,
                 sa.and_(Message.sent_at.is_(None), Message.claimed_at > since),
             ),
-        ),
+        )
     )
+    return for_each_named_value(postgres, sends, Message.contact_id, "contact_ids")
 
 
 def hold_text(until: datetime) -> str:
