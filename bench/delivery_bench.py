@@ -3,22 +3,23 @@
 (a) One tick over N enrolments with M due: seconds to create and enqueue every
     message; then a tick with nothing due, in ms (median).
 (b) Two `worker.py` processes deliver K messages to the local fake SendGrid
-    (bench/fake_sendgrid.py, the real sendgrid client talking to it): messages/s,
-    beside RQ's own floor (no-op jobs through the same worker class) as a ratio,
-    then where the time went: per phase (the job's database thread: load, render,
-    claim, waiting for answers, record), the CPU each process spent per message, and
-    the workers' peak memory (RSS). `--concurrency` and `--claim-chunk` set
-    DELIVERY_CONCURRENCY and DELIVERY_CLAIM_CHUNK for the workers. `--latency-ms 150`
-    makes the fake answer like the real SendGrid (100-300 ms), where the requests in
-    flight matter most.
+    (bench/fake_sendgrid.py, the real sendgrid client talking to it), answering at
+    once: messages/s, beside RQ's own floor (no-op jobs through the same worker class)
+    as a ratio, then where the time went: per phase (the job's database thread: load,
+    render, claim, waiting for answers, record), the CPU each process spent per
+    message, and the workers' peak memory (RSS). `--concurrency` and `--claim-chunk`
+    set DELIVERY_CONCURRENCY and DELIVERY_CLAIM_CHUNK for the workers.
+(c) The same for the next K queued messages with the fake answering in 150 ms, as the
+    real SendGrid does (100-300 ms), where the requests in flight matter most.
+    `--latency-ms` gives the answer times, one part each (default: 0 150).
 
 A scratch database is created and dropped; Redis gets a queue of its own.
 
     /work/venv/bin/python bench/delivery_bench.py                       # 1M / 100k / 20k
     /work/venv/bin/python bench/delivery_bench.py --enrollments 100000 --due 10000 \\
         --messages 5000                                                 # a quick run
-    /work/venv/bin/python bench/delivery_bench.py --enrollments 40000 --due 20000 \\
-        --messages 20000                                 # part (b) at 20k, part (a) small
+    /work/venv/bin/python bench/delivery_bench.py --enrollments 100000 --due 40000 \\
+        --messages 20000                          # parts (b) and (c) at 20k, part (a) small
 """
 
 from __future__ import annotations
@@ -78,7 +79,12 @@ def parse_args() -> argparse.Namespace:
         help="DELIVERY_CLAIM_CHUNK: messages claimed at once (default: app's)",
     )
     parser.add_argument(
-        "--latency-ms", type=float, default=0.0, help="the fake SendGrid's answer time"
+        "--latency-ms",
+        type=float,
+        nargs="+",
+        default=[0.0, 150.0],
+        help="the fake SendGrid's answer time: part (b) runs once for each, on the next"
+        " queued messages (default: none, then 150 ms as the real SendGrid answers)",
     )
     parser.add_argument("--skip-delivery", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
@@ -406,7 +412,7 @@ def run_workers(env: dict, count: int) -> float:
     return max(peak_kib.values()) / 1024
 
 
-def bench_delivery(app, args, queue, db_url: str) -> None:
+def bench_delivery(app, args, queue, db_url: str, latency_ms: float, part: str) -> None:
     from rq.job import Job
 
     from crm_app.extensions import db
@@ -422,7 +428,7 @@ def bench_delivery(app, args, queue, db_url: str) -> None:
     db.session.remove()
     if len(ids) < args.messages:
         print(f"    only {len(ids):,} queued messages to deliver")
-    fake, fake_url = start_fake_sendgrid(args.latency_ms)
+    fake, fake_url = start_fake_sendgrid(latency_ms)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             env = worker_env(db_url, args.redis_url, queue.name, fake_url, tmp)
@@ -483,10 +489,11 @@ def bench_delivery(app, args, queue, db_url: str) -> None:
         fake.terminate()
         fake.wait(10)
     print(
-        f"(b) {sent:,} of {len(ids):,} messages sent by {args.workers} workers "
+        f"({part}) {sent:,} of {len(ids):,} messages sent by {args.workers} workers "
         f"({args.batch} per job): {rate:,.0f} messages/s over {span:.1f} s "
         f"(wall incl. start-up {wall:.1f} s) "
-        f"(target {'1,000' if args.latency_ms else '2,000'}/s)"
+        f"with the fake SendGrid answering in {latency_ms:g} ms "
+        f"(target {'1,000' if latency_ms else '2,000'}/s)"
     )
     print(
         f"    fake SendGrid: {stats['deliveries']:,} deliveries, {stats['duplicates']} duplicates"
@@ -501,7 +508,7 @@ def bench_delivery(app, args, queue, db_url: str) -> None:
     print(
         f"    where the time goes, ms per message of each job's database thread "
         f"({concurrency} in flight per worker, claims of {chunk}, fake latency "
-        f"{args.latency_ms:g} ms; send = waiting for answers with nothing to write): "
+        f"{latency_ms:g} ms; send = waiting for answers with nothing to write): "
         + ", ".join(f"{k} {v * 1000 / per:.2f}" for k, v in phases.items())
     )
     print(f"    worker peak memory: {peak_rss_mb:.0f} MB RSS (aim <= 150 MB)")
@@ -562,7 +569,8 @@ def main() -> None:
                 try:
                     bench_tick(app, args, queue)
                     if not args.skip_delivery:
-                        bench_delivery(app, args, queue, db_url)
+                        for part, latency_ms in zip("bcdefgh", args.latency_ms, strict=False):
+                            bench_delivery(app, args, queue, db_url, latency_ms, part)
                 finally:
                     queue.empty()
                     queue.delete(delete_jobs=True)
