@@ -1,5 +1,7 @@
-"""The worker's statements find a chunk's messages by id (and its contacts' sends by
-contact), whatever PostgreSQL's statistics say about their status.
+"""Statements about given messages (a delivery chunk's, a webhook batch's, some
+contacts' or enrolments') find them by what they were given, whatever PostgreSQL's
+statistics say about their status (common/sql.py: checked_on_found_rows,
+for_each_named_value).
 
 A tick that queues a burst of emails leaves the statistics behind until the next
 ANALYZE: they say almost nothing is `queued`. Read that way, "status = 'queued'" looked
@@ -127,3 +129,47 @@ def test_the_frequency_cap_reads_by_contact_when_few_contacts_were_analyzed(sess
     _statistics_gone_stale(session, campaigns, analyzed="sent", burst="sent", analyzed_contacts=300)
     plan = _recent_sends_plan(session, list(range(STALE_ROWS + 1, STALE_ROWS + 101)))
     assert "ix_messages_contact_id" in plan and "Seq Scan on messages" not in plan, plan
+
+
+def test_a_condition_reads_the_previous_emails_by_enrolment(session, campaigns):
+    """A "send only if" condition's previous email, for a chunk of enrolments: the
+    statistics say next to nothing is sent."""
+    from crm_app.drip.experiments.conditions import _last_sent
+    from crm_app.models import Message
+
+    _statistics_gone_stale(session, campaigns, analyzed="queued", burst="sent")
+    scope = Message.enrollment_id.in_(range(1, 101))  # message n is enrolment n's
+    read = lambda: _last_sent(session, [Message.enrollment_id], scope)  # noqa: E731
+    plan = _plan_of(session, read, "SELECT")
+    assert "uq_messages_enrollment_step" in plan, plan
+    assert "ix_messages_status_enqueued" not in plan, plan
+
+
+def test_webhook_events_find_their_in_doubt_messages_by_id(session, campaigns):
+    """A batch's events look for in-doubt (or requeued) messages among their own: the
+    statistics say none is in doubt, and an outage has left thousands so."""
+    from crm_app.drip.tracking.event_consequences import _resolve_in_doubt
+    from crm_app.drip.tracking.event_parsing import WebhookEvent
+
+    _statistics_gone_stale(session, campaigns, analyzed="sent", burst="in_doubt")
+    at = utcnow()
+    events = [
+        WebhookEvent({}, f"ev{n}", "open", "a@example.com", at, message_id=n)  # no proof
+        for n in range(STALE_ROWS + 1, STALE_ROWS + 101)
+    ]
+    plan = _plan_of(session, lambda: _resolve_in_doubt(session, events), "SELECT")
+    assert "pk_messages" in plan and "ix_messages_status_enqueued" not in plan, plan
+
+
+def test_resumed_enrolments_read_earlier_emails_by_contact(session, campaigns):
+    """The tick asks whether resumed enrolments' contacts got a step before: the
+    statistics say next to nothing was sent."""
+    from crm_app.drip.audience.reentry import received_in_earlier_enrollments
+
+    _statistics_gone_stale(session, campaigns, analyzed="queued", burst="sent")
+    step_id = campaigns["lead"].steps[0].id
+    resumed = [(n, n, step_id) for n in range(1, 101)]
+    read = lambda: received_in_earlier_enrollments(session, resumed)  # noqa: E731
+    plan = _plan_of(session, read, "SELECT")
+    assert "ix_messages_contact_id" in plan, plan
+    assert "ix_messages_status_enqueued" not in plan, plan

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from crm_app.drip.audience.errors import EnrollmentError, Repeat, RestartNeedsConfirmation
 from crm_app.drip.campaigns.naming import step_title
 from crm_app.drip.campaigns.schedule import send_time_for_step
-from crm_app.drip.common.sql import in_values
+from crm_app.drip.common.sql import checked_on_found_rows, in_values
 from crm_app.drip.common.timezones import zone_or_utc
 from crm_app.models import REACHED_STATUSES, Campaign, CampaignStep, Contact, Enrollment, Message
 
@@ -55,7 +55,7 @@ def received_steps(session, contact_id: int, campaign_id: int) -> dict[int, date
         .where(
             Message.contact_id == contact_id,
             Message.campaign_id == campaign_id,
-            Message.status.in_(REACHED_STATUSES),
+            checked_on_found_rows(Message.status.in_(REACHED_STATUSES)),
             Message.step_id.is_not(None),
         )
         .group_by(Message.step_id)
@@ -79,7 +79,7 @@ def received_in_earlier_enrollments(
         sa.select(Message.contact_id, Message.step_id, Message.enrollment_id, when).where(
             in_values(session, Message.contact_id, {contact for _, contact, _ in resumed}),
             in_values(session, Message.step_id, {step for _, _, step in resumed}),
-            Message.status.in_(REACHED_STATUSES),
+            checked_on_found_rows(Message.status.in_(REACHED_STATUSES)),
         )
     ):
         found.setdefault((contact_id, step_id), []).append((enrollment_id, at))

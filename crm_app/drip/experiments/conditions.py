@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from crm_app.drip.campaigns.rendering import contact_context
 from crm_app.drip.common.errors import FieldErrors
-from crm_app.drip.common.sql import in_values
+from crm_app.drip.common.sql import checked_on_found_rows, in_values
 from crm_app.drip.experiments.rules import describe, matches, rule_errors
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import CampaignStep, Message
@@ -112,12 +112,15 @@ def previous_sent_many(session, messages: list[Message]) -> dict[int, Message | 
 
 
 def _last_sent(session, sequence: list, scope: sa.ColumnElement[bool]) -> list[Message]:
-    """The last email sent of each sequence (grouped by `sequence`) within `scope`."""
+    """The last email sent of each sequence (grouped by `sequence`) within `scope`, which
+    says which rows (checked_on_found_rows)."""
     rank = sa.func.row_number().over(
         partition_by=sequence, order_by=(Message.sent_at.desc(), Message.id.desc())
     )
     ranked = (
-        sa.select(Message.id, rank.label("rank")).where(scope, Message.status == "sent").subquery()
+        sa.select(Message.id, rank.label("rank"))
+        .where(scope, checked_on_found_rows(Message.status == "sent"))
+        .subquery()
     )
     return list(
         session.scalars(

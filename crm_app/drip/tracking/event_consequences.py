@@ -14,7 +14,7 @@ from crm_app.drip.audience.suppression import (
     suppress,
     suppress_many,
 )
-from crm_app.drip.common.sql import in_values
+from crm_app.drip.common.sql import checked_on_found_rows, in_values
 from crm_app.drip.delivery.admin_actions import mark_sent
 from crm_app.drip.delivery.in_doubt import settle_requeued
 from crm_app.drip.tracking.event_parsing import ACTOR, WebhookEvent
@@ -79,7 +79,9 @@ def apply_consequences(session, events: list[WebhookEvent], now: datetime) -> No
 def _resolve_in_doubt(session, events: list[WebhookEvent]) -> None:
     """SendGrid has the message: an in-doubt row was in fact sent (one query to find
     them). So was one the tick queued again for lack of a trace, when any event of it
-    arrives before a worker claims it again (delivery/in_doubt.py)."""
+    arrives before a worker claims it again (delivery/in_doubt.py). The batch's
+    messages are found by id (checked_on_found_rows): a burst the statistics have not
+    seen would make "queued" look rare."""
     seen: dict[int, datetime] = {}  # any event: the first one's time
     proving: dict[int, datetime] = {}  # processed / delivered: the first one's time
     for e in events:
@@ -94,9 +96,11 @@ def _resolve_in_doubt(session, events: list[WebhookEvent]) -> None:
     candidates = session.scalars(
         sa.select(Message).where(
             in_values(session, Message.id, seen),
-            sa.or_(
-                Message.status == "in_doubt",
-                sa.and_(Message.status == "queued", Message.in_doubt_resolution == "requeued"),
+            checked_on_found_rows(
+                sa.or_(
+                    Message.status == "in_doubt",
+                    sa.and_(Message.status == "queued", Message.in_doubt_resolution == "requeued"),
+                )
             ),
         )
     )
