@@ -73,7 +73,7 @@ def insert_rows(
     column's values (a tuple per row when it names several columns).
 
     `constants` are columns with the same value in every row. On PostgreSQL the rows
-    travel as ONE jsonb parameter (jsonb_to_recordset): a thousand-row batch costs one
+    travel as ONE json parameter (json_to_recordset): a thousand-row batch costs one
     short, cached statement instead of thousands of bound parameters to build and parse."""
     if not rows:
         return []
@@ -142,7 +142,7 @@ class _Fields:
 def _recordset(
     table: sa.Table, names: list[str], types: Mapping[str, Any], rows=None
 ) -> dict[str, sa.ColumnElement]:
-    """PostgreSQL: the rows (one jsonb parameter `rows`) as a typed derived table `r`;
+    """PostgreSQL: the rows (one json parameter `rows`) as a typed derived table `r`;
     returns its fields by name. A UTCDateTime travels with its offset (json_rows) and is
     read as timestamptz, then turned into the naive UTC the column stores, whatever the
     session's time zone."""
@@ -176,12 +176,13 @@ def update_rows(
     """UPDATE many rows at once, each matched by `key` and changed by its own values.
 
     `values(r)` and `where(r)` build the SET and the extra conditions from `r`, the
-    row's fields (`r.sent_at`); `types` gives the type of a field that is not a column
-    of `table` (`seen_attempts`). Returns the keys of the rows that matched and changed
-    (a conditional update another writer won is not among them), unless `returning`
-    is False. PostgreSQL: one statement over jsonb_to_recordset; SQLite: one compiled
-    statement run per row. The statement is built once per call site (the hot path
-    runs it for every chunk of every delivery)."""
+    row's fields (`r.sent_at`); the conditions are checked on the row its key found,
+    never used to find rows (checked_on_found_rows). `types` gives the type of a field
+    that is not a column of `table` (`seen_attempts`). Returns the keys of the rows
+    that matched and changed (a conditional update another writer won is not among
+    them), unless `returning` is False. PostgreSQL: one statement over
+    json_to_recordset; SQLite: one compiled statement run per row. The statement is
+    built once per call site (the hot path runs it for every chunk of every delivery)."""
     if not rows:
         return set()
     # In key order: two writers lock the rows they share in the same order (no deadlock).
@@ -214,7 +215,7 @@ def _update(table: sa.Table, fields: _Fields, key: str, values, where) -> sa.Upd
 
 
 def _pg_update(table, names, types, key, returning, values, where) -> sa.TextClause:
-    """The UPDATE .. FROM jsonb_to_recordset(:rows), compiled once to plain SQL with its
+    """The UPDATE .. FROM json_to_recordset(:rows), compiled once to plain SQL with its
     constants inline: building and compiling the construct for each chunk cost more
     than PostgreSQL takes to run it."""
     fields = _Fields(_recordset(table, list(names), types, rows=sa.literal_column(":rows")))

@@ -80,8 +80,8 @@ def _resolve_in_doubt(session, events: list[WebhookEvent]) -> None:
     """SendGrid has the message: an in-doubt row was in fact sent (one query to find
     them). So was one the tick queued again for lack of a trace, when any event of it
     arrives before a worker claims it again (delivery/in_doubt.py). The batch's
-    messages are found by id (checked_on_found_rows): a burst the statistics have not
-    seen would make "queued" look rare."""
+    messages are found by id (checked_on_found_rows): statistics taken before an outage
+    left thousands in doubt would make "in_doubt" look rare, and each batch read them all."""
     seen: dict[int, datetime] = {}  # any event: the first one's time
     proving: dict[int, datetime] = {}  # processed / delivered: the first one's time
     for e in events:
