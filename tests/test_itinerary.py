@@ -126,6 +126,35 @@ def test_contact_page_shows_the_itinerary_on_both_clocks(
     assert "frequency cap (1 email per day" in section
 
 
+def test_contact_page_names_the_next_emails_as_this_contact_reads_them(
+    admin, session, make_contact
+):
+    """'Worth a 20-minute call, Ada?' on Ada's page, in the itinerary and the "Why?"
+    list: not the sample contact's 'Alex', which reads as if it went to someone else.
+    The sender's company too, as delivery renders it."""
+    contact = make_contact("lead", first_name="Ada", last_name="Lovelace")
+    session.commit()
+    html = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    section = html.split('id="itinerary"')[1].split("</section>")[0]
+    table, why_list = section.split('id="why-step"')
+    for listed in (table, why_list):
+        assert "Worth a 20-minute call, Ada?" in listed
+        assert "Alex" not in listed
+    assert "Thanks for getting in touch with Drip CRM" in table
+
+
+def test_a_subject_that_cannot_be_rendered_keeps_its_usual_name(session, make_contact, app):
+    from crm_app.config import settings_of
+    from crm_app.drip.delivery.compose import PersonalSubjects
+
+    contact = make_contact("lead", first_name="Ada")
+    step = contact.enrollments[0].campaign.steps[0]
+    step.subject = "Hello {{ contact.first_name.nope() }}"
+    subjects = PersonalSubjects(session, contact, settings_of(app))
+    assert subjects(step) == "(its subject cannot be rendered)"
+    session.rollback()
+
+
 def test_the_itinerary_is_what_the_tick_then_does(session, make_contact, campaigns):
     """Walk the projected dates: at each one the tick creates exactly that email (and
     nothing before it), under the same cap."""

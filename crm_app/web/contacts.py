@@ -49,6 +49,7 @@ from crm_app.drip.audience.why import emails_to_explain, why_email
 from crm_app.drip.campaigns.naming import step_name
 from crm_app.drip.common.ids import database_id
 from crm_app.drip.common.timezones import TIMEZONE_CHOICES
+from crm_app.drip.delivery.compose import PersonalSubjects
 from crm_app.drip.delivery.frequency_cap import FrequencyCap
 from crm_app.extensions import db
 from crm_app.models import CONTACT_TYPES, CampaignStep, Contact, Enrollment, utcnow
@@ -220,12 +221,19 @@ def _frequency_cap() -> FrequencyCap:
 
 def _panel_context(contact: Contact, **extra) -> dict:
     panel = campaign_panel(db.session, contact)
+    subjects = PersonalSubjects(db.session, contact, settings_of(current_app))
+    itinerary = contact_itinerary(
+        db.session, contact, cap=_frequency_cap(), panel=panel, subjects=subjects
+    )
+    why_choices = emails_to_explain(
+        db.session, contact, campaigns=panel.enrolled_campaigns, subjects=subjects
+    )
     return dict(
         contact=contact,
         panel=panel,
         activities=contact_timeline(db.session, contact),
-        itinerary=contact_itinerary(db.session, contact, cap=_frequency_cap(), panel=panel),
-        why_choices=emails_to_explain(db.session, contact, campaigns=panel.enrolled_campaigns),
+        itinerary=itinerary,
+        why_choices=why_choices,
         **extra,
     )
 

@@ -15,6 +15,7 @@ clocks. No HTTP, no writes.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -41,10 +42,7 @@ class ItineraryItem:
     # Why the date is what it is, beyond the step's delay: "held by the frequency cap
     # (due ...)", "in the send window's next opening", "on its way now".
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def title(self) -> str:
-        return step_title(self.step)
+    title: str = ""  # the subject as this contact would read it (`contact_itinerary`)
 
 
 @dataclass
@@ -80,10 +78,12 @@ def contact_itinerary(
     now: datetime | None = None,
     limit: int = MAX_ITEMS,
     panel: CampaignPanel | None = None,
+    subjects: Callable[[CampaignStep], str] = step_title,
 ) -> Itinerary:
     """The contact's next emails across its campaigns, soonest first. `panel`: the
     contact page's campaign panel, whose active enrolments (campaigns and steps loaded),
-    in-flight emails and block reason are reused; then one query (recent sends)."""
+    in-flight emails and block reason are reused; then one query (recent sends).
+    `subjects` names each email (the contact page: as this contact would read it)."""
     now = now or utcnow()
     if panel is None:
         blocked = mailing_block_reason(session, contact)
@@ -106,6 +106,8 @@ def contact_itinerary(
     projection.run(limit)
     items = projection.items
     items.sort(key=lambda item: (item.at is None, item.at or now))
+    for item in items:
+        item.title = subjects(item.step)
     return Itinerary(items, None, cap)
 
 

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from crm_app.drip.audience.eligibility import SUPPRESSION_REASON_LABELS, normalize_email
 from crm_app.drip.audience.itinerary import contact_itinerary
-from crm_app.drip.campaigns.naming import step_name
+from crm_app.drip.campaigns.naming import step_name, step_title
 from crm_app.drip.campaigns.schedule import add_local_days
 from crm_app.drip.common.labels import actor_label
 from crm_app.drip.delivery.frequency_cap import FrequencyCap
@@ -365,14 +365,19 @@ class EmailChoice:
 
 
 def emails_to_explain(
-    session, contact: Contact, *, campaigns: Iterable[Campaign] | None = None
+    session,
+    contact: Contact,
+    *,
+    campaigns: Iterable[Campaign] | None = None,
+    subjects: Callable[[CampaignStep], str] = step_title,
 ) -> list[EmailChoice]:
     """Every email of every campaign the contact was ever enrolled in (the "Why?" list).
-    `campaigns`: those campaigns, their steps loaded (the contact page's panel has them)."""
+    `campaigns`: those campaigns, their steps loaded (the contact page's panel has them).
+    `subjects` names each email (the contact page: as this contact would read it)."""
     if campaigns is not None:
         ordered = sorted(set(campaigns), key=lambda c: (c.name, c.id))
         return [
-            EmailChoice(step.id, step_name(step))
+            EmailChoice(step.id, step_name(step, subjects(step)))
             for campaign in ordered
             for step in sorted(campaign.steps, key=lambda s: s.position)
         ]
@@ -383,4 +388,4 @@ def emails_to_explain(
         .where(CampaignStep.campaign_id.in_(campaign_ids))
         .order_by(Campaign.name, CampaignStep.position)
     )
-    return [EmailChoice(step.id, step_name(step)) for step in steps]
+    return [EmailChoice(step.id, step_name(step, subjects(step))) for step in steps]

@@ -33,13 +33,16 @@ def step_title(step: CampaignStep) -> str:
     return subject_title(step.subject)
 
 
-def email_name(position: int | None, campaign_name: str, subject_source: str | None) -> str:
+def email_name(
+    position: int | None, campaign_name: str, subject_source: str | None, title: str = ""
+) -> str:
     """'Email 2 of Lead “How a project with us usually begins”'; an email whose step
-    was removed from the campaign has neither position nor subject any more."""
+    was removed from the campaign has neither position nor subject any more. `title`:
+    the subject already rendered (for one contact), instead of the sample contact's."""
     if position is None or subject_source is None:
         return f"A removed email of {campaign_name}"
-    return f"Email {position} of {campaign_name} “{subject_title(subject_source)}”"
+    return f"Email {position} of {campaign_name} “{title or subject_title(subject_source)}”"
 
 
-def step_name(step: CampaignStep) -> str:
-    return email_name(step.position, step.campaign.name, step.subject)
+def step_name(step: CampaignStep, title: str = "") -> str:
+    return email_name(step.position, step.campaign.name, step.subject, title)

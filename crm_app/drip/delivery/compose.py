@@ -11,9 +11,10 @@ from sqlalchemy.orm import object_session
 
 from crm_app.config import Settings
 from crm_app.drip.audience.unsubscribe import unsubscribe_url
-from crm_app.drip.campaigns.naming import email_name
+from crm_app.drip.campaigns.naming import email_name, step_title
 from crm_app.drip.campaigns.rendering import (
     RenderedEmail,
+    TemplateRenderError,
     build_context,
     contact_context,
     render_email,
@@ -27,7 +28,7 @@ from crm_app.drip.experiments.blocks import session_blocks, with_blocks
 from crm_app.drip.experiments.variants import variant_texts
 from crm_app.drip.team.workspace import workspace_sender
 from crm_app.drip.tracking.reply_tokens import reply_address
-from crm_app.models import Message, StepVariant
+from crm_app.models import CampaignStep, Contact, Message, StepVariant
 
 
 def email_label(message: Message) -> str:
@@ -58,6 +59,50 @@ def _footer(
     if link not in rendered.text:
         text += f"To stop receiving these emails: {link}\n"
     return html, text
+
+
+class PersonalSubjects:
+    """The subject each email would have for one contact, rendered as `compose`
+    renders it: what its page lists next ("Worth a 20-minute call, Ada?"), where the
+    sample contact's name (naming.py) would read as if it went to someone else. The
+    step's own subject: which A/B variant goes is drawn at send. One that cannot be
+    rendered is named as everywhere else (naming.step_title)."""
+
+    def __init__(self, session, contact: Contact, settings: Settings) -> None:
+        self._session, self._contact, self._settings = session, contact, settings
+        self._contact_fields = contact_context(contact)
+        self._sender: dict[str, str] | None = None
+        self._subjects: dict[str, str] = {}  # by source: the itinerary and the "Why?" list
+
+    def __call__(self, step: CampaignStep) -> str:
+        subject = self._subjects.get(step.subject)
+        if subject is None:
+            subject = self._subjects[step.subject] = self._render(step)
+        return subject
+
+    def _render(self, step: CampaignStep) -> str:
+        if "{" not in step.subject:  # no template: the same for every contact (cached)
+            return step_title(step)
+        try:
+            subject = render_email(step.subject, "", "", self._context_for(step.subject))
+        except TemplateRenderError:
+            return step_title(step)
+        return header_safe(subject.subject) or step_title(step)
+
+    def _context_for(self, source: str) -> dict:
+        """A template names every variable it reads: the sender (the workspace's row)
+        and the blocks are read from the database only for a subject that names them."""
+        sender = self._speaking_sender() if "sender" in source else {}
+        context = build_context(self._contact_fields, sender)
+        if "block" in source:
+            context = with_blocks(context, session_blocks(self._session))
+        return context
+
+    def _speaking_sender(self) -> dict[str, str]:
+        if self._sender is None:
+            workspace = workspace_sender(self._session, self._settings)
+            self._sender = sender_context(self._contact.owner, workspace)
+        return self._sender
 
 
 def compose(
