@@ -356,7 +356,7 @@ def for_each_named_value(
     the planner cannot read the whole table instead: statistics taken when few contacts
     had a message say each contact has hundreds, and `contact_id = ANY (...)` then read
     100,000 messages for a chunk's hundred contacts (15 ms; tests/test_delivery_plans.py).
-    Elsewhere an expanding IN."""
+    Elsewhere an expanding IN. Bind distinct values: each is looked up as often as given."""
     if not postgres:
         return query.where(column.in_(sa.bindparam(name, expanding=True)))
     array = sa.cast(sa.bindparam(name, type_=_literal_for(column)), postgresql.ARRAY(column.type))
