@@ -141,6 +141,25 @@ def test_sent_step_advances_to_the_next_one_and_the_last_completes(
     assert session.scalar(sa.select(sa.func.count(Message.id))) == len(campaign.steps)
 
 
+def test_the_timeline_names_a_sent_email_by_the_subject_its_contact_got(
+    session, make_contact, backend, settings, campaigns
+):
+    """Once: 'Sent Email 6 of Lead “Worth a 20-minute call, Ada?”', not the sample
+    contact's subject ('..., Alex?') followed by the real one."""
+    contact = make_contact("lead", first_name="Ada")
+    enrollment = session.scalar(sa.select(Enrollment).where(Enrollment.contact_id == contact.id))
+    enrollment.current_step = 6
+    session.commit()
+    message = _tick(session, contact)
+    deliver_messages(session, [message.id], backend, settings)
+    detail = session.scalar(
+        sa.select(Activity.detail).where(
+            Activity.contact_id == contact.id, Activity.kind == "email_sent"
+        )
+    )
+    assert detail == "Sent Email 6 of Lead “Worth a 20-minute call, Ada?”"
+
+
 def test_contact_unsubscribed_between_tick_and_send_is_skipped(
     session, make_contact, backend, settings, fake_sendgrid
 ):

@@ -256,7 +256,7 @@ def test_a_claimed_chunk_records_the_same_timeline_and_advances_as_one_at_a_time
         expected = [
             (
                 "email_sent",
-                f"Sent {email_label(message)}: {message.subject}",
+                f"Sent {email_label(message, message.subject)}",
                 "system:worker",
                 campaign.id,
                 enrollment.id,

@@ -358,7 +358,7 @@ def _record_sent(claimed: Claim, recorded: bool, records: _Records) -> None:
     if not recorded:
         log.warning("message %s was sent, but an admin changed it meanwhile", message.id)
         return
-    detail = f"Sent {email_label(message)}: {claimed.outgoing.subject}"
+    detail = f"Sent {email_label(message, claimed.outgoing.subject)}"
     records.timeline.append(claimed.activity("email_sent", detail, records.created_at))
     enrollment = message.enrollment
     if enrollment.status == "active" and enrollment.current_step == message.step_position:
@@ -370,7 +370,7 @@ def _fail(session, claimed: Claim, detail: str, records: _Records) -> None:
     if transitions.update_if(
         session, message_id, transitions.still_ours(claimed.attempt), status="failed", error=detail
     ):
-        text = f"{email_label(claimed.message)} failed: {detail}"
+        text = f"{email_label(claimed.message, claimed.outgoing.subject)} failed: {detail}"
         records.timeline.append(claimed.activity("email_failed", text, records.created_at))
 
 
@@ -395,7 +395,7 @@ def _record_transient(ctx: ChunkContext, claimed: Claim, records: _Records) -> N
         next_attempt_at=when,
         enqueued_at=when,
     ):
-        label = email_label(claimed.message)
+        label = email_label(claimed.message, claimed.outgoing.subject)
         text = f"{label} will be retried at {when:%Y-%m-%d %H:%M:%S} UTC ({detail})"
         records.timeline.append(claimed.activity("email_retry", text, records.created_at))
     records.retries.append((message_id, when))

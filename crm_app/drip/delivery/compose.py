@@ -31,12 +31,14 @@ from crm_app.drip.tracking.reply_tokens import reply_address
 from crm_app.models import CampaignStep, Contact, Message, StepVariant
 
 
-def email_label(message: Message) -> str:
-    """How the timeline names this email: its subject for the sample contact (naming)."""
+def email_label(message: Message, subject: str = "") -> str:
+    """How the timeline names this email: with the `subject` it was sent with, once
+    rendered for its contact (a claim has it); else its subject for the sample contact
+    (naming)."""
     step = message.step
     if step is None:  # removed from the campaign since
         return email_name(None, message.campaign.name, None)
-    return email_name(step.position, message.campaign.name, step.subject)
+    return email_name(step.position, message.campaign.name, step.subject, subject)
 
 
 def _footer(

@@ -86,7 +86,7 @@ def _is_known(session, email_message_id: str | None) -> bool:
 
 def _timeline_detail(message: Message, reply: EmailReply) -> str:
     quoted = f": “{reply.first_lines}”" if reply.first_lines else ""
-    label = email_label(message)
+    label = email_label(message, message.subject)  # as it was sent (stored at its claim)
     if reply.is_automatic:
         return f"Automatic reply to {label} ({reply.automatic_reason}); nothing stopped{quoted}"
     if not message.campaign.stop_on_reply:
