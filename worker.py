@@ -150,16 +150,20 @@ def run(app, *, burst: bool, name: str | None, with_scheduler: bool) -> None:
     heartbeat.start()
     try:
         while not stopping.is_set():
-            worker = AppWorker(
-                [queue], connection=connection, name=name, worker_ttl=WORKER_TTL_SECONDS
-            )
+            worker = None
             try:
+                # Inside the try: building the worker talks to Redis (RQ names the
+                # connection), which may be away at start, or just back with a pooled
+                # connection the restart reset.
+                worker = AppWorker(
+                    [queue], connection=connection, name=name, worker_ttl=WORKER_TTL_SECONDS
+                )
                 worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
             except redis.exceptions.RedisError as error:
                 if not redis_away(error):
                     raise
                 log.warning("worker %s: Redis went away (%s)", name, error)
-            if worker.stop_asked:
+            if worker is not None and worker.stop_asked:
                 break
             # RQ's loop installs its signal handlers; between two loops, ours.
             signal.signal(signal.SIGTERM, lambda *_: stopping.set())

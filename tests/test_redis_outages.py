@@ -184,6 +184,32 @@ def test_a_worker_idle_through_a_restart_and_a_flushall_is_live_and_registered_a
         assert live.process.poll() is None
 
 
+def test_a_worker_started_while_redis_is_down_waits_for_it_then_delivers(
+    session, sendgrid_app, campaigns, fake_sendgrid, database_url, own_redis, tmp_path
+):
+    """Building RQ's worker names its Redis connection: with Redis away (at start, or
+    back from a restart with a pooled connection it reset) that raised outside the
+    loop's guard, and the worker exited (seen once in the restart test above)."""
+    _due(session, campaigns, 2)
+    tick = run_tick(session, lambda ids: None, now=utcnow())
+    connection = redis_lib.Redis.from_url(own_redis.url)
+    queue = Queue(sendgrid_app.config["RQ_QUEUE"], connection=connection)
+    env = worker_env(sendgrid_app, database_url, own_redis.url, fake_sendgrid, tmp_path)
+    own_redis.stop()
+    process = start_worker(env, "--name", "early")
+    try:
+        time.sleep(3.0)
+        assert process.poll() is None, _output(process)
+        own_redis.start()
+        names = lambda: live_workers(connection, queue.name)  # noqa: E731
+        assert wait_for(lambda: names() == ["early"], timeout=30), _output(process)
+        _enqueue(queue, tick.enqueued)
+        assert wait_for(lambda: _statuses(session) == {"sent": 2}, timeout=60)
+        assert process.poll() is None
+    finally:
+        kill_worker(process)
+
+
 def test_an_idle_worker_waits_on_the_queue_quietly_and_takes_new_work_at_once(
     session, sendgrid_app, campaigns, fake_sendgrid, database_url, own_redis, tmp_path
 ):
