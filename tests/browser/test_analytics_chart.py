@@ -64,3 +64,54 @@ def test_campaign_analytics_page_draws_daily_and_funnel_charts(
     assert shot.stat().st_size > 0
     if NOTES_SCREENSHOT.parent.is_dir():
         shutil.copyfile(shot, NOTES_SCREENSHOT)
+
+
+def _table_and_content_widths(page) -> tuple[float, float]:
+    table = page.locator("#step-table").locator("xpath=..").bounding_box()  # its scroll box
+    content = page.locator("main").evaluate("main => main.firstElementChild.clientWidth")
+    return table["width"], content
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_per_step_table_takes_the_whole_width_under_its_download_button(
+    browser, live_server, staff_user, campaigns, width
+):
+    """The Download CSV button floated in the heading once narrowed the table's scroll
+    box beside it: 187 of 366 px at 390 px (a third of the phone blank), and the 1,280 px
+    table scrolled with room to spare."""
+    context = browser.new_context(base_url=live_server, viewport={"width": width, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto("/login")
+        page.get_by_label("Email").fill("staff@example.com")
+        page.get_by_label("Password").fill("staff-password")
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url("**/")
+        page.goto(f"/analytics/campaigns/{campaigns['lead'].id}")
+        expect(page.get_by_role("link", name="Download CSV")).to_be_visible()
+        table_width, content_width = _table_and_content_widths(page)
+        assert table_width >= content_width - 1
+    finally:
+        context.close()
+
+
+def test_the_charts_shrink_when_the_window_narrows_to_a_phone(
+    browser, live_server, staff_user, campaigns
+):
+    """A chart drawn at 1,280 px kept its grid column that wide once the window
+    narrowed (a turned tablet, a resized window): the page ran off a 390 px screen."""
+    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto("/login")
+        page.get_by_label("Email").fill("staff@example.com")
+        page.get_by_label("Password").fill("staff-password")
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url("**/")
+        page.goto(f"/analytics/campaigns/{campaigns['lead'].id}")
+        page.wait_for_function("() => window.Chart && Chart.getChart('daily-chart')")
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_timeout(300)  # Chart.js resizes on the next animation frames
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    finally:
+        context.close()
