@@ -36,7 +36,7 @@ def test_analytics_rows_and_csv_name_emails_readably(staff, session, campaigns):
     data = build_analytics_fixture(session, campaigns)
     lead = data["A"]
     page = staff.get(f"/analytics/campaigns/{lead.id}?{RANGE_QS}").get_data(as_text=True)
-    assert f"<td>{LEAD_FIRST}</td>" in page and "{{" not in page
+    assert f'<td class="subject-cell">{LEAD_FIRST}</td>' in page and "{{" not in page
     text = staff.get(f"/analytics/campaigns/{lead.id}.csv?{RANGE_QS}").get_data(as_text=True)
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[1][:2] == ["1", LEAD_FIRST] and "{{" not in text
