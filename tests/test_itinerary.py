@@ -123,7 +123,23 @@ def test_contact_page_shows_the_itinerary_on_both_clocks(
     assert "Lead" in section and "Networking" in section
     assert " EST</td>" in section or " EDT</td>" in section  # the contact's clock
     assert " JST</td>" in section  # the viewer's
+    assert "Your time" in section and "(the contact's and yours)" not in section
     assert "frequency cap (1 email per day" in section
+
+
+def test_a_contact_on_the_viewers_clock_has_each_time_once(admin, session, make_contact):
+    """Viewer and contact both on UTC: "Contact's time" and "Your time" were two equal
+    columns (and two equal lines in the campaign panel), doubling every row's height on
+    a phone. One time, said to be both."""
+    contact = make_contact("lead", first_name="Ada", timezone="UTC")
+    session.commit()
+    html = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    section = html.split('id="itinerary"')[1].split("</section>")[0]
+    assert "(the contact's and yours)" in section and "Your time" not in section
+    assert 'data-when="contact"' in section and 'data-when="viewer"' not in section
+    panel = html.split('class="next-send"')[1].split("</td>")[0]
+    assert panel.count(" UTC ") == 1 and "the contact's time and yours" in panel
+    assert "your time</span>" not in panel
 
 
 def test_contact_page_names_the_next_emails_as_this_contact_reads_them(

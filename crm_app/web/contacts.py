@@ -54,7 +54,7 @@ from crm_app.drip.delivery.frequency_cap import FrequencyCap
 from crm_app.extensions import db
 from crm_app.models import CONTACT_TYPES, CampaignStep, Contact, Enrollment, utcnow
 from crm_app.web.auth import actor_name, admin_required
-from crm_app.web.filters import local_time, viewer_timezone
+from crm_app.web.filters import local_time, on_viewers_clock, viewer_timezone
 from crm_app.web.htmx import action_response, render_fragment_or_page
 from crm_app.web.read_only_requests import reuses_plans, writes_when_read
 
@@ -234,6 +234,7 @@ def _panel_context(contact: Contact, **extra) -> dict:
         activities=contact_timeline(db.session, contact),
         itinerary=itinerary,
         why_choices=why_choices,
+        one_clock=on_viewers_clock(contact.timezone),
         **extra,
     )
 

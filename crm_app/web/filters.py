@@ -30,6 +30,12 @@ def viewer_timezone() -> str:
     return getattr(current_user, "timezone", None) or "UTC"
 
 
+def on_viewers_clock(tz_name: str | None) -> bool:
+    """Whether a time shown on `tz_name`'s clock reads the same on the viewer's: then a
+    page shows it once instead of twice."""
+    return zone_or_utc(tz_name).key == zone_or_utc(viewer_timezone()).key
+
+
 def register_filters(app: Flask) -> None:
     app.add_template_filter(local_time, "local_time")
     # An email's readable name: its subject for the sample contact, never template source.
