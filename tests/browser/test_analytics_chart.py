@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -72,13 +73,9 @@ def _table_and_content_widths(page) -> tuple[float, float]:
     return table["width"], content
 
 
-@pytest.mark.parametrize("width", [390, 1280])
-def test_the_per_step_table_takes_the_whole_width_under_its_download_button(
-    browser, live_server, staff_user, campaigns, width
-):
-    """The Download CSV button floated in the heading once narrowed the table's scroll
-    box beside it: 187 of 366 px at 390 px (a third of the phone blank), and the 1,280 px
-    table scrolled with room to spare."""
+@contextmanager
+def _campaign_results_as_staff(browser, live_server, campaign, width: int):
+    """The campaign's analytics page, logged in as staff, in a window `width` px wide."""
     context = browser.new_context(base_url=live_server, viewport={"width": width, "height": 900})
     page = context.new_page()
     try:
@@ -87,12 +84,23 @@ def test_the_per_step_table_takes_the_whole_width_under_its_download_button(
         page.get_by_label("Password").fill("staff-password")
         page.get_by_role("button", name="Log in").click()
         page.wait_for_url("**/")
-        page.goto(f"/analytics/campaigns/{campaigns['lead'].id}")
+        page.goto(f"/analytics/campaigns/{campaign.id}")
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_per_step_table_takes_the_whole_width_under_its_download_button(
+    browser, live_server, staff_user, campaigns, width
+):
+    """The Download CSV button floated in the heading once narrowed the table's scroll
+    box beside it: 187 of 366 px at 390 px (a third of the phone blank), and the 1,280 px
+    table scrolled with room to spare."""
+    with _campaign_results_as_staff(browser, live_server, campaigns["lead"], width) as page:
         expect(page.get_by_role("link", name="Download CSV")).to_be_visible()
         table_width, content_width = _table_and_content_widths(page)
         assert table_width >= content_width - 1
-    finally:
-        context.close()
 
 
 def test_the_charts_shrink_when_the_window_narrows_to_a_phone(
@@ -100,18 +108,8 @@ def test_the_charts_shrink_when_the_window_narrows_to_a_phone(
 ):
     """A chart drawn at 1,280 px kept its grid column that wide once the window
     narrowed (a turned tablet, a resized window): the page ran off a 390 px screen."""
-    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    try:
-        page.goto("/login")
-        page.get_by_label("Email").fill("staff@example.com")
-        page.get_by_label("Password").fill("staff-password")
-        page.get_by_role("button", name="Log in").click()
-        page.wait_for_url("**/")
-        page.goto(f"/analytics/campaigns/{campaigns['lead'].id}")
+    with _campaign_results_as_staff(browser, live_server, campaigns["lead"], 1280) as page:
         page.wait_for_function("() => window.Chart && Chart.getChart('daily-chart')")
         page.set_viewport_size({"width": 390, "height": 844})
         page.wait_for_timeout(300)  # Chart.js resizes on the next animation frames
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    finally:
-        context.close()
