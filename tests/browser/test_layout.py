@@ -160,3 +160,21 @@ def test_a_long_address_wraps_inside_the_contact_details_on_a_phone(browser, liv
         assert label.bounding_box()["height"] < 2 * line_height + 16
     finally:
         context.close()
+
+
+def test_the_queues_page_reads_on_a_phone_and_leads_back_to_the_crm(browser, live_server,
+                                                                    admin_user):  # fmt: skip
+    """rq-dashboard gives its intro a fixed 5em: at 390 px its last line ran over the
+    queue table's header. And its page had no way back but the browser's."""
+    context = browser.new_context(base_url=live_server, viewport=PHONE)
+    page = context.new_page()
+    try:
+        log_in(page, "admin@example.com")
+        page.goto("/admin/rq/")
+        # Its text stays inside its box (the box ends above the table either way).
+        assert page.locator("p.intro").evaluate("p => p.scrollHeight <= p.clientHeight")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.get_by_role("link", name="Drip CRM").click(timeout=5000)
+        page.wait_for_url(f"{live_server}/")
+    finally:
+        context.close()
