@@ -222,3 +222,17 @@ def test_the_contact_page_reuses_the_panels_reads_and_says_the_same(
     assert _rows(shared) == alone
     assert shared_choices == choices and len(choices) > 6  # both campaigns' emails
     assert len(statements) == 1, statements  # only the recent sends, for the cap
+
+
+def test_the_campaign_panel_names_the_current_email_as_this_contact_reads_it(
+    admin, session, make_contact, campaigns
+):
+    """The panel's "Progress" names the current email with the contact's own name, as
+    the itinerary beside it does: the sample contact's 'Alex' read as a wrong person."""
+    campaigns["lead"].steps[0].subject = "Welcome, {{ contact.first_name }}"
+    contact = make_contact("lead", first_name="Ada", last_name="Lovelace")
+    session.commit()
+    html = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    panel = html.split('id="campaign-panel"')[1].split("</section>")[0]
+    assert "“Welcome, Ada”" in panel
+    assert "Alex" not in panel

@@ -20,7 +20,7 @@ from crm_app.drip.audience.errors import RestartNeedsConfirmation
 from crm_app.drip.campaigns.schedule import send_time_for_step
 from crm_app.drip.campaigns.steps import move_step
 from crm_app.drip.delivery.tick import run_tick
-from crm_app.models import Activity, Enrollment, utcnow
+from crm_app.models import Activity, Enrollment, Message, utcnow
 from tests.authoring_helpers import active_enrollment_of, send_next, sends_per_email
 
 
@@ -234,6 +234,9 @@ def test_the_panel_lists_what_a_restart_repeats_and_restarts_only_when_confirmed
     page = asked.get_data(as_text=True)
     assert "already received 1 email of Networking" in page
     assert "Email 1 “" in page and "again about" in page
+    # The subject the contact got, not the sample contact's (its name, its A/B variant).
+    sent = session.scalar(sa.select(Message.subject).where(Message.contact_id == contact.id))
+    assert f"Email 1 “{sent}”" in page
     assert 'name="restart" value="1"' in page
     assert ("<html" in page) is not htmx  # no JavaScript: the contact page itself
     assert active_enrollment_of(session, contact, networking) is None

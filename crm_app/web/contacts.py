@@ -235,6 +235,7 @@ def _panel_context(contact: Contact, **extra) -> dict:
         itinerary=itinerary,
         why_choices=why_choices,
         one_clock=on_viewers_clock(contact.timezone),
+        subjects=subjects,
         **extra,
     )
 

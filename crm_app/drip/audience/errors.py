@@ -20,6 +20,7 @@ class Repeat:
     step: CampaignStep
     received_at: datetime
     again_at: datetime
+    subject: str  # as the contact received it
 
 
 class RestartNeedsConfirmation(EnrollmentError):

@@ -103,16 +103,39 @@ def _enrolled_before(session, contact: Contact, campaign: Campaign) -> Enrollmen
 
 
 def restart_repeats(
-    campaign: Campaign, contact: Contact, received: dict[int, datetime], now: datetime
+    campaign: Campaign,
+    contact: Contact,
+    received: dict[int, datetime],
+    now: datetime,
+    subjects: dict[int, str],
 ) -> list[Repeat]:
     """The emails a restart now would send again, each with its planned date (every
-    delay counted from the email before it, as the tick would)."""
+    delay counted from the email before it, as the tick would) and the subject the
+    contact got (`subjects`, by step id; else the step's own name)."""
     repeats, at = [], now
     for step in campaign.steps:
         at = send_time_for_step(campaign, contact, step.delay_days, at)
         if step.id in received:
-            repeats.append(Repeat(step, received[step.id], at))
+            subject = subjects.get(step.id) or step_title(step)
+            repeats.append(Repeat(step, received[step.id], at, subject))
     return repeats
+
+
+def received_subjects(session, contact_id: int, campaign_id: int) -> dict[int, str]:
+    """The subject of the latest email of each step the contact may have received here:
+    what it saw (its own name, its A/B variant), not the sample contact's."""
+    when = sa.func.coalesce(Message.sent_at, Message.claimed_at, Message.created_at)
+    rows = session.execute(
+        sa.select(Message.step_id, Message.subject)
+        .where(
+            Message.contact_id == contact_id,
+            Message.campaign_id == campaign_id,
+            checked_on_found_rows(Message.status.in_(REACHED_STATUSES)),
+            Message.step_id.is_not(None),
+        )
+        .order_by(when, Message.id)
+    )
+    return {step_id: subject for step_id, subject in rows if subject}
 
 
 def _day(moment: datetime, contact: Contact) -> str:
@@ -121,7 +144,7 @@ def _day(moment: datetime, contact: Contact) -> str:
 
 def _confirmation_text(contact: Contact, campaign: Campaign, repeats: list[Repeat]) -> str:
     listed = "; ".join(
-        f"email {r.step.position} “{step_title(r.step)}” (received {_day(r.received_at, contact)},"
+        f"email {r.step.position} “{r.subject}” (received {_day(r.received_at, contact)},"
         f" again {_day(r.again_at, contact)})"
         for r in repeats
     )
@@ -149,7 +172,8 @@ def plan_entry(
         )
     received = received_steps(session, contact.id, campaign.id)
     if campaign.reentry == "restart":
-        repeats = restart_repeats(campaign, contact, received, now)
+        subjects = received_subjects(session, contact.id, campaign.id)
+        repeats = restart_repeats(campaign, contact, received, now, subjects)
         if repeats and not restart:
             text = _confirmation_text(contact, campaign, repeats)
             raise RestartNeedsConfirmation(contact, campaign, repeats, text)
