@@ -236,3 +236,31 @@ def test_the_campaign_panel_names_the_current_email_as_this_contact_reads_it(
     panel = html.split('id="campaign-panel"')[1].split("</section>")[0]
     assert "“Welcome, Ada”" in panel
     assert "Alex" not in panel
+
+
+def test_an_email_its_condition_will_skip_is_listed_as_such_and_takes_no_cap_slot(
+    session, make_contact, campaigns
+):
+    """Lead's email 1 holds only for Retail; Ada is not: the worker will skip it without
+    a slot of the cap, so Networking's email due the same hour is not held for it."""
+    from datetime import UTC, datetime, timedelta
+
+    from crm_app.drip.audience.enrollment import enroll
+    from crm_app.drip.audience.itinerary import contact_itinerary
+    from crm_app.drip.delivery.frequency_cap import FrequencyCap
+
+    daily = FrequencyCap(1, timedelta(hours=24))
+    campaigns["lead"].steps[0].condition = {"field": "industry", "op": "is", "value": "Retail"}
+    contact = make_contact("lead", first_name="Ada", industry="Science")
+    enroll(session, contact, campaigns["networking"], actor="test")
+    due = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    for enrollment in contact.enrollments:
+        enrollment.next_send_at = due
+    session.commit()
+    now = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    items = contact_itinerary(session, contact, cap=daily, now=now).items
+    lead_1 = next(i for i in items if i.campaign.name == "Lead" and i.step.position == 1)
+    networking_1 = next(i for i in items if i.campaign.name == "Networking")
+    assert any("skipped if nothing changes" in note for note in lead_1.notes)
+    assert lead_1.at == networking_1.at == due
+    assert not networking_1.held_by_cap

@@ -205,3 +205,55 @@ def test_why_escapes_what_it_quotes(staff, session, lead_contact, campaigns):
         as_text=True
     )
     assert "<script>alert" not in html and "&lt;script&gt;" in html
+
+
+# --- answers that agree with the itinerary: the cap ahead, conditions ---
+
+
+def test_an_email_due_with_another_says_the_cap_will_hold_it(session, lead_contact, campaigns):
+    """Before the tick has held anything, "Why?" of the email the cap will move says so,
+    with the date the itinerary on the same page lists (not "Scheduled for" its due time)."""
+    from crm_app.drip.audience.enrollment import enroll
+    from crm_app.drip.audience.itinerary import contact_itinerary
+
+    enroll(session, lead_contact, campaigns["networking"], actor="test")
+    due = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    for enrollment in lead_contact.enrollments:
+        enrollment.next_send_at = due
+    session.commit()
+    itinerary = contact_itinerary(session, lead_contact, cap=DAILY, now=WEDNESDAY_10)
+    held = next(item for item in itinerary.items if item.held_by_cap)
+    answer = _why(session, lead_contact, held.step)
+    assert answer.summary == (
+        "Due Thu 26 Nov 2026 10:00 UTC, then held by the frequency cap: expected "
+        f"{held.at:%a %d %b %Y %H:%M} UTC."
+    )
+    assert held.at > due
+
+
+def _condition_on_industry(step, industry: str) -> None:
+    step.condition = {"field": "industry", "op": "is", "value": industry}
+
+
+def test_a_condition_that_does_not_hold_today(session, lead_contact, campaigns):
+    second = campaigns["lead"].steps[1]
+    _condition_on_industry(second, "Retail")
+    lead_contact.enrollments[0].next_send_at = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    session.commit()
+    answer = _why(session, lead_contact, second)
+    assert answer.summary == (
+        'Not sent if nothing changes: it goes only if industry is "Retail", which does not '
+        "hold today."
+    )
+    assert "the enrolment moves on to the next email" in answer.details[0]
+
+
+def test_a_condition_that_holds_is_said_beside_the_date(session, lead_contact, campaigns):
+    first = _first(campaigns)
+    lead_contact.industry = "Retail"
+    _condition_on_industry(first, "retail")
+    lead_contact.enrollments[0].next_send_at = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    session.commit()
+    answer = _why(session, lead_contact, first)
+    assert answer.summary == "Scheduled for Thu 26 Nov 2026 10:00 UTC."
+    assert 'Sent only if industry is "retail" (it holds today).' in answer.details

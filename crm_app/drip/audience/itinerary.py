@@ -8,8 +8,10 @@ on the contact's wall clock (so DST never shifts 10:00) and inside the campaign'
 window (`schedule.send_time_for_step`, what `advance` uses); a paused or archived
 campaign has no date; and the frequency cap (`frequency_cap.held_until`, the tick's
 own rule) over the contact's recent sends and the projected ones, in time order across
-campaigns. Dates are UTC here; the page shows them on the contact's and the viewer's
-clocks. No HTTP, no writes.
+campaigns. An email whose condition on the contact's fields does not hold today is
+listed as skipped, takes no slot of the cap, and its campaign's next email follows
+from its date, as the worker's skip would do. Dates are UTC here; the page shows them
+on the contact's and the viewer's clocks. No HTTP, no writes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from crm_app.drip.audience.panel import CampaignPanel, in_flight_emails
 from crm_app.drip.campaigns.naming import step_title
 from crm_app.drip.campaigns.schedule import clamp_to_send_window, send_time_for_step
 from crm_app.drip.delivery.frequency_cap import FrequencyCap, held_until, recent_sends
+from crm_app.drip.experiments.conditions import condition_outlook
 from crm_app.models import Campaign, CampaignStep, Contact, Enrollment, utcnow
 
 # How far ahead, and how many emails, the page lists.
@@ -43,6 +46,7 @@ class ItineraryItem:
     # (due ...)", "in the send window's next opening", "on its way now".
     notes: list[str] = field(default_factory=list)
     title: str = ""  # the subject as this contact would read it (`contact_itinerary`)
+    held_by_cap: bool = False  # the frequency cap moves it past its due time
 
 
 @dataclass
@@ -180,8 +184,12 @@ class _Projection:
                         _Next(until, nxt.order, nxt.enrollment, nxt.step, nxt.due, notes),
                     )
                     continue
-                self.sends.append(nxt.at)
-            self.items.append(ItineraryItem(campaign, nxt.step, nxt.at, nxt.notes))
+            outlook = condition_outlook(nxt.step, self.contact)
+            notes = nxt.notes if outlook is None else [*nxt.notes, outlook.note()]
+            if self.cap.enabled and (outlook is None or outlook.holds_now is not False):
+                self.sends.append(nxt.at)  # a skipped email takes no slot (skip_rules)
+            held = self.cap_note in notes
+            self.items.append(ItineraryItem(campaign, nxt.step, nxt.at, notes, held_by_cap=held))
             self._queue_following(nxt.order, nxt.enrollment, nxt.step, nxt.at)
 
     def _queue_following(

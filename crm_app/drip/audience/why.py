@@ -4,9 +4,9 @@ the data of why it was sent, or why not (yet).
 The answer is the first of EXPLAINERS that recognises the case, each a small function
 of a WhyContext read once (the contact, the email's step and campaign, the contact's
 latest enrolment in that campaign, the email's message row if any, the address's
-suppression). A new reason is one more function in the list, at its place: issue 14's
-step conditions, for instance, insert theirs before `_scheduled` (a message skipped
-by a condition is already told by `_skipped`, from the reason the worker stored).
+suppression). A new reason is one more function in the list, at its place: a step
+condition that does not hold today comes before the dates (a message skipped by a
+condition is already told by `_skipped`, from the reason the worker stored).
 No HTTP: dates are written by the `fmt` callable the caller gives (the page's one
 writes them on the viewer's clock).
 """
@@ -20,11 +20,12 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from crm_app.drip.audience.eligibility import SUPPRESSION_REASON_LABELS, normalize_email
-from crm_app.drip.audience.itinerary import contact_itinerary
+from crm_app.drip.audience.itinerary import ItineraryItem, contact_itinerary
 from crm_app.drip.campaigns.naming import step_name, step_title
 from crm_app.drip.campaigns.schedule import add_local_days
 from crm_app.drip.common.labels import actor_label
 from crm_app.drip.delivery.frequency_cap import FrequencyCap
+from crm_app.drip.experiments.conditions import condition_outlook
 from crm_app.models import (
     Campaign,
     CampaignStep,
@@ -217,17 +218,53 @@ def _earlier_step(ctx: WhyContext) -> WhyAnswer | None:
     )
 
 
-def _held_by_cap(ctx: WhyContext) -> WhyAnswer | None:
+def _projected(ctx: WhyContext) -> ItineraryItem | None:
+    """This email in the contact's itinerary (the tick's rules projected), if listed."""
+    itinerary = contact_itinerary(ctx.session, ctx.contact, cap=ctx.cap, now=ctx.now)
+    return next((i for i in itinerary.items if i.step.id == ctx.step.id), None)
+
+
+def _condition_fails_today(ctx: WhyContext) -> WhyAnswer | None:
     e = ctx.enrollment
-    if not ctx.waiting_here or e.cap_held_until is None or e.next_send_at != e.cap_held_until:
+    if e is None or e.status != "active" or e.step is None:
+        return None
+    if ctx.step.position < e.step.position or not (ctx.waiting_here or ctx.message is None):
+        return None
+    outlook = condition_outlook(ctx.step, ctx.contact)
+    if outlook is None or outlook.holds_now is not False:
         return None
     return WhyAnswer(
         "waiting",
-        f"Held by the frequency cap until {ctx.fmt(e.cap_held_until)}.",
+        f"Not sent if nothing changes: it goes only if {outlook.label}, which does not hold today.",
         [
-            f"At most {ctx.cap.label()} go to one contact across all campaigns; "
-            "it goes at the first moment after that inside the send window."
+            "The condition is checked when the email is due; if it still does not hold, "
+            "the email is skipped and the enrolment moves on to the next email."
         ],
+    )
+
+
+def _held_by_cap(ctx: WhyContext) -> WhyAnswer | None:
+    e = ctx.enrollment
+    if not ctx.waiting_here or e.next_send_at is None:
+        return None
+    rule = (
+        f"At most {ctx.cap.label()} go to one contact across all campaigns; "
+        "it goes at the first moment after that inside the send window."
+    )
+    if e.cap_held_until is not None and e.next_send_at == e.cap_held_until:
+        return WhyAnswer(
+            "waiting", f"Held by the frequency cap until {ctx.fmt(e.cap_held_until)}.", [rule]
+        )
+    # Not held yet: the tick holds it when it is due, if the contact's other emails
+    # fill the cap by then (what the itinerary on the same page shows).
+    projected = _projected(ctx) if ctx.cap.enabled else None
+    if projected is None or not projected.held_by_cap or projected.at is None:
+        return None
+    return WhyAnswer(
+        "waiting",
+        f"Due {ctx.fmt(e.next_send_at)}, then held by the frequency cap: expected "
+        f"{ctx.fmt(projected.at)}.",
+        [rule],
     )
 
 
@@ -272,8 +309,8 @@ def _later_step(ctx: WhyContext) -> WhyAnswer | None:
         return None
     if ctx.step.position <= e.step.position:
         return None
-    itinerary = contact_itinerary(ctx.session, ctx.contact, cap=ctx.cap, now=ctx.now)
-    at = next((i.at for i in itinerary.items if i.step.id == ctx.step.id), None)
+    projected = _projected(ctx)
+    at = projected.at if projected is not None else None
     expected = f"; expected {ctx.fmt(at)}" if at else ""
     return WhyAnswer(
         "waiting",
@@ -298,6 +335,7 @@ EXPLAINERS: list[Explainer] = [
     _ended,
     _campaign_stopped,
     _earlier_step,
+    _condition_fails_today,
     _held_by_cap,
     _scheduled,
     _later_step,
@@ -341,8 +379,16 @@ def explain(ctx: WhyContext) -> WhyAnswer:
     for explainer in EXPLAINERS:
         answer = explainer(ctx)
         if answer is not None:
-            return answer
-    return WhyAnswer("waiting", "Nothing stops this email; it has no date yet.")
+            break
+    else:
+        answer = WhyAnswer("waiting", "Nothing stops this email; it has no date yet.")
+    if answer.status == "waiting":
+        # An email still to go may yet be skipped by its condition: say so beside the date.
+        outlook = condition_outlook(ctx.step, ctx.contact)
+        if outlook is not None and outlook.holds_now is not False:
+            note = outlook.note()
+            answer.details.append(f"{note[:1].upper()}{note[1:]}.")
+    return answer
 
 
 def why_email(

@@ -10,6 +10,7 @@ enrolment moves on to the next email (delivery/skip_rules.py, chunk.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -129,6 +130,35 @@ def _last_sent(session, sequence: list, scope: sa.ColumnElement[bool]) -> list[M
     )
 
 
+@dataclass(frozen=True)
+class ConditionOutlook:
+    """How an email's condition reads for a contact before the email is due."""
+
+    label: str  # describe_condition's words
+    holds_now: bool | None  # None: on engagement, known only when the email is due
+
+    def note(self) -> str:
+        """The itinerary's and "Why?"'s words for it."""
+        if self.holds_now is None:
+            return f"sent only if {self.label}: decided when it is due"
+        if self.holds_now:
+            return f"sent only if {self.label} (it holds today)"
+        return f"skipped if nothing changes: sent only if {self.label}, which does not hold today"
+
+
+def condition_outlook(step: CampaignStep, contact) -> ConditionOutlook | None:
+    """The step's condition as it stands for `contact` now (None: the step has none).
+    A rule on fields is read as the worker will read it (`condition_failure`); the
+    contact may still change before the email is due."""
+    condition = step.condition
+    if not condition:
+        return None
+    label = describe_condition(condition)
+    if condition.get("kind") == "engagement":
+        return ConditionOutlook(label, None)
+    return ConditionOutlook(label, matches(condition, contact_context(contact)))
+
+
 def condition_failure(
     session, message: Message, previous: Mapping[int, Message | None] | None = None
 ) -> str | None:
@@ -140,7 +170,7 @@ def condition_failure(
         return None
     label = describe_condition(condition)
     if condition.get("kind") != "engagement":
-        if matches(condition, contact_context(message.contact)):
+        if condition_outlook(message.step, message.contact).holds_now:
             return None
         return f"its condition does not hold ({label})"
     if previous is None or message.id not in previous:
