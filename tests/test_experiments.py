@@ -291,3 +291,20 @@ def test_clone_carries_running_tests_as_fresh_variants_and_leaves_ended_ones(
         )
     )
     assert "copied from email 1 of Lead" in started.summary
+
+
+def test_the_contact_page_names_an_email_under_test_by_the_contacts_own_variant(
+    admin, session, make_contact, campaigns
+):
+    """The itinerary lists the subject the contact will get: its variant's, the same one
+    the send draws (choose), not the email's own."""
+    step = campaigns["lead"].steps[0]
+    variants = _start(session, step)
+    contact = make_contact("lead", first_name="Ada")
+    session.commit()
+    own = choose(variants, step.id, contact.id).key
+    html = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    itinerary = html.split('id="itinerary-table"')[1].split("</table>")[0]
+    assert f"Option {own} for Ada" in itinerary
+    other = "B" if own == "A" else "A"
+    assert f"Option {other} for Ada" not in itinerary

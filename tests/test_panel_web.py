@@ -436,8 +436,9 @@ def test_panel_says_when_the_current_email_failed(admin, make_contact):
 def test_the_contact_page_reads_each_thing_once_and_loads_nothing_lazily(admin, make_contact):
     """The login, the contact with its owner, the panel (campaigns, enrolments, their
     steps, the suppression list), the workspace's sender (a Lead subject names
-    `sender.company`, rendered for this contact), the timeline (the tests run with no
-    frequency cap, so no recent sends): five statements. No campaign or step is loaded lazily by the
+    `sender.company`, rendered for this contact), the running A/B tests' variants (the
+    subjects the contact gets), the timeline (the tests run with no frequency cap, so
+    no recent sends): six statements. No campaign or step is loaded lazily by the
     itinerary or the template, with nothing else in the process holding them."""
     contact_id = make_contact("lead").id
     db.session.commit()
@@ -452,4 +453,4 @@ def test_the_contact_page_reads_each_thing_once_and_loads_nothing_lazily(admin, 
     assert "step 1 of 6" in page
     lazy = [s for s in statements if "WHERE campaigns.id =" in s or "campaign_steps.id =" in s]
     assert lazy == []
-    assert len(statements) == 5
+    assert len(statements) == 6

@@ -11,7 +11,7 @@ from sqlalchemy.orm import object_session
 
 from crm_app.config import Settings
 from crm_app.drip.audience.unsubscribe import unsubscribe_url
-from crm_app.drip.campaigns.naming import email_name, step_title
+from crm_app.drip.campaigns.naming import email_name, step_title, subject_title
 from crm_app.drip.campaigns.rendering import (
     RenderedEmail,
     TemplateRenderError,
@@ -25,7 +25,7 @@ from crm_app.drip.campaigns.unsubscribe_link import links_visibly
 from crm_app.drip.common.headers import header_safe
 from crm_app.drip.delivery.backends import OutgoingEmail
 from crm_app.drip.experiments.blocks import session_blocks, with_blocks
-from crm_app.drip.experiments.variants import variant_texts
+from crm_app.drip.experiments.variants import choose, running_variants_by_step, variant_texts
 from crm_app.drip.team.workspace import workspace_sender
 from crm_app.drip.tracking.reply_tokens import reply_address
 from crm_app.models import CampaignStep, Contact, Message, StepVariant
@@ -66,27 +66,36 @@ def _footer(
 class PersonalSubjects:
     """The subject each email would have for one contact, rendered as `compose`
     renders it: what its page lists next ("Worth a 20-minute call, Ada?"), where the
-    sample contact's name (naming.py) would read as if it went to someone else. The
-    step's own subject: which A/B variant goes is drawn at send. One that cannot be
-    rendered is named as everywhere else (naming.step_title)."""
+    sample contact's name (naming.py) would read as if it went to someone else. An
+    email under an A/B test is named by the contact's own variant (the split is the
+    same at send: variants.choose). One that cannot be rendered is named as everywhere
+    else (naming.step_title)."""
 
     def __init__(self, session, contact: Contact, settings: Settings) -> None:
         self._session, self._contact, self._settings = session, contact, settings
         self._contact_fields = contact_context(contact)
         self._sender: dict[str, str] | None = None
         self._subjects: dict[str, str] = {}  # by source: the itinerary and the "Why?" list
+        self._running: dict[int, list[StepVariant]] | None = None  # by step id
 
     def __call__(self, step: CampaignStep) -> str:
-        subject = self._subjects.get(step.subject)
+        source = self._subject_source(step)
+        subject = self._subjects.get(source)
         if subject is None:
-            subject = self._subjects[step.subject] = self._render(step)
+            subject = self._subjects[source] = self._render(step, source)
         return subject
 
-    def _render(self, step: CampaignStep) -> str:
-        if "{" not in step.subject:  # no template: the same for every contact (cached)
-            return step_title(step)
+    def _subject_source(self, step: CampaignStep) -> str:
+        if self._running is None:  # one read for the page: tests run on few emails
+            self._running = running_variants_by_step(self._session)
+        variant = choose(self._running.get(step.id, []), step.id, self._contact.id)
+        return variant_texts(step, variant)[0]
+
+    def _render(self, step: CampaignStep, source: str) -> str:
+        if "{" not in source:  # no template: the same for every contact (cached)
+            return subject_title(source)
         try:
-            subject = render_email(step.subject, "", "", self._context_for(step.subject))
+            subject = render_email(source, "", "", self._context_for(source))
         except TemplateRenderError:
             return step_title(step)
         return header_safe(subject.subject) or step_title(step)

@@ -51,6 +51,15 @@ def running_variants(session, step: CampaignStep) -> list[StepVariant]:
     )
 
 
+def running_variants_by_step(session) -> dict[int, list[StepVariant]]:
+    """Every running test's variants, by step id (one read for a page that names the
+    emails of several campaigns)."""
+    running: dict[int, list[StepVariant]] = {}
+    for variant in session.scalars(sa.select(StepVariant).where(StepVariant.retired_at.is_(None))):
+        running.setdefault(variant.step_id, []).append(variant)
+    return running
+
+
 def bucket(step_id: int, contact_id: int) -> int:
     """0..9999, the same for the same (step, contact) on every machine and run."""
     digest = hashlib.sha256(f"drip-ab:{step_id}:{contact_id}".encode()).digest()
