@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from crm_app.drip.audience.contacts import CONTACT_FIELDS
 from crm_app.extensions import db
 from crm_app.models import Activity, Contact, Enrollment
+from tests.conftest import make_user
 
 VALID = {
     "first_name": "Ada",
@@ -132,6 +133,32 @@ def test_edit_saves_the_changes(admin, make_contact):
     assert edited.company == "New Co"
     assert edited.custom_fields == {"tier": "gold"}
     assert active_campaigns(edited) == ["Lead"]  # same type: nothing stopped
+
+
+def test_edit_keeps_a_disabled_owner_who_cannot_own_other_contacts(admin, make_contact):
+    former = make_user("former@example.com", "staff", "former-password")
+    owned = make_contact("lead", owner_id=former.id)
+    other = make_contact("lead")
+    former.is_active_user = False
+    db.session.commit()
+
+    form = admin.get(f"/contacts/{owned.id}/edit").get_data(as_text=True)
+    assert f'<option value="{former.id}" selected>Former (disabled)</option>' in form
+    # The form saved as the browser sends it back, owner unchanged: the owner stays.
+    unchanged = {**VALID, "email": owned.email, "owner_id": str(former.id)}
+    assert admin.post(f"/contacts/{owned.id}/edit", unchanged).status_code == 302
+    assert the_contact(owned.email).owner_id == former.id
+
+    # Nobody else gets a disabled owner, from any form.
+    assert f'value="{former.id}"' not in admin.get(f"/contacts/{other.id}/edit").get_data(
+        as_text=True
+    )
+    assert f'value="{former.id}"' not in admin.get("/contacts/new").get_data(as_text=True)
+    taken = {**VALID, "email": other.email, "owner_id": str(former.id)}
+    response = admin.post(f"/contacts/{other.id}/edit", taken)
+    assert response.status_code == 422
+    assert "Former is disabled: choose an active user." in response.get_data(as_text=True)
+    assert the_contact(other.email).owner_id is None
 
 
 def test_edit_with_bad_input_changes_nothing(admin, make_contact):

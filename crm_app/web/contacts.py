@@ -118,7 +118,7 @@ def _render_form(contact: Contact | None, values, errors, status: int = 200):
         values=values,
         errors=errors,
         types=CONTACT_TYPES,
-        owners=owner_choices(db.session),
+        owners=owner_choices(db.session, contact),
         timezones=TIMEZONE_CHOICES,
     )
     return page, status

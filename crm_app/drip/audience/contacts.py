@@ -121,13 +121,24 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
         errors["timezone"] = (
             f"Unknown time zone {cleaned.timezone!r}: use an IANA name such as Europe/Paris."
         )
-    # An id no row can have (past the database's integers, the API's) is no owner either.
-    owner_id = data.owner_id
-    if owner_id is not None and (id_or_none(owner_id) is None or not session.get(User, owner_id)):
-        errors["owner_id"] = "Unknown owner."
+    if owner_error := _owner_error(session, data.owner_id, existing):
+        errors["owner_id"] = owner_error
     if errors:
         raise ContactValidationError(errors)
     return cleaned
+
+
+def _owner_error(session, owner_id: int | None, existing: Contact | None) -> str | None:
+    if owner_id is None:
+        return None
+    # An id no row can have (past the database's integers, the API's) is no owner either.
+    owner = session.get(User, owner_id) if id_or_none(owner_id) is not None else None
+    if owner is None:
+        return "Unknown owner."
+    # A disabled user (someone who left) keeps the contacts they own, but gets no new ones.
+    if not owner.is_active_user and (existing is None or existing.owner_id != owner.id):
+        return f"{owner.display_name} is disabled: choose an active user."
+    return None
 
 
 def _custom_fields_error(custom: Mapping[str, str]) -> str | None:
@@ -250,13 +261,14 @@ def delete_contact(session, contact: Contact, *, actor: str) -> None:
 # --- Read helpers for the contact pages (queries only, nothing written) ---
 
 
-def owner_choices(session) -> list[User]:
-    """Users a contact may be assigned to, for the owner dropdown."""
-    return list(
-        session.scalars(
-            sa.select(User).where(User.is_active_user.is_(True)).order_by(User.name, User.email)
-        )
-    )
+def owner_choices(session, contact: Contact | None = None) -> list[User]:
+    """Users a contact may be assigned to, for the owner dropdown: the active ones, and
+    the contact's own owner even when disabled (or saving the form unchanged would
+    drop it; validate() keeps a disabled owner only for the contact it already owns)."""
+    active = User.is_active_user.is_(True)
+    if contact is not None and contact.owner_id is not None:
+        active = active | (User.id == contact.owner_id)
+    return list(session.scalars(sa.select(User).where(active).order_by(User.name, User.email)))
 
 
 def custom_fields_text(custom_fields: dict[str, str] | None) -> str:
