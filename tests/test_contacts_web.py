@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from crm_app.drip.audience.contacts import CONTACT_FIELDS
+from crm_app.drip.audience.suppression import suppress
+from crm_app.drip.delivery.tick import run_tick
 from crm_app.extensions import db
-from crm_app.models import Activity, Contact, Enrollment
+from crm_app.models import Activity, Contact, Enrollment, Message, utcnow
 from tests.conftest import make_user
+from tests.delivery_helpers import open_all_week
 
 VALID = {
     "first_name": "Ada",
@@ -159,6 +163,31 @@ def test_edit_keeps_a_disabled_owner_who_cannot_own_other_contacts(admin, make_c
     assert response.status_code == 422
     assert "Former is disabled: choose an active user." in response.get_data(as_text=True)
     assert the_contact(other.email).owner_id is None
+
+
+def test_editing_the_email_to_a_suppressed_address_stops_its_campaigns(admin, make_contact):
+    contact = make_contact("lead")
+    suppress(db.session, "gone@example.com", reason="bounce", source="sendgrid", actor="test")
+    enrollment = contact.enrollments[0]
+    open_all_week(enrollment.campaign)
+    enrollment.next_send_at = utcnow() - timedelta(seconds=1)  # its email is due
+    db.session.commit()
+
+    edit = {**VALID, "email": "Gone@example.com"}
+    assert admin.post(f"/contacts/{contact.id}/edit", edit).status_code == 302
+
+    edited = the_contact("Gone@example.com")
+    assert edited.email_status == "bounced"
+    stopped = db.session.get(Enrollment, enrollment.id)
+    assert stopped.status == "stopped" and stopped.next_send_at is None
+    assert stopped.end_reason == "email changed: the address is on the suppression list (bounced)"
+    details = db.session.scalars(
+        sa.select(Activity.detail).where(Activity.contact_id == contact.id)
+    ).all()
+    assert "Stopped Lead: " + stopped.end_reason in details
+    enqueued: list[int] = []
+    run_tick(db.session, enqueued.extend, now=utcnow())
+    assert enqueued == [] and db.session.scalar(sa.select(sa.func.count(Message.id))) == 0
 
 
 def test_edit_with_bad_input_changes_nothing(admin, make_contact):

@@ -11,7 +11,11 @@ import sqlalchemy as sa
 
 from crm_app.config import settings_of
 from crm_app.drip.audience.address_hash import address_hash, erasure_key
-from crm_app.drip.audience.contacts import ContactValidationError, save_contact
+from crm_app.drip.audience.contacts import (
+    ContactValidationError,
+    contact_form_values,
+    save_contact,
+)
 from crm_app.drip.audience.enrollment import EnrollmentError, enroll
 from crm_app.drip.audience.erasure import ErasureError, erase_contact
 from crm_app.drip.audience.suppression import (
@@ -261,6 +265,33 @@ def test_an_erased_address_is_skipped_at_send(
     assert len(fake_sendgrid.requests) == sent_before
     enrollment = db.session.get(Enrollment, message.enrollment_id)
     assert enrollment.status == "stopped" and "erased" in enrollment.end_reason
+
+
+def test_changing_an_address_to_an_erased_one_stops_its_campaigns(session, make_contact, jamie):
+    erase_contact(session, jamie, actor="user:admin@example.com")
+    session.commit()
+    other = make_contact("lead", email="someone.new@example.com")
+    enrollment = other.enrollments[0]
+    open_all_week(enrollment.campaign)
+    enrollment.next_send_at = utcnow()
+    session.commit()
+
+    values = contact_form_values(other, owner_id=None) | {"email": ADDRESS.upper()}
+    save_contact(session, values, contact=other, actor="api:crm")
+    session.commit()
+
+    assert other.email_status == "unsubscribed"
+    assert enrollment.status == "stopped" and "erased" in enrollment.end_reason
+    suppressed = session.scalars(
+        sa.select(Activity.detail).where(
+            Activity.contact_id == other.id, Activity.kind == "suppressed"
+        )
+    ).one()
+    assert "erased at the person's request" in suppressed
+    enqueued: list[int] = []
+    run_tick(session, enqueued.extend)
+    assert enqueued == []
+    assert session.scalar(sa.select(Message.id).where(Message.contact_id == other.id)) is None
 
 
 def test_erasing_skips_the_contacts_queued_email(

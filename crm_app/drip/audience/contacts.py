@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 
 from crm_app.drip.audience.enrollment import auto_enroll, change_contact_type
+from crm_app.drip.audience.suppression import follow_suppression
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.common.ids import id_or_none
@@ -231,7 +232,8 @@ def create_contact(session, data: ContactInput, *, actor: str) -> Contact:
 
 
 def update_contact(session, contact: Contact, data: ContactInput, *, actor: str) -> Contact:
-    """Save edits; a type change stops the old type's campaign and enrols in the new one."""
+    """Save edits; a type change stops the old type's campaign and enrols in the new one;
+    a new address that is suppressed stops every campaign (follow_suppression)."""
     if contact.erased_at is not None:
         raise ContactValidationError(
             {"email": "This contact's data was erased: it stays as it is."}
@@ -244,6 +246,8 @@ def update_contact(session, contact: Contact, data: ContactInput, *, actor: str)
     if changed:
         summary = f"Edited contact {contact.full_name}: {', '.join(changed).replace('_', ' ')}"
         record_audit(session, actor, "contact.edited", "contact", contact.id, summary)
+    if "email" in changed:  # a suppressed address is never mailed: stop what would mail it
+        follow_suppression(session, contact, actor=actor)
     if cleaned.contact_type != contact.contact_type:
         change_contact_type(session, contact, cleaned.contact_type, actor=actor)
     return contact
