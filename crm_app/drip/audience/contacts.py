@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 
 from crm_app.drip.audience.enrollment import auto_enroll, change_contact_type
-from crm_app.drip.audience.suppression import follow_suppression
+from crm_app.drip.audience.suppression import follow_suppression, mark_suppressed_address
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.common.ids import id_or_none
@@ -224,6 +224,7 @@ def create_contact(session, data: ContactInput, *, actor: str) -> Contact:
     _apply(contact, cleaned)
     session.add(contact)
     _flush_or_duplicate(session)
+    mark_suppressed_address(session, contact)  # auto_enroll then refuses, saying why
     record_activity(session, contact, "created", "Contact created", actor=actor)
     summary = f"Created contact {contact.full_name} ({contact.email})"
     record_audit(session, actor, "contact.created", "contact", contact.id, summary)

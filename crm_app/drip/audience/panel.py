@@ -66,6 +66,12 @@ class CampaignPanel:
             return f"{campaign.name} is archived: no more emails unless it is restored"
         return None
 
+    @property
+    def can_enroll(self) -> bool:
+        """A contact that is never mailed cannot be enrolled (enrollment.enroll refuses):
+        the page offers no enrolment then."""
+        return self.block_reason is None
+
     def delivery_problem(self, enrollment: Enrollment) -> str | None:
         """The state of the enrolment's current email when it waits for an admin
         (one of the admin message lists: failed, in_doubt), else None."""
@@ -208,7 +214,11 @@ def campaign_panel(session, contact: Contact) -> CampaignPanel:
         available=[c for c in campaigns if c.status == "active" and c.id not in busy],
         in_flight=in_flight_emails(session, active),
         block_reason=mailing_block_reason(session, contact, suppressions=suppressions),
-        not_mailed=not_mailed_label(contact.email_status, suppressions.get(contact.email.lower())),
+        not_mailed=not_mailed_label(
+            contact.email_status,
+            suppressions.get(contact.email.lower()),
+            erased=contact.erased_at is not None,
+        ),
         waiting_for=waiting,
         step_counts=read.step_counts,
     )

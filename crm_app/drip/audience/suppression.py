@@ -196,6 +196,23 @@ def suppress(
     return results.get(normalize_email(email)) or SuppressionResult(None, False, 0)
 
 
+def suppressed_status(reason: str) -> str:
+    """The email status a suppression reason implies. An erased address (a hash, with
+    no reason of its own) reads as unsubscribed: the person asked not to be mailed."""
+    return REASON_STATUS.get(reason, "unsubscribed")
+
+
+def mark_suppressed_address(session, contact: Contact) -> str | None:
+    """The reason the contact's address is suppressed (plain or erased), or None. Its
+    email status is set to match while it is "ok": the contact list reads the status
+    and plain suppressions only (an erased address is a keyed hash SQL cannot make)."""
+    address = normalize_email(contact.email)
+    reason = suppression_reasons(session, [address]).get(address)
+    if reason is not None and contact.email_status == "ok":
+        contact.email_status = suppressed_status(reason)
+    return reason
+
+
 def follow_suppression(
     session, contact: Contact, *, actor: str, now: datetime | None = None
 ) -> int:
@@ -203,15 +220,11 @@ def follow_suppression(
     plain or erased (hashed), is treated as if the suppression came now: its email
     status set, its active enrolments stopped with the reason, a timeline row. Returns
     the enrolments stopped (0 when the address is not suppressed)."""
-    address = normalize_email(contact.email)
-    reason = suppression_reasons(session, [address]).get(address)
+    reason = mark_suppressed_address(session, contact)
     if reason is None:
         return 0
     now = now or utcnow()
     why = describe_suppression(reason)
-    if contact.email_status == "ok":
-        # An erased address has no status of its own: the person asked not to be mailed.
-        contact.email_status = REASON_STATUS.get(reason, "unsubscribed")
     record_activity(
         session, contact, "suppressed", f"Email changed to an address not mailed: {why}",
         actor=actor,
