@@ -211,6 +211,12 @@ def test_erase_needs_an_admin_and_the_address_typed(admin, staff_user, web, jami
     assert reload(jamie).erased_at is None
 
 
+def test_a_wrong_confirmation_keeps_what_was_typed(admin, jamie):
+    wrong = erase(admin, jamie, typed="jamie.le@acme.example")
+    assert wrong.status_code == 422
+    assert 'value="jamie.le@acme.example"' in wrong.get_data(as_text=True)
+
+
 def _enrol_buttons(page: str) -> list[str]:
     panel = page.split('<section id="campaign-panel"', 1)[1].split("</section>", 1)[0]
     return re.findall(r"<button type=\"submit\"[^>]*>Enrol[^<]*</button>", panel)
