@@ -190,6 +190,33 @@ def test_editing_the_email_to_a_suppressed_address_stops_its_campaigns(admin, ma
     assert enqueued == [] and db.session.scalar(sa.select(sa.func.count(Message.id))) == 0
 
 
+def edited_rows(contact: Contact) -> list[str]:
+    return db.session.scalars(
+        sa.select(Activity.detail)
+        .where(Activity.contact_id == contact.id, Activity.kind == "updated")
+        .order_by(Activity.id)
+    ).all()
+
+
+def test_an_edit_names_the_changed_fields_and_an_unchanged_save_records_nothing(
+    admin, make_contact
+):
+    contact = make_contact("lead", company="Old Co")
+    form = {**VALID, "email": contact.email}
+    assert admin.post(f"/contacts/{contact.id}/edit", form).status_code == 302
+    assert edited_rows(contact) == [
+        "Contact details edited: first name, last name, phone, company, title, industry, "
+        "notes, time zone, custom fields"
+    ]
+    for _ in range(2):  # saved again as it is: nothing changed, nothing recorded
+        assert admin.post(f"/contacts/{contact.id}/edit", form).status_code == 302
+    assert len(edited_rows(contact)) == 1
+    owner = make_user("owner@example.com", "staff", "owner-password")
+    changed = {**form, "company": "New Co", "owner_id": str(owner.id)}
+    assert admin.post(f"/contacts/{contact.id}/edit", changed).status_code == 302
+    assert edited_rows(contact)[-1] == "Contact details edited: company, owner"
+
+
 def test_edit_with_bad_input_changes_nothing(admin, make_contact):
     contact = make_contact("lead", company="Old Co")
     response = admin.post(

@@ -204,6 +204,8 @@ def save_contact(
 
 
 _EDITABLE = (*TEXT_FIELDS, "email", "timezone", "owner_id", "contact_type", "custom_fields")
+# How an edited field is named on the timeline and in the audit log (else: its name, spaced).
+_FIELD_LABELS = {"owner_id": "owner", "timezone": "time zone", "contact_type": "type"}
 
 
 def _apply(contact: Contact, cleaned: ContactInput) -> None:
@@ -243,9 +245,13 @@ def update_contact(session, contact: Contact, data: ContactInput, *, actor: str)
     changed = [name for name in _EDITABLE if getattr(contact, name) != getattr(cleaned, name)]
     _apply(contact, cleaned)
     _flush_or_duplicate(session)
-    record_activity(session, contact, "updated", "Contact details edited", actor=actor)
     if changed:
-        summary = f"Edited contact {contact.full_name}: {', '.join(changed).replace('_', ' ')}"
+        # Names only: the timeline and the audit log outlive values that are personal data.
+        names = ", ".join(_FIELD_LABELS.get(name, name.replace("_", " ")) for name in changed)
+        record_activity(
+            session, contact, "updated", f"Contact details edited: {names}", actor=actor
+        )
+        summary = f"Edited contact {contact.full_name}: {names}"
         record_audit(session, actor, "contact.edited", "contact", contact.id, summary)
     if "email" in changed:  # a suppressed address is never mailed: stop what would mail it
         follow_suppression(session, contact, actor=actor)
