@@ -10,7 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from crm_app.drip.audience.contacts import CONTACT_FIELDS
+from crm_app.drip.audience.panel import TIMELINE_LIMIT
 from crm_app.drip.audience.suppression import suppress
+from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.delivery.tick import run_tick
 from crm_app.extensions import db
 from crm_app.models import Activity, Contact, Enrollment, Message, utcnow
@@ -215,6 +217,29 @@ def test_an_edit_names_the_changed_fields_and_an_unchanged_save_records_nothing(
     changed = {**form, "company": "New Co", "owner_id": str(owner.id)}
     assert admin.post(f"/contacts/{contact.id}/edit", changed).status_code == 302
     assert edited_rows(contact)[-1] == "Contact details edited: company, owner"
+
+
+def test_the_timeline_says_when_older_entries_are_not_shown(admin, make_contact):
+    contact = make_contact("lead")
+    shown = db.session.scalar(
+        sa.select(sa.func.count(Activity.id)).where(Activity.contact_id == contact.id)
+    )
+    rows = [
+        activity_row(contact.id, "note", f"Entry {n}", actor="test", campaign_id=None,
+                     enrollment_id=None, created_at=utcnow())
+        for n in range(TIMELINE_LIMIT - shown)
+    ]  # fmt: skip
+    record_activities(db.session, rows)
+    db.session.commit()
+    page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    assert page.count('<li data-kind="') == TIMELINE_LIMIT
+    assert "Showing the latest" not in page
+
+    record_activities(db.session, rows[:1])
+    db.session.commit()
+    page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    assert page.count('<li data-kind="') == TIMELINE_LIMIT
+    assert f"Showing the latest {TIMELINE_LIMIT} entries; older ones are not shown." in page
 
 
 def test_edit_with_bad_input_changes_nothing(admin, make_contact):

@@ -232,7 +232,7 @@ def _panel_context(contact: Contact, **extra) -> dict:
     return dict(
         contact=contact,
         panel=panel,
-        activities=contact_timeline(db.session, contact),
+        timeline=contact_timeline(db.session, contact),
         itinerary=itinerary,
         why_choices=why_choices,
         one_clock=on_viewers_clock(contact.timezone),

@@ -224,10 +224,24 @@ def campaign_panel(session, contact: Contact) -> CampaignPanel:
     )
 
 
-def contact_timeline(session, contact: Contact, *, limit: int = 200) -> list[Activity]:
-    """The contact's activity, newest first."""
-    values = {"contact_id": contact.id, "limit": limit}
-    return list(session.scalars(_timeline_statement(), values))
+TIMELINE_LIMIT = 200
+
+
+@dataclass
+class Timeline:
+    """The contact's latest activity, newest first; `more`: older entries are not shown."""
+
+    entries: list[Activity]
+    more: bool
+    limit: int
+
+
+def contact_timeline(session, contact: Contact, *, limit: int = TIMELINE_LIMIT) -> Timeline:
+    """The contact's activity, newest first, up to `limit` entries: one more is read to
+    know whether older ones are left out (the page says so)."""
+    values = {"contact_id": contact.id, "limit": limit + 1}
+    entries = list(session.scalars(_timeline_statement(), values))
+    return Timeline(entries[:limit], len(entries) > limit, limit)
 
 
 # --- the panel's actions (callers commit) ---
