@@ -126,6 +126,20 @@ def test_every_bad_field_is_reported_at_once_with_malformed_custom_fields(admin,
 # --- edit / delete ---
 
 
+def test_a_custom_field_given_twice_is_refused_naming_it(admin, make_contact):
+    twice = {**VALID, "custom_fields": "a: 1\nb: 2\na: 2"}
+    response = admin.post("/contacts/new", twice)
+    assert response.status_code == 422
+    message = 'Line 3: the field "a" is given twice (also on line 1): keep one.'
+    assert message in html.unescape(response.get_data(as_text=True))
+    assert contact_count() == 0
+
+    contact = make_contact("lead", custom_fields={"a": "1"})
+    response = admin.post(f"/contacts/{contact.id}/edit", {**twice, "email": contact.email})
+    assert response.status_code == 422 and message in html.unescape(response.get_data(as_text=True))
+    assert the_contact(contact.email).custom_fields == {"a": "1"}
+
+
 def test_edit_saves_the_changes(admin, make_contact):
     contact = make_contact("lead", company="Old Co")
     form = admin.get(f"/contacts/{contact.id}/edit").get_data(as_text=True)

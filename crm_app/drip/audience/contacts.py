@@ -64,8 +64,10 @@ class ContactValidationError(FieldErrors):
 
 
 def parse_custom_fields(text: str) -> tuple[dict[str, str], str | None]:
-    """`key: value` lines -> dict; returns an error message for a malformed line."""
+    """`key: value` lines -> dict; returns an error message for a malformed line or a
+    name given twice (keeping the last one silently lost the other value)."""
     fields: dict[str, str] = {}
+    first_line: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -76,6 +78,12 @@ def parse_custom_fields(text: str) -> tuple[dict[str, str], str | None]:
                 f'Line {number}: write custom fields as "name: value", '
                 "with a name of letters, digits and underscores."
             )
+        if key in first_line:
+            return fields, (
+                f'Line {number}: the field "{key}" is given twice (also on line '
+                f"{first_line[key]}): keep one."
+            )
+        first_line[key] = number
         fields[key] = value.strip()
     return fields, None
 
