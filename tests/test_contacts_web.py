@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from crm_app.drip.audience.contacts import CONTACT_FIELDS
+from crm_app.drip.audience.panel import TIMELINE_LIMIT
+from crm_app.drip.audience.suppression import suppress
+from crm_app.drip.common.activity import activity_row, record_activities
+from crm_app.drip.delivery.tick import run_tick
 from crm_app.extensions import db
-from crm_app.models import Activity, Contact, Enrollment
+from crm_app.models import Activity, Contact, Enrollment, Message, utcnow
+from tests.conftest import make_user
+from tests.delivery_helpers import open_all_week
 
 VALID = {
     "first_name": "Ada",
@@ -119,6 +126,20 @@ def test_every_bad_field_is_reported_at_once_with_malformed_custom_fields(admin,
 # --- edit / delete ---
 
 
+def test_a_custom_field_given_twice_is_refused_naming_it(admin, make_contact):
+    twice = {**VALID, "custom_fields": "a: 1\nb: 2\na: 2"}
+    response = admin.post("/contacts/new", twice)
+    assert response.status_code == 422
+    message = 'Line 3: the field "a" is given twice (also on line 1): keep one.'
+    assert message in html.unescape(response.get_data(as_text=True))
+    assert contact_count() == 0
+
+    contact = make_contact("lead", custom_fields={"a": "1"})
+    response = admin.post(f"/contacts/{contact.id}/edit", {**twice, "email": contact.email})
+    assert response.status_code == 422 and message in html.unescape(response.get_data(as_text=True))
+    assert the_contact(contact.email).custom_fields == {"a": "1"}
+
+
 def test_edit_saves_the_changes(admin, make_contact):
     contact = make_contact("lead", company="Old Co")
     form = admin.get(f"/contacts/{contact.id}/edit").get_data(as_text=True)
@@ -132,6 +153,107 @@ def test_edit_saves_the_changes(admin, make_contact):
     assert edited.company == "New Co"
     assert edited.custom_fields == {"tier": "gold"}
     assert active_campaigns(edited) == ["Lead"]  # same type: nothing stopped
+
+
+def test_edit_keeps_a_disabled_owner_who_cannot_own_other_contacts(admin, make_contact):
+    former = make_user("former@example.com", "staff", "former-password")
+    owned = make_contact("lead", owner_id=former.id)
+    other = make_contact("lead")
+    former.is_active_user = False
+    db.session.commit()
+
+    form = admin.get(f"/contacts/{owned.id}/edit").get_data(as_text=True)
+    assert f'<option value="{former.id}" selected>Former (disabled)</option>' in form
+    # The form saved as the browser sends it back, owner unchanged: the owner stays.
+    unchanged = {**VALID, "email": owned.email, "owner_id": str(former.id)}
+    assert admin.post(f"/contacts/{owned.id}/edit", unchanged).status_code == 302
+    assert the_contact(owned.email).owner_id == former.id
+
+    # Nobody else gets a disabled owner, from any form.
+    assert f'value="{former.id}"' not in admin.get(f"/contacts/{other.id}/edit").get_data(
+        as_text=True
+    )
+    assert f'value="{former.id}"' not in admin.get("/contacts/new").get_data(as_text=True)
+    taken = {**VALID, "email": other.email, "owner_id": str(former.id)}
+    response = admin.post(f"/contacts/{other.id}/edit", taken)
+    assert response.status_code == 422
+    assert "Former is disabled: choose an active user." in response.get_data(as_text=True)
+    assert the_contact(other.email).owner_id is None
+
+
+def test_editing_the_email_to_a_suppressed_address_stops_its_campaigns(admin, make_contact):
+    contact = make_contact("lead")
+    suppress(db.session, "gone@example.com", reason="bounce", source="sendgrid", actor="test")
+    enrollment = contact.enrollments[0]
+    open_all_week(enrollment.campaign)
+    enrollment.next_send_at = utcnow() - timedelta(seconds=1)  # its email is due
+    db.session.commit()
+
+    edit = {**VALID, "email": "Gone@example.com"}
+    assert admin.post(f"/contacts/{contact.id}/edit", edit).status_code == 302
+
+    edited = the_contact("Gone@example.com")
+    assert edited.email_status == "bounced"
+    stopped = db.session.get(Enrollment, enrollment.id)
+    assert stopped.status == "stopped" and stopped.next_send_at is None
+    assert stopped.end_reason == "email changed: the address is on the suppression list (bounced)"
+    details = db.session.scalars(
+        sa.select(Activity.detail).where(Activity.contact_id == contact.id)
+    ).all()
+    assert "Stopped Lead: " + stopped.end_reason in details
+    enqueued: list[int] = []
+    run_tick(db.session, enqueued.extend, now=utcnow())
+    assert enqueued == [] and db.session.scalar(sa.select(sa.func.count(Message.id))) == 0
+
+
+def edited_rows(contact: Contact) -> list[str]:
+    return db.session.scalars(
+        sa.select(Activity.detail)
+        .where(Activity.contact_id == contact.id, Activity.kind == "updated")
+        .order_by(Activity.id)
+    ).all()
+
+
+def test_an_edit_names_the_changed_fields_and_an_unchanged_save_records_nothing(
+    admin, make_contact
+):
+    contact = make_contact("lead", company="Old Co")
+    form = {**VALID, "email": contact.email}
+    assert admin.post(f"/contacts/{contact.id}/edit", form).status_code == 302
+    assert edited_rows(contact) == [
+        "Contact details edited: first name, last name, phone, company, title, industry, "
+        "notes, time zone, custom fields"
+    ]
+    for _ in range(2):  # saved again as it is: nothing changed, nothing recorded
+        assert admin.post(f"/contacts/{contact.id}/edit", form).status_code == 302
+    assert len(edited_rows(contact)) == 1
+    owner = make_user("owner@example.com", "staff", "owner-password")
+    changed = {**form, "company": "New Co", "owner_id": str(owner.id)}
+    assert admin.post(f"/contacts/{contact.id}/edit", changed).status_code == 302
+    assert edited_rows(contact)[-1] == "Contact details edited: company, owner"
+
+
+def test_the_timeline_says_when_older_entries_are_not_shown(admin, make_contact):
+    contact = make_contact("lead")
+    shown = db.session.scalar(
+        sa.select(sa.func.count(Activity.id)).where(Activity.contact_id == contact.id)
+    )
+    rows = [
+        activity_row(contact.id, "note", f"Entry {n}", actor="test", campaign_id=None,
+                     enrollment_id=None, created_at=utcnow())
+        for n in range(TIMELINE_LIMIT - shown)
+    ]  # fmt: skip
+    record_activities(db.session, rows)
+    db.session.commit()
+    page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    assert page.count('<li data-kind="') == TIMELINE_LIMIT
+    assert "Showing the latest" not in page
+
+    record_activities(db.session, rows[:1])
+    db.session.commit()
+    page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    assert page.count('<li data-kind="') == TIMELINE_LIMIT
+    assert f"Showing the latest {TIMELINE_LIMIT} entries; older ones are not shown." in page
 
 
 def test_edit_with_bad_input_changes_nothing(admin, make_contact):

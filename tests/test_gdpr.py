@@ -11,9 +11,15 @@ import sqlalchemy as sa
 
 from crm_app.config import settings_of
 from crm_app.drip.audience.address_hash import address_hash, erasure_key
-from crm_app.drip.audience.contacts import ContactValidationError, save_contact
+from crm_app.drip.audience.contact_list import contact_list_page
+from crm_app.drip.audience.contacts import (
+    ContactValidationError,
+    contact_form_values,
+    save_contact,
+)
 from crm_app.drip.audience.enrollment import EnrollmentError, enroll
 from crm_app.drip.audience.erasure import ErasureError, erase_contact
+from crm_app.drip.audience.list_request import ListRequest
 from crm_app.drip.audience.suppression import (
     SuppressionError,
     add_manual_suppression,
@@ -205,6 +211,45 @@ def test_erase_needs_an_admin_and_the_address_typed(admin, staff_user, web, jami
     assert reload(jamie).erased_at is None
 
 
+def test_a_wrong_confirmation_keeps_what_was_typed(admin, jamie):
+    wrong = erase(admin, jamie, typed="jamie.le@acme.example")
+    assert wrong.status_code == 422
+    assert 'value="jamie.le@acme.example"' in wrong.get_data(as_text=True)
+
+
+def _enrol_buttons(page: str) -> list[str]:
+    panel = page.split('<section id="campaign-panel"', 1)[1].split("</section>", 1)[0]
+    return re.findall(r"<button type=\"submit\"[^>]*>Enrol[^<]*</button>", panel)
+
+
+def test_erased_contacts_and_erased_addresses_read_as_not_mailed_everywhere(
+    admin, session, make_contact, jamie
+):
+    erase_contact(session, jamie, actor="user:admin@example.com")
+    session.commit()
+    again = make_contact("lead", email=ADDRESS, first_name="Jamie", last_name="Again")
+    fine = make_contact("lead", email="fine@example.com", first_name="Fine", last_name="Person")
+
+    for contact in (jamie, again):
+        page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+        assert "can be mailed" not in page
+        assert "it is never mailed and cannot be enrolled" in page
+        buttons = _enrol_buttons(page)
+        assert len(buttons) == 2 and all(" disabled>" in b for b in buttons), buttons
+    assert "<th>Email status</th><td>erased</td>" in admin.get(f"/contacts/{jamie.id}").get_data(
+        as_text=True
+    )
+    page = admin.get(f"/contacts/{fine.id}").get_data(as_text=True)
+    assert "<th>Email status</th><td>can be mailed</td>" in page
+    assert not any(" disabled>" in b for b in _enrol_buttons(page))
+
+    rows = contact_list_page(session, ListRequest(), per_page=25).rows
+    marks = {row.id: row.not_mailed for row in rows}
+    assert marks[jamie.id] == "erased"
+    assert marks[again.id] == "unsubscribed"  # the status its erased address gave it
+    assert marks[fine.id] is None
+
+
 def test_an_erased_contact_cannot_be_erased_again_or_edited(session, jamie):
     erase_contact(session, jamie, actor="user:admin@example.com")
     session.commit()
@@ -261,6 +306,33 @@ def test_an_erased_address_is_skipped_at_send(
     assert len(fake_sendgrid.requests) == sent_before
     enrollment = db.session.get(Enrollment, message.enrollment_id)
     assert enrollment.status == "stopped" and "erased" in enrollment.end_reason
+
+
+def test_changing_an_address_to_an_erased_one_stops_its_campaigns(session, make_contact, jamie):
+    erase_contact(session, jamie, actor="user:admin@example.com")
+    session.commit()
+    other = make_contact("lead", email="someone.new@example.com")
+    enrollment = other.enrollments[0]
+    open_all_week(enrollment.campaign)
+    enrollment.next_send_at = utcnow()
+    session.commit()
+
+    values = contact_form_values(other, owner_id=None) | {"email": ADDRESS.upper()}
+    save_contact(session, values, contact=other, actor="api:crm")
+    session.commit()
+
+    assert other.email_status == "unsubscribed"
+    assert enrollment.status == "stopped" and "erased" in enrollment.end_reason
+    suppressed = session.scalars(
+        sa.select(Activity.detail).where(
+            Activity.contact_id == other.id, Activity.kind == "suppressed"
+        )
+    ).one()
+    assert "erased at the person's request" in suppressed
+    enqueued: list[int] = []
+    run_tick(session, enqueued.extend)
+    assert enqueued == []
+    assert session.scalar(sa.select(Message.id).where(Message.contact_id == other.id)) is None
 
 
 def test_erasing_skips_the_contacts_queued_email(

@@ -9,8 +9,18 @@ import pytest
 import sqlalchemy as sa
 
 from crm_app.drip.audience import import_writes
+from crm_app.drip.audience.address_hash import address_hash, app_erasure_key, key_id
+from crm_app.drip.audience.contact_list import contact_list_page
 from crm_app.drip.audience.import_run import import_plan, run_import
-from crm_app.models import Activity, Contact, Enrollment, Suppression, utcnow
+from crm_app.drip.audience.list_request import ListRequest
+from crm_app.models import (
+    Activity,
+    Contact,
+    Enrollment,
+    HashedSuppression,
+    Suppression,
+    utcnow,
+)
 from tests.import_helpers import (
     count,
     csv_text,
@@ -173,6 +183,30 @@ def test_suppressed_addresses_are_imported_but_not_enrolled_and_say_why(session,
     )
     session.refresh(contact_import)
     assert (contact_import.created_count, contact_import.enrolled_count) == (1, 0)
+
+
+def test_suppressed_and_erased_addresses_are_imported_with_their_status(session, campaigns):
+    key = app_erasure_key()
+    hashed = address_hash("erased@example.com", key)
+    session.add(HashedSuppression(email_hash=hashed, key_id=key_id(key), reason="erased"))
+    session.add(Suppression(email="gone@example.com", reason="bounce", source="test"))
+    session.commit()
+    text = csv_text(
+        [
+            ["Erased@example.com", "Era", "Sed", "", "lead", ""],
+            ["Gone@example.com", "Gone", "Away", "", "lead", ""],
+            ["fine@example.com", "Fine", "Person", "", "lead", ""],
+        ]
+    )
+    run(session, queued_import(session, text))
+
+    statuses = dict(session.execute(sa.select(Contact.first_name, Contact.email_status)).all())
+    assert statuses == {"Era": "unsubscribed", "Gone": "bounced", "Fine": "ok"}
+    marks = {
+        r.first_name: r.not_mailed
+        for r in contact_list_page(session, ListRequest(), per_page=9).rows
+    }
+    assert marks == {"Era": "unsubscribed", "Gone": "bounced", "Fine": None}
 
 
 def test_a_paused_campaign_takes_no_imported_contact(session, campaigns):

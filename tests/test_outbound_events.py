@@ -74,8 +74,8 @@ def test_an_edit_and_a_type_change_are_contact_updated(
 
     events = [(d.event_type, json.loads(d.body)["data"]["detail"]) for d in deliveries(session)]
     assert events == [
-        ("contact.updated", "Contact details edited"),
-        ("contact.updated", "Contact details edited"),
+        ("contact.updated", "Contact details edited: company"),
+        ("contact.updated", "Contact details edited: type"),
         ("contact.updated", "Type changed from lead to client"),
         ("enrollment.stopped", "Stopped Lead: type changed to client"),
         ("contact.enrolled", "Enrolled in Client (after a type change)"),

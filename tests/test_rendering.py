@@ -9,9 +9,11 @@ from crm_app.drip.campaigns.rendering import (
     TemplateRenderError,
     build_context,
     check_template,
+    contact_context,
     empty_merge_fields,
     render_email,
 )
+from crm_app.models import Contact
 
 SENDER = {
     "name": "Sam Carter",
@@ -88,6 +90,40 @@ def test_python_internals_fail_safely_when_rendered(source):
         render(source)
     message = str(raised.value)
     assert "<class" not in message and "object at 0x" not in message
+
+
+def test_custom_fields_named_like_dict_methods_render_their_values():
+    person = Contact(
+        email="ada@example.com",
+        first_name="Ada",
+        contact_type="lead",
+        custom_fields={"items": "ten crates", "keys": "the spares", "get": "Tuesday"},
+    )
+    context = build_context(contact_context(person), SENDER)
+    source = (
+        "{{ contact.custom.items }} / {{ contact.custom.keys }} / {{ contact.custom.get }} / "
+        "{{ contact.custom['items'] }} / {{ contact.custom.get('keys') }} / "
+        "{{ contact.custom.values | default('none') }} / {{ contact.custom['pop'] | default('-') }}"
+        "{% if contact.custom.get %} / set{% endif %}"
+    )
+    email = render_email("{{ contact.custom.items }}", source, source, context)
+    assert email.subject == "ten crates"
+    expected = "ten crates / the spares / Tuesday / ten crates / the spares / none / - / set"
+    assert email.text == expected
+    assert email.html == expected
+    # A call is still the method; mutating ones stay refused.
+    loop = "{% for k, v in contact.custom.items() %}{{ k }}={{ v }};{% endfor %}"
+    assert render(loop, custom={"a": "1"}).text == "a=1;"
+    with pytest.raises(TemplateRenderError):
+        render("{{ contact.custom.pop('items') }}", custom={"items": "x"})
+
+
+def test_empty_merge_fields_lists_custom_fields_named_like_dict_methods():
+    source = "{{ contact.custom.items }} {{ contact.custom.get }} {{ contact.custom.get('x') }}"
+    lacking = build_context(contact(custom={"x": "1"}), SENDER)
+    assert empty_merge_fields([source], lacking) == ["contact.custom.get", "contact.custom.items"]
+    having = build_context(contact(custom={"x": "1", "items": "2", "get": "3"}), SENDER)
+    assert empty_merge_fields([source], having) == []
 
 
 def test_a_template_cannot_mutate_the_context():

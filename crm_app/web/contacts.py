@@ -118,7 +118,7 @@ def _render_form(contact: Contact | None, values, errors, status: int = 200):
         values=values,
         errors=errors,
         types=CONTACT_TYPES,
-        owners=owner_choices(db.session),
+        owners=owner_choices(db.session, contact),
         timezones=TIMEZONE_CHOICES,
     )
     return page, status
@@ -183,8 +183,8 @@ def export(contact_id: int):
     )
 
 
-def _render_erase(contact: Contact, errors=None, status: int = 200):
-    page = render_template("contacts/erase.html", contact=contact, errors=errors or {})
+def _render_erase(contact: Contact, errors=None, status: int = 200, typed: str = ""):
+    page = render_template("contacts/erase.html", contact=contact, errors=errors or {}, typed=typed)
     return page, status
 
 
@@ -204,7 +204,8 @@ def erase(contact_id: int):
         )
     except ErasureError as refused:
         db.session.rollback()
-        return _render_erase(contact, {"confirm_email": str(refused)}, 422)
+        typed = request.form.get("confirm_email", "")  # kept, to be corrected, not retyped
+        return _render_erase(contact, {"confirm_email": str(refused)}, 422, typed)
     db.session.commit()
     message = f"Erased the personal data of contact #{contact.id}."
     if result.stopped:
@@ -231,7 +232,7 @@ def _panel_context(contact: Contact, **extra) -> dict:
     return dict(
         contact=contact,
         panel=panel,
-        activities=contact_timeline(db.session, contact),
+        timeline=contact_timeline(db.session, contact),
         itinerary=itinerary,
         why_choices=why_choices,
         one_clock=on_viewers_clock(contact.timezone),

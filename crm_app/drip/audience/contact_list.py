@@ -98,14 +98,17 @@ def _unsearched_statement(contact_type: str, cap: int) -> sa.Select:
 
 
 def _row(values) -> ContactRow:
-    contact_id, first, last, email, company, kind, created, status, owner, reason = values[:10]
+    contact_id, first, last, email, company, kind, created, status, erased_at, owner, reason = (
+        values[:11]
+    )
     campaigns = sorted(
-        tuple(line.split(":", 1)[::-1]) for line in (values[10] or "").split("\n") if line
+        tuple(line.split(":", 1)[::-1]) for line in (values[11] or "").split("\n") if line
     )
     return ContactRow(
         id=contact_id, first_name=first, last_name=last, email=email, company=company,
         contact_type=kind, created_at=created, owner=owner or "",
-        not_mailed=not_mailed_label(status, reason), campaigns=campaigns,
+        not_mailed=not_mailed_label(status, reason, erased=erased_at is not None),
+        campaigns=campaigns,
     )  # fmt: skip
 
 

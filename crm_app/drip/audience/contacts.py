@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 
 from crm_app.drip.audience.enrollment import auto_enroll, change_contact_type
+from crm_app.drip.audience.suppression import follow_suppression, mark_suppressed_address
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.common.ids import id_or_none
@@ -63,8 +64,10 @@ class ContactValidationError(FieldErrors):
 
 
 def parse_custom_fields(text: str) -> tuple[dict[str, str], str | None]:
-    """`key: value` lines -> dict; returns an error message for a malformed line."""
+    """`key: value` lines -> dict; returns an error message for a malformed line or a
+    name given twice (keeping the last one silently lost the other value)."""
     fields: dict[str, str] = {}
+    first_line: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -75,6 +78,12 @@ def parse_custom_fields(text: str) -> tuple[dict[str, str], str | None]:
                 f'Line {number}: write custom fields as "name: value", '
                 "with a name of letters, digits and underscores."
             )
+        if key in first_line:
+            return fields, (
+                f'Line {number}: the field "{key}" is given twice (also on line '
+                f"{first_line[key]}): keep one."
+            )
+        first_line[key] = number
         fields[key] = value.strip()
     return fields, None
 
@@ -121,13 +130,24 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
         errors["timezone"] = (
             f"Unknown time zone {cleaned.timezone!r}: use an IANA name such as Europe/Paris."
         )
-    # An id no row can have (past the database's integers, the API's) is no owner either.
-    owner_id = data.owner_id
-    if owner_id is not None and (id_or_none(owner_id) is None or not session.get(User, owner_id)):
-        errors["owner_id"] = "Unknown owner."
+    if owner_error := _owner_error(session, data.owner_id, existing):
+        errors["owner_id"] = owner_error
     if errors:
         raise ContactValidationError(errors)
     return cleaned
+
+
+def _owner_error(session, owner_id: int | None, existing: Contact | None) -> str | None:
+    if owner_id is None:
+        return None
+    # An id no row can have (past the database's integers, the API's) is no owner either.
+    owner = session.get(User, owner_id) if id_or_none(owner_id) is not None else None
+    if owner is None:
+        return "Unknown owner."
+    # A disabled user (someone who left) keeps the contacts they own, but gets no new ones.
+    if not owner.is_active_user and (existing is None or existing.owner_id != owner.id):
+        return f"{owner.display_name} is disabled: choose an active user."
+    return None
 
 
 def _custom_fields_error(custom: Mapping[str, str]) -> str | None:
@@ -192,6 +212,8 @@ def save_contact(
 
 
 _EDITABLE = (*TEXT_FIELDS, "email", "timezone", "owner_id", "contact_type", "custom_fields")
+# How an edited field is named on the timeline and in the audit log (else: its name, spaced).
+_FIELD_LABELS = {"owner_id": "owner", "timezone": "time zone", "contact_type": "type"}
 
 
 def _apply(contact: Contact, cleaned: ContactInput) -> None:
@@ -212,6 +234,7 @@ def create_contact(session, data: ContactInput, *, actor: str) -> Contact:
     _apply(contact, cleaned)
     session.add(contact)
     _flush_or_duplicate(session)
+    mark_suppressed_address(session, contact)  # auto_enroll then refuses, saying why
     record_activity(session, contact, "created", "Contact created", actor=actor)
     summary = f"Created contact {contact.full_name} ({contact.email})"
     record_audit(session, actor, "contact.created", "contact", contact.id, summary)
@@ -220,7 +243,8 @@ def create_contact(session, data: ContactInput, *, actor: str) -> Contact:
 
 
 def update_contact(session, contact: Contact, data: ContactInput, *, actor: str) -> Contact:
-    """Save edits; a type change stops the old type's campaign and enrols in the new one."""
+    """Save edits; a type change stops the old type's campaign and enrols in the new one;
+    a new address that is suppressed stops every campaign (follow_suppression)."""
     if contact.erased_at is not None:
         raise ContactValidationError(
             {"email": "This contact's data was erased: it stays as it is."}
@@ -229,10 +253,16 @@ def update_contact(session, contact: Contact, data: ContactInput, *, actor: str)
     changed = [name for name in _EDITABLE if getattr(contact, name) != getattr(cleaned, name)]
     _apply(contact, cleaned)
     _flush_or_duplicate(session)
-    record_activity(session, contact, "updated", "Contact details edited", actor=actor)
     if changed:
-        summary = f"Edited contact {contact.full_name}: {', '.join(changed).replace('_', ' ')}"
+        # Names only: the timeline and the audit log outlive values that are personal data.
+        names = ", ".join(_FIELD_LABELS.get(name, name.replace("_", " ")) for name in changed)
+        record_activity(
+            session, contact, "updated", f"Contact details edited: {names}", actor=actor
+        )
+        summary = f"Edited contact {contact.full_name}: {names}"
         record_audit(session, actor, "contact.edited", "contact", contact.id, summary)
+    if "email" in changed:  # a suppressed address is never mailed: stop what would mail it
+        follow_suppression(session, contact, actor=actor)
     if cleaned.contact_type != contact.contact_type:
         change_contact_type(session, contact, cleaned.contact_type, actor=actor)
     return contact
@@ -250,13 +280,14 @@ def delete_contact(session, contact: Contact, *, actor: str) -> None:
 # --- Read helpers for the contact pages (queries only, nothing written) ---
 
 
-def owner_choices(session) -> list[User]:
-    """Users a contact may be assigned to, for the owner dropdown."""
-    return list(
-        session.scalars(
-            sa.select(User).where(User.is_active_user.is_(True)).order_by(User.name, User.email)
-        )
-    )
+def owner_choices(session, contact: Contact | None = None) -> list[User]:
+    """Users a contact may be assigned to, for the owner dropdown: the active ones, and
+    the contact's own owner even when disabled (or saving the form unchanged would
+    drop it; validate() keeps a disabled owner only for the contact it already owns)."""
+    active = User.is_active_user.is_(True)
+    if contact is not None and contact.owner_id is not None:
+        active = active | (User.id == contact.owner_id)
+    return list(session.scalars(sa.select(User).where(active).order_by(User.name, User.email)))
 
 
 def custom_fields_text(custom_fields: dict[str, str] | None) -> str:

@@ -126,10 +126,15 @@ def mailing_block_reason(
     return None
 
 
-def not_mailed_label(email_status: str, suppression_reason: str | None) -> str | None:
+def not_mailed_label(
+    email_status: str, suppression_reason: str | None, *, erased: bool = False
+) -> str | None:
     """Why a contact is not mailed, in a word or two (the contact list's marker, the
     contact page's status), or None when it may be mailed: the same rule as
-    `mailing_block_reason`, from values a list query has already read."""
+    `mailing_block_reason`, in its order, from values a list query has already read
+    (`erased`: the contact's erased_at is set)."""
+    if erased:
+        return ERASED_REASON
     if suppression_reason is not None:
         return SUPPRESSION_REASON_LABELS.get(suppression_reason, suppression_reason)
     if email_status != "ok":

@@ -20,7 +20,9 @@ from crm_app.drip.audience.bulk_enrollment import (
     switch_types_many,
 )
 from crm_app.drip.audience.contacts import CONTACT_FIELDS, TEXT_FIELDS
+from crm_app.drip.audience.eligibility import suppression_reasons
 from crm_app.drip.audience.import_rows import CleanRow, RowRules, clean_row, email_key
+from crm_app.drip.audience.suppression import suppressed_status
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.sql import in_values, insert_rows, update_rows
 from crm_app.models import Contact, ContactImport, ContactImportFailure
@@ -201,7 +203,9 @@ def _facts(contact_id: int, email: str, values: dict) -> ContactFacts:
 
 
 def _insert_contacts(session, plan: ImportPlan, new: list[CleanRow], now) -> list[ContactFacts]:
-    """Insert the new contacts with one statement and write their "created" rows."""
+    """Insert the new contacts with one statement and write their "created" rows. A
+    suppressed address (plain or erased) gets its status, as create_contact gives it."""
+    reasons = suppression_reasons(session, [row.email for row in new])
     rows = [
         {
             **{name: row.fields.get(name, "") for name in TEXT_FIELDS},
@@ -210,7 +214,11 @@ def _insert_contacts(session, plan: ImportPlan, new: list[CleanRow], now) -> lis
             "timezone": row.fields.get("timezone", plan.default_timezone),
             "owner_id": row.fields.get("owner_id", plan.default_owner_id),
             "custom_fields": row.custom_fields,
-            "email_status": "ok",
+            "email_status": (
+                suppressed_status(reasons[row.email.lower()])
+                if row.email.lower() in reasons
+                else "ok"
+            ),
             "created_at": now,
             "updated_at": now,
         }

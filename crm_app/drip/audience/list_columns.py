@@ -101,7 +101,7 @@ def rows_with_total(contact, conditions: list, total) -> sa.Select:
     counted = () if total is None else (total,)
     return sa.select(
         contact.id, contact.first_name, contact.last_name, contact.email, contact.company,
-        contact.contact_type, contact.created_at, contact.email_status,
+        contact.contact_type, contact.created_at, contact.email_status, contact.erased_at,
         _owner_of(contact), _suppression_of(contact), _campaigns_of(contact), *counted,
     ).where(*conditions)  # fmt: skip
 

@@ -66,6 +66,12 @@ class CampaignPanel:
             return f"{campaign.name} is archived: no more emails unless it is restored"
         return None
 
+    @property
+    def can_enroll(self) -> bool:
+        """A contact that is never mailed cannot be enrolled (enrollment.enroll refuses):
+        the page offers no enrolment then."""
+        return self.block_reason is None
+
     def delivery_problem(self, enrollment: Enrollment) -> str | None:
         """The state of the enrolment's current email when it waits for an admin
         (one of the admin message lists: failed, in_doubt), else None."""
@@ -208,16 +214,34 @@ def campaign_panel(session, contact: Contact) -> CampaignPanel:
         available=[c for c in campaigns if c.status == "active" and c.id not in busy],
         in_flight=in_flight_emails(session, active),
         block_reason=mailing_block_reason(session, contact, suppressions=suppressions),
-        not_mailed=not_mailed_label(contact.email_status, suppressions.get(contact.email.lower())),
+        not_mailed=not_mailed_label(
+            contact.email_status,
+            suppressions.get(contact.email.lower()),
+            erased=contact.erased_at is not None,
+        ),
         waiting_for=waiting,
         step_counts=read.step_counts,
     )
 
 
-def contact_timeline(session, contact: Contact, *, limit: int = 200) -> list[Activity]:
-    """The contact's activity, newest first."""
-    values = {"contact_id": contact.id, "limit": limit}
-    return list(session.scalars(_timeline_statement(), values))
+TIMELINE_LIMIT = 200
+
+
+@dataclass
+class Timeline:
+    """The contact's latest activity, newest first; `more`: older entries are not shown."""
+
+    entries: list[Activity]
+    more: bool
+    limit: int
+
+
+def contact_timeline(session, contact: Contact, *, limit: int = TIMELINE_LIMIT) -> Timeline:
+    """The contact's activity, newest first, up to `limit` entries: one more is read to
+    know whether older ones are left out (the page says so)."""
+    values = {"contact_id": contact.id, "limit": limit + 1}
+    entries = list(session.scalars(_timeline_statement(), values))
+    return Timeline(entries[:limit], len(entries) > limit, limit)
 
 
 # --- the panel's actions (callers commit) ---

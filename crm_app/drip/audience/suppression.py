@@ -13,7 +13,12 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 
 from crm_app.drip.audience.address_hash import normalize_email
-from crm_app.drip.audience.eligibility import SUPPRESSION_REASON_LABELS, erased_addresses
+from crm_app.drip.audience.eligibility import (
+    SUPPRESSION_REASON_LABELS,
+    describe_suppression,
+    erased_addresses,
+    suppression_reasons,
+)
 from crm_app.drip.audience.ending import active_stop_orders, stop_many
 from crm_app.drip.common.activity import activity_row, record_activities, record_activity
 from crm_app.drip.common.labels import actor_label
@@ -189,6 +194,46 @@ def suppress(
     request = SuppressionRequest(email, reason, source, note)
     results = suppress_many(session, [request], actor=actor, now=now)
     return results.get(normalize_email(email)) or SuppressionResult(None, False, 0)
+
+
+def suppressed_status(reason: str) -> str:
+    """The email status a suppression reason implies. An erased address (a hash, with
+    no reason of its own) reads as unsubscribed: the person asked not to be mailed."""
+    return REASON_STATUS.get(reason, "unsubscribed")
+
+
+def mark_suppressed_address(session, contact: Contact) -> str | None:
+    """The reason the contact's address is suppressed (plain or erased), or None. Its
+    email status is set to match while it is "ok": the contact list reads the status
+    and plain suppressions only (an erased address is a keyed hash SQL cannot make)."""
+    address = normalize_email(contact.email)
+    reason = suppression_reasons(session, [address]).get(address)
+    if reason is not None and contact.email_status == "ok":
+        contact.email_status = suppressed_status(reason)
+    return reason
+
+
+def follow_suppression(
+    session, contact: Contact, *, actor: str, now: datetime | None = None
+) -> int:
+    """A contact whose address was just changed (an edit, the API) to a suppressed one,
+    plain or erased (hashed), is treated as if the suppression came now: its email
+    status set, its active enrolments stopped with the reason, a timeline row. Returns
+    the enrolments stopped (0 when the address is not suppressed)."""
+    reason = mark_suppressed_address(session, contact)
+    if reason is None:
+        return 0
+    now = now or utcnow()
+    why = describe_suppression(reason)
+    record_activity(
+        session, contact, "suppressed", f"Email changed to an address not mailed: {why}",
+        actor=actor,
+    )  # fmt: skip
+    session.flush()
+    orders = active_stop_orders(
+        session, {contact.id: contact.full_name}, {contact.id: f"email changed: {why}"}
+    )
+    return len(stop_many(session, orders, actor=actor, now=now))
 
 
 def lift_suppression(

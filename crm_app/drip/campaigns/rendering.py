@@ -11,7 +11,7 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import escape
 
-from crm_app.drip.campaigns.sandbox import EmailSandbox, render_budget
+from crm_app.drip.campaigns.sandbox import EmailSandbox, FieldValues, render_budget
 from crm_app.models import Contact, User
 
 # The merge fields a template may use; anything else is an error at save time.
@@ -230,10 +230,12 @@ def build_context(
 ) -> dict[str, Any]:
     """The template's variables; delivery passes the contact's real unsubscribe link.
     `block` renders nothing here: blocks.with_blocks gives it the blocks to choose from."""
+    # FieldValues: `contact.custom.items` is the field named items, not the dict's method.
+    custom = FieldValues(contact_fields.get("custom") or {})
     return {
         "block": _no_block,
         "unsubscribe_url": unsubscribe_url,
-        "contact": contact_fields,
+        "contact": contact_fields | {"custom": custom},
         "company": {
             "name": contact_fields.get("company", ""),
             "industry": contact_fields.get("industry", ""),
@@ -255,7 +257,8 @@ class RenderedEmail:
 
 
 def _custom_keys(tree: nodes.Template) -> set[str]:
-    """Custom fields a template reads: contact.custom.x, .get("x") and ["x"]."""
+    """Custom fields a template reads: contact.custom.x, .get("x") and ["x"]. A called
+    `contact.custom.get(...)` or `.items()` is a method; uncalled, `.get` is a field."""
 
     def is_custom(node: nodes.Node) -> bool:
         return (
@@ -266,14 +269,16 @@ def _custom_keys(tree: nodes.Template) -> set[str]:
         )
 
     keys: set[str] = set()
-    for attr in tree.find_all(nodes.Getattr):
-        if is_custom(attr.node) and attr.attr != "get":
-            keys.add(attr.attr)
+    called: set[int] = set()
     for call in tree.find_all(nodes.Call):
         target = call.node
-        if isinstance(target, nodes.Getattr) and target.attr == "get" and is_custom(target.node):
-            if call.args and isinstance(call.args[0], nodes.Const):
+        if isinstance(target, nodes.Getattr) and is_custom(target.node):
+            called.add(id(target))
+            if target.attr == "get" and call.args and isinstance(call.args[0], nodes.Const):
                 keys.add(str(call.args[0].value))
+    for attr in tree.find_all(nodes.Getattr):
+        if is_custom(attr.node) and id(attr) not in called:
+            keys.add(attr.attr)
     for item in tree.find_all(nodes.Getitem):
         if is_custom(item.node) and isinstance(item.arg, nodes.Const):
             keys.add(str(item.arg.value))

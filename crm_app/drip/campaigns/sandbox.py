@@ -271,10 +271,39 @@ def _counted(filter_function):
     return counted
 
 
+# --- fields by name ------------------------------------------------------------------------
+
+
+class FieldValues(dict):
+    """Fields by name (a contact's custom fields) as a template reads them: `x.name` and
+    `x["name"]` are always the field, even one named `items`, `keys` or `get` (a plain
+    dict's method would win and render as "<built-in method ...>"); a missing one is
+    undefined, so `| default(...)` applies. A call, `x.get("name")` or `x.items()`, is
+    still the method (EmailSandbox.method_of)."""
+
+
 # --- the compiled template: loop turns counted, `~` measured -------------------------------
 
 
 class _BudgetedCodeGenerator(CodeGenerator):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._method_callees: set[int] = set()  # ids of the Getattr nodes that are called
+
+    def visit_Call(self, node: nodes.Call, frame: Frame, forward_caller: bool = False) -> None:
+        if isinstance(node.node, nodes.Getattr):
+            # `x.name(...)` calls a method: looked up by method_of, not by getattr.
+            self._method_callees.add(id(node.node))
+        super().visit_Call(node, frame, forward_caller=forward_caller)
+
+    def visit_Getattr(self, node: nodes.Getattr, frame: Frame) -> None:
+        if id(node) not in self._method_callees:
+            super().visit_Getattr(node, frame)
+            return
+        self.write("environment.method_of(")
+        self.visit(node.node, frame)
+        self.write(f", {node.attr!r})")
+
     def visit_For(self, node: nodes.For, frame: Frame) -> None:
         if not node.recursive:  # a recursive loop's turns are counted by its loop() calls
             # `for x in environment.budgeted_iter(<iterable>)`: Jinja allows no new node
@@ -324,6 +353,27 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
             name: _counted(MEASURED_FILTERS.get(name, function))
             for name, function in self.filters.items()
         }
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, FieldValues):
+            return self._field(obj, attribute)
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if isinstance(obj, FieldValues):
+            return self._field(obj, argument)
+        return super().getitem(obj, argument)
+
+    def _field(self, fields: FieldValues, name: Any) -> Any:
+        try:
+            return fields[name]
+        except (TypeError, LookupError):
+            return self.undefined(f"the field {name!r} is not set", obj=fields, name=name)
+
+    def method_of(self, obj: Any, name: str) -> Any:
+        """What `obj.name(...)` calls: the sandbox's usual lookup (attribute first), also
+        on FieldValues, whose read-only methods stay callable (mutating ones are refused)."""
+        return super().getattr(obj, name)
 
     def budgeted_iter(self, iterable: Iterable) -> Iterator:
         budget = _budget()
