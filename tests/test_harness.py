@@ -290,3 +290,30 @@ def test_the_preview_shows_the_variant_chosen_or_the_one_the_contact_gets(
     body = refused.get_data(as_text=True)
     assert refused.status_code == 200 and only_b not in body
     assert 'id="preview-variant-error">Choose Base or a variant' in body
+
+
+def test_a_custom_field_the_sample_contact_lacks_can_be_saved_and_is_sent_empty(
+    admin, session, make_contact, campaigns, backend, settings, fake_sendgrid
+):
+    """The editor says custom fields are usable as {{ contact.custom.name }}: one the
+    sample contact lacks is saved, and a contact without it gets the email, the field
+    empty and false (it failed to render, and the save refused any name but the
+    sample's)."""
+    from crm_app.models import Message
+    from tests.authoring_helpers import send_next
+
+    lead = campaigns["lead"]
+    step = lead.steps[0]
+    form = {
+        "subject": "Your plan{% if contact.custom.plan %}: {{ contact.custom.plan }}{% endif %}",
+        "body_html": step.body_html,
+        "body_text": step.body_text,
+        "delay_days": str(step.delay_days),
+    }
+    saved = admin.post(f"/campaigns/{lead.id}/steps/{step.id}/edit", form)
+    assert saved.status_code == 302, saved.get_data(as_text=True)
+    contact = make_contact("lead", first_name="Gus")
+    session.commit()
+    send_next(session, contact, lead, backend, settings)
+    message = session.scalar(sa.select(Message).where(Message.contact_id == contact.id))
+    assert (message.status, message.subject) == ("sent", "Your plan")

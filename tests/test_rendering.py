@@ -199,3 +199,28 @@ def test_empty_merge_fields_lists_what_the_template_uses_and_this_contact_lacks(
     ]
     full = contact(custom={"met_at": "the fair", "interest": "x", "x": "y"})
     assert empty_merge_fields(sources, build_context(full, SENDER)) == []
+
+
+def test_a_custom_field_the_contact_lacks_renders_as_nothing_or_its_fallback():
+    """A custom field belongs to some contacts only: for the others it is empty and
+    false, and its fallback applies; a typo in a merge field is still an error."""
+    context = build_context(dict(SAMPLE_CONTACT, custom={}), SENDER)
+    rendered = render_email(
+        "Plan: {{ contact.custom.plan }}|{{ contact.custom.plan | default('basic') }}"
+        "|{% if contact.custom.plan %}yes{% else %}no{% endif %}",
+        "",
+        "",
+        context,
+    )
+    assert rendered.subject == "Plan: |basic|no"
+    with pytest.raises(TemplateRenderError):
+        render_email("{{ contact.frist_name }}", "", "", context)
+
+
+@pytest.mark.parametrize("fallback", ['default("there")', 'd("there")', 'default("there", true)'])
+def test_the_documented_fallback_applies_to_an_empty_field(fallback):
+    """product.md's `{{ contact.first_name | default("there") }}`: a contact without a
+    first name reads "Hi there,", not "Hi ," (its merge field is "", not undefined)."""
+    context = build_context(dict(SAMPLE_CONTACT, first_name=""), SENDER)
+    rendered = render_email(f"Hi {{{{ contact.first_name | {fallback} }}}},", "", "", context)
+    assert rendered.subject == "Hi there,"

@@ -30,6 +30,7 @@ from jinja2 import filters as jinja_filters
 from jinja2 import nodes, pass_environment, pass_eval_context
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_VALUE_SIZE = 100_000
@@ -249,7 +250,17 @@ def _sum(environment, iterable: Iterable, attribute: str | int | None = None, st
     return jinja_filters.sync_do_sum(environment, iterable, attribute, start)
 
 
+def _fallback(value: Any, default_value: Any = "", boolean: bool = True) -> Any:
+    """`default`, and its short name `d`, for an empty value too: a merge field the
+    contact has no value for is "", never undefined, so Jinja's own `default` (undefined
+    only, unless told `true`) would leave "Hi ," where product.md's fallback
+    `{{ contact.first_name | default("there") }}` promises "Hi there,"."""
+    return jinja_filters.do_default(value, default_value, boolean)
+
+
 MEASURED_FILTERS = {
+    "default": _fallback,
+    "d": _fallback,
     "center": _center,
     "indent": _indent,
     "format": _format,
@@ -278,8 +289,8 @@ class FieldValues(dict):
     """Fields by name (a contact's custom fields) as a template reads them: `x.name` and
     `x["name"]` are always the field, even one named `items`, `keys` or `get` (a plain
     dict's method would win and render as "<built-in method ...>"); a missing one is
-    undefined, so `| default(...)` applies. A call, `x.get("name")` or `x.items()`, is
-    still the method (EmailSandbox.method_of)."""
+    undefined (renders as nothing, is false), so `| default(...)` applies. A call,
+    `x.get("name")` or `x.items()`, is still the method (EmailSandbox.method_of)."""
 
 
 # --- the compiled template: loop turns counted, `~` measured -------------------------------
@@ -368,7 +379,10 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
         try:
             return fields[name]
         except (TypeError, LookupError):
-            return self.undefined(f"the field {name!r} is not set", obj=fields, name=name)
+            # A contact without this custom field: nothing, or the template's fallback,
+            # not an error (the strict undefined of the other merge fields catches typos
+            # at save; a custom field's name is the contact's, not the template's).
+            return Undefined(f"the field {name!r} is not set", obj=fields, name=name)
 
     def method_of(self, obj: Any, name: str) -> Any:
         """What `obj.name(...)` calls: the sandbox's usual lookup (attribute first), also
