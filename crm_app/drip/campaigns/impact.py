@@ -57,6 +57,11 @@ class Impact:
         return bool(self.lines)
 
 
+def days(count: int) -> str:
+    """'1 day', '3 days'."""
+    return f"{count} day{'' if count == 1 else 's'}"
+
+
 class ImpactNeedsConfirmation(Exception):
     """The change moves contacts who are waiting: show the impact, then confirm."""
 
