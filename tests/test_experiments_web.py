@@ -225,3 +225,14 @@ def test_goal_events_on_the_campaign_form_and_a_goal_from_the_api_converts(
     db.session.expire_all()
     enrollment = db.session.get(type(contact), contact.id).enrollments[0]
     assert enrollment.converted_at is not None and enrollment.end_reason == "converted: goal signed"
+
+
+def test_not_enough_data_is_said_once_not_once_per_metric(admin, campaigns):
+    campaign = campaigns["lead"]
+    step = campaign.steps[0]
+    admin.post(_url(campaign, step), _variants())
+    page = admin.get(_url(campaign, step)).get_data(as_text=True)
+    verdicts = page.split('<ul id="verdicts">', 1)[1].split("</ul>", 1)[0]
+    assert verdicts.count("<li") == 1
+    assert verdicts.count("Not enough data yet: each variant needs at least") == 1
+    assert "(A, B not yet)" in verdicts
