@@ -339,7 +339,7 @@ def update_step(
         record_version(session, step, actor=actor)
         _audit(session, step, "edited", f"saved as version {step.version}", actor)
     if delay_changed:
-        _audit(session, step, "edited", f"delay set to {step.delay_days} days", actor)
+        _audit(session, step, "edited", f"delay set to {days(step.delay_days)}", actor)
     return True
 
 
