@@ -225,3 +225,38 @@ def test_goal_events_on_the_campaign_form_and_a_goal_from_the_api_converts(
     db.session.expire_all()
     enrollment = db.session.get(type(contact), contact.id).enrollments[0]
     assert enrollment.converted_at is not None and enrollment.end_reason == "converted: goal signed"
+
+
+def test_not_enough_data_is_said_once_not_once_per_metric(admin, campaigns):
+    campaign = campaigns["lead"]
+    step = campaign.steps[0]
+    admin.post(_url(campaign, step), _variants())
+    page = admin.get(_url(campaign, step)).get_data(as_text=True)
+    verdicts = page.split('<ul id="verdicts">', 1)[1].split("</ul>", 1)[0]
+    assert verdicts.count("<li") == 1
+    assert verdicts.count("Not enough data yet: each variant needs at least") == 1
+    assert "(A, B not yet)" in verdicts
+
+
+def test_a_variant_left_blank_is_the_email_as_it_is_and_two_equal_ones_are_refused(
+    admin, campaigns
+):
+    campaign = campaigns["lead"]
+    step = campaign.steps[0]
+    page = admin.get(_url(campaign, step)).get_data(as_text=True)
+    assert "a variant left blank sends the email as it is" in page
+
+    same = admin.post(_url(campaign, step), _variants(a="", b=step.subject))
+    assert same.status_code == 422
+    assert "Variants A and B send the same email" in same.get_data(as_text=True)
+    both_blank = admin.post(_url(campaign, step), _variants(a="", b=""))
+    assert both_blank.status_code == 422
+    assert _count(StepVariant) == 0
+
+    started = admin.post(_url(campaign, step), _variants(a="", b="A new subject to try"))
+    assert started.status_code == 302
+    variants = db.session.scalars(sa.select(StepVariant).order_by(StepVariant.key)).all()
+    assert [(v.key, v.subject, v.body_html, v.body_text) for v in variants] == [
+        ("A", "", "", ""),  # the control: the email's own text
+        ("B", "A new subject to try", "", ""),
+    ]

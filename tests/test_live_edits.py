@@ -321,3 +321,40 @@ def test_editing_a_waiting_email_shows_who_gets_the_new_version_and_a_delay_chan
     assert saved.status_code == 302
     session.expire_all()
     assert (lead.steps[1].version, lead.steps[1].delay_days) == (2, second.delay_days)
+
+
+def test_a_delay_confirmation_says_what_its_impact_says_in_days_and_a_day(
+    admin, session, make_contact, campaigns
+):
+    lead = campaigns["lead"]
+    second = lead.steps[1]
+    second.delay_days = 0
+    session.commit()
+    _waiting_at(session, make_contact, lead, [2])
+    form = {
+        "subject": second.subject,
+        "body_html": second.body_html,
+        "body_text": second.body_text,
+        "delay_days": "1",
+    }
+    asked = admin.post(f"/campaigns/{lead.id}/steps/{second.id}/edit", form)
+    text = asked.get_data(as_text=True)
+    assert asked.status_code == 409
+    assert "moves contacts" not in text  # they keep their date: nobody moves
+    assert (
+        "Not saved yet: the new delay applies to contacts who reach this email from now on; "
+        "contacts already waiting for it keep their date." in text
+    )
+    assert "keep their date; the new delay (1 day instead of 0) applies" in text
+
+
+def test_an_insert_confirmation_says_it_changes_what_waiting_contacts_get(
+    admin, session, make_contact, campaigns
+):
+    client = campaigns["client"]
+    _waiting_at(session, make_contact, client, [1, 3])
+    form = {**NEW_EMAIL.__dict__, "position": "2"}
+    asked = admin.post(f"/campaigns/{client.id}/steps/new", form)
+    text = asked.get_data(as_text=True)
+    assert asked.status_code == 409
+    assert "Not saved yet: it changes which emails contacts who are waiting get." in text

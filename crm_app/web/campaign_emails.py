@@ -12,6 +12,7 @@ from crm_app.drip.campaigns.manage import counts_from_enrollment
 from crm_app.drip.campaigns.naming import step_name
 from crm_app.drip.campaigns.steps import (
     STEP_FIELDS,
+    StepChangedMeanwhile,
     StepEditError,
     StepInput,
     add_step,
@@ -22,6 +23,7 @@ from crm_app.drip.campaigns.steps import (
     next_position,
     removal_impact,
     remove_step,
+    step_revision,
     update_step,
 )
 from crm_app.drip.common.ids import database_id
@@ -77,14 +79,18 @@ def _render_step_form(
     status: int = 200,
     *,
     confirm: Impact | None = None,
+    conflict: StepChangedMeanwhile | None = None,
 ):
     if request.method == "POST":
         values = request.form
         live = _live_parts(campaign, step, _step_input())
         if confirm is not None:
             live["impact"] = None  # shown above the form, as what to confirm
+        if conflict is not None:  # what was typed, now over the revision just shown
+            values = request.form.to_dict() | {"revision": step_revision(conflict.step)}
     elif step is not None:
         values = {name: getattr(step, name) for name in STEP_FIELDS if hasattr(step, name)}
+        values["revision"] = step_revision(step)
         live = {
             "preview": preview_step(step, _sample_context(), None),
             "impact": edit_impact(db.session, step, _saved_input(step)),
@@ -104,6 +110,7 @@ def _render_step_form(
         default_position=next_position(campaign),
         delay_from_enrollment=counts_from_enrollment(position),
         confirm=confirm,
+        conflict=conflict,
         **live,
     ), status
 
@@ -164,6 +171,9 @@ def edit_step(campaign_id: int, step_id: int):
     except ImpactNeedsConfirmation as asked:
         db.session.rollback()
         return _render_step_form(step.campaign, step, status=409, confirm=asked.impact)
+    except StepChangedMeanwhile as changed_meanwhile:
+        db.session.rollback()
+        return _render_step_form(step.campaign, step, status=409, conflict=changed_meanwhile)
     db.session.commit()
     if not changed:
         return action_response(_back_to_step(step), "Nothing changed.", "info")

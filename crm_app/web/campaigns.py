@@ -18,6 +18,7 @@ from crm_app.drip.campaigns.harness import preview_context, preview_step
 from crm_app.drip.campaigns.impact import waiting_for_steps
 from crm_app.drip.campaigns.lifecycle import (
     CAMPAIGN_FIELDS,
+    CampaignChangedMeanwhile,
     CampaignDetailsError,
     CampaignInput,
     clone_campaign,
@@ -25,6 +26,7 @@ from crm_app.drip.campaigns.lifecycle import (
     delete_campaign,
     deletion_refusal,
     details_of,
+    details_revision,
     triggers_taken,
     update_details,
 )
@@ -136,12 +138,19 @@ def _campaign_input() -> CampaignInput:
     return CampaignInput(**{name: request.form.get(name, "") for name in CAMPAIGN_FIELDS})
 
 
-def _render_details_form(campaign: Campaign | None, values, errors=None, status: int = 200):
+def _render_details_form(
+    campaign: Campaign | None,
+    values,
+    errors=None,
+    status: int = 200,
+    conflict: CampaignChangedMeanwhile | None = None,
+):
     return render_template(
         "campaigns/details_form.html",
         campaign=campaign,
         values=values,
         errors=errors or {},
+        conflict=conflict,
         types=CONTACT_TYPES,
         taken=triggers_taken(db.session, other_than=campaign),
         reentry_rules=RULE_LABELS,
@@ -163,6 +172,11 @@ def _save_details(campaign: Campaign | None) -> ResponseReturnValue:
     except CampaignDetailsError as refused:
         db.session.rollback()
         return _render_details_form(campaign, request.form, refused.errors, 422)
+    except CampaignChangedMeanwhile as changed:
+        db.session.rollback()
+        # What was typed, now over the revision just shown: saving again replaces it.
+        values = request.form.to_dict() | {"revision": details_revision(changed.campaign)}
+        return _render_details_form(campaign, values, status=409, conflict=changed)
     db.session.commit()
     return action_response(url_for("campaigns.detail", campaign_id=campaign.id), notice)
 
@@ -181,7 +195,8 @@ def edit(campaign_id: int):
     campaign = db.get_or_404(Campaign, campaign_id)
     if request.method == "POST":
         return _save_details(campaign)
-    return _render_details_form(campaign, details_of(campaign))
+    values = details_of(campaign) | {"revision": details_revision(campaign)}
+    return _render_details_form(campaign, values)
 
 
 @bp.post("/<int:campaign_id>/clone")

@@ -47,6 +47,9 @@ class Impact:
     change: str
     lines: list[ImpactLine] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Why it needs a confirmation, in a few words, said with the lines that explain it:
+    # the form's "Not saved yet: ..." must not say more than they do.
+    summary: str = "it changes which emails contacts who are waiting get"
 
     @property
     def waiting(self) -> int:
@@ -55,6 +58,11 @@ class Impact:
     @property
     def needs_confirmation(self) -> bool:
         return bool(self.lines)
+
+
+def days(count: int) -> str:
+    """'1 day', '3 days'."""
+    return f"{count} day{'' if count == 1 else 's'}"
 
 
 class ImpactNeedsConfirmation(Exception):
@@ -151,7 +159,11 @@ def edit_change(
     impact = Impact(f"Saving {label}")
     groups = waiting_for_steps(session, step.campaign)
     if new_delay is not None and new_delay != step.delay_days:
-        change = f"{new_delay} days instead of {step.delay_days}"
+        change = f"{days(new_delay)} instead of {step.delay_days}"
+        impact.summary = (
+            "the new delay applies to contacts who reach this email from now on; "
+            "contacts already waiting for it keep their date"
+        )
         for group in groups:
             if group.step is step:
                 effect = (

@@ -5,10 +5,15 @@ and archiving are manage.set_campaign_status. Each is in the audit log. Callers 
 One campaign per contact type: the type is a campaign's trigger (a new contact of
 that type, or one switched to it, is enrolled there), so two campaigns cannot
 share one. A campaign without a type is enrolled into by hand only.
+
+The details form carries the revision it was opened at (details_revision): a save
+after someone else changed a detail raises CampaignChangedMeanwhile, and nothing is
+saved.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, fields
 
@@ -39,6 +44,32 @@ class CampaignDetailsError(FieldErrors):
     """Campaign details that cannot be saved, or a delete that is refused."""
 
 
+class CampaignChangedMeanwhile(Exception):
+    """Someone else saved the campaign's details after this form was opened: saving it
+    would undo their change without anyone seeing it. Nothing was saved; `campaign` is
+    read afresh and `changed` names the details that differ from the opened form's."""
+
+    def __init__(self, campaign: Campaign, changed: list[str]):
+        self.campaign = campaign
+        self.changed = changed
+        now = details_of(campaign)
+        said = "; ".join(
+            f"the {FIELD_LABELS[name]} is now “{_shown(name, now)}”" for name in changed
+        )
+        self.message = (
+            f"This campaign was changed by someone else since you opened it: {said}. "
+            "Nothing was saved."
+        )
+        super().__init__(self.message)
+
+
+def _shown(name: str, details: dict[str, str]) -> str:
+    value = " ".join(details[name].split()) or "none"
+    if name == "contact_type" and not details[name]:
+        value = "manual enrolment only"
+    return value if len(value) <= 80 else value[:79] + "…"
+
+
 @dataclass(frozen=True)
 class CampaignInput:
     """What the campaign form submits, as text."""
@@ -49,6 +80,8 @@ class CampaignInput:
     goal_contact_type: str = ""
     reentry: str = "resume"
     goal_events: str = ""  # exit goals: goal event names, one per line
+    # The revision the edit form was opened at (details_revision); empty: not checked.
+    revision: str = ""
 
 
 CAMPAIGN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CampaignInput))
@@ -75,6 +108,39 @@ def details_of(campaign: Campaign | None) -> dict[str, str]:
         "reentry": campaign.reentry,
         "goal_events": campaign.goal_events,
     }
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256((value or "").encode()).hexdigest()[:12]
+
+
+def details_revision(campaign: Campaign) -> str:
+    """What the edit form carries: a short digest of each detail, in form order, so a
+    save tells which details someone else changed since (not when: the campaign's
+    other settings, such as its window or status, are no conflict)."""
+    return ".".join(_digest(value) for value in details_of(campaign).values())
+
+
+def _refuse_if_changed_meanwhile(session, campaign: Campaign, revision: str) -> None:
+    """CampaignChangedMeanwhile unless the details are still those of `revision`. A
+    write to the campaign's row takes its lock (PostgreSQL; SQLite's write lock) until
+    the commit, then the details are read afresh: of two saves of one revision at once,
+    the second waits, then finds the first's and is refused."""
+    if not revision:
+        return
+    table = Campaign.__table__
+    session.execute(
+        sa.update(table).where(table.c.id == campaign.id).values(updated_at=table.c.updated_at)
+    )
+    session.refresh(campaign)
+    opened = revision.split(".")
+    changed = [
+        name
+        for i, (name, value) in enumerate(details_of(campaign).items())
+        if i >= len(opened) or opened[i] != _digest(value)
+    ]
+    if changed:
+        raise CampaignChangedMeanwhile(campaign, changed)
 
 
 def type_taken_by(session, contact_type: str, *, other_than: Campaign | None = None):
@@ -175,8 +241,10 @@ def create_campaign(session, data: CampaignInput, *, actor: str) -> Campaign:
 
 def update_details(session, campaign: Campaign, data: CampaignInput, *, actor: str) -> Campaign:
     """Rename, re-describe, change the trigger, goal or re-entry rule. Contacts already
-    enrolled stay where they are: a new trigger only enrols contacts from now on."""
+    enrolled stay where they are: a new trigger only enrols contacts from now on.
+    Refused (CampaignChangedMeanwhile) when a detail changed since `data.revision`."""
     cleaned = validate_details(session, data, campaign=campaign)
+    _refuse_if_changed_meanwhile(session, campaign, data.revision)
     changed = [name for name, value in cleaned.items() if getattr(campaign, name) != value]
     old_name = campaign.name
     for name in changed:

@@ -3,7 +3,7 @@ their results and verdicts, conditions, and warnings about rules on vanished fie
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 
@@ -40,12 +40,20 @@ class StepExperiment:
         return self.verdicts[0].winner_id if self.verdicts else None
 
 
+def _said_once(verdicts: list[Verdict]) -> list[Verdict]:
+    """One verdict when every metric's says the same (too few emails sent is not a
+    matter of opens or clicks): the pages would repeat it word for word."""
+    if len(verdicts) > 1 and len({v.text for v in verdicts}) == 1:
+        return [replace(verdicts[0], metric="all")]
+    return verdicts
+
+
 def step_experiment(session, step: CampaignStep, *, min_sends: int) -> StepExperiment:
     running = running_variants(session, step)
     past = past_tests(session, step)
     counts = variant_counts(session, [v.id for v in running + past])
     verdicts = (
-        [verdict(running, counts, metric=m, min_sends=min_sends) for m in METRICS]
+        _said_once([verdict(running, counts, metric=m, min_sends=min_sends) for m in METRICS])
         if running
         else []
     )

@@ -153,13 +153,14 @@ def validate_variants(
         raise VariantError({"variants": f"A test needs {MIN_VARIANTS} to {MAX_VARIANTS} variants."})
     weights = _weights(inputs, errors)
     cleaned = []
+    sends: dict[tuple[str, ...], str] = {}  # the email a variant sends -> its key
     for item, weight in zip(inputs, weights, strict=True):
+        # A part left blank is the email's own; a variant left blank is the email as it
+        # is: the control the others are measured against.
         texts = {
             name: (getattr(item, name) or "").replace("\r\n", "\n").strip()
             for name in ("subject", "body_html", "body_text")
         }
-        if not any(texts.values()):
-            errors[f"variant-{item.key}-subject"] = "Change the subject, a body or both."
         full = dict(
             zip(("subject", "body_html", "body_text"), variant_texts(step, None), strict=True)
         )
@@ -174,8 +175,13 @@ def validate_variants(
             else:  # the step's own text, when it is the one at fault
                 errors.setdefault(f"variant-{item.key}-subject", message)
         cleaned.append(texts | {"key": item.key, "weight": weight})
-    if len({c["subject"] + c["body_html"] + c["body_text"] for c in cleaned}) < len(cleaned):
-        errors.setdefault("variants", "Two variants are the same: make each one different.")
+        # Compared as sent, a blank part filled in: a test of two equal emails says nothing.
+        same = sends.setdefault(tuple(full.values()), item.key)
+        if same != item.key:
+            errors.setdefault(
+                "variants",
+                f"Variants {same} and {item.key} send the same email: make each one different.",
+            )
     if errors:
         raise VariantError(errors)
     return cleaned
