@@ -66,13 +66,15 @@
     }
   });
 
-  // An error answer without our alert (a proxy's 502, a crash before our handler).
+  // An error answer without our alert (a proxy's 502, a crash before our handler). A
+  // 4xx is a refusal, not a fault on our side that trying again might get past.
   document.addEventListener("htmx:responseError", function (event) {
     var xhr = event.detail.xhr;
+    var status = xhr ? xhr.status : 0;
     if (xhr && xhr.getResponseHeader("X-Action-Error")) return;
-    showNextTo(event.detail.elt, textAlert(
-      "Something went wrong on our side (" + (xhr ? xhr.status : "?") + "). " +
-      "Nothing was saved; please try again."));
+    showNextTo(event.detail.elt, textAlert(status >= 400 && status < 500
+      ? "This action was refused (" + status + "), so nothing was saved. Reload the page to see where things stand."
+      : "Something went wrong on our side (" + (status || "?") + "). Nothing was saved; please try again."));
   });
 
   // htmx:beforeHistorySave comes before the snapshot of the page that `path` shows, so
