@@ -40,11 +40,26 @@ limiter = Limiter(
 )
 
 
+def unicode_lower(value: object) -> str | None:
+    """SQL lower() as Python's str.lower: what the app compares SQL's lower() with."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return str(value).lower()
+
+
 @event.listens_for(Engine, "connect")
-def _sqlite_foreign_keys(dbapi_connection, connection_record) -> None:
+def _sqlite_connection(dbapi_connection, connection_record) -> None:
     """SQLite ignores ON DELETE CASCADE unless asked, per connection: a deleted contact
     would keep its enrolments, and the scheduler could still mail it."""
     if type(dbapi_connection).__module__.startswith("sqlite3"):
+        # SQLite's own lower() lower-cases A-Z only, while the app lower-cases in Python:
+        # "élodie" found no "Élodie", "Émile@" and "émile@" were two addresses, and a
+        # suppression of "ÉMILE@" missed its contact. Deterministic, so the indexes on
+        # lower(...) use it (migration 0022 rebuilt them). A connection without it (the
+        # sqlite3 shell) must not write contacts: it would file them under the old lower.
+        dbapi_connection.create_function("lower", 1, unicode_lower, deterministic=True)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         # WAL: readers (web pages) never wait for the worker's writes, and vice versa.

@@ -12,7 +12,7 @@ from crm_app.drip.audience import bulk_actions
 from crm_app.drip.audience.bulk_actions import BulkAction, Selection, run_bulk_action
 from crm_app.drip.audience.suppression import suppress
 from crm_app.extensions import db
-from crm_app.models import Activity, Contact, Enrollment
+from crm_app.models import Activity, Campaign, Contact, Enrollment
 from crm_app.queue import get_queue, get_redis
 
 
@@ -255,6 +255,7 @@ def test_a_large_selection_runs_as_a_job_with_a_progress_page(
     assert progress_url.startswith("/contacts/bulk/jobs/")
     waiting = admin.get(progress_url).get_data(as_text=True)
     assert "in progress" in waiting and 'http-equiv="refresh"' in waiting  # polls without JS
+    assert "Started: changing the type of 3 contacts to client." in waiting  # not a question
     assert all(active_campaigns(contact_id) == {"Lead"} for contact_id in ids)
 
     SimpleWorker([get_queue(app)], connection=get_redis(app)).work(burst=True)
@@ -262,6 +263,24 @@ def test_a_large_selection_runs_as_a_job_with_a_progress_page(
     done = admin.get(progress_url).get_data(as_text=True)
     assert "Changed to client: 3 contacts." in done and "refresh" not in done
     assert all(active_campaigns(contact_id) == {"Client"} for contact_id in ids)
+
+
+@pytest.mark.parametrize(
+    ("action", "campaign_name", "expected"),
+    [
+        (BulkAction("enroll", campaign_id=1), "Lead", "Started: enrolling 1,000 contacts in Lead."),
+        (BulkAction("stop"), None, "Started: stopping every campaign for 1,000 contacts."),
+        (
+            BulkAction("change_type", new_type="client"),
+            None,
+            "Started: changing the type of 1,000 contacts to client.",
+        ),
+        (BulkAction("delete"), None, "Started: deleting 1,000 contacts."),
+    ],
+)
+def test_a_started_job_is_said_as_a_statement(action, campaign_name, expected):
+    campaign = Campaign(name=campaign_name) if campaign_name else None
+    assert bulk_actions.started(action, 1000, campaign) == expected
 
 
 def test_an_unknown_job_is_not_found(admin):

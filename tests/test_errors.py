@@ -132,3 +132,23 @@ def test_a_refused_form_has_an_error_summary_that_takes_the_focus(admin, campaig
     summary = page.split('<div class="error-summary"', 1)[1].split("</div>", 1)[0]
     assert 'role="alert"' in summary and "data-focus-on-load" in summary
     assert 'href="#field-email"' in summary
+
+
+def test_an_htmx_action_on_a_deleted_contact_says_it_no_longer_exists(admin, make_contact):
+    """A contact deleted in another tab: the action's 404 is not "our side" failing."""
+    from crm_app.drip.audience.contacts import delete_contact
+    from crm_app.extensions import db
+
+    contact = make_contact("lead")
+    contact_id = contact.id
+    delete_contact(db.session, contact, actor="test")
+    db.session.commit()
+
+    response = admin.post(f"/contacts/{contact_id}/enrollments/by-type", htmx=True)
+    text = response.get_data(as_text=True)
+    assert response.status_code == 404 and response.headers["X-Action-Error"] == "1"
+    assert "This record no longer exists (it may have been deleted)" in text
+    assert "our side" not in text and "<html" not in text
+    # A page, not an alert, without htmx.
+    page = admin.get(f"/contacts/{contact_id}").get_data(as_text=True)
+    assert "Not found (404)" in page

@@ -110,7 +110,7 @@ def test_rows_keep_their_line_in_the_file_across_blank_lines_and_quoted_line_bre
         (b"ada@example.com,Ada\nbob@example.com,Bob\n", "The first line must name the columns"),
         (b"email,first_name\n", "a header line but no contacts under it"),
         # Past csv's field limit (128 KiB): was a csv.Error out of the delimiter's guess.
-        (b"email\n" + b"a" * 200_000 + b"\n", "Line 2 cannot be read as CSV"),
+        (b"email\n" + b"a" * 200_000 + b"\n", "Line 2 has a cell longer than 131,072"),
     ],
     ids=["empty", "blank lines", "workbook", "binary", "no header", "header only", "huge cell"],
 )
@@ -118,3 +118,39 @@ def test_a_file_that_cannot_be_imported_says_why(content, message):
     with pytest.raises(ImportFileError) as refused:
         read_csv(content)
     assert message in refused.value.errors["file"]
+
+
+TOO_LONG = (
+    "has a cell longer than 131,072 characters ({:,}), the most one cell may hold. "
+    "Shorten it or remove that row, and upload the file again."
+)
+OPEN_QUOTE = (
+    'opens a quote (") that is never closed, so the rest of the file reads as one cell. '
+    "Close or remove that quote and upload the file again."
+)
+# A 2 MB cell without a quote anywhere: not a quote's fault.
+LONG_CELL = b"email;notes\na@x.com;ok\nb@x.com;" + b"n" * 2_000_000 + b";\n"
+# A quoted cell over several lines, closed: "" is one quote, line breaks count.
+LONG_QUOTED_CELL = b'email,notes\na@x.com,"' + b'ab""\r\n' * 40_000 + b'"\n'
+# A quote opened on line 3 and never closed: the rest of the file is one cell.
+QUOTE_LEFT_OPEN = b'email,notes\na@x.com,ok\nb@x.com,"open\n' + b"c@x.com,fine\n" * 20_000
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (LONG_CELL, "Line 3 " + TOO_LONG.format(2_000_000)),
+        (LONG_QUOTED_CELL, "Line 2 " + TOO_LONG.format(200_000)),
+        (QUOTE_LEFT_OPEN, "Line 3 " + OPEN_QUOTE),
+    ],
+    ids=["long cell", "long quoted cell", "open quote"],
+)
+def test_a_cell_past_the_limit_and_a_quote_left_open_are_told_apart(content, message):
+    with pytest.raises(ImportFileError) as refused:
+        read_csv(content)
+    assert refused.value.errors["file"] == message
+
+
+def test_a_quote_inside_an_unquoted_cell_is_part_of_it():
+    parsed = read_csv(b'email;notes\na@x.com;say "hi"\nb@x.com;fine\n')
+    assert parsed.delimiter == ";" and parsed.rows[0][1] == ["a@x.com", 'say "hi"']

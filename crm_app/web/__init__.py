@@ -104,6 +104,13 @@ def _register_error_pages(app: Flask) -> None:
     def not_found(error):
         if is_api_request():  # an unknown URL under /api: no blueprint handler applies
             return problem_for(error)
+        if request.htmx:
+            # An action on a record deleted meanwhile (in another tab, by a colleague):
+            # not a fault of ours, and trying again will not help.
+            return htmx_alert(
+                "This record no longer exists (it may have been deleted), so nothing was saved.",
+                404,
+            )
         return render_template("errors/404.html"), 404
 
     @app.errorhandler(500)

@@ -20,6 +20,7 @@ from crm_app.drip.audience.bulk_actions import (
     check_selection,
     question,
     run_bulk_action,
+    started,
 )
 from crm_app.drip.audience.list_request import ListRequest
 from crm_app.extensions import db
@@ -96,7 +97,7 @@ def apply():
             stop_reason=stop_reason, count=count,
         )  # fmt: skip
         return action_response(
-            url_for(".progress", job_id=job_id), f"Started: {question(action, count, campaign)}"
+            url_for(".progress", job_id=job_id), started(action, count, campaign)
         )
     result = BulkResult(total=count)
     for progress in run_bulk_action(

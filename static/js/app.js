@@ -6,6 +6,9 @@
 // 2. An htmx action that fails (signed out, refused, server error, no network) shows its
 //    message next to the button that was pressed, in an alert that screen readers
 //    announce, instead of at the top of the page where nobody looks.
+// 3. A live search's page kept by htmx for Back shows, in its boxes, the search its list
+//    shows: htmx keeps the page's HTML, where a typed value is not (and the box holds the
+//    next search already, typed after the list was swapped in).
 (function () {
   "use strict";
 
@@ -63,13 +66,41 @@
     }
   });
 
-  // An error answer without our alert (a proxy's 502, a crash before our handler).
+  // An error answer without our alert (a proxy's 502, a crash before our handler). A
+  // 4xx is a refusal, not a fault on our side that trying again might get past.
   document.addEventListener("htmx:responseError", function (event) {
     var xhr = event.detail.xhr;
+    var status = xhr ? xhr.status : 0;
     if (xhr && xhr.getResponseHeader("X-Action-Error")) return;
-    showNextTo(event.detail.elt, textAlert(
-      "Something went wrong on our side (" + (xhr ? xhr.status : "?") + "). " +
-      "Nothing was saved; please try again."));
+    showNextTo(event.detail.elt, textAlert(status >= 400 && status < 500
+      ? "This action was refused (" + status + "), so nothing was saved. Reload the page to see where things stand."
+      : "Something went wrong on our side (" + (status || "?") + "). Nothing was saved; please try again."));
+  });
+
+  // htmx:beforeHistorySave comes before the snapshot of the page that `path` shows, so
+  // its search forms' values are written where the snapshot keeps them: the value
+  // attributes, from the path's query. A typed value on screen stays as it is.
+  var TYPED = ["text", "search", "email", "number", "tel", "url", "date"];
+  document.addEventListener("htmx:beforeHistorySave", function (event) {
+    var query = new URL(event.detail.path, window.location.href).searchParams;
+    var forms = event.detail.historyElt.querySelectorAll("form[hx-push-url]");
+    Array.prototype.forEach.call(forms, function (form) {
+      Array.prototype.forEach.call(form.elements, function (field) {
+        var shown = query.get(field.name) || "";
+        var live = field.value; // an untouched box would follow its attribute: kept
+        if (!field.name) return;
+        if (field.tagName === "INPUT" && TYPED.indexOf(field.type) >= 0) {
+          field.setAttribute("value", shown);
+        } else if (field.tagName === "SELECT" && !field.multiple) {
+          Array.prototype.forEach.call(field.options, function (option) {
+            option.toggleAttribute("selected", option.value === shown);
+          });
+        } else {
+          return;
+        }
+        field.value = live;
+      });
+    });
   });
 
   document.addEventListener("htmx:sendError", function (event) {

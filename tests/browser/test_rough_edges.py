@@ -1,6 +1,7 @@
 """In a real chromium: an action after the session expired is answered beside the
-action (announced, in words about signing in), and after a refused form the focus is
-on the error summary."""
+action (announced, in words about signing in), as is one on a contact deleted meanwhile
+(it no longer exists, not "our side"); after a refused form the focus is on the error
+summary."""
 
 from __future__ import annotations
 
@@ -66,3 +67,42 @@ def test_the_skip_link_is_the_first_stop_of_the_keyboard(page, admin_user):
     expect(skip).to_be_visible()
     page.keyboard.press("Enter")
     expect(page.locator("main#main")).to_be_focused()
+
+
+def test_an_action_on_a_contact_deleted_in_another_tab_says_it_no_longer_exists(
+    page, admin_user, make_contact, tmp_path
+):
+    from crm_app.drip.audience.contacts import delete_contact
+    from crm_app.extensions import db
+    from tests.browser.pages import screenshots
+
+    contact = make_contact("lead")
+    log_in(page)
+    page.goto(f"/contacts/{contact.id}")
+    delete_contact(db.session, contact, actor="test")  # the other tab
+    db.session.commit()
+
+    page.get_by_role("button", name="Enrol by type (lead)").click()
+    message = page.locator("#campaign-panel form + .action-feedback[role=alert]")
+    expect(message).to_contain_text(
+        "This record no longer exists (it may have been deleted), so nothing was saved."
+    )
+    expect(message).not_to_contain_text("our side")
+    screenshots(page, "contact-deleted-meanwhile", tmp_path)
+
+
+def test_a_refusal_without_our_alert_is_not_called_our_fault(page, admin_user, make_contact):
+    """A 4xx from something in front of the app (no X-Action-Error): a refusal, while a
+    5xx stays "on our side"."""
+    contact = make_contact("lead")
+    log_in(page)
+    page.goto(f"/contacts/{contact.id}")
+    answers = iter([429, 502])
+    page.route("**/by-type", lambda route: route.fulfill(status=next(answers), body="no"))
+    button = page.get_by_role("button", name="Enrol by type (lead)")
+    message = page.locator("#campaign-panel form + .action-feedback[role=alert]")
+
+    button.click()
+    expect(message).to_contain_text("This action was refused (429), so nothing was saved.")
+    button.click()
+    expect(message).to_contain_text("Something went wrong on our side (502).")

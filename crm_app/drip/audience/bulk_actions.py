@@ -146,25 +146,44 @@ def check_action(session, action: BulkAction, *, final: bool) -> Campaign | None
     return campaign
 
 
-def button_label(action: BulkAction, count: int, campaign: Campaign | None) -> str:
-    """What the confirming button says: "Enrol 3 contacts in Lead"."""
+# Each action's verb as the button asks for it, and as a job under way does it.
+_VERBS = {
+    "enroll": ("Enrol", "enrolling"),
+    "stop": ("Stop", "stopping"),
+    "change_type": ("Change", "changing"),
+    "delete": ("Delete", "deleting"),
+}
+
+
+def _what(action: BulkAction, count: int, campaign: Campaign | None, verb: str) -> str:
     contacts = f"{count:,} contact{'' if count == 1 else 's'}"
     if action.action == "enroll":
         where = f" in {campaign.name}" if campaign else ""
-        return f"Enrol {contacts}{where}"
+        return f"{verb} {contacts}{where}"
     if action.action == "stop":
         which = campaign.name if campaign else "every campaign"
-        return f"Stop {which} for {contacts}"
+        return f"{verb} {which} for {contacts}"
     if action.action == "change_type":
         to = f" to {action.new_type}" if action.new_type else ""
-        return f"Change the type of {contacts}{to}"
-    return f"Delete {contacts}"
+        return f"{verb} the type of {contacts}{to}"
+    return f"{verb} {contacts}"
+
+
+def button_label(action: BulkAction, count: int, campaign: Campaign | None) -> str:
+    """What the confirming button says: "Enrol 3 contacts in Lead"."""
+    return _what(action, count, campaign, _VERBS[action.action][0])
 
 
 def question(action: BulkAction, count: int, campaign: Campaign | None) -> str:
     """The confirmation's question, which says how many: "Enrol 3 contacts in Lead?"."""
     asked = f"{button_label(action, count, campaign)}?"
     return f"{asked} This cannot be undone." if action.action == "delete" else asked
+
+
+def started(action: BulkAction, count: int, campaign: Campaign | None) -> str:
+    """What a background job's start says, a statement: "Started: enrolling 3 contacts in
+    Lead."."""
+    return f"Started: {_what(action, count, campaign, _VERBS[action.action][1])}."
 
 
 @dataclass

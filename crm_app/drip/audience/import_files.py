@@ -54,6 +54,7 @@ _IGNORED_NAMES = {"id", "emailstatus", "createdat", "updatedat", "importline", "
 # Our export names custom fields "custom.<key>": a re-import maps them back.
 _EXPORTED_CUSTOM = re.compile(r"^custom\.(\w+)$", re.ASCII)
 _LOOKS_LIKE_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 class ImportFileError(FieldErrors):
@@ -96,12 +97,14 @@ def decode(data: bytes) -> tuple[str, str]:
 def sniff_delimiter(text: str) -> str:
     """The delimiter among , ; and tab that splits the header into the most columns
     while the next lines agree with it; a one-column file (a list of addresses) is ","."""
-    sample = [line for line in text.splitlines()[:50] if line.strip()]
+    # A line past csv's field limit would refuse every delimiter: read_csv says which.
+    limit = csv.field_size_limit()
+    sample = [line for line in text.splitlines()[:50] if line.strip() and len(line) <= limit]
     best, best_score = ",", (0.0, 0)
     for delimiter in DELIMITERS:
         try:
             records = list(csv.reader(sample, delimiter=delimiter))
-        except csv.Error:  # a cell past csv's field limit: read_csv says which line
+        except csv.Error:  # a quoted cell past the limit over several lines
             continue
         if not records or len(records[0]) < 2:
             continue
@@ -148,15 +151,72 @@ def read_csv(data: bytes) -> CsvFile:
             else:
                 rows.append((first_line, cells))
     except csv.Error as error:
-        raise ImportFileError(
-            f"Line {last_line + 1} cannot be read as CSV ({error}). Is a quote left open?"
-        ) from None
+        raise ImportFileError(_unreadable(text, last_line + 1, delimiter, error)) from None
     if header is None:
         raise ImportFileError("The file is empty.")
     _check_header(header)
     if not rows:
         raise ImportFileError("The file has a header line but no contacts under it.")
     return CsvFile(encoding=encoding, delimiter=delimiter, header=header, rows=rows)
+
+
+def _unreadable(text: str, line: int, delimiter: str, error: csv.Error) -> str:
+    """Why the record starting on `line` cannot be read: a quote that is never closed (the
+    rest of the file became one cell), a cell past csv's field limit, or csv's words."""
+    quote_open, longest = _scan_record(text, _line_start(text, line), delimiter)
+    if quote_open:
+        return (
+            f'Line {line} opens a quote (") that is never closed, so the rest of the file '
+            "reads as one cell. Close or remove that quote and upload the file again."
+        )
+    limit = csv.field_size_limit()
+    if longest > limit:
+        return (
+            f"Line {line} has a cell longer than {limit:,} characters ({longest:,}), the "
+            "most one cell may hold. Shorten it or remove that row, and upload the file again."
+        )
+    return f"Line {line} cannot be read as CSV ({error})."
+
+
+def _line_start(text: str, line: int) -> int:
+    """Where `line` starts in `text` (1-based; a line ends as csv counts: LF, CR LF or CR)."""
+    offset = 0
+    for _ in range(line - 1):
+        end = _LINE_END.search(text, offset)
+        if end is None:
+            return len(text)
+        offset = end.end()
+    return offset
+
+
+def _scan_record(text: str, start: int, delimiter: str) -> tuple[bool, int]:
+    """(a quote is still open at the end of the text, the longest cell's length) of the
+    record starting at `start`, read as csv's default dialect reads it: a quote opens a
+    cell only at its start, and "" inside a quoted cell is one quote."""
+    special = re.compile(f'["\r\n{re.escape(delimiter)}]')
+    position, cell, longest, in_quotes, at_cell_start = start, 0, 0, False, True
+    while True:
+        found = special.search(text, position)
+        end = len(text) if found is None else found.start()
+        cell += end - position
+        at_cell_start = at_cell_start and end == position
+        if found is None:
+            return in_quotes, max(longest, cell)
+        char, position = found.group(), end + 1
+        if char == '"' and in_quotes:
+            if text.startswith('"', position):  # "" is a quote inside the cell
+                cell, position = cell + 1, position + 1
+            else:
+                in_quotes = False
+        elif char == '"':
+            in_quotes, cell = at_cell_start, cell + (not at_cell_start)
+        elif in_quotes:
+            cell += 1  # a delimiter or a line break inside a quoted cell
+        elif char == delimiter:
+            longest, cell = max(longest, cell), 0
+        else:  # the record's line break
+            return False, max(longest, cell)
+        at_cell_start = char == delimiter and not in_quotes
 
 
 def _check_header(header: list[str]) -> None:
