@@ -6,6 +6,9 @@
 // 2. An htmx action that fails (signed out, refused, server error, no network) shows its
 //    message next to the button that was pressed, in an alert that screen readers
 //    announce, instead of at the top of the page where nobody looks.
+// 3. A page that answers a POST to show a secret once (`data-replace-url`: the secret
+//    must not travel in a redirect) takes its GET address in the history, so a reload
+//    shows the page without the secret instead of sending the POST again.
 (function () {
   "use strict";
 
@@ -49,7 +52,14 @@
     return alert.outerHTML;
   }
 
-  document.addEventListener("DOMContentLoaded", function () { focusFirst(document); });
+  function replaceUrl() {
+    var marked = document.querySelector("[data-replace-url]");
+    if (marked && window.history && window.history.replaceState) {
+      window.history.replaceState(null, "", marked.getAttribute("data-replace-url"));
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { focusFirst(document); replaceUrl(); });
   document.addEventListener("htmx:afterSettle", function (event) { focusFirst(event.target); });
 
   // Our refusals carry X-Action-Error (crm_app/web/htmx.py htmx_alert): shown by the action.
