@@ -200,6 +200,17 @@ def test_list_filters_by_type_email_search_and_update_time(api, make_contact):
     assert response.status_code == 422 and "limit" in response.get_json()["errors"]
 
 
+def test_an_unknown_type_filter_is_a_422_listing_the_types(api, make_contact):
+    make_contact("lead")
+    for unknown in ("zzz", "Lead"):
+        response = api.get(f"/api/v1/contacts?type={unknown}")
+        assert response.status_code == 422, unknown
+        assert response.content_type == PROBLEM
+        assert response.get_json()["errors"] == {
+            "type": ["Choose one of: networking, lead, prospect, client."]
+        }
+
+
 def test_numbers_and_times_past_the_databases_range_are_answered_not_a_500(api, make_contact):
     # Each was a 500 on PostgreSQL: ids are INTEGER there, and a UTC time past 9999.
     contact = make_contact("lead", email="lena@example.com")

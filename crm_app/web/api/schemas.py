@@ -84,7 +84,14 @@ class ContactDetailOut(ContactOut):
 
 class ContactListQuery(ma.Schema):
     q = F.String(metadata={"description": "Searches name, email and company"})
-    contact_type = F.String(data_key="type", metadata={"enum": list(CONTACT_TYPES)})
+    # An unknown type is refused, not ignored (which listed every contact); OneOf is
+    # also the OpenAPI enum.
+    contact_type = F.String(
+        data_key="type",
+        validate=ma.validate.OneOf(
+            CONTACT_TYPES, error=f"Choose one of: {', '.join(CONTACT_TYPES)}."
+        ),
+    )
     email = F.String(metadata={"description": "Exact, case-insensitive"})
     updated_since = F.AwareDateTime(default_timezone=None)
     cursor = F.Integer(metadata={"description": "The next_cursor of the previous page"})
