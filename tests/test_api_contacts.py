@@ -295,3 +295,18 @@ def test_a_create_losing_the_insert_to_another_for_the_same_email_updates_it(
     assert response.get_json()["id"] == made[0]
     assert response.get_json()["company"] == "Globex"
     assert session.scalar(sa.select(sa.func.count(Contact.id))) == 1
+
+
+def test_a_body_nested_too_deeply_is_a_400_like_any_malformed_json(api, make_contact):
+    contact = make_contact("lead")
+    deep = '{"email": "x@y.com", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    json_body = {"Content-Type": "application/json"}
+    for method, url, body in (
+        ("POST", "/api/v1/contacts", '{"email":'),
+        ("POST", "/api/v1/contacts", deep),
+        ("PATCH", f"/api/v1/contacts/{contact.id}", deep),
+    ):
+        response = api.request(method, url, data=body, headers=json_body)
+        assert response.status_code == 400, (method, body[:20])
+        assert response.content_type == PROBLEM
+        assert response.get_json()["errors"] == {"body": ["Invalid JSON body."]}
