@@ -223,6 +223,28 @@ def test_changing_your_password_needs_the_current_one_and_the_policy(staff, staf
     assert _user("staff@example.com").check_password("staff-password")
 
 
+def test_changing_your_own_password_ends_a_set_password_link(app, admin, staff, staff_user):
+    # `admin` and `staff` share one browser: the admin hands out the link first.
+    admin.login()
+    path = LINK.search(
+        admin.post(f"/users/{staff_user.id}/password-link").get_data(as_text=True)
+    ).group(1)
+    staff.login("staff@example.com", "staff-password")
+    changed = staff.post(
+        "/profile/password",
+        {"current_password": "staff-password", "password": STRONG, "password_confirm": STRONG},
+    )
+    assert changed.status_code == 302
+
+    stranger = WebClient(app.test_client())
+    assert stranger.get(path).status_code == 404
+    reset = stranger.post(
+        path, {"password": "amber-quarry-socks", "password_confirm": "amber-quarry-socks"}
+    )
+    assert reset.status_code == 404
+    assert _user("staff@example.com").check_password(STRONG)
+
+
 def test_the_viewers_time_zone_is_your_time_on_the_contact_panel(staff, make_contact):
     assert staff.post("/profile", {"name": "Staff", "timezone": "Asia/Tokyo"}).status_code == 302
     contact = make_contact("lead", timezone="America/New_York")

@@ -60,6 +60,7 @@ def change_own_password(session, user: User, values) -> None:
     if not user.check_password(values.get("current_password") or ""):
         raise UserEditError({"current_password": WRONG_CURRENT_PASSWORD})
     _set_password(user, _new_password(user, values))
+    _drop_links(session, user)  # a link handed out earlier must not reset the new password
     record_audit(session, user, "user.password", "user", user.id, "Changed own password")
 
 
