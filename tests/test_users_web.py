@@ -117,6 +117,15 @@ def test_the_users_page_refuses_a_weak_password_and_keeps_the_form(admin, passwo
     assert _user("dana@example.com") is None
 
 
+@pytest.mark.parametrize("name", ["", "  \n "])
+def test_a_user_without_a_name_is_refused_as_on_the_profile(admin, name):
+    response = _add(admin, name=name, password_mode="set", password=STRONG)
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert 'id="error-name"' in page and "Enter a name: it signs the emails" in page
+    assert _user("dana@example.com") is None
+
+
 def test_a_duplicate_or_bad_email_is_refused_next_to_the_field(admin):
     assert _add(admin, email="ADMIN@example.com").status_code == 422
     response = _add(admin, email="not an address")

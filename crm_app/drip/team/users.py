@@ -45,6 +45,12 @@ class NewUser:
     password: str | None = None  # None: the user sets it from a one-time link
 
 
+def _check_name(name: str, errors: dict[str, str]) -> None:
+    """The rule for a user's name (already on one line), wherever one is entered."""
+    if not name:
+        errors["name"] = "Enter a name: it signs the emails of this user's contacts."
+
+
 def _cleaned_profile(values: Mapping[str, str], errors: dict[str, str]) -> dict[str, str]:
     cleaned = {}
     for name, (_label, longest) in PROFILE_FIELDS.items():
@@ -56,8 +62,7 @@ def _cleaned_profile(values: Mapping[str, str], errors: dict[str, str]) -> dict[
         if len(value) > longest:
             errors[name] = f"At most {longest} characters."
         cleaned[name] = value
-    if not cleaned["name"]:
-        errors["name"] = "Enter a name: it signs the emails of this user's contacts."
+    _check_name(cleaned["name"], errors)
     cleaned["timezone"] = cleaned["timezone"] or "UTC"
     if not is_known_timezone(cleaned["timezone"]):
         errors["timezone"] = "Choose a time zone from the list, such as Europe/Paris."
@@ -83,11 +88,15 @@ def _check_role(role: str, errors: dict[str, str]) -> None:
         errors["role"] = "Choose Admin or Staff."
 
 
-def create_user(session, new: NewUser, *, actor: User | str) -> User:
-    """Add a user (the CLI and the Users page); raises UserEditError."""
+def create_user(session, new: NewUser, *, actor: User | str, name_required: bool = True) -> User:
+    """Add a user (the CLI and the Users page); raises UserEditError. Only the CLI
+    leaves the name to the user's profile (`name_required=False`): it makes the first
+    admin, whose name it does not know."""
     errors: dict[str, str] = {}
     email = _cleaned_email(session, new.email, errors, existing=None)
     name = " ".join(new.name.split())
+    if name_required:
+        _check_name(name, errors)
     if len(name) > PROFILE_FIELDS["name"][1]:
         errors["name"] = f"At most {PROFILE_FIELDS['name'][1]} characters."
     _check_role(new.role, errors)
