@@ -41,7 +41,7 @@ class ContactFields(ma.Schema):
     title = _text("title")
     industry = _text("industry")
     notes = _text("notes")
-    owner_id = F.Integer(allow_none=True, metadata={"description": "A user's id"})
+    owner_id = F.Integer(allow_none=True, strict=True, metadata={"description": "A user's id"})
     custom_fields = F.Dict(
         keys=F.String(),
         values=F.String(),
@@ -106,7 +106,9 @@ class ContactList(ma.Schema):
 
 
 class EnrollIn(ma.Schema):
-    campaign_id = F.Integer(required=True)
+    # Strict, as in a JSON body ids are integers: 1.5 is not 1, nor is "1" (query
+    # strings, which are text, keep the lenient Integer).
+    campaign_id = F.Integer(required=True, strict=True)
     # A campaign whose re-entry rule is "restart" sends again emails the contact already
     # got only when this is true (without it: 409 listing them).
     restart = F.Boolean(load_default=False)
