@@ -145,6 +145,18 @@ def test_record_a_goal(api, session, make_contact):
     assert blank.status_code == 422
 
 
+def test_a_goal_name_past_90_characters_is_refused_not_cut(api, session, make_contact):
+    contact = make_contact("lead")
+    url = f"/api/v1/contacts/{contact.id}/goals"
+
+    response = api.post(url, {"name": "x" * 91})
+
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == {"name": ["Longer than maximum length 90."]}
+    assert session.scalar(sa.select(sa.func.count(ContactGoal.id))) == 0
+    assert api.post(url, {"name": "x" * 90}).status_code == 201
+
+
 def test_list_campaigns(api, campaigns):
     response = api.get("/api/v1/campaigns")
 

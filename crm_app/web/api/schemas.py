@@ -13,6 +13,7 @@ import marshmallow as ma
 
 from crm_app.drip.api.records import LIST_LIMIT_MAX
 from crm_app.drip.audience.contacts import TEXT_FIELDS
+from crm_app.drip.experiments.goals import GOAL_NAME_MAX
 from crm_app.models import CONTACT_TYPES, EMAIL_STATUSES, ENROLLMENT_STATUSES, Enrollment
 
 F = ma.fields
@@ -131,7 +132,12 @@ class TypeChangeIn(ma.Schema):
 
 
 class GoalIn(ma.Schema):
-    name = F.String(required=True, metadata={"example": "demo booked", "maxLength": 90})
+    # Refused, not cut: a longer name would be stored shortened without a word.
+    name = F.String(
+        required=True,
+        validate=ma.validate.Length(max=GOAL_NAME_MAX),
+        metadata={"example": "demo booked"},
+    )
 
 
 class GoalOut(ma.Schema):
