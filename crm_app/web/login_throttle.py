@@ -62,7 +62,7 @@ def _login_page(error: str) -> str:
 
 def _refusal(reason: str, what: str, page: Refusal) -> Callable[[RequestLimit], Response]:
     def refuse(limit: RequestLimit) -> Response:
-        wait = max(1, limit.reset_at - int(time.time()))
+        wait = max(1, int(limit.reset_at - time.time()))  # as the API's 429 counts it
         minutes = -(-wait // 60)
         error = (
             f"Too many {reason}. For your safety, {what} is paused: "
