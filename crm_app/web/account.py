@@ -84,15 +84,15 @@ def set_password(token: str):
     errors = {}
     if link is not None and request.method == "POST":
         try:
-            user = redeem_password_link(db.session, token, request.form)
+            redeem_password_link(db.session, token, request.form)
         except UserEditError as refused:
             db.session.rollback()
             errors = refused.errors
         else:
             db.session.commit()
+            # No ?email= for the form: an address in a URL stays in logs and the history.
             return action_response(
-                url_for("auth.login", email=user.email),
-                "Your password is set. Log in with it now.",
+                url_for("auth.login"), "Your password is set. Log in with it now."
             )
     page = render_template(
         "account/set_password.html",
