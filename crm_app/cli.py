@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from crm_app.drip.campaigns.seed import seed_default_campaigns
+from crm_app.drip.team.accounts import reenable_admin
 from crm_app.drip.team.passwords import HINT as PASSWORD_HINT
 from crm_app.drip.team.users import NewUser, UserEditError
 from crm_app.drip.team.users import create_user as core_create_user
@@ -22,7 +23,8 @@ def create_user(email: str, password: str, role: str, name: str = "") -> User:
     with every refusal."""
     new = NewUser(email=email, name=name, role=role, password=password)
     try:
-        user = core_create_user(db.session, new, actor="cli:flask create-user")
+        # The name may wait for the profile: ensure-admin knows none (README: --name NAME).
+        user = core_create_user(db.session, new, actor="cli:flask create-user", name_required=False)
     except UserEditError as refused:
         db.session.rollback()
         raise click.ClickException(" ".join(refused.errors.values())) from None
@@ -71,12 +73,24 @@ def register_cli(app: Flask) -> None:
     @app.cli.command("ensure-admin")
     @click.option("--email", default="admin@example.com", show_default=True)
     def ensure_admin_command(email: str) -> None:
-        """Create a first admin if there is none, printing its generated password once."""
-        if db.session.scalar(sa.select(User.id).where(User.role == "admin")) is not None:
+        """Create a first admin if there is no active one, printing its generated password
+        once; when every admin is disabled, `--email`'s disabled admin is enabled again."""
+        admins = db.session.scalars(sa.select(User).where(User.role == "admin")).all()
+        if any(admin.is_active_user for admin in admins):
             click.echo("An admin already exists.")
             return
         password = secrets.token_urlsafe(12)
+        if admins:
+            # Nobody could manage users any more: recover as a fresh install would.
+            click.echo("Every admin is disabled.")
+            same = next((a for a in admins if a.email.lower() == email.lower()), None)
+            if same is not None:
+                reenable_admin(db.session, same, password, actor="cli:flask ensure-admin")
+                db.session.commit()
+                click.echo(f"Enabled the admin again: {same.email} / password: {password}")
+                return
         # No made-up name: "Admin" would sign the emails of its contacts ("I am Admin").
         # Until the admin names themselves on their profile, the workspace speaks.
         create_user(email, password, "admin")
-        click.echo(f"Created the first admin: {email} / password: {password}")
+        first = "an" if admins else "the first"
+        click.echo(f"Created {first} admin: {email} / password: {password}")

@@ -1,6 +1,6 @@
 """Extensions created here, bound to the app in create_app()."""
 
-from flask_limiter import Limiter
+from flask_limiter import HeaderNames, Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
@@ -32,10 +32,15 @@ csrf = CSRFProtect()
 htmx = Htmx()
 # Rate limits live in Redis (RATELIMIT_STORAGE_URI, set in create_app), shared by every web
 # process; if Redis is unreachable each process keeps counting in memory instead.
+# Every limited response carries X-RateLimit-Limit/-Remaining/-Reset; Flask-Limiter would
+# add Retry-After too, which tells a client to wait before its next request even when it
+# is not limited: the seconds left in the window go in X-RateLimit-Reset-After instead,
+# and each 429 sets its own Retry-After (web/api/problems.py, web/login_throttle.py).
 limiter = Limiter(
     key_func=get_remote_address,
     strategy="fixed-window",
     headers_enabled=True,
+    header_name_mapping={HeaderNames.RETRY_AFTER: "X-RateLimit-Reset-After"},
     in_memory_fallback_enabled=True,
 )
 

@@ -97,9 +97,12 @@ def test_each_token_has_its_own_rate_limit_429_problem(app, limited, campaigns, 
     first = ApiClient(app.test_client(), make_token(name="first"))
     second = ApiClient(app.test_client(), make_token(name="second"))
 
-    answers = [first.get("/api/v1/campaigns").status_code for _ in range(4)]
+    answers = [first.get("/api/v1/campaigns") for _ in range(4)]
 
-    assert answers == [200, 200, 200, 429]
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+    # Retry-After only with the 429: before it, it would tell the client to wait.
+    assert all("Retry-After" not in answer.headers for answer in answers[:3])
+    assert [answer.headers["X-RateLimit-Remaining"] for answer in answers[:3]] == ["2", "1", "0"]
     refused = first.get("/api/v1/contacts")  # one bucket for every endpoint
     assert refused.status_code == 429 and refused.content_type == PROBLEM
     assert refused.get_json()["type"].endswith(":rate-limit")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from crm_app.models import Activity, Contact, Enrollment
 
@@ -198,6 +200,17 @@ def test_list_filters_by_type_email_search_and_update_time(api, make_contact):
     assert response.status_code == 422 and "limit" in response.get_json()["errors"]
 
 
+def test_an_unknown_type_filter_is_a_422_listing_the_types(api, make_contact):
+    make_contact("lead")
+    for unknown in ("zzz", "Lead"):
+        response = api.get(f"/api/v1/contacts?type={unknown}")
+        assert response.status_code == 422, unknown
+        assert response.content_type == PROBLEM
+        assert response.get_json()["errors"] == {
+            "type": ["Choose one of: networking, lead, prospect, client."]
+        }
+
+
 def test_numbers_and_times_past_the_databases_range_are_answered_not_a_500(api, make_contact):
     # Each was a 500 on PostgreSQL: ids are INTEGER there, and a UTC time past 9999.
     contact = make_contact("lead", email="lena@example.com")
@@ -222,3 +235,78 @@ def test_a_read_token_reads(read_api, make_contact):
 
     assert read_api.get("/api/v1/contacts").status_code == 200
     assert read_api.get("/api/v1/campaigns").status_code == 200
+
+
+def test_a_create_racing_another_for_the_same_new_email_updates_it(
+    api, session, make_contact, monkeypatch
+):
+    from crm_app.drip.api import records
+
+    # The other request created the contact after this one looked the address up.
+    real_lookup, lookups = records.find_by_email, []
+
+    def late_lookup(session, email):
+        lookups.append(email)
+        return None if len(lookups) == 1 else real_lookup(session, email)
+
+    monkeypatch.setattr(records, "find_by_email", late_lookup)
+    contact = make_contact("lead", email="race@example.com", first_name="Ann", company="Initech")
+
+    response = api.post("/api/v1/contacts", {"email": "race@example.com", "company": "Globex"})
+
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["id"] == contact.id
+    assert (body["company"], body["first_name"]) == ("Globex", "Ann")
+    assert session.scalar(sa.select(sa.func.count(Contact.id))) == 1
+    assert len(lookups) == 2  # the first missed it
+
+
+def test_a_create_losing_the_insert_to_another_for_the_same_email_updates_it(
+    api, session, campaigns, monkeypatch
+):
+    from crm_app.drip.audience import contacts
+
+    # The other request committed between this one's checks and its insert: the unique
+    # index refuses the row. SQLite cannot interleave so (it runs one writer at a time,
+    # and a reader that fell behind a commit may not write).
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite serialises the two writers")
+    real_validate, made = contacts.validate, []
+
+    def validate_then_lose_the_race(s, data, existing=None):
+        cleaned = real_validate(s, data, existing=existing)
+        if not made:  # the other request, on its own connection
+            monkeypatch.setattr(contacts, "validate", real_validate)
+            with Session(s.get_bind()) as other:
+                data = contacts.ContactInput(email="race@example.com", contact_type="lead")
+                made.append(contacts.create_contact(other, data, actor="test").id)
+                other.commit()
+        return cleaned
+
+    monkeypatch.setattr(contacts, "validate", validate_then_lose_the_race)
+
+    response = api.post(
+        "/api/v1/contacts",
+        {"email": "race@example.com", "contact_type": "lead", "company": "Globex"},
+    )
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["id"] == made[0]
+    assert response.get_json()["company"] == "Globex"
+    assert session.scalar(sa.select(sa.func.count(Contact.id))) == 1
+
+
+def test_a_body_nested_too_deeply_is_a_400_like_any_malformed_json(api, make_contact):
+    contact = make_contact("lead")
+    deep = '{"email": "x@y.com", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    json_body = {"Content-Type": "application/json"}
+    for method, url, body in (
+        ("POST", "/api/v1/contacts", '{"email":'),
+        ("POST", "/api/v1/contacts", deep),
+        ("PATCH", f"/api/v1/contacts/{contact.id}", deep),
+    ):
+        response = api.request(method, url, data=body, headers=json_body)
+        assert response.status_code == 400, (method, body[:20])
+        assert response.content_type == PROBLEM
+        assert response.get_json()["errors"] == {"body": ["Invalid JSON body."]}

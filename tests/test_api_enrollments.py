@@ -69,6 +69,22 @@ def test_a_campaign_id_past_the_databases_integers_is_a_field_error(api, make_co
         assert response.status_code == 422 and "campaign_id" in response.get_json()["errors"]
 
 
+def test_ids_in_a_body_must_be_integers(api, session, campaigns, make_contact):
+    contact = make_contact("networking")
+    url = f"/api/v1/contacts/{contact.id}/enrollments"
+    for loose in (campaigns["client"].id + 0.5, float(campaigns["client"].id), "1", True):
+        response = api.post(url, {"campaign_id": loose})
+        assert response.status_code == 422, loose
+        assert response.get_json()["errors"] == {"campaign_id": ["Not a valid integer."]}
+    patched = api.patch(f"/api/v1/contacts/{contact.id}", {"owner_id": "1"})
+    assert patched.status_code == 422
+    assert patched.get_json()["errors"] == {"owner_id": ["Not a valid integer."]}
+    client_enrolments = sa.select(sa.func.count(Enrollment.id)).where(
+        Enrollment.campaign_id == campaigns["client"].id
+    )
+    assert session.scalar(client_enrolments) == 0
+
+
 def test_stop_one_enrolment_then_stopping_it_again_is_a_409(api, session, make_contact):
     enrollment_id = make_contact("lead").enrollments[0].id
     url = f"/api/v1/enrollments/{enrollment_id}/stop"
@@ -127,6 +143,18 @@ def test_record_a_goal(api, session, make_contact):
     ).all() == ["api:crm-sync"]
     blank = api.post(f"/api/v1/contacts/{contact.id}/goals", {"name": "  "})
     assert blank.status_code == 422
+
+
+def test_a_goal_name_past_90_characters_is_refused_not_cut(api, session, make_contact):
+    contact = make_contact("lead")
+    url = f"/api/v1/contacts/{contact.id}/goals"
+
+    response = api.post(url, {"name": "x" * 91})
+
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == {"name": ["Longer than maximum length 90."]}
+    assert session.scalar(sa.select(sa.func.count(ContactGoal.id))) == 0
+    assert api.post(url, {"name": "x" * 90}).status_code == 201
 
 
 def test_list_campaigns(api, campaigns):

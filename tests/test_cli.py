@@ -119,3 +119,33 @@ def test_ensure_admin_creates_one_admin_once_and_prints_its_password(runner, web
     assert "An admin already exists." in second.output
     assert password not in second.output
     assert count(User) == 1
+
+
+def test_ensure_admin_enables_a_disabled_admin_again_when_no_admin_is_active(runner, web):
+    from tests.conftest import make_user
+
+    make_user("admin@example.com", "admin", "admin-password").is_active_user = False
+    db.session.commit()
+
+    result = runner.invoke(args=["ensure-admin"])
+    assert result.exit_code == 0, result.output
+    assert "Every admin is disabled." in result.output
+    assert "An admin already exists." not in result.output
+    match = re.search(r"Enabled the admin again: (\S+) / password: (\S+)", result.output)
+    assert match and match.group(1) == "admin@example.com"
+    web.login("admin@example.com", match.group(2))
+    assert count(User) == 1
+
+
+def test_ensure_admin_creates_an_admin_when_every_other_admin_is_disabled(runner, web):
+    from tests.conftest import make_user
+
+    make_user("old@example.com", "admin", "admin-password").is_active_user = False
+    db.session.commit()
+
+    result = runner.invoke(args=["ensure-admin"])
+    assert result.exit_code == 0, result.output
+    assert "Every admin is disabled." in result.output
+    match = re.search(r"Created an admin: (\S+) / password: (\S+)", result.output)
+    assert match
+    web.login(*match.groups())

@@ -57,7 +57,9 @@ def test_one_address_trying_many_accounts_is_paused(web, admin_user, short_limit
 
 def test_successful_logins_do_not_count(web, admin_user, short_limits):
     for _ in range(6):
-        assert attempt(web, "admin@example.com", "admin-password").status_code == 302
+        answer = attempt(web, "admin@example.com", "admin-password")
+        assert answer.status_code == 302
+        assert "Retry-After" not in answer.headers  # only a refusal says to wait
 
 
 def test_the_default_limits_allow_a_few_typos_then_stop_a_brute_force(web, admin_user):
@@ -71,3 +73,27 @@ def test_the_counters_live_in_the_apps_redis_shared_by_every_web_process(web, ap
     assert any(b"login-account:" in key for key in keys)
     assert any(b"login-address:198.51.100.7" in key for key in keys)
     assert not any(b"admin@example.com" in key for key in keys)  # hashed, not stored
+
+
+def change_password(web, current, new="violet-harbour-lamp", confirm=None):
+    return web.post(
+        "/profile/password",
+        {"current_password": current, "password": new, "password_confirm": confirm or new},
+    )
+
+
+def test_wrong_current_passwords_are_throttled_like_failed_logins(staff, short_limits):
+    # A mistake in the new password is no guess: it does not count.
+    for _ in range(3):
+        assert change_password(staff, "staff-password", "short").status_code == 422
+    for _ in range(3):
+        assert change_password(staff, "guess").status_code == 422
+    refused = change_password(staff, "staff-password")  # even the right one waits now
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= WINDOW_SECONDS
+    page = refused.get_data(as_text=True)
+    assert "Too many wrong current passwords for this account" in page
+    assert "changing your password is paused: try again in 1 minute" in page
+    assert "Change your password" in page  # the form, with the message
+    time.sleep(WINDOW_SECONDS + 0.5)
+    assert change_password(staff, "staff-password").status_code == 302

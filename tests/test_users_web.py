@@ -49,7 +49,9 @@ def test_an_admin_adds_a_user_who_sets_a_password_from_the_one_time_link(app, ad
     assert "For <strong>dana@example.com</strong>" in newcomer.get(path).get_data(as_text=True)
     done = newcomer.post(path, {"password": STRONG, "password_confirm": STRONG})
     assert done.status_code == 302
-    assert done.headers["Location"].startswith("/login")
+    # The address is no part of the URL (it would stay in logs and the history).
+    assert done.headers["Location"] == "/login"
+    assert "Your password is set. Log in with it now." in newcomer.get("/login").text
     newcomer.login("dana@example.com", STRONG)
     assert newcomer.get("/").status_code == 200
 
@@ -114,6 +116,15 @@ def test_the_users_page_refuses_a_weak_password_and_keeps_the_form(admin, passwo
     page = response.get_data(as_text=True)
     assert message in page
     assert 'value="dana@example.com"' in page and 'value="Dana Reyes"' in page
+    assert _user("dana@example.com") is None
+
+
+@pytest.mark.parametrize("name", ["", "  \n "])
+def test_a_user_without_a_name_is_refused_as_on_the_profile(admin, name):
+    response = _add(admin, name=name, password_mode="set", password=STRONG)
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert 'id="error-name"' in page and "Enter a name: it signs the emails" in page
     assert _user("dana@example.com") is None
 
 
@@ -221,6 +232,28 @@ def test_changing_your_password_needs_the_current_one_and_the_policy(staff, staf
     )
     assert 'id="error-password_confirm"' in mismatch.get_data(as_text=True)
     assert _user("staff@example.com").check_password("staff-password")
+
+
+def test_changing_your_own_password_ends_a_set_password_link(app, admin, staff, staff_user):
+    # `admin` and `staff` share one browser: the admin hands out the link first.
+    admin.login()
+    path = LINK.search(
+        admin.post(f"/users/{staff_user.id}/password-link").get_data(as_text=True)
+    ).group(1)
+    staff.login("staff@example.com", "staff-password")
+    changed = staff.post(
+        "/profile/password",
+        {"current_password": "staff-password", "password": STRONG, "password_confirm": STRONG},
+    )
+    assert changed.status_code == 302
+
+    stranger = WebClient(app.test_client())
+    assert stranger.get(path).status_code == 404
+    reset = stranger.post(
+        path, {"password": "amber-quarry-socks", "password_confirm": "amber-quarry-socks"}
+    )
+    assert reset.status_code == 404
+    assert _user("staff@example.com").check_password(STRONG)
 
 
 def test_the_viewers_time_zone_is_your_time_on_the_contact_panel(staff, make_contact):

@@ -15,6 +15,7 @@ from crm_app.drip.team.workspace import sender_preview
 from crm_app.extensions import db
 from crm_app.web.auth import start_session
 from crm_app.web.htmx import action_response
+from crm_app.web.login_throttle import mark_wrong_password, throttle_wrong_passwords
 from crm_app.web.users import me
 
 bp = Blueprint("account", __name__)
@@ -49,8 +50,13 @@ def profile():
     return action_response(url_for("account.profile"), message)
 
 
+def _password_page(errors: dict[str, str]) -> str:
+    return render_template("account/password.html", errors=errors, password_hint=PASSWORD_HINT)
+
+
 @bp.route("/profile/password", methods=["GET", "POST"])
 @login_required
+@throttle_wrong_passwords(lambda error: _password_page({"current_password": error}))
 def change_password():
     errors = {}
     if request.method == "POST":
@@ -59,6 +65,8 @@ def change_password():
         except UserEditError as refused:
             db.session.rollback()
             errors = refused.errors
+            if "current_password" in errors:
+                mark_wrong_password()  # a guess: throttled like a failed login
         else:
             db.session.commit()
             start_session(me())  # every session ended with the old password; this one renews
@@ -66,8 +74,7 @@ def change_password():
                 url_for("account.profile"),
                 "Your password is changed. Every other session of yours has ended.",
             )
-    page = render_template("account/password.html", errors=errors, password_hint=PASSWORD_HINT)
-    return page, (422 if errors else 200)
+    return _password_page(errors), (422 if errors else 200)
 
 
 @bp.route("/set-password/<token>", methods=["GET", "POST"])
@@ -77,15 +84,15 @@ def set_password(token: str):
     errors = {}
     if link is not None and request.method == "POST":
         try:
-            user = redeem_password_link(db.session, token, request.form)
+            redeem_password_link(db.session, token, request.form)
         except UserEditError as refused:
             db.session.rollback()
             errors = refused.errors
         else:
             db.session.commit()
+            # No ?email= for the form: an address in a URL stays in logs and the history.
             return action_response(
-                url_for("auth.login", email=user.email),
-                "Your password is set. Log in with it now.",
+                url_for("auth.login"), "Your password is set. Log in with it now."
             )
     page = render_template(
         "account/set_password.html",

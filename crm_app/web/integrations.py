@@ -1,13 +1,14 @@
 """Admin pages for other systems: API tokens, and outbound webhook endpoints with their
-delivery logs. A new token or endpoint secret is shown once: the page after the POST
-that made it reads it from the session and drops it (as a flashed message), so a
-reload neither shows it again nor repeats the POST."""
+delivery logs. A new token or endpoint secret is shown once, in the answer to the POST
+that made it: a secret must not travel in a redirect (the session cookie is signed, not
+encrypted; a URL stays in the history), and only its hash (a token) or the endpoint row
+keeps it."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, abort, current_app, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, render_template, request, url_for
 
 from crm_app.config import settings_of
 from crm_app.drip.api.tokens import (
@@ -35,21 +36,6 @@ from crm_app.web.htmx import action_response, render_fragment_or_page
 bp = Blueprint("integrations", __name__, url_prefix="/admin/integrations")
 
 
-REVEAL_KEY = "drip_reveal_once"
-
-
-def _reveal_once(kind: str, name: str, secret: str) -> None:
-    session[REVEAL_KEY] = {"kind": kind, "name": name, "secret": secret}
-
-
-def _revealed(kind: str, name: str | None = None) -> dict | None:
-    """The secret made by the last POST, if this page is where it belongs: shown once."""
-    shown = session.get(REVEAL_KEY)
-    if shown is None or shown["kind"] != kind or name not in (None, shown["name"]):
-        return None
-    return session.pop(REVEAL_KEY)
-
-
 def _allow_private() -> bool:
     return settings_of(current_app).webhook_allow_private_targets
 
@@ -64,7 +50,7 @@ def _index(status: int = 200, **extra):
         token_errors={},
         endpoint_form={"url": "", "description": "", "event_types": list(EVENT_TYPES)},
         endpoint_errors={},
-        new_token=_revealed("token"),
+        new_token=None,  # {"name", "secret"}: only in the answer to the POST that made it
     )
     context.update(extra)
     # The token form and the revoke buttons swap only the tokens' section.
@@ -90,10 +76,8 @@ def new_token():
         db.session.rollback()
         return _index(422, token_form=form, token_errors=refused.errors)
     db.session.commit()
-    _reveal_once("token", token.name, secret)
-    return action_response(
-        url_for("integrations.index"), f"Created the token {token.name}.", fragment=_index
-    )
+    # Shown at once (the tokens' section for htmx, else the page), never redirected.
+    return _index(201, new_token={"name": token.name, "secret": secret})
 
 
 @bp.post("/tokens/<int:token_id>/revoke")
@@ -134,11 +118,8 @@ def new_endpoint():
         db.session.rollback()
         return _index(422, endpoint_form=form, endpoint_errors=refused.errors)
     db.session.commit()
-    _reveal_once("endpoint", str(endpoint.id), secret)
-    return action_response(
-        url_for("integrations.endpoint", endpoint_id=endpoint.id),
-        f"Added the endpoint {endpoint.url}. Copy its signing secret now.",
-    )
+    flash(f"Added the endpoint {endpoint.url}. Copy its signing secret now.", "success")
+    return _endpoint_page(endpoint, 201, new_secret=secret)  # shown at once, never redirected
 
 
 def _endpoint_page(endpoint: WebhookEndpoint, status: int = 200, **extra):
@@ -153,15 +134,10 @@ def _endpoint_page(endpoint: WebhookEndpoint, status: int = 200, **extra):
         },
         errors={},
         log=delivery_log(db.session, endpoint, page=request.args.get("page", 1, type=int)),
-        new_secret=_new_secret_of(endpoint),
+        new_secret=None,  # only in the answer to the POST that made it
     )
     context.update(extra)
     return render_template("integrations/endpoint.html", **context), status
-
-
-def _new_secret_of(endpoint: WebhookEndpoint) -> str | None:
-    shown = _revealed("endpoint", str(endpoint.id))
-    return shown["secret"] if shown else None
 
 
 def _live_endpoint(endpoint_id: int) -> WebhookEndpoint:
@@ -207,9 +183,8 @@ def new_secret(endpoint_id: int):
     endpoint = _live_endpoint(endpoint_id)
     secret = rotate_secret(db.session, endpoint, actor=actor_name())
     db.session.commit()
-    _reveal_once("endpoint", str(endpoint.id), secret)
-    back = url_for("integrations.endpoint", endpoint_id=endpoint.id)
-    return action_response(back, "A new signing secret: copy it now, then update the receiver.")
+    flash("A new signing secret: copy it now, then update the receiver.", "success")
+    return _endpoint_page(endpoint, new_secret=secret)  # shown at once, never redirected
 
 
 @bp.post("/webhooks/<int:endpoint_id>/delete")

@@ -9,6 +9,9 @@
 // 3. A live search's page kept by htmx for Back shows, in its boxes, the search its list
 //    shows: htmx keeps the page's HTML, where a typed value is not (and the box holds the
 //    next search already, typed after the list was swapped in).
+// 4. A page that answers a POST to show a secret once (`data-replace-url`: the secret
+//    must not travel in a redirect) takes its GET address in the history, so a reload
+//    shows the page without the secret instead of sending the POST again.
 (function () {
   "use strict";
 
@@ -52,7 +55,14 @@
     return alert.outerHTML;
   }
 
-  document.addEventListener("DOMContentLoaded", function () { focusFirst(document); });
+  function replaceUrl() {
+    var marked = document.querySelector("[data-replace-url]");
+    if (marked && window.history && window.history.replaceState) {
+      window.history.replaceState(null, "", marked.getAttribute("data-replace-url"));
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { focusFirst(document); replaceUrl(); });
   document.addEventListener("htmx:afterSettle", function (event) { focusFirst(event.target); });
 
   // Our refusals carry X-Action-Error (crm_app/web/htmx.py htmx_alert): shown by the action.

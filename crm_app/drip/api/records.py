@@ -16,7 +16,9 @@ from sqlalchemy.orm import selectinload
 from crm_app.drip.audience.contact_search import matching_for_a_page
 from crm_app.drip.audience.contacts import (
     CONTACT_FIELDS,
+    EMAIL_TAKEN,
     ContactInput,
+    ContactValidationError,
     create_contact,
     update_contact,
 )
@@ -50,9 +52,20 @@ def upsert_contact(session, fields: Mapping[str, Any], *, actor: str) -> tuple[C
     """Create the contact (enrolled by type), or update the one with this email with the
     given fields; returns (contact, created)."""
     existing = find_by_email(session, fields.get("email", ""))
-    if existing is not None:
-        return patch_contact(session, existing, fields, actor=actor), False
-    return create_contact(session, ContactInput(**fields), actor=actor), True
+    if existing is None:
+        try:
+            # A savepoint: a create refused half way leaves nothing behind for the update.
+            with session.begin_nested():
+                return create_contact(session, ContactInput(**fields), actor=actor), True
+        except ContactValidationError as refused:
+            # Two requests for one new address at once: the other created it after our
+            # lookup. An upsert then updates it, as it would have a moment later.
+            if refused.errors.get("email") != EMAIL_TAKEN:
+                raise
+            existing = find_by_email(session, fields.get("email", ""))
+            if existing is None:
+                raise
+    return patch_contact(session, existing, fields, actor=actor), False
 
 
 @dataclass

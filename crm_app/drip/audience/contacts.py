@@ -52,6 +52,7 @@ TEXT_FIELDS: dict[str, int] = {
 }
 # Custom fields are merged into every email and shown on every contact page: bounded, so
 # one contact cannot carry megabytes (an audit stored 5,000 fields and a 1 MB note).
+EMAIL_TAKEN = "Another contact already has this email address."
 MAX_CUSTOM_FIELDS = 50
 CUSTOM_FIELD_NAME_MAX = 50
 CUSTOM_FIELD_VALUE_MAX = 1_000
@@ -121,7 +122,7 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
             sa.select(Contact.id).where(sa.func.lower(Contact.email) == cleaned.email.lower())
         )
         if clash is not None and (existing is None or clash != existing.id):
-            errors["email"] = "Another contact already has this email address."
+            errors["email"] = EMAIL_TAKEN
 
     if data.contact_type not in CONTACT_TYPES:
         errors["contact_type"] = f"Choose one of: {', '.join(CONTACT_TYPES)}."
@@ -224,7 +225,7 @@ def _apply(contact: Contact, cleaned: ContactInput) -> None:
 
 def _flush_or_duplicate(session) -> None:
     if not saved_unless_taken(session):  # two saves raced past validation
-        raise ContactValidationError({"email": "Another contact already has this email address."})
+        raise ContactValidationError({"email": EMAIL_TAKEN})
 
 
 def create_contact(session, data: ContactInput, *, actor: str) -> Contact:

@@ -20,7 +20,7 @@ from crm_app.drip.audience.reentry import EntryPlan, plan_entry
 from crm_app.drip.campaigns.naming import step_name
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.labels import enrollment_source_label
-from crm_app.drip.experiments.goals import exit_on_goal_event, exit_on_type
+from crm_app.drip.experiments.goals import GOAL_NAME_MAX, exit_on_goal_event, exit_on_type
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import CONTACT_TYPES, Campaign, Contact, ContactGoal, Enrollment, utcnow
 
@@ -193,7 +193,7 @@ def record_goal(
     session, contact: Contact, name: str, *, actor: str, now: datetime | None = None
 ) -> ContactGoal:
     """A goal event (demo booked, contract signed...) that counts as conversion."""
-    label = " ".join(name.split())[:90]
+    label = " ".join(name.split())[:GOAL_NAME_MAX]
     if not label:
         raise EnrollmentError('Name the goal, for example "demo booked".')
     goal = ContactGoal(

@@ -60,6 +60,7 @@ def change_own_password(session, user: User, values) -> None:
     if not user.check_password(values.get("current_password") or ""):
         raise UserEditError({"current_password": WRONG_CURRENT_PASSWORD})
     _set_password(user, _new_password(user, values))
+    _drop_links(session, user)  # a link handed out earlier must not reset the new password
     record_audit(session, user, "user.password", "user", user.id, "Changed own password")
 
 
@@ -135,17 +136,23 @@ def set_active(session, user: User, active: bool, *, actor: User) -> None:
     """Disable (every session ends at once, logging in is refused) or re-enable."""
     if user.is_active_user == active:
         return
-    errors: dict[str, str] = {}
     if not active:
         if user.id == actor.id:
-            errors["active"] = "You cannot disable your own account: ask another admin."
-        else:
-            keep_an_admin(session, user, errors, field="active")
-    if errors:
-        raise UserEditError(errors)
+            message = "You cannot disable your own account: ask another admin."
+            raise UserEditError({"active": message})
+        keep_an_admin(session, user, field="active", is_active_user=False)
     user.is_active_user = active
     if not active:
         user.revoke_sessions()
         _drop_links(session, user)
     action, verb = ("user.enabled", "Re-enabled") if active else ("user.disabled", "Disabled")
     record_audit(session, actor, action, "user", user.id, f"{verb} {user.email}")
+
+
+def reenable_admin(session, user: User, password: str, *, actor: str) -> None:
+    """`flask ensure-admin` when every admin is disabled: `user` (a disabled admin) can
+    log in again, with `password` (generated, shown once to the operator)."""
+    user.is_active_user = True
+    _set_password(user, password)
+    _drop_links(session, user)
+    record_audit(session, actor, "user.enabled", "user", user.id, f"Re-enabled {user.email}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.orm import aliased
 
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.common.sql import saved_unless_taken
@@ -44,6 +45,12 @@ class NewUser:
     password: str | None = None  # None: the user sets it from a one-time link
 
 
+def _check_name(name: str, errors: dict[str, str]) -> None:
+    """The rule for a user's name (already on one line), wherever one is entered."""
+    if not name:
+        errors["name"] = "Enter a name: it signs the emails of this user's contacts."
+
+
 def _cleaned_profile(values: Mapping[str, str], errors: dict[str, str]) -> dict[str, str]:
     cleaned = {}
     for name, (_label, longest) in PROFILE_FIELDS.items():
@@ -55,8 +62,7 @@ def _cleaned_profile(values: Mapping[str, str], errors: dict[str, str]) -> dict[
         if len(value) > longest:
             errors[name] = f"At most {longest} characters."
         cleaned[name] = value
-    if not cleaned["name"]:
-        errors["name"] = "Enter a name: it signs the emails of this user's contacts."
+    _check_name(cleaned["name"], errors)
     cleaned["timezone"] = cleaned["timezone"] or "UTC"
     if not is_known_timezone(cleaned["timezone"]):
         errors["timezone"] = "Choose a time zone from the list, such as Europe/Paris."
@@ -82,11 +88,15 @@ def _check_role(role: str, errors: dict[str, str]) -> None:
         errors["role"] = "Choose Admin or Staff."
 
 
-def create_user(session, new: NewUser, *, actor: User | str) -> User:
-    """Add a user (the CLI and the Users page); raises UserEditError."""
+def create_user(session, new: NewUser, *, actor: User | str, name_required: bool = True) -> User:
+    """Add a user (the CLI and the Users page); raises UserEditError. Only the CLI
+    leaves the name to the user's profile (`name_required=False`): it makes the first
+    admin, whose name it does not know."""
     errors: dict[str, str] = {}
     email = _cleaned_email(session, new.email, errors, existing=None)
     name = " ".join(new.name.split())
+    if name_required:
+        _check_name(name, errors)
     if len(name) > PROFILE_FIELDS["name"][1]:
         errors["name"] = f"At most {PROFILE_FIELDS['name'][1]} characters."
     _check_role(new.role, errors)
@@ -146,24 +156,40 @@ def update_user(session, user: User, values: Mapping[str, str], *, actor: User) 
     cleaned["email"] = _cleaned_email(session, values.get("email") or "", errors, existing=user)
     cleaned["role"] = (values.get("role") or "").strip()
     _check_role(cleaned["role"], errors)
-    if not errors and cleaned["role"] != "admin":
-        keep_an_admin(session, user, errors, field="role")
     if errors:
         raise UserEditError(errors)
+    if cleaned["role"] != "admin":
+        keep_an_admin(session, user, field="role", role=cleaned["role"])
     return _apply(session, user, cleaned, actor=actor, verb="Edited")
 
 
-def keep_an_admin(session, user: User, errors: dict[str, str], *, field: str) -> None:
-    """The workspace keeps at least one active admin (else nobody can manage users)."""
+def keep_an_admin(session, user: User, *, field: str, **change: object) -> None:
+    """Write `change` (a role or is_active_user that takes `user` out of the active
+    admins) only while another active admin remains, else raise UserEditError: the
+    workspace keeps one (else nobody can manage users).
+
+    Check and write are one conditional UPDATE, so two admins disabling or demoting each
+    other at once cannot both succeed. SQLite runs writes one at a time; PostgreSQL's
+    READ COMMITTED would let each UPDATE see the other admin as still active, so the
+    active admins' rows are locked first (the second caller waits, then sees the first's
+    change). FOR UPDATE is left out on SQLite."""
     if not (user.is_admin and user.is_active_user):
         return
-    others = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(User)
-        .where(User.role == "admin", User.is_active_user.is_(True), User.id != user.id)
+    active_admin = (User.role == "admin", User.is_active_user.is_(True))
+    session.execute(sa.select(User.id).where(*active_admin).order_by(User.id).with_for_update())
+    other = aliased(User)
+    another_active_admin = sa.exists().where(
+        other.role == "admin", other.is_active_user.is_(True), other.id != user.id
     )
-    if not others:
-        errors[field] = f"{user.display_name} is the only active admin: make another admin first."
+    written = session.execute(
+        sa.update(User)
+        .where(User.id == user.id, another_active_admin)
+        .values(**change)
+        .execution_options(synchronize_session=False)
+    )
+    if written.rowcount != 1:
+        message = f"{user.display_name} is the only active admin: make another admin first."
+        raise UserEditError({field: message})
 
 
 def list_users(session) -> list[User]:

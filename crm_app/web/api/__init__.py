@@ -4,18 +4,36 @@ the requests (flask-smorest)."""
 
 from __future__ import annotations
 
+import json
+import typing
 from collections.abc import Callable
 from http import HTTPStatus
 
+import flask
 from flask import Flask
 from flask_smorest import Blueprint
+from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 from crm_app.extensions import csrf, limiter
 from crm_app.web.api.auth import check_request, finish_request, rate_limit, rate_limit_key
 from crm_app.web.api.problems import API_PREFIX, DripApi, is_api_request, problem_for
 
+
+class JsonParser(FlaskParser):
+    """webargs' parser, with a body nested too deeply for Python's JSON decoder (a
+    RecursionError, which was a 500) answered as the 400 of any other malformed body."""
+
+    def _raw_load_json(self, req: flask.Request) -> typing.Any:
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:
+            error = json.JSONDecodeError("Nested too deeply", "", 0)
+            return self._handle_invalid_json_error(error, req)
+
+
 bp = Blueprint("api", __name__, url_prefix=API_PREFIX, description="Drip CRM REST API")
+bp.ARGUMENTS_PARSER = JsonParser()  # every view's body and query go through it
 bp.before_request(check_request)
 bp.after_request(finish_request)
 # One bucket per token across every endpoint.

@@ -13,6 +13,7 @@ import marshmallow as ma
 
 from crm_app.drip.api.records import LIST_LIMIT_MAX
 from crm_app.drip.audience.contacts import TEXT_FIELDS
+from crm_app.drip.experiments.goals import GOAL_NAME_MAX
 from crm_app.models import CONTACT_TYPES, EMAIL_STATUSES, ENROLLMENT_STATUSES, Enrollment
 
 F = ma.fields
@@ -41,7 +42,7 @@ class ContactFields(ma.Schema):
     title = _text("title")
     industry = _text("industry")
     notes = _text("notes")
-    owner_id = F.Integer(allow_none=True, metadata={"description": "A user's id"})
+    owner_id = F.Integer(allow_none=True, strict=True, metadata={"description": "A user's id"})
     custom_fields = F.Dict(
         keys=F.String(),
         values=F.String(),
@@ -84,7 +85,14 @@ class ContactDetailOut(ContactOut):
 
 class ContactListQuery(ma.Schema):
     q = F.String(metadata={"description": "Searches name, email and company"})
-    contact_type = F.String(data_key="type", metadata={"enum": list(CONTACT_TYPES)})
+    # An unknown type is refused, not ignored (which listed every contact); OneOf is
+    # also the OpenAPI enum.
+    contact_type = F.String(
+        data_key="type",
+        validate=ma.validate.OneOf(
+            CONTACT_TYPES, error=f"Choose one of: {', '.join(CONTACT_TYPES)}."
+        ),
+    )
     email = F.String(metadata={"description": "Exact, case-insensitive"})
     updated_since = F.AwareDateTime(default_timezone=None)
     cursor = F.Integer(metadata={"description": "The next_cursor of the previous page"})
@@ -99,7 +107,9 @@ class ContactList(ma.Schema):
 
 
 class EnrollIn(ma.Schema):
-    campaign_id = F.Integer(required=True)
+    # Strict, as in a JSON body ids are integers: 1.5 is not 1, nor is "1" (query
+    # strings, which are text, keep the lenient Integer).
+    campaign_id = F.Integer(required=True, strict=True)
     # A campaign whose re-entry rule is "restart" sends again emails the contact already
     # got only when this is true (without it: 409 listing them).
     restart = F.Boolean(load_default=False)
@@ -122,7 +132,12 @@ class TypeChangeIn(ma.Schema):
 
 
 class GoalIn(ma.Schema):
-    name = F.String(required=True, metadata={"example": "demo booked", "maxLength": 90})
+    # Refused, not cut: a longer name would be stored shortened without a word.
+    name = F.String(
+        required=True,
+        validate=ma.validate.Length(max=GOAL_NAME_MAX),
+        metadata={"example": "demo booked"},
+    )
 
 
 class GoalOut(ma.Schema):
