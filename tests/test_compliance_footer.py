@@ -172,3 +172,23 @@ def test_a_new_email_starts_with_the_unsubscribe_link_and_saves_with_it(admin, c
 )
 def test_a_visible_link_is_an_anchor_to_the_url_with_something_inside(html, visible):
     assert links_visibly(html, "L") is visible
+
+
+def test_previews_show_the_footer_every_email_gets(admin, session, campaigns):
+    """What a preview shows is what goes: the footer with the postal address (the
+    editor's preview, the preview page and the campaign page), with one unsubscribe
+    link (the template's own, not a second one)."""
+    session.merge(WorkspaceSettings(id=1, postal_address=POSTAL))
+    session.commit()
+    lead = campaigns["lead"]
+    step = lead.steps[0]
+    postal_line = "Northwind Traders, 1 Harbour Street, Springfield, IL 62701"
+    for url in (
+        f"/campaigns/{lead.id}/steps/{step.id}/edit",
+        f"/campaigns/{lead.id}/steps/{step.id}/preview",
+        f"/campaigns/{lead.id}",
+    ):
+        page = admin.get(url).get_data(as_text=True)
+        text_part = page.split('class="text-preview">')[1].split("</pre>")[0]
+        assert "You receive these emails from" in text_part and postal_line in text_part, url
+        assert text_part.count(PREVIEW_UNSUBSCRIBE_URL) == 1, url

@@ -67,7 +67,7 @@ def _live_parts(campaign: Campaign, step: CampaignStep | None, data: StepInput) 
     """The live preview beside the editor: the unsaved text rendered for the sample
     contact through the same checks as a save, and the impact of saving it."""
     return {
-        "preview": preview_draft(data, _sample_context(), None, viewer_sender()),
+        "preview": preview_draft(data, _sample_context(), None, viewer_sender(), workspace()),
         "impact": _draft_impact(campaign, step, data),
     }
 
@@ -92,7 +92,7 @@ def _render_step_form(
         values = {name: getattr(step, name) for name in STEP_FIELDS if hasattr(step, name)}
         values["revision"] = step_revision(step)
         live = {
-            "preview": preview_step(step, _sample_context(), None),
+            "preview": preview_step(step, _sample_context(), None, workspace=workspace()),
             "impact": edit_impact(db.session, step, _saved_input(step)),
         }
     else:

@@ -56,7 +56,7 @@ def _preview_page(step, contact: Contact | None, errors=None, form=None, status:
         target="contact-picker",
         campaign=step.campaign,
         step=step,
-        preview=preview_step(step, context, contact, variant),
+        preview=preview_step(step, context, contact, variant, workspace()),
         shown_variant=variant.key if variant else "",
         variant_chosen=requested is not None,
         variant_errors=variant_errors,

@@ -110,7 +110,10 @@ def _render_settings(campaign: Campaign, status: int = 200, **extra: Any):
         experiments=campaign_experiments(db.session, campaign),
         describe_condition=describe_condition,
         steps=sorted(campaign.steps, key=lambda step: step.position),
-        previews={step.id: preview_step(step, sample, None) for step in campaign.steps},
+        previews={
+            step.id: preview_step(step, sample, None, workspace=workspace())
+            for step in campaign.steps
+        },
         waiting=waiting,
         describe_delay=describe_delay,
         step_actions=step_actions,

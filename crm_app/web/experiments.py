@@ -31,7 +31,9 @@ def _previews(experiment) -> dict[int, object]:
     """Each running variant rendered for the sample contact, with you as the sender."""
     sample = preview_context(None, viewer_sender(), workspace(), blocks=all_blocks(db.session))
     return {
-        row.variant.id: render_preview(*variant_texts(experiment.step, row.variant), sample, None)
+        row.variant.id: render_preview(
+            *variant_texts(experiment.step, row.variant), sample, None, workspace()
+        )
         for row in experiment.running
     }
 

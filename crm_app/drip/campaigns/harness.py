@@ -40,6 +40,7 @@ from crm_app.drip.delivery.backends import (
     UnknownOutcomeError,
     send_one,
 )
+from crm_app.drip.delivery.compose import with_footer
 from crm_app.drip.experiments.blocks import BlockChooser, with_blocks
 from crm_app.drip.experiments.variants import choose, running_variants, variant_texts
 from crm_app.models import CampaignStep, Contact, ContentBlock, StepVariant, TestSend, utcnow
@@ -83,13 +84,22 @@ def preview_context(
 
 
 def render_preview(
-    subject: str, html: str, text: str, context: dict[str, Any], contact: Contact | None
+    subject: str,
+    html: str,
+    text: str,
+    context: dict[str, Any],
+    contact: Contact | None,
+    workspace: WorkspaceSender | None = None,
 ) -> Preview:
+    """The email for `context`; with `workspace`, the footer every email gets too
+    (compose.with_footer), so that a preview shows what goes."""
     empty = empty_merge_fields([subject, html, text], context)
     try:
         email = render_email(subject, html, text, context)
     except TemplateRenderError as error:
         return Preview(None, {"render": str(error)}, empty, contact)
+    if workspace is not None:
+        email = with_footer(email, context["unsubscribe_url"], workspace)
     chooser = context.get("block")
     applied = dict(chooser.applied) if isinstance(chooser, BlockChooser) else {}
     return Preview(email, {}, empty, contact, applied)
@@ -100,9 +110,11 @@ def preview_step(
     context: dict[str, Any],
     contact: Contact | None,
     variant: StepVariant | None = None,
+    workspace: WorkspaceSender | None = None,
 ) -> Preview:
-    """The saved email, or one variant of its running A/B test, for `context`."""
-    return render_preview(*variant_texts(step, variant), context, contact)
+    """The saved email, or one variant of its running A/B test, for `context` (with
+    `workspace`: its footer, as render_preview)."""
+    return render_preview(*variant_texts(step, variant), context, contact, workspace)
 
 
 def variant_to_preview(
@@ -123,16 +135,17 @@ def preview_draft(
     context: dict[str, Any],
     contact: Contact | None,
     viewer_sender: dict[str, str],
+    workspace: WorkspaceSender | None = None,
 ) -> Preview:
     """The editor's unsaved text: the checks a save runs (a message per field), then
-    the render for the chosen contact."""
+    the render for the chosen contact (with `workspace`: its footer)."""
     texts = cleaned_texts(data)
     errors = template_errors(texts, viewer_sender)
     if errors:
         empty = empty_merge_fields(list(texts.values()), context)
         return Preview(None, errors, empty, contact)
     return render_preview(
-        texts["subject"], texts["body_html"], texts["body_text"], context, contact
+        texts["subject"], texts["body_html"], texts["body_text"], context, contact, workspace
     )
 
 

@@ -137,6 +137,8 @@ class WorkspaceSender:
     website: str
     # The workspace's postal address, in every email's footer (CAN-SPAM); "" until set.
     postal_address: str = ""
+    # Who sends, as every email's footer says (SENDER_COMPANY, else MAIL_FROM_NAME).
+    footer_name: str = ""
 
 
 class Signature(str):

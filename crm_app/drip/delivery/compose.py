@@ -15,6 +15,7 @@ from crm_app.drip.campaigns.naming import email_name, step_title, subject_title
 from crm_app.drip.campaigns.rendering import (
     RenderedEmail,
     TemplateRenderError,
+    WorkspaceSender,
     build_context,
     contact_context,
     render_email,
@@ -41,13 +42,13 @@ def email_label(message: Message, subject: str = "") -> str:
     return email_name(step.position, message.campaign.name, step.subject, subject)
 
 
-def _footer(
-    rendered: RenderedEmail, link: str, company: str, postal_address: str
-) -> tuple[str, str]:
-    """(html, text) with the footer every email carries: who sends it and their postal
+def with_footer(rendered: RenderedEmail, link: str, workspace: WorkspaceSender) -> RenderedEmail:
+    """The email with the footer every email carries: who sends it and their postal
     address (CAN-SPAM), and the unsubscribe link when the body does not show it already
-    (a template saved before the rule, or a conditional block that left it out)."""
-    address = ", ".join(postal_address.splitlines())
+    (a template saved before the rule, or a conditional block that left it out). The
+    previews add it too: what they show is what goes."""
+    address = ", ".join(workspace.postal_address.splitlines())
+    company = workspace.footer_name
     sender = f"{company}, {address}" if address else company
     html_link = (
         "" if links_visibly(rendered.html, link) else f' <a href="{escape(link)}">Unsubscribe</a>'
@@ -60,7 +61,7 @@ def _footer(
     text = f"{rendered.text.rstrip()}\n\n--\nYou receive these emails from {sender}.\n"
     if link not in rendered.text:
         text += f"To stop receiving these emails: {link}\n"
-    return html, text
+    return RenderedEmail(rendered.subject, html, text)
 
 
 class PersonalSubjects:
@@ -133,9 +134,7 @@ def compose(
     )
     context = build_context(contact_context(contact), sender, unsubscribe_url=link)
     context = with_blocks(context, session_blocks(session))
-    rendered = render_email(*variant_texts(step, variant), context)
-    company = settings.sender_company or settings.mail_from_name
-    html, text = _footer(rendered, link, company, workspace.postal_address)
+    rendered = with_footer(render_email(*variant_texts(step, variant), context), link, workspace)
     return OutgoingEmail(
         message_id=message.id,
         to_email=contact.email,
@@ -144,8 +143,8 @@ def compose(
         # A per-message address when replies are parsed, else the configured one.
         reply_to=reply_address(message.id, settings) or settings.mail_reply_to or "",
         subject=header_safe(rendered.subject),
-        html=html,
-        text=text,
+        html=rendered.html,
+        text=rendered.text,
         headers={
             "List-Unsubscribe": header_safe(
                 f"<mailto:{settings.mail_unsubscribe_mailto}?subject=unsubscribe>, <{link}>"

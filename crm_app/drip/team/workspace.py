@@ -48,6 +48,7 @@ def workspace_sender(session, settings: Settings) -> WorkspaceSender:
         company=settings.sender_company,
         website=settings.sender_website,
         postal_address=row.postal_address if row else "",
+        footer_name=settings.sender_company or settings.mail_from_name,
     )
     session.info[_CACHE_KEY] = (settings, sender)
     return sender
