@@ -50,9 +50,9 @@ TEXT_FIELDS: dict[str, int] = {
     "industry": 100,
     "notes": 10_000,
 }
+EMAIL_TAKEN = "Another contact already has this email address."
 # Custom fields are merged into every email and shown on every contact page: bounded, so
 # one contact cannot carry megabytes (an audit stored 5,000 fields and a 1 MB note).
-EMAIL_TAKEN = "Another contact already has this email address."
 MAX_CUSTOM_FIELDS = 50
 CUSTOM_FIELD_NAME_MAX = 50
 CUSTOM_FIELD_VALUE_MAX = 1_000
