@@ -4,9 +4,10 @@ become an unthrottled way to guess the password).
 
 Only failures count (a 401 from the login view, or a view's mark_wrong_password), so a
 user who types the password right is never slowed down; once a limit is reached,
-further attempts are refused before the password is hashed (a hash costs ~130 ms of CPU: unthrottled, a login form is also a
-denial of service), with the time to wait on the page and in Retry-After. The counters
-live in Redis, shared by every web process, and expire with their window.
+further attempts are refused before the password is hashed (a hash costs ~130 ms of
+CPU: unthrottled, a login form is also a denial of service), with the time to wait on
+the page and in Retry-After. The counters live in Redis, shared by every web process,
+and expire with their window.
 """
 
 from __future__ import annotations
