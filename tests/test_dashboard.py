@@ -7,6 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask import url_for
 
+from crm_app.drip.delivery.provider_health import (
+    clear_backend_auth_failure,
+    set_backend_auth_failure,
+)
 from crm_app.drip.reporting import dashboard
 from crm_app.drip.reporting.dashboard import home_dashboard
 from crm_app.models import Contact, Enrollment, Message
@@ -186,11 +190,12 @@ def test_counts_stop_at_the_cap_and_say_so(admin, app, fill, clock_at_now, monke
     assert '<span class="muted">Sent this week</span><strong>3</strong>' in html
 
 
-def test_the_dashboard_is_two_statements_breaker_and_in_doubt_figures_included(
+def test_the_dashboard_is_three_statements_breaker_and_in_doubt_figures_included(
     session, fill, campaigns
 ):
-    """One row of counts (the in-doubt resolutions too) and one row per campaign (the
-    breaker's pauses too), plus the last webhook batch once there is one."""
+    """One row of counts (the in-doubt resolutions too), one row per campaign (the
+    breaker's pauses too) and SendGrid's refusal of the key by its primary key, plus the
+    last webhook batch once there is one."""
     from sqlalchemy import event
 
     from crm_app.drip.tracking.breaker import BREAKER_ACTOR
@@ -207,8 +212,40 @@ def test_the_dashboard_is_two_statements_breaker_and_in_doubt_figures_included(
         board = home_dashboard(session, now=NOW)
     finally:
         event.remove(session.get_bind(), "before_cursor_execute", listener)
-    assert len(statements) == 2 + (board.last_webhook is not None)
+    assert len(statements) == 3 + (board.last_webhook is not None)
+    assert board.auth_failure is None
     assert [(c.name, c.paused_reason) for c in board.paused_by_breaker] == [
         ("Client", "7 bounces over its last 100 sends")
     ]
     assert board.in_doubt_resolved == {"sendgrid": 0, "requeued": 0, "admin": 0}
+
+
+REFUSAL = "SendGrid refused it (401): The provided authorization grant is invalid"
+
+
+def _auth_banner(html: str) -> str:
+    return html.split('id="sendgrid-auth-failure"')[1].split("</section>")[0]
+
+
+def test_staff_see_that_sendgrid_refuses_the_key_while_it_does(session, staff, campaigns):
+    """Health turns red on a 401/403; the home page must say so too, not only "Failed"."""
+    assert 'id="sendgrid-auth-failure"' not in staff.get("/").get_data(as_text=True)
+    set_backend_auth_failure(session, REFUSAL, NOW)
+    session.commit()
+    banner = _auth_banner(staff.get("/").get_data(as_text=True))
+    assert "SendGrid refuses the API key" in banner
+    assert "15:00" in banner  # when it last refused
+    assert "authorization grant is invalid" in banner
+    assert "sending is stopped until the key works" in banner
+    assert "SENDGRID_API_KEY" not in banner  # what to do is the admins' part
+    clear_backend_auth_failure(session)  # the next accepted send
+    session.commit()
+    assert 'id="sendgrid-auth-failure"' not in staff.get("/").get_data(as_text=True)
+
+
+def test_admins_are_told_to_check_the_api_key(session, admin, campaigns):
+    set_backend_auth_failure(session, REFUSAL, NOW)
+    session.commit()
+    banner = _auth_banner(admin.get("/").get_data(as_text=True))
+    assert "SendGrid refuses the API key" in banner
+    assert "<code>SENDGRID_API_KEY</code>" in banner

@@ -1,7 +1,8 @@
 """The home page's figures: what went out, what is coming, what needs a look.
 
-Two queries whatever the volume (three once a webhook called): one row of counts, and
-one row per campaign (its active enrolments, whether the breaker paused it). Each
+Three queries whatever the volume (four once a webhook called): one row of counts, one
+row per campaign (its active enrolments, whether the breaker paused it), and SendGrid's
+refusal of the API key, by its primary key (provider_health, as health reads it). Each
 count is served by an index (sent_at, the due index on enrolments, messages' status
 index, the in-doubt resolutions' partial index, the active-enrolments-by-campaign
 index) and capped at DASHBOARD_COUNT_CAP: "1,000+" reads a thousand index entries,
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 from crm_app.drip.common.paging import count_up_to
 from crm_app.drip.common.timezones import zone_or_utc
 from crm_app.drip.delivery.in_doubt import RESOLUTIONS, resolution_counts
+from crm_app.drip.delivery.provider_health import AuthFailure, current_auth_failure
 from crm_app.drip.tracking.breaker import paused_by_breaker
 from crm_app.models import Campaign, Enrollment, Message, utcnow
 from crm_app.models.tracking import WebhookBatch
@@ -55,6 +57,8 @@ class Dashboard:
     paused_by_breaker: list[PausedCampaign] = field(default_factory=list)
     # In-doubt emails settled each way (delivery/in_doubt.py RESOLUTIONS), all time.
     in_doubt_resolved: dict[str, int] = field(default_factory=dict)
+    # SendGrid refused the API key (401/403): nothing is sent until it works again.
+    auth_failure: AuthFailure | None = None
 
     @property
     def active_total(self) -> int:
@@ -188,4 +192,5 @@ def home_dashboard(
         webhook_warning=warning,
         paused_by_breaker=paused_by_breaker,
         in_doubt_resolved=dict(zip(RESOLUTIONS, map(int, figures[6:]), strict=True)),
+        auth_failure=current_auth_failure(session),
     )
