@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from flask import url_for
 
 from crm_app.drip.delivery.provider_health import (
@@ -249,3 +250,26 @@ def test_admins_are_told_to_check_the_api_key(session, admin, campaigns):
     banner = _auth_banner(admin.get("/").get_data(as_text=True))
     assert "SendGrid refuses the API key" in banner
     assert "<code>SENDGRID_API_KEY</code>" in banner
+
+
+def test_emails_of_a_paused_campaign_are_not_counted_as_scheduled(session, fill):
+    """Client is paused: its email due in 23 h goes nowhere until it is resumed (the
+    contact's page says so too)."""
+    campaigns = fill(NOW)
+    campaigns["client"].status = "paused"
+    session.commit()
+    assert home_dashboard(session, now=NOW).scheduled_next_24h == 2
+
+
+def test_an_email_resent_and_in_doubt_again_is_not_counted_as_settled(session, fill):
+    """An admin's Resend marks the resolution at once; while the resend is in doubt
+    again, the dashboard counts it in doubt, not as settled by an admin."""
+    fill(NOW)
+    doubtful = session.scalar(sa.select(Message).where(Message.status == "in_doubt"))
+    doubtful.in_doubt_resolution = "admin"
+    session.commit()
+    board = home_dashboard(session, now=NOW)
+    assert board.in_doubt == 1 and board.in_doubt_resolved["admin"] == 0
+    doubtful.status = "sent"
+    session.commit()
+    assert home_dashboard(session, now=NOW).in_doubt_resolved["admin"] == 1

@@ -168,10 +168,12 @@ def traced_requeued(session, messages: list[Message]) -> dict[int, datetime]:
 
 def resolution_counts() -> dict[str, sa.ScalarSelect]:
     """How many in-doubt emails were settled each way, all time (the dashboard): one
-    column each, to select beside other figures (read from their partial index)."""
+    column each, to select beside other figures (read from their partial index). One
+    queued again whose new send is in doubt once more is not settled: it counts among
+    the emails in doubt, not here."""
     return {
         name: sa.select(sa.func.count())
-        .where(Message.in_doubt_resolution == name)
+        .where(Message.in_doubt_resolution == name, Message.status != "in_doubt")
         .scalar_subquery()
         for name in RESOLUTIONS
     }

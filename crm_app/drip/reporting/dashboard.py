@@ -100,10 +100,13 @@ def _figures_statement(cap: int) -> sa.Select:
     now, today, week, due_by = (
         sa.bindparam(name, type_=moment) for name in ("now", "today", "week", "due_by")
     )
+    active_campaigns = sa.select(Campaign.id).where(Campaign.status == "active")
     scheduled = (
         Enrollment.status == "active",
         Enrollment.next_send_at.is_not(None),
         Enrollment.next_send_at < due_by,
+        # A paused or archived campaign sends nothing until it is resumed.
+        Enrollment.campaign_id.in_(active_campaigns.scalar_subquery()),
     )  # overdue ones count too: the next tick sends them
     return sa.select(
         _capped(cap, Message.id, Message.sent_at >= today, Message.sent_at <= now),
