@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from crm_app.drip.team.audit import AUDIT_KINDS, ENTRIES_PER_PAGE, record_audit
@@ -221,6 +222,19 @@ def test_a_bad_date_is_named_next_to_its_field(admin):
     response = admin.get("/audit?from=yesterday")
     assert response.status_code == 422
     assert 'id="error-from"' in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("query", ["to=9999-12-31", "from=0001-01-01"])
+def test_a_date_off_the_calendar_is_named_next_to_its_field(admin, admin_user, query):
+    """The last day's end and, east of UTC, the first day's start fell off Python's
+    calendar: a 500."""
+    admin_user.timezone = "Asia/Tokyo"
+    db.session.commit()
+    response = admin.get(f"/audit?{query}")
+    assert response.status_code == 422
+    field = query.split("=")[0]
+    assert f'id="error-{field}"' in response.get_data(as_text=True)
+    assert "Choose dates between 1970-01-01 and 9999-12-30" in response.get_data(as_text=True)
 
 
 def test_the_filter_swaps_only_the_list_with_htmx(admin):

@@ -21,6 +21,7 @@ from sqlalchemy.orm import selectinload
 
 from crm_app.drip.common.paging import Page, paginate
 from crm_app.drip.common.timezones import zone_or_utc
+from crm_app.drip.reporting.date_range import EARLIEST_DAY, LATEST_DAY
 from crm_app.models import AuditEntry, User
 
 AUDIT_KINDS: dict[str, str] = {
@@ -113,6 +114,10 @@ def parse_audit_filter(values, *, user_ids: set[int]) -> AuditFilter:
             days[name] = date.fromisoformat(text) if text else None
         except ValueError:
             raise AuditFilterError(name, "Dates look like 2026-01-31.") from None
+        day = days[name]
+        if day is not None and not EARLIEST_DAY <= day <= LATEST_DAY:
+            # The day's bounds on the viewer's clock would fall off Python's calendar.
+            raise AuditFilterError(name, f"Choose dates between {EARLIEST_DAY} and {LATEST_DAY}.")
     if days["from"] and days["to"] and days["from"] > days["to"]:
         raise AuditFilterError("to", "The end date is before the start date.")
     return AuditFilter(user_id, kind if kind in AUDIT_KINDS else "", days["from"], days["to"])
