@@ -1,7 +1,8 @@
 """The analytics rollups are maintained on write: after delivery, webhook events (first
-seen, out of order, duplicated), an in-doubt email SendGrid reports, and an unsubscribe
-through our own link, every rollup row equals the GROUP BY over messages it stands for,
-and the analytics read from them agree with the messages."""
+seen, out of order, duplicated), an in-doubt email SendGrid reports, an unsubscribe
+through our own link, and contacts deleted with their emails, every rollup row equals
+the GROUP BY over messages it stands for, and the analytics read from them agree with
+the messages."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from crm_app.drip.audience.bulk_actions import BulkAction, Selection, run_bulk_action
+from crm_app.drip.audience.contacts import delete_contact
 from crm_app.drip.audience.unsubscribe import unsubscribe
 from crm_app.drip.delivery.backends import OutboxBackend
 from crm_app.drip.delivery.pipeline import deliver_messages
@@ -170,3 +173,40 @@ def test_an_earlier_first_open_arriving_late_on_another_day_moves_its_count(
     _assert_rollups_equal_the_messages(session)
     firsts = {(row[2] - row[1]).days: row[3:] for row in _rollups(session)[1]}
     assert firsts == {1: (2, 1), 2: (1, 0)}  # (first opens, first clicks) by days after sending
+
+
+def test_deleted_contacts_take_their_emails_out_of_the_rollups(session, campaigns, settings):
+    """A contact deleted (alone or in bulk) takes its emails with it, by cascade: the
+    rollups stop counting them, first opens and clicks of another day included, so the
+    analytics agree with what the messages (and the dashboard) count."""
+    ids = _sent_ids(session, campaigns, 6)
+    deliver_messages(session, ids, OutboxBackend(), settings)
+    session.commit()
+    sent_at = session.get(Message, ids[0]).sent_at.timestamp()
+    events = [_event("delivered", i, 1, sent_at + 60) for i in ids]
+    events += [_event("open", i, 1, sent_at + 600) for i in ids[:4]]
+    events += [_event("open", ids[4], 1, sent_at + 86400)]  # opened the next day
+    events += [_event("click", i, 1, sent_at + 700, url="https://x.example") for i in ids[:2]]
+    events += [_event("bounce", ids[5], 1, sent_at + 60, type="bounce", reason="550")]
+    ingest_events(session, events, hash_key=b"k" * 32)
+    session.commit()
+    gone = [session.get(Message, i).contact_id for i in (ids[0], ids[4], ids[5])]
+
+    delete_contact(session, session.get(Message, ids[0]).contact, actor="test")
+    session.commit()
+    _assert_rollups_equal_the_messages(session)
+    for _ in run_bulk_action(
+        session, BulkAction("delete"), Selection(contact_ids=tuple(gone[1:])),
+        actor="test", stop_reason="",
+    ):  # fmt: skip
+        session.commit()
+    _assert_rollups_equal_the_messages(session)
+
+    today = utcnow().date()
+    period = DateRange(today - timedelta(days=1), today + timedelta(days=2))
+    report = campaign_report(session, campaigns["client"], period)
+    counts = report.summary.counts
+    assert session.scalar(sa.select(sa.func.count()).select_from(Message)) == 3
+    assert (counts.sent, counts.delivered, counts.opened, counts.clicked) == (3, 3, 3, 1)
+    assert counts.bounced == 0
+    assert sum(p.opened for p in report.series) == 3

@@ -15,6 +15,7 @@ from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.common.ids import id_or_none
 from crm_app.drip.common.sql import saved_unless_taken
 from crm_app.drip.common.timezones import is_known_timezone
+from crm_app.drip.reporting.daily_counts import uncount_contact
 from crm_app.drip.team.audit import record_audit
 from crm_app.drip.tracking.forgetting import forget_contact_events
 from crm_app.models import CONTACT_TYPES, Contact, User
@@ -271,10 +272,12 @@ def update_contact(session, contact: Contact, data: ContactInput, *, actor: str)
 
 def delete_contact(session, contact: Contact, *, actor: str) -> None:
     """Delete the contact with its enrolments, emails, replies and timeline; SendGrid's
-    events of its emails stay, without its address or their payload (forgetting.py)."""
+    events of its emails stay, without its address or their payload (forgetting.py), and
+    the analytics rollups no longer count its emails."""
     summary = f"Deleted contact {contact.full_name} ({contact.email})"
     record_audit(session, actor, "contact.deleted", "contact", contact.id, summary)
     forget_contact_events(session, contact.id)
+    uncount_contact(session, contact.id)
     session.delete(contact)
 
 

@@ -12,7 +12,9 @@ the same transaction, computed from the rows it just changed:
   day its email was sent, if it was (an event before the send is counted with the send);
 - a first open or click moved earlier, to another day, by an event that arrived late
   moves its count in campaign_daily_firsts from the old day to the new one
-  (`move_first_days`; campaign_daily_counts is keyed by the day sent, which stays).
+  (`move_first_days`; campaign_daily_counts is keyed by the day sent, which stays);
+- a deleted contact's messages (they go with it, by cascade) take back all they added,
+  before they go (`uncount_contact`).
 
 So a range of a year reads a few thousand rollup rows instead of a million messages.
 """
@@ -79,11 +81,12 @@ def _counts_select(
     return sa.select(*key, *columns).where(Message.sent_at.is_not(None), *scope).group_by(*key)
 
 
-def _firsts_select(dialect: str, field: str, scope: list) -> sa.Select:
+def _firsts_select(dialect: str, field: str, scope: list, sign: int = 1) -> sa.Select:
     column = Message.__table__.c[COUNTED_COLUMNS[field]]
     key = (Message.campaign_id, day_of(Message.sent_at, dialect), day_of(column, dialect))
+    tally = sa.func.count() if sign > 0 else -sa.func.count()
     return (
-        sa.select(*key, sa.func.count())
+        sa.select(*key, tally)
         .where(Message.sent_at.is_not(None), column.is_not(None), *scope)
         .group_by(*key)
     )
@@ -159,6 +162,44 @@ def count_first_seen_many(session, first: dict[str, Iterable[int]]) -> None:
     values["everyone"] = list({i for ids in first.values() for i in ids})
     for statement in _first_seen_statements(dialect, tuple(sorted(first))):
         session.execute(statement, values)
+
+
+@cache
+def _subtract_statements(dialect: str) -> tuple[sa.Insert, ...]:
+    """_add_statements' inverse over every count: the messages bound as `message_ids`
+    take back what they added (the same GROUP BY, negated)."""
+    scope = [in_named_values(dialect == "postgresql", Message.id, "message_ids")]
+    fields = tuple(COUNTED_COLUMNS)
+    tallies = [
+        -count_where(Message.__table__.c[COUNTED_COLUMNS[name]].is_not(None)) for name in fields
+    ]
+    source = _counts_select(dialect, fields, scope, tallies)
+    statements = [counts_upsert(dialect, COUNTS, source, key=_COUNTS_KEY, counts=fields)]
+    for field in FIRSTS_FIELDS:
+        source = _firsts_select(dialect, field, scope, sign=-1)
+        statements.append(counts_upsert(dialect, FIRSTS, source, key=_FIRSTS_KEY, counts=(field,)))
+    return tuple(statements)
+
+
+def uncount_contact(session, contact_id: int) -> None:
+    """The contact is about to be deleted, and its messages with it (by cascade, which
+    no count follows): each takes back its share of both rollups first. Rows left at
+    zero stay, as a moved first open leaves them."""
+    # Locked first, in id order (as the webhook locks them): a write counting one of them
+    # meanwhile (recorded sent, a first event) commits before the subtraction reads it,
+    # so it is taken back too, or waits for the delete and then updates, so counts, none.
+    ids = list(
+        session.scalars(
+            sa.select(Message.id)
+            .where(Message.contact_id == contact_id)
+            .order_by(Message.id)
+            .with_for_update()
+        )
+    )
+    if not ids:
+        return
+    for statement in _subtract_statements(session.get_bind().dialect.name):
+        session.execute(statement, {"message_ids": ids})
 
 
 @dataclass(frozen=True)
