@@ -158,3 +158,25 @@ def test_staff_cannot_act_on_messages(staff, session, message):
     failed = message("failed")
     assert staff.post(f"/admin/messages/{failed.id}/retry").status_code == 403
     assert session.get(Message, failed.id).status == "failed"
+
+
+def test_the_outbox_says_whether_emails_are_kept_here_now(app, admin, message, monkeypatch):
+    """With a SendGrid key set, the emails listed were kept before it: the page said "No
+    SENDGRID_API_KEY is set" whatever the configuration."""
+    message("sent", sent_at=utcnow(), provider_message_id="outbox-1")
+    assert "No <code>SENDGRID_API_KEY</code> is set" in admin.get("/admin/outbox").get_data(
+        as_text=True
+    )
+    monkeypatch.setitem(app.config, "SENDGRID_API_KEY", "SG.test-key")
+    page = admin.get("/admin/outbox").get_data(as_text=True)
+    assert "No <code>SENDGRID_API_KEY</code> is set" not in page
+    assert "Emails now go through SendGrid" in page
+
+
+def test_the_in_doubt_list_says_they_are_queued_again_by_themselves(app, admin, message):
+    """It said "never resent by themselves", which the tick's auto-resolution contradicts."""
+    message("in_doubt")
+    page = " ".join(admin.get("/admin/messages?status=in_doubt").get_data(as_text=True).split())
+    assert "never resent by themselves" not in page
+    minutes = f"{app.config['IN_DOUBT_AUTO_RESOLVE_MINUTES']:g}"
+    assert f"one with no event after {minutes} minutes is queued again by itself" in page

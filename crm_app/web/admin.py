@@ -14,6 +14,7 @@ from crm_app.drip.delivery.admin_actions import (
     actions_for,
     perform_admin_action,
 )
+from crm_app.drip.delivery.backends import sends_to_outbox
 from crm_app.drip.reporting.message_lists import ADMIN_LISTS, admin_message_list, outbox_page
 from crm_app.drip.tracking.reply_tokens import reply_address
 from crm_app.extensions import db
@@ -33,7 +34,8 @@ def messages():
     status = request.args.get("status", "failed")
     if status not in ADMIN_LISTS:
         abort(404)
-    hours = settings_of(current_app).in_doubt_no_trace_hours
+    settings = settings_of(current_app)
+    hours = settings.in_doubt_no_trace_hours
     listing = admin_message_list(
         db.session,
         status,
@@ -46,6 +48,7 @@ def messages():
         title=LIST_TITLES[status],
         listing=listing,
         no_trace_hours=hours,
+        auto_resolve_minutes=f"{settings.in_doubt_auto_resolve_minutes:g}",
         actions=actions_for(status),
     )
 
@@ -74,6 +77,7 @@ def outbox():
         listing=outbox_page(db.session, page=request.args.get("page", 1, type=int)),
         tests=recent_test_sends(db.session),
         from_address=settings_of(current_app).mail_from_email,
+        kept_here_now=sends_to_outbox(settings_of(current_app)),
     )
 
 

@@ -300,9 +300,14 @@ def send_one(backend: Backend, outgoing: OutgoingEmail) -> str:
     return outcome["id"]
 
 
+def sends_to_outbox(settings: Settings) -> bool:
+    """Whether emails are kept in the local Outbox (no SendGrid API key is configured)."""
+    return not settings.sendgrid_api_key
+
+
 def backend_from_settings(settings: Settings) -> Backend:
     """SendGrid when an API key is configured, else the local Outbox."""
-    if not settings.sendgrid_api_key:
+    if sends_to_outbox(settings):
         return OutboxBackend()
     return SendGridBackend(
         api_key=settings.sendgrid_api_key,
