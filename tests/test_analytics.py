@@ -55,7 +55,7 @@ def row_texts(counts: tuple[int, ...]) -> list[str]:
         f"{clicked} {pct_text(clicked, delivered)}",
         f"{bounced} {pct_text(bounced, sent)}",
         f"{spam} {pct_text(spam, delivered)}",
-        f"{unsub} {pct_text(unsub, delivered)}",
+        f"{unsub} {pct_text(unsub, sent)}",
     ]
 
 
@@ -113,8 +113,15 @@ def test_campaign_report_per_step_and_totals_match_hand_counts(session, data):
     assert counts.click_rate == 40.0
     assert counts.bounce_rate == 16.7  # 1 of 6 sent
     assert counts.spam_rate == 20.0
-    assert counts.unsubscribe_rate == 20.0
+    assert counts.unsubscribe_rate == 16.7  # 1 of 6 sent
     assert report.funnel == [(1, 3), (2, 2), (3, 1), (4, 0), (5, 0), (6, 0)]
+
+
+def test_unsubscribes_without_delivered_events_are_a_share_of_what_was_sent():
+    """Our own unsubscribe link needs no SendGrid event: with one delivery reported and
+    two unsubscribes, the rate read 200 %."""
+    counts = Counts(sent=4, delivered=1, unsubscribed=2)
+    assert counts.unsubscribe_rate == 50.0
 
 
 def test_completion_counts_enrollments_ended_in_range(session, data):

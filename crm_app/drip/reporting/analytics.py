@@ -55,7 +55,10 @@ class Counts:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
 
-    # Delivery and bounces are shares of what was sent; engagement is a share of delivered.
+    # Delivery, bounces and unsubscribes are shares of what was sent; engagement is a share
+    # of delivered. An unsubscribe through our own link needs no SendGrid event: counted
+    # against delivered, two unsubscribes of a campaign whose webhook reported one delivery
+    # read "200 %".
     @property
     def delivery_rate(self) -> float | None:
         return _pct(self.delivered, self.sent)
@@ -86,7 +89,7 @@ class Counts:
 
     @property
     def unsubscribe_rate(self) -> float | None:
-        return _pct(self.unsubscribed, self.delivered)
+        return _pct(self.unsubscribed, self.sent)
 
 
 COUNT_FIELDS = (
