@@ -210,7 +210,7 @@ def test_campaign_page_charts_read_their_data_from_a_json_block(staff, data):
     assert "vendor/chart.umd.min.js" in html
 
 
-def test_csv_has_a_header_the_step_rows_and_the_totals(staff, data):
+def test_csv_has_a_header_the_step_rows_and_the_totals(staff, session, data):
     response = staff.get(f"/analytics/campaigns/{data['A'].id}.csv?{RANGE_QS}")
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
@@ -237,6 +237,15 @@ def test_csv_has_a_header_the_step_rows_and_the_totals(staff, data):
         "83.3",
         "80.0",
         "16.7",
+    )
+    # The page's human opens and clicks are in the file too.
+    report = campaign_report(session, data["A"], PERIOD).summary.counts
+    assert (int(total["human_opens"]), int(total["human_clicks"])) == (
+        report.human_opened,
+        report.human_clicked,
+    )
+    assert total["human_open_pct"] == (
+        "" if report.human_open_rate is None else f"{report.human_open_rate:.1f}"
     )
     assert by_step["4"]["open_pct"] == ""  # nothing delivered: no rate, not 0 and not a crash
 

@@ -24,6 +24,12 @@ CSV_HEADER = (
     "spam_pct",
     "unsubscribes",
     "unsubscribe_pct",
+    # The page's human columns (Apple's privacy proxy and link scanners left out), last so
+    # that a sheet reading the columns above by position still reads them.
+    "human_opens",
+    "human_open_pct",
+    "human_clicks",
+    "human_click_pct",
 )
 
 
@@ -47,6 +53,10 @@ def _csv_row(step: str, subject: str, c: Counts) -> list:
         rate(c.spam_rate),
         c.unsubscribed,
         rate(c.unsubscribe_rate),
+        c.human_opened,
+        rate(c.human_open_rate),
+        c.human_clicked,
+        rate(c.human_click_rate),
     ]
 
 
