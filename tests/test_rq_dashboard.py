@@ -88,3 +88,15 @@ def test_the_dashboards_inline_script_runs_by_nonce_only(admin):
     assert f'<script type="text/javascript" nonce="{nonce}">' in html
     assert "'unsafe-inline'" not in policy.split("script-src", 1)[1].split(";", 1)[0]
     assert "frame-ancestors 'none'" in policy
+
+
+def test_the_jobs_tab_opens_on_the_apps_queue(app, admin):
+    """With no queue chosen, rq-dashboard shows its "default" queue, which the app never
+    uses: the tab's page asked for it, got a 404 and stayed on "Loading..."."""
+    queue = app.config["RQ_QUEUE"]
+    response = admin.get("/admin/rq/0/view/jobs")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(f"/admin/rq/0/view/jobs/{queue}/queued/8/asc/1")
+    page = admin.get(response.headers["Location"])
+    assert page.status_code == 200
+    assert admin.get(f"/admin/rq/0/data/jobs/{queue}/queued/8/asc/1.json").status_code == 200

@@ -12,7 +12,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import rq_dashboard
-from flask import Flask, abort, current_app, request
+from flask import Flask, abort, current_app, redirect, request, url_for
 from flask_login import current_user
 from rq import Queue
 from werkzeug.exceptions import MethodNotAllowed
@@ -58,7 +58,26 @@ def _admin_guard():
         if not _same_origin(origin):
             abort(403, "cross-site request refused")
     _refuse_bad_addresses(request.view_args or {})
-    return None
+    return _jobs_of_our_queue(request.view_args or {})
+
+
+def _jobs_of_our_queue(view_args: dict):
+    """The Jobs tab with no queue chosen shows RQ's "default" queue, which this app
+    never uses (its page then asked for a queue that is not there and stayed on
+    "Loading..."): it opens on the app's own queue instead."""
+    if request.endpoint != "rq_dashboard.jobs_overview" or view_args.get("queue_name"):
+        return None
+    return redirect(
+        url_for(
+            "rq_dashboard.jobs_overview",
+            instance_number=view_args.get("instance_number", 0),
+            queue_name=settings_of(current_app).rq_queue,
+            registry_name="queued",
+            per_page=8,
+            order="asc",
+            page=1,
+        )
+    )
 
 
 # Flask 3 refuses hooks on a blueprint once registered: attach once, at import. First in
