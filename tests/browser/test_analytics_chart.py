@@ -113,3 +113,20 @@ def test_the_charts_shrink_when_the_window_narrows_to_a_phone(
         page.set_viewport_size({"width": 390, "height": 844})
         page.wait_for_timeout(300)  # Chart.js resizes on the next animation frames
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_every_column_of_the_overview_is_in_sight_at_1280(
+    browser, live_server, session, staff_user, campaigns, tmp_path
+):
+    """Completion and conversion, the overview's last columns, sat past its table's
+    sideways scroll at 1,280 px (the header read "Co..."): each rate now reads under its
+    count, and the whole table fits."""
+    build_analytics_fixture(session, campaigns)
+    with _campaign_results_as_staff(browser, live_server, campaigns["lead"], 1280) as page:
+        page.goto(f"/analytics/?start={FIRST_DAY.isoformat()}&end={LAST_DAY.isoformat()}")
+        expect(page.locator("#campaign-summary")).to_contain_text("Lead")
+        box = page.locator("#campaign-summary").locator("xpath=..")
+        assert box.evaluate("b => b.scrollWidth <= b.clientWidth + 1"), box.evaluate(
+            "b => [b.scrollWidth, b.clientWidth]"
+        )
+        page.screenshot(path=str(tmp_path / "overview-1280.png"), full_page=True)
