@@ -48,3 +48,10 @@ def test_a_request_sent_but_never_answered_is_in_doubt_and_never_sent_again(
         )
         == 0
     )
+    # The contact's timeline says so, once (a later "queued again" follows something).
+    in_doubt = session.scalars(
+        sa.select(Activity.detail).where(
+            Activity.contact_id == contact.id, Activity.kind == "email_in_doubt"
+        )
+    ).all()
+    assert len(in_doubt) == 1 and "may or may not have been sent" in in_doubt[0]

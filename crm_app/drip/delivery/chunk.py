@@ -415,13 +415,20 @@ def _record_permanent(ctx: ChunkContext, claimed: Claim, records: _Records) -> N
 
 def _record_unknown(session, claimed: Claim, records: _Records) -> None:
     message_id = claimed.message.id
-    transitions.update_if(
+    if transitions.update_if(
         session,
         message_id,
         transitions.still_ours(claimed.attempt),
         status="in_doubt",
         error=f"send error: {claimed.error}",
-    )
+    ):
+        # On the contact's timeline, as the tick's in doubt (a worker stopped) is: a later
+        # "queued again" or "marked sent" then follows something.
+        text = (
+            f"{email_label(claimed.message, claimed.outgoing.subject)} may or may not have "
+            f"been sent (SendGrid's answer never came: {claimed.error})"
+        )
+        records.timeline.append(claimed.activity("email_in_doubt", text, records.created_at))
     records.results.append(("in_doubt", message_id))
 
 
