@@ -93,6 +93,11 @@ def test_resend_in_doubt_requeues(app, admin, session, message):
     session.expire_all()
     assert session.get(Message, doubtful.id).status == "queued"
     assert queued_job_args(app) == [([doubtful.id],)]
+    # The timeline names the admin as people read them, not by the actor's id.
+    detail = session.scalar(
+        sa.select(Activity.detail).where(Activity.kind == "email_resent").limit(1)
+    )
+    assert detail.endswith("queued again by admin@example.com")
 
 
 def test_action_on_the_wrong_state_is_a_clear_message(admin, session, message):

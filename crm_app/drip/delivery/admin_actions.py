@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from crm_app.drip.common.labels import actor_label
 from crm_app.drip.delivery.in_doubt import settle_as_sent
 from crm_app.drip.delivery.transitions import MESSAGES, record_message_activity, update_if
 from crm_app.drip.reporting.daily_counts import count_sent
@@ -40,7 +41,7 @@ def _requeue(session, message: Message, allowed: tuple[str, ...], kind: str, act
     count_sent(session, [message.id])
     session.refresh(message)
     record_message_activity(
-        session, message, kind, f"Email #{message.id} queued again by {actor}", actor
+        session, message, kind, f"Email #{message.id} queued again by {actor_label(actor)}", actor
     )
     return message
 
@@ -74,7 +75,9 @@ def mark_sent(
     now = now or utcnow()
     if message.status != "in_doubt":
         raise DeliveryActionError(f"Message #{message.id} is {message.status}, not in doubt.")
-    detail = f"Email #{message.id} marked sent by {actor}" + (f": {note}" if note else "")
+    detail = f"Email #{message.id} marked sent by {actor_label(actor)}" + (
+        f": {note}" if note else ""
+    )
     in_doubt = MESSAGES.c.status == "in_doubt"
     if not settle_as_sent(
         session, message, in_doubt, at=now, resolution=resolution, detail=detail, actor=actor
