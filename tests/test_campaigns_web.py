@@ -382,3 +382,16 @@ def test_resuming_moves_overdue_emails_to_the_next_window_opening(campaigns, mak
     assert enrollment.next_send_at == datetime(2026, 3, 9, 9, 0, tzinfo=UTC)  # Monday 09:00
     resumed = db.session.scalars(sa.select(Activity.kind).where(Activity.kind.like("campaign_%")))
     assert sorted(resumed) == ["campaign_paused", "campaign_resumed"]
+
+
+def test_resuming_with_htmx_updates_the_headers_active_enrolments(admin, campaigns, make_contact):
+    """Resuming enrols the contacts added while the campaign was stopped: the header's
+    count of active enrolments is sent again with the panel (it kept the old one)."""
+    client = campaigns["client"]
+    admin.post(f"/campaigns/{client.id}/status", {"status": "paused"}, htmx=True)
+    make_contact("client")
+    make_contact("client")
+    db.session.commit()
+    response = admin.post(f"/campaigns/{client.id}/status", {"status": "active"}, htmx=True)
+    html = response.get_data(as_text=True)
+    assert '<span id="active-enrollments" hx-swap-oob="true">2 active enrolments</span>' in html

@@ -101,8 +101,14 @@ def _render_settings(campaign: Campaign, status: int = 200, **extra: Any):
         "breaker": extra.pop("breaker", None) or breaker_form(campaign),
         **extra,
     }
+    active_enrollments = count_active_enrollments(db.session, campaign)
     if wants_fragment():
-        return render_template("campaigns/_settings.html", oob_badge=True, **context), status
+        return render_template(
+            "campaigns/_settings.html",
+            oob_badge=True,
+            active_enrollments=active_enrollments,
+            **context,
+        ), status
     waiting = {group.step.id: group for group in waiting_for_steps(db.session, campaign)}
     sample = preview_context(None, viewer_sender(), workspace(), blocks=all_blocks(db.session))
     return render_template(
@@ -117,7 +123,7 @@ def _render_settings(campaign: Campaign, status: int = 200, **extra: Any):
         waiting=waiting,
         describe_delay=describe_delay,
         step_actions=step_actions,
-        active_enrollments=count_active_enrollments(db.session, campaign),
+        active_enrollments=active_enrollments,
         **context,
     ), status
 
