@@ -9,6 +9,7 @@ import re
 
 from sqlalchemy.orm import Session
 
+from crm_app.drip.campaigns.lifecycle import details_of
 from crm_app.extensions import db
 from crm_app.models import Campaign, CampaignStep
 from tests.test_concurrent_saves import race
@@ -111,21 +112,10 @@ def test_two_saves_of_one_revision_at_once_save_one(admin, session, campaigns):
     assert (kept.subject, kept.version) == ("Saved first", 2)
 
 
-def _details_form(campaign: Campaign) -> dict[str, str]:
-    return {
-        "name": campaign.name,
-        "description": campaign.description,
-        "contact_type": campaign.contact_type or "",
-        "goal_contact_type": campaign.goal_contact_type,
-        "reentry": campaign.reentry,
-        "goal_events": campaign.goal_events,
-    }
-
-
 def test_a_stale_details_save_is_refused_with_what_changed(admin, campaigns):
     lead = campaigns["lead"]
     url = f"/campaigns/{lead.id}/edit"
-    original = _details_form(lead)
+    original = details_of(lead)
     tab_a, tab_b = _opened(admin, url), _opened(admin, url)
 
     assert admin.post(url, original | tab_a | {"name": "Leads 2027"}).status_code == 302
@@ -154,7 +144,7 @@ def test_a_stale_details_save_is_refused_with_what_changed(admin, campaigns):
 def test_two_details_saves_of_one_revision_at_once_save_one(admin, session, campaigns):
     lead = campaigns["lead"]
     url = f"/campaigns/{lead.id}/edit"
-    form = _details_form(lead) | _opened(admin, url)
+    form = details_of(lead) | _opened(admin, url)
 
     def save_first(other: Session) -> None:
         other.get(Campaign, lead.id).name = "Saved first"
