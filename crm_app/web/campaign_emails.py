@@ -10,9 +10,9 @@ from crm_app.drip.campaigns.harness import preview_context, preview_draft, previ
 from crm_app.drip.campaigns.impact import Impact, ImpactNeedsConfirmation
 from crm_app.drip.campaigns.manage import counts_from_enrollment
 from crm_app.drip.campaigns.naming import step_name
+from crm_app.drip.campaigns.step_revisions import StepChangedMeanwhile, step_revision
 from crm_app.drip.campaigns.steps import (
     STEP_FIELDS,
-    StepChangedMeanwhile,
     StepEditError,
     StepInput,
     add_step,
@@ -23,7 +23,6 @@ from crm_app.drip.campaigns.steps import (
     next_position,
     removal_impact,
     remove_step,
-    step_revision,
     update_step,
 )
 from crm_app.drip.common.ids import database_id

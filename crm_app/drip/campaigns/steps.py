@@ -11,8 +11,8 @@ Enrolments point at a step's identity, so the live-edit rules (impact.py, and
 DELIVERY.md "Live edits") follow from the data; a change that moves contacts who
 are waiting raises ImpactNeedsConfirmation until the caller confirms it, after
 showing the impact. The editor's form carries the revision it was opened at
-(step_revision): a save against a newer one raises StepChangedMeanwhile, and nothing
-is saved. Callers commit.
+(step_revisions.py): a save against a newer one raises StepChangedMeanwhile, and
+nothing is saved. Callers commit.
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from crm_app.drip.campaigns.rendering import (
     check_template,
     render_email,
 )
+from crm_app.drip.campaigns.step_revisions import refuse_if_changed_meanwhile
 from crm_app.drip.campaigns.unsubscribe_link import unsubscribe_link_problems
 from crm_app.drip.campaigns.versions import record_version, version_of
 from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.errors import FieldErrors
-from crm_app.drip.common.labels import actor_label
 from crm_app.drip.experiments.blocks import unknown_blocks
 from crm_app.drip.experiments.conditions import FIRST_HAS_NO_PREVIOUS, needs_a_previous_email
 from crm_app.drip.team.audit import record_audit
@@ -61,31 +61,6 @@ class StepEditError(FieldErrors):
     """An email edit that cannot be saved (broken template, bad delay...)."""
 
 
-class StepChangedMeanwhile(Exception):
-    """Someone else saved the email after this form was opened: saving it would undo
-    their change without anyone seeing it. Nothing was saved; `step` is read afresh."""
-
-    def __init__(self, step: CampaignStep, opened_version: int, opened_delay: int, saved_by: str):
-        self.step = step
-        self.opened_version = opened_version
-        self.text_changed = step.version != opened_version
-        changes = []
-        if self.text_changed:
-            by = f", saved by {actor_label(saved_by)}" if saved_by else ""
-            changes.append(
-                f"its text is now version {step.version}{by} (you opened version {opened_version})"
-            )
-        if step.delay_days != opened_delay:
-            changes.append(
-                f"its delay is now {days(step.delay_days)} (you opened it at {days(opened_delay)})"
-            )
-        self.message = (
-            "This email was changed by someone else since you opened it: "
-            f"{'; '.join(changes) or 'it was saved again'}. Nothing was saved."
-        )
-        super().__init__(self.message)
-
-
 @dataclass(frozen=True)
 class StepInput:
     subject: str
@@ -93,7 +68,7 @@ class StepInput:
     body_text: str
     delay_days: str
     position: str = ""  # a new email's place (1 = first); empty: after the last
-    # The revision the form was opened at (step_revision); empty: not checked.
+    # The revision the form was opened at (step_revisions.step_revision); empty: not checked.
     revision: str = ""
 
 
@@ -130,41 +105,6 @@ def template_errors(values: dict[str, str], sender: dict[str, str]) -> dict[str,
         email = render_email(values["subject"], values["body_html"], values["body_text"], context)
         errors.update(unsubscribe_link_problems(email.html, email.text, PREVIEW_UNSUBSCRIBE_URL))
     return errors
-
-
-def step_revision(step: CampaignStep) -> str:
-    """What the editor's form carries: the text version and the delay it shows. Every
-    saved text is a new version; a new delay alone is not, so it is part of it too."""
-    return f"{step.version}-{step.delay_days}"
-
-
-def _opened_at(revision: str) -> tuple[int, int]:
-    version, _, delay = revision.partition("-")
-    try:
-        return int(version), int(delay)
-    except ValueError:
-        return -1, -1  # not one step_revision made: matches no saved email
-
-
-def _refuse_if_changed_meanwhile(session, step: CampaignStep, revision: str) -> None:
-    """StepChangedMeanwhile unless the email is still at `revision`. The comparison is
-    the UPDATE's WHERE, which also takes the row's lock (PostgreSQL; SQLite's write
-    lock) until the commit: of two saves of one revision at once, the second waits,
-    then finds the first's and is refused, instead of both passing a check made apart."""
-    if not revision:
-        return
-    version, delay = _opened_at(revision)
-    table = CampaignStep.__table__
-    unchanged = table.c.version == version, table.c.delay_days == delay
-    claimed = session.execute(
-        sa.update(table)
-        .where(table.c.id == step.id, *unchanged)
-        .values(updated_at=table.c.updated_at)  # a no-op write: only the lock and the test
-    ).rowcount
-    session.refresh(step)  # what the other save left, when there was one
-    if not claimed:
-        latest = version_of(session, step.id, step.version) if step.version != version else None
-        raise StepChangedMeanwhile(step, version, delay, latest.saved_by if latest else "")
 
 
 def parse_delay(raw: str | None) -> int | None:
@@ -324,7 +264,7 @@ def update_step(
     a new delay with contacts waiting for the email needs a confirmation. Refused
     (StepChangedMeanwhile) when the email changed since `data.revision`."""
     values = validate_step(data, sender, session)
-    _refuse_if_changed_meanwhile(session, step, data.revision)
+    refuse_if_changed_meanwhile(session, step, data.revision)
     content_changed = any(getattr(step, name) != values[name] for name in TEMPLATE_FIELDS)
     delay_changed = step.delay_days != values["delay_days"]
     if not (content_changed or delay_changed):
