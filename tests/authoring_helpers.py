@@ -13,6 +13,16 @@ from crm_app.models import Campaign, CampaignStep, Contact, Enrollment, utcnow
 from tests.delivery_helpers import open_all_week
 
 
+def step_form(step: CampaignStep) -> dict[str, str]:
+    """The email editor's fields as the page fills them in for `step` (as text)."""
+    return {
+        "subject": step.subject,
+        "body_html": step.body_html,
+        "body_text": step.body_text,
+        "delay_days": str(step.delay_days),
+    }
+
+
 def active_enrollment_of(session, contact: Contact, campaign: Campaign) -> Enrollment | None:
     session.expire_all()
     return session.scalar(

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from crm_app.drip.campaigns.lifecycle import details_of
 from crm_app.extensions import db
 from crm_app.models import Campaign, CampaignStep
+from tests.authoring_helpers import step_form
 from tests.test_concurrent_saves import race
 
 REVISION = re.compile(r'name="revision" value="([^"]*)"')
@@ -23,15 +24,6 @@ def _opened(client, url: str) -> dict[str, str]:
     return {"revision": REVISION.search(page).group(1)}
 
 
-def _step_form(step: CampaignStep) -> dict[str, str]:
-    return {
-        "subject": step.subject,
-        "body_html": step.body_html,
-        "body_text": step.body_text,
-        "delay_days": str(step.delay_days),
-    }
-
-
 def _fresh_step(step_id: int) -> CampaignStep:
     db.session.expire_all()
     return db.session.get(CampaignStep, step_id)
@@ -41,7 +33,7 @@ def test_a_stale_email_save_is_refused_with_what_changed_and_keeps_what_was_type
     lead = campaigns["lead"]
     step = lead.steps[1]
     url = f"/campaigns/{lead.id}/steps/{step.id}/edit"
-    original = _step_form(step)
+    original = step_form(step)
     tab_a, tab_b = _opened(admin, url), _opened(admin, url)
 
     saved = admin.post(url, original | tab_a | {"subject": "A new subject from tab A"})
@@ -76,7 +68,7 @@ def test_a_new_delay_saved_meanwhile_refuses_a_stale_text_save(admin, campaigns)
     lead = campaigns["lead"]
     step = lead.steps[2]
     url = f"/campaigns/{lead.id}/steps/{step.id}/edit"
-    original = _step_form(step)
+    original = step_form(step)
     tab_a, tab_b = _opened(admin, url), _opened(admin, url)
     new_delay = str(step.delay_days + 1)
 
@@ -97,7 +89,7 @@ def test_two_saves_of_one_revision_at_once_save_one(admin, session, campaigns):
     lead = campaigns["lead"]
     step = lead.steps[0]
     url = f"/campaigns/{lead.id}/steps/{step.id}/edit"
-    form = _step_form(step) | _opened(admin, url)
+    form = step_form(step) | _opened(admin, url)
 
     def save_first(other: Session) -> None:  # the other save, past its check, not committed
         mine = other.get(CampaignStep, step.id)

@@ -300,16 +300,12 @@ def test_a_custom_field_the_sample_contact_lacks_can_be_saved_and_is_sent_empty(
     empty and false (it failed to render, and the save refused any name but the
     sample's)."""
     from crm_app.models import Message
-    from tests.authoring_helpers import send_next
+    from tests.authoring_helpers import send_next, step_form
 
     lead = campaigns["lead"]
     step = lead.steps[0]
-    form = {
-        "subject": "Your plan{% if contact.custom.plan %}: {{ contact.custom.plan }}{% endif %}",
-        "body_html": step.body_html,
-        "body_text": step.body_text,
-        "delay_days": str(step.delay_days),
-    }
+    subject = "Your plan{% if contact.custom.plan %}: {{ contact.custom.plan }}{% endif %}"
+    form = step_form(step) | {"subject": subject}
     saved = admin.post(f"/campaigns/{lead.id}/steps/{step.id}/edit", form)
     assert saved.status_code == 302, saved.get_data(as_text=True)
     contact = make_contact("lead", first_name="Gus")
