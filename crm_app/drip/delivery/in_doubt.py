@@ -11,7 +11,9 @@ webhook nothing is assumed: it waits for an admin, as before.
 Never twice: a message with ANY SendGrid event is not requeued (checked in the same
 conditional UPDATE), and a late event that still arrives for a requeued message
 before a worker claims it again settles it as sent instead (`settle_requeued`, from
-the webhook ingest and from the worker's decide step, just before the claim).
+the webhook ingest and from the worker's decide step, just before the claim). An
+admin's resend is the same bet made by a person: an event arriving after it, before
+the new copy left (queued, or skipped while its campaign was paused), settles it too.
 """
 
 from __future__ import annotations
@@ -112,14 +114,29 @@ def requeue_untraced(session, now: datetime, policy: AutoResolve) -> list[int]:
     return [row.id for row in rows]
 
 
+def queued_again_unsent() -> sa.ColumnElement[bool]:
+    """An in-doubt message queued again (by the tick for lack of a trace, or by an
+    admin's resend) whose new copy has not left: waiting for a worker, or skipped
+    (its campaign paused, the frequency cap) until the tick queues it again."""
+    return sa.and_(
+        MESSAGES.c.status.in_(("queued", "skipped")),
+        MESSAGES.c.in_doubt_resolution.in_(("requeued", "admin")),
+    )
+
+
 def settle_requeued(session, message: Message, *, at: datetime, actor: str) -> bool:
-    """A requeued in-doubt message that SendGrid turns out to have (an event arrived
-    late): queued -> sent, before any worker claims it again. False if it was claimed
+    """An in-doubt message queued again that SendGrid turns out to have (an event
+    arrived late): -> sent, before any worker claims it again. False if it was claimed
     meanwhile (or is no longer such a message)."""
-    requeued = sa.and_(MESSAGES.c.status == "queued", MESSAGES.c.in_doubt_resolution == "requeued")
     detail = f"Email #{message.id} marked sent: SendGrid reported it after all"
     return settle_as_sent(
-        session, message, requeued, at=at, resolution="sendgrid", detail=detail, actor=actor
+        session,
+        message,
+        queued_again_unsent(),
+        at=at,
+        resolution="sendgrid",
+        detail=detail,
+        actor=actor,
     )
 
 

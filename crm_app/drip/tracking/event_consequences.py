@@ -16,7 +16,7 @@ from crm_app.drip.audience.suppression import (
 )
 from crm_app.drip.common.sql import checked_on_found_rows, in_values
 from crm_app.drip.delivery.admin_actions import mark_sent
-from crm_app.drip.delivery.in_doubt import settle_requeued
+from crm_app.drip.delivery.in_doubt import queued_again_unsent, settle_requeued
 from crm_app.drip.tracking.event_parsing import ACTOR, WebhookEvent
 from crm_app.models import Message
 from crm_app.models.tracking import EmailEvent
@@ -78,10 +78,11 @@ def apply_consequences(session, events: list[WebhookEvent], now: datetime) -> No
 
 def _resolve_in_doubt(session, events: list[WebhookEvent]) -> None:
     """SendGrid has the message: an in-doubt row was in fact sent (one query to find
-    them). So was one the tick queued again for lack of a trace, when any event of it
-    arrives before a worker claims it again (delivery/in_doubt.py). The batch's
-    messages are found by id (checked_on_found_rows): statistics taken before an outage
-    left thousands in doubt would make "in_doubt" look rare, and each batch read them all."""
+    them). So was one queued again (by the tick for lack of a trace, or an admin's
+    resend), when any event of it arrives before its new copy left (delivery/in_doubt.py).
+    The batch's messages are found by id (checked_on_found_rows): statistics taken before
+    an outage left thousands in doubt would make "in_doubt" look rare, and each batch
+    read them all."""
     seen: dict[int, datetime] = {}  # any event: the first one's time
     proving: dict[int, datetime] = {}  # processed / delivered: the first one's time
     for e in events:
@@ -96,16 +97,11 @@ def _resolve_in_doubt(session, events: list[WebhookEvent]) -> None:
     candidates = session.scalars(
         sa.select(Message).where(
             in_values(session, Message.id, seen),
-            checked_on_found_rows(
-                sa.or_(
-                    Message.status == "in_doubt",
-                    sa.and_(Message.status == "queued", Message.in_doubt_resolution == "requeued"),
-                )
-            ),
+            checked_on_found_rows(sa.or_(Message.status == "in_doubt", queued_again_unsent())),
         )
     )
     for message in candidates:
-        if message.status == "queued":
+        if message.status != "in_doubt":
             settle_requeued(session, message, at=seen[message.id], actor=ACTOR)
         elif message.id in proving:
             mark_sent(
