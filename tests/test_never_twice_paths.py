@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from crm_app.drip.delivery.pipeline import deliver_messages
 from crm_app.drip.delivery.tick import run_tick
-from crm_app.models import Message
+from crm_app.models import Enrollment, Message, utcnow
 from tests.delivery_helpers import queued_now
 from tests.webhook_signing import WebhookSigner, encode
 
@@ -91,3 +91,49 @@ def test_an_admin_resend_held_by_a_pause_that_sendgrid_then_reports_is_not_sent_
     # The same row settled: the tick made no second one for the step.
     same_step = sa.select(sa.func.count()).where(Message.contact_id == message.contact_id)
     assert session.scalar(same_step) == 1
+
+
+def test_stop_enrol_again_and_a_tick_while_the_worker_renders_send_the_email_once(
+    admin, session, make_contact, fake_sendgrid, backend, settings, monkeypatch
+):
+    """In the instant between a worker reading a queued email and claiming it, a person
+    stops the enrolment and enrols the contact again (it resumes at that email, never
+    sent), and a tick queues the resumed enrolment's copy: the contact must get the
+    email once, not once per enrolment."""
+    from sqlalchemy.orm import Session
+
+    from crm_app.drip.delivery import chunk
+    from crm_app.extensions import db
+
+    contact = make_contact("lead")
+    message = queued_now(session, contact)
+    campaign_id, first_enrollment = message.campaign_id, message.enrollment_id
+    real_compose, queued = chunk.compose, []
+
+    def compose_while_a_person_acts(*args, **kwargs):
+        if not queued:  # the worker has read the row as queued, its enrolment active
+            base = f"/contacts/{contact.id}/enrollments"
+            assert admin.post(f"{base}/{first_enrollment}/stop").status_code == 302
+            assert admin.post(base, {"campaign_id": campaign_id}).status_code == 302
+            with Session(db.engine) as scheduler:  # the scheduler's own connection
+                scheduler.execute(
+                    sa.update(Enrollment)
+                    .where(Enrollment.contact_id == contact.id, Enrollment.status == "active")
+                    .values(next_send_at=utcnow())
+                )
+                scheduler.commit()
+                run_tick(scheduler, queued.extend)
+            assert queued, "the resumed enrolment's email was queued"
+        return real_compose(*args, **kwargs)
+
+    monkeypatch.setattr(chunk, "compose", compose_while_a_person_acts)
+    deliver_messages(session, [message.id], backend, settings)
+    monkeypatch.setattr(chunk, "compose", real_compose)
+    deliver_messages(session, [message.id, *queued], backend, settings)
+
+    session.expire_all()
+    sent = session.scalars(
+        sa.select(Message.step_id).where(Message.contact_id == contact.id, Message.status == "sent")
+    ).all()
+    assert sum(fake_sendgrid.deliveries.values()) == 1, "the email went out twice"
+    assert len(sent) == 1

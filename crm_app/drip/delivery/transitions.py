@@ -15,9 +15,22 @@ import sqlalchemy as sa
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.sql import update_rows
 from crm_app.drip.reporting.daily_counts import count_sent
-from crm_app.models import Message
+from crm_app.models import Enrollment, Message
 
 MESSAGES = Message.__table__
+ENROLLMENTS = Enrollment.__table__
+# The claim's own check that the enrolment still waits for this email: the worker read
+# it so just before, but a stop, a re-enrolment (resuming at this email) and a tick
+# queueing the new enrolment's copy may all commit in between.
+_ENROLLMENT_AT_STEP = (
+    sa.exists()
+    .where(
+        ENROLLMENTS.c.id == MESSAGES.c.enrollment_id,
+        ENROLLMENTS.c.status == "active",
+        ENROLLMENTS.c.current_step_id == MESSAGES.c.step_id,
+    )
+    .correlate(MESSAGES)
+)
 
 
 def update_if(session, message_id: int, condition, **values) -> bool:
@@ -50,7 +63,9 @@ class ClaimRow:
 
 def claim(session, rows: list[ClaimRow], claimed_at: datetime) -> set[int]:
     """queued -> sending, attempts + 1, for each message still `queued` at the attempts
-    it was read with; returns the ids this caller won. Commit BEFORE sending."""
+    it was read with, whose enrolment is still active at its step; returns the ids this
+    caller won (one lost stays `queued`: the lease brings it back, and the skip rules
+    skip it). Commit BEFORE sending."""
     return update_rows(
         session,
         MESSAGES,
@@ -70,7 +85,11 @@ def claim(session, rows: list[ClaimRow], claimed_at: datetime) -> set[int]:
             for row in rows
         ],
         types={"seen_attempts": sa.Integer()},
-        where=lambda r: [MESSAGES.c.status == "queued", MESSAGES.c.attempts == r.seen_attempts],
+        where=lambda r: [
+            MESSAGES.c.status == "queued",
+            MESSAGES.c.attempts == r.seen_attempts,
+            _ENROLLMENT_AT_STEP,
+        ],
         values=lambda r: {
             "status": "sending",
             "attempts": MESSAGES.c.attempts + 1,
