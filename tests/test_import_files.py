@@ -154,3 +154,17 @@ def test_a_cell_past_the_limit_and_a_quote_left_open_are_told_apart(content, mes
 def test_a_quote_inside_an_unquoted_cell_is_part_of_it():
     parsed = read_csv(b'email;notes\na@x.com;say "hi"\nb@x.com;fine\n')
     assert parsed.delimiter == ";" and parsed.rows[0][1] == ["a@x.com", 'say "hi"']
+
+
+def test_a_quote_left_open_in_a_small_file_is_refused_not_read_as_one_cell():
+    # The rows after the open quote fit in one cell: csv read them into it, so two
+    # contacts were lost in the notes of the first and the file read as 1 row.
+    content = b'email,notes\na@x.com,"open\nb@x.com,fine\nc@x.com,fine\n'
+    with pytest.raises(ImportFileError) as refused:
+        read_csv(content)
+    assert refused.value.errors["file"] == "Line 2 " + OPEN_QUOTE
+
+
+def test_a_quoted_cell_over_several_lines_at_the_end_of_the_file_is_read():
+    parsed = read_csv(b'email,notes\na@x.com,ok\nb@x.com,"two\nlines"')
+    assert parsed.rows[-1] == (3, ["b@x.com", "two\nlines"])

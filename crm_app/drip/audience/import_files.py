@@ -140,7 +140,7 @@ def read_csv(data: bytes) -> CsvFile:
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    last_line = 0
+    first_line = last_line = 0
     try:
         for cells in reader:
             first_line, last_line = last_line + 1, reader.line_num
@@ -152,6 +152,10 @@ def read_csv(data: bytes) -> CsvFile:
                 rows.append((first_line, cells))
     except csv.Error as error:
         raise ImportFileError(_unreadable(text, last_line + 1, delimiter, error)) from None
+    # csv ends a quote left open at the end of the file without a word: the rows after
+    # it were read as one cell of the last record, and would be lost in it.
+    if header is not None and _scan_record(text, _line_start(text, first_line), delimiter)[0]:
+        raise ImportFileError(_open_quote(first_line))
     if header is None:
         raise ImportFileError("The file is empty.")
     _check_header(header)
@@ -165,10 +169,7 @@ def _unreadable(text: str, line: int, delimiter: str, error: csv.Error) -> str:
     rest of the file became one cell), a cell past csv's field limit, or csv's words."""
     quote_open, longest = _scan_record(text, _line_start(text, line), delimiter)
     if quote_open:
-        return (
-            f'Line {line} opens a quote (") that is never closed, so the rest of the file '
-            "reads as one cell. Close or remove that quote and upload the file again."
-        )
+        return _open_quote(line)
     limit = csv.field_size_limit()
     if longest > limit:
         return (
@@ -176,6 +177,13 @@ def _unreadable(text: str, line: int, delimiter: str, error: csv.Error) -> str:
             "most one cell may hold. Shorten it or remove that row, and upload the file again."
         )
     return f"Line {line} cannot be read as CSV ({error})."
+
+
+def _open_quote(line: int) -> str:
+    return (
+        f'Line {line} opens a quote (") that is never closed, so the rest of the file '
+        "reads as one cell. Close or remove that quote and upload the file again."
+    )
 
 
 def _line_start(text: str, line: int) -> int:
