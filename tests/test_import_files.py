@@ -7,6 +7,7 @@ import codecs
 
 import pytest
 
+from crm_app.drip.audience.contacts import CUSTOM_FIELD_NAME_MAX
 from crm_app.drip.audience.import_files import ImportFileError, guess_mapping, read_csv
 
 
@@ -27,6 +28,15 @@ def test_other_columns_become_custom_fields_named_for_merge_fields():
         "custom:f_2nd_choice",
         "custom:column_5",
     ]
+
+
+def test_a_custom_field_named_for_a_long_header_is_cut_to_a_name_a_contact_may_carry():
+    long = "How did you first hear about our company and its products " * 2
+    assert guess_mapping(["email", long]) == [
+        "email",
+        "custom:how_did_you_first_hear_about_our_company_and_its_p",
+    ]
+    assert len(guess_mapping(["email", long])[1].removeprefix("custom:")) <= CUSTOM_FIELD_NAME_MAX
 
 
 def test_a_second_column_for_a_field_becomes_a_custom_field_and_a_name_column_is_split():

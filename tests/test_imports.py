@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from crm_app.drip.audience import import_writes
 from crm_app.drip.audience.address_hash import address_hash, app_erasure_key, key_id
 from crm_app.drip.audience.contact_list import contact_list_page
+from crm_app.drip.audience.contacts import CUSTOM_FIELD_VALUE_MAX, MAX_CUSTOM_FIELDS
 from crm_app.drip.audience.import_run import import_plan, run_import
 from crm_app.drip.audience.list_request import ListRequest
 from crm_app.models import (
@@ -165,6 +166,45 @@ def test_custom_columns_and_a_spreadsheet_guard_are_read_back(session, campaigns
     person = contact(session, "g@example.com")
     assert person.phone == "+44 20 7946 0000"
     assert person.custom_fields == {"interest": "=1+1"}
+
+
+def test_a_custom_value_past_the_contact_forms_limit_fails_its_row(session, campaigns):
+    # Such a contact was created, and then its edit form refused every save.
+    header = ["email", "interest"]
+    too_long = "v" * (CUSTOM_FIELD_VALUE_MAX + 1)
+    text = csv_text([["long@example.com", too_long], ["ok@example.com", "maths"]], header)
+    contact_import = queued_import(session, text)
+
+    report = run(session, contact_import)
+
+    assert (report.counts.created, report.counts.failed) == (1, 1)
+    assert contact(session, "long@example.com") is None
+    limit = f"{CUSTOM_FIELD_VALUE_MAX:,}"
+    assert failures(session, contact_import) == {
+        2: f'The value of "interest" is too long: at most {limit} characters '
+        f"({CUSTOM_FIELD_VALUE_MAX + 1:,})."
+    }
+    assert contact(session, "ok@example.com").custom_fields == {"interest": "maths"}
+
+
+def test_an_update_that_would_pass_the_custom_field_count_fails_its_row(
+    session, campaigns, make_contact
+):
+    own = {f"f{n}": "x" for n in range(MAX_CUSTOM_FIELDS - 1)}
+    make_contact("lead", email="ada@example.com", company="Old Co", custom_fields=own)
+    header = ["email", "company", "interest", "hobby"]
+    text = csv_text([["ada@example.com", "New Co", "maths", "chess"]], header)
+    contact_import = queued_import(session, text, on_existing="update")
+
+    report = run(session, contact_import)
+
+    assert (report.counts.updated, report.counts.skipped, report.counts.failed) == (0, 0, 1)
+    assert failures(session, contact_import) == {
+        2: "With the contact's own custom fields: "
+        f"At most {MAX_CUSTOM_FIELDS} custom fields (this has {MAX_CUSTOM_FIELDS + 1})."
+    }
+    ada = contact(session, "ada@example.com")
+    assert (ada.company, ada.custom_fields) == ("Old Co", own)
 
 
 def test_suppressed_addresses_are_imported_but_not_enrolled_and_say_why(session, campaigns):

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from crm_app.drip.audience.contacts import MAX_CUSTOM_FIELDS
 from crm_app.models import Contact, ContactImport, utcnow
 from crm_app.queue import get_queue, get_redis
 from tests.conftest import ROOT
@@ -161,6 +162,26 @@ def test_a_field_mapped_twice_and_a_bad_custom_name_are_refused_next_to_their_co
     page = staff.post(f"/imports/{contact_import.id}/start", form).get_data(as_text=True)
     assert re.search(r'id="error-column-1"[^>]*>Email is already column 1 \(email\)\.<', page)
     assert 'id="error-custom-2"' in page
+
+
+def test_more_custom_columns_than_a_contact_may_carry_are_refused_at_the_mapping(staff, session):
+    header = ["email", *(f"extra {n}" for n in range(MAX_CUSTOM_FIELDS + 1))]
+    upload(staff, csv_text([["ada@example.com", *("x" * len(header[1:]))]], header))
+    contact_import = the_import(session)
+
+    response = staff.post(
+        f"/imports/{contact_import.id}/start", start_form(session, contact_import)
+    )
+
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert re.search(
+        rf'id="error-mapping"[^>]*>At most {MAX_CUSTOM_FIELDS} custom fields '
+        rf"\(this has {MAX_CUSTOM_FIELDS + 1}\)\. Ignore the columns you do not need\.<",
+        page,
+    )
+    assert the_import(session).status == "draft"
+    assert get_queue().count == 0
 
 
 def test_start_queues_the_job_and_a_worker_imports_the_file(staff, session, campaigns):

@@ -111,7 +111,7 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
         setattr(cleaned, name, text)
         if len(text) > limit:
             errors[name] = f"At most {limit:,} characters (this has {len(text):,})."
-    if custom_error := _custom_fields_error(data.custom_fields):
+    if custom_error := custom_fields_error(data.custom_fields):
         errors["custom_fields"] = custom_error
 
     try:
@@ -152,7 +152,9 @@ def _owner_error(session, owner_id: int | None, existing: Contact | None) -> str
     return None
 
 
-def _custom_fields_error(custom: Mapping[str, str]) -> str | None:
+def custom_fields_error(custom: Mapping[str, str]) -> str | None:
+    """Why these custom fields cannot be saved, or None: the one rule for the form, the
+    API and the CSV import (a contact past it could no longer be edited)."""
     if len(custom) > MAX_CUSTOM_FIELDS:
         return f"At most {MAX_CUSTOM_FIELDS} custom fields (this has {len(custom):,})."
     for name, value in custom.items():

@@ -10,6 +10,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from crm_app.drip.audience.contacts import CUSTOM_FIELD_NAME_MAX
 from crm_app.drip.common.errors import FieldErrors
 
 # What a column can become: a contact field ("" ignores the column; "custom:<key>"
@@ -248,7 +249,9 @@ def custom_key(name: str, position: int) -> str:
     key = re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")
     if not key:
         return f"column_{position + 1}"
-    return f"f_{key}" if key[0].isdigit() else key
+    key = f"f_{key}" if key[0].isdigit() else key
+    # Cut to the longest name a contact may carry, so the guess can be saved as it is.
+    return key[:CUSTOM_FIELD_NAME_MAX].rstrip("_")
 
 
 def guess_target(name: str, position: int) -> str:

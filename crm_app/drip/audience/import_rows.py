@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from crm_app.drip.audience.contacts import TEXT_FIELDS, normalized_email
+from crm_app.drip.audience.contacts import TEXT_FIELDS, custom_fields_error, normalized_email
 from crm_app.drip.audience.import_files import CUSTOM_PREFIX, FIELD_TARGETS
 from crm_app.drip.common.csv_safe import csv_unsafe
 from crm_app.drip.common.timezones import TIMEZONES
@@ -78,6 +78,8 @@ def clean_row(rules: RowRules, line: int, cells: list[str]) -> CleanRow | str:
             problem = _read_field(rules, target, value, fields)
             if problem:
                 problems.append(problem)
+    if custom_problem := custom_fields_error(custom):
+        problems.append(custom_problem)
     if problems:
         return "; ".join(problems)
     return CleanRow(line=line, email=email, fields=fields, custom_fields=custom)

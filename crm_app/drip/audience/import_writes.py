@@ -19,7 +19,7 @@ from crm_app.drip.audience.bulk_enrollment import (
     enroll_by_type_many,
     switch_types_many,
 )
-from crm_app.drip.audience.contacts import CONTACT_FIELDS, TEXT_FIELDS
+from crm_app.drip.audience.contacts import CONTACT_FIELDS, TEXT_FIELDS, custom_fields_error
 from crm_app.drip.audience.eligibility import suppression_reasons
 from crm_app.drip.audience.import_rows import CleanRow, RowRules, clean_row, email_key
 from crm_app.drip.audience.suppression import suppressed_status
@@ -98,9 +98,11 @@ def write_chunk(
         created = _insert_contacts(session, plan, new, now)
         old = [row for row in good if row.email.lower() in existing]
         switches: list[tuple[ContactFacts, str]] = []
+        refused: dict[int, str] = {}
         if plan.update_existing:
-            counts.updated, switches = _update_contacts(session, plan, old, existing, now)
-        counts.skipped = len(old) - counts.updated
+            counts.updated, switches, refused = _update_contacts(session, plan, old, existing, now)
+        failures += [(line, refused[line], cells) for line, cells in rows if line in refused]
+        counts.skipped = len(old) - counts.updated - len(refused)
     with timed(seconds, "enrol"):
         if plan.enroll_by_type:
             enrolment = enroll_by_type_many(
@@ -245,16 +247,20 @@ def _timeline(plan: ImportPlan, contact_id: int, kind: str, detail: str, now) ->
 
 def _update_contacts(
     session, plan: ImportPlan, rows: list[CleanRow], existing: dict[str, Any], now
-) -> tuple[int, list[tuple[ContactFacts, str]]]:
+) -> tuple[int, list[tuple[ContactFacts, str]], dict[int, str]]:
     """Give existing contacts the row's non-empty cells (custom fields merged); a row
-    that changes nothing is skipped. Returns the count updated and the type switches
-    (the contact with its new type, and its old type)."""
-    changes, switches = [], []
+    that changes nothing is skipped. Returns the count updated, the type switches (the
+    contact with its new type, and its old type) and the reason by line of the rows refused
+    (their custom fields merged would be more than a contact may carry)."""
+    changes, switches, refused = [], [], {}
     for row in rows:
         current = existing[row.email.lower()]._mapping
         merged = {name: row.fields.get(name, current[name]) for name in UPDATABLE}
         merged["custom_fields"] = {**(current["custom_fields"] or {}), **row.custom_fields}
         if all(merged[name] == current[name] for name in merged):
+            continue
+        if problem := custom_fields_error(merged["custom_fields"]):
+            refused[row.line] = f"With the contact's own custom fields: {problem}"
             continue
         changes.append({"id": current["id"], **merged, "updated_at": now})
         if merged["contact_type"] != current["contact_type"]:
@@ -271,4 +277,4 @@ def _update_contacts(
     )
     detail = f"Contact details updated by {plan.label}"
     record_activities(session, [_timeline(plan, c["id"], "updated", detail, now) for c in changes])
-    return len(changes), switches
+    return len(changes), switches, refused
