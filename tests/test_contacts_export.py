@@ -97,6 +97,25 @@ def test_an_exported_file_imported_back_in_update_mode_changes_nothing(
     assert totals(session) == before
 
 
+def test_a_value_that_starts_with_an_apostrophe_and_a_formula_sign_imports_back_as_it_was(
+    staff, session, make_contact
+):
+    # Exported unchanged, then read back without its apostrophe: "'=x" became "=x".
+    make_contact(
+        "lead", email="ada@example.com", first_name="'=x", company="''+1",
+        custom_fields={"mood": "'-)"},
+    )  # fmt: skip
+    row = exported(staff)[0]
+    assert (row["first_name"], row["company"], row["custom.mood"]) == ("''=x", "'''+1", "''-)")
+
+    text = staff.get("/contacts/export.csv").get_data(as_text=True)
+    report = run(session, queued_import(session, text.encode(), on_existing="update"))
+
+    assert (report.counts.updated, report.counts.skipped) == (0, 1)
+    ada = session.scalar(sa.select(Contact).where(Contact.email == "ada@example.com"))
+    assert (ada.first_name, ada.company, ada.custom_fields) == ("'=x", "''+1", {"mood": "'-)"})
+
+
 def test_each_export_is_in_the_audit_log_without_personal_data(staff, session, make_contact):
     make_contact("lead", email="ada@example.com", company="Engines")
     make_contact("lead", email="bob@example.com", company="Engines")

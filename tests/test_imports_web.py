@@ -274,6 +274,21 @@ def test_the_failed_rows_download_carries_line_reason_and_guarded_cells(staff, s
     assert len(rows) == 2
 
 
+def test_the_failed_rows_file_uploaded_again_reads_the_same_values(staff, session, campaigns):
+    header = ["email", "phone", "notes"]
+    text = csv_text([["not an address", "'+44 20", "''=x"]], header)
+    first = queued_import(session, text)
+    run(session, first)
+    fixed = staff.get(f"/imports/{first.id}/failed-rows.csv").get_data(as_text=True)
+    fixed = fixed.replace("not an address", "ada@example.com")
+
+    report = run(session, queued_import(session, fixed))
+
+    assert report.counts.created == 1
+    ada = session.scalar(sa.select(Contact).where(Contact.email == "ada@example.com"))
+    assert (ada.phone, ada.notes) == ("+44 20", "'=x")  # as the first file would give
+
+
 def test_the_imports_page_lists_uploads_and_every_page_links_to_it(staff, session, campaigns):
     run(session, queued_import(session, GOOD_AND_BAD))
     page = staff.get("/imports/").get_data(as_text=True)

@@ -26,7 +26,7 @@ from crm_app.drip.audience.import_files import (
     guess_mapping,
     read_csv,
 )
-from crm_app.drip.common.csv_safe import csv_safe
+from crm_app.drip.common.csv_safe import csv_safe, csv_unsafe
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.common.paging import Page, paginate
 from crm_app.drip.common.timezones import is_known_timezone
@@ -274,7 +274,10 @@ def failed_rows_csv(session, contact_import: ContactImport) -> Iterator[str]:
         .execution_options(yield_per=1000)
     )
     for count, (line, reason, cells) in enumerate(failures, start=1):
-        writer.writerow([line, csv_safe(reason), *map(csv_safe, cells)])
+        # Each cell as the import read it, guarded again: the file uploaded once more
+        # reads the same values (a cell `'+44 20` stays one apostrophe deep).
+        cells = [csv_safe(csv_unsafe(cell)) for cell in cells]
+        writer.writerow([line, csv_safe(reason), *cells])
         if count % 1000 == 0:
             yield out.getvalue()
             out.seek(0)

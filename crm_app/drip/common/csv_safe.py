@@ -11,14 +11,20 @@ from __future__ import annotations
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+def _guarded(text: str) -> bool:
+    """A formula start, or one behind apostrophes: a value that is itself `'=1+1` gets
+    its own apostrophe too, or a re-import would read it back as `=1+1`."""
+    return text.lstrip("'")[:1] in FORMULA_STARTS
+
+
 def csv_safe(text: str) -> str:
     """The cell as a spreadsheet will show it as text, never run it."""
-    return "'" + text if text[:1] in FORMULA_STARTS else text
+    return "'" + text if _guarded(text) else text
 
 
 def csv_unsafe(text: str) -> str:
     """Undo `csv_safe`: a file we exported and someone re-imports gets its values back
     (a phone `+44 20...` exported as `'+44 20...`)."""
-    if text[:1] == "'" and text[1:2] in FORMULA_STARTS:
+    if text[:1] == "'" and _guarded(text[1:]):
         return text[1:]
     return text
