@@ -8,7 +8,12 @@ import codecs
 import pytest
 
 from crm_app.drip.audience.contacts import CUSTOM_FIELD_NAME_MAX
-from crm_app.drip.audience.import_files import ImportFileError, guess_mapping, read_csv
+from crm_app.drip.audience.import_files import (
+    MAX_COLUMNS,
+    ImportFileError,
+    guess_mapping,
+    read_csv,
+)
 
 
 def test_mapping_is_guessed_from_the_usual_header_names():
@@ -164,6 +169,17 @@ def test_a_cell_past_the_limit_and_a_quote_left_open_are_told_apart(content, mes
 def test_a_quote_inside_an_unquoted_cell_is_part_of_it():
     parsed = read_csv(b'email;notes\na@x.com;say "hi"\nb@x.com;fine\n')
     assert parsed.delimiter == ";" and parsed.rows[0][1] == ["a@x.com", 'say "hi"']
+
+
+def test_a_header_wider_than_a_mapping_page_can_hold_is_refused():
+    # 20 MB of commas on one line made a mapping page of gigabytes (a field per column).
+    content = b"email" + b",x" * MAX_COLUMNS + b"\na@x.com\n"
+    with pytest.raises(ImportFileError) as refused:
+        read_csv(content)
+    assert refused.value.errors["file"].startswith(
+        f"The first line names {MAX_COLUMNS + 1:,} columns; at most {MAX_COLUMNS:,} can be "
+    )
+    assert len(read_csv(b"email" + b",x" * (MAX_COLUMNS - 1) + b"\na@x.com\n").header) == 1000
 
 
 def test_a_quote_left_open_in_a_small_file_is_refused_not_read_as_one_cell():

@@ -67,6 +67,16 @@ def test_upload_shows_the_first_rows_and_the_guessed_mapping(staff, session, cam
     assert count(session, Contact) == 0  # nothing imported before the start
 
 
+def test_the_preview_keeps_the_cells_the_header_names(staff, session):
+    # A row of a million cells was stored and shown whole on the mapping page.
+    wide_row = "bob@example.com,Bob" + ",x" * 100_000
+    upload(staff, f"email,first_name\nada@example.com,Ada\n{wide_row}\n")
+
+    contact_import = the_import(session)
+    assert contact_import.preview_rows == [["ada@example.com", "Ada"], ["bob@example.com", "Bob"]]
+    assert contact_import.total_rows == 2  # the wide row is still imported, and fails there
+
+
 def test_a_file_over_the_limit_is_refused_before_anything_is_stored(
     staff, session, app, monkeypatch
 ):

@@ -33,6 +33,9 @@ CUSTOM_PREFIX = "custom:"
 DELIMITERS = (",", ";", "\t")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 PREVIEW_ROWS = 5
+# The mapping page has a form field per column: a one-line file of 20 MB of commas made
+# a page of gigabytes. Wide CRM exports stay well under this.
+MAX_COLUMNS = 1_000
 
 # Header names (lower case, letters and digits only) that say which field a column is.
 _SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -229,6 +232,12 @@ def _scan_record(text: str, start: int, delimiter: str) -> tuple[bool, int]:
 
 
 def _check_header(header: list[str]) -> None:
+    if len(header) > MAX_COLUMNS:
+        raise ImportFileError(
+            f"The first line names {len(header):,} columns; at most {MAX_COLUMNS:,} can be "
+            "imported. Remove the columns you do not need (or check that the file's lines "
+            "are not all on one line) and upload it again."
+        )
     data_like = next((cell for cell in header if _LOOKS_LIKE_EMAIL.match(cell)), None)
     if data_like is not None:
         raise ImportFileError(

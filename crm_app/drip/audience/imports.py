@@ -76,7 +76,8 @@ def create_import(
         encoding=parsed.encoding,
         delimiter=parsed.delimiter,
         header=parsed.header,
-        preview_rows=[cells for _, cells in parsed.rows[:PREVIEW_ROWS]],
+        # Cells past the header have no column to map (their row fails, saying why).
+        preview_rows=[cells[: len(parsed.header)] for _, cells in parsed.rows[:PREVIEW_ROWS]],
         mapping=guess_mapping(parsed.header),
         default_owner_id=default_owner_id,
         total_rows=len(parsed.rows),
