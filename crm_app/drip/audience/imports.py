@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from crm_app.drip.audience.contacts import custom_fields_error
 from crm_app.drip.audience.import_files import (
     CUSTOM_PREFIX,
     DELIMITER_NAMES,
@@ -151,9 +150,6 @@ def _read_mapping(header: list[str], form: Mapping[str, str], errors: dict) -> l
         errors["mapping"] = (
             "Map one column to Email: it is required, and it is how contacts are matched."
         )
-    custom = [t.removeprefix(CUSTOM_PREFIX) for t in mapping if t.startswith(CUSTOM_PREFIX)]
-    if custom_problem := custom_fields_error(dict.fromkeys(custom, "")):
-        errors.setdefault("mapping", custom_problem + " Ignore the columns you do not need.")
     return mapping
 
 
