@@ -100,6 +100,34 @@ def test_resend_in_doubt_requeues(app, admin, session, message):
     assert detail.endswith("queued again by admin@example.com")
 
 
+def test_resend_refuses_an_email_whose_enrolment_has_ended(app, admin, session, message):
+    """Queued again, the worker would skip it at once: "queued again" would be untrue,
+    and the email would seem on its way while it never goes."""
+    doubtful = message("in_doubt", claimed_at=utcnow() - timedelta(hours=3))
+    doubtful.enrollment.status, doubtful.enrollment.end_reason = "stopped", "stopped by a user"
+    session.commit()
+
+    response = admin.post(f"/admin/messages/{doubtful.id}/resend", follow_redirects=True)
+
+    assert b"would not be sent now: the enrolment has ended (stopped by a user)" in response.data
+    session.expire_all()
+    assert session.get(Message, doubtful.id).status == "in_doubt"
+    assert queued_job_args(app) == []
+
+
+def test_retry_refuses_an_email_to_a_suppressed_address(app, admin, session, message):
+    failed = message("failed", error="500: try later")
+    failed.contact.email_status = "unsubscribed"
+    session.commit()
+
+    response = admin.post(f"/admin/messages/{failed.id}/retry", follow_redirects=True)
+
+    assert b"would not be sent now" in response.data
+    session.expire_all()
+    assert session.get(Message, failed.id).status == "failed"
+    assert queued_job_args(app) == []
+
+
 def test_action_on_the_wrong_state_is_a_clear_message(admin, session, message):
     sent = message("sent", sent_at=utcnow())
     response = admin.post(f"/admin/messages/{sent.id}/retry", follow_redirects=True)

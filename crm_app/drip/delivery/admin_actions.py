@@ -14,6 +14,7 @@ from typing import Any
 
 from crm_app.drip.common.labels import actor_label
 from crm_app.drip.delivery.in_doubt import settle_as_sent
+from crm_app.drip.delivery.skip_rules import skip_reason
 from crm_app.drip.delivery.transitions import MESSAGES, record_message_activity, update_if
 from crm_app.drip.reporting.daily_counts import count_sent
 from crm_app.models import Message, utcnow
@@ -28,6 +29,12 @@ def _requeue(session, message: Message, allowed: tuple[str, ...], kind: str, act
         raise DeliveryActionError(
             f"Message #{message.id} is {message.status}, not {' or '.join(allowed)}."
         )
+    # Queued again, it would be skipped at once (its enrolment ended or moved on, the
+    # address is suppressed, its condition no longer holds): saying "queued again"
+    # would be untrue. A paused campaign only holds it until it resumes.
+    skipped = skip_reason(session, message)
+    if skipped is not None and skipped[1] != "reschedule":
+        raise DeliveryActionError(f"Email #{message.id} would not be sent now: {skipped[0]}.")
     if not update_if(
         session,
         message.id,
