@@ -13,11 +13,13 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from crm_app.drip.audience.enrollment import change_contact_type
 from crm_app.drip.campaigns.lifecycle import clone_campaign
 from crm_app.drip.campaigns.steps import StepInput, add_step
 from crm_app.extensions import db
-from crm_app.models import Campaign, CampaignStep, ContentBlock, User
+from crm_app.models import Campaign, CampaignStep, Contact, ContentBlock, Enrollment, User
 from tests.test_campaign_lifecycle import NEW
+from tests.test_contacts_web import VALID
 from tests.test_step_editor import GOOD
 
 
@@ -137,3 +139,32 @@ def test_an_email_added_twice_at_once_goes_after_the_other(admin, session, campa
         sa.select(CampaignStep.position).where(CampaignStep.campaign_id == lead.id)
     ).all()
     assert sorted(positions) == list(range(1, count + 3))
+
+
+def test_two_type_changes_at_once_leave_the_contact_in_one_types_campaign(
+    admin, session, make_contact
+):
+    """lead -> client by one person, lead -> prospect by another at the same instant:
+    the second stops the campaign of the type the first left (client), not the one
+    both were shown (lead), or the contact walked through Client and Prospect at once."""
+    contact = make_contact("lead")
+
+    def to_client(other: Session) -> None:
+        change_contact_type(other, other.get(Contact, contact.id), "client", actor="test")
+
+    response = race(
+        session,
+        to_client,
+        lambda: admin.post(
+            f"/contacts/{contact.id}/edit",
+            {**VALID, "email": contact.email, "contact_type": "prospect"},
+        ),
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    assert session.get(Contact, contact.id).contact_type == "prospect"
+    active = session.scalars(
+        sa.select(Campaign.name)
+        .join(Enrollment, Enrollment.campaign_id == Campaign.id)
+        .where(Enrollment.contact_id == contact.id, Enrollment.status == "active")
+    ).all()
+    assert active == ["Prospect"]

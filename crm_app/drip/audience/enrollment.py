@@ -163,12 +163,13 @@ def change_contact_type(
     session, contact: Contact, new_type: str, *, actor: str, now: datetime | None = None
 ) -> Enrollment | None:
     """Stop the enrolment mapped to the old type and enrol in the new type's campaign."""
-    old_type = contact.contact_type
     if new_type not in CONTACT_TYPES:
         raise EnrollmentError(
             f"Unknown contact type {new_type!r}: use one of {', '.join(CONTACT_TYPES)}."
         )
+    old_type = _stored_type_locked(session, contact)
     if new_type == old_type:
+        contact.contact_type = new_type
         return None
     now = now or utcnow()
     contact.contact_type = new_type
@@ -187,6 +188,20 @@ def change_contact_type(
         if current is not None:
             stop(session, current, reason=f"type changed to {new_type}", actor=actor, now=now)
     return enroll_by_type_or_note(session, contact, actor=actor, source="type_change", now=now)
+
+
+def _stored_type_locked(session, contact: Contact) -> str:
+    """The contact's type as stored, under the row's lock (PostgreSQL; SQLite's write
+    lock) until the commit. Of two type changes at once (lead -> prospect, lead ->
+    client) the second waits for the first, then stops the type it left (prospect), not
+    the one both were shown: else the contact stayed in both new types' campaigns."""
+    contacts = Contact.__table__
+    return session.execute(
+        sa.update(contacts)
+        .where(contacts.c.id == contact.id)
+        .values(contact_type=contacts.c.contact_type)
+        .returning(contacts.c.contact_type)
+    ).scalar_one()
 
 
 def record_goal(
