@@ -170,3 +170,26 @@ def test_expired_session_sends_the_user_back_to_login(app, admin, monkeypatch):
     response = admin.get("/campaigns/")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/login")
+
+
+def test_head_on_a_confirm_page_asks_like_get_and_deletes_nothing(admin, campaigns, make_contact):
+    """HEAD runs the GET view (Flask), and is no CSRF-checked method: a view that took
+    "not GET" for a submitted form deleted on HEAD, from any link checker or page."""
+    from crm_app.drip.campaigns.lifecycle import clone_campaign
+    from crm_app.models import CampaignStep, Contact
+
+    contact = make_contact("lead")
+    unused = clone_campaign(db.session, campaigns["lead"], actor="test")  # no enrolment yet
+    db.session.commit()
+    step_id = unused.steps[0].id
+    for url in (
+        f"/contacts/{contact.id}/delete",
+        f"/campaigns/{unused.id}/steps/{step_id}/delete",
+        f"/campaigns/{unused.id}/delete",
+    ):
+        with admin._fresh_context():
+            assert admin.client.head(url).status_code == 200, url
+    db.session.expire_all()
+    assert db.session.get(Contact, contact.id) is not None
+    assert db.session.get(CampaignStep, step_id) is not None
+    assert db.session.get(Campaign, unused.id) is not None

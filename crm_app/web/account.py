@@ -38,7 +38,7 @@ def _render_profile(status: int = 200, **extra):
 @bp.route("/profile", methods=["GET", "POST"])
 @login_required
 def profile():
-    if request.method == "GET":
+    if request.method != "POST":
         return _render_profile()
     try:
         changed = update_profile(db.session, me(), request.form, actor=me())

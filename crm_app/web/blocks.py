@@ -81,7 +81,7 @@ def edit(block_id: int):
 
 
 def _save(block: ContentBlock | None):
-    if request.method == "GET":
+    if request.method != "POST":
         return _form_page(block, _form_of(block))
     try:
         saved = save_block(

@@ -131,7 +131,7 @@ def _previewing() -> bool:
 @admin_required
 def new_step(campaign_id: int):
     campaign = db.get_or_404(Campaign, campaign_id)
-    if request.method == "GET" or _previewing():
+    if request.method != "POST" or _previewing():
         return _render_step_form(campaign, None)
     data = _step_input()
     # Confirmed for the place shown: another place asks again.
@@ -154,7 +154,7 @@ def new_step(campaign_id: int):
 @admin_required
 def edit_step(campaign_id: int, step_id: int):
     step = step_of(campaign_id, step_id)
-    if request.method == "GET" or _previewing():
+    if request.method != "POST" or _previewing():
         return _render_step_form(step.campaign, step)
     data = _step_input()
     # Confirmed for the delay shown: another delay asks again.
@@ -217,7 +217,7 @@ def _confirm_page(step: CampaignStep, impact: Impact, action: str, status: int =
 def delete_step(campaign_id: int, step_id: int):
     step = step_of(campaign_id, step_id)
     action = url_for("campaigns.delete_step", campaign_id=campaign_id, step_id=step_id)
-    if request.method == "GET":  # the confirm step, with the impact, also without JavaScript
+    if request.method != "POST":  # the confirm step, with the impact, also without JavaScript
         return _confirm_page(step, removal_impact(db.session, step), action)
     confirmed = request.form.get("confirmed") == "1"
     back = url_for("campaigns.detail", campaign_id=campaign_id)

@@ -229,7 +229,7 @@ def clone(campaign_id: int):
 @admin_required
 def delete(campaign_id: int):
     campaign = db.get_or_404(Campaign, campaign_id)
-    if request.method == "GET":  # the confirm step, which also works without JavaScript
+    if request.method != "POST":  # the confirm step, which also works without JavaScript
         refusal = deletion_refusal(db.session, campaign)
         return render_template("campaigns/delete.html", campaign=campaign, refusal=refusal)
     try:

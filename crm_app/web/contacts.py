@@ -158,7 +158,7 @@ def edit(contact_id: int):
 @login_required
 def delete(contact_id: int):
     contact = db.get_or_404(Contact, contact_id)
-    if request.method == "GET":  # the confirm step, which also works without JavaScript
+    if request.method != "POST":  # the confirm step, which also works without JavaScript
         return render_template("contacts/delete.html", contact=contact)
     name = contact.full_name
     delete_contact(db.session, contact, actor=actor_name())
@@ -192,7 +192,7 @@ def _render_erase(contact: Contact, errors=None, status: int = 200, typed: str =
 @admin_required
 def erase(contact_id: int):
     contact = db.get_or_404(Contact, contact_id)
-    if request.method == "GET":  # the confirmation page: what goes, what stays
+    if request.method != "POST":  # the confirmation page: what goes, what stays
         return _render_erase(contact)
     try:
         check_erasure_confirmation(contact, request.form.get("confirm_email", ""))

@@ -107,7 +107,7 @@ def create():
 @admin_required
 def edit(user_id: int):
     user = db.get_or_404(User, user_id)
-    if request.method == "GET":
+    if request.method != "POST":
         return _render_user(user)
     try:
         changed = update_user(db.session, user, request.form, actor=me())

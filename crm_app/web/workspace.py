@@ -47,7 +47,7 @@ def _render_settings(status: int = 200, **extra):
 @bp.route("/settings", methods=["GET", "POST"])
 @admin_required
 def settings():
-    if request.method == "GET":
+    if request.method != "POST":
         return _render_settings()
     try:
         changed = save_sender_settings(db.session, request.form, actor=me())
