@@ -15,6 +15,7 @@ import rq_dashboard
 from flask import Flask, abort, current_app, redirect, request, url_for
 from flask_login import current_user
 from rq import Queue
+from rq.job import Job
 from werkzeug.exceptions import MethodNotAllowed
 
 from crm_app.config import settings_of
@@ -31,8 +32,9 @@ def _known_queue_names() -> set[str]:
 
 
 def _refuse_bad_addresses(view_args: dict) -> None:
-    """404 for a Redis instance or a queue that does not exist: the dashboard would
-    otherwise render a made-up queue name into its pages (or raise a 500)."""
+    """404 for a Redis instance, a queue or a job that does not exist: the dashboard
+    would otherwise render a made-up queue name into its pages, or raise a 500 (a job
+    page or a requeue of a job RQ has since expired). Its delete answers one itself."""
     instance = view_args.get("instance_number")
     instances = current_app.config.get("RQ_DASHBOARD_REDIS_URL") or ()
     if instance is not None and instance >= len(instances):
@@ -40,6 +42,10 @@ def _refuse_bad_addresses(view_args: dict) -> None:
     queue_name = view_args.get("queue_name")
     if queue_name is not None and queue_name not in _known_queue_names():
         abort(404)
+    job_id = view_args.get("job_id")
+    if job_id is not None and request.endpoint != "rq_dashboard.delete_job_view":
+        if not Job.exists(job_id, connection=current_app.redis_conn):
+            abort(404)
 
 
 def _admin_guard():
