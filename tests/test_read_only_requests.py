@@ -18,13 +18,8 @@ WRITE = sa.text("UPDATE users SET name = name")
 PREPARED_HERE = sa.text("SELECT count(*) FROM pg_prepared_statements")
 
 
-@pytest.fixture
-def probe(app):
-    """An app of its own (routes cannot be added to the suite's once it served), on
-    the suite's database, with routes that try to write."""
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("read-only transactions are PostgreSQL's")
-    probe_app = create_app(
+def _probe_app(app):
+    return create_app(
         {
             "TESTING": True,
             "WTF_CSRF_ENABLED": False,
@@ -35,14 +30,51 @@ def probe(app):
         }
     )
 
-    def try_to_write() -> str:
-        try:
-            db.session.execute(WRITE)
-            db.session.commit()
-            return "written"
-        except exc.DBAPIError as error:
-            db.session.rollback()
-            return type(error.orig).__name__
+
+def try_to_write() -> str:
+    try:
+        db.session.execute(WRITE)
+        db.session.commit()
+        return "written"
+    except exc.DBAPIError as error:
+        db.session.rollback()
+        return type(error.orig).__name__
+
+
+@pytest.fixture
+def write_probe(app):
+    """On either database: an app of its own with a route that tries to write."""
+    probe_app = _probe_app(app)
+    probe_app.add_url_rule("/probe/write", "write", try_to_write, methods=["GET", "POST"])
+    probe_app.add_url_rule(
+        "/probe/write-on-purpose", "write_on_purpose", writes_when_read(lambda: try_to_write())
+    )
+    yield probe_app.test_client()
+    with probe_app.app_context():
+        db.engine.dispose()
+
+
+# What each database raises for a write on a read's connection.
+REFUSED = {"postgresql": "ReadOnlySqlTransaction", "sqlite": "OperationalError"}
+
+
+def test_either_database_refuses_a_write_in_answer_to_a_get_or_a_head(write_probe, admin_user):
+    refused = REFUSED[db.engine.dialect.name]
+    assert write_probe.get("/probe/write").get_data(as_text=True) == refused
+    assert write_probe.head("/probe/write").status_code == 200
+    # Set again at every checkout: a POST on the same pooled connection writes.
+    assert write_probe.post("/probe/write").get_data(as_text=True) == "written"
+    assert write_probe.get("/probe/write").get_data(as_text=True) == refused
+    assert write_probe.get("/probe/write-on-purpose").get_data(as_text=True) == "written"
+
+
+@pytest.fixture
+def probe(app):
+    """An app of its own (routes cannot be added to the suite's once it served), on
+    the suite's database, with routes that try to write."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("read-only transactions are PostgreSQL's")
+    probe_app = _probe_app(app)
 
     probe_app.add_url_rule("/probe/write", "write", try_to_write, methods=["GET", "POST"])
     probe_app.add_url_rule(

@@ -8,7 +8,8 @@ from 1.58 to 1.29 ms of the app's CPU and 0.28 to 0.18 ms of the database's, the
 contact list from 3.69 to 3.39 and 1.01 to 0.95; under gunicorn (bench/pages_bench.py,
 alternated twice) that route from 1,072-1,142 to 1,194-1,223 requests/s. PostgreSQL's
 default isolation (READ COMMITTED) took a snapshot per statement within a transaction
-too, so a read sees nothing it would not have seen before.
+too, so a read sees nothing it would not have seen before. On SQLite (`make run`'s
+default) a read's connection is `query_only`: the same refusal of a write, nothing else.
 A read through a server-side cursor (a streamed CSV, `yield_per`) needs a transaction:
 it opens one, READ ONLY too, ended with COMMIT at the end of the request.
 The few reads that write on purpose say so: a view with `@writes_when_read` (a download
@@ -55,6 +56,8 @@ WRITING_BLUEPRINTS = frozenset({"api"})
 PREPARE_AFTER_RUNS = 5
 # Whether a pooled connection reads in READ ONLY transactions unless told otherwise.
 _READ_ONLY_BY_DEFAULT = "drip_read_only_by_default"
+# Whether a pooled SQLite connection refuses writes (PRAGMA query_only) at the moment.
+_QUERY_ONLY = "drip_query_only"
 log = logging.getLogger(__name__)
 
 View = TypeVar("View", bound=Callable)
@@ -75,10 +78,15 @@ def reuses_plans(view: View) -> View:
 
 
 def init_read_only_requests(app: Flask) -> None:
-    """On PostgreSQL only: SQLite has no read-only transaction, and Python's sqlite3
-    keeps its compiled statements across a rollback."""
+    """On PostgreSQL, read-only transactions in autocommit and prepared statements as
+    above. On SQLite (`make run`'s default) only the refusal: a read's connection is
+    `query_only`. Python's sqlite3 keeps its compiled statements across a rollback, and
+    SQLite has no BEGIN of its own for a read to save."""
     with app.app_context():
         engine = db.engine
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "checkout", _set_query_only_for_the_request)
+        return
     if engine.dialect.name != "postgresql":
         return
     # Set on every checkout, for whatever uses the connection next: a read, or not (a
@@ -102,6 +110,17 @@ def _set_up_for_the_request(dbapi_connection, record, proxy) -> None:
     threshold = None if _is_a_read() and not _view_says("reuses_plans") else PREPARE_AFTER_RUNS
     if dbapi_connection.prepare_threshold != threshold:
         dbapi_connection.prepare_threshold = threshold
+
+
+def _set_query_only_for_the_request(dbapi_connection, record, proxy) -> None:
+    """SQLite refuses every write on a read's connection ("attempt to write a readonly
+    database"), as PostgreSQL's read-only transactions do: a view that wrote in answer
+    to a GET or a HEAD (a HEAD once ran a delete form's POST branch) fails loudly
+    instead of writing without a CSRF check."""
+    reads = _request_only_reads()
+    if record.info.get(_QUERY_ONLY) is not reads:
+        dbapi_connection.execute(f"PRAGMA query_only = {int(reads)}")
+        record.info[_QUERY_ONLY] = reads
 
 
 def _make_reads_read_only_by_default(dbapi_connection) -> None:
