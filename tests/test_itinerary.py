@@ -12,7 +12,7 @@ from crm_app.drip.audience.enrollment import enroll
 from crm_app.drip.audience.itinerary import contact_itinerary
 from crm_app.drip.audience.suppression import suppress
 from crm_app.drip.delivery.frequency_cap import FrequencyCap
-from crm_app.models import Enrollment
+from crm_app.models import Activity, Enrollment
 from tests.delivery_helpers import WEDNESDAY_10
 
 DAILY = FrequencyCap(1, timedelta(hours=24))
@@ -264,3 +264,37 @@ def test_an_email_its_condition_will_skip_is_listed_as_such_and_takes_no_cap_slo
     assert any("skipped if nothing changes" in note for note in lead_1.notes)
     assert lead_1.at == networking_1.at == due
     assert not networking_1.held_by_cap
+
+
+def test_a_contact_moving_to_another_time_zone_gets_the_date_the_page_shows(
+    session, make_contact, campaigns
+):
+    """Its next email was placed in the send window on the old clock: 10:00 in Tokyo is
+    20:00 the evening before in New York, outside the window there. The panel's date
+    (next_send_at), "Why?" and the itinerary all say 09:00 New York, when the tick
+    really sends it; before, the panel and "Why?" kept the Tokyo date the tick skips."""
+    from crm_app.drip.audience.contacts import contact_form_values, save_contact
+    from crm_app.drip.audience.why import why_email
+    from crm_app.drip.delivery.tick import run_tick
+
+    contact = make_contact("lead", timezone="Asia/Tokyo")
+    enrollment = contact.enrollments[0]
+    tokyo_10 = datetime(2030, 1, 10, 1, 0, tzinfo=UTC)  # Thursday 10:00 in Tokyo
+    enrollment.next_send_at = tokyo_10
+    session.commit()
+    values = contact_form_values(contact, owner_id=None) | {"timezone": "America/New_York"}
+    save_contact(session, values, contact=contact, actor="test")
+    session.commit()
+
+    new_york_9 = datetime(2030, 1, 10, 14, 0, tzinfo=UTC)  # Thursday 09:00 in New York
+    now = tokyo_10 - timedelta(days=1)
+    assert enrollment.next_send_at == new_york_9
+    assert contact_itinerary(session, contact, cap=OFF, now=now).items[0].at == new_york_9
+    why = why_email(session, contact, enrollment.step, cap=OFF, now=now)
+    assert why.summary == "Scheduled for Thu 10 Jan 2030 14:00 UTC."
+    moved = session.scalar(
+        sa.select(Activity).where(Activity.contact_id == contact.id, Activity.kind == "rescheduled")
+    )
+    assert moved.detail.startswith("Time zone changed to America/New_York: the next email of Lead")
+    assert run_tick(session, lambda ids: None, now=tokyo_10).created == 0
+    assert run_tick(session, lambda ids: None, now=new_york_9).created == 1

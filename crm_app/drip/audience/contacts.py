@@ -10,6 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from crm_app.drip.audience.enrollment import auto_enroll, change_contact_type
 from crm_app.drip.audience.suppression import follow_suppression, mark_suppressed_address
+from crm_app.drip.campaigns.schedule import reschedule_contact
 from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.common.ids import id_or_none
@@ -18,7 +19,7 @@ from crm_app.drip.common.timezones import is_known_timezone
 from crm_app.drip.reporting.daily_counts import uncount_contact
 from crm_app.drip.team.audit import record_audit
 from crm_app.drip.tracking.forgetting import forget_contact_events
-from crm_app.models import CONTACT_TYPES, Contact, User
+from crm_app.models import CONTACT_TYPES, Contact, User, utcnow
 
 
 @dataclass
@@ -267,6 +268,18 @@ def update_contact(session, contact: Contact, data: ContactInput, *, actor: str)
         record_audit(session, actor, "contact.edited", "contact", contact.id, summary)
     if "email" in changed:  # a suppressed address is never mailed: stop what would mail it
         follow_suppression(session, contact, actor=actor)
+    if "timezone" in changed:
+        for enrollment in reschedule_contact(contact, utcnow()):
+            record_activity(
+                session,
+                contact,
+                "rescheduled",
+                f"Time zone changed to {contact.timezone}: the next email of "
+                f"{enrollment.campaign.name} moved into its send window on that clock",
+                actor=actor,
+                campaign=enrollment.campaign,
+                enrollment=enrollment,
+            )
     if cleaned.contact_type != contact.contact_type:
         change_contact_type(session, contact, cleaned.contact_type, actor=actor)
     return contact

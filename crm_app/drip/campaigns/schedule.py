@@ -66,18 +66,42 @@ def send_time_for_step(
     )
 
 
+def move_into_window(enrollment: Enrollment, tz_name: str, now: datetime) -> bool:
+    """Move an active enrolment's next date to the first moment at or after it (and `now`)
+    inside its campaign's send window on `tz_name`'s clock; True when the date changed."""
+    if enrollment.next_send_at is None:
+        return False
+    campaign = enrollment.campaign
+    moved = clamp_to_send_window(
+        max(enrollment.next_send_at, now),
+        tz_name,
+        campaign.send_weekdays,
+        campaign.send_start,
+        campaign.send_end,
+    )
+    if moved == enrollment.next_send_at:
+        return False
+    enrollment.next_send_at = moved
+    return True
+
+
 def reschedule_campaign(session, campaign: Campaign, now: datetime) -> int:
     """After an admin changes the send window, move every active enrolment into it."""
     count = 0
     for enrollment in session.query(Enrollment).filter_by(campaign_id=campaign.id, status="active"):
         if enrollment.next_send_at is None:
             continue
-        enrollment.next_send_at = clamp_to_send_window(
-            max(enrollment.next_send_at, now),
-            enrollment.contact.timezone,
-            campaign.send_weekdays,
-            campaign.send_start,
-            campaign.send_end,
-        )
+        move_into_window(enrollment, enrollment.contact.timezone, now)
         count += 1
     return count
+
+
+def reschedule_contact(contact: Contact, now: datetime) -> list[Enrollment]:
+    """After the contact's time zone changes: its dates were placed in the send windows on
+    its old clock; move them into the windows on the new one (the tick would defer them
+    there anyway, while the page showed the old date). Returns the enrolments moved."""
+    return [
+        enrollment
+        for enrollment in contact.enrollments
+        if enrollment.status == "active" and move_into_window(enrollment, contact.timezone, now)
+    ]
