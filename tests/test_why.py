@@ -153,6 +153,23 @@ def test_waiting_for_the_window(session, lead_contact, campaigns):
     )
 
 
+def test_a_date_kept_after_the_delay_was_shortened_is_not_blamed_on_the_window(
+    session, lead_contact, campaigns
+):
+    """Email 1 went Monday 10:00 and email 2 (2 days) was set for Wednesday 10:00; then
+    an admin shortened the delay to 1 day, and the waiting contact keeps its date (the
+    live-edit rule). Tuesday 10:00 is inside the window: the window holds nothing back."""
+    enrollment = lead_contact.enrollments[0]
+    enrollment.step = campaigns["lead"].steps[1]
+    enrollment.last_sent_at = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    enrollment.next_send_at = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    session.commit()
+    enrollment.step.delay_days = 1  # as saving the new delay does: the date stays
+    session.commit()
+    answer = _why(session, lead_contact, enrollment.step, now=datetime(2026, 11, 24, tzinfo=UTC))
+    assert answer.summary == "Scheduled for Wed 25 Nov 2026 10:00 UTC."
+
+
 def test_scheduled_and_a_later_email_expected(session, lead_contact, campaigns):
     enrollment = lead_contact.enrollments[0]
     enrollment.next_send_at = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)

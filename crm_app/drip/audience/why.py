@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from crm_app.drip.audience.eligibility import SUPPRESSION_REASON_LABELS, normalize_email
 from crm_app.drip.audience.itinerary import ItineraryItem, contact_itinerary
 from crm_app.drip.campaigns.naming import step_name, step_title
-from crm_app.drip.campaigns.schedule import add_local_days
+from crm_app.drip.campaigns.schedule import add_local_days, clamp_to_send_window
 from crm_app.drip.common.labels import actor_label
 from crm_app.drip.delivery.frequency_cap import FrequencyCap
 from crm_app.drip.experiments.conditions import condition_outlook
@@ -268,12 +268,18 @@ def _held_by_cap(ctx: WhyContext) -> WhyAnswer | None:
     )
 
 
-def _nominal_due(ctx: WhyContext) -> datetime | None:
-    """When the email would be due by its delay alone (before the send window)."""
-    e = ctx.enrollment
+def _held_by_window(ctx: WhyContext) -> datetime | None:
+    """When the email was due by its delay alone, if the send window is what moved its
+    date (None otherwise: a delay edited since, a skipped email, a resume, ...)."""
+    e, campaign, tz = ctx.enrollment, ctx.campaign, ctx.contact.timezone
     if e.last_sent_at is None:
         return None
-    return add_local_days(e.last_sent_at, ctx.step.delay_days, ctx.contact.timezone)
+    due = add_local_days(e.last_sent_at, ctx.step.delay_days, tz)
+    opening = clamp_to_send_window(
+        due, tz, campaign.send_weekdays, campaign.send_start, campaign.send_end
+    )
+    moved = e.next_send_at - due > timedelta(minutes=1)
+    return due if moved and opening == e.next_send_at else None
 
 
 def _scheduled(ctx: WhyContext) -> WhyAnswer | None:
@@ -281,8 +287,8 @@ def _scheduled(ctx: WhyContext) -> WhyAnswer | None:
     if not ctx.waiting_here or e.next_send_at is None:
         return None
     window = f"{ctx.campaign.send_window_label}, the contact's time ({ctx.contact.timezone})"
-    due = _nominal_due(ctx)
-    if due is not None and e.next_send_at - due > timedelta(minutes=1):
+    due = _held_by_window(ctx)
+    if due is not None:
         return WhyAnswer(
             "waiting",
             f"Waiting for the send window: due {ctx.fmt(due)}, it goes when the window "
