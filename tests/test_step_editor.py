@@ -65,6 +65,7 @@ def test_saving_the_same_text_makes_no_new_version(admin, campaigns):
         ("subject", "", "required"),
         ("delay_days", "-2", "whole number of days"),
         ("delay_days", "soon", "whole number of days"),
+        ("delay_days", "1_0", "whole number of days"),  # int() reads it as 10
     ],
 )
 def test_broken_input_is_refused_next_to_its_field_and_nothing_saved(

@@ -108,9 +108,12 @@ def template_errors(values: dict[str, str], sender: dict[str, str]) -> dict[str,
 
 
 def parse_delay(raw: str | None) -> int | None:
+    text = (raw or "").strip()
+    if not (text.isascii() and text.isdigit()):  # int() alone reads "1_0" as 10
+        return None
     try:
-        delay = int((raw or "").strip())
-    except ValueError:
+        delay = int(text)
+    except ValueError:  # more digits than int() reads
         return None
     return delay if 0 <= delay <= MAX_DELAY_DAYS else None
 
