@@ -298,3 +298,47 @@ def test_a_contact_moving_to_another_time_zone_gets_the_date_the_page_shows(
     assert moved.detail.startswith("Time zone changed to America/New_York: the next email of Lead")
     assert run_tick(session, lambda ids: None, now=tokyo_10).created == 0
     assert run_tick(session, lambda ids: None, now=new_york_9).created == 1
+
+
+def test_an_email_with_no_delay_comes_after_the_emails_due_with_the_one_before_it(
+    session, make_contact, campaigns
+):
+    """Two emails a day; Lead's email 1 and Networking's email 1 due Thursday 10:00, and
+    Lead's email 2 due the moment email 1 goes (no delay). The tick queues both emails 1
+    together; email 2 comes up only once email 1 went, when the cap is full: held to
+    Friday. The itinerary listed email 2 on Thursday and held Networking's instead."""
+    from crm_app.drip.audience.progress import advance
+    from crm_app.drip.delivery.tick import run_tick
+    from crm_app.models import Message
+    from tests.delivery_helpers import open_all_week
+
+    two_a_day = FrequencyCap(2, timedelta(hours=24))
+    for campaign in (campaigns["lead"], campaigns["networking"]):
+        open_all_week(campaign)
+    campaigns["lead"].steps[1].delay_days = 0
+    contact = make_contact("lead")
+    enroll(session, contact, campaigns["networking"], actor="test")
+    for enrollment in contact.enrollments:
+        enrollment.next_send_at = THURSDAY_10
+    session.commit()
+
+    friday_10 = THURSDAY_10 + timedelta(days=1)
+    rows = _rows(contact_itinerary(session, contact, cap=two_a_day, now=WEDNESDAY_10))
+    held = ["held by the frequency cap (2 emails per day)"]
+    assert rows[:3] == [
+        ("lead", 1, THURSDAY_10, []),
+        ("networking", 1, THURSDAY_10, []),
+        ("lead", 2, friday_10, held),
+    ]
+
+    assert (
+        run_tick(session, lambda ids: None, now=THURSDAY_10, frequency_cap=two_a_day).created == 2
+    )
+    for message in session.scalars(sa.select(Message)):
+        message.status, message.sent_at = "sent", THURSDAY_10
+        advance(session, message.enrollment, sent_at=THURSDAY_10, now=THURSDAY_10)
+    session.commit()
+    then = THURSDAY_10 + timedelta(minutes=1)
+    assert run_tick(session, lambda ids: None, now=then, frequency_cap=two_a_day).held == 1
+    lead = next(e for e in contact.enrollments if e.campaign.contact_type == "lead")
+    assert lead.next_send_at == friday_10

@@ -60,6 +60,9 @@ class Itinerary:
 @dataclass(order=True)
 class _Next:
     at: datetime
+    # 1: due the moment the email before it goes (no delay). The tick sees it only once
+    # that one went out, so every other email due at that moment comes first.
+    after_previous: int
     order: int
     enrollment: Enrollment = field(compare=False)
     step: CampaignStep = field(compare=False)
@@ -165,7 +168,7 @@ class _Projection:
             notes.append(self.cap_note)
         elif at > max(due, now):
             notes.append("at the send window's next opening")
-        heapq.heappush(self.queue, _Next(at, order, enrollment, step, due, notes))
+        heapq.heappush(self.queue, _Next(at, 0, order, enrollment, step, due, notes))
 
     def run(self, limit: int) -> None:
         """Place the queued emails soonest first, each held by the cap as the tick would,
@@ -181,7 +184,7 @@ class _Projection:
                     notes = nxt.notes if self.cap_note in nxt.notes else [*nxt.notes, self.cap_note]
                     heapq.heappush(
                         self.queue,
-                        _Next(until, nxt.order, nxt.enrollment, nxt.step, nxt.due, notes),
+                        _Next(until, 0, nxt.order, nxt.enrollment, nxt.step, nxt.due, notes),
                     )
                     continue
             outlook = condition_outlook(nxt.step, self.contact)
@@ -199,4 +202,5 @@ class _Projection:
         if following is not None:
             campaign = enrollment.campaign
             at = send_time_for_step(campaign, self.contact, following.delay_days, after)
-            heapq.heappush(self.queue, _Next(at, order, enrollment, following, at))
+            then = int(at == after)
+            heapq.heappush(self.queue, _Next(at, then, order, enrollment, following, at))
