@@ -1,9 +1,14 @@
 """next_send_at: step delays on the contact's wall clock, clamped into the send window."""
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from crm_app.drip.campaigns.schedule import add_local_days, clamp_to_send_window
+from crm_app.drip.campaigns.schedule import (
+    add_local_days,
+    clamp_to_send_window,
+    is_inside_send_window,
+)
+from crm_app.models import Campaign
 
 WEEKDAYS = {0, 1, 2, 3, 4}
 NINE, FIVE = time(9, 0), time(17, 0)
@@ -78,3 +83,45 @@ def test_window_opening_after_dst_change_is_nine_local():
     assert clamp_to_send_window(saturday, "America/New_York", WEEKDAYS, NINE, FIVE) == utc(
         2026, 3, 9, 13, 0
     )
+
+
+# The tick sends when the contact's wall clock is inside the window (is_inside_send_window):
+# the date given for an email is the first minute it does so, also the night the clocks change.
+SUNDAY = {6}
+
+
+def _first_minute_inside(opening: datetime, tz_name: str, start: time, end: time) -> bool:
+    campaign = Campaign(send_days="6", send_start=start, send_end=end)
+    before = opening - timedelta(minutes=1)
+    return is_inside_send_window(opening, campaign, tz_name) and not is_inside_send_window(
+        before, campaign, tz_name
+    )
+
+
+def test_a_window_opening_in_the_spring_forward_gap_opens_when_the_clocks_jump():
+    # New York, Sunday 14 March 2027: at 07:00 UTC 02:00 EST becomes 03:00 EDT; 02:30
+    # never comes. The tick sends from 03:00 EDT; the date said 03:30 (02:30 EST).
+    start, end = time(2, 30), time(4, 0)
+    opening = clamp_to_send_window(utc(2027, 3, 14, 5, 0), "America/New_York", SUNDAY, start, end)
+    assert opening == utc(2027, 3, 14, 7, 0)
+    assert _first_minute_inside(opening, "America/New_York", start, end)
+
+
+def test_a_window_the_clocks_skip_waits_for_its_next_day():
+    # Paris, Sunday 28 March 2027: 02:00-03:00 does not exist. The date said 01:00 UTC
+    # that night, when the tick finds the window closed; it goes the next Sunday.
+    start, end = time(2, 0), time(3, 0)
+    saturday = utc(2027, 3, 27, 12, 0)
+    opening = clamp_to_send_window(saturday, "Europe/Paris", SUNDAY, start, end)
+    assert opening == utc(2027, 4, 4, 0, 0)  # Sunday 4 April, 02:00 CEST
+    assert _first_minute_inside(opening, "Europe/Paris", start, end)
+
+
+def test_in_the_repeated_hour_a_window_opens_on_the_clocks_second_pass():
+    # New York, Sunday 1 November 2026: 01:00-02:00 comes twice. At 01:10 on the second
+    # pass (06:10 UTC) a window from 01:15 opens at 01:15 EST, not at the first 01:15 EDT
+    # (an hour before the email was due).
+    start, end = time(1, 15), time(4, 0)
+    due = utc(2026, 11, 1, 6, 10)
+    opening = clamp_to_send_window(due, "America/New_York", SUNDAY, start, end)
+    assert opening == utc(2026, 11, 1, 6, 15)

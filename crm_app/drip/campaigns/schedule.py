@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from crm_app.drip.common.timezones import zone_or_utc
 from crm_app.models import Campaign, Contact, Enrollment
@@ -15,6 +16,29 @@ def add_local_days(moment: datetime, days: int, tz_name: str) -> datetime:
     return local_wall.replace(tzinfo=zone).astimezone(UTC)
 
 
+def _opening(day: date, start: time, end: time, zone: ZoneInfo) -> datetime | None:
+    """The first moment of `day` whose wall clock reads `start` or later (before `end`),
+    in UTC: what `is_inside_send_window` sees open. A start the clocks skip (spring
+    forward) opens when they jump past it; None when they skip the whole window."""
+    opens = datetime.combine(day, start, tzinfo=zone)
+    at = opens.astimezone(UTC)
+    if at.astimezone(zone).replace(tzinfo=None) == opens.replace(tzinfo=None):
+        return at
+    # In the gap: fold=1 reads it with the offset after the jump (a moment before the
+    # jump), fold=0 with the one before (a moment after): find the jump between them.
+    before = int(opens.replace(fold=1).astimezone(UTC).timestamp())
+    after = int(at.timestamp())
+    offset_after = at.astimezone(zone).utcoffset()
+    while after - before > 1:
+        middle = (before + after) // 2
+        if datetime.fromtimestamp(middle, zone).utcoffset() == offset_after:
+            after = middle
+        else:
+            before = middle
+    jump = datetime.fromtimestamp(after, UTC)
+    return jump if jump.astimezone(zone).time() < end else None
+
+
 def clamp_to_send_window(
     earliest: datetime, tz_name: str, weekdays: set[int], start: time, end: time
 ) -> datetime:
@@ -23,21 +47,22 @@ def clamp_to_send_window(
         raise ValueError("a send window needs at least one weekday")
     zone = zone_or_utc(tz_name)
     local = earliest.astimezone(zone)
-    for offset in range(8):
+    for offset in range(15):  # a week, and one more when the clocks skip a window
         day = local.date() + timedelta(days=offset)
         if day.weekday() not in weekdays:
             continue
-        opens = datetime.combine(day, start, tzinfo=zone)
-        closes = datetime.combine(day, end, tzinfo=zone)
-        if offset == 0:
-            wall = local.replace(tzinfo=None)
-            if wall < opens.replace(tzinfo=None):
-                return opens.astimezone(UTC)
-            if wall < closes.replace(tzinfo=None):
+        if offset == 0 and local.time() >= start:
+            if local.time() < end:
                 return earliest.astimezone(UTC)
             continue
-        return opens.astimezone(UTC)
-    raise AssertionError("unreachable: a week always contains a window day")
+        opening = _opening(day, start, end, zone)
+        if opening is not None and opening < earliest:
+            # `earliest` is in the hour the clocks repeat (fall back), before `start` on
+            # its second pass: the window opens when the clock reads `start` again.
+            opening = datetime.combine(day, start, tzinfo=zone).replace(fold=1).astimezone(UTC)
+        if opening is not None:
+            return opening
+    raise AssertionError("unreachable: two weeks always contain a window day")
 
 
 def is_inside_send_window(moment: datetime, campaign: Campaign, tz_name: str) -> bool:
