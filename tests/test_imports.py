@@ -314,6 +314,29 @@ def test_update_mode_with_a_new_type_moves_the_contact_to_that_types_campaign(
     assert report.counts.enrolled == 1
 
 
+def test_update_mode_with_a_new_time_zone_moves_the_next_email_into_its_window_there(
+    session, campaigns, make_contact
+):
+    """Ada's next email was set for 10:00 in Tokyo (01:00 UTC): 20:00 the evening before
+    in New York, outside the window there. Moved by the import to New York, it is dated
+    09:00 there, when the tick sends it (the page kept the Tokyo date before)."""
+    from datetime import UTC, datetime
+
+    ada = make_contact("lead", email="ada@example.com", timezone="Asia/Tokyo")
+    ada.enrollments[0].next_send_at = datetime(2030, 1, 10, 1, 0, tzinfo=UTC)
+    session.commit()
+    text = csv_text([["ada@example.com", "", "", "", "", "America/New_York"]])
+    run(session, queued_import(session, text, on_existing="update"))
+
+    ada = contact(session, "ada@example.com")
+    assert ada.enrollments[0].next_send_at == datetime(2030, 1, 10, 14, 0, tzinfo=UTC)
+    assert timeline(session, ada)[-1] == (
+        "rescheduled",
+        "Time zone changed to America/New_York: the next email of Lead moved into its "
+        "send window on that clock",
+    )
+
+
 def test_skip_mode_leaves_existing_contacts_alone(session, campaigns, make_contact):
     make_contact("lead", email="ada@example.com", company="Old Co")
     text = csv_text([["ada@example.com", "", "", "New Co", "client", ""]])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
@@ -269,20 +270,29 @@ def update_contact(session, contact: Contact, data: ContactInput, *, actor: str)
     if "email" in changed:  # a suppressed address is never mailed: stop what would mail it
         follow_suppression(session, contact, actor=actor)
     if "timezone" in changed:
-        for enrollment in reschedule_contact(contact, utcnow()):
-            record_activity(
-                session,
-                contact,
-                "rescheduled",
-                f"Time zone changed to {contact.timezone}: the next email of "
-                f"{enrollment.campaign.name} moved into its send window on that clock",
-                actor=actor,
-                campaign=enrollment.campaign,
-                enrollment=enrollment,
-            )
+        follow_timezone(session, contact, actor=actor)
     if cleaned.contact_type != contact.contact_type:
         change_contact_type(session, contact, cleaned.contact_type, actor=actor)
     return contact
+
+
+def follow_timezone(session, contact: Contact, *, actor: str, now: datetime | None = None) -> int:
+    """The contact's time zone changed: its next emails move into their send windows on
+    the new clock (schedule.reschedule_contact), each with a timeline row. Returns how
+    many moved."""
+    moved = reschedule_contact(contact, now or utcnow())
+    for enrollment in moved:
+        record_activity(
+            session,
+            contact,
+            "rescheduled",
+            f"Time zone changed to {contact.timezone}: the next email of "
+            f"{enrollment.campaign.name} moved into its send window on that clock",
+            actor=actor,
+            campaign=enrollment.campaign,
+            enrollment=enrollment,
+        )
+    return len(moved)
 
 
 def delete_contact(session, contact: Contact, *, actor: str) -> None:

@@ -19,7 +19,12 @@ from crm_app.drip.audience.bulk_enrollment import (
     enroll_by_type_many,
     switch_types_many,
 )
-from crm_app.drip.audience.contacts import CONTACT_FIELDS, TEXT_FIELDS, custom_fields_error
+from crm_app.drip.audience.contacts import (
+    CONTACT_FIELDS,
+    TEXT_FIELDS,
+    custom_fields_error,
+    follow_timezone,
+)
 from crm_app.drip.audience.eligibility import suppression_reasons
 from crm_app.drip.audience.import_rows import CleanRow, RowRules, clean_row, email_key
 from crm_app.drip.audience.suppression import suppressed_status
@@ -251,8 +256,9 @@ def _update_contacts(
     """Give existing contacts the row's non-empty cells (custom fields merged); a row
     that changes nothing is skipped. Returns the count updated, the type switches (the
     contact with its new type, and its old type) and the reason by line of the rows refused
-    (their custom fields merged would be more than a contact may carry)."""
-    changes, switches, refused = [], [], {}
+    (their custom fields merged would be more than a contact may carry). A contact given
+    another time zone has its next emails moved into their windows on that clock."""
+    changes, switches, refused, moved_zone = [], [], {}, []
     for row in rows:
         current = existing[row.email.lower()]._mapping
         merged = {name: row.fields.get(name, current[name]) for name in UPDATABLE}
@@ -263,6 +269,8 @@ def _update_contacts(
             refused[row.line] = f"With the contact's own custom fields: {problem}"
             continue
         changes.append({"id": current["id"], **merged, "updated_at": now})
+        if merged["timezone"] != current["timezone"]:
+            moved_zone.append(current["id"])
         if merged["contact_type"] != current["contact_type"]:
             facts = _facts(current["id"], current["email"], {**current, **merged})
             switches.append((facts, current["contact_type"]))
@@ -277,4 +285,18 @@ def _update_contacts(
     )
     detail = f"Contact details updated by {plan.label}"
     record_activities(session, [_timeline(plan, c["id"], "updated", detail, now) for c in changes])
+    _follow_new_timezones(session, plan, moved_zone, now)
     return len(changes), switches, refused
+
+
+def _follow_new_timezones(session, plan: ImportPlan, contact_ids: list[int], now) -> None:
+    """Contacts given another time zone: their next emails move into their windows on
+    that clock (rare: one query, then the few enrolments of each)."""
+    if not contact_ids:
+        return
+    for contact in session.scalars(
+        sa.select(Contact)
+        .where(in_values(session, Contact.id, contact_ids))
+        .execution_options(populate_existing=True)
+    ):
+        follow_timezone(session, contact, actor=plan.actor, now=now)
