@@ -342,3 +342,29 @@ def test_an_email_with_no_delay_comes_after_the_emails_due_with_the_one_before_i
     assert run_tick(session, lambda ids: None, now=then, frequency_cap=two_a_day).held == 1
     lead = next(e for e in contact.enrollments if e.campaign.contact_type == "lead")
     assert lead.next_send_at == friday_10
+
+
+def test_the_panels_next_email_is_the_date_the_itinerary_gives(
+    app, monkeypatch, admin, session, make_contact, campaigns
+):
+    """One email a day: Lead's and Networking's emails are both due a Thursday 10:00, and
+    the cap holds Networking's to Friday (the itinerary says so). The campaign panel
+    beside it said Thursday 10:00 for Networking, a date it does not go."""
+    from crm_app.web.filters import local_time
+
+    monkeypatch.setitem(app.config, "FREQUENCY_CAP_COUNT", 1)
+    now = datetime.now(UTC)
+    thursday_10 = (now + timedelta(days=7 + (3 - now.weekday()) % 7)).replace(
+        hour=10, minute=0, second=0, microsecond=0
+    )
+    contact = make_contact("lead")
+    enroll(session, contact, campaigns["networking"], actor="test")
+    for enrollment in contact.enrollments:
+        enrollment.next_send_at = thursday_10
+    session.commit()
+    html = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    panel = html.split('id="campaign-panel"')[1].split("</section>")[0]
+    networking = panel.split('data-campaign="Networking"')[1].split("</tr>")[0]
+    lead = panel.split('data-campaign="Lead"')[1].split("</tr>")[0]
+    assert local_time(thursday_10 + timedelta(days=1), "UTC") in networking
+    assert local_time(thursday_10, "UTC") in lead

@@ -56,6 +56,14 @@ class Itinerary:
     blocked: str | None = None
     cap: FrequencyCap | None = None
 
+    def date_of(self, enrollment: Enrollment) -> datetime | None:
+        """When the enrolment's current email goes, as listed here (after the window and
+        the cap: what the campaign panel shows); None when it is not listed."""
+        return next(
+            (i.at for i in self.items if i.step.id == enrollment.current_step_id and i.at),
+            None,
+        )
+
 
 @dataclass(order=True)
 class _Next:
