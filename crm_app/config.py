@@ -54,6 +54,9 @@ class Settings:
     # (0: no cap); a held email waits for the next allowed moment inside its window.
     frequency_cap_count: int = 1
     frequency_cap_window_hours: float = 24.0
+    # An email queued in its send window but not sent when the window closed still goes
+    # this many minutes after the close; later, it waits for the next opening.
+    send_window_grace_minutes: float = 15.0
     # Sender identity.
     mail_from_email: str = "hello@example.com"
     mail_from_name: str = "Drip CRM"

@@ -46,6 +46,7 @@ from crm_app.drip.delivery.frequency_cap import FrequencyCap, WorkerCap, hold_me
 from crm_app.drip.delivery.in_doubt import settle_requeued, traced_requeued
 from crm_app.drip.delivery.provider_health import set_backend_auth_failure
 from crm_app.drip.delivery.report import BatchControl, DeliveryReport
+from crm_app.drip.delivery.send_window import hold_for_window, window_reopens
 from crm_app.drip.delivery.skip_rules import skip_reason
 from crm_app.drip.experiments.conditions import previous_sent_many
 from crm_app.drip.experiments.variants import variants_for_messages
@@ -186,10 +187,9 @@ def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
         if skip is not None:
             decision.decided.append((_skip(ctx, message, *skip), message_id))
             continue
-        held_until = cap.held_until(message)
-        if held_until is not None:
-            held = hold_message(session, message, held_until, WORKER)
-            decision.decided.append(("skipped" if held else "not_claimed", message_id))
+        held = _held_back(ctx, cap, message)
+        if held is not None:
+            decision.decided.append((held, message_id))
             continue
         started = time.perf_counter()
         try:
@@ -207,6 +207,21 @@ def decide(ctx: ChunkContext, ids: list[int]) -> Decision:
         # brings them back), as the rest of the batch does.
         decision.claims = []
     return decision
+
+
+def _held_back(ctx: ChunkContext, cap: WorkerCap, message: Message) -> str | None:
+    """The outcome ("skipped", or "not_claimed" if the row changed meanwhile) when the
+    frequency cap or the closed send window holds this email back; None if it may go."""
+    until = cap.held_until(message)
+    if until is not None:
+        held = hold_message(ctx.session, message, until, WORKER)
+        return "skipped" if held else "not_claimed"
+    grace = timedelta(minutes=ctx.settings.send_window_grace_minutes)
+    until = window_reopens(message, ctx.now(), grace)
+    if until is not None:
+        held = hold_for_window(ctx.session, message, until, WORKER)
+        return "skipped" if held else "not_claimed"
+    return None
 
 
 def _skip(ctx: ChunkContext, message: Message, reason: str, action: str) -> str:
