@@ -268,16 +268,24 @@ class WorkerCap:
 
 
 def hold_message(session, message: Message, until: datetime, actor: str) -> bool:
-    """queued -> skipped ("held by the cap until ..."), its enrolment due again then:
-    the tick queues this same row again at that moment. False if it changed meanwhile."""
-    reason = hold_text(until)
+    """The cap's hold (`hold_until`), which the itinerary and "Why?" then name."""
+    held = hold_until(session, message, until, hold_text(until), actor)
+    enrollment = message.enrollment
+    if held and enrollment.status == "active" and enrollment.current_step_id == message.step_id:
+        enrollment.cap_held_until = until
+    return held
+
+
+def hold_until(session, message: Message, until: datetime, reason: str, actor: str) -> bool:
+    """queued -> skipped (`reason`: the cap's or the send window's hold), its enrolment
+    due again then: the tick queues this same row again at that moment. False if it
+    changed meanwhile."""
     if not update_if(session, message.id, MESSAGES.c.status == "queued", status="skipped",
                      error=reason):  # fmt: skip
         return False
     enrollment = message.enrollment
     if enrollment.status == "active" and enrollment.current_step_id == message.step_id:
         enrollment.next_send_at = until
-        enrollment.cap_held_until = until
     detail = f"{email_label(message)} {reason}"
     record_message_activity(session, message, "email_held", detail, actor)
     return True

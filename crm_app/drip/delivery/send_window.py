@@ -10,8 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from crm_app.drip.campaigns.schedule import clamp_to_send_window, is_inside_send_window
-from crm_app.drip.delivery.compose import email_label
-from crm_app.drip.delivery.transitions import MESSAGES, record_message_activity, update_if
+from crm_app.drip.delivery.frequency_cap import hold_until
 from crm_app.models import Message
 
 
@@ -29,20 +28,10 @@ def window_reopens(message: Message, now: datetime, grace: timedelta) -> datetim
 
 
 def hold_for_window(session, message: Message, until: datetime, actor: str) -> bool:
-    """queued -> skipped ("held by the send window until ..."), its enrolment due again
-    then: the tick queues this same row again at that moment, as for the frequency cap's
-    holds. False if it changed meanwhile."""
+    """queued -> skipped ("held by the send window until ..."), due again at the
+    opening, as the frequency cap holds (frequency_cap.hold_until)."""
     reason = (
         f"held by the send window until {until:%Y-%m-%d %H:%M} UTC"
         " (it closed before the email could go)"
     )
-    if not update_if(session, message.id, MESSAGES.c.status == "queued", status="skipped",
-                     error=reason):  # fmt: skip
-        return False
-    enrollment = message.enrollment
-    if enrollment.status == "active" and enrollment.current_step_id == message.step_id:
-        enrollment.next_send_at = until
-    record_message_activity(
-        session, message, "email_held", f"{email_label(message)} {reason}", actor
-    )
-    return True
+    return hold_until(session, message, until, reason, actor)
