@@ -8,7 +8,9 @@ import sqlalchemy as sa
 
 from crm_app.drip.common.nul import (
     REPLACEMENT,
+    holds_lone_surrogate,
     holds_nul,
+    json_body_holds_lone_surrogate,
     json_body_holds_nul,
     load_json_without_nul,
     without_nul,
@@ -85,6 +87,33 @@ def test_an_api_body_with_a_nul_is_a_400_problem(api, session, campaigns):
     # Text that only spells \u0000 is no NUL.
     response = api.post("/api/v1/contacts", {**CONTACT, "company": "\\u0000 Ltd"})
     assert response.status_code == 201 and response.get_json()["company"] == "\\u0000 Ltd"
+
+
+def test_an_api_body_with_a_lone_surrogate_is_a_400_problem(api, session, make_contact):
+    """Python's JSON lets "\\ud800" through; the database driver cannot encode it (a 500)."""
+    contact = make_contact("lead")
+    lone = '{"email": "sur@example.com", "contact_type": "lead", "first_name": "A\\ud800"}'
+    in_a_key = '{"custom_fields": {"\\udfff": "x"}}'
+
+    for method, url, body in [
+        ("POST", "/api/v1/contacts", lone),
+        ("PATCH", f"/api/v1/contacts/{contact.id}", in_a_key),
+        ("POST", f"/api/v1/contacts/{contact.id}/goals", '{"name": "demo\\uDC00"}'),
+    ]:
+        response = api.request(method, url, data=body, content_type="application/json")
+        assert response.status_code == 400, (url, response.get_data(as_text=True))
+        assert response.content_type == "application/problem+json"
+        assert "lone surrogate" in response.get_json()["detail"]
+    assert contacts(session) == 1
+    assert session.get(Contact, contact.id).custom_fields in ({}, None)
+    # A surrogate pair is one character (an emoji), and an escaped backslash is text.
+    pair = '{"email": "pair@example.com", "contact_type": "lead", '
+    pair += '"first_name": "\\ud83d\\ude00 \\\\ud800"}'
+    response = api.request("POST", "/api/v1/contacts", data=pair, content_type="application/json")
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.get_json()["first_name"] == "\U0001f600 \\ud800"
+    assert holds_lone_surrogate({"k": ["\ud800"]}) and not holds_lone_surrogate(["\U0001f600"])
+    assert not json_body_holds_lone_surrogate(b'{"n": "\\ud800')  # not JSON: its parser says so
 
 
 def test_sendgrid_events_with_a_nul_are_kept_with_the_replacement_character(
