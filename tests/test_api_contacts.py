@@ -82,6 +82,42 @@ def test_wrong_shapes_are_a_422_problem_before_the_core(api, campaigns):
     assert set(response.get_json()["errors"]) == {"owner_id", "favourite"}
 
 
+@pytest.mark.parametrize(
+    ("custom_fields", "message"),
+    [
+        ({"my plan": "pro"}, 'The name "my plan" is not a field name'),
+        ({"a:b": "v"}, 'The name "a:b" is not a field name'),
+        ({"": "x"}, 'The name "" is not a field name'),
+        ({"plan": "line one\nline two"}, 'The value of "plan" holds a line break'),
+        ({"plan": "one\u2028two"}, 'The value of "plan" holds a line break'),
+    ],
+)
+def test_custom_fields_the_contact_form_cannot_hold_are_a_422(
+    api, admin, session, make_contact, custom_fields, message
+):
+    """Such a contact was saved, and then its edit form refused every save (or, for "a:b",
+    saved it back as another field)."""
+    contact = make_contact("lead", email="cf@example.com", custom_fields={"plan": "pro"})
+
+    created = api.post(
+        "/api/v1/contacts", {"email": "new@example.com", "custom_fields": custom_fields}
+    )
+    updated = api.patch(f"/api/v1/contacts/{contact.id}", {"custom_fields": custom_fields})
+
+    for response in (created, updated):
+        assert response.status_code == 422 and response.content_type == PROBLEM
+        assert response.get_json()["errors"]["custom_fields"][0].startswith(message)
+    assert session.scalar(sa.select(sa.func.count(Contact.id))) == 1
+    # What the API does accept, the contact's form saves again as it is.
+    accepted = api.patch(f"/api/v1/contacts/{contact.id}", {"custom_fields": {"zoë_1": "😀 שלום"}})
+    assert accepted.status_code == 200
+    form = {"email": "cf@example.com", "contact_type": "lead", "timezone": "UTC",
+            "custom_fields": "zoë_1: 😀 שלום"}  # fmt: skip
+    assert admin.post(f"/contacts/{contact.id}/edit", form).status_code == 302
+    session.expire_all()
+    assert session.get(Contact, contact.id).custom_fields == {"zoë_1": "😀 שלום"}
+
+
 def test_a_missing_email_is_a_422_problem(api, campaigns):
     response = api.post("/api/v1/contacts", {"first_name": "Nobody"})
 

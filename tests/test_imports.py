@@ -187,6 +187,21 @@ def test_a_custom_value_past_the_contact_forms_limit_fails_its_row(session, camp
     assert contact(session, "ok@example.com").custom_fields == {"interest": "maths"}
 
 
+def test_a_custom_value_over_two_lines_fails_its_row(session, campaigns):
+    # The contact form's "name: value" lines could not hold it: its edit refused every save.
+    header = ["email", "interest"]
+    text = csv_text([["two@example.com", "maths\nphysics"], ["ok@example.com", "maths"]], header)
+    contact_import = queued_import(session, text)
+
+    report = run(session, contact_import)
+
+    assert (report.counts.created, report.counts.failed) == (1, 1)
+    assert contact(session, "two@example.com") is None
+    assert failures(session, contact_import) == {
+        2: 'The value of "interest" holds a line break: a custom field is one line.'
+    }
+
+
 def test_an_update_that_would_pass_the_custom_field_count_fails_its_row(
     session, campaigns, make_contact
 ):

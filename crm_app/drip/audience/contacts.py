@@ -163,6 +163,13 @@ def custom_fields_error(custom: Mapping[str, str]) -> str | None:
         if len(name) > CUSTOM_FIELD_NAME_MAX:
             limit = CUSTOM_FIELD_NAME_MAX
             return f'The name "{name[:20]}..." is too long: at most {limit} characters.'
+        # The form's "name: value" lines (parse_custom_fields) must read the field back as
+        # it is: a name such as "my plan" or "a:b", or a value over two lines, could not be
+        # saved again from the form (or came back changed).
+        if not name.isidentifier():
+            return f'The name "{name}" is not a field name: use letters, digits and underscores.'
+        if str(value).splitlines() not in ([], [str(value)]):
+            return f'The value of "{name}" holds a line break: a custom field is one line.'
         if len(str(value)) > CUSTOM_FIELD_VALUE_MAX:
             limit, size = CUSTOM_FIELD_VALUE_MAX, len(str(value))
             return f'The value of "{name}" is too long: at most {limit:,} characters ({size:,}).'
