@@ -118,6 +118,36 @@ def test_custom_fields_the_contact_form_cannot_hold_are_a_422(
     assert session.get(Contact, contact.id).custom_fields == {"zoë_1": "😀 שלום"}
 
 
+def test_a_line_break_in_a_one_line_field_is_a_422(api, admin, session, make_contact):
+    """The contact form's inputs drop a line break: "Ann\\nMarie" was saved back as
+    "AnnMarie" by the next edit of any field. The notes keep theirs."""
+    contact = make_contact("lead", email="ann@example.com", first_name="Ann")
+
+    created = api.post(
+        "/api/v1/contacts",
+        {
+            "email": "new@example.com",
+            "contact_type": "lead",
+            "first_name": "Ann\nMarie",
+            "company": "Acme\r\nLtd",
+        },
+    )
+    updated = api.patch(f"/api/v1/contacts/{contact.id}", {"title": "Head of\nSales"})
+
+    assert created.status_code == 422 and updated.status_code == 422
+    assert set(created.get_json()["errors"]) == {"first_name", "company"}
+    assert updated.get_json()["errors"]["title"] == ["One line only: remove the line break."]
+    assert session.scalar(sa.select(sa.func.count(Contact.id))) == 1
+    notes = api.patch(f"/api/v1/contacts/{contact.id}", {"notes": "Met at the fair.\nCall back."})
+    assert notes.status_code == 200 and notes.get_json()["notes"] == "Met at the fair.\nCall back."
+    # The same rule for the form (a browser cannot send one; a script can).
+    form = {"email": "ann@example.com", "contact_type": "lead", "timezone": "UTC",
+            "first_name": "Ann", "company": "Acme\nLtd"}  # fmt: skip
+    page = admin.post(f"/contacts/{contact.id}/edit", form)
+    assert page.status_code == 422
+    assert 'id="error-company">One line only: remove the line break.' in page.get_data(as_text=True)
+
+
 def test_a_missing_email_is_a_422_problem(api, campaigns):
     response = api.post("/api/v1/contacts", {"first_name": "Nobody"})
 

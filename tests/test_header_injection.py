@@ -29,7 +29,11 @@ def test_header_safe_keeps_one_line(raw, safe):
 def test_a_name_with_cr_lf_is_one_line_in_the_sendgrid_payload(
     session, make_contact, backend, settings, fake_sendgrid
 ):
-    contact = make_contact("lead", first_name=INJECTED_FIRST_NAME, last_name="Smith\n")
+    contact = make_contact("lead")
+    # The contact rules refuse a line break in a name now; one stored before still
+    # never reaches a header.
+    contact.first_name, contact.last_name = INJECTED_FIRST_NAME, "Smith\n"
+    session.commit()
     message = _tick(session, contact)
     # A subject that merges the name, to check the rendered subject too.
     message.step.subject = "Hello {{ contact.first_name }}"

@@ -202,6 +202,21 @@ def test_a_custom_value_over_two_lines_fails_its_row(session, campaigns):
     }
 
 
+def test_a_line_break_in_a_one_line_field_fails_its_row(session, campaigns):
+    # Such a contact was created, and its next edit in a browser removed the line break.
+    header = ["email", "company", "notes"]
+    rows = [["two@example.com", "Acme\nHoldings", ""], ["ok@example.com", "Acme", "a\nb"]]
+    contact_import = queued_import(session, csv_text(rows, header))
+
+    report = run(session, contact_import)
+
+    assert (report.counts.created, report.counts.failed) == (1, 1)
+    assert failures(session, contact_import) == {
+        2: "Company: One line only: remove the line break."
+    }
+    assert contact(session, "ok@example.com").notes == "a\nb"
+
+
 def test_an_update_that_would_pass_the_custom_field_count_fails_its_row(
     session, campaigns, make_contact
 ):

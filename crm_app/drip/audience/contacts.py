@@ -53,6 +53,10 @@ TEXT_FIELDS: dict[str, int] = {
     "industry": 100,
     "notes": 10_000,
 }
+# What the contact form shows in one-line inputs, which drop a line break (a browser
+# strips CR and LF from an input's value): "Ann\nMarie" from the API or a CSV cell was
+# saved back as "AnnMarie" by the next edit of any field.
+ONE_LINE_FIELDS = tuple(name for name in TEXT_FIELDS if name != "notes")
 EMAIL_TAKEN = "Another contact already has this email address."
 # Custom fields are merged into every email and shown on every contact page: bounded, so
 # one contact cannot carry megabytes (an audit stored 5,000 fields and a 1 MB note).
@@ -65,6 +69,14 @@ _PARSED_FIELDS = ("owner_id", "custom_fields")
 
 class ContactValidationError(FieldErrors):
     """A contact form, CSV row or API call that cannot be saved as it is."""
+
+
+def line_break_error(name: str, text: str) -> str | None:
+    """Why `text` cannot be this field's value because of a line break, or None: the one
+    rule for the form, the API and the CSV import."""
+    if name in ONE_LINE_FIELDS and ("\n" in text or "\r" in text):
+        return "One line only: remove the line break."
+    return None
 
 
 def parse_custom_fields(text: str) -> tuple[dict[str, str], str | None]:
@@ -113,6 +125,8 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
         setattr(cleaned, name, text)
         if len(text) > limit:
             errors[name] = f"At most {limit:,} characters (this has {len(text):,})."
+        elif line_break := line_break_error(name, text):
+            errors[name] = line_break
     if custom_error := custom_fields_error(data.custom_fields):
         errors["custom_fields"] = custom_error
 

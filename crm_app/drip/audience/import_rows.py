@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from crm_app.drip.audience.contacts import TEXT_FIELDS, custom_fields_error, normalized_email
+from crm_app.drip.audience.contacts import (
+    TEXT_FIELDS,
+    custom_fields_error,
+    line_break_error,
+    normalized_email,
+)
 from crm_app.drip.audience.import_files import CUSTOM_PREFIX, FIELD_TARGETS
 from crm_app.drip.common.csv_safe import csv_unsafe
 from crm_app.drip.common.timezones import TIMEZONES
@@ -112,6 +117,8 @@ def _read_field(rules: RowRules, target: str, value: str, fields: dict[str, Any]
     else:
         if problem := _too_long(target, value):
             return problem
+        if problem := line_break_error(target, value):
+            return f"{FIELD_TARGETS[target]}: {problem}"
         fields[target] = value
     return None
 
