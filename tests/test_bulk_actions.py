@@ -210,6 +210,34 @@ def test_apply_without_a_campaign_asks_for_it(admin, make_contact):
     assert "Choose the campaign to enrol them in." in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize(
+    ("deleted", "action", "field", "message"),
+    [
+        (True, "delete", "scope", "Tick at least one contact"),
+        (False, "teleport", "action", "Choose what to do"),
+    ],
+)
+def test_apply_with_nothing_left_to_confirm_is_the_list_with_its_message(
+    admin, session, make_contact, deleted, action, field, message
+):
+    """Contacts deleted in another tab, or a tampered action: the confirmation page could
+    not be shown again, and the refusal was a 500."""
+    contact, other = make_contact(), make_contact()
+    if deleted:
+        db.session.delete(db.session.get(Contact, contact.id))
+        db.session.commit()
+
+    response = admin.post(
+        "/contacts/bulk/apply",
+        {"scope": "selected", "contact_ids": [str(contact.id)], "action": action},
+    )
+
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert f'id="error-{field}"' in page and message in page
+    assert db.session.get(Contact, other.id) is not None
+
+
 def test_apply_ticked_rows_without_javascript(admin, campaigns, make_contact):
     one, two, untouched = make_contact("lead"), make_contact("lead"), make_contact("lead")
     response = admin.post(

@@ -63,6 +63,17 @@ def _render_confirm(selection: Selection, action: BulkAction, errors=None, statu
     ), status
 
 
+def _render_refused_choice(selection: Selection, refused: BulkActionError):
+    """The list the choice was made in, with what is wrong next to the bulk form."""
+    return render_list(
+        _list_request(selection),
+        422,
+        bulk_errors=refused.errors,
+        bulk_values=request.form,
+        ticked=set(selection.contact_ids),
+    )
+
+
 @bp.post("/confirm")
 @login_required
 def confirm():
@@ -72,13 +83,7 @@ def confirm():
     try:
         return _render_confirm(selection, action)
     except BulkActionError as refused:
-        return render_list(
-            _list_request(selection),
-            422,
-            bulk_errors=refused.errors,
-            bulk_values=request.form,
-            ticked=set(selection.contact_ids),
-        )
+        return _render_refused_choice(selection, refused)
 
 
 @bp.post("/apply")
@@ -89,7 +94,12 @@ def apply():
         count = check_selection(db.session, selection)
         campaign = check_action(db.session, action, final=True)
     except BulkActionError as refused:
-        return _render_confirm(selection, action, refused.errors, 422)
+        try:
+            return _render_confirm(selection, action, refused.errors, 422)
+        except BulkActionError as unconfirmable:
+            # Nothing left to confirm (the ticked contacts were deleted meanwhile, or no
+            # action): the confirmation page cannot be shown again either.
+            return _render_refused_choice(selection, unconfirmable)
     stop_reason = f"stopped by {current_user.email} (bulk action)"
     if count > INLINE_LIMIT:
         job_id = enqueue_bulk_action(
