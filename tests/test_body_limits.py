@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+import sqlalchemy as sa
 from markupsafe import escape
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
@@ -17,6 +18,7 @@ from crm_app.drip.audience.contacts import (
     ContactValidationError,
     create_contact,
 )
+from crm_app.models import Contact
 from tests.webhook_signing import WebhookSigner, encode
 
 MB = 1_000_000
@@ -173,6 +175,18 @@ def test_notes_have_a_limit_and_nothing_is_saved(admin, campaigns, session):
     assert response.status_code == 422
     assert f'id="error-notes">At most {limit:,} characters' in response.get_data(as_text=True)
     assert admin.get("/contacts/?q=big").get_data(as_text=True).count("big@example.com") == 0
+
+
+def test_a_note_typed_in_a_browser_counts_each_line_break_once(admin, campaigns, session):
+    # A browser sends CRLF: a note of 10,000 characters over many lines was refused as
+    # longer, and one saved from the browser kept a CR before each line break.
+    limit = TEXT_FIELDS["notes"]
+    typed = "\n".join(["note"] * (limit // 5)) + "x" * (limit % 5 + 1)
+    assert len(typed) == limit
+    response = admin.post("/contacts/new", contact_form(notes=typed.replace("\n", "\r\n")))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    contact = session.scalar(sa.select(Contact).where(Contact.email == "big@example.com"))
+    assert contact.notes == typed
 
 
 def test_the_core_applies_the_same_limits_to_every_caller(session, campaigns):

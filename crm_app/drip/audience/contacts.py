@@ -121,7 +121,9 @@ def validate(session, data: ContactInput, *, existing: Contact | None = None) ->
     errors: dict[str, str] = {}
     cleaned = ContactInput(**{**data.__dict__})
     for name, limit in TEXT_FIELDS.items():
-        text = (getattr(data, name) or "").strip()
+        # A browser sends a textarea's line breaks as CRLF: the notes keep "\n", as the
+        # API and the import give them, and a line break counts once against the limit.
+        text = (getattr(data, name) or "").replace("\r\n", "\n").strip()
         setattr(cleaned, name, text)
         if len(text) > limit:
             errors[name] = f"At most {limit:,} characters (this has {len(text):,})."
