@@ -345,6 +345,30 @@ def test_fields_are_decoded_in_the_charsets_sendgrid_names_and_attachments_skipp
 
 
 @pytest.mark.parametrize(
+    "odd",
+    [
+        {"charsets": json.dumps({"text": 5, "subject": None, "to": ["UTF-8"]})},
+        {"charsets": json.dumps({"text": "\ud800", "subject": "utf-8\u0000"})},
+        {"charsets": "[" * 100_000, "envelope": "[" * 100_000},
+        {"envelope": json.dumps({"to": "x", "from": 5})},
+    ],
+    ids=["not-strings", "no-codec-names", "nested-too-deeply", "wrong-shapes"],
+)
+def test_odd_charsets_and_envelopes_are_read_as_utf8_and_the_reply_is_recorded(
+    inbound, web, session, make_contact, backend, settings, fake_sendgrid, odd
+):
+    # Each was a 500: SendGrid retries, then drops the reply, and the campaign goes on.
+    message, reply_to = sent_email(session, make_contact("lead"), backend, settings, fake_sendgrid)
+
+    response = post(web, reply_fields(reply_to, text="Thursday works.", **odd))
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["status"] == "recorded"
+    reply = session.scalar(sa.select(EmailReply))
+    assert reply.message_id == message.id
+
+
+@pytest.mark.parametrize(
     ("text", "html", "expected"),
     [
         ("Yes please.\n\n> On Monday you wrote\n> hello", "", "Yes please."),

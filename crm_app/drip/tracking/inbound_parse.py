@@ -88,10 +88,12 @@ def _fields(content_type: str, chunks: Iterable[bytes]) -> dict[str, bytes]:
     return {name: bytes(value) for name, value in kept.items()}
 
 
-def _decode(raw: bytes, charset: str | None) -> str:
+def _decode(raw: bytes, charset: object) -> str:
+    # `charsets` is JSON anyone with the URL can post: a name that is no string, or no
+    # codec's, is read as UTF-8 (a 500 made SendGrid retry, then drop, the reply).
     try:
-        codec = codecs.lookup(charset or "utf-8").name
-    except LookupError:
+        codec = codecs.lookup(charset if isinstance(charset, str) and charset else "utf-8").name
+    except (LookupError, ValueError):
         codec = "utf-8"
     return without_nul(raw.decode(codec, "replace"))
 
@@ -99,7 +101,7 @@ def _decode(raw: bytes, charset: str | None) -> str:
 def _json(raw: bytes | None) -> dict:
     try:
         value = json.loads(raw or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past Python's stack
         return {}
     return without_nul(value) if isinstance(value, dict) else {}
 
