@@ -69,6 +69,7 @@ def tick() -> dict:
             lease_seconds=settings.delivery_lease_seconds,
             chunk_size=settings.delivery_tick_chunk,
             frequency_cap=FrequencyCap.from_settings(settings),
+            window_grace=timedelta(minutes=settings.send_window_grace_minutes),
             auto_resolve=AutoResolve(
                 webhook_configured=bool(settings.sendgrid_webhook_public_key),
                 after_minutes=settings.in_doubt_auto_resolve_minutes,

@@ -4,7 +4,7 @@ the window closed less than SEND_WINDOW_GRACE_MINUTES ago; the same row goes onc
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -69,3 +69,58 @@ def test_a_queue_minutes_behind_the_close_still_sends(
     assert dict(fake_sendgrid.deliveries) == {str(message.id): 1}
     session.expire_all()
     assert session.get(Message, message.id).status == "sent"
+
+
+# -- the tick: an email due just before the close -----------------------------------
+
+HALF_A_MINUTE_BEFORE_THE_CLOSE = WEDNESDAY_16_59 + timedelta(seconds=30)
+TICK_AFTER_THE_CLOSE = WEDNESDAY_16_59 + timedelta(seconds=80)  # 17:00:20
+
+
+def _due_at(session, make_contact, due: datetime) -> Enrollment:
+    contact = make_contact("lead")
+    contact.timezone = "UTC"
+    enrollment = session.scalar(sa.select(Enrollment).where(Enrollment.contact_id == contact.id))
+    enrollment.next_send_at = due
+    session.commit()
+    return enrollment
+
+
+def test_an_email_due_just_before_the_close_goes_when_the_tick_reaches_it(session, make_contact):
+    """The tick runs every minute: an email the page dates 16:59 (due 16:59:30, inside
+    the window) is queued by the tick of 17:00:20, not deferred to the next morning."""
+    enrollment = _due_at(session, make_contact, HALF_A_MINUTE_BEFORE_THE_CLOSE)
+
+    result = run_tick(
+        session, lambda ids: None, now=TICK_AFTER_THE_CLOSE, window_grace=timedelta(minutes=15)
+    )
+
+    assert (result.created, result.deferred) == (1, 0)
+    assert session.scalar(sa.select(Message.status).where(Message.enrollment_id == enrollment.id))
+
+
+def test_an_email_due_well_before_the_close_waits_for_the_next_opening(session, make_contact):
+    # The scheduler was down: due at 16:40, reached at 17:00:20, past the grace.
+    enrollment = _due_at(session, make_contact, WEDNESDAY_16_59 - timedelta(minutes=19))
+
+    result = run_tick(
+        session, lambda ids: None, now=TICK_AFTER_THE_CLOSE, window_grace=timedelta(minutes=15)
+    )
+
+    assert (result.created, result.deferred) == (0, 1)
+    session.refresh(enrollment)
+    assert enrollment.next_send_at == THURSDAY_9
+
+
+def test_the_scheduler_s_tick_allows_the_grace_of_its_settings(
+    app, session, make_contact, monkeypatch
+):
+    from crm_app import jobs
+    from crm_app.drip.delivery import tick
+
+    _due_at(session, make_contact, HALF_A_MINUTE_BEFORE_THE_CLOSE)
+    monkeypatch.setattr(tick, "utcnow", lambda: TICK_AFTER_THE_CLOSE)
+
+    result = jobs.tick()
+
+    assert (result["created"], result["deferred"]) == (1, 0)

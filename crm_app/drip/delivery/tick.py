@@ -84,16 +84,21 @@ def run_tick(
     chunk_size: int = 5000,
     auto_resolve: AutoResolve | None = None,
     frequency_cap: FrequencyCap | None = None,
+    window_grace: timedelta = timedelta(0),
 ) -> TickResult:
     """One tick. Commits its own transactions, because the order matters:
-    rows are committed before their ids reach `enqueue` (Redis)."""
+    rows are committed before their ids reach `enqueue` (Redis). `window_grace`: an
+    email due inside its send window is still queued this long after the window closed
+    (SEND_WINDOW_GRACE_MINUTES, which the worker allows too)."""
     now = now or utcnow()
     result = TickResult()
     cutoff = now - timedelta(seconds=lease_seconds)
 
     # Due enrolments, a chunk per transaction, until none is left.
     for _ in range(10_000):  # a bound, in case a chunk made no progress
-        seen, created_ids = _process_due_chunk(session, now, chunk_size, result, frequency_cap)
+        seen, created_ids = _process_due_chunk(
+            session, now, chunk_size, result, frequency_cap, window_grace
+        )
         session.commit()
         if created_ids:
             enqueue(created_ids)
@@ -159,7 +164,7 @@ class _DueChunk:
     campaigns: dict[int, Campaign] = field(default_factory=dict)  # the chunk's, by id
 
 
-def _sort_due(session, rows, now: datetime) -> _DueChunk:
+def _sort_due(session, rows, now: datetime, window_grace: timedelta) -> _DueChunk:
     campaigns = {
         c.id: c
         for c in session.scalars(
@@ -177,7 +182,7 @@ def _sort_due(session, rows, now: datetime) -> _DueChunk:
             inside[window] = is_inside_send_window(now, campaign, row.timezone)
         if row.current_step_id is None:
             due.finished.append(row.id)
-        elif not inside[window]:
+        elif not inside[window] and not _just_missed(row, campaign, now, window_grace):
             opening = clamp_to_send_window(
                 now, row.timezone, campaign.send_weekdays, campaign.send_start, campaign.send_end
             )
@@ -220,14 +225,28 @@ def _defer(session, deferrals: list[dict]) -> None:
     )
 
 
+def _just_missed(row, campaign: Campaign, now: datetime, grace: timedelta) -> bool:
+    """Due inside its window, which closed less than `grace` ago: an email due at 16:59:30
+    that the tick (every minute) reaches at 17:00:20 goes now, as the page said, rather
+    than at the next opening."""
+    return now - row.next_send_at <= grace and is_inside_send_window(
+        row.next_send_at, campaign, row.timezone
+    )
+
+
 def _process_due_chunk(
-    session, now: datetime, limit: int, result: TickResult, cap: FrequencyCap | None = None
+    session,
+    now: datetime,
+    limit: int,
+    result: TickResult,
+    cap: FrequencyCap | None = None,
+    window_grace: timedelta = timedelta(0),
 ) -> tuple[int, list[int]]:
     rows = session.execute(_due_query(session, now, limit)).all()
     if not rows:
         return 0, []
     result.due += len(rows)
-    due = _sort_due(session, rows, now)
+    due = _sort_due(session, rows, now, window_grace)
     _defer(session, due.deferrals)
     result.deferred += len(due.deferrals)
     result.not_repeated += _skip_received_earlier(session, due, rows, now)
