@@ -174,3 +174,22 @@ def test_a_changed_session_is_sent_at_once(app, admin, monkeypatch):
     # Logging out changes the session within the refresh interval: its cookie goes at once.
     response = admin.logout()
     assert "session=" in response.headers["Set-Cookie"]
+
+
+def test_a_form_posted_after_logout_on_another_device_leads_back_to_its_page(app, admin_user):
+    laptop, phone = WebClient(app.test_client()), WebClient(app.test_client())
+    laptop.login()
+    phone.login()
+    token = phone.csrf_token()  # the form's token, from before the logout elsewhere
+    laptop.logout()
+    with phone._fresh_context():
+        response = phone.client.post(
+            "/profile",
+            data={"csrf_token": token, "name": "Typed for half an hour", "timezone": "UTC"},
+            headers={"Referer": "http://localhost/profile"},
+        )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=/profile"
+    page = phone.get(response.headers["Location"]).get_data(as_text=True)
+    assert "You were signed out; sign in again." in page
+    assert db.session.get(User, admin_user.id).name != "Typed for half an hour"

@@ -134,12 +134,13 @@ def signed_out(status: int = 401):
 
 @login_manager.unauthorized_handler
 def unauthorized():
-    """Expired or missing session: back to the login page, also from an HTMX request."""
-    if request.htmx and request.method != "GET":
+    """Expired or missing session: back to the login page, also from an HTMX request.
+    An action (a form or an upload whose CSRF token still holds, the session having
+    ended on another device) is told it was signed out, with a way back to its page."""
+    if request.method not in ("GET", "HEAD"):
         return signed_out()
     # full_path ends in "?" when there is no query string.
-    back_to = request.full_path.rstrip("?") if request.method == "GET" else None
-    login_url = url_for("auth.login", next=back_to)
+    login_url = url_for("auth.login", next=request.full_path.rstrip("?"))
     if request.htmx:
         return hx_redirect(login_url, status=401)
     flash(login_manager.login_message, "info")
