@@ -9,6 +9,7 @@ import pytest
 from flask import g
 from itsdangerous import TimestampSigner
 
+from crm_app.drip.team.users import NewUser, create_user
 from crm_app.extensions import db
 from crm_app.models import Campaign
 
@@ -18,6 +19,33 @@ def test_login_with_the_right_password_opens_the_app(web, admin_user):
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
     assert web.get("/").status_code == 200
+
+
+def _user_added_as(email: str) -> None:
+    """Added as on the Users page: the address is stored normalised."""
+    create_user(db.session, NewUser(email, "Intl", "staff", "violet-harbour-lamp"), actor="test")
+    db.session.commit()
+
+
+@pytest.mark.parametrize(
+    ("added_as", "typed"),
+    [
+        ("bob@bücher.ch", "bob@xn--bcher-kva.ch"),  # what Chromium sends for an IDN domain
+        ("josé@example.com", "Jose\u0301@example.com"),  # a decomposed é
+    ],
+)
+def test_an_international_address_logs_in_as_the_browser_sends_it(web, added_as, typed):
+    _user_added_as(added_as)
+    response = web.post("/login", {"email": typed, "password": "violet-harbour-lamp"})
+    assert response.status_code == 302
+    assert web.get("/").status_code == 200
+
+
+def test_the_login_field_lets_the_browser_send_a_non_ascii_address(web):
+    # type="email" makes Chromium refuse josé@... before sending it, and rewrite bücher.ch.
+    page = web.get("/login").get_data(as_text=True)
+    field = page.split('name="email"', 1)[1].split(">", 1)[0]
+    assert 'type="text"' in field and 'inputmode="email"' in field
 
 
 def test_bad_password_and_unknown_email_get_the_same_answer(web, admin_user):

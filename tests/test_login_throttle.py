@@ -8,6 +8,9 @@ import time
 import pytest
 import redis
 
+from crm_app.drip.team.users import NewUser, create_user
+from crm_app.extensions import db
+
 WINDOW_SECONDS = 2
 
 
@@ -35,6 +38,18 @@ def test_an_account_is_paused_after_3_failures_even_for_the_right_password(
     assert "Too many failed logins for this account" in page
     assert "try again in 1 minute" in page
     assert 'role="alert"' in page and "Log in to Drip CRM" in page  # the form, with the message
+
+
+def test_other_spellings_of_an_address_count_for_the_same_account(web, short_limits):
+    create_user(
+        db.session, NewUser("bob@bücher.ch", "Bob", "staff", "x-ray-violet-lamp"), actor="t"
+    )
+    db.session.commit()
+    spellings = ["bob@bücher.ch", "bob@xn--bcher-kva.ch", "BOB@XN--BCHER-KVA.CH"]
+    for n, spelling in enumerate(spellings):
+        assert attempt(web, spelling, "guess", f"203.0.113.{n}").status_code == 401
+    refused = attempt(web, "bob@bücher.ch", "x-ray-violet-lamp", "203.0.113.99")
+    assert refused.status_code == 429
 
 
 def test_the_account_recovers_once_the_window_has_passed(web, admin_user, short_limits):

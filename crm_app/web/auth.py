@@ -9,6 +9,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from crm_app.drip.team.accounts import user_for_session
+from crm_app.drip.team.users import login_email
 from crm_app.extensions import db, login_manager
 from crm_app.models import User
 from crm_app.web.body_limits import body_limit
@@ -76,7 +77,7 @@ def login():
     # A logged-in user sees the form too (to switch account); the page says who they are.
     error = None
     if request.method == "POST":
-        email = request.form.get("email", "").strip().lower()
+        email = login_email(request.form.get("email", ""))
         password = request.form.get("password", "")
         user = db.session.scalar(sa.select(User).where(sa.func.lower(User.email) == email))
         if user is None:

@@ -22,12 +22,14 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user
 
 from crm_app.config import settings_of
+from crm_app.drip.team.users import login_email
 from crm_app.extensions import limiter
 
 
 def _hashed_account(email: str) -> str:
     # Hashed: the counter's Redis key then holds no email address, and has a fixed size.
-    return "login-account:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    # The login's own spelling: each spelling of an address must not get its own count.
+    return "login-account:" + hashlib.sha256(login_email(email).encode()).hexdigest()[:32]
 
 
 def _account_key() -> str:

@@ -69,9 +69,24 @@ def _cleaned_profile(values: Mapping[str, str], errors: dict[str, str]) -> dict[
     return cleaned
 
 
+def normalized_email(raw: str) -> str:
+    """A user's address as it is stored: Unicode NFC, an IDN domain in Unicode, lower
+    case. Raises EmailNotValidError."""
+    return validate_email(raw.strip(), check_deliverability=False).normalized.lower()
+
+
+def login_email(raw: str) -> str:
+    """The stored spelling of the address typed at login: browsers send an IDN domain
+    as xn--... punycode, and some keyboards a decomposed é. Not an address: lower case."""
+    try:
+        return normalized_email(raw)
+    except EmailNotValidError:
+        return raw.strip().lower()
+
+
 def _cleaned_email(session, raw: str, errors: dict[str, str], *, existing: User | None) -> str:
     try:
-        email = validate_email(raw.strip(), check_deliverability=False).normalized.lower()
+        email = normalized_email(raw)
     except EmailNotValidError as invalid:
         errors["email"] = str(invalid)
         return raw.strip()
