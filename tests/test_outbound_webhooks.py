@@ -3,6 +3,9 @@ Webhooks (verified by a local receiver with its library), retried, logged."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from datetime import timedelta
 
 import httpx
@@ -251,6 +254,51 @@ def test_a_redirect_is_not_followed(session, campaigns, receiver, make_endpoint)
 
     assert attempt(session, delivery.id) == "retry"
     assert receiver.answers == [307]
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_timeout_in_all(
+    session, campaigns, receiver, make_endpoint
+):
+    # A byte every 0.3 s: each read is well within the timeout; the answer ends after
+    # 6 s (it could be hours).
+    server = socket.create_server(("127.0.0.1", 0))
+    stop_sending = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(20):
+                    if stop_sending.wait(0.3):
+                        return
+                    conn.sendall(b"a")
+                conn.sendall(b"\r\nContent-Length: 0\r\n\r\n")
+            except OSError:
+                return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    make_endpoint(["contact.created"], url=f"http://127.0.0.1:{server.getsockname()[1]}/hook")
+    new_contact(session)
+    (delivery,) = deliveries(session)
+    options = SendOptions(timeout=1, lease=timedelta(seconds=60), disable_after=timedelta(days=5))
+    client = httpx.Client(transport=CheckedTransport(allow_private=True))
+    try:
+        started = time.monotonic()
+        outcome = deliver_one(session, delivery.id, client=client, options=options)
+        elapsed = time.monotonic() - started
+    finally:
+        stop_sending.set()
+        thread.join(5)
+        server.close()
+
+    # Held past the lease, the sweep would have sent it again while still in flight.
+    assert elapsed < 3
+    assert outcome == "retry"
+    (delivery,) = deliveries(session)
+    assert delivery.response_status is None and "Timeout" in delivery.error
 
 
 def test_the_sweep_enqueues_deliveries_whose_job_was_lost(

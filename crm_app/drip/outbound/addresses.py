@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from urllib.parse import urlsplit
 
 import httpcore
 import httpx
 
 Resolver = Callable[[str, int], list[str]]
+# When the request in progress on this thread must be over (time.monotonic()), or None.
+_deadline: ContextVar[float | None] = ContextVar("webhook_deadline", default=None)
 
 
 class UnsafeTarget(httpcore.ConnectError):
@@ -92,6 +97,52 @@ def url_problem(
     return None
 
 
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """The requests made inside get `seconds` in all, not per read: httpx's timeout is
+    per socket operation, so a receiver trickling a byte every few seconds would hold
+    the sending thread for hours (and outlive the lease, so the sweep sent it again)."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _within_deadline(timeout: float | None, expired: type[Exception]) -> float | None:
+    """`timeout`, shortened to what is left before the deadline; raises when none is."""
+    end = _deadline.get()
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise expired("the receiver took longer than the webhook timeout in all")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write stops at the current deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream):
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _within_deadline(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _within_deadline(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        timeout = _within_deadline(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str):
+        return self._stream.get_extra_info(info)
+
+
 class _CheckedBackend(httpcore.SyncBackend):
     """Connects only to addresses that passed the check (TLS still verifies the name)."""
 
@@ -105,7 +156,11 @@ class _CheckedBackend(httpcore.SyncBackend):
             host, port, allow_private=self.allow_private, resolve=self.resolve
         ):
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                connect_timeout = _within_deadline(timeout, httpcore.ConnectTimeout)
+                stream = super().connect_tcp(
+                    address, port, connect_timeout, local_address, socket_options
+                )
+                return _DeadlineStream(stream)
             except httpcore.ConnectError as error:
                 last_error = error
         raise last_error or UnsafeTarget(f"{host} does not resolve")

@@ -20,6 +20,7 @@ import httpx
 import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 
+from crm_app.drip.outbound.addresses import deadline
 from crm_app.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
 
 # After the first attempt fails, the next ones wait this long (Standard Webhooks'
@@ -66,12 +67,16 @@ def signed_headers(secret: str, event_id: str, body: str, at: datetime) -> dict[
 
 
 def post(client: httpx.Client, url: str, headers: dict, body: str, timeout: float) -> Answer:
-    """POST, never following a redirect; reads at most a snippet of the answer."""
+    """POST, never following a redirect; reads at most a snippet of the answer; takes at
+    most `timeout` in all (with the client's CheckedTransport)."""
     started = time.monotonic()
     try:
-        with client.stream(
-            "POST", url, content=body.encode(), headers=headers, timeout=timeout
-        ) as response:
+        with (
+            deadline(timeout),
+            client.stream(
+                "POST", url, content=body.encode(), headers=headers, timeout=timeout
+            ) as response,
+        ):
             text = ""
             if not 200 <= response.status_code < 300:
                 for chunk in response.iter_text():
