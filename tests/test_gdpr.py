@@ -27,6 +27,8 @@ from crm_app.drip.audience.suppression import (
 )
 from crm_app.drip.delivery.pipeline import deliver_messages
 from crm_app.drip.delivery.tick import run_tick
+from crm_app.drip.outbound.endpoints import create_endpoint
+from crm_app.drip.outbound.events import EVENT_TYPES
 from crm_app.drip.tracking.events import ingest_events
 from crm_app.extensions import db
 from crm_app.models import (
@@ -39,6 +41,7 @@ from crm_app.models import (
     HashedSuppression,
     Message,
     Suppression,
+    WebhookDelivery,
     utcnow,
 )
 from tests.delivery_helpers import open_all_week, send_due_email
@@ -412,3 +415,31 @@ def test_health_turns_red_when_the_erasure_key_changed(app, web, session, jamie,
 
     check = web.get("/health", **monitor).get_json()["checks"]["erasure_key"]
     assert check["ok"] is False and "1 erased address" in check["detail"]
+
+
+def test_erasure_leaves_no_personal_data_in_outbound_webhook_events(session, make_contact):
+    # The events kept for an endpoint's delivery log would go out again on a redelivery.
+    create_endpoint(
+        session, "http://127.0.0.1:9/hook", EVENT_TYPES, actor="test", allow_private=True
+    )
+    session.commit()
+    jamie = make_contact(
+        "lead", email=ADDRESS, first_name="Jamie", last_name="Lee",
+        phone="+1 555 0199", company="Globex Logistics",
+    )  # fmt: skip
+    make_contact("lead", email="sam@example.com", first_name="Sam")
+    session.commit()
+
+    erase_contact(session, jamie, actor="admin@example.com")
+    session.commit()
+
+    events = [json.loads(body) for body in session.scalars(sa.select(WebhookDelivery.body))]
+    about_jamie = [e for e in events if e["data"]["contact"]["id"] == jamie.id]
+    kinds = {e["type"] for e in about_jamie}
+    assert {"contact.created", "contact.enrolled", "enrollment.stopped"} <= kinds
+    person = re.compile(r"jamie|lee|globex|555", re.IGNORECASE)
+    for event in about_jamie:
+        assert not person.search(json.dumps(event)), event
+    # Another contact's events are left as they were.
+    others = [e for e in events if e["data"]["contact"]["id"] != jamie.id]
+    assert others and all(e["data"]["contact"]["email"] == "sam@example.com" for e in others)

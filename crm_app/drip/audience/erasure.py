@@ -8,7 +8,8 @@
 - its enrolments are stopped and its queued emails skipped (each with its timeline row);
 - its messages keep their state and dates but lose address, subject and bodies; its
   SendGrid events lose address, payload and detail; its replies lose sender, subject and
-  text; its timeline and the audit log lose its name and address;
+  text; its timeline and the audit log lose its name and address; the outbound webhook
+  events kept about it keep only its id;
 - the erasure itself goes on the timeline and into the audit log (kind "gdpr").
 
 Creating a contact with an erased address later works, but that contact is never
@@ -35,6 +36,7 @@ from crm_app.drip.common.activity import record_activity
 from crm_app.drip.common.sql import dialect_insert
 from crm_app.drip.delivery import transitions
 from crm_app.drip.delivery.compose import email_label
+from crm_app.drip.outbound.events import scrub_contact_from_events
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import (
     Activity,
@@ -209,6 +211,8 @@ def erase_contact(
     _keep_only_the_hash(session, address, key, now)
     _anonymise(contact, now)
     session.flush()
+    # Before stop_all: its events carry the anonymised contact already.
+    scrub_contact_from_events(session, contact.id, scrub)
     stopped = stop_all(session, contact, reason=ERASURE_REASON, actor=actor, now=now)
     skipped = _skip_queued(session, contact, actor)
     message_ids = _blank_messages(session, contact, scrub)
