@@ -163,6 +163,24 @@ def test_a_body_that_is_not_json_is_a_400_problem(api, campaigns):
     assert response.status_code == 400 and response.content_type == PROBLEM
 
 
+def test_a_body_that_is_not_sent_as_json_is_a_415_problem_and_changes_nothing(api, make_contact):
+    contact = make_contact("lead", first_name="Ann")
+    body = '{"first_name": "Changed"}'
+    for content_type in ("application/x-www-form-urlencoded", "text/plain"):
+        response = api.request(
+            "PATCH", f"/api/v1/contacts/{contact.id}", data=body,
+            headers={"Content-Type": content_type},
+        )  # fmt: skip
+
+        assert response.status_code == 415 and response.content_type == PROBLEM
+        assert "application/json" in response.get_json()["detail"]
+    assert api.get(f"/api/v1/contacts/{contact.id}").get_json()["first_name"] == "Ann"
+    # A call without a body needs no content type.
+    assert api.request("DELETE", f"/api/v1/contacts/{contact.id}").status_code == 204
+    document = api.get("/api/v1/openapi.json").get_json()
+    assert "415" in document["paths"]["/api/v1/contacts/{contact_id}"]["patch"]["responses"]
+
+
 def test_a_body_over_the_limit_is_a_413_problem(app, api, campaigns, monkeypatch):
     monkeypatch.setitem(app.config, "API_MAX_BODY_BYTES", 1000)
 

@@ -53,7 +53,8 @@ def rate_limit() -> str:
 
 
 def check_request() -> Response | None:
-    """The blueprint's before_request: body size, token, scope, NUL, Idempotency-Key."""
+    """The blueprint's before_request: body size, token, scope, a body that is not JSON,
+    NUL, Idempotency-Key."""
     request.max_content_length = settings_of(current_app).api_max_body_bytes
     token = current_token()
     if token is None:
@@ -76,6 +77,15 @@ def check_request() -> Response | None:
             f'The token "{token.name}" is read only: this call needs a read and write token.',
             kind="scope",
             headers={"WWW-Authenticate": 'Bearer realm="api", error="insufficient_scope"'},
+        )
+    if request.method in WRITE_METHODS and not request.is_json and request.get_data():
+        # The views read JSON only: any other body was ignored, so a PATCH sent as a
+        # form (curl -d) answered 200 and changed nothing.
+        return problem(
+            415,
+            f'Send the body as JSON, with "Content-Type: application/json" '
+            f'(not "{request.mimetype or "none"}").',
+            kind="validation",
         )
     refused = refuse_nul()
     if refused is not None:

@@ -56,7 +56,7 @@ def list_contacts(limit, cursor=None, q="", contact_type="", email="", updated_s
 @bp.arguments(ContactCreate)
 @bp.response(201, ContactDetailOut, description="Created (and enrolled by its type)")
 @bp.alt_response(200, schema=ContactDetailOut, description="Updated the contact with this email")
-@documented(401, 403, 409, 413, 422, 429)
+@documented(401, 403, 409, 413, 415, 422, 429)
 def upsert_contact(fields):
     """Create a contact, enrolled in its type's campaign; an existing email is updated
     with the given fields instead."""
@@ -79,7 +79,7 @@ def get_contact(contact_id: int):
 @bp.route("/contacts/<int:contact_id>", methods=["PATCH"], tags=["contacts"])
 @bp.arguments(ContactFields(partial=True))
 @bp.response(200, ContactDetailOut)
-@documented(401, 403, 404, 413, 422, 429)
+@documented(401, 403, 404, 413, 415, 422, 429)
 def update_contact(changes, contact_id: int):
     """Change the given fields. A new type stops the old type's campaign and enrols in
     the new one's."""

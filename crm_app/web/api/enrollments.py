@@ -47,7 +47,7 @@ def rules_refuse(view: Callable) -> Callable:
 @idempotent
 @bp.arguments(EnrollIn)
 @bp.response(201, EnrollmentOut)
-@documented(401, 403, 404, 409, 413, 422, 429)
+@documented(401, 403, 404, 409, 413, 415, 422, 429)
 @rules_refuse
 def enroll(data, contact_id: int):
     """Enrol the contact in a campaign (409 if it is already enrolled in it)."""
@@ -77,7 +77,7 @@ def enroll(data, contact_id: int):
 @idempotent
 @bp.arguments(StopIn)
 @bp.response(200, EnrollmentOut)
-@documented(401, 403, 404, 409, 413, 422, 429)
+@documented(401, 403, 404, 409, 413, 415, 422, 429)
 @rules_refuse
 def stop(data, enrollment_id: int):
     """Stop one enrolment (409 if it has already ended)."""
@@ -92,7 +92,7 @@ def stop(data, enrollment_id: int):
 @idempotent
 @bp.arguments(StopIn)
 @bp.response(200, StopAllOut)
-@documented(401, 403, 404, 413, 422, 429)
+@documented(401, 403, 404, 413, 415, 422, 429)
 def stop_all(data, contact_id: int):
     """Stop every active enrolment of the contact (none active: stopped is 0)."""
     contact = contact_or_404(contact_id)
@@ -104,7 +104,7 @@ def stop_all(data, contact_id: int):
 @idempotent
 @bp.arguments(TypeChangeIn)
 @bp.response(200, ContactDetailOut)
-@documented(401, 403, 404, 413, 422, 429)
+@documented(401, 403, 404, 413, 415, 422, 429)
 @rules_refuse
 def change_type(data, contact_id: int):
     """Change the contact's type: its old type's campaign stops, the new one's starts."""
@@ -119,7 +119,7 @@ def change_type(data, contact_id: int):
 @idempotent
 @bp.arguments(GoalIn)
 @bp.response(201, GoalOut)
-@documented(401, 403, 404, 413, 422, 429)
+@documented(401, 403, 404, 413, 415, 422, 429)
 @rules_refuse
 def record_goal(data, contact_id: int):
     """Record a goal (demo booked, contract signed...): counts as conversion."""
