@@ -260,3 +260,39 @@ def test_a_variant_left_blank_is_the_email_as_it_is_and_two_equal_ones_are_refus
         ("A", "", "", ""),  # the control: the email's own text
         ("B", "A new subject to try", "", ""),
     ]
+
+
+def test_the_text_of_an_email_under_test_is_not_changed_until_the_test_ends(admin, campaigns):
+    # Variant A is the control (blank: the email as it is); B changes the subject. A new
+    # text mid-test would make A's figures mix two emails (here: make A equal to B).
+    campaign = campaigns["lead"]
+    step = campaign.steps[0]
+    edit = {
+        "subject": "First try",
+        "body_html": step.body_html,
+        "body_text": step.body_text,
+        "delay_days": str(step.delay_days),
+    }
+    assert admin.post(_url(campaign, step, "edit"), edit).status_code == 302  # version 2
+    assert admin.post(_url(campaign, step), _variants(a="", b="Subject B")).status_code == 302
+    versions = _count(StepVersion)
+
+    page = admin.post(_url(campaign, step, "edit"), edit | {"subject": "Subject B"})
+    assert page.status_code == 422
+    assert "runs an A/B test: promote a winner or stop the test" in page.get_data(as_text=True)
+    admin.post(_url(campaign, step, "versions/1/restore"))
+    db.session.expire_all()
+    step = db.session.get(type(step), step.id)
+    assert (step.subject, step.version, _count(StepVersion)) == ("First try", 2, versions)
+
+    # A new delay is no change of text: it is saved.
+    longer = edit | {"delay_days": str(step.delay_days + 1)}
+    assert admin.post(_url(campaign, step, "edit"), longer).status_code == 302
+
+    admin.post(_url(campaign, step, "experiment/stop"))
+    assert (
+        admin.post(_url(campaign, step, "edit"), longer | {"subject": "Subject B"}).status_code
+        == 302
+    )
+    db.session.expire_all()
+    assert db.session.get(type(step), step.id).subject == "Subject B"

@@ -272,6 +272,8 @@ def update_step(
     delay_changed = step.delay_days != values["delay_days"]
     if not (content_changed or delay_changed):
         return False
+    if content_changed:
+        _refuse_during_a_test(session, step)
     if delay_changed:
         _confirm(edit_change(session, step, values["delay_days"], content_changed), confirmed)
     for name, value in values.items():
@@ -299,6 +301,7 @@ def restore_version(
         step.body_text,
     ):
         raise StepEditError({"version": f"Version {number} is the text saved now."})
+    _refuse_during_a_test(session, step)
     data = StepInput(old.subject, old.body_html, old.body_text, str(step.delay_days))
     values = validate_step(data, sender, session)
     for name in TEMPLATE_FIELDS:
@@ -311,6 +314,22 @@ def restore_version(
 
 
 # ---------------------------------------------------------------- remove and move
+
+
+def _refuse_during_a_test(session, step: CampaignStep) -> None:
+    """A running A/B test's variants send the email's own text for every part they leave
+    blank (the control sends it whole): a new text mid-test would mix two emails in one
+    variant's figures and could make two variants the same email."""
+    # Imported here: experiments.variants reads this module's limits and checks.
+    from crm_app.drip.experiments.variants import running_variants
+
+    if running_variants(session, step):
+        raise StepEditError(
+            {
+                "subject": f"{step_name(step)} runs an A/B test: promote a winner or stop "
+                "the test before changing its text."
+            }
+        )
 
 
 def removal_impact(session, step: CampaignStep) -> Impact:
