@@ -16,8 +16,18 @@ from sqlalchemy.orm import Session
 from crm_app.drip.audience.enrollment import change_contact_type
 from crm_app.drip.campaigns.lifecycle import clone_campaign
 from crm_app.drip.campaigns.steps import StepInput, add_step
+from crm_app.drip.experiments.variants import VariantInput, promote, running_variants, start_test
 from crm_app.extensions import db
-from crm_app.models import Campaign, CampaignStep, Contact, ContentBlock, Enrollment, User
+from crm_app.models import (
+    Campaign,
+    CampaignStep,
+    Contact,
+    ContentBlock,
+    Enrollment,
+    StepVariant,
+    StepVersion,
+    User,
+)
 from tests.test_campaign_lifecycle import NEW
 from tests.test_contacts_web import VALID
 from tests.test_step_editor import GOOD
@@ -168,3 +178,46 @@ def test_two_type_changes_at_once_leave_the_contact_in_one_types_campaign(
         .where(Enrollment.contact_id == contact.id, Enrollment.status == "active")
     ).all()
     assert active == ["Prospect"]
+
+
+def _ab_test(campaign, step, tail: str = "") -> str:
+    return f"/campaigns/{campaign.id}/steps/{step.id}/experiment{tail}"
+
+
+def test_an_ab_test_started_twice_at_once_runs_once(admin, session, campaigns):
+    lead = campaigns["lead"]
+    step = lead.steps[0]
+    inputs = [VariantInput("A", "50", subject="Subject A"), VariantInput("B", "50", "Subject B")]
+    form = {"variant-A-weight": "50", "variant-A-subject": "Subject A"}
+    form |= {"variant-B-weight": "50", "variant-B-subject": "Subject B"}
+    response = race(
+        session,
+        lambda other: start_test(other, other.get(CampaignStep, step.id), inputs, {}, actor="t"),
+        lambda: admin.post(_ab_test(lead, step), form),
+    )
+    assert response.status_code == 422
+    assert "A test is running" in response.get_data(as_text=True)
+    # Two tests side by side: four variants, and A and A took every contact (B never sent).
+    assert sorted(v.key for v in running_variants(session, step)) == ["A", "B"]
+
+
+def test_a_winner_promoted_twice_at_once_is_saved_once(admin, session, campaigns):
+    lead = campaigns["lead"]
+    step = lead.steps[0]
+    inputs = [VariantInput("A", "50"), VariantInput("B", "50", subject="Subject B")]
+    variants = start_test(session, step, inputs, {}, actor="t")
+    session.commit()
+    version = step.version
+    b_id = next(v.id for v in variants if v.key == "B")
+    url = _ab_test(lead, step, f"/promote/{b_id}")
+    response = race(
+        session,
+        lambda other: promote(other, other.get(StepVariant, b_id), actor="t"),
+        lambda: admin.post(url),
+    )
+    assert response.status_code == 409
+    assert "This test has already ended." in response.get_data(as_text=True)
+    step = session.get(CampaignStep, step.id)
+    assert (step.version, step.subject) == (version + 1, "Subject B")
+    saved = sa.select(sa.func.count()).where(StepVersion.step_id == step.id)
+    assert session.scalar(saved) == version + 1

@@ -187,6 +187,16 @@ def validate_variants(
     return cleaned
 
 
+def _lock_test(session, step: CampaignStep) -> None:
+    """Changes to an email's test run one at a time: a write to the step's row takes its
+    lock (PostgreSQL) or the database's (SQLite), then the step is read afresh. Two at
+    once (a double click on Start, two admins promoting) both saw the same state: two
+    tests ran side by side (one variant never sent), or a winner was saved twice."""
+    table = CampaignStep.__table__
+    session.execute(sa.update(table).where(table.c.id == step.id).values(version=table.c.version))
+    session.refresh(step)
+
+
 def start_test(
     session,
     step: CampaignStep,
@@ -197,6 +207,7 @@ def start_test(
     now: datetime | None = None,
 ) -> list[StepVariant]:
     """Start an A/B test on an email; VariantError when refused. Callers commit."""
+    _lock_test(session, step)
     if running_variants(session, step):
         raise VariantError({"variants": "A test is running: promote a winner or stop it first."})
     cleaned = validate_variants(session, step, inputs, sender)
@@ -251,6 +262,8 @@ def promote(
 ) -> CampaignStep:
     """The winner's text becomes the email's next version; the test ends (no other
     variant is sent again) and every variant keeps its figures."""
+    _lock_test(session, variant.step)
+    session.refresh(variant)
     if variant.retired_at is not None:
         raise VariantError({"variants": "This test has already ended."})
     now = now or utcnow()
@@ -278,6 +291,7 @@ def promote(
 
 def stop_test(session, step: CampaignStep, *, actor: str, now: datetime | None = None) -> int:
     """End a test without a winner: the email's own text goes out again."""
+    _lock_test(session, step)
     running = running_variants(session, step)
     for variant in running:
         variant.retired_at, variant.outcome = now or utcnow(), "stopped"
