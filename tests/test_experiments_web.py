@@ -296,3 +296,29 @@ def test_the_text_of_an_email_under_test_is_not_changed_until_the_test_ends(admi
     )
     db.session.expire_all()
     assert db.session.get(type(step), step.id).subject == "Subject B"
+
+
+def test_an_archived_campaign_whose_variant_lost_its_block_is_not_restored(admin, campaigns):
+    # An archived campaign's emails are no live use: their block can be deleted. Restored
+    # as is, every contact reaching variant B's email would get a failed email instead.
+    lead = campaigns["lead"]
+    step = lead.steps[1]
+    block = {"name": "intro", "default_content": "Hello"}
+    assert admin.post("/blocks/new", block).status_code == 302
+    started = admin.post(_url(lead, step), _variants(b="{{ block('intro') }} from us"))
+    assert started.status_code == 302
+    assert admin.post(f"/campaigns/{lead.id}/status", {"status": "archived"}).status_code == 302
+    block_id = db.session.scalar(sa.select(ContentBlock.id))
+    assert admin.post(f"/blocks/{block_id}/delete").status_code == 302
+    assert _count(ContentBlock) == 0
+
+    refused = admin.post(f"/campaigns/{lead.id}/status", {"status": "active"})
+    assert refused.status_code == 422
+    assert "email 2 (variant B): &#39;intro&#39;" in refused.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Campaign, lead.id).status == "archived"
+
+    assert admin.post("/blocks/new", block).status_code == 302
+    assert admin.post(f"/campaigns/{lead.id}/status", {"status": "active"}).status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Campaign, lead.id).status == "active"

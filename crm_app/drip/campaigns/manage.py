@@ -18,6 +18,7 @@ from crm_app.drip.audience.waiting import enroll_waiting
 from crm_app.drip.campaigns.schedule import reschedule_campaign
 from crm_app.drip.common.activity import activity_row, record_activities, record_activity
 from crm_app.drip.common.errors import FieldErrors
+from crm_app.drip.experiments.blocks import missing_blocks
 from crm_app.drip.team.audit import record_audit
 from crm_app.models import (
     CAMPAIGN_STATUSES,
@@ -243,6 +244,16 @@ def set_campaign_status(
         raise CampaignSettingsError({"status": f"{status!r} is not a campaign status."})
     if status == campaign.status:
         raise CampaignSettingsError({"status": f"{campaign.name} is already {status}."})
+    missing = missing_blocks(session, campaign) if status == "active" else []
+    if missing:
+        raise CampaignSettingsError(
+            {
+                "status": "Its emails call content blocks that no longer exist ("
+                + "; ".join(missing)
+                + "): create them again, or change those emails (stop a test whose "
+                "variant calls one), before it sends again."
+            }
+        )
     previous = campaign.status
     campaign.status = status
     campaign.customized = True

@@ -201,6 +201,35 @@ def live_uses_by_block(session) -> dict[str, list[str]]:
     return uses
 
 
+def missing_blocks(session, campaign: Campaign) -> list[str]:
+    """The campaign's emails (and running variants) that call a block that does not
+    exist, each with the names: "email 2 (variant B): 'intro'". An archived campaign's
+    emails are no live use, so their blocks can be deleted meanwhile; restored as is,
+    every such email would fail to render at send."""
+    known = set(session.scalars(sa.select(ContentBlock.name)))
+    steps = sorted(campaign.steps, key=lambda step: step.position)
+    running: dict[int, list[StepVariant]] = {}
+    for variant in session.scalars(
+        sa.select(StepVariant)
+        .where(StepVariant.step_id.in_([s.id for s in steps] or [-1]))
+        .where(StepVariant.retired_at.is_(None))
+        .order_by(StepVariant.key)
+    ):
+        running.setdefault(variant.step_id, []).append(variant)
+    problems = []
+    for step in steps:
+        sources = [(f"email {step.position}", step)]
+        sources += [
+            (f"email {step.position} (variant {v.key})", v) for v in running.get(step.id, [])
+        ]
+        for where, source in sources:
+            texts = (source.subject, source.body_html, source.body_text)
+            missing = sorted(set().union(*(block_names(text) for text in texts)) - known)
+            if missing:
+                problems.append(f"{where}: {', '.join(repr(name) for name in missing)}")
+    return problems
+
+
 def live_uses(session, name: str) -> list[str]:
     """The live emails that use block `name` (see live_uses_by_block)."""
     return live_uses_by_block(session).get(name, [])
