@@ -149,3 +149,21 @@ def test_ensure_admin_creates_an_admin_when_every_other_admin_is_disabled(runner
     match = re.search(r"Created an admin: (\S+) / password: (\S+)", result.output)
     assert match
     web.login(*match.groups())
+
+
+def test_seed_keeps_a_default_campaign_running_an_ab_test(runner, admin, campaigns):
+    # As after an upgrade that ships a new text for the email: the test started on the
+    # old one must not see its control change under it (nor its email dropped).
+    client = campaigns["client"]
+    step = client.steps[0]
+    step.subject = "The default of an older release"
+    db.session.commit()
+    form = {"variant-A-weight": "50", "variant-B-weight": "50", "variant-B-subject": "Hi"}
+    url = f"/campaigns/{client.id}/steps/{step.id}/experiment"
+    assert admin.post(url, form).status_code == 302
+    db.session.expire_all()  # the seed reads the campaign as the request left it
+
+    result = runner.invoke(args=["seed"])
+    assert "kept (edited by an admin): Client" in result.output
+    db.session.expire_all()
+    assert db.session.get(CampaignStep, step.id).subject == "The default of an older release"

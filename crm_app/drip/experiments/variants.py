@@ -226,6 +226,8 @@ def open_test(
     """Write a test's variants, already validated (validate_variants), and audit it."""
     variants = [StepVariant(step_id=step.id, created_at=now or utcnow(), **c) for c in cleaned]
     session.add_all(variants)
+    # An admin's experiment: `flask seed` must not rewrite (or drop) the email under it.
+    step.campaign.customized = True
     session.flush()
     summary = f"A/B test started on email {step.position} of {step.campaign.name}: " + ", ".join(
         f"{v.key} {v.weight}%" for v in variants
