@@ -30,3 +30,23 @@ def test_campaign_panel_actions_leave_the_focus_on_their_outcome(page, admin_use
     # And Tab goes on from the panel, not from the skip link.
     page.keyboard.press("Tab")
     expect(panel.locator(":focus")).to_have_count(1)
+
+
+def test_live_search_count_is_updated_in_a_live_region_that_stays(page, admin_user, make_contact):
+    # A screen reader announces a change inside a live region it already knows; a region
+    # swapped in whole, already filled, is mostly not read. The focus stays in the
+    # search box, so this count is all the user hears of the new list.
+    make_contact("lead", first_name="Ana", last_name="Acme", company="Acme Tools")
+    make_contact("lead", first_name="Bo", last_name="Globex", company="Globex")
+    log_in_as_admin(page)
+    page.goto("/contacts/")
+    count = page.get_by_role("status").filter(has_text="contacts")
+    expect(count).to_have_text("2 contacts")
+    count.evaluate("node => { node.dataset.before = 'kept'; }")
+
+    page.get_by_label("Search").fill("acme tools")
+    expect(page.locator("#contact-list")).not_to_contain_text("Bo Globex")
+    count = page.get_by_role("status").filter(has_text="contact")
+    expect(count).to_have_text("1 contact found")
+    expect(count).to_have_attribute("data-before", "kept")
+    expect(page.get_by_label("Search")).to_be_focused()
