@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlalchemy as sa
 
@@ -454,3 +456,13 @@ def test_the_contact_page_reads_each_thing_once_and_loads_nothing_lazily(admin, 
     lazy = [s for s in statements if "WHERE campaigns.id =" in s or "campaign_steps.id =" in s]
     assert lazy == []
     assert len(statements) == 6
+
+
+def test_every_column_of_the_contact_page_has_a_header_a_screen_reader_reads(admin, make_contact):
+    # The action columns (Stop, Why?) had an empty <th>: a screen reader named those
+    # cells by nothing when moving along a row.
+    contact = make_contact("lead")
+    page = admin.get(f"/contacts/{contact.id}").get_data(as_text=True)
+    headers = re.findall(r"<th\b[^>]*>(.*?)</th>", page, flags=re.S)
+    assert len(headers) >= 7
+    assert all(re.sub(r"<[^>]+>", "", header).strip() for header in headers), headers
