@@ -224,3 +224,26 @@ def test_a_caller_from_a_configured_network_sees_the_checks(web, app, session, m
     assert "checks" in inside
     outside = web.get("/health", environ_base={"REMOTE_ADDR": "192.0.2.1"}).get_json()
     assert outside == {"status": "failing"}
+
+
+def test_a_database_never_migrated_is_red_not_a_crash(app, tmp_path):
+    """A fresh instance (or an upgrade not yet migrated) lacks the tables the other checks
+    read: health says to run flask db upgrade, instead of an error 500 and a traceback."""
+    from sqlalchemy.orm import Session
+
+    from crm_app.drip.reporting.health import check_health
+    from crm_app.extensions import db
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        with Session(engine) as empty:
+            report = check_health(
+                empty, db.metadata, redis_url=app.config["REDIS_URL"], queue_name="drip"
+            )
+    finally:
+        engine.dispose()
+    body = report.as_dict()
+    assert body["status"] == "failing"
+    assert body["checks"]["database"]["ok"] is True
+    assert "flask db upgrade" in body["checks"]["migrations"]["detail"]
+    assert body["checks"]["tables"]["ok"] is False
