@@ -28,6 +28,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_PATH = Path(os.environ.get("DRIP_INSTANCE_PATH", PROJECT_ROOT / "instance"))
 
 
+class ConfigError(SystemExit):
+    """A setting the app cannot use. A SystemExit: every entry point (flask, gunicorn, the
+    worker, the scheduler, make run) stops with this one line, not a traceback."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Each field is read from the environment variable of its upper-case name (an
@@ -157,7 +162,13 @@ class Settings:
         for spec in fields(cls):
             raw = environ.get(spec.name.upper())
             if raw is not None and raw.strip():  # empty means unset: the default
-                values[spec.name] = _cast(spec, raw)
+                try:
+                    values[spec.name] = _cast(spec, raw)
+                except ValueError:
+                    kind = "a whole number" if str(spec.type).startswith("int") else "a number"
+                    raise ConfigError(
+                        f"{spec.name.upper()}={raw!r} is not {kind}: fix or unset it"
+                    ) from None
         return cls(**values)
 
     @classmethod
@@ -220,6 +231,23 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def _check_database_url(url: str) -> None:
+    """A mistyped DATABASE_URL fails here with its name, not deep in SQLAlchemy (and
+    without echoing it: it may hold a password). The app runs on these two only."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        backend = None
+    if backend not in {"sqlite", "postgresql"}:
+        raise ConfigError(
+            "DATABASE_URL is not a database URL the app can use: expected "
+            "postgresql+psycopg://user:pw@host/db or sqlite:///path"
+        )
+
+
 def _json_text(value: Any) -> str:
     # JSON columns as readable UTF-8 ("Zürich", not "Z\u00fcrich"): the contact list's
     # search reads custom fields through their JSON text.
@@ -253,10 +281,20 @@ def load_settings() -> Settings:
     """Read the environment once, at app creation (never at import)."""
     load_dotenv(PROJECT_ROOT / ".env")
     settings = Settings.from_environment()
-    database_url = settings.database_url or f"sqlite:///{INSTANCE_PATH / 'drip.db'}"
+    database_url = normalize_database_url(
+        settings.database_url or f"sqlite:///{INSTANCE_PATH / 'drip.db'}"
+    )
+    _check_database_url(database_url)
+    if settings.redis_url and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError(
+            "REDIS_URL is not a Redis URL: expected redis://host:6379/0, rediss://... "
+            "or unix:///path/to/redis.sock"
+        )
     return settings.replace(
         secret_key=settings.secret_key or _persistent_secret_key(),
-        database_url=normalize_database_url(database_url),
+        database_url=database_url,
         # Unset: the embedded Redis of a running `make run`, if any (its URL file).
         redis_url=settings.redis_url or read_url_file(INSTANCE_PATH),
     )

@@ -247,9 +247,22 @@ def _prepare(env: dict[str, str]) -> str:
     return _admin_line(_flask(["ensure-admin"], env))
 
 
+def _port(raw: str) -> int:
+    """PORT, or 5000 when unset; a bad value stops the run with a clear message."""
+    if not raw.strip():
+        return 5000
+    try:
+        port = int(raw)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise SystemExit(f"[drip] PORT={raw!r} is not a port number (1-65535)")
+    return port
+
+
 def main() -> int:
     load_dotenv(PROJECT_ROOT / ".env")
-    port = int(os.environ.get("PORT", "5000"))
+    port = _port(os.environ.get("PORT", ""))
     env = dict(os.environ, FLASK_APP="crm_app:create_app", PYTHONUNBUFFERED="1")
     # Unsubscribe links in the emails must point at this server's real port.
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
