@@ -141,12 +141,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _is_launcher(pid: int) -> bool:
+    """After a reboot or a kill -9, the pid in run.pid may be some other process's now:
+    that one must not block every later start."""
+    try:
+        return b"crm_app.launcher" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no /proc (macOS): trust the pid
+    except OSError:
+        return True
+
+
 def _check_not_running() -> None:
     """Refuse a second launcher on the same instance/; clear up after a killed one."""
     if not PID_FILE.exists():
         return
     pids = [int(p) for p in PID_FILE.read_text().split() if p.isdigit()]
-    if pids and _pid_alive(pids[0]):
+    if pids and _pid_alive(pids[0]) and _is_launcher(pids[0]):
         raise SystemExit(f"[drip] already running (launcher pid {pids[0]}); stop it first.")
     # A launcher killed with SIGKILL leaves its embedded Redis behind (children
     # get SIGTERM through PDEATHSIG, Redis is started elsewhere): stop it.

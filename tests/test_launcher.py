@@ -101,3 +101,30 @@ def test_health_finds_the_embedded_redis_and_sigterm_to_the_group_stops_cleanly(
         time.sleep(0.1)
     assert not alive(redis_pid), "the embedded redis-server was left running"
     assert not (instance / "redis.url").exists()
+
+
+def test_a_pid_file_naming_a_process_that_is_not_a_launcher_does_not_block_a_start(
+    tmp_path, monkeypatch
+):
+    """After a reboot or a kill -9 the pid in run.pid may be reused by another process:
+    make run said "already running" for ever, until someone deleted the file."""
+    from crm_app import launcher
+
+    pid_file = tmp_path / "run.pid"
+    monkeypatch.setattr(launcher, "PID_FILE", pid_file)
+    monkeypatch.setattr(launcher, "INSTANCE_PATH", tmp_path)
+    pid_file.write_text(f"{os.getpid()} \n")  # alive, but pytest, not a launcher
+    launcher._check_not_running()
+    assert not pid_file.exists()
+
+    # A live launcher (its command line names the module) still refuses a second one.
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "crm_app.launcher"]
+    )
+    try:
+        pid_file.write_text(f"{other.pid} \n")
+        with pytest.raises(SystemExit, match="already running"):
+            launcher._check_not_running()
+    finally:
+        other.kill()
+        other.wait()
