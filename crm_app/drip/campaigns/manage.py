@@ -244,7 +244,10 @@ def set_campaign_status(
         raise CampaignSettingsError({"status": f"{status!r} is not a campaign status."})
     if status == campaign.status:
         raise CampaignSettingsError({"status": f"{campaign.name} is already {status}."})
-    missing = missing_blocks(session, campaign) if status == "active" else []
+    # Only an archived campaign's emails are no live use of their blocks (a block in use
+    # cannot be deleted): one taken out of the archive may call a block deleted meanwhile.
+    unarchived = campaign.status == "archived"
+    missing = missing_blocks(session, campaign) if unarchived else []
     if missing:
         raise CampaignSettingsError(
             {
