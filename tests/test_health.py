@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from rq import Queue, Worker
 
 from crm_app.drip.common.heartbeats import beat, forget
+from crm_app.drip.delivery.heartbeat import LAST_TICK_KEY
 from crm_app.drip.delivery.provider_health import set_backend_auth_failure
-from crm_app.drip.delivery.tick import LAST_TICK_KEY
 from crm_app.models import SystemState, utcnow
 from tests.delivery_helpers import wait_for
 

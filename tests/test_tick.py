@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from crm_app.drip.delivery.tick import last_tick_at, run_tick
+from crm_app.drip.delivery.heartbeat import last_tick_at
+from crm_app.drip.delivery.tick import run_tick
 from crm_app.models import Activity, Enrollment, Message
 from tests.delivery_helpers import WEDNESDAY_10, bulk_due
 

@@ -40,12 +40,12 @@ from crm_app.drip.delivery.chunk import (
     ScheduleRetry,
     claim,
     decide,
-    record,
     send_claimed,
     settle,
 )
 from crm_app.drip.delivery.pacing import Pacer
 from crm_app.drip.delivery.provider_health import auth_failure_flag_set
+from crm_app.drip.delivery.recording import record
 from crm_app.drip.delivery.report import BatchControl, DeliveryReport
 from crm_app.models import utcnow
 

@@ -24,17 +24,18 @@ from crm_app.drip.audience.reentry import received_in_earlier_enrollments
 from crm_app.drip.campaigns.naming import step_name
 from crm_app.drip.campaigns.schedule import clamp_to_send_window, is_inside_send_window
 from crm_app.drip.common.activity import record_activity
-from crm_app.drip.common.sql import dialect_insert, in_values, insert_rows, is_postgres, update_rows
+from crm_app.drip.common.sql import in_values, insert_rows, is_postgres, update_rows
 from crm_app.drip.delivery.frequency_cap import (
     FrequencyCap,
     apply_cap_in_tick,
     clear_holds,
     record_holds,
 )
+from crm_app.drip.delivery.heartbeat import write_heartbeat
 from crm_app.drip.delivery.in_doubt import AutoResolve, requeue_untraced
-from crm_app.models import Campaign, Contact, Enrollment, Message, SystemState, utcnow
+from crm_app.drip.delivery.leases import mark_in_doubt, release_expired_queued
+from crm_app.models import Campaign, Contact, Enrollment, Message, utcnow
 
-LAST_TICK_KEY = "last_tick_at"
 # Literal, not a bound parameter: SQLite only uses the partial index ix_enrollments_due
 # (WHERE status = 'active' AND next_send_at IS NOT NULL) when the query says so literally.
 _ACTIVE_ENROLLMENT = sa.text("enrollments.status = 'active'")
@@ -107,7 +108,7 @@ def run_tick(
             break
 
     # Housekeeping: vanished workers and lost jobs (cheap: the status index).
-    result.in_doubt = _mark_in_doubt(session, now, cutoff)
+    result.in_doubt = mark_in_doubt(session, now, cutoff)
     if auto_resolve is not None:
         untraced = requeue_untraced(session, now, auto_resolve)
         session.commit()  # before Redis hears of them, as every enqueue
@@ -116,7 +117,7 @@ def run_tick(
             result.enqueued.extend(untraced)
             result.in_doubt_requeued = len(untraced)
     while True:
-        requeued = _release_expired_queued(session, now, cutoff, chunk_size)
+        requeued = release_expired_queued(session, now, cutoff, chunk_size)
         session.commit()
         if requeued:
             enqueue(requeued)
@@ -125,7 +126,7 @@ def run_tick(
         if len(requeued) < chunk_size:
             break
 
-    _write_heartbeat(session, now)
+    write_heartbeat(session, now)
     session.commit()
     return result
 
@@ -387,70 +388,3 @@ def _resolve_conflicts(session, conflicts: list[dict], rows, now: datetime) -> l
             # queued, sending, in doubt or failed: that row owns the step; wait for it.
             session.execute(guard)
     return requeued
-
-
-def _release_expired_queued(session, now: datetime, cutoff: datetime, limit: int) -> list[int]:
-    """`queued` rows whose lease ran out: Redis lost their job. Re-lease them to this tick."""
-    table = Message.__table__
-    expired = sa.select(table.c.id).where(table.c.status == "queued", table.c.enqueued_at < cutoff)
-    if is_postgres(session):
-        expired = expired.limit(limit).with_for_update(skip_locked=True)
-        statement = sa.update(table).where(table.c.id.in_(expired.scalar_subquery()))
-    else:
-        ids = list(session.scalars(expired.limit(limit)))
-        if not ids:
-            return []
-        # Conditional: another tick that re-leased them first makes this match nothing.
-        statement = sa.update(table).where(
-            table.c.id.in_(ids), table.c.status == "queued", table.c.enqueued_at < cutoff
-        )
-    return list(session.scalars(statement.values(enqueued_at=now).returning(table.c.id)))
-
-
-def _mark_in_doubt(session, now: datetime, cutoff: datetime) -> int:
-    """`sending` rows past the lease: the worker died mid-send. It may have reached
-    SendGrid, so the row is never resent by itself: an admin (or the Event Webhook) decides."""
-    table = Message.__table__
-    doubtful = list(
-        session.execute(
-            sa.update(table)
-            .where(table.c.status == "sending", table.c.claimed_at < cutoff)
-            .values(
-                status="in_doubt",
-                error="The worker stopped while sending; it may or may not have gone out.",
-            )
-            .returning(table.c.id, table.c.contact_id, table.c.campaign_id, table.c.enrollment_id)
-        )
-    )
-    for row in doubtful:
-        contact = session.get(Contact, row.contact_id)
-        if contact is None:
-            continue
-        record_activity(
-            session,
-            contact,
-            "email_in_doubt",
-            f"Email #{row.id} may or may not have been sent (the worker stopped mid-send)",
-            actor="system:tick",
-            campaign=session.get(Campaign, row.campaign_id),
-            enrollment=session.get(Enrollment, row.enrollment_id),
-        )
-    return len(doubtful)
-
-
-def _write_heartbeat(session, now: datetime) -> None:
-    insert = dialect_insert(session)
-    statement = insert(SystemState.__table__).values(
-        key=LAST_TICK_KEY, value=now.isoformat(), updated_at=now
-    )
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["key"], set_={"value": statement.excluded.value, "updated_at": now}
-        )
-    )
-
-
-def last_tick_at(session) -> datetime | None:
-    """When the scheduler last finished a tick (for the health check)."""
-    state = session.get(SystemState, LAST_TICK_KEY)
-    return state.updated_at if state is not None else None

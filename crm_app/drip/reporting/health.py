@@ -11,8 +11,8 @@ from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 
 from crm_app.config import PROJECT_ROOT
+from crm_app.drip.delivery.heartbeat import last_tick_at
 from crm_app.drip.delivery.provider_health import backend_auth_failure
-from crm_app.drip.delivery.tick import last_tick_at
 from crm_app.models import HashedSuppression, Message, utcnow
 from crm_app.models.types import tables_on
 
