@@ -27,7 +27,7 @@ from crm_app.drip.campaigns.rendering import (  # noqa: E402
     PREVIEW_UNSUBSCRIBE_URL,
     SCALAR_MERGE_FIELDS,
 )
-from crm_app.drip.campaigns.steps import TEMPLATE_FIELDS, StepInput, validate_step  # noqa: E402
+from crm_app.drip.campaigns.step_input import TEMPLATE_FIELDS, StepInput, validate_step  # noqa: E402
 
 EXPECTED_COUNTS = {"networking": 8, "lead": 6, "prospect": 5, "client": 4}
 # What the editor would accept: the default campaigns obey the same merge-field rule.

@@ -10,9 +10,9 @@ from crm_app.drip.campaigns.harness import preview_context, preview_draft, previ
 from crm_app.drip.campaigns.impact import Impact, ImpactNeedsConfirmation
 from crm_app.drip.campaigns.manage import counts_from_enrollment
 from crm_app.drip.campaigns.naming import step_name
+from crm_app.drip.campaigns.step_input import STEP_FIELDS
 from crm_app.drip.campaigns.step_revisions import StepChangedMeanwhile, step_revision
 from crm_app.drip.campaigns.steps import (
-    STEP_FIELDS,
     StepEditError,
     StepInput,
     add_step,

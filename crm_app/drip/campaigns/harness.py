@@ -30,7 +30,7 @@ from crm_app.drip.campaigns.rendering import (
     render_email,
     sender_for_contact,
 )
-from crm_app.drip.campaigns.steps import StepInput, cleaned_texts, template_errors
+from crm_app.drip.campaigns.step_input import StepInput, cleaned_texts, template_errors
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.delivery.backends import (
     Backend,

@@ -2,7 +2,7 @@
 Gmail's and Yahoo's bulk-sender rules, besides the List-Unsubscribe headers).
 
 One check, used twice: when a template is saved (rendered for the sample contact with
-the preview link: `steps.validate_step` refuses a body without it) and on each email
+the preview link: `step_input.validate_step` refuses a body without it) and on each email
 composed for sending (with the contact's real link: the footer adds the link when a
 conditional block left it out, or a template saved before this rule lacks it).
 """

@@ -16,7 +16,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from crm_app.drip.campaigns.steps import TEMPLATE_MAX, template_errors
+from crm_app.drip.campaigns.step_input import SUBJECT_MAX, TEMPLATE_MAX, template_errors
 from crm_app.drip.campaigns.versions import record_version
 from crm_app.drip.common.errors import FieldErrors
 from crm_app.drip.experiments.blocks import unknown_blocks
@@ -24,7 +24,6 @@ from crm_app.drip.team.audit import record_audit
 from crm_app.models import VARIANT_KEYS, CampaignStep, Message, StepVariant, utcnow
 
 MIN_VARIANTS, MAX_VARIANTS = 2, 4
-SUBJECT_MAX = 300
 BUCKETS = 10_000
 
 
