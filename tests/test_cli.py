@@ -121,15 +121,21 @@ def test_ensure_admin_creates_one_admin_once_and_prints_its_password(runner, web
     assert count(User) == 1
 
 
-def test_ensure_admin_enables_a_disabled_admin_again_when_no_admin_is_active(runner, web):
+def _ensure_admin_with_only_a_disabled_admin(runner, email: str):
+    """`flask ensure-admin` when the one admin, `email`, is disabled; its output."""
     from tests.conftest import make_user
 
-    make_user("admin@example.com", "admin", "admin-password").is_active_user = False
+    make_user(email, "admin", "admin-password").is_active_user = False
     db.session.commit()
 
     result = runner.invoke(args=["ensure-admin"])
     assert result.exit_code == 0, result.output
     assert "Every admin is disabled." in result.output
+    return result
+
+
+def test_ensure_admin_enables_a_disabled_admin_again_when_no_admin_is_active(runner, web):
+    result = _ensure_admin_with_only_a_disabled_admin(runner, "admin@example.com")
     assert "An admin already exists." not in result.output
     match = re.search(r"Enabled the admin again: (\S+) / password: (\S+)", result.output)
     assert match and match.group(1) == "admin@example.com"
@@ -138,14 +144,7 @@ def test_ensure_admin_enables_a_disabled_admin_again_when_no_admin_is_active(run
 
 
 def test_ensure_admin_creates_an_admin_when_every_other_admin_is_disabled(runner, web):
-    from tests.conftest import make_user
-
-    make_user("old@example.com", "admin", "admin-password").is_active_user = False
-    db.session.commit()
-
-    result = runner.invoke(args=["ensure-admin"])
-    assert result.exit_code == 0, result.output
-    assert "Every admin is disabled." in result.output
+    result = _ensure_admin_with_only_a_disabled_admin(runner, "old@example.com")
     match = re.search(r"Created an admin: (\S+) / password: (\S+)", result.output)
     assert match
     web.login(*match.groups())
