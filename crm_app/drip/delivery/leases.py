@@ -8,9 +8,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from crm_app.drip.common.activity import record_activity
+from crm_app.drip.common.activity import activity_row, record_activities
 from crm_app.drip.common.sql import is_postgres
-from crm_app.models import Campaign, Contact, Enrollment, Message
+from crm_app.models import Contact, Message
 
 
 def release_expired_queued(session, now: datetime, cutoff: datetime, limit: int) -> list[int]:
@@ -46,17 +46,25 @@ def mark_in_doubt(session, now: datetime, cutoff: datetime) -> int:
             .returning(table.c.id, table.c.contact_id, table.c.campaign_id, table.c.enrollment_id)
         )
     )
-    for row in doubtful:
-        contact = session.get(Contact, row.contact_id)
-        if contact is None:
-            continue
-        record_activity(
-            session,
-            contact,
-            "email_in_doubt",
-            f"Email #{row.id} may or may not have been sent (the worker stopped mid-send)",
-            actor="system:tick",
-            campaign=session.get(Campaign, row.campaign_id),
-            enrollment=session.get(Enrollment, row.enrollment_id),
-        )
+    if not doubtful:
+        return 0
+    # The timeline rows in one INSERT, not three reads a row (a kill leaves dozens).
+    ids = {row.contact_id for row in doubtful}
+    known = set(session.scalars(sa.select(Contact.id).where(Contact.id.in_(ids))))
+    record_activities(
+        session,
+        [
+            activity_row(
+                row.contact_id,
+                "email_in_doubt",
+                f"Email #{row.id} may or may not have been sent (the worker stopped mid-send)",
+                actor="system:tick",
+                campaign_id=row.campaign_id,
+                enrollment_id=row.enrollment_id,
+                created_at=now,
+            )
+            for row in doubtful
+            if row.contact_id in known
+        ],
+    )
     return len(doubtful)
