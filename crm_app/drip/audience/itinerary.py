@@ -56,12 +56,12 @@ class Itinerary:
     blocked: str | None = None
     cap: FrequencyCap | None = None
 
-    def date_of(self, enrollment: Enrollment) -> datetime | None:
+    def next_email_at(self, enrollment: Enrollment) -> datetime | None:
         """When the enrolment's current email goes, as listed here (after the window and
-        the cap: what the campaign panel shows); None when it is not listed."""
+        the cap: what the campaign panel shows); its due date when it is not listed."""
         return next(
             (i.at for i in self.items if i.step.id == enrollment.current_step_id and i.at),
-            None,
+            enrollment.next_send_at,
         )
 
 
